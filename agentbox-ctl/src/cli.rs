@@ -1,0 +1,391 @@
+//! The `agentbox-ctl` command line: argument definitions and what each command prints.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agentbox_protocol::ctl::{CtlRequest, CtlResponse, LogLine, SessionSpec, StatusReport, UnitStatus, WaitReadyReport};
+use agentbox_protocol::logging::LogFormat;
+use clap::{Args, Parser, Subcommand};
+
+use crate::client::{self, ClientError};
+use crate::config;
+use crate::paths::Paths;
+
+/// Exit code: the daemon could not be reached.
+pub const EXIT_UNREACHABLE: u8 = 3;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success (for wait-ready: every unit is ready; for run-task --wait: the task succeeded)
+  1  the request failed: a unit failed or timed out, a task failed, an unknown name, a bad config
+  2  bad command-line usage
+  3  the daemon could not be reached
+
+Environment: AGENTBOX_WORKSPACE, AGENTBOX_RUN_DIR, AGENTBOX_STATE_DIR, AGENTBOX_LOG_DIR,
+AGENTBOX_CONFIG (see DESIGN.md §2); RUST_LOG filters the daemon's own log.";
+
+/// The in-box supervisor of agentbox.yaml services and tasks, agent tmux sessions, and
+/// the CLI the agent uses.
+#[derive(Debug, Parser)]
+#[command(name = "agentbox-ctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Log format of the daemon's own messages (stderr).
+    #[arg(long, global = true, default_value = "pretty", value_name = "pretty|json")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run the supervisor daemon in the foreground (one per box).
+    Daemon,
+    /// Show every service and task.
+    Status {
+        /// Print JSON (an object with `daemon` and `units`).
+        #[arg(long, short)]
+        json: bool,
+    },
+    /// Wait until units are ready; exit 0 when they are, 1 when one failed or time ran out.
+    WaitReady {
+        /// Units to wait for (default: every task and every autostart service).
+        units: Vec<String>,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 60_000, value_name = "MS")]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long, short)]
+        json: bool,
+    },
+    /// Print a unit's log.
+    Logs {
+        /// Unit name.
+        name: String,
+        /// Number of latest lines to print first.
+        #[arg(long, short = 'n', default_value_t = 200)]
+        tail: u32,
+        /// Keep printing new lines (across log rotation) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Start a unit (a service waits for its `needs`).
+    Start(NameArg),
+    /// Stop a unit: SIGTERM to its process group, SIGKILL after its grace period.
+    Stop(NameArg),
+    /// Stop, then start a unit.
+    Restart(NameArg),
+    /// Re-read agentbox.yaml: start new units, stop removed ones, restart changed ones.
+    Reload,
+    /// Run a task now.
+    RunTask {
+        /// Task name.
+        name: String,
+        /// Run even if its run_once marker or check says it already ran.
+        #[arg(long)]
+        force: bool,
+        /// Wait for the task to finish; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+        /// Print JSON.
+        #[arg(long, short)]
+        json: bool,
+    },
+    /// Check an agentbox.yaml without running it.
+    Validate {
+        /// The file (default: $AGENTBOX_CONFIG or $AGENTBOX_WORKSPACE/agentbox.yaml).
+        path: Option<PathBuf>,
+    },
+    /// Agent sessions in tmux.
+    #[command(subcommand)]
+    Session(SessionCmd),
+    /// Stop every unit and the daemon.
+    Shutdown,
+    /// Internal: load a session's environment file, then exec the command.
+    #[command(hide = true)]
+    SessionExec {
+        /// The 0600 JSON file written by the daemon (deleted after reading).
+        #[arg(long)]
+        env_file: PathBuf,
+        /// The command.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+/// A unit name.
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Unit name.
+    pub name: String,
+}
+
+/// `session …`
+#[derive(Debug, Subcommand)]
+pub enum SessionCmd {
+    /// Start a detached tmux session running a command.
+    Start {
+        /// Session name (letters, digits, `_`, `-`).
+        name: String,
+        /// Working directory, relative to the workspace.
+        #[arg(long)]
+        cwd: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// List sessions.
+    List {
+        /// Print JSON.
+        #[arg(long, short)]
+        json: bool,
+    },
+    /// Kill a session (exact name).
+    Kill {
+        /// Session name.
+        name: String,
+    },
+}
+
+/// Runs a client command (everything but `daemon`).
+pub async fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
+    match run_inner(cmd, paths).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("agentbox-ctl: {e}");
+            match e {
+                ClientError::Unreachable { .. } | ClientError::Handshake(_) => ExitCode::from(EXIT_UNREACHABLE),
+                _ => ExitCode::from(1),
+            }
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    println!("{text}");
+}
+
+fn unexpected(r: &CtlResponse) -> ClientError {
+    ClientError::Unexpected(format!("{r:?}"))
+}
+
+async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
+    let socket = paths.ctl_socket();
+    match cmd {
+        Cmd::Daemon | Cmd::SessionExec { .. } => unreachable!("handled in main"),
+        Cmd::Validate { path } => Ok(validate(path.as_ref().unwrap_or(&paths.config))),
+        Cmd::Status { json } => match client::call(&socket, CtlRequest::Status).await? {
+            CtlResponse::Status(report) => {
+                if json {
+                    print_json(&report);
+                } else {
+                    print_status(&report);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => Err(unexpected(&other)),
+        },
+        Cmd::WaitReady { units, timeout, json } => {
+            match client::call(&socket, CtlRequest::WaitReady { units, timeout_ms: timeout }).await? {
+                CtlResponse::WaitReady(report) => {
+                    if json {
+                        print_json(&report);
+                    } else {
+                        print_wait(&report);
+                    }
+                    Ok(if report.ready { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Cmd::Start(NameArg { name }) => unit_command(&socket, CtlRequest::Start { name }).await,
+        Cmd::Stop(NameArg { name }) => unit_command(&socket, CtlRequest::Stop { name }).await,
+        Cmd::Restart(NameArg { name }) => unit_command(&socket, CtlRequest::Restart { name }).await,
+        Cmd::RunTask { name, force, wait, json } => {
+            match client::call(&socket, CtlRequest::RunTask { name, force, wait }).await? {
+                CtlResponse::Unit(u) => {
+                    if json {
+                        print_json(&u);
+                    } else {
+                        println!("{}", unit_line(&u));
+                    }
+                    let ok = !wait || u.ready;
+                    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Cmd::Reload => match client::call(&socket, CtlRequest::Reload).await? {
+            CtlResponse::Reload(r) => {
+                for w in &r.warnings {
+                    eprintln!("{w}");
+                }
+                let list = |v: &[String]| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
+                println!("added: {}\nremoved: {}\nchanged: {}", list(&r.added), list(&r.removed), list(&r.changed));
+                Ok(ExitCode::SUCCESS)
+            }
+            other => Err(unexpected(&other)),
+        },
+        Cmd::Logs { name, tail, follow } => logs(&socket, name, tail, follow).await,
+        Cmd::Session(SessionCmd::Start { name, cwd, argv }) => {
+            let spec = SessionSpec { name, cwd, argv, env: Vec::new() };
+            match client::call(&socket, CtlRequest::SessionStart(spec)).await? {
+                CtlResponse::Sessions(s) => {
+                    for s in s {
+                        println!("session `{}` started", s.name);
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => Err(unexpected(&other)),
+            }
+        }
+        Cmd::Session(SessionCmd::List { json }) => match client::call(&socket, CtlRequest::SessionList).await? {
+            CtlResponse::Sessions(s) => {
+                if json {
+                    print_json(&s);
+                } else if s.is_empty() {
+                    println!("no sessions");
+                } else {
+                    println!("{:<20} {:<8} {:<9} STARTED", "NAME", "RUNNING", "ATTACHED");
+                    for s in s {
+                        println!("{:<20} {:<8} {:<9} {}", s.name, if s.running { "yes" } else { "no" }, s.attached, s.started_at_ms.map_or("-".into(), ago));
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            other => Err(unexpected(&other)),
+        },
+        Cmd::Session(SessionCmd::Kill { name }) => match client::call(&socket, CtlRequest::SessionKill { name: name.clone() }).await? {
+            CtlResponse::Done => {
+                println!("session `{name}` killed");
+                Ok(ExitCode::SUCCESS)
+            }
+            other => Err(unexpected(&other)),
+        },
+        Cmd::Shutdown => match client::call(&socket, CtlRequest::Shutdown).await? {
+            CtlResponse::Done => Ok(ExitCode::SUCCESS),
+            other => Err(unexpected(&other)),
+        },
+    }
+}
+
+async fn unit_command(socket: &std::path::Path, request: CtlRequest) -> Result<ExitCode, ClientError> {
+    match client::call(socket, request).await? {
+        CtlResponse::Unit(u) => {
+            println!("{}", unit_line(&u));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(&other)),
+    }
+}
+
+async fn logs(socket: &std::path::Path, name: String, tail: u32, follow: bool) -> Result<ExitCode, ClientError> {
+    let mut c = client::Client::connect(socket).await?;
+    c.send(CtlRequest::Logs { name, tail, follow }).await?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        match c.next().await {
+            Ok(CtlResponse::LogLines(lines)) => {
+                for l in &lines {
+                    if writeln!(out, "{}", log_line(l)).is_err() {
+                        return Ok(ExitCode::SUCCESS); // stdout closed (e.g. `| head`)
+                    }
+                }
+                let _ = out.flush();
+            }
+            Ok(CtlResponse::End) | Err(ClientError::NoAnswer) => return Ok(ExitCode::SUCCESS),
+            Ok(other) => return Err(unexpected(&other)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn log_line(l: &LogLine) -> String {
+    format!("{} {} {}", clock(l.ts_ms), l.stream.tag(), l.line)
+}
+
+/// `HH:MM:SS.mmm` (UTC) of an epoch-millisecond timestamp.
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}.{:03}", (s / 3600) % 24, (s / 60) % 60, s % 60, ms % 1000)
+}
+
+fn ago(ms: u64) -> String {
+    let secs = agentbox_protocol::now_millis().saturating_sub(ms) / 1000;
+    match secs {
+        0..60 => format!("{secs}s ago"),
+        60..3600 => format!("{}m ago", secs / 60),
+        3600..86400 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+fn unit_line(u: &UnitStatus) -> String {
+    let pid = u.pid.map_or(String::new(), |p| format!(" (pid {p})"));
+    let detail = u.detail.as_ref().map_or(String::new(), |d| format!(" — {d}"));
+    format!("{}: {}{pid}{detail}", u.name, u.state)
+}
+
+fn print_status(r: &StatusReport) {
+    if let Some(e) = &r.daemon.config_error {
+        println!("CONFIG ERROR (no units running; fix the file, then `agentbox-ctl reload`):\n{e}\n");
+    }
+    if r.units.is_empty() {
+        println!("no services or tasks configured ({})", r.daemon.config_path);
+        return;
+    }
+    println!("{:<20} {:<8} {:<9} {:<8} {:<8} DETAIL", "NAME", "KIND", "STATE", "PID", "RESTARTS");
+    for u in &r.units {
+        let kind = match u.kind {
+            agentbox_protocol::ctl::UnitKind::Service => "service",
+            agentbox_protocol::ctl::UnitKind::Task => "task",
+        };
+        let mut detail = u.detail.clone().unwrap_or_default();
+        if let Some(e) = &u.expose {
+            detail = format!("{}port {}{}", if detail.is_empty() { String::new() } else { format!("{detail}; ") }, e.port, if e.default { " (default)" } else { "" });
+        }
+        println!(
+            "{:<20} {:<8} {:<9} {:<8} {:<8} {}",
+            u.name,
+            kind,
+            u.state.as_str(),
+            u.pid.map_or("-".into(), |p| p.to_string()),
+            u.restarts,
+            detail
+        );
+    }
+}
+
+fn print_wait(r: &WaitReadyReport) {
+    if r.ready {
+        println!("ready");
+        return;
+    }
+    println!("not ready");
+    for p in &r.failed {
+        println!("  failed: {}: {}", p.name, p.reason);
+    }
+    for p in &r.timed_out {
+        println!("  timed out: {}: {}", p.name, p.reason);
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{w}");
+            }
+            let services = c.units.iter().filter(|u| u.kind == agentbox_protocol::ctl::UnitKind::Service).count();
+            println!("{}: OK: {services} service(s), {} task(s)", path.display(), c.units.len() - services);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}

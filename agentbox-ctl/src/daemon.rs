@@ -1,0 +1,132 @@
+//! `agentbox-ctl daemon`: single-instance lock, socket, supervisor, graceful shutdown.
+//!
+//! Order matters: the lock is taken first (a second daemon refuses to start instead of
+//! stealing the socket), the socket is bound before any unit is spawned, and on SIGTERM,
+//! SIGINT or a `Shutdown` request every unit's process group is stopped before exit.
+//! A broken config does not stop the daemon: it runs with no units and reports the error
+//! through `status`, and `reload` picks up the fixed file.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use nix::fcntl::{Flock, FlockArg};
+use tokio::net::UnixListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config;
+use crate::logs::DEFAULT_MAX_BYTES;
+use crate::paths::Paths;
+use crate::server::{self, Context};
+use crate::session::Tmux;
+use crate::supervisor::{Command, Supervisor};
+
+/// Takes the single-instance lock, recording our pid in the lock file.
+fn lock(paths: &Paths) -> anyhow::Result<Flock<File>> {
+    let path = paths.lock_file();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut locked) => {
+            locked.set_len(0)?;
+            writeln!(locked, "{}", std::process::id())?;
+            Ok(locked)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "another agentbox-ctl daemon is already running (pid {}; lock {})",
+                pid.trim(),
+                path.display()
+            )
+        }
+        Err((_, e)) => bail!("cannot lock {}: {e}", path.display()),
+    }
+}
+
+fn create_dir(path: &Path, mode: u32) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+/// Binds `ctl.sock` with mode 0600, replacing a stale socket (safe: we hold the lock).
+fn bind(paths: &Paths) -> anyhow::Result<UnixListener> {
+    let socket = paths.ctl_socket();
+    match std::fs::remove_file(&socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot remove stale {}", socket.display())),
+    }
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(&socket);
+    nix::sys::stat::umask(old_umask);
+    let listener = listener.with_context(|| format!("cannot listen on {}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Runs the daemon until a signal or a `Shutdown` request.
+pub async fn run(paths: Paths) -> anyhow::Result<()> {
+    create_dir(&paths.run_dir, 0o700)?;
+    create_dir(&paths.log_dir, 0o755)?;
+    let _lock = lock(&paths)?;
+    if let Err(e) = create_dir(&paths.state_dir, 0o755) {
+        tracing::warn!("{e:#}; run_once markers will not persist");
+    }
+
+    let loaded = config::load(&paths.config);
+    match &loaded {
+        Ok(c) => {
+            for w in &c.warnings {
+                tracing::warn!("{w}");
+            }
+            let services = c.units.iter().filter(|u| u.kind == agentbox_protocol::ctl::UnitKind::Service).count();
+            tracing::info!(config = %paths.config.display(), services, tasks = c.units.len() - services, "config loaded");
+        }
+        Err(e) => tracing::error!("config not loaded, running with no units until `agentbox-ctl reload`:\n{e}"),
+    }
+    let log_max = std::env::var("AGENTBOX_LOG_MAX_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_BYTES);
+
+    let listener = bind(&paths)?;
+    let tmux = Tmux::new(&paths).context("cannot write the tmux config")?;
+    let (supervisor, handle) = Supervisor::new(paths.clone(), loaded, log_max);
+    let supervisor_task = tokio::spawn(supervisor.run());
+    let shutdown = CancellationToken::new();
+    let ctx = Context { supervisor: handle.clone(), paths: paths.clone(), tmux, shutdown: shutdown.clone() };
+    let server_task = tokio::spawn(server::serve(listener, ctx));
+    tracing::info!(socket = %paths.ctl_socket().display(), pid = std::process::id(), "agentbox-ctl daemon listening");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        () = shutdown.cancelled() => tracing::info!("shutdown requested"),
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+    shutdown.cancel();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    if handle.send(Command::Shutdown(tx)).await.is_some() {
+        // Every unit gets its grace period; SIGKILL cannot be resisted beyond that.
+        if tokio::time::timeout(Duration::from_secs(60), rx).await.is_err() {
+            tracing::warn!("units did not stop within 60 s");
+        }
+    }
+    let _ = std::fs::remove_file(paths.ctl_socket());
+    server_task.abort();
+    supervisor_task.abort();
+    tracing::info!("stopped");
+    Ok(())
+}

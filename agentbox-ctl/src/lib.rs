@@ -1,0 +1,20 @@
+//! `agentbox-ctl`: the in-box supervisor and the CLI that talks to it.
+//!
+//! - [`config`]: `agentbox.yaml` → units, with `file:line:col` errors.
+//! - [`supervisor`]: the unit state machine, process groups, probes, restarts, run_once.
+//! - [`logs`]: per-unit log files with rotation; tail and follow.
+//! - [`session`]: agent sessions on the box's private tmux server.
+//! - [`server`] / [`client`]: the two ends of `ctl.sock`.
+//! - [`daemon`]: lock, socket, signals, shutdown.
+//! - [`cli`]: argument parsing and output.
+//! - [`paths`]: the environment contract.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod daemon;
+pub mod logs;
+pub mod paths;
+pub mod server;
+pub mod session;
+pub mod supervisor;

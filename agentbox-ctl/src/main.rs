@@ -1,0 +1,37 @@
+//! `agentbox-ctl` entry point: parse arguments, set up logging, hand over to the library.
+
+use std::process::ExitCode;
+
+use agentbox_ctl::cli::{self, Cli, Cmd};
+use agentbox_ctl::paths::Paths;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::SessionExec { env_file, argv } = &cli.command {
+        let err = agentbox_ctl::session::exec_with_env_file(env_file, argv);
+        eprintln!("agentbox-ctl session-exec: {err}");
+        return ExitCode::from(127);
+    }
+    agentbox_protocol::logging::init(cli.log_format, "info");
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agentbox-ctl: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let paths = Paths::from_env();
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Daemon => match agentbox_ctl::daemon::run(paths).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("agentbox-ctl daemon: {e:#}");
+                    ExitCode::from(1)
+                }
+            },
+            other => cli::run(other, &paths).await,
+        }
+    })
+}

@@ -1,0 +1,847 @@
+//! The supervisor: one task that owns every unit's state.
+//!
+//! Commands (from socket clients) and events (a process exited, a probe passed, a backoff
+//! timer fired) arrive on channels and are handled one at a time, so the state machine
+//! has no locks. Every launch bumps the unit's *generation*; an event from an older
+//! generation is ignored, which is what makes stop/restart/reload race-free. After each
+//! step the scheduler starts whatever became startable, and a fresh status snapshot is
+//! published on a `watch` channel for `status` and `wait-ready`.
+
+pub mod probe;
+pub mod process;
+pub mod runonce;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentbox_protocol::ctl::{
+    DaemonInfo, Exposure, LogStream, ReloadReport, StatusReport, UnitKind, UnitState, UnitStatus,
+};
+use agentbox_protocol::{now_millis, ErrorCode, ErrorReply};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+
+use crate::config::{self, Config, OnTimeout, ProbeKind, RestartPolicy, RunOnce, UnitSpec};
+use crate::logs::UnitLog;
+use crate::paths::Paths;
+use process::Exit;
+
+/// Replies carry a status or an error for the client.
+pub type Reply<T> = oneshot::Sender<Result<T, ErrorReply>>;
+
+/// Requests to the supervisor.
+pub enum Command {
+    /// Start a service (honouring its needs) or run a task.
+    Start(String, Reply<UnitStatus>),
+    /// Stop a unit; replies once it has stopped.
+    Stop(String, Reply<UnitStatus>),
+    /// Stop then start; replies once it has been started again.
+    Restart(String, Reply<UnitStatus>),
+    /// Run a task; with `wait`, replies when it has finished.
+    RunTask {
+        /// Task name.
+        name: String,
+        /// Ignore run_once.
+        force: bool,
+        /// Reply when finished rather than when started.
+        wait: bool,
+        /// Where the status goes.
+        reply: Reply<UnitStatus>,
+    },
+    /// Re-read the config.
+    Reload(Reply<ReloadReport>),
+    /// Stop everything; replies when every process is gone.
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum Event {
+    Exited { name: String, gen: u64, exit: Exit },
+    SpawnFailed { name: String, gen: u64, error: String },
+    Probe { name: String, gen: u64, result: Result<(), String> },
+    RestartDue { name: String, gen: u64 },
+    Stable { name: String, gen: u64 },
+    Gate { name: String, gen: u64, skip: Option<String> },
+}
+
+/// What to do when the current process of a unit has exited.
+enum AfterExit {
+    Nothing,
+    Remove,
+    Replace(Box<UnitSpec>),
+    Restart,
+}
+
+struct Unit {
+    spec: UnitSpec,
+    log: UnitLog,
+    state: UnitState,
+    gen: u64,
+    wanted: bool,
+    force: bool,
+    ready: bool,
+    pid: Option<u32>,
+    restarts: u32,
+    delay: Option<Duration>,
+    exit: Option<Exit>,
+    started: Option<Instant>,
+    started_at_ms: Option<u64>,
+    finished_at_ms: Option<u64>,
+    next_restart_at_ms: Option<u64>,
+    blocked_on: Vec<String>,
+    detail: Option<String>,
+    stopping: bool,
+    after_exit: AfterExit,
+    waiters: Vec<Reply<UnitStatus>>,
+    probe: Option<AbortHandle>,
+}
+
+impl Unit {
+    fn new(spec: UnitSpec, paths: &Paths, log_max: u64) -> Self {
+        let log = UnitLog::new(&spec.name, paths.unit_log(&spec.name), log_max);
+        let wanted = spec.kind == UnitKind::Task || spec.autostart;
+        Self {
+            spec,
+            log,
+            state: UnitState::Pending,
+            gen: 0,
+            wanted,
+            force: false,
+            ready: false,
+            pid: None,
+            restarts: 0,
+            delay: None,
+            exit: None,
+            started: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            next_restart_at_ms: None,
+            blocked_on: Vec::new(),
+            detail: (!wanted).then(|| "autostart is off".to_string()),
+            stopping: false,
+            after_exit: AfterExit::Nothing,
+            waiters: Vec::new(),
+            probe: None,
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.pid.is_some()
+    }
+
+    /// Whether units that need this one may start.
+    fn satisfied(&self) -> bool {
+        match self.spec.kind {
+            UnitKind::Service => self.ready,
+            UnitKind::Task => self.state == UnitState::Exited && self.exit.is_none_or(Exit::success),
+        }
+    }
+
+    /// Whether units that need this one can never start without intervention.
+    fn failed(&self) -> bool {
+        matches!(self.state, UnitState::Failed | UnitState::Skipped)
+            || (self.spec.kind == UnitKind::Task && self.state == UnitState::Stopped)
+    }
+
+    fn status(&self) -> UnitStatus {
+        UnitStatus {
+            name: self.spec.name.clone(),
+            kind: self.spec.kind,
+            state: self.state,
+            ready: self.satisfied(),
+            autostart: self.spec.kind == UnitKind::Task || self.spec.autostart,
+            pid: self.pid,
+            restarts: self.restarts,
+            exit_code: self.exit.and_then(|e| e.code),
+            exit_signal: self.exit.and_then(|e| e.signal).map(process::signal_name),
+            started_at_ms: self.started_at_ms,
+            finished_at_ms: self.finished_at_ms,
+            next_restart_at_ms: self.next_restart_at_ms,
+            blocked_on: self.blocked_on.clone(),
+            detail: self.detail.clone(),
+            expose: self.spec.expose.map(|e| Exposure { port: e.port, default: e.default }),
+            command: self.spec.command.display(),
+        }
+    }
+
+    fn note(&self, text: &str) {
+        if let Err(e) = self.log.append(LogStream::Ctl, text) {
+            tracing::warn!(unit = %self.spec.name, error = %e, "cannot write unit log");
+        }
+    }
+
+    /// SIGTERM to the unit's group now, SIGKILL after its grace period; the exit arrives
+    /// later as an event of the current generation.
+    fn terminate(&mut self) {
+        if let Some(p) = self.probe.take() {
+            p.abort();
+        }
+        if let Some(pgid) = self.pid {
+            self.stopping = true;
+            self.detail = Some("stopping".into());
+            tokio::spawn(process::end_group(pgid, self.spec.stop_grace));
+        }
+    }
+
+    fn fire_waiters(&mut self) {
+        let status = self.status();
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Ok(status.clone()));
+        }
+    }
+}
+
+/// A cheap, cloneable handle to the supervisor task.
+#[derive(Clone)]
+pub struct Handle {
+    commands: mpsc::Sender<Command>,
+    status: watch::Receiver<Arc<StatusReport>>,
+}
+
+impl Handle {
+    /// Sends a command; `None` when the supervisor has shut down.
+    pub async fn send(&self, cmd: Command) -> Option<()> {
+        self.commands.send(cmd).await.ok()
+    }
+
+    /// Runs a request/reply command.
+    pub async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorReply> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || ErrorReply::new(ErrorCode::Internal, "the supervisor is shutting down");
+        self.send(make(tx)).await.ok_or_else(gone)?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// The latest status snapshot.
+    pub fn status(&self) -> Arc<StatusReport> {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every new snapshot.
+    pub fn watch(&self) -> watch::Receiver<Arc<StatusReport>> {
+        self.status.clone()
+    }
+}
+
+/// The state the supervisor task owns.
+pub struct Supervisor {
+    paths: Paths,
+    log_max: u64,
+    units: Vec<Unit>,
+    daemon: DaemonInfo,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    commands: mpsc::Receiver<Command>,
+    status: watch::Sender<Arc<StatusReport>>,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Supervisor {
+    /// Builds the supervisor from a loaded config (or the error that prevented loading:
+    /// then it runs with no units and reports the error in `status`). Call [`Supervisor::run`]
+    /// to start it.
+    pub fn new(paths: Paths, loaded: Result<Config, config::ConfigError>, log_max: u64) -> (Self, Handle) {
+        let (commands_tx, commands) = mpsc::channel(64);
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let (config, config_error) = match loaded {
+            Ok(c) => (c, None),
+            Err(e) => (Config::default(), Some(e.to_string())),
+        };
+        let daemon = DaemonInfo {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config_path: paths.config.display().to_string(),
+            config_error,
+            config_warnings: config.warnings.clone(),
+        };
+        let units: Vec<Unit> = config.units.into_iter().map(|s| Unit::new(s, &paths, log_max)).collect();
+        let initial = Arc::new(StatusReport { daemon: daemon.clone(), units: units.iter().map(Unit::status).collect() });
+        let (status, status_rx) = watch::channel(initial);
+        let sup = Self { paths, log_max, units, daemon, events_tx, events, commands, status, shutdown: None };
+        (sup, Handle { commands: commands_tx, status: status_rx })
+    }
+
+    /// Runs until a `Shutdown` command has stopped every unit (or every handle is gone).
+    pub async fn run(mut self) {
+        self.schedule();
+        self.publish();
+        loop {
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.handle_command(cmd),
+                    None => {
+                        let (tx, _rx) = oneshot::channel();
+                        self.handle_command(Command::Shutdown(tx));
+                    }
+                },
+                Some(ev) = self.events.recv() => self.handle_event(ev),
+            }
+            if self.shutdown.is_some() && !self.units.iter().any(Unit::alive) {
+                self.publish();
+                if let Some(done) = self.shutdown.take() {
+                    let _ = done.send(());
+                }
+                return;
+            }
+            if self.shutdown.is_none() {
+                self.schedule();
+            }
+            self.publish();
+        }
+    }
+
+    fn publish(&self) {
+        let report = StatusReport { daemon: self.daemon.clone(), units: self.units.iter().map(Unit::status).collect() };
+        self.status.send_if_modified(|old| {
+            if **old == report {
+                false
+            } else {
+                *old = Arc::new(report);
+                true
+            }
+        });
+    }
+
+    fn index(&self, name: &str) -> Result<usize, ErrorReply> {
+        self.units
+            .iter()
+            .position(|u| u.spec.name == name && !matches!(u.after_exit, AfterExit::Remove))
+            .ok_or_else(|| ErrorReply::new(ErrorCode::NotFound, format!("no unit named `{name}` (see `agentbox-ctl status`)")))
+    }
+
+    fn handle_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Start(name, reply) => {
+                let result = self.index(&name).and_then(|i| self.start(i));
+                let _ = reply.send(result);
+            }
+            Command::Stop(name, reply) => match self.index(&name) {
+                Ok(i) => self.stop(i, reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::Restart(name, reply) => match self.index(&name) {
+                Ok(i) if self.units[i].alive() => {
+                    let unit = &mut self.units[i];
+                    unit.after_exit = AfterExit::Restart;
+                    unit.waiters.push(reply);
+                    unit.terminate();
+                }
+                Ok(i) => {
+                    self.units[i].state = UnitState::Stopped;
+                    let result = self.start(i);
+                    let _ = reply.send(result);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::RunTask { name, force, wait, reply } => {
+                let i = match self.index(&name) {
+                    Ok(i) if self.units[i].spec.kind == UnitKind::Task => i,
+                    Ok(_) => {
+                        let _ = reply.send(Err(ErrorReply::new(ErrorCode::BadRequest, format!("`{name}` is a service, not a task: use `start` or `restart`"))));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                };
+                let unit = &mut self.units[i];
+                if !unit.alive() && unit.state != UnitState::Starting {
+                    unit.state = UnitState::Pending;
+                    unit.wanted = true;
+                    unit.force = force;
+                    unit.detail = None;
+                }
+                if wait {
+                    unit.waiters.push(reply);
+                    self.schedule();
+                } else {
+                    self.schedule();
+                    let _ = reply.send(Ok(self.units[i].status()));
+                }
+            }
+            Command::Reload(reply) => {
+                let result = self.reload();
+                let _ = reply.send(result);
+            }
+            Command::Shutdown(done) => {
+                self.shutdown = Some(done);
+                for unit in &mut self.units {
+                    unit.wanted = false;
+                    if unit.alive() {
+                        unit.terminate();
+                    } else {
+                        unit.gen += 1; // cancels a pending restart or run_once check
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, i: usize) -> Result<UnitStatus, ErrorReply> {
+        let unit = &mut self.units[i];
+        if unit.alive() || unit.state == UnitState::Starting {
+            let pid = unit.pid.map_or(String::new(), |p| format!(" (pid {p})"));
+            return Err(ErrorReply::new(
+                ErrorCode::Conflict,
+                format!("`{}` is already {}{pid}: use `restart`", unit.spec.name, unit.state),
+            ));
+        }
+        unit.gen += 1; // cancels a pending backoff restart
+        unit.state = UnitState::Pending;
+        unit.wanted = true;
+        unit.restarts = 0;
+        unit.delay = None;
+        unit.next_restart_at_ms = None;
+        unit.detail = None;
+        self.schedule();
+        Ok(self.units[i].status())
+    }
+
+    fn stop(&mut self, i: usize, reply: Reply<UnitStatus>) {
+        let unit = &mut self.units[i];
+        unit.wanted = false;
+        if unit.alive() {
+            unit.waiters.push(reply);
+            unit.terminate();
+        } else {
+            unit.gen += 1; // cancels a pending restart or run_once check
+            unit.state = UnitState::Stopped;
+            unit.next_restart_at_ms = None;
+            unit.detail = Some("stopped on request".into());
+            let _ = reply.send(Ok(unit.status()));
+        }
+    }
+
+    /// Starts every wanted pending unit whose needs are met; marks blocked ones.
+    fn schedule(&mut self) {
+        loop {
+            let mut changed = false;
+            for i in 0..self.units.len() {
+                if self.units[i].state != UnitState::Pending || !self.units[i].wanted {
+                    continue;
+                }
+                if matches!(self.units[i].after_exit, AfterExit::Remove) {
+                    continue;
+                }
+                let mut unmet = Vec::new();
+                let mut failed = Vec::new();
+                for need in &self.units[i].spec.needs {
+                    match self.units.iter().find(|u| &u.spec.name == need) {
+                        Some(dep) if dep.satisfied() => {}
+                        Some(dep) if dep.failed() => failed.push(need.clone()),
+                        _ => unmet.push(need.clone()),
+                    }
+                }
+                let unit = &mut self.units[i];
+                if !failed.is_empty() {
+                    let why = format!("needs {}, which failed", failed.join(", "));
+                    if unit.spec.kind == UnitKind::Task {
+                        unit.state = UnitState::Skipped;
+                        unit.detail = Some(why);
+                        unit.blocked_on.clear();
+                        unit.fire_waiters();
+                        changed = true;
+                    } else if unit.detail.as_deref() != Some(why.as_str()) {
+                        unit.blocked_on = failed;
+                        unit.detail = Some(why);
+                    }
+                } else if unmet.is_empty() {
+                    unit.blocked_on.clear();
+                    self.launch(i);
+                    changed = true;
+                } else {
+                    unit.detail = Some(format!("waiting for {}", unmet.join(", ")));
+                    unit.blocked_on = unmet;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    fn launch(&mut self, i: usize) {
+        let events = self.events_tx.clone();
+        let unit = &mut self.units[i];
+        unit.gen += 1;
+        unit.state = UnitState::Starting;
+        unit.detail = None;
+        unit.exit = None;
+        unit.next_restart_at_ms = None;
+        let gen = unit.gen;
+        let name = unit.spec.name.clone();
+        let force = std::mem::take(&mut unit.force);
+        if let (Some(rule), false) = (unit.spec.run_once.clone(), force) {
+            let cwd = unit.spec.resolved_cwd(&self.paths.workspace);
+            let marker = self.paths.task_marker(&name);
+            let fingerprint = runonce::fingerprint(&unit.spec.command, &cwd, &unit.spec.env);
+            let env = process::unit_env(&unit.spec.env, &name);
+            let log = unit.log.clone();
+            unit.detail = Some("checking run_once".into());
+            tokio::spawn(async move {
+                let skip = match rule {
+                    RunOnce::Marker => runonce::matches(&marker, &fingerprint)
+                        .then(|| "already ran with this command, cwd and env (run_once marker)".to_string()),
+                    RunOnce::Check(check) => {
+                        let argv = vec!["bash".to_string(), "-c".to_string(), check.clone()];
+                        let ok = match process::command(&argv, &cwd, &env).map(|c| process::spawn_logged(c, &log)) {
+                            Some(Ok((child, copier))) => process::wait_run(child, copier, Duration::from_secs(1)).await.success(),
+                            _ => false,
+                        };
+                        ok.then(|| format!("run_once check `{check}` passed"))
+                    }
+                };
+                let _ = events.send(Event::Gate { name, gen, skip });
+            });
+            return;
+        }
+        self.spawn_process(i);
+    }
+
+    fn spawn_process(&mut self, i: usize) {
+        let events = self.events_tx.clone();
+        let unit = &mut self.units[i];
+        let name = unit.spec.name.clone();
+        let gen = unit.gen;
+        let cwd = unit.spec.resolved_cwd(&self.paths.workspace);
+        let env = process::unit_env(&unit.spec.env, &name);
+        let argv = unit.spec.command.argv();
+        let lines = match unit.spec.ready_when.as_ref().map(|p| &p.kind) {
+            Some(ProbeKind::LogMatch(_)) => Some(unit.log.subscribe()),
+            _ => None,
+        };
+        let spawned = match process::command(&argv, &cwd, &env) {
+            None => Err("empty command".to_string()),
+            Some(cmd) => process::spawn_logged(cmd, &unit.log).map_err(|e| {
+                if cwd.is_dir() {
+                    format!("cannot run `{}`: {e}", argv[0])
+                } else {
+                    format!("working directory {} does not exist", cwd.display())
+                }
+            }),
+        };
+        let (child, copier) = match spawned {
+            Ok(pair) => pair,
+            Err(error) => {
+                let _ = events.send(Event::SpawnFailed { name, gen, error });
+                return;
+            }
+        };
+        let pid = child.id();
+        unit.pid = pid;
+        unit.started = Some(Instant::now());
+        unit.started_at_ms = Some(now_millis());
+        unit.finished_at_ms = None;
+        unit.note(&format!("started (pid {}): {}", pid.unwrap_or(0), unit.spec.command.display()));
+        let grace = unit.spec.stop_grace;
+        {
+            let events = events.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                let exit = process::wait_run(child, copier, grace).await;
+                let _ = events.send(Event::Exited { name, gen, exit });
+            });
+        }
+        match (unit.spec.kind, unit.spec.ready_when.clone()) {
+            (UnitKind::Task, _) => unit.state = UnitState::Running,
+            (UnitKind::Service, None) => {
+                unit.state = UnitState::Running;
+                unit.ready = true;
+            }
+            (UnitKind::Service, Some(probe)) => {
+                unit.state = UnitState::Starting;
+                let events = events.clone();
+                let name = name.clone();
+                let task = tokio::spawn(async move {
+                    let result = probe::run(&probe, lines).await;
+                    let _ = events.send(Event::Probe { name, gen, result });
+                });
+                unit.probe = Some(task.abort_handle());
+            }
+        }
+        if unit.spec.kind == UnitKind::Service {
+            let reset_after = unit.spec.backoff.reset_after;
+            tokio::spawn(async move {
+                tokio::time::sleep(reset_after).await;
+                let _ = events.send(Event::Stable { name, gen });
+            });
+        }
+    }
+
+    fn find_gen(&self, name: &str, gen: u64) -> Option<usize> {
+        self.units.iter().position(|u| u.spec.name == name && u.gen == gen)
+    }
+
+    fn handle_event(&mut self, ev: Event) {
+        match ev {
+            Event::Exited { name, gen, exit } => {
+                if let Some(i) = self.find_gen(&name, gen) {
+                    self.on_exit(i, exit);
+                }
+            }
+            Event::SpawnFailed { name, gen, error } => {
+                if let Some(i) = self.find_gen(&name, gen) {
+                    let unit = &mut self.units[i];
+                    unit.note(&error);
+                    unit.state = UnitState::Failed;
+                    unit.wanted = false;
+                    unit.detail = Some(error);
+                    unit.finished_at_ms = Some(now_millis());
+                    unit.fire_waiters();
+                }
+            }
+            Event::Probe { name, gen, result } => {
+                let Some(i) = self.find_gen(&name, gen) else { return };
+                let unit = &mut self.units[i];
+                if !unit.alive() || unit.stopping {
+                    return;
+                }
+                unit.probe = None;
+                match result {
+                    Ok(()) => {
+                        unit.state = UnitState::Ready;
+                        unit.ready = true;
+                        unit.detail = None;
+                        unit.note("ready");
+                    }
+                    Err(why) => self.on_probe_timeout(i, &why),
+                }
+            }
+            Event::RestartDue { name, gen } => {
+                if let Some(i) = self.find_gen(&name, gen) {
+                    let unit = &self.units[i];
+                    if unit.wanted && !unit.alive() && unit.state == UnitState::Exited {
+                        self.launch(i);
+                    }
+                }
+            }
+            Event::Stable { name, gen } => {
+                if let Some(i) = self.find_gen(&name, gen) {
+                    if self.units[i].alive() {
+                        self.units[i].delay = None;
+                    }
+                }
+            }
+            Event::Gate { name, gen, skip } => {
+                let Some(i) = self.find_gen(&name, gen) else { return };
+                match skip {
+                    Some(why) => {
+                        let unit = &mut self.units[i];
+                        unit.note(&format!("skipped: {why}"));
+                        unit.state = UnitState::Exited;
+                        unit.exit = Some(Exit { code: Some(0), signal: None });
+                        unit.detail = Some(format!("skipped: {why}"));
+                        unit.finished_at_ms = Some(now_millis());
+                        unit.fire_waiters();
+                    }
+                    None => self.spawn_process(i),
+                }
+            }
+        }
+    }
+
+    fn on_probe_timeout(&mut self, i: usize, why: &str) {
+        let events = self.events_tx.clone();
+        let unit = &mut self.units[i];
+        let Some(probe) = unit.spec.ready_when.clone() else { return };
+        match probe.on_timeout {
+            OnTimeout::Kill => {
+                unit.note(&format!("{why}; killing the service"));
+                unit.detail = Some(why.to_string());
+                if let Some(pgid) = unit.pid {
+                    tokio::spawn(process::end_group(pgid, unit.spec.stop_grace));
+                }
+            }
+            OnTimeout::MarkUnhealthy => {
+                unit.note(&format!("{why}; marked unhealthy, still probing"));
+                unit.state = UnitState::Running;
+                unit.detail = Some(format!("unhealthy: {why}"));
+                let (name, gen) = (unit.spec.name.clone(), unit.gen);
+                let task = tokio::spawn(async move {
+                    probe::until_ready(&probe).await;
+                    let _ = events.send(Event::Probe { name, gen, result: Ok(()) });
+                });
+                unit.probe = Some(task.abort_handle());
+            }
+        }
+    }
+
+    fn on_exit(&mut self, i: usize, exit: Exit) {
+        let unit = &mut self.units[i];
+        if let Some(p) = unit.probe.take() {
+            p.abort();
+        }
+        let ran_for = unit.started.map(|s| s.elapsed()).unwrap_or_default();
+        unit.pid = None;
+        unit.ready = false;
+        unit.exit = Some(exit);
+        unit.finished_at_ms = Some(now_millis());
+        unit.note(&exit.describe());
+        let stopping = std::mem::take(&mut unit.stopping);
+
+        match std::mem::replace(&mut unit.after_exit, AfterExit::Nothing) {
+            AfterExit::Remove => {
+                unit.state = UnitState::Stopped;
+                unit.fire_waiters();
+                self.units.remove(i);
+                return;
+            }
+            AfterExit::Replace(spec) => {
+                let waiters = std::mem::take(&mut unit.waiters);
+                *unit = Unit::new(*spec, &self.paths, self.log_max);
+                unit.waiters = waiters;
+                unit.fire_waiters();
+                return;
+            }
+            AfterExit::Restart => {
+                unit.state = UnitState::Stopped;
+                let waiters = std::mem::take(&mut unit.waiters);
+                let result = self.start(i);
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+                return;
+            }
+            AfterExit::Nothing => {}
+        }
+
+        if stopping || self.shutdown.is_some() {
+            unit.state = UnitState::Stopped;
+            unit.detail = Some("stopped on request".into());
+            unit.fire_waiters();
+            return;
+        }
+        match unit.spec.kind {
+            UnitKind::Task => {
+                if exit.success() {
+                    unit.state = UnitState::Exited;
+                    unit.detail = None;
+                    if unit.spec.run_once == Some(RunOnce::Marker) {
+                        let cwd = unit.spec.resolved_cwd(&self.paths.workspace);
+                        let fp = runonce::fingerprint(&unit.spec.command, &cwd, &unit.spec.env);
+                        if let Err(e) = runonce::write(&self.paths.task_marker(&unit.spec.name), &fp) {
+                            unit.note(&format!("could not write the run_once marker: {e}"));
+                        }
+                    }
+                } else {
+                    unit.state = UnitState::Failed;
+                    unit.detail = Some(exit.describe());
+                }
+                unit.wanted = false;
+                unit.fire_waiters();
+            }
+            UnitKind::Service => {
+                let restart = match unit.spec.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::OnFailure => !exit.success(),
+                    RestartPolicy::Never => false,
+                };
+                if !restart || !unit.wanted {
+                    unit.state = if exit.success() { UnitState::Exited } else { UnitState::Failed };
+                    unit.detail = Some(exit.describe());
+                    unit.wanted = false;
+                    unit.fire_waiters();
+                    return;
+                }
+                let b = unit.spec.backoff;
+                let delay = match unit.delay {
+                    Some(prev) if ran_for < b.reset_after => prev.mul_f64(b.factor).min(b.max),
+                    _ => b.initial,
+                };
+                unit.delay = Some(delay);
+                unit.restarts += 1;
+                unit.state = UnitState::Exited;
+                unit.next_restart_at_ms = Some(now_millis() + delay.as_millis() as u64);
+                unit.detail = Some(format!("{}; restarting in {}ms", exit.describe(), delay.as_millis()));
+                let (name, gen, events) = (unit.spec.name.clone(), unit.gen, self.events_tx.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = events.send(Event::RestartDue { name, gen });
+                });
+            }
+        }
+    }
+
+    fn reload(&mut self) -> Result<ReloadReport, ErrorReply> {
+        let config = match config::load(&self.paths.config) {
+            Ok(c) => c,
+            Err(e) => {
+                if self.daemon.config_error.is_some() {
+                    self.daemon.config_error = Some(e.to_string());
+                }
+                return Err(ErrorReply::new(ErrorCode::BadRequest, e.to_string()));
+            }
+        };
+        self.daemon.config_error = None;
+        self.daemon.config_warnings.clone_from(&config.warnings);
+        let mut report = ReloadReport { warnings: config.warnings.clone(), ..ReloadReport::default() };
+        let mut old: HashMap<String, Unit> = self
+            .units
+            .drain(..)
+            .map(|u| (u.spec.name.clone(), u))
+            .collect();
+        let mut next: Vec<Unit> = Vec::new();
+        for spec in config.units {
+            match old.remove(&spec.name) {
+                None => {
+                    report.added.push(spec.name.clone());
+                    next.push(Unit::new(spec, &self.paths, self.log_max));
+                }
+                Some(mut unit) if same_definition(&unit.spec, &spec) => {
+                    unit.spec.pos = spec.pos;
+                    if matches!(unit.after_exit, AfterExit::Remove) {
+                        unit.after_exit = AfterExit::Replace(Box::new(spec));
+                    } else if unit.state == UnitState::Skipped {
+                        unit.state = UnitState::Pending;
+                        unit.wanted = true;
+                        unit.detail = None;
+                    }
+                    next.push(unit);
+                }
+                Some(mut unit) => {
+                    report.changed.push(spec.name.clone());
+                    if unit.alive() {
+                        unit.after_exit = AfterExit::Replace(Box::new(spec));
+                        unit.terminate();
+                        next.push(unit);
+                    } else {
+                        unit.gen += 1;
+                        let waiters = std::mem::take(&mut unit.waiters);
+                        let mut fresh = Unit::new(spec, &self.paths, self.log_max);
+                        fresh.waiters = waiters;
+                        next.push(fresh);
+                    }
+                }
+            }
+        }
+        let mut removed: Vec<Unit> = old.into_values().collect();
+        removed.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        for mut unit in removed {
+            report.removed.push(unit.spec.name.clone());
+            unit.gen += u64::from(!unit.alive());
+            unit.wanted = false;
+            if unit.alive() {
+                unit.after_exit = AfterExit::Remove;
+                unit.terminate();
+                next.push(unit);
+            } else {
+                unit.fire_waiters();
+            }
+        }
+        self.units = next;
+        Ok(report)
+    }
+}
+
+/// Whether two specs define the same unit (positions aside).
+fn same_definition(a: &UnitSpec, b: &UnitSpec) -> bool {
+    let mut b = b.clone();
+    b.pos = a.pos;
+    *a == b
+}
+

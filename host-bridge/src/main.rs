@@ -1,0 +1,17 @@
+//! `agentbox` entry point.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = agentbox::cli::Cli::parse();
+    agentbox_protocol::logging::init(cli.log_format, "warn");
+    match agentbox::cli::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agentbox: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! `agentbox-protocol`: every type that crosses an agentbox process boundary.
+//!
+//! The box (`agentbox-ctl`, `agentbox-relay`) and the host (`agentbox`) share only this
+//! crate. It holds the message types and the codecs that carry them:
+//!
+//! - [`frame`]: the length-delimited bincode codec used on every Unix socket, with a
+//!   frame-size cap; garbage, oversized or truncated input is an error value.
+//! - [`hello`]: the `Hello` handshake that opens every socket connection, and the
+//!   version check that turns a mismatch into a message a user can act on.
+//! - [`ctl`]: `agentbox-ctl` CLI ↔ ctl daemon (unit status, logs, reload, tmux sessions).
+//! - [`bridge`]: box → host requests: ctl ↔ relay over `relay.sock` (bincode) and
+//!   host ↔ relay over HTTP (JSON poll / lease / progress / result).
+//! - [`status`]: the box status snapshot the host reads.
+//! - [`error`]: the error body shared by every boundary.
+//! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
+
+pub mod bridge;
+pub mod ctl;
+pub mod error;
+pub mod frame;
+pub mod hello;
+#[cfg(feature = "logging")]
+pub mod logging;
+pub mod status;
+
+pub use error::{ErrorCode, ErrorReply};
+pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
+pub use hello::{Hello, HandshakeError, VersionMismatch};
+
+/// Version of the wire protocol. Bump it whenever a bincode message changes shape: bincode
+/// is positional, so two sides with different message definitions must refuse each other
+/// at the handshake instead of misreading each other.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Milliseconds since the Unix epoch, the one timestamp representation on every wire.
+pub type EpochMillis = u64;
+
+/// The current time as [`EpochMillis`] (0 if the clock is before 1970).
+pub fn now_millis() -> EpochMillis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

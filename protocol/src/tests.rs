@@ -1,0 +1,292 @@
+//! Codec properties for every message type, garbage-input safety, and golden JSON shapes.
+
+use bytes::BytesMut;
+use proptest::prelude::*;
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::json;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::bridge::*;
+use crate::ctl::*;
+use crate::error::ErrorBody;
+use crate::status::BoxStatus;
+use crate::{ErrorCode, ErrorReply, FrameCodec, Hello};
+
+fn frame_round_trip<T>(value: &T)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
+{
+    let mut codec = FrameCodec::<T, T>::new();
+    let mut buf = BytesMut::new();
+    codec.encode(value.clone(), &mut buf).expect("encode");
+    let decoded = codec.decode(&mut buf).expect("decode").expect("a whole frame");
+    assert_eq!(&decoded, value);
+    assert!(buf.is_empty(), "the frame was not consumed whole");
+}
+
+fn json_round_trip<T>(value: &T)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let text = serde_json::to_string(value).expect("to json");
+    let back: T = serde_json::from_str(&text).expect("from json");
+    assert_eq!(&back, value);
+}
+
+/// Decoding arbitrary bytes as `T` must return, never panic, never allocate wildly.
+fn decode_garbage<T: DeserializeOwned>(bytes: &[u8]) {
+    let mut codec = FrameCodec::<T, T>::new();
+    let mut buf = BytesMut::from(bytes);
+    for _ in 0..8 {
+        match codec.decode(&mut buf) {
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = codec.decode_eof(&mut buf);
+}
+
+/// Every prefix of a valid frame is "need more" or an error, never a wrong value or panic.
+fn truncations<T>(value: &T)
+where
+    T: Serialize + DeserializeOwned + Clone,
+{
+    let mut codec = FrameCodec::<T, T>::new();
+    let mut full = BytesMut::new();
+    codec.encode(value.clone(), &mut full).expect("encode");
+    // Every cut point for small frames; an even sample of 64 for large ones.
+    let step = (full.len() / 64).max(1);
+    for cut in (0..full.len()).step_by(step).chain([full.len() - 1]) {
+        let mut part = BytesMut::from(&full[..cut]);
+        assert!(matches!(codec.decode(&mut part), Ok(None)), "prefix {cut} decoded early");
+        if cut > 0 {
+            assert!(codec.decode_eof(&mut part).is_err(), "prefix {cut} accepted at eof");
+        }
+    }
+}
+
+macro_rules! message_properties {
+    ($($name:ident: $ty:ty),* $(,)?) => {
+        mod frames {
+            use super::*;
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+                $(
+                    #[test]
+                    fn $name(value: $ty) {
+                        frame_round_trip(&value);
+                        json_round_trip(&value);
+                        truncations(&value);
+                    }
+                )*
+            }
+        }
+        mod garbage {
+            use super::*;
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+                $(
+                    #[test]
+                    fn $name(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                        decode_garbage::<$ty>(&bytes);
+                    }
+                )*
+            }
+        }
+        mod framed_garbage {
+            use super::*;
+            // Garbage inside a well-formed length prefix reaches the bincode decoder.
+            proptest! {
+                #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+                $(
+                    #[test]
+                    fn $name(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+                        let mut bytes = (payload.len() as u32).to_be_bytes().to_vec();
+                        bytes.extend_from_slice(&payload);
+                        decode_garbage::<$ty>(&bytes);
+                    }
+                )*
+            }
+        }
+    };
+}
+
+message_properties! {
+    hello: Hello,
+    ctl_request: CtlRequest,
+    ctl_response: CtlResponse,
+    relay_request: RelayRequest,
+    relay_event: RelayEvent,
+    poll_response: PollResponse,
+    progress_post: ProgressPost,
+    result_post: ResultPost,
+    result_ack: ResultAck,
+    health: Health,
+    error_body: ErrorBody,
+    box_status: BoxStatus,
+}
+
+fn sample_unit() -> UnitStatus {
+    UnitStatus {
+        name: "api".into(),
+        kind: UnitKind::Service,
+        state: UnitState::Ready,
+        ready: true,
+        autostart: true,
+        pid: Some(42),
+        restarts: 1,
+        exit_code: None,
+        exit_signal: None,
+        started_at_ms: Some(1_700_000_000_000),
+        finished_at_ms: None,
+        next_restart_at_ms: None,
+        blocked_on: vec![],
+        detail: None,
+        expose: Some(Exposure { port: 3000, default: true }),
+        command: "npm run dev".into(),
+    }
+}
+
+#[test]
+fn golden_unit_status() {
+    assert_eq!(
+        serde_json::to_value(sample_unit()).expect("json"),
+        json!({
+            "name": "api", "kind": "service", "state": "ready", "ready": true, "autostart": true,
+            "pid": 42, "restarts": 1, "exit_code": null, "exit_signal": null,
+            "started_at_ms": 1_700_000_000_000_u64, "finished_at_ms": null, "next_restart_at_ms": null,
+            "blocked_on": [], "detail": null, "expose": {"port": 3000, "default": true},
+            "command": "npm run dev"
+        })
+    );
+}
+
+#[test]
+fn golden_wait_ready() {
+    let r = WaitReadyReport {
+        ready: false,
+        failed: vec![UnitProblem { name: "db".into(), state: Some(UnitState::Failed), reason: "exited with code 1".into() }],
+        timed_out: vec![],
+    };
+    assert_eq!(
+        serde_json::to_value(r).expect("json"),
+        json!({"ready": false, "failed": [{"name": "db", "state": "failed", "reason": "exited with code 1"}], "timed_out": []})
+    );
+}
+
+#[test]
+fn golden_poll_response() {
+    let p = PollResponse {
+        requests: vec![
+            LeasedRequest {
+                id: RequestId("r1".into()),
+                lease: "l1".into(),
+                lease_expires_at_ms: 10,
+                attempt: 1,
+                created_at_ms: 5,
+                request: HostRequest::Notify { message: "done".into() },
+            },
+            LeasedRequest {
+                id: RequestId("r2".into()),
+                lease: "l2".into(),
+                lease_expires_at_ms: 10,
+                attempt: 2,
+                created_at_ms: 6,
+                request: HostRequest::Git(GitRequest {
+                    op: GitOp::Push,
+                    remote: Some("origin".into()),
+                    branch: None,
+                    flags: vec![GitFlag::ForceWithLease],
+                    bundle: Some(BlobRef { blake3: "ab".into(), size: 3 }),
+                }),
+            },
+        ],
+    };
+    assert_eq!(
+        serde_json::to_value(p).expect("json"),
+        json!({"requests": [
+            {"id": "r1", "lease": "l1", "lease_expires_at_ms": 10, "attempt": 1, "created_at_ms": 5,
+             "request": {"notify": {"message": "done"}}},
+            {"id": "r2", "lease": "l2", "lease_expires_at_ms": 10, "attempt": 2, "created_at_ms": 6,
+             "request": {"git": {"op": "push", "remote": "origin", "branch": null,
+                                 "flags": ["force_with_lease"], "bundle": {"blake3": "ab", "size": 3}}}}
+        ]})
+    );
+}
+
+#[test]
+fn golden_gh_and_open_requests() {
+    assert_eq!(
+        serde_json::to_value(HostRequest::Gh(GhRequest::PrCreate {
+            title: "t".into(), body: "b".into(), base: None, draft: true,
+        })).expect("json"),
+        json!({"gh": {"pr_create": {"title": "t", "body": "b", "base": null, "draft": true}}})
+    );
+    assert_eq!(
+        serde_json::to_value(HostRequest::Open { url: "https://x".into() }).expect("json"),
+        json!({"open": {"url": "https://x"}})
+    );
+}
+
+#[test]
+fn golden_result_and_ack() {
+    let r = ResultPost {
+        id: RequestId("r1".into()),
+        lease: "l1".into(),
+        outcome: Outcome { exit_code: 0, stdout: "ok\n".into(), stderr: String::new(), bundle: None },
+    };
+    assert_eq!(
+        serde_json::to_value(r).expect("json"),
+        json!({"id": "r1", "lease": "l1", "outcome": {"exit_code": 0, "stdout": "ok\n", "stderr": "", "bundle": null}})
+    );
+    assert_eq!(
+        serde_json::to_value(ResultAck { id: RequestId("r1".into()), recorded: true }).expect("json"),
+        json!({"id": "r1", "recorded": true})
+    );
+    assert_eq!(
+        serde_json::to_value(ProgressPost { id: RequestId("r1".into()), lease: "l".into(), lines: vec!["a".into()] }).expect("json"),
+        json!({"id": "r1", "lease": "l", "lines": ["a"]})
+    );
+}
+
+#[test]
+fn golden_error_body_and_health() {
+    let e = ErrorBody { error: ErrorReply::new(ErrorCode::LeaseExpired, "lease l1 expired") };
+    assert_eq!(
+        serde_json::to_value(e).expect("json"),
+        json!({"error": {"code": "lease_expired", "message": "lease l1 expired"}})
+    );
+    let h = Health { status: "ok".into(), program: "agentbox-relay".into(), version: "0.1.0".into(), protocol_version: 1 };
+    assert_eq!(
+        serde_json::to_value(h).expect("json"),
+        json!({"status": "ok", "program": "agentbox-relay", "version": "0.1.0", "protocol_version": 1})
+    );
+}
+
+#[test]
+fn golden_box_status() {
+    let s = BoxStatus {
+        schema: 1,
+        box_name: Some("b1".into()),
+        generated_at_ms: 7,
+        units: vec![],
+        sessions: vec![SessionInfo { name: "claude".into(), running: true, started_at_ms: Some(1), attached: 0 }],
+        problem: None,
+    };
+    assert_eq!(
+        serde_json::to_value(s).expect("json"),
+        json!({"schema": 1, "box_name": "b1", "generated_at_ms": 7, "units": [],
+               "sessions": [{"name": "claude", "running": true, "started_at_ms": 1, "attached": 0}],
+               "problem": null})
+    );
+}
+
+#[test]
+fn git_flags_allowlist() {
+    for f in [GitFlag::ForceWithLease, GitFlag::Tags, GitFlag::DryRun, GitFlag::Quiet, GitFlag::Verbose] {
+        assert_eq!(GitFlag::from_arg(f.as_arg()), Some(f));
+    }
+    for hostile in ["-c", "--receive-pack=x", "--upload-pack", "--exec=sh", "--force", "-f", "--mirror", ""] {
+        assert_eq!(GitFlag::from_arg(hostile), None, "{hostile}");
+    }
+}
