@@ -4,7 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use agentbox_protocol::ctl::{CtlRequest, CtlResponse, LogLine, SessionSpec, StatusReport, UnitStatus, WaitReadyReport};
+use agentbox_protocol::ctl::{
+    CtlRequest, CtlResponse, LogLine, SessionSpec, StatusReport, UnitStatus, WaitReadyReport,
+};
 use agentbox_protocol::logging::LogFormat;
 use clap::{Args, Parser, Subcommand};
 
@@ -31,7 +33,12 @@ AGENTBOX_CONFIG (see DESIGN.md §2); RUST_LOG filters the daemon's own log.";
 #[command(name = "agentbox-ctl", version, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Log format of the daemon's own messages (stderr).
-    #[arg(long, global = true, default_value = "pretty", value_name = "pretty|json")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "pretty",
+        value_name = "pretty|json"
+    )]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -156,7 +163,9 @@ pub async fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
         Err(e) => {
             eprintln!("agentbox-ctl: {e}");
             match e {
-                ClientError::Unreachable { .. } | ClientError::Handshake(_) => ExitCode::from(EXIT_UNREACHABLE),
+                ClientError::Unreachable { .. } | ClientError::Handshake(_) => {
+                    ExitCode::from(EXIT_UNREACHABLE)
+                }
                 _ => ExitCode::from(1),
             }
         }
@@ -164,7 +173,8 @@ pub async fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
 }
 
 fn print_json<T: serde::Serialize>(value: &T) {
-    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let text =
+        serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
     println!("{text}");
 }
 
@@ -188,15 +198,31 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
             other => Err(unexpected(&other)),
         },
-        Cmd::WaitReady { units, timeout, json } => {
-            match client::call(&socket, CtlRequest::WaitReady { units, timeout_ms: timeout }).await? {
+        Cmd::WaitReady {
+            units,
+            timeout,
+            json,
+        } => {
+            match client::call(
+                &socket,
+                CtlRequest::WaitReady {
+                    units,
+                    timeout_ms: timeout,
+                },
+            )
+            .await?
+            {
                 CtlResponse::WaitReady(report) => {
                     if json {
                         print_json(&report);
                     } else {
                         print_wait(&report);
                     }
-                    Ok(if report.ready { ExitCode::SUCCESS } else { ExitCode::from(1) })
+                    Ok(if report.ready {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    })
                 }
                 other => Err(unexpected(&other)),
             }
@@ -204,34 +230,57 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
         Cmd::Start(NameArg { name }) => unit_command(&socket, CtlRequest::Start { name }).await,
         Cmd::Stop(NameArg { name }) => unit_command(&socket, CtlRequest::Stop { name }).await,
         Cmd::Restart(NameArg { name }) => unit_command(&socket, CtlRequest::Restart { name }).await,
-        Cmd::RunTask { name, force, wait, json } => {
-            match client::call(&socket, CtlRequest::RunTask { name, force, wait }).await? {
-                CtlResponse::Unit(u) => {
-                    if json {
-                        print_json(&u);
-                    } else {
-                        println!("{}", unit_line(&u));
-                    }
-                    let ok = !wait || u.ready;
-                    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        Cmd::RunTask {
+            name,
+            force,
+            wait,
+            json,
+        } => match client::call(&socket, CtlRequest::RunTask { name, force, wait }).await? {
+            CtlResponse::Unit(u) => {
+                if json {
+                    print_json(&u);
+                } else {
+                    println!("{}", unit_line(&u));
                 }
-                other => Err(unexpected(&other)),
+                let ok = !wait || u.ready;
+                Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                })
             }
-        }
+            other => Err(unexpected(&other)),
+        },
         Cmd::Reload => match client::call(&socket, CtlRequest::Reload).await? {
             CtlResponse::Reload(r) => {
                 for w in &r.warnings {
                     eprintln!("{w}");
                 }
-                let list = |v: &[String]| if v.is_empty() { "(none)".to_string() } else { v.join(", ") };
-                println!("added: {}\nremoved: {}\nchanged: {}", list(&r.added), list(&r.removed), list(&r.changed));
+                let list = |v: &[String]| {
+                    if v.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        v.join(", ")
+                    }
+                };
+                println!(
+                    "added: {}\nremoved: {}\nchanged: {}",
+                    list(&r.added),
+                    list(&r.removed),
+                    list(&r.changed)
+                );
                 Ok(ExitCode::SUCCESS)
             }
             other => Err(unexpected(&other)),
         },
         Cmd::Logs { name, tail, follow } => logs(&socket, name, tail, follow).await,
         Cmd::Session(SessionCmd::Start { name, cwd, argv }) => {
-            let spec = SessionSpec { name, cwd, argv, env: Vec::new() };
+            let spec = SessionSpec {
+                name,
+                cwd,
+                argv,
+                env: Vec::new(),
+            };
             match client::call(&socket, CtlRequest::SessionStart(spec)).await? {
                 CtlResponse::Sessions(s) => {
                     for s in s {
@@ -242,29 +291,39 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 other => Err(unexpected(&other)),
             }
         }
-        Cmd::Session(SessionCmd::List { json }) => match client::call(&socket, CtlRequest::SessionList).await? {
-            CtlResponse::Sessions(s) => {
-                if json {
-                    print_json(&s);
-                } else if s.is_empty() {
-                    println!("no sessions");
-                } else {
-                    println!("{:<20} {:<8} {:<9} STARTED", "NAME", "RUNNING", "ATTACHED");
-                    for s in s {
-                        println!("{:<20} {:<8} {:<9} {}", s.name, if s.running { "yes" } else { "no" }, s.attached, s.started_at_ms.map_or("-".into(), ago));
+        Cmd::Session(SessionCmd::List { json }) => {
+            match client::call(&socket, CtlRequest::SessionList).await? {
+                CtlResponse::Sessions(s) => {
+                    if json {
+                        print_json(&s);
+                    } else if s.is_empty() {
+                        println!("no sessions");
+                    } else {
+                        println!("{:<20} {:<8} {:<9} STARTED", "NAME", "RUNNING", "ATTACHED");
+                        for s in s {
+                            println!(
+                                "{:<20} {:<8} {:<9} {}",
+                                s.name,
+                                if s.running { "yes" } else { "no" },
+                                s.attached,
+                                s.started_at_ms.map_or("-".into(), ago)
+                            );
+                        }
                     }
+                    Ok(ExitCode::SUCCESS)
                 }
-                Ok(ExitCode::SUCCESS)
+                other => Err(unexpected(&other)),
             }
-            other => Err(unexpected(&other)),
-        },
-        Cmd::Session(SessionCmd::Kill { name }) => match client::call(&socket, CtlRequest::SessionKill { name: name.clone() }).await? {
-            CtlResponse::Done => {
-                println!("session `{name}` killed");
-                Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Session(SessionCmd::Kill { name }) => {
+            match client::call(&socket, CtlRequest::SessionKill { name: name.clone() }).await? {
+                CtlResponse::Done => {
+                    println!("session `{name}` killed");
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => Err(unexpected(&other)),
             }
-            other => Err(unexpected(&other)),
-        },
+        }
         Cmd::Shutdown => match client::call(&socket, CtlRequest::Shutdown).await? {
             CtlResponse::Done => Ok(ExitCode::SUCCESS),
             other => Err(unexpected(&other)),
@@ -272,7 +331,10 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
     }
 }
 
-async fn unit_command(socket: &std::path::Path, request: CtlRequest) -> Result<ExitCode, ClientError> {
+async fn unit_command(
+    socket: &std::path::Path,
+    request: CtlRequest,
+) -> Result<ExitCode, ClientError> {
     match client::call(socket, request).await? {
         CtlResponse::Unit(u) => {
             println!("{}", unit_line(&u));
@@ -282,9 +344,13 @@ async fn unit_command(socket: &std::path::Path, request: CtlRequest) -> Result<E
     }
 }
 
-async fn logs(socket: &std::path::Path, name: String, tail: u32, follow: bool) -> Result<ExitCode, ClientError> {
-    let mut c = client::Client::connect(socket).await?;
-    c.send(CtlRequest::Logs { name, tail, follow }).await?;
+async fn logs(
+    socket: &std::path::Path,
+    name: String,
+    tail: u32,
+    follow: bool,
+) -> Result<ExitCode, ClientError> {
+    let mut c = client::Client::request(socket, CtlRequest::Logs { name, tail, follow }).await?;
     let mut out = std::io::stdout().lock();
     loop {
         match c.next().await {
@@ -310,7 +376,13 @@ fn log_line(l: &LogLine) -> String {
 /// `HH:MM:SS.mmm` (UTC) of an epoch-millisecond timestamp.
 fn clock(ms: u64) -> String {
     let s = ms / 1000;
-    format!("{:02}:{:02}:{:02}.{:03}", (s / 3600) % 24, (s / 60) % 60, s % 60, ms % 1000)
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60,
+        ms % 1000
+    )
 }
 
 fn ago(ms: u64) -> String {
@@ -325,19 +397,27 @@ fn ago(ms: u64) -> String {
 
 fn unit_line(u: &UnitStatus) -> String {
     let pid = u.pid.map_or(String::new(), |p| format!(" (pid {p})"));
-    let detail = u.detail.as_ref().map_or(String::new(), |d| format!(" — {d}"));
+    let detail = u
+        .detail
+        .as_ref()
+        .map_or(String::new(), |d| format!(" — {d}"));
     format!("{}: {}{pid}{detail}", u.name, u.state)
 }
 
 fn print_status(r: &StatusReport) {
     if let Some(e) = &r.daemon.config_error {
-        println!("CONFIG ERROR (no units running; fix the file, then `agentbox-ctl reload`):\n{e}\n");
+        println!(
+            "CONFIG ERROR (no units running; fix the file, then `agentbox-ctl reload`):\n{e}\n"
+        );
     }
     if r.units.is_empty() {
         println!("no services or tasks configured ({})", r.daemon.config_path);
         return;
     }
-    println!("{:<20} {:<8} {:<9} {:<8} {:<8} DETAIL", "NAME", "KIND", "STATE", "PID", "RESTARTS");
+    println!(
+        "{:<20} {:<8} {:<9} {:<8} {:<8} DETAIL",
+        "NAME", "KIND", "STATE", "PID", "RESTARTS"
+    );
     for u in &r.units {
         let kind = match u.kind {
             agentbox_protocol::ctl::UnitKind::Service => "service",
@@ -345,7 +425,16 @@ fn print_status(r: &StatusReport) {
         };
         let mut detail = u.detail.clone().unwrap_or_default();
         if let Some(e) = &u.expose {
-            detail = format!("{}port {}{}", if detail.is_empty() { String::new() } else { format!("{detail}; ") }, e.port, if e.default { " (default)" } else { "" });
+            detail = format!(
+                "{}port {}{}",
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("{detail}; ")
+                },
+                e.port,
+                if e.default { " (default)" } else { "" }
+            );
         }
         println!(
             "{:<20} {:<8} {:<9} {:<8} {:<8} {}",
@@ -379,8 +468,16 @@ fn validate(path: &std::path::Path) -> ExitCode {
             for w in &c.warnings {
                 eprintln!("{w}");
             }
-            let services = c.units.iter().filter(|u| u.kind == agentbox_protocol::ctl::UnitKind::Service).count();
-            println!("{}: OK: {services} service(s), {} task(s)", path.display(), c.units.len() - services);
+            let services = c
+                .units
+                .iter()
+                .filter(|u| u.kind == agentbox_protocol::ctl::UnitKind::Service)
+                .count();
+            println!(
+                "{}: OK: {services} service(s), {} task(s)",
+                path.display(),
+                c.units.len() - services
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

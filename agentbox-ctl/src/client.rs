@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use agentbox_protocol::ctl::{CtlRequest, CtlResponse};
-use agentbox_protocol::hello::{client_handshake, Connection, HandshakeError};
+use agentbox_protocol::hello::{client_handshake_with, Connection, HandshakeError};
 use agentbox_protocol::{ErrorReply, FrameError, Hello};
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::UnixStream;
@@ -43,21 +43,28 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `socket` (3 s timeout for connect and handshake).
-    pub async fn connect(socket: &Path) -> Result<Self, ClientError> {
-        let unreachable = |source| ClientError::Unreachable { socket: socket.display().to_string(), source };
+    /// Connects to `socket` and sends `request` together with the handshake (3 s timeout
+    /// for connect and handshake; the answer itself may take longer, e.g. `wait-ready`).
+    pub async fn request(socket: &Path, request: CtlRequest) -> Result<Self, ClientError> {
+        let unreachable = |source| ClientError::Unreachable {
+            socket: socket.display().to_string(),
+            source,
+        };
         let stream = tokio::time::timeout(Duration::from_secs(3), UnixStream::connect(socket))
             .await
             .map_err(|_| unreachable(std::io::Error::from(std::io::ErrorKind::TimedOut)))?
             .map_err(unreachable)?;
         let hello = Hello::new("agentbox-ctl", env!("CARGO_PKG_VERSION"));
-        let (conn, _daemon) = tokio::time::timeout(Duration::from_secs(3), client_handshake(stream, &hello))
-            .await
-            .map_err(|_| unreachable(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
+        let (conn, _daemon) = tokio::time::timeout(
+            Duration::from_secs(3),
+            client_handshake_with(stream, &hello, request),
+        )
+        .await
+        .map_err(|_| unreachable(std::io::Error::from(std::io::ErrorKind::TimedOut)))??;
         Ok(Self { conn })
     }
 
-    /// Sends a request.
+    /// Sends a further frame on the connection.
     pub async fn send(&mut self, request: CtlRequest) -> Result<(), ClientError> {
         Ok(self.conn.send(request).await?)
     }
@@ -75,7 +82,5 @@ impl Client {
 
 /// Connects, sends one request and returns the single response.
 pub async fn call(socket: &Path, request: CtlRequest) -> Result<CtlResponse, ClientError> {
-    let mut client = Client::connect(socket).await?;
-    client.send(request).await?;
-    client.next().await
+    Client::request(socket, request).await?.next().await
 }

@@ -66,7 +66,9 @@ fn bind(paths: &Paths) -> anyhow::Result<UnixListener> {
     match std::fs::remove_file(&socket) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot remove stale {}", socket.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot remove stale {}", socket.display()))
+        }
     }
     let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(&socket);
@@ -91,10 +93,16 @@ pub async fn run(paths: Paths) -> anyhow::Result<()> {
             for w in &c.warnings {
                 tracing::warn!("{w}");
             }
-            let services = c.units.iter().filter(|u| u.kind == agentbox_protocol::ctl::UnitKind::Service).count();
+            let services = c
+                .units
+                .iter()
+                .filter(|u| u.kind == agentbox_protocol::ctl::UnitKind::Service)
+                .count();
             tracing::info!(config = %paths.config.display(), services, tasks = c.units.len() - services, "config loaded");
         }
-        Err(e) => tracing::error!("config not loaded, running with no units until `agentbox-ctl reload`:\n{e}"),
+        Err(e) => tracing::error!(
+            "config not loaded, running with no units until `agentbox-ctl reload`:\n{e}"
+        ),
     }
     let log_max = std::env::var("AGENTBOX_LOG_MAX_BYTES")
         .ok()
@@ -106,7 +114,12 @@ pub async fn run(paths: Paths) -> anyhow::Result<()> {
     let (supervisor, handle) = Supervisor::new(paths.clone(), loaded, log_max);
     let supervisor_task = tokio::spawn(supervisor.run());
     let shutdown = CancellationToken::new();
-    let ctx = Context { supervisor: handle.clone(), paths: paths.clone(), tmux, shutdown: shutdown.clone() };
+    let ctx = Context {
+        supervisor: handle.clone(),
+        paths: paths.clone(),
+        tmux,
+        shutdown: shutdown.clone(),
+    };
     let server_task = tokio::spawn(server::serve(listener, ctx));
     tracing::info!(socket = %paths.ctl_socket().display(), pid = std::process::id(), "agentbox-ctl daemon listening");
 
@@ -120,7 +133,10 @@ pub async fn run(paths: Paths) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     if handle.send(Command::Shutdown(tx)).await.is_some() {
         // Every unit gets its grace period; SIGKILL cannot be resisted beyond that.
-        if tokio::time::timeout(Duration::from_secs(60), rx).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(60), rx)
+            .await
+            .is_err()
+        {
             tracing::warn!("units did not stop within 60 s");
         }
     }

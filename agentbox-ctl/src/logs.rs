@@ -79,7 +79,12 @@ pub fn parse_record(unit: &str, record: &str) -> Option<LogLine> {
     let mut tag = parts.next()?.chars();
     let stream = LogStream::from_tag(tag.next()?)?;
     let line = parts.next().unwrap_or("").to_string();
-    Some(LogLine { unit: unit.to_string(), ts_ms, stream, line })
+    Some(LogLine {
+        unit: unit.to_string(),
+        ts_ms,
+        stream,
+        line,
+    })
 }
 
 struct Writer {
@@ -92,7 +97,10 @@ struct Writer {
 impl Writer {
     fn open(&mut self) -> io::Result<&mut File> {
         if self.file.is_none() {
-            let file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
             self.size = file.metadata()?.len();
             self.file = Some(file);
         }
@@ -132,7 +140,12 @@ impl UnitLog {
     pub fn new(unit: &str, path: PathBuf, max_bytes: u64) -> Self {
         Self {
             unit: unit.into(),
-            writer: Arc::new(Mutex::new(Writer { path, file: None, size: 0, max_bytes })),
+            writer: Arc::new(Mutex::new(Writer {
+                path,
+                file: None,
+                size: 0,
+                max_bytes,
+            })),
             live: broadcast::channel(256).0,
             written: Arc::new(watch::channel(0).0),
         }
@@ -141,7 +154,12 @@ impl UnitLog {
     /// Appends one line. A write error is reported to the caller but never loses the
     /// live copy.
     pub fn append(&self, stream: LogStream, text: &str) -> io::Result<()> {
-        let line = LogLine { unit: self.unit.to_string(), ts_ms: now_millis(), stream, line: text.to_string() };
+        let line = LogLine {
+            unit: self.unit.to_string(),
+            ts_ms: now_millis(),
+            stream,
+            line: text.to_string(),
+        };
         let record = format_record(line.ts_ms, stream, text);
         let result = match self.writer.lock() {
             Ok(mut w) => w.write(record.as_bytes()),
@@ -233,7 +251,13 @@ pub struct Follower {
 impl Follower {
     /// Starts at the current end of the file (or at its start once it appears).
     pub fn from_end(unit: &str, path: &Path) -> Self {
-        let mut f = Self { unit: unit.into(), path: path.into(), file: None, pos: 0, partial: Vec::new() };
+        let mut f = Self {
+            unit: unit.into(),
+            path: path.into(),
+            file: None,
+            pos: 0,
+            partial: Vec::new(),
+        };
         if let Ok(file) = File::open(path) {
             if let Ok(meta) = file.metadata() {
                 f.pos = meta.len();
@@ -263,7 +287,9 @@ impl Follower {
                     Err(e) => return Err(e),
                 }
             }
-            let Some((file, ino)) = self.file.as_mut() else { return Ok(out) };
+            let Some((file, ino)) = self.file.as_mut() else {
+                return Ok(out);
+            };
             file.seek(SeekFrom::Start(self.pos))?;
             let mut bytes = Vec::new();
             file.read_to_end(&mut bytes)?;
@@ -323,19 +349,41 @@ mod tests {
         let mut follower = Follower::from_end("u", &path);
         let mut seen = Vec::new();
         for i in 0..40 {
-            log.append(LogStream::Stdout, &format!("line {i}")).expect("append");
+            log.append(LogStream::Stdout, &format!("line {i}"))
+                .expect("append");
             if i % 7 == 0 {
-                seen.extend(follower.read_new().expect("follow").into_iter().map(|l| l.line));
+                seen.extend(
+                    follower
+                        .read_new()
+                        .expect("follow")
+                        .into_iter()
+                        .map(|l| l.line),
+                );
             }
         }
-        seen.extend(follower.read_new().expect("follow").into_iter().map(|l| l.line));
+        seen.extend(
+            follower
+                .read_new()
+                .expect("follow")
+                .into_iter()
+                .map(|l| l.line),
+        );
         let expected: Vec<String> = (0..40).map(|i| format!("line {i}")).collect();
-        assert_eq!(seen, expected, "follower lost or repeated lines across rotation");
-        assert!(rotated(&path).exists(), "the cap must have rotated the file");
+        assert_eq!(
+            seen, expected,
+            "follower lost or repeated lines across rotation"
+        );
+        assert!(
+            rotated(&path).exists(),
+            "the cap must have rotated the file"
+        );
 
         let tail = read_tail("u", &path, 5).expect("tail");
         let tail: Vec<&str> = tail.iter().map(|l| l.line.as_str()).collect();
-        assert_eq!(tail, ["line 35", "line 36", "line 37", "line 38", "line 39"]);
+        assert_eq!(
+            tail,
+            ["line 35", "line 36", "line 37", "line 38", "line 39"]
+        );
         let size = std::fs::metadata(&path).expect("meta").len();
         assert!(size <= 200, "file exceeds its cap: {size}");
     }

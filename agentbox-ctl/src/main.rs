@@ -13,8 +13,15 @@ fn main() -> ExitCode {
         eprintln!("agentbox-ctl session-exec: {err}");
         return ExitCode::from(127);
     }
-    agentbox_protocol::logging::init(cli.log_format, "info");
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // Client commands are short-lived and report through their output; they set up logging
+    // only when asked to (RUST_LOG), which keeps a `status` call cheap.
+    if matches!(cli.command, Cmd::Daemon) || std::env::var_os("RUST_LOG").is_some() {
+        agentbox_protocol::logging::init(cli.log_format, "info");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("agentbox-ctl: cannot start the async runtime: {e}");

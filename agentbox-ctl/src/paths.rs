@@ -24,7 +24,11 @@ pub struct Paths {
 impl Paths {
     /// Reads the contract from the process environment.
     pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from))
+        Self::from_lookup(|k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
     }
 
     /// Reads the contract through `lookup` (for tests).

@@ -60,18 +60,19 @@ pub async fn serve(listener: UnixListener, ctx: Context) {
 
 async fn handle_connection(stream: UnixStream, ctx: Context) {
     let hello = Hello::new("agentbox-ctl daemon", env!("CARGO_PKG_VERSION"));
-    let mut conn: Conn = match tokio::time::timeout(REQUEST_TIMEOUT, server_handshake(stream, &hello)).await {
-        Ok(Ok((conn, _client))) => conn,
-        Ok(Err(HandshakeError::Mismatch(m))) => {
-            tracing::info!("refused a client: {m}");
-            return;
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "bad handshake");
-            return;
-        }
-        Err(_) => return,
-    };
+    let mut conn: Conn =
+        match tokio::time::timeout(REQUEST_TIMEOUT, server_handshake(stream, &hello)).await {
+            Ok(Ok((conn, _client))) => conn,
+            Ok(Err(HandshakeError::Mismatch(m))) => {
+                tracing::info!("refused a client: {m}");
+                return;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "bad handshake");
+                return;
+            }
+            Err(_) => return,
+        };
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, conn.next()).await {
         Ok(Some(Ok(r))) => r,
         Ok(Some(Err(e))) => {
@@ -94,7 +95,11 @@ fn answer<T>(result: Result<T, ErrorReply>, wrap: impl FnOnce(T) -> CtlResponse)
     }
 }
 
-async fn dispatch(request: CtlRequest, conn: &mut Conn, ctx: &Context) -> Result<(), agentbox_protocol::FrameError> {
+async fn dispatch(
+    request: CtlRequest,
+    conn: &mut Conn,
+    ctx: &Context,
+) -> Result<(), agentbox_protocol::FrameError> {
     let sup = &ctx.supervisor;
     let response = match request {
         CtlRequest::Ping => CtlResponse::Pong,
@@ -102,18 +107,39 @@ async fn dispatch(request: CtlRequest, conn: &mut Conn, ctx: &Context) -> Result
         CtlRequest::WaitReady { units, timeout_ms } => {
             CtlResponse::WaitReady(wait_ready(sup, &units, Duration::from_millis(timeout_ms)).await)
         }
-        CtlRequest::Start { name } => answer(sup.call(|r| Command::Start(name, r)).await, CtlResponse::Unit),
-        CtlRequest::Stop { name } => answer(sup.call(|r| Command::Stop(name, r)).await, CtlResponse::Unit),
-        CtlRequest::Restart { name } => answer(sup.call(|r| Command::Restart(name, r)).await, CtlResponse::Unit),
-        CtlRequest::Reload => answer(sup.call(Command::Reload).await, CtlResponse::Reload),
-        CtlRequest::RunTask { name, force, wait } => answer(
-            sup.call(|reply| Command::RunTask { name, force, wait, reply }).await,
+        CtlRequest::Start { name } => answer(
+            sup.call(|r| Command::Start(name, r)).await,
             CtlResponse::Unit,
         ),
-        CtlRequest::Logs { name, tail, follow } => return stream_logs(conn, ctx, &name, tail, follow).await,
-        CtlRequest::SessionStart(spec) => answer(ctx.tmux.start(&spec).await, |s| CtlResponse::Sessions(vec![s])),
+        CtlRequest::Stop { name } => answer(
+            sup.call(|r| Command::Stop(name, r)).await,
+            CtlResponse::Unit,
+        ),
+        CtlRequest::Restart { name } => answer(
+            sup.call(|r| Command::Restart(name, r)).await,
+            CtlResponse::Unit,
+        ),
+        CtlRequest::Reload => answer(sup.call(Command::Reload).await, CtlResponse::Reload),
+        CtlRequest::RunTask { name, force, wait } => answer(
+            sup.call(|reply| Command::RunTask {
+                name,
+                force,
+                wait,
+                reply,
+            })
+            .await,
+            CtlResponse::Unit,
+        ),
+        CtlRequest::Logs { name, tail, follow } => {
+            return stream_logs(conn, ctx, &name, tail, follow).await
+        }
+        CtlRequest::SessionStart(spec) => answer(ctx.tmux.start(&spec).await, |s| {
+            CtlResponse::Sessions(vec![s])
+        }),
         CtlRequest::SessionList => answer(ctx.tmux.list().await, CtlResponse::Sessions),
-        CtlRequest::SessionKill { name } => answer(ctx.tmux.kill(&name).await, |()| CtlResponse::Done),
+        CtlRequest::SessionKill { name } => {
+            answer(ctx.tmux.kill(&name).await, |()| CtlResponse::Done)
+        }
         CtlRequest::Shutdown => {
             ctx.shutdown.cancel();
             CtlResponse::Done
@@ -122,11 +148,20 @@ async fn dispatch(request: CtlRequest, conn: &mut Conn, ctx: &Context) -> Result
     conn.send(response).await
 }
 
-async fn stream_logs(conn: &mut Conn, ctx: &Context, name: &str, tail: u32, follow: bool) -> Result<(), agentbox_protocol::FrameError> {
+async fn stream_logs(
+    conn: &mut Conn,
+    ctx: &Context,
+    name: &str,
+    tail: u32,
+    follow: bool,
+) -> Result<(), agentbox_protocol::FrameError> {
     let path: PathBuf = ctx.paths.unit_log(name);
     let known = ctx.supervisor.status().units.iter().any(|u| u.name == name);
     if !known && !path.exists() {
-        let e = ErrorReply::new(ErrorCode::NotFound, format!("no unit named `{name}` and no log for it"));
+        let e = ErrorReply::new(
+            ErrorCode::NotFound,
+            format!("no unit named `{name}` and no log for it"),
+        );
         return conn.send(CtlResponse::Error(e)).await;
     }
     // Start following at the current end *before* reading the tail, so that nothing written
@@ -166,7 +201,13 @@ pub async fn wait_ready(sup: &Handle, units: &[String], timeout: Duration) -> Wa
         }
         match tokio::time::timeout_at(deadline, rx.changed()).await {
             Ok(Ok(())) => {}
-            _ => return WaitReadyReport { ready: false, failed: Vec::new(), timed_out: pending },
+            _ => {
+                return WaitReadyReport {
+                    ready: false,
+                    failed: Vec::new(),
+                    timed_out: pending,
+                }
+            }
         }
     }
 }
@@ -174,7 +215,12 @@ pub async fn wait_ready(sup: &Handle, units: &[String], timeout: Duration) -> Wa
 /// Classifies each target: ready, failed (with why), or still pending (with why).
 fn evaluate(snapshot: &Arc<StatusReport>, units: &[String]) -> (WaitReadyReport, Vec<UnitProblem>) {
     let targets: Vec<String> = if units.is_empty() {
-        snapshot.units.iter().filter(|u| u.autostart).map(|u| u.name.clone()).collect()
+        snapshot
+            .units
+            .iter()
+            .filter(|u| u.autostart)
+            .map(|u| u.name.clone())
+            .collect()
     } else {
         units.to_vec()
     };
@@ -182,16 +228,28 @@ fn evaluate(snapshot: &Arc<StatusReport>, units: &[String]) -> (WaitReadyReport,
     let mut pending = Vec::new();
     for name in targets {
         let Some(u) = snapshot.units.iter().find(|u| u.name == name) else {
-            failed.push(UnitProblem { name, state: None, reason: "no such unit".into() });
+            failed.push(UnitProblem {
+                name,
+                state: None,
+                reason: "no such unit".into(),
+            });
             continue;
         };
         if u.ready {
             continue;
         }
         let reason = u.detail.clone().unwrap_or_else(|| u.state.to_string());
-        let problem = UnitProblem { name, state: Some(u.state), reason };
-        let dead = matches!(u.state, UnitState::Failed | UnitState::Skipped | UnitState::Stopped)
-            || (u.kind == UnitKind::Service && u.state == UnitState::Exited && u.next_restart_at_ms.is_none());
+        let problem = UnitProblem {
+            name,
+            state: Some(u.state),
+            reason,
+        };
+        let dead = matches!(
+            u.state,
+            UnitState::Failed | UnitState::Skipped | UnitState::Stopped
+        ) || (u.kind == UnitKind::Service
+            && u.state == UnitState::Exited
+            && u.next_restart_at_ms.is_none());
         if dead {
             failed.push(problem);
         } else {
@@ -199,5 +257,12 @@ fn evaluate(snapshot: &Arc<StatusReport>, units: &[String]) -> (WaitReadyReport,
         }
     }
     let ready = failed.is_empty() && pending.is_empty();
-    (WaitReadyReport { ready, failed, timed_out: Vec::new() }, pending)
+    (
+        WaitReadyReport {
+            ready,
+            failed,
+            timed_out: Vec::new(),
+        },
+        pending,
+    )
 }

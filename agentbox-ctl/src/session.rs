@@ -40,7 +40,9 @@ pub struct Tmux {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn bad(msg: impl Into<String>) -> ErrorReply {
@@ -62,49 +64,94 @@ impl Tmux {
 
     async fn tmux(&self, args: &[&str]) -> Result<Output, ErrorReply> {
         let mut cmd = tokio::process::Command::new("tmux");
-        cmd.arg("-S").arg(&self.socket).arg("-f").arg(&self.conf).args(args);
+        cmd.arg("-S")
+            .arg(&self.socket)
+            .arg("-f")
+            .arg(&self.conf)
+            .args(args);
         for var in SECRET_VARS {
             cmd.env_remove(var);
         }
         cmd.stdin(std::process::Stdio::null());
         cmd.output().await.map_err(|e| {
-            ErrorReply::new(ErrorCode::Internal, format!("cannot run tmux: {e} (is tmux installed?)"))
+            ErrorReply::new(
+                ErrorCode::Internal,
+                format!("cannot run tmux: {e} (is tmux installed?)"),
+            )
         })
     }
 
     async fn exists(&self, name: &str) -> Result<bool, ErrorReply> {
         let target = format!("={name}");
-        Ok(self.tmux(&["has-session", "-t", &target]).await?.status.success())
+        Ok(self
+            .tmux(&["has-session", "-t", &target])
+            .await?
+            .status
+            .success())
     }
 
     /// Starts a detached session running `spec.argv`.
     pub async fn start(&self, spec: &SessionSpec) -> Result<SessionInfo, ErrorReply> {
         if !valid_name(&spec.name) {
-            return Err(bad(format!("invalid session name `{}`: use letters, digits, `_` and `-`", spec.name)));
+            return Err(bad(format!(
+                "invalid session name `{}`: use letters, digits, `_` and `-`",
+                spec.name
+            )));
         }
         if spec.argv.is_empty() || spec.argv[0].is_empty() {
             return Err(bad("a session needs a command"));
         }
-        if let Some((k, _)) = spec.env.iter().find(|(k, _)| k.is_empty() || k.contains('=') || k.contains('\0')) {
+        if let Some((k, _)) = spec
+            .env
+            .iter()
+            .find(|(k, _)| k.is_empty() || k.contains('=') || k.contains('\0'))
+        {
             return Err(bad(format!("invalid environment variable name `{k}`")));
         }
-        let cwd = spec.cwd.as_ref().map_or_else(|| self.workspace.clone(), |c| self.workspace.join(c));
+        let cwd = spec
+            .cwd
+            .as_ref()
+            .map_or_else(|| self.workspace.clone(), |c| self.workspace.join(c));
         if !cwd.is_dir() {
-            return Err(bad(format!("working directory {} does not exist", cwd.display())));
+            return Err(bad(format!(
+                "working directory {} does not exist",
+                cwd.display()
+            )));
         }
         if self.exists(&spec.name).await? {
-            return Err(ErrorReply::new(ErrorCode::Conflict, format!("session `{}` already exists", spec.name)));
+            return Err(ErrorReply::new(
+                ErrorCode::Conflict,
+                format!("session `{}` already exists", spec.name),
+            ));
         }
         let env_file = self.write_env(&spec.name, &spec.env).map_err(|e| {
-            ErrorReply::new(ErrorCode::Internal, format!("cannot write the session environment: {e}"))
+            ErrorReply::new(
+                ErrorCode::Internal,
+                format!("cannot write the session environment: {e}"),
+            )
         })?;
-        let exe = std::env::current_exe()
-            .map_err(|e| ErrorReply::new(ErrorCode::Internal, format!("cannot find agentbox-ctl: {e}")))?;
+        let exe = std::env::current_exe().map_err(|e| {
+            ErrorReply::new(
+                ErrorCode::Internal,
+                format!("cannot find agentbox-ctl: {e}"),
+            )
+        })?;
         let mut args: Vec<String> = vec![
-            "new-session".into(), "-d".into(), "-s".into(), spec.name.clone(),
-            "-c".into(), cwd.display().to_string(), "-x".into(), "200".into(), "-y".into(), "50".into(),
-            exe.display().to_string(), "session-exec".into(), "--env-file".into(),
-            env_file.display().to_string(), "--".into(),
+            "new-session".into(),
+            "-d".into(),
+            "-s".into(),
+            spec.name.clone(),
+            "-c".into(),
+            cwd.display().to_string(),
+            "-x".into(),
+            "200".into(),
+            "-y".into(),
+            "50".into(),
+            exe.display().to_string(),
+            "session-exec".into(),
+            "--env-file".into(),
+            env_file.display().to_string(),
+            "--".into(),
         ];
         args.extend(spec.argv.iter().cloned());
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -113,22 +160,42 @@ impl Tmux {
             let _ = std::fs::remove_file(&env_file);
             return Err(ErrorReply::new(
                 ErrorCode::Internal,
-                format!("tmux new-session failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "tmux new-session failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             ));
         }
         let sessions = self.list().await?;
-        sessions.into_iter().find(|s| s.name == spec.name).ok_or_else(|| {
-            ErrorReply::new(ErrorCode::Internal, format!("session `{}` ended right after it started", spec.name))
-        })
+        sessions
+            .into_iter()
+            .find(|s| s.name == spec.name)
+            .ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::Internal,
+                    format!("session `{}` ended right after it started", spec.name),
+                )
+            })
     }
 
     fn write_env(&self, name: &str, env: &[(String, String)]) -> std::io::Result<PathBuf> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.env_dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.env_dir)?;
         let map: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let path = self.env_dir.join(format!("{name}-{}-{}", std::process::id(), agentbox_protocol::now_millis()));
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        let path = self.env_dir.join(format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            agentbox_protocol::now_millis()
+        ));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
         file.write_all(serde_json::to_string(&map).unwrap_or_default().as_bytes())?;
         Ok(path)
     }
@@ -136,25 +203,38 @@ impl Tmux {
     /// Every session on the server (none when the server is not running).
     pub async fn list(&self) -> Result<Vec<SessionInfo>, ErrorReply> {
         let out = self
-            .tmux(&["list-sessions", "-F", "#{session_name}\t#{session_created}\t#{session_attached}\t#{pane_dead}"])
+            .tmux(&[
+                "list-sessions",
+                "-F",
+                "#{session_name}\t#{session_created}\t#{session_attached}\t#{pane_dead}",
+            ])
             .await?;
         if !out.status.success() {
             return Ok(Vec::new()); // "no server running" and friends
         }
-        Ok(String::from_utf8_lossy(&out.stdout).lines().filter_map(parse_session_line).collect())
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(parse_session_line)
+            .collect())
     }
 
     /// Kills a session by exact name.
     pub async fn kill(&self, name: &str) -> Result<(), ErrorReply> {
         if !valid_name(name) || !self.exists(name).await? {
-            return Err(ErrorReply::new(ErrorCode::NotFound, format!("no session named `{name}`")));
+            return Err(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!("no session named `{name}`"),
+            ));
         }
         let target = format!("={name}");
         let out = self.tmux(&["kill-session", "-t", &target]).await?;
         if out.status.success() {
             Ok(())
         } else {
-            Err(ErrorReply::new(ErrorCode::Internal, String::from_utf8_lossy(&out.stderr).trim().to_string()))
+            Err(ErrorReply::new(
+                ErrorCode::Internal,
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            ))
         }
     }
 }
@@ -165,7 +245,12 @@ fn parse_session_line(line: &str) -> Option<SessionInfo> {
     let created: u64 = f.next()?.parse().ok()?;
     let attached: u32 = f.next()?.parse().unwrap_or(0);
     let dead = f.next().unwrap_or("0") == "1";
-    Some(SessionInfo { name, running: !dead, started_at_ms: Some(created * 1000), attached })
+    Some(SessionInfo {
+        name,
+        running: !dead,
+        started_at_ms: Some(created * 1000),
+        attached,
+    })
 }
 
 /// `agentbox-ctl session-exec --env-file F -- CMD…`: load and delete the env file, then
@@ -175,7 +260,9 @@ pub fn exec_with_env_file(env_file: &Path, argv: &[String]) -> std::io::Error {
     let env: BTreeMap<String, String> = match std::fs::read_to_string(env_file) {
         Ok(text) => match serde_json::from_str(&text) {
             Ok(env) => env,
-            Err(e) => return std::io::Error::other(format!("bad env file {}: {e}", env_file.display())),
+            Err(e) => {
+                return std::io::Error::other(format!("bad env file {}: {e}", env_file.display()))
+            }
         },
         Err(e) => return e,
     };
@@ -209,7 +296,15 @@ mod tests {
     #[test]
     fn session_lines_parse() {
         let s = parse_session_line("claude\t1700000000\t2\t0").expect("parse");
-        assert_eq!(s, SessionInfo { name: "claude".into(), running: true, started_at_ms: Some(1_700_000_000_000), attached: 2 });
+        assert_eq!(
+            s,
+            SessionInfo {
+                name: "claude".into(),
+                running: true,
+                started_at_ms: Some(1_700_000_000_000),
+                attached: 2
+            }
+        );
         assert!(!parse_session_line("x\t1\t0\t1").expect("parse").running);
         assert!(parse_session_line("garbage").is_none());
     }

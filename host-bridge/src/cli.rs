@@ -10,7 +10,12 @@ use clap::{CommandFactory, Parser, Subcommand};
 #[command(name = "agentbox", version)]
 pub struct Cli {
     /// Log format (stderr).
-    #[arg(long, global = true, default_value = "pretty", value_name = "pretty|json")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "pretty",
+        value_name = "pretty|json"
+    )]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -31,7 +36,12 @@ pub enum Cmd {
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Cmd::Completions { shell } => {
-            clap_complete::generate(*shell, &mut Cli::command(), "agentbox", &mut std::io::stdout());
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "agentbox",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
     }

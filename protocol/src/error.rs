@@ -47,7 +47,10 @@ pub struct ErrorReply {
 impl ErrorReply {
     /// Builds an error reply.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 

@@ -60,7 +60,10 @@ pub fn encode_message<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> 
     let bytes = bincode::serde::encode_to_vec(message, bincode_config())
         .map_err(|e| FrameError::Encode(e.to_string()))?;
     if bytes.len() > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge { len: bytes.len(), max: MAX_FRAME_LEN });
+        return Err(FrameError::TooLarge {
+            len: bytes.len(),
+            max: MAX_FRAME_LEN,
+        });
     }
     Ok(bytes)
 }
@@ -97,13 +100,19 @@ impl<In, Out> FrameCodec<In, Out> {
 
     /// A codec with a smaller cap (never larger than [`MAX_FRAME_LEN`]).
     pub fn with_max_frame_len(max: usize) -> Self {
-        Self { max: max.min(MAX_FRAME_LEN), _types: PhantomData }
+        Self {
+            max: max.min(MAX_FRAME_LEN),
+            _types: PhantomData,
+        }
     }
 
     /// The same framing state, retyped: used to switch from the `Hello` handshake to the
     /// connection's message types without losing buffered bytes.
     pub fn retype<In2, Out2>(self) -> FrameCodec<In2, Out2> {
-        FrameCodec { max: self.max, _types: PhantomData }
+        FrameCodec {
+            max: self.max,
+            _types: PhantomData,
+        }
     }
 }
 
@@ -139,7 +148,9 @@ impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
         match self.decode(src)? {
             Some(item) => Ok(Some(item)),
             None if src.is_empty() => Ok(None),
-            None => Err(FrameError::Truncated { buffered: src.len() }),
+            None => Err(FrameError::Truncated {
+                buffered: src.len(),
+            }),
         }
     }
 }
@@ -150,7 +161,10 @@ impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
     fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
         let bytes = encode_message(&item)?;
         if bytes.len() > self.max {
-            return Err(FrameError::TooLarge { len: bytes.len(), max: self.max });
+            return Err(FrameError::TooLarge {
+                len: bytes.len(),
+                max: self.max,
+            });
         }
         dst.reserve(HEADER_LEN + bytes.len());
         dst.put_u32(bytes.len() as u32);
@@ -188,9 +202,20 @@ mod tests {
     fn truncated_frame_at_eof_is_an_error() {
         let mut codec = FrameCodec::<Msg, Msg>::new();
         let mut full = BytesMut::new();
-        codec.encode(Msg { text: "hi".into(), items: vec![1, 2] }, &mut full).expect("encode");
+        codec
+            .encode(
+                Msg {
+                    text: "hi".into(),
+                    items: vec![1, 2],
+                },
+                &mut full,
+            )
+            .expect("encode");
         let mut cut = BytesMut::from(&full[..full.len() - 1]);
-        assert!(codec.decode(&mut cut).expect("partial is not an error yet").is_none());
+        assert!(codec
+            .decode(&mut cut)
+            .expect("partial is not an error yet")
+            .is_none());
         let err = codec.decode_eof(&mut cut).expect_err("eof mid-frame");
         assert!(matches!(err, FrameError::Truncated { .. }));
     }
@@ -208,17 +233,30 @@ mod tests {
 
     #[test]
     fn trailing_bytes_are_malformed() {
-        let mut bytes = encode_message(&Msg { text: "a".into(), items: vec![] }).expect("encode");
+        let mut bytes = encode_message(&Msg {
+            text: "a".into(),
+            items: vec![],
+        })
+        .expect("encode");
         bytes.push(7);
         let mut codec = FrameCodec::<Msg, Msg>::new();
-        assert!(matches!(codec.decode(&mut frame(&bytes)), Err(FrameError::Malformed(_))));
+        assert!(matches!(
+            codec.decode(&mut frame(&bytes)),
+            Err(FrameError::Malformed(_))
+        ));
     }
 
     #[test]
     fn encode_refuses_messages_above_the_cap() {
         let mut codec = FrameCodec::<Msg, Msg>::with_max_frame_len(16);
         let err = codec
-            .encode(Msg { text: "x".repeat(100), items: vec![] }, &mut BytesMut::new())
+            .encode(
+                Msg {
+                    text: "x".repeat(100),
+                    items: vec![],
+                },
+                &mut BytesMut::new(),
+            )
             .expect_err("too big");
         assert!(matches!(err, FrameError::TooLarge { max: 16, .. }));
     }
@@ -228,10 +266,21 @@ mod tests {
         let mut codec = FrameCodec::<Msg, Msg>::new();
         let mut buf = BytesMut::new();
         for i in 0..3 {
-            codec.encode(Msg { text: i.to_string(), items: vec![i] }, &mut buf).expect("encode");
+            codec
+                .encode(
+                    Msg {
+                        text: i.to_string(),
+                        items: vec![i],
+                    },
+                    &mut buf,
+                )
+                .expect("encode");
         }
         for i in 0..3 {
-            let m = codec.decode(&mut buf).expect("decode").expect("whole frame");
+            let m = codec
+                .decode(&mut buf)
+                .expect("decode")
+                .expect("whole frame");
             assert_eq!(m.items, vec![i]);
         }
         assert!(codec.decode(&mut buf).expect("empty").is_none());

@@ -27,7 +27,11 @@ pub struct Hello {
 impl Hello {
     /// A `Hello` for this build of `program`, at `version` (usually `env!("CARGO_PKG_VERSION")`).
     pub fn new(program: impl Into<String>, version: impl Into<String>) -> Self {
-        Self { protocol_version: PROTOCOL_VERSION, program: program.into(), version: version.into() }
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            program: program.into(),
+            version: version.into(),
+        }
     }
 
     /// Checks that we (`self`) can talk to `peer`.
@@ -35,7 +39,10 @@ impl Hello {
         if self.protocol_version == peer.protocol_version {
             Ok(())
         } else {
-            Err(VersionMismatch { local: self.clone(), peer: peer.clone() })
+            Err(VersionMismatch {
+                local: self.clone(),
+                peer: peer.clone(),
+            })
         }
     }
 }
@@ -57,9 +64,15 @@ impl VersionMismatch {
     /// What the user should do: the older side must be restarted on the new binary.
     pub fn remedy(&self) -> String {
         if self.peer.protocol_version < self.local.protocol_version {
-            format!("restart {} so that it runs the new version", self.peer.program)
+            format!(
+                "restart {} so that it runs the new version",
+                self.peer.program
+            )
         } else {
-            format!("upgrade {} to {} or later", self.local.program, self.peer.version)
+            format!(
+                "upgrade {} to {} or later",
+                self.local.program, self.peer.version
+            )
         }
     }
 }
@@ -116,6 +129,35 @@ where
     Ok((framed.map_codec(FrameCodec::retype), theirs))
 }
 
+/// Client side, pipelined: send our hello *and* the first request in one write, then read
+/// the server's hello and check it. Saves a round trip for one-shot requests; a server that
+/// refuses the hello closes the connection without reading the request.
+pub async fn client_handshake_with<S, In, Out>(
+    io: S,
+    ours: &Hello,
+    first: Out,
+) -> Result<(Connection<S, In, Out>, Hello), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    In: DeserializeOwned,
+    Out: Serialize,
+{
+    use tokio::io::AsyncWriteExt;
+    use tokio_util::codec::Encoder;
+    let mut out = bytes::BytesMut::new();
+    FrameCodec::<Hello, Hello>::new().encode(ours.clone(), &mut out)?;
+    FrameCodec::<In, Out>::new().encode(first, &mut out)?;
+    let mut framed = Framed::new(io, FrameCodec::<Hello, Hello>::new());
+    framed
+        .get_mut()
+        .write_all(&out)
+        .await
+        .map_err(FrameError::Io)?;
+    let theirs = framed.next().await.ok_or(HandshakeError::Closed)??;
+    ours.check_peer(&theirs)?;
+    Ok((framed.map_codec(FrameCodec::retype), theirs))
+}
+
 /// Server side: read the client's hello, answer with ours (always), check versions, return
 /// the typed connection and the client's hello.
 pub async fn server_handshake<S, In, Out>(
@@ -139,8 +181,16 @@ mod tests {
 
     #[test]
     fn mismatch_message_names_both_sides_and_the_fix() {
-        let cli = Hello { protocol_version: 3, program: "agentbox-ctl".into(), version: "0.3".into() };
-        let daemon = Hello { protocol_version: 2, program: "daemon".into(), version: "0.2".into() };
+        let cli = Hello {
+            protocol_version: 3,
+            program: "agentbox-ctl".into(),
+            version: "0.3".into(),
+        };
+        let daemon = Hello {
+            protocol_version: 2,
+            program: "daemon".into(),
+            version: "0.2".into(),
+        };
         let msg = cli.check_peer(&daemon).expect_err("mismatch").to_string();
         assert_eq!(
             msg,
@@ -161,18 +211,44 @@ mod tests {
             conn.send(text.len() as u64).await?;
             Ok::<_, HandshakeError>(peer)
         });
-        let (mut conn, peer) =
-            client_handshake::<_, u64, String>(a, &Hello::new("client", "1.0")).await.expect("hs");
+        let (mut conn, peer) = client_handshake::<_, u64, String>(a, &Hello::new("client", "1.0"))
+            .await
+            .expect("hs");
         assert_eq!(peer.program, "server");
         conn.send("hello".to_string()).await.expect("send");
         assert_eq!(conn.next().await.expect("reply").expect("decode"), 5);
-        assert_eq!(server.await.expect("join").expect("server").program, "client");
+        assert_eq!(
+            server.await.expect("join").expect("server").program,
+            "client"
+        );
+    }
+
+    #[tokio::test]
+    async fn pipelined_handshake_carries_the_first_request() {
+        let (a, b) = tokio::io::duplex(1024);
+        let server = tokio::spawn(async move {
+            let (mut conn, _) =
+                server_handshake::<_, String, u64>(b, &Hello::new("server", "1")).await?;
+            let text = conn.next().await.ok_or(HandshakeError::Closed)??;
+            conn.send(text.len() as u64).await?;
+            Ok::<_, HandshakeError>(())
+        });
+        let (mut conn, peer) =
+            client_handshake_with::<_, u64, String>(a, &Hello::new("client", "1"), "four".into())
+                .await
+                .expect("handshake");
+        assert_eq!(peer.program, "server");
+        assert_eq!(conn.next().await.expect("reply").expect("decode"), 4);
+        server.await.expect("join").expect("server");
     }
 
     #[tokio::test]
     async fn both_sides_see_the_mismatch() {
         let (a, b) = tokio::io::duplex(1024);
-        let old = Hello { protocol_version: 0, ..Hello::new("daemon", "0.0.1") };
+        let old = Hello {
+            protocol_version: 0,
+            ..Hello::new("daemon", "0.0.1")
+        };
         let server =
             tokio::spawn(async move { server_handshake::<_, String, String>(b, &old).await });
         let err = client_handshake::<_, String, String>(a, &Hello::new("agentbox-ctl", "9"))

@@ -25,7 +25,7 @@ pub mod status;
 
 pub use error::{ErrorCode, ErrorReply};
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};
-pub use hello::{Hello, HandshakeError, VersionMismatch};
+pub use hello::{HandshakeError, Hello, VersionMismatch};
 
 /// Version of the wire protocol. Bump it whenever a bincode message changes shape: bincode
 /// is positional, so two sides with different message definitions must refuse each other

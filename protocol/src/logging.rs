@@ -20,7 +20,9 @@ impl std::str::FromStr for LogFormat {
         match s {
             "pretty" => Ok(Self::Pretty),
             "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format {other:?}: expected pretty or json")),
+            other => Err(format!(
+                "unknown log format {other:?}: expected pretty or json"
+            )),
         }
     }
 }
@@ -28,8 +30,13 @@ impl std::str::FromStr for LogFormat {
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG` is unset or
 /// invalid (e.g. `"info"`). Calling it twice is harmless: the second call does nothing.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _already_set = match format {
         LogFormat::Pretty => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -19,7 +19,10 @@ where
     let mut codec = FrameCodec::<T, T>::new();
     let mut buf = BytesMut::new();
     codec.encode(value.clone(), &mut buf).expect("encode");
-    let decoded = codec.decode(&mut buf).expect("decode").expect("a whole frame");
+    let decoded = codec
+        .decode(&mut buf)
+        .expect("decode")
+        .expect("a whole frame");
     assert_eq!(&decoded, value);
     assert!(buf.is_empty(), "the frame was not consumed whole");
 }
@@ -38,9 +41,8 @@ fn decode_garbage<T: DeserializeOwned>(bytes: &[u8]) {
     let mut codec = FrameCodec::<T, T>::new();
     let mut buf = BytesMut::from(bytes);
     for _ in 0..8 {
-        match codec.decode(&mut buf) {
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break,
+        if !matches!(codec.decode(&mut buf), Ok(Some(_))) {
+            break;
         }
     }
     let _ = codec.decode_eof(&mut buf);
@@ -58,9 +60,15 @@ where
     let step = (full.len() / 64).max(1);
     for cut in (0..full.len()).step_by(step).chain([full.len() - 1]) {
         let mut part = BytesMut::from(&full[..cut]);
-        assert!(matches!(codec.decode(&mut part), Ok(None)), "prefix {cut} decoded early");
+        assert!(
+            matches!(codec.decode(&mut part), Ok(None)),
+            "prefix {cut} decoded early"
+        );
         if cut > 0 {
-            assert!(codec.decode_eof(&mut part).is_err(), "prefix {cut} accepted at eof");
+            assert!(
+                codec.decode_eof(&mut part).is_err(),
+                "prefix {cut} accepted at eof"
+            );
         }
     }
 }
@@ -142,7 +150,10 @@ fn sample_unit() -> UnitStatus {
         next_restart_at_ms: None,
         blocked_on: vec![],
         detail: None,
-        expose: Some(Exposure { port: 3000, default: true }),
+        expose: Some(Exposure {
+            port: 3000,
+            default: true,
+        }),
         command: "npm run dev".into(),
     }
 }
@@ -165,7 +176,11 @@ fn golden_unit_status() {
 fn golden_wait_ready() {
     let r = WaitReadyReport {
         ready: false,
-        failed: vec![UnitProblem { name: "db".into(), state: Some(UnitState::Failed), reason: "exited with code 1".into() }],
+        failed: vec![UnitProblem {
+            name: "db".into(),
+            state: Some(UnitState::Failed),
+            reason: "exited with code 1".into(),
+        }],
         timed_out: vec![],
     };
     assert_eq!(
@@ -184,7 +199,9 @@ fn golden_poll_response() {
                 lease_expires_at_ms: 10,
                 attempt: 1,
                 created_at_ms: 5,
-                request: HostRequest::Notify { message: "done".into() },
+                request: HostRequest::Notify {
+                    message: "done".into(),
+                },
             },
             LeasedRequest {
                 id: RequestId("r2".into()),
@@ -197,7 +214,10 @@ fn golden_poll_response() {
                     remote: Some("origin".into()),
                     branch: None,
                     flags: vec![GitFlag::ForceWithLease],
-                    bundle: Some(BlobRef { blake3: "ab".into(), size: 3 }),
+                    bundle: Some(BlobRef {
+                        blake3: "ab".into(),
+                        size: 3,
+                    }),
                 }),
             },
         ],
@@ -218,12 +238,19 @@ fn golden_poll_response() {
 fn golden_gh_and_open_requests() {
     assert_eq!(
         serde_json::to_value(HostRequest::Gh(GhRequest::PrCreate {
-            title: "t".into(), body: "b".into(), base: None, draft: true,
-        })).expect("json"),
+            title: "t".into(),
+            body: "b".into(),
+            base: None,
+            draft: true,
+        }))
+        .expect("json"),
         json!({"gh": {"pr_create": {"title": "t", "body": "b", "base": null, "draft": true}}})
     );
     assert_eq!(
-        serde_json::to_value(HostRequest::Open { url: "https://x".into() }).expect("json"),
+        serde_json::to_value(HostRequest::Open {
+            url: "https://x".into()
+        })
+        .expect("json"),
         json!({"open": {"url": "https://x"}})
     );
 }
@@ -233,30 +260,51 @@ fn golden_result_and_ack() {
     let r = ResultPost {
         id: RequestId("r1".into()),
         lease: "l1".into(),
-        outcome: Outcome { exit_code: 0, stdout: "ok\n".into(), stderr: String::new(), bundle: None },
+        outcome: Outcome {
+            exit_code: 0,
+            stdout: "ok\n".into(),
+            stderr: String::new(),
+            bundle: None,
+        },
     };
     assert_eq!(
         serde_json::to_value(r).expect("json"),
         json!({"id": "r1", "lease": "l1", "outcome": {"exit_code": 0, "stdout": "ok\n", "stderr": "", "bundle": null}})
     );
     assert_eq!(
-        serde_json::to_value(ResultAck { id: RequestId("r1".into()), recorded: true }).expect("json"),
+        serde_json::to_value(ResultAck {
+            id: RequestId("r1".into()),
+            recorded: true
+        })
+        .expect("json"),
         json!({"id": "r1", "recorded": true})
     );
     assert_eq!(
-        serde_json::to_value(ProgressPost { id: RequestId("r1".into()), lease: "l".into(), lines: vec!["a".into()] }).expect("json"),
+        serde_json::to_value(ProgressPost {
+            id: RequestId("r1".into()),
+            lease: "l".into(),
+            lines: vec!["a".into()]
+        })
+        .expect("json"),
         json!({"id": "r1", "lease": "l", "lines": ["a"]})
     );
 }
 
 #[test]
 fn golden_error_body_and_health() {
-    let e = ErrorBody { error: ErrorReply::new(ErrorCode::LeaseExpired, "lease l1 expired") };
+    let e = ErrorBody {
+        error: ErrorReply::new(ErrorCode::LeaseExpired, "lease l1 expired"),
+    };
     assert_eq!(
         serde_json::to_value(e).expect("json"),
         json!({"error": {"code": "lease_expired", "message": "lease l1 expired"}})
     );
-    let h = Health { status: "ok".into(), program: "agentbox-relay".into(), version: "0.1.0".into(), protocol_version: 1 };
+    let h = Health {
+        status: "ok".into(),
+        program: "agentbox-relay".into(),
+        version: "0.1.0".into(),
+        protocol_version: 1,
+    };
     assert_eq!(
         serde_json::to_value(h).expect("json"),
         json!({"status": "ok", "program": "agentbox-relay", "version": "0.1.0", "protocol_version": 1})
@@ -270,7 +318,12 @@ fn golden_box_status() {
         box_name: Some("b1".into()),
         generated_at_ms: 7,
         units: vec![],
-        sessions: vec![SessionInfo { name: "claude".into(), running: true, started_at_ms: Some(1), attached: 0 }],
+        sessions: vec![SessionInfo {
+            name: "claude".into(),
+            running: true,
+            started_at_ms: Some(1),
+            attached: 0,
+        }],
         problem: None,
     };
     assert_eq!(
@@ -283,10 +336,25 @@ fn golden_box_status() {
 
 #[test]
 fn git_flags_allowlist() {
-    for f in [GitFlag::ForceWithLease, GitFlag::Tags, GitFlag::DryRun, GitFlag::Quiet, GitFlag::Verbose] {
+    for f in [
+        GitFlag::ForceWithLease,
+        GitFlag::Tags,
+        GitFlag::DryRun,
+        GitFlag::Quiet,
+        GitFlag::Verbose,
+    ] {
         assert_eq!(GitFlag::from_arg(f.as_arg()), Some(f));
     }
-    for hostile in ["-c", "--receive-pack=x", "--upload-pack", "--exec=sh", "--force", "-f", "--mirror", ""] {
+    for hostile in [
+        "-c",
+        "--receive-pack=x",
+        "--upload-pack",
+        "--exec=sh",
+        "--force",
+        "-f",
+        "--mirror",
+        "",
+    ] {
         assert_eq!(GitFlag::from_arg(hostile), None, "{hostile}");
     }
 }

@@ -24,12 +24,18 @@ impl Settings {
         let port = |name: &str, default: u16| match std::env::var(name) {
             Err(_) => Ok(default),
             Ok(v) if v.is_empty() => Ok(default),
-            Ok(v) => v.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("{name}={v:?} is not a port number (1-65535)")),
+            Ok(v) => v
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{name}={v:?} is not a port number (1-65535)")),
         };
         Ok(Self {
             web_port: port("AGENTBOX_WEB_PORT", 8080)?,
             bridge_port: port("AGENTBOX_BRIDGE_PORT", 8788)?,
-            run_dir: std::env::var_os("AGENTBOX_RUN_DIR").filter(|v| !v.is_empty()).map_or_else(|| "/run/agentbox".into(), PathBuf::from),
+            run_dir: std::env::var_os("AGENTBOX_RUN_DIR")
+                .filter(|v| !v.is_empty())
+                .map_or_else(|| "/run/agentbox".into(), PathBuf::from),
         })
     }
 }

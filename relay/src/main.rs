@@ -21,7 +21,10 @@ fn main() -> ExitCode {
     agentbox_protocol::logging::init(cli.log_format, "info");
     match agentbox_relay::Settings::from_env() {
         Ok(settings) => {
-            tracing::error!(?settings, "the WebProxy and bridge listeners are not built yet (issues #4 and #6)");
+            tracing::error!(
+                ?settings,
+                "the WebProxy and bridge listeners are not built yet (issues #4 and #6)"
+            );
             eprintln!("agentbox-relay: not implemented yet: the WebProxy and the bridge API land with issues #4 and #6");
             ExitCode::from(1)
         }

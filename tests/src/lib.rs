@@ -14,7 +14,10 @@ use std::path::PathBuf;
 pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");
     // target/<profile>/deps/<test-exe> → target/<profile>/<name>
-    let dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile> directory");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile> directory");
     let path = dir.join(name);
     assert!(
         path.exists(),

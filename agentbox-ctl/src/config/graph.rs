@@ -6,15 +6,21 @@ use super::{Diagnostic, UnitSpec};
 
 /// Errors for references to unknown units and for each dependency cycle.
 pub(super) fn check(units: &[UnitSpec]) -> Vec<Diagnostic> {
-    let index: HashMap<&str, usize> =
-        units.iter().enumerate().map(|(i, u)| (u.name.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = units
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.name.as_str(), i))
+        .collect();
     let mut errors = Vec::new();
     for unit in units {
         for need in &unit.needs {
             if !index.contains_key(need.as_str()) {
                 errors.push(Diagnostic {
                     pos: unit.pos,
-                    message: format!("`{}` needs `{need}`, which is not a service or task", unit.name),
+                    message: format!(
+                        "`{}` needs `{need}`, which is not a service or task",
+                        unit.name
+                    ),
                 });
             }
         }
@@ -46,8 +52,10 @@ pub(super) fn check(units: &[UnitSpec]) -> Vec<Diagnostic> {
                 Colour::White => visit(j, units, index, colour, path, errors),
                 Colour::Grey => {
                     let start = path.iter().position(|&k| k == j).unwrap_or(0);
-                    let mut names: Vec<&str> =
-                        path[start..].iter().map(|&k| units[k].name.as_str()).collect();
+                    let mut names: Vec<&str> = path[start..]
+                        .iter()
+                        .map(|&k| units[k].name.as_str())
+                        .collect();
                     names.push(units[j].name.as_str());
                     errors.push(Diagnostic {
                         pos: units[j].pos,

@@ -123,8 +123,14 @@ impl PartialEq for ProbeKind {
         match (self, other) {
             (Self::Port { host: a, port: p }, Self::Port { host: b, port: q }) => a == b && p == q,
             (
-                Self::Http { url: a, expect_status: s },
-                Self::Http { url: b, expect_status: t },
+                Self::Http {
+                    url: a,
+                    expect_status: s,
+                },
+                Self::Http {
+                    url: b,
+                    expect_status: t,
+                },
             ) => a == b && s == t,
             (Self::LogMatch(a), Self::LogMatch(b)) => a.as_str() == b.as_str(),
             _ => false,
@@ -244,7 +250,14 @@ impl std::fmt::Display for ConfigError {
             if d.pos.line == 0 {
                 write!(f, "{}: {}", self.file.display(), d.message)?;
             } else {
-                write!(f, "{}:{}:{}: {}", self.file.display(), d.pos.line, d.pos.col, d.message)?;
+                write!(
+                    f,
+                    "{}:{}:{}: {}",
+                    self.file.display(),
+                    d.pos.line,
+                    d.pos.col,
+                    d.message
+                )?;
             }
         }
         Ok(())
@@ -259,17 +272,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
         Err(e) => Err(ConfigError {
             file: path.to_path_buf(),
-            errors: vec![Diagnostic { pos: Pos::default(), message: format!("cannot read: {e}") }],
+            errors: vec![Diagnostic {
+                pos: Pos::default(),
+                message: format!("cannot read: {e}"),
+            }],
         }),
     }
 }
 
 /// Parses config text; `file` is used in messages only.
 pub fn parse_str(source: &str, file: &Path) -> Result<Config, ConfigError> {
-    let fail = |errors| ConfigError { file: file.to_path_buf(), errors };
+    let fail = |errors| ConfigError {
+        file: file.to_path_buf(),
+        errors,
+    };
     let root = match yaml::parse(source) {
         Ok(root) => root,
-        Err(e) => return Err(fail(vec![Diagnostic { pos: e.pos, message: e.message }])),
+        Err(e) => {
+            return Err(fail(vec![Diagnostic {
+                pos: e.pos,
+                message: e.message,
+            }]))
+        }
     };
     let (mut config, mut errors) = schema::read(root.as_ref());
     if errors.is_empty() {

@@ -14,17 +14,55 @@ use super::{
     RunOnce, UnitSpec,
 };
 
-const TOP_KEYS: &[&str] = &["services", "tasks", "ide", "defaults", "carry", "replacements"];
-const SERVICE_KEYS: &[&str] = &[
-    "command", "image", "cwd", "env", "autostart", "restart", "backoff", "needs", "ready_when",
-    "expose", "ide", "stop_grace_ms",
+const TOP_KEYS: &[&str] = &[
+    "services",
+    "tasks",
+    "ide",
+    "defaults",
+    "carry",
+    "replacements",
 ];
-const TASK_KEYS: &[&str] = &["command", "cwd", "env", "needs", "run_once", "ide", "stop_grace_ms"];
-const SERVICE_ONLY_KEYS: &[&str] =
-    &["autostart", "restart", "backoff", "ready_when", "expose", "image"];
+const SERVICE_KEYS: &[&str] = &[
+    "command",
+    "image",
+    "cwd",
+    "env",
+    "autostart",
+    "restart",
+    "backoff",
+    "needs",
+    "ready_when",
+    "expose",
+    "ide",
+    "stop_grace_ms",
+];
+const TASK_KEYS: &[&str] = &[
+    "command",
+    "cwd",
+    "env",
+    "needs",
+    "run_once",
+    "ide",
+    "stop_grace_ms",
+];
+const SERVICE_ONLY_KEYS: &[&str] = &[
+    "autostart",
+    "restart",
+    "backoff",
+    "ready_when",
+    "expose",
+    "image",
+];
 const PROBE_KEYS: &[&str] = &[
-    "port", "host", "http", "expect_status", "log_match", "interval_ms", "initial_delay_ms",
-    "timeout_ms", "on_timeout",
+    "port",
+    "host",
+    "http",
+    "expect_status",
+    "log_match",
+    "interval_ms",
+    "initial_delay_ms",
+    "timeout_ms",
+    "on_timeout",
 ];
 const BACKOFF_KEYS: &[&str] = &["initial_ms", "max_ms", "factor", "reset_after_ms"];
 const EXPOSE_KEYS: &[&str] = &["port", "as", "default"];
@@ -42,10 +80,16 @@ pub(super) fn read(root: Option<&Node>) -> (Config, Vec<Diagnostic>) {
             }
             let mut names: HashSet<String> = HashSet::new();
             for (section, kind) in [("tasks", UnitKind::Task), ("services", UnitKind::Service)] {
-                let Some(node) = top.get(section).filter(|n| !n.is_null()) else { continue };
-                let Some(entries) = r.entries(node, section) else { continue };
+                let Some(node) = top.get(section).filter(|n| !n.is_null()) else {
+                    continue;
+                };
+                let Some(entries) = r.entries(node, section) else {
+                    continue;
+                };
                 for (key, value) in entries {
-                    let Some(name) = r.unit_name(key) else { continue };
+                    let Some(name) = r.unit_name(key) else {
+                        continue;
+                    };
                     if !names.insert(name.clone()) {
                         r.error(key.pos(), format!("`{name}` is defined twice (tasks and services share one namespace)"));
                         continue;
@@ -70,7 +114,10 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn get(&self, key: &str) -> Option<&'a Node> {
-        self.entries.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        self.entries
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -84,18 +131,25 @@ struct Reader {
 
 impl Reader {
     fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.errors.push(Diagnostic { pos, message: message.into() });
+        self.errors.push(Diagnostic {
+            pos,
+            message: message.into(),
+        });
     }
 
     fn warn(&mut self, pos: Pos, message: impl std::fmt::Display) {
-        self.warnings.push(format!("{}:{}: warning: {message}", pos.line, pos.col));
+        self.warnings
+            .push(format!("{}:{}: warning: {message}", pos.line, pos.col));
     }
 
     fn expect_map(&mut self, node: &Node, what: &str) -> bool {
         if matches!(node, Node::Map { .. }) {
             true
         } else {
-            self.error(node.pos(), format!("{what} must be a mapping, found {}", node.describe()));
+            self.error(
+                node.pos(),
+                format!("{what} must be a mapping, found {}", node.describe()),
+            );
             false
         }
     }
@@ -104,7 +158,10 @@ impl Reader {
         match node {
             Node::Map { entries, .. } => Some(entries),
             other => {
-                self.error(other.pos(), format!("{what} must be a mapping, found {}", other.describe()));
+                self.error(
+                    other.pos(),
+                    format!("{what} must be a mapping, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -129,14 +186,20 @@ impl Reader {
             }
             out.push((k.as_str(), value));
         }
-        Some(Fields { entries: out, pos: node.pos() })
+        Some(Fields {
+            entries: out,
+            pos: node.pos(),
+        })
     }
 
     fn unit_name(&mut self, key: &Node) -> Option<String> {
         match key {
             Node::Scalar { value, .. } if is_name(value) => Some(value.clone()),
             Node::Scalar { value, .. } => {
-                self.error(key.pos(), format!("invalid unit name `{value}`: use letters, digits, `_` and `-`"));
+                self.error(
+                    key.pos(),
+                    format!("invalid unit name `{value}`: use letters, digits, `_` and `-`"),
+                );
                 None
             }
             other => {
@@ -150,7 +213,10 @@ impl Reader {
         match node {
             Node::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
             other => {
-                self.error(other.pos(), format!("{what} must be a string, found {}", other.describe()));
+                self.error(
+                    other.pos(),
+                    format!("{what} must be a string, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -158,9 +224,16 @@ impl Reader {
 
     fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
         match node {
-            Node::Scalar { value, quoted: false, .. } if parse_bool(value).is_some() => parse_bool(value),
+            Node::Scalar {
+                value,
+                quoted: false,
+                ..
+            } if parse_bool(value).is_some() => parse_bool(value),
             other => {
-                self.error(other.pos(), format!("{what} must be true or false, found {}", other.describe()));
+                self.error(
+                    other.pos(),
+                    format!("{what} must be true or false, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -168,15 +241,25 @@ impl Reader {
 
     fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
         match node {
-            Node::Scalar { value, quoted: false, .. } => match value.parse::<f64>() {
+            Node::Scalar {
+                value,
+                quoted: false,
+                ..
+            } => match value.parse::<f64>() {
                 Ok(n) if n.is_finite() => Some(n),
                 _ => {
-                    self.error(node.pos(), format!("{what} must be a number, found `{value}`"));
+                    self.error(
+                        node.pos(),
+                        format!("{what} must be a number, found `{value}`"),
+                    );
                     None
                 }
             },
             other => {
-                self.error(other.pos(), format!("{what} must be a number, found {}", other.describe()));
+                self.error(
+                    other.pos(),
+                    format!("{what} must be a number, found {}", other.describe()),
+                );
                 None
             }
         }
@@ -186,14 +269,18 @@ impl Reader {
     fn integer(&mut self, node: &Node, what: &str, min: u64, max: u64) -> Option<u64> {
         let n = self.number(node, what)?.floor();
         if n < min as f64 || n > max as f64 {
-            self.error(node.pos(), format!("{what} must be between {min} and {max}, found {n}"));
+            self.error(
+                node.pos(),
+                format!("{what} must be between {min} and {max}, found {n}"),
+            );
             return None;
         }
         Some(n as u64)
     }
 
     fn millis(&mut self, node: &Node, what: &str, min: u64) -> Option<Duration> {
-        self.integer(node, what, min, u64::from(u32::MAX)).map(Duration::from_millis)
+        self.integer(node, what, min, u64::from(u32::MAX))
+            .map(Duration::from_millis)
     }
 
     fn port(&mut self, node: &Node, what: &str) -> Option<u16> {
@@ -210,7 +297,13 @@ impl Reader {
                 (argv.len() == items.len()).then_some(Command::Argv(argv))
             }
             other => {
-                self.error(other.pos(), format!("{what} must be a non-empty string or list, found {}", other.describe()));
+                self.error(
+                    other.pos(),
+                    format!(
+                        "{what} must be a non-empty string or list, found {}",
+                        other.describe()
+                    ),
+                );
                 None
             }
         }
@@ -218,11 +311,18 @@ impl Reader {
 
     fn env(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        let Some(entries) = self.entries(node, what) else { return env };
+        let Some(entries) = self.entries(node, what) else {
+            return env;
+        };
         for (key, value) in entries {
-            let Some(name) = self.string(key, "an environment variable name") else { continue };
+            let Some(name) = self.string(key, "an environment variable name") else {
+                continue;
+            };
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                self.error(key.pos(), format!("invalid environment variable name `{name}`"));
+                self.error(
+                    key.pos(),
+                    format!("invalid environment variable name `{name}`"),
+                );
                 continue;
             }
             match value {
@@ -235,7 +335,10 @@ impl Reader {
                 }
                 other => self.error(
                     other.pos(),
-                    format!("`{name}` in {what} must be a string, number or boolean, found {}", other.describe()),
+                    format!(
+                        "`{name}` in {what} must be a string, number or boolean, found {}",
+                        other.describe()
+                    ),
                 ),
             }
         }
@@ -247,13 +350,18 @@ impl Reader {
             Node::Seq { items, .. } => items.iter().collect(),
             n if n.is_null() => Vec::new(),
             other => {
-                self.error(other.pos(), format!("`needs` of `{unit}` must be a list of unit names"));
+                self.error(
+                    other.pos(),
+                    format!("`needs` of `{unit}` must be a list of unit names"),
+                );
                 return Vec::new();
             }
         };
         let mut needs: Vec<String> = Vec::new();
         for item in items {
-            let Some(name) = self.string(item, "a `needs` entry") else { continue };
+            let Some(name) = self.string(item, "a `needs` entry") else {
+                continue;
+            };
             if !is_name(&name) {
                 self.error(item.pos(), format!("invalid unit name `{name}` in `needs`"));
             } else if name == unit {
@@ -276,14 +384,21 @@ impl Reader {
                 for (k, _) in entries {
                     if let Node::Scalar { value, .. } = k {
                         if SERVICE_ONLY_KEYS.contains(&value.as_str()) {
-                            self.warn(k.pos(), format!("`{value}` applies to services only; ignored for {label}"));
+                            self.warn(
+                                k.pos(),
+                                format!("`{value}` applies to services only; ignored for {label}"),
+                            );
                         }
                     }
                 }
             }
         }
         let allowed_here: Vec<&str> = if kind == UnitKind::Task {
-            allowed.iter().copied().chain(SERVICE_ONLY_KEYS.iter().copied()).collect()
+            allowed
+                .iter()
+                .copied()
+                .chain(SERVICE_ONLY_KEYS.iter().copied())
+                .collect()
         } else {
             allowed.to_vec()
         };
@@ -300,9 +415,17 @@ impl Reader {
                 None
             }
         };
-        let cwd = f.get("cwd").and_then(|n| self.string(n, &format!("`cwd` of {label}")));
-        let env = f.get("env").map(|n| self.env(n, &format!("`env` of {label}"))).unwrap_or_default();
-        let needs = f.get("needs").map(|n| self.needs(n, name)).unwrap_or_default();
+        let cwd = f
+            .get("cwd")
+            .and_then(|n| self.string(n, &format!("`cwd` of {label}")));
+        let env = f
+            .get("env")
+            .map(|n| self.env(n, &format!("`env` of {label}")))
+            .unwrap_or_default();
+        let needs = f
+            .get("needs")
+            .map(|n| self.needs(n, name))
+            .unwrap_or_default();
         let stop_grace = f
             .get("stop_grace_ms")
             .and_then(|n| self.millis(n, "`stop_grace_ms`", 0))
@@ -357,7 +480,10 @@ impl Reader {
             "on-failure" => Some(RestartPolicy::OnFailure),
             "never" => Some(RestartPolicy::Never),
             other => {
-                self.error(node.pos(), format!("`restart` must be always, on-failure or never, found `{other}`"));
+                self.error(
+                    node.pos(),
+                    format!("`restart` must be always, on-failure or never, found `{other}`"),
+                );
                 None
             }
         }
@@ -365,9 +491,13 @@ impl Reader {
 
     fn backoff(&mut self, node: &Node, label: &str) -> Backoff {
         let mut b = Backoff::default();
-        let Some(f) = self.fields(node, BACKOFF_KEYS, &format!("`backoff` of {label}")) else { return b };
+        let Some(f) = self.fields(node, BACKOFF_KEYS, &format!("`backoff` of {label}")) else {
+            return b;
+        };
         if let Some(n) = f.get("initial_ms") {
-            b.initial = self.millis(n, "`backoff.initial_ms`", 0).unwrap_or(b.initial);
+            b.initial = self
+                .millis(n, "`backoff.initial_ms`", 0)
+                .unwrap_or(b.initial);
         }
         if let Some(n) = f.get("max_ms") {
             b.max = self.millis(n, "`backoff.max_ms`", 0).unwrap_or(b.max);
@@ -375,15 +505,27 @@ impl Reader {
         if let Some(n) = f.get("factor") {
             match self.number(n, "`backoff.factor`") {
                 Some(x) if x >= 1.0 => b.factor = x,
-                Some(x) => self.error(n.pos(), format!("`backoff.factor` must be at least 1, found {x}")),
+                Some(x) => self.error(
+                    n.pos(),
+                    format!("`backoff.factor` must be at least 1, found {x}"),
+                ),
                 None => {}
             }
         }
         if let Some(n) = f.get("reset_after_ms") {
-            b.reset_after = self.millis(n, "`backoff.reset_after_ms`", 0).unwrap_or(b.reset_after);
+            b.reset_after = self
+                .millis(n, "`backoff.reset_after_ms`", 0)
+                .unwrap_or(b.reset_after);
         }
         if b.max < b.initial {
-            self.error(f.pos, format!("`backoff.max_ms` ({}) is below `initial_ms` ({})", b.max.as_millis(), b.initial.as_millis()));
+            self.error(
+                f.pos,
+                format!(
+                    "`backoff.max_ms` ({}) is below `initial_ms` ({})",
+                    b.max.as_millis(),
+                    b.initial.as_millis()
+                ),
+            );
         }
         b
     }
@@ -391,10 +533,22 @@ impl Reader {
     fn probe(&mut self, node: &Node, label: &str) -> Option<Probe> {
         let what = format!("`ready_when` of {label}");
         let f = self.fields(node, PROBE_KEYS, &what)?;
-        let kinds: Vec<&str> =
-            ["port", "http", "log_match"].into_iter().filter(|k| f.get(k).is_some()).collect();
+        let kinds: Vec<&str> = ["port", "http", "log_match"]
+            .into_iter()
+            .filter(|k| f.get(k).is_some())
+            .collect();
         if kinds.len() != 1 {
-            self.error(f.pos, format!("{what} needs exactly one of `port`, `http` or `log_match`, found {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }));
+            self.error(
+                f.pos,
+                format!(
+                    "{what} needs exactly one of `port`, `http` or `log_match`, found {}",
+                    if kinds.is_empty() {
+                        "none".to_string()
+                    } else {
+                        kinds.join(", ")
+                    }
+                ),
+            );
             return None;
         }
         let kind_name = kinds[0];
@@ -405,12 +559,17 @@ impl Reader {
         };
         for key in misplaced {
             if let Some(n) = f.get(key) {
-                self.error(n.pos(), format!("`{key}` cannot be used with a `{kind_name}` probe"));
+                self.error(
+                    n.pos(),
+                    format!("`{key}` cannot be used with a `{kind_name}` probe"),
+                );
             }
         }
         let kind = match kind_name {
             "port" => {
-                let port = f.get("port").and_then(|n| self.port(n, "`ready_when.port`"))?;
+                let port = f
+                    .get("port")
+                    .and_then(|n| self.port(n, "`ready_when.port`"))?;
                 let host = match f.get("host") {
                     Some(n) => self.string(n, "`ready_when.host`")?,
                     None => "127.0.0.1".to_string(),
@@ -436,21 +595,38 @@ impl Reader {
                 match regex::Regex::new(&source) {
                     Ok(re) => ProbeKind::LogMatch(re),
                     Err(e) => {
-                        self.error(n.pos(), format!("`log_match` is not a valid regex: {e}"));
+                        // The regex crate's message spans lines; its last line says why.
+                        let text = e.to_string();
+                        let why = text
+                            .lines()
+                            .last()
+                            .unwrap_or_default()
+                            .trim_start_matches("error: ")
+                            .to_string();
+                        self.error(n.pos(), format!("`log_match` is not a valid regex: {why}"));
                         return None;
                     }
                 }
             }
         };
-        let interval = f.get("interval_ms").and_then(|n| self.millis(n, "`interval_ms`", 1));
-        let initial_delay = f.get("initial_delay_ms").and_then(|n| self.millis(n, "`initial_delay_ms`", 0));
-        let timeout = f.get("timeout_ms").and_then(|n| self.millis(n, "`timeout_ms`", 1));
+        let interval = f
+            .get("interval_ms")
+            .and_then(|n| self.millis(n, "`interval_ms`", 1));
+        let initial_delay = f
+            .get("initial_delay_ms")
+            .and_then(|n| self.millis(n, "`initial_delay_ms`", 0));
+        let timeout = f
+            .get("timeout_ms")
+            .and_then(|n| self.millis(n, "`timeout_ms`", 1));
         let on_timeout = match f.get("on_timeout") {
             Some(n) => match self.string(n, "`on_timeout`")?.as_str() {
                 "kill" => OnTimeout::Kill,
                 "mark_unhealthy" => OnTimeout::MarkUnhealthy,
                 other => {
-                    self.error(n.pos(), format!("`on_timeout` must be kill or mark_unhealthy, found `{other}`"));
+                    self.error(
+                        n.pos(),
+                        format!("`on_timeout` must be kill or mark_unhealthy, found `{other}`"),
+                    );
                     return None;
                 }
             },
@@ -483,7 +659,13 @@ impl Reader {
         };
         if default {
             if let Some(first) = self.explicit_default {
-                self.error(node.pos(), format!("only one service can be the default exposure (the first is at line {})", first.line));
+                self.error(
+                    node.pos(),
+                    format!(
+                        "only one service can be the default exposure (the first is at line {})",
+                        first.line
+                    ),
+                );
                 return None;
             }
             self.explicit_default = Some(node.pos());
@@ -502,8 +684,16 @@ impl Reader {
 
     fn run_once(&mut self, node: &Node, label: &str) -> Option<RunOnce> {
         match node {
-            Node::Scalar { value, quoted: false, .. } if parse_bool(value) == Some(true) => Some(RunOnce::Marker),
-            Node::Scalar { value, quoted: false, .. } if parse_bool(value) == Some(false) => None,
+            Node::Scalar {
+                value,
+                quoted: false,
+                ..
+            } if parse_bool(value) == Some(true) => Some(RunOnce::Marker),
+            Node::Scalar {
+                value,
+                quoted: false,
+                ..
+            } if parse_bool(value) == Some(false) => None,
             n if n.is_null() => None,
             Node::Map { .. } => {
                 let f = self.fields(node, &["check"], &format!("`run_once` of {label}"))?;
@@ -521,7 +711,13 @@ impl Reader {
                 }
             }
             other => {
-                self.error(other.pos(), format!("`run_once` must be true or {{check: COMMAND}}, found {}", other.describe()));
+                self.error(
+                    other.pos(),
+                    format!(
+                        "`run_once` must be true or {{check: COMMAND}}, found {}",
+                        other.describe()
+                    ),
+                );
                 None
             }
         }
@@ -529,5 +725,7 @@ impl Reader {
 }
 
 fn is_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

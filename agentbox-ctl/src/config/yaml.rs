@@ -20,7 +20,10 @@ pub struct Pos {
 
 impl Pos {
     fn from_marker(m: Marker) -> Self {
-        Self { line: m.line(), col: m.col() + 1 }
+        Self {
+            line: m.line(),
+            col: m.col() + 1,
+        }
     }
 }
 
@@ -157,10 +160,24 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(Node::Scalar { value, quoted, pos }, anchor);
             }
             Event::SequenceStart(anchor, _) => {
-                self.stack.push((Node::Seq { items: Vec::new(), pos }, None, anchor));
+                self.stack.push((
+                    Node::Seq {
+                        items: Vec::new(),
+                        pos,
+                    },
+                    None,
+                    anchor,
+                ));
             }
             Event::MappingStart(anchor, _) => {
-                self.stack.push((Node::Map { entries: Vec::new(), pos }, None, anchor));
+                self.stack.push((
+                    Node::Map {
+                        entries: Vec::new(),
+                        pos,
+                    },
+                    None,
+                    anchor,
+                ));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((mut node, _, anchor)) = self.stack.pop() {
@@ -208,17 +225,25 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let root = parse("a:\n  b: 1\n").expect("parse").expect("doc");
-        let Node::Map { entries, pos } = root else { panic!("map") };
+        let Node::Map { entries, pos } = root else {
+            panic!("map")
+        };
         assert_eq!(pos, Pos { line: 1, col: 1 });
-        let Node::Map { entries: inner, .. } = &entries[0].1 else { panic!("inner map") };
+        let Node::Map { entries: inner, .. } = &entries[0].1 else {
+            panic!("inner map")
+        };
         assert_eq!(inner[0].0.pos(), Pos { line: 2, col: 3 });
         assert_eq!(inner[0].1.pos(), Pos { line: 2, col: 6 });
     }
 
     #[test]
     fn quoted_scalars_are_marked() {
-        let root = parse("a: \"true\"\nb: true\n").expect("parse").expect("doc");
-        let Node::Map { entries, .. } = root else { panic!("map") };
+        let root = parse("a: \"true\"\nb: true\n")
+            .expect("parse")
+            .expect("doc");
+        let Node::Map { entries, .. } = root else {
+            panic!("map")
+        };
         assert!(matches!(&entries[0].1, Node::Scalar { quoted: true, .. }));
         assert!(matches!(&entries[1].1, Node::Scalar { quoted: false, .. }));
     }
@@ -226,7 +251,9 @@ mod tests {
     #[test]
     fn aliases_resolve_and_empty_is_none() {
         let root = parse("x: &e {A: 1}\ny: *e\n").expect("parse").expect("doc");
-        let Node::Map { entries, .. } = root else { panic!("map") };
+        let Node::Map { entries, .. } = root else {
+            panic!("map")
+        };
         assert!(matches!(&entries[1].1, Node::Map { entries, .. } if entries.len() == 1));
         assert_eq!(parse("").expect("parse"), None);
         assert_eq!(parse("# only a comment\n").expect("parse"), None);

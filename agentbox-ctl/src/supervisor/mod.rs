@@ -56,12 +56,34 @@ pub enum Command {
 }
 
 enum Event {
-    Exited { name: String, gen: u64, exit: Exit },
-    SpawnFailed { name: String, gen: u64, error: String },
-    Probe { name: String, gen: u64, result: Result<(), String> },
-    RestartDue { name: String, gen: u64 },
-    Stable { name: String, gen: u64 },
-    Gate { name: String, gen: u64, skip: Option<String> },
+    Exited {
+        name: String,
+        gen: u64,
+        exit: Exit,
+    },
+    SpawnFailed {
+        name: String,
+        gen: u64,
+        error: String,
+    },
+    Probe {
+        name: String,
+        gen: u64,
+        result: Result<(), String>,
+    },
+    RestartDue {
+        name: String,
+        gen: u64,
+    },
+    Stable {
+        name: String,
+        gen: u64,
+    },
+    Gate {
+        name: String,
+        gen: u64,
+        skip: Option<String>,
+    },
 }
 
 /// What to do when the current process of a unit has exited.
@@ -133,7 +155,9 @@ impl Unit {
     fn satisfied(&self) -> bool {
         match self.spec.kind {
             UnitKind::Service => self.ready,
-            UnitKind::Task => self.state == UnitState::Exited && self.exit.is_none_or(Exit::success),
+            UnitKind::Task => {
+                self.state == UnitState::Exited && self.exit.is_none_or(Exit::success)
+            }
         }
     }
 
@@ -159,7 +183,10 @@ impl Unit {
             next_restart_at_ms: self.next_restart_at_ms,
             blocked_on: self.blocked_on.clone(),
             detail: self.detail.clone(),
-            expose: self.spec.expose.map(|e| Exposure { port: e.port, default: e.default }),
+            expose: self.spec.expose.map(|e| Exposure {
+                port: e.port,
+                default: e.default,
+            }),
             command: self.spec.command.display(),
         }
     }
@@ -240,7 +267,11 @@ impl Supervisor {
     /// Builds the supervisor from a loaded config (or the error that prevented loading:
     /// then it runs with no units and reports the error in `status`). Call [`Supervisor::run`]
     /// to start it.
-    pub fn new(paths: Paths, loaded: Result<Config, config::ConfigError>, log_max: u64) -> (Self, Handle) {
+    pub fn new(
+        paths: Paths,
+        loaded: Result<Config, config::ConfigError>,
+        log_max: u64,
+    ) -> (Self, Handle) {
         let (commands_tx, commands) = mpsc::channel(64);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (config, config_error) = match loaded {
@@ -254,11 +285,34 @@ impl Supervisor {
             config_error,
             config_warnings: config.warnings.clone(),
         };
-        let units: Vec<Unit> = config.units.into_iter().map(|s| Unit::new(s, &paths, log_max)).collect();
-        let initial = Arc::new(StatusReport { daemon: daemon.clone(), units: units.iter().map(Unit::status).collect() });
+        let units: Vec<Unit> = config
+            .units
+            .into_iter()
+            .map(|s| Unit::new(s, &paths, log_max))
+            .collect();
+        let initial = Arc::new(StatusReport {
+            daemon: daemon.clone(),
+            units: units.iter().map(Unit::status).collect(),
+        });
         let (status, status_rx) = watch::channel(initial);
-        let sup = Self { paths, log_max, units, daemon, events_tx, events, commands, status, shutdown: None };
-        (sup, Handle { commands: commands_tx, status: status_rx })
+        let sup = Self {
+            paths,
+            log_max,
+            units,
+            daemon,
+            events_tx,
+            events,
+            commands,
+            status,
+            shutdown: None,
+        };
+        (
+            sup,
+            Handle {
+                commands: commands_tx,
+                status: status_rx,
+            },
+        )
     }
 
     /// Runs until a `Shutdown` command has stopped every unit (or every handle is gone).
@@ -291,7 +345,10 @@ impl Supervisor {
     }
 
     fn publish(&self) {
-        let report = StatusReport { daemon: self.daemon.clone(), units: self.units.iter().map(Unit::status).collect() };
+        let report = StatusReport {
+            daemon: self.daemon.clone(),
+            units: self.units.iter().map(Unit::status).collect(),
+        };
         self.status.send_if_modified(|old| {
             if **old == report {
                 false
@@ -306,7 +363,12 @@ impl Supervisor {
         self.units
             .iter()
             .position(|u| u.spec.name == name && !matches!(u.after_exit, AfterExit::Remove))
-            .ok_or_else(|| ErrorReply::new(ErrorCode::NotFound, format!("no unit named `{name}` (see `agentbox-ctl status`)")))
+            .ok_or_else(|| {
+                ErrorReply::new(
+                    ErrorCode::NotFound,
+                    format!("no unit named `{name}` (see `agentbox-ctl status`)"),
+                )
+            })
     }
 
     fn handle_command(&mut self, cmd: Command) {
@@ -337,11 +399,19 @@ impl Supervisor {
                     let _ = reply.send(Err(e));
                 }
             },
-            Command::RunTask { name, force, wait, reply } => {
+            Command::RunTask {
+                name,
+                force,
+                wait,
+                reply,
+            } => {
                 let i = match self.index(&name) {
                     Ok(i) if self.units[i].spec.kind == UnitKind::Task => i,
                     Ok(_) => {
-                        let _ = reply.send(Err(ErrorReply::new(ErrorCode::BadRequest, format!("`{name}` is a service, not a task: use `start` or `restart`"))));
+                        let _ = reply.send(Err(ErrorReply::new(
+                            ErrorCode::BadRequest,
+                            format!("`{name}` is a service, not a task: use `start` or `restart`"),
+                        )));
                         return;
                     }
                     Err(e) => {
@@ -388,7 +458,10 @@ impl Supervisor {
             let pid = unit.pid.map_or(String::new(), |p| format!(" (pid {p})"));
             return Err(ErrorReply::new(
                 ErrorCode::Conflict,
-                format!("`{}` is already {}{pid}: use `restart`", unit.spec.name, unit.state),
+                format!(
+                    "`{}` is already {}{pid}: use `restart`",
+                    unit.spec.name, unit.state
+                ),
             ));
         }
         unit.gen += 1; // cancels a pending backoff restart
@@ -485,12 +558,19 @@ impl Supervisor {
             unit.detail = Some("checking run_once".into());
             tokio::spawn(async move {
                 let skip = match rule {
-                    RunOnce::Marker => runonce::matches(&marker, &fingerprint)
-                        .then(|| "already ran with this command, cwd and env (run_once marker)".to_string()),
+                    RunOnce::Marker => runonce::matches(&marker, &fingerprint).then(|| {
+                        "already ran with this command, cwd and env (run_once marker)".to_string()
+                    }),
                     RunOnce::Check(check) => {
                         let argv = vec!["bash".to_string(), "-c".to_string(), check.clone()];
-                        let ok = match process::command(&argv, &cwd, &env).map(|c| process::spawn_logged(c, &log)) {
-                            Some(Ok((child, copier))) => process::wait_run(child, copier, Duration::from_secs(1)).await.success(),
+                        let ok = match process::command(&argv, &cwd, &env)
+                            .map(|c| process::spawn_logged(c, &log))
+                        {
+                            Some(Ok((child, copier))) => {
+                                process::wait_run(child, copier, Duration::from_secs(1))
+                                    .await
+                                    .success()
+                            }
                             _ => false,
                         };
                         ok.then(|| format!("run_once check `{check}` passed"))
@@ -537,7 +617,11 @@ impl Supervisor {
         unit.started = Some(Instant::now());
         unit.started_at_ms = Some(now_millis());
         unit.finished_at_ms = None;
-        unit.note(&format!("started (pid {}): {}", pid.unwrap_or(0), unit.spec.command.display()));
+        unit.note(&format!(
+            "started (pid {}): {}",
+            pid.unwrap_or(0),
+            unit.spec.command.display()
+        ));
         let grace = unit.spec.stop_grace;
         {
             let events = events.clone();
@@ -574,7 +658,9 @@ impl Supervisor {
     }
 
     fn find_gen(&self, name: &str, gen: u64) -> Option<usize> {
-        self.units.iter().position(|u| u.spec.name == name && u.gen == gen)
+        self.units
+            .iter()
+            .position(|u| u.spec.name == name && u.gen == gen)
     }
 
     fn handle_event(&mut self, ev: Event) {
@@ -596,7 +682,9 @@ impl Supervisor {
                 }
             }
             Event::Probe { name, gen, result } => {
-                let Some(i) = self.find_gen(&name, gen) else { return };
+                let Some(i) = self.find_gen(&name, gen) else {
+                    return;
+                };
                 let unit = &mut self.units[i];
                 if !unit.alive() || unit.stopping {
                     return;
@@ -628,13 +716,18 @@ impl Supervisor {
                 }
             }
             Event::Gate { name, gen, skip } => {
-                let Some(i) = self.find_gen(&name, gen) else { return };
+                let Some(i) = self.find_gen(&name, gen) else {
+                    return;
+                };
                 match skip {
                     Some(why) => {
                         let unit = &mut self.units[i];
                         unit.note(&format!("skipped: {why}"));
                         unit.state = UnitState::Exited;
-                        unit.exit = Some(Exit { code: Some(0), signal: None });
+                        unit.exit = Some(Exit {
+                            code: Some(0),
+                            signal: None,
+                        });
                         unit.detail = Some(format!("skipped: {why}"));
                         unit.finished_at_ms = Some(now_millis());
                         unit.fire_waiters();
@@ -648,7 +741,9 @@ impl Supervisor {
     fn on_probe_timeout(&mut self, i: usize, why: &str) {
         let events = self.events_tx.clone();
         let unit = &mut self.units[i];
-        let Some(probe) = unit.spec.ready_when.clone() else { return };
+        let Some(probe) = unit.spec.ready_when.clone() else {
+            return;
+        };
         match probe.on_timeout {
             OnTimeout::Kill => {
                 unit.note(&format!("{why}; killing the service"));
@@ -664,7 +759,11 @@ impl Supervisor {
                 let (name, gen) = (unit.spec.name.clone(), unit.gen);
                 let task = tokio::spawn(async move {
                     probe::until_ready(&probe).await;
-                    let _ = events.send(Event::Probe { name, gen, result: Ok(()) });
+                    let _ = events.send(Event::Probe {
+                        name,
+                        gen,
+                        result: Ok(()),
+                    });
                 });
                 unit.probe = Some(task.abort_handle());
             }
@@ -724,7 +823,9 @@ impl Supervisor {
                     if unit.spec.run_once == Some(RunOnce::Marker) {
                         let cwd = unit.spec.resolved_cwd(&self.paths.workspace);
                         let fp = runonce::fingerprint(&unit.spec.command, &cwd, &unit.spec.env);
-                        if let Err(e) = runonce::write(&self.paths.task_marker(&unit.spec.name), &fp) {
+                        if let Err(e) =
+                            runonce::write(&self.paths.task_marker(&unit.spec.name), &fp)
+                        {
                             unit.note(&format!("could not write the run_once marker: {e}"));
                         }
                     }
@@ -742,7 +843,11 @@ impl Supervisor {
                     RestartPolicy::Never => false,
                 };
                 if !restart || !unit.wanted {
-                    unit.state = if exit.success() { UnitState::Exited } else { UnitState::Failed };
+                    unit.state = if exit.success() {
+                        UnitState::Exited
+                    } else {
+                        UnitState::Failed
+                    };
                     unit.detail = Some(exit.describe());
                     unit.wanted = false;
                     unit.fire_waiters();
@@ -757,8 +862,13 @@ impl Supervisor {
                 unit.restarts += 1;
                 unit.state = UnitState::Exited;
                 unit.next_restart_at_ms = Some(now_millis() + delay.as_millis() as u64);
-                unit.detail = Some(format!("{}; restarting in {}ms", exit.describe(), delay.as_millis()));
-                let (name, gen, events) = (unit.spec.name.clone(), unit.gen, self.events_tx.clone());
+                unit.detail = Some(format!(
+                    "{}; restarting in {}ms",
+                    exit.describe(),
+                    delay.as_millis()
+                ));
+                let (name, gen, events) =
+                    (unit.spec.name.clone(), unit.gen, self.events_tx.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
                     let _ = events.send(Event::RestartDue { name, gen });
@@ -779,7 +889,10 @@ impl Supervisor {
         };
         self.daemon.config_error = None;
         self.daemon.config_warnings.clone_from(&config.warnings);
-        let mut report = ReloadReport { warnings: config.warnings.clone(), ..ReloadReport::default() };
+        let mut report = ReloadReport {
+            warnings: config.warnings.clone(),
+            ..ReloadReport::default()
+        };
         let mut old: HashMap<String, Unit> = self
             .units
             .drain(..)
@@ -844,4 +957,3 @@ fn same_definition(a: &UnitSpec, b: &UnitSpec) -> bool {
     b.pos = a.pos;
     *a == b
 }
-

@@ -33,7 +33,10 @@ pub struct Exit {
 impl Exit {
     fn from_status(status: ExitStatus) -> Self {
         use std::os::unix::process::ExitStatusExt;
-        Self { code: status.code(), signal: status.signal() }
+        Self {
+            code: status.code(),
+            signal: status.signal(),
+        }
     }
 
     /// Exit code 0.
@@ -82,7 +85,10 @@ pub fn command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Option<
 
 /// Spawns `cmd` with stdout and stderr piped into `log`. Returns the child (its pid is the
 /// process group id) and a task that copies the output until both pipes close.
-pub fn spawn_logged(mut cmd: Command, log: &UnitLog) -> std::io::Result<(Child, tokio::task::JoinHandle<()>)> {
+pub fn spawn_logged(
+    mut cmd: Command,
+    log: &UnitLog,
+) -> std::io::Result<(Child, tokio::task::JoinHandle<()>)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take();
@@ -130,7 +136,9 @@ fn write_line(log: &UnitLog, stream: LogStream, line: &str) {
 
 /// Sends `signal` to process group `pgid`. `false` when the group no longer exists.
 pub fn signal_group(pgid: u32, signal: Signal) -> bool {
-    let Ok(raw) = i32::try_from(pgid) else { return false };
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
     if raw <= 1 {
         return false; // never signal "every process" or init's group
     }
@@ -139,7 +147,9 @@ pub fn signal_group(pgid: u32, signal: Signal) -> bool {
 
 /// Whether process group `pgid` still has members.
 pub fn group_alive(pgid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pgid) else { return false };
+    let Ok(raw) = i32::try_from(pgid) else {
+        return false;
+    };
     raw > 1 && !matches!(killpg(Pid::from_raw(raw), None), Err(Errno::ESRCH))
 }
 
@@ -161,11 +171,18 @@ pub async fn end_group(pgid: u32, grace: Duration) {
 }
 
 /// Waits for the leader, then ends the rest of its group, then the output copier.
-pub async fn wait_run(mut child: Child, copier: tokio::task::JoinHandle<()>, grace: Duration) -> Exit {
+pub async fn wait_run(
+    mut child: Child,
+    copier: tokio::task::JoinHandle<()>,
+    grace: Duration,
+) -> Exit {
     let pgid = child.id();
     let exit = match child.wait().await {
         Ok(status) => Exit::from_status(status),
-        Err(_) => Exit { code: None, signal: None },
+        Err(_) => Exit {
+            code: None,
+            signal: None,
+        },
     };
     if let Some(pgid) = pgid {
         end_group(pgid, grace).await;

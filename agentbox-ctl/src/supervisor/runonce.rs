@@ -13,7 +13,9 @@ pub fn fingerprint(command: &Command, cwd: &Path, env: &BTreeMap<String, String>
         "cwd": cwd.to_string_lossy(),
         "env": env,
     });
-    blake3::hash(canonical.to_string().as_bytes()).to_hex().to_string()
+    blake3::hash(canonical.to_string().as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 /// Whether `marker` holds `fingerprint`.
@@ -41,7 +43,10 @@ mod tests {
         let cmd = Command::Shell("make".into());
         let base = fingerprint(&cmd, Path::new("/w"), &env);
         assert_eq!(base, fingerprint(&cmd, Path::new("/w"), &env));
-        assert_ne!(base, fingerprint(&Command::Shell("make all".into()), Path::new("/w"), &env));
+        assert_ne!(
+            base,
+            fingerprint(&Command::Shell("make all".into()), Path::new("/w"), &env)
+        );
         assert_ne!(base, fingerprint(&cmd, Path::new("/w/sub"), &env));
         assert_ne!(base, fingerprint(&cmd, Path::new("/w"), &BTreeMap::new()));
     }
