@@ -110,6 +110,20 @@ pub enum Cmd {
     Session(SessionCmd),
     /// Stop every unit and the daemon.
     Shutdown,
+    /// git push|pull|fetch|clone through the host (what the `git` shim calls).
+    #[command(disable_help_flag = true)]
+    Git {
+        /// The git arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// gh through the host (what the `gh` shim calls).
+    #[command(disable_help_flag = true)]
+    Gh {
+        /// The gh arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Internal: load a session's environment file, then exec the command.
     #[command(hide = true)]
     SessionExec {
@@ -172,6 +186,17 @@ pub async fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
     }
 }
 
+/// The box holds no git or GitHub credentials: these commands are requests to the host,
+/// and the host bridge that answers them is not part of this version.
+fn no_bridge(tool: &str, args: &[String]) -> ExitCode {
+    let what = args.first().map_or(String::new(), |a| format!(" {a}"));
+    eprintln!(
+        "agentbox-ctl: `{tool}{what}` goes to the host (this box holds no credentials), and this \
+         version of agentbox has no host bridge yet; run it on the host instead"
+    );
+    ExitCode::from(1)
+}
+
 fn print_json<T: serde::Serialize>(value: &T) {
     let text =
         serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -187,6 +212,8 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
     match cmd {
         Cmd::Daemon | Cmd::SessionExec { .. } => unreachable!("handled in main"),
         Cmd::Validate { path } => Ok(validate(path.as_ref().unwrap_or(&paths.config))),
+        Cmd::Git { args } => Ok(no_bridge("git", &args)),
+        Cmd::Gh { args } => Ok(no_bridge("gh", &args)),
         Cmd::Status { json } => match client::call(&socket, CtlRequest::Status).await? {
             CtlResponse::Status(report) => {
                 if json {

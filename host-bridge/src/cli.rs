@@ -1,13 +1,32 @@
-//! The `agentbox` command line.
+//! The `agentbox` command line: definitions and what each command does.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use agentbox_protocol::logging::LogFormat;
-use clap::{CommandFactory, Parser, Subcommand};
+use anyhow::{bail, Context};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use crate::config::{self, Layer, Resolved};
+use crate::home::Home;
+use crate::provider::{self, local::LocalBox};
+use crate::state::{BoxRecord, State};
+use crate::{git, seed, upload};
 
 /// Run coding agents (Claude Code, Codex, OpenCode, any command) in sandboxes seeded from
 /// your repo. The box never holds your git credentials: a push in the box becomes a
 /// request that this host answers.
+///
+/// BOX may be a name, an index from `agentbox list`, or omitted when the current project
+/// has exactly one box.
 #[derive(Debug, Parser)]
-#[command(name = "agentbox", version)]
+#[command(
+    name = "agentbox",
+    version,
+    after_help = "State lives in $AGENTBOX_HOME (default ~/.agentbox)."
+)]
 pub struct Cli {
     /// Log format (stderr).
     #[arg(
@@ -22,9 +41,107 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// Options shared by the commands that create a box.
+#[derive(Debug, Args, Clone)]
+pub struct CreateOpts {
+    /// Where the box runs (default: config `box.provider`, built-in `local`).
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// Box name (default: <repo>-<n>).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seed from this host branch instead of the current checkout (uncommitted changes stay behind).
+    #[arg(long)]
+    pub branch: Option<String>,
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
+    /// Create a box from the repo you are in: commits, uncommitted changes and untracked files.
+    Create {
+        /// Creation options.
+        #[command(flatten)]
+        opts: CreateOpts,
+        /// Print the box record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List boxes.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a box: its processes, services and sessions.
+    Status {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a box (cwd = workspace, box environment); exits with its exit code.
+    Exec {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// The command.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Attach the terminal to a tmux session of a box (detach with Ctrl-a d).
+    Attach {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// Session name.
+        #[arg(long, short, default_value = "agent")]
+        session: String,
+    },
+    /// Create a box and run a command in its tmux session `agent`; attach unless -d.
+    Run {
+        /// Creation options.
+        #[command(flatten)]
+        opts: CreateOpts,
+        /// Do not attach.
+        #[arg(short, long)]
+        detach: bool,
+        /// The command.
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+    /// Create a box running Claude Code.
+    Claude(AgentArgs),
+    /// Create a box running Codex.
+    Codex(AgentArgs),
+    /// Create a box running OpenCode.
+    Opencode(AgentArgs),
+    /// Stop a box's processes; its workspace is kept.
+    Stop {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+    },
+    /// Start a stopped box again.
+    Start {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+    },
+    /// Destroy a box and every trace of it.
+    Destroy {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// Do not ask.
+        #[arg(short, long)]
+        yes: bool,
+    },
+    /// Read and change configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -32,17 +149,650 @@ pub enum Cmd {
     },
 }
 
-/// Runs a parsed command.
-pub fn run(cli: &Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Cmd::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "agentbox",
-                &mut std::io::stdout(),
+/// Arguments of `claude`, `codex`, `opencode`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Creation options.
+    #[command(flatten)]
+    pub opts: CreateOpts,
+    /// Do not attach.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Extra arguments for the agent.
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// Which file `config set|unset` writes.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct Scope {
+    /// The global config ($AGENTBOX_HOME/config.yaml).
+    #[arg(long)]
+    pub global: bool,
+    /// This project's config (the default inside a repo).
+    #[arg(long)]
+    pub project: bool,
+}
+
+/// `config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Print the effective value of a key.
+    Get {
+        /// The key.
+        key: String,
+        /// Show every layer: flag > agentbox.yaml defaults > project > global > built-in.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Set a key.
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Where.
+        #[command(flatten)]
+        scope: Scope,
+    },
+    /// Remove a key from a config file.
+    Unset {
+        /// The key.
+        key: String,
+        /// Where.
+        #[command(flatten)]
+        scope: Scope,
+    },
+    /// Every known key with its effective value and where it comes from.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Cmd::Completions { shell } = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "agentbox",
+            &mut std::io::stdout(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ctx = Ctx::new()?;
+    match cli.command {
+        Cmd::Completions { .. } => Ok(ExitCode::SUCCESS),
+        Cmd::Create { opts, json } => {
+            let record = ctx.create(&opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&record)?);
+            } else {
+                println!("{}", record.name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::List { json } => ctx.list(json),
+        Cmd::Status { target, json } => ctx.status(target.as_deref(), json),
+        Cmd::Exec { target, argv } => {
+            let record = ctx.resolve(target.as_deref())?;
+            let code = Ctx::local(&record)?.exec(&argv)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
+        Cmd::Attach { target, session } => {
+            let record = ctx.resolve(target.as_deref())?;
+            let b = Ctx::local(&record)?;
+            ensure_running(&b)?;
+            Ok(ExitCode::from(
+                u8::try_from(b.attach(&session)?).unwrap_or(1),
+            ))
+        }
+        Cmd::Run { opts, detach, argv } => ctx.run_in_session(&opts, "agent", &argv, detach),
+        Cmd::Claude(a) => ctx.agent("claude", a),
+        Cmd::Codex(a) => ctx.agent("codex", a),
+        Cmd::Opencode(a) => ctx.agent("opencode", a),
+        Cmd::Stop { target } => {
+            let record = ctx.resolve(target.as_deref())?;
+            Ctx::local(&record)?.stop()?;
+            eprintln!("stopped {}", record.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Start { target } => {
+            let record = ctx.resolve(target.as_deref())?;
+            let b = Ctx::local(&record)?;
+            if b.running() {
+                bail!("box `{}` is already running", record.name);
+            }
+            let url = b.start(&record.bridge_token)?;
+            ctx.state.update(&record.name, "ready", Some(&url))?;
+            eprintln!("started {}", record.name);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Destroy { target, yes } => ctx.destroy(target.as_deref(), yes),
+        Cmd::Config(cmd) => ctx.config(cmd),
+    }
+}
+
+fn ensure_running(b: &LocalBox) -> anyhow::Result<()> {
+    if b.running() {
+        Ok(())
+    } else {
+        bail!(
+            "box `{}` is stopped: start it with `agentbox start {}`",
+            b.name,
+            b.name
+        )
+    }
+}
+
+fn valid_box_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        && !b.iter().all(u8::is_ascii_digit)
+}
+
+/// The last component of `path`, lowercased, with anything but letters, digits and `-`
+/// turned into `-`, trimmed, at most `max` characters.
+fn slug(path: &Path, max: usize) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(max)
+        .collect();
+    s.trim_matches('-').to_string()
+}
+
+/// The project's id in `AGENTBOX_HOME/projects/`: readable name + hash of the root path.
+fn project_id(root: &Path) -> String {
+    let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
+    format!("{}-{}", slug(root, 40), &hash[..12])
+}
+
+struct Ctx {
+    home: Home,
+    state: State,
+    cwd: PathBuf,
+}
+
+impl Ctx {
+    fn new() -> anyhow::Result<Self> {
+        let home = Home::from_env()?;
+        let state = State::open(&home.state_db())?;
+        Ok(Self {
+            home,
+            state,
+            cwd: std::env::current_dir()?,
+        })
+    }
+
+    fn repo(&self) -> Option<PathBuf> {
+        git::repo_root(&self.cwd).ok()
+    }
+
+    fn resolved(&self, flags: BTreeMap<String, String>) -> anyhow::Result<Resolved> {
+        let repo = self.repo();
+        let project = repo
+            .as_deref()
+            .map(|r| self.home.project_config(&project_id(r)));
+        Resolved::load(
+            &self.home.config(),
+            project.as_ref(),
+            repo.as_deref(),
+            flags,
+        )
+        .map_err(anyhow::Error::msg)
+    }
+
+    fn local(record: &BoxRecord) -> anyhow::Result<LocalBox> {
+        provider::ensure_available(&record.provider)?;
+        Ok(LocalBox::new(&record.name, record.dir.clone()))
+    }
+
+    /// A name, an index from `list`, or the project's only box.
+    fn resolve(&self, target: Option<&str>) -> anyhow::Result<BoxRecord> {
+        let all = self.state.all()?;
+        match target {
+            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
+                let i: usize = t.parse().unwrap_or(0);
+                all.get(i.wrapping_sub(1))
+                    .cloned()
+                    .with_context(|| format!("there is no box number {t} (see `agentbox list`)"))
+            }
+            Some(name) => self
+                .state
+                .get(name)?
+                .with_context(|| format!("no box named `{name}` (see `agentbox list`)")),
+            None => {
+                let repo = self
+                    .repo()
+                    .context("name a box: you are not inside a git repository")?;
+                let mine: Vec<BoxRecord> = all.into_iter().filter(|b| b.project == repo).collect();
+                match mine.len() {
+                    0 => bail!("this project has no box: create one with `agentbox create`"),
+                    1 => Ok(mine.into_iter().next().expect("one")),
+                    n => bail!(
+                        "this project has {n} boxes ({}): name one",
+                        mine.iter()
+                            .map(|b| b.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            }
+        }
+    }
+
+    fn create(&self, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
+        let repo = git::repo_root(&self.cwd)?;
+        let mut flags = BTreeMap::new();
+        if let Some(p) = &opts.provider {
+            flags.insert("box.provider".to_string(), p.clone());
+        }
+        let cfg = self.resolved(flags)?;
+        let provider_name = cfg
+            .get("box.provider")
+            .map_or("local", |(v, _)| v)
+            .to_string();
+        provider::ensure_available(&provider_name)?;
+        let depth: u32 = cfg
+            .get("box.bundleDepth")
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(200);
+
+        let (ctl, _) = provider::local::box_binaries()?;
+        let yaml = repo.join("agentbox.yaml");
+        if yaml.exists() {
+            let out = std::process::Command::new(&ctl)
+                .arg("validate")
+                .arg(&yaml)
+                .output()?;
+            if !out.status.success() {
+                bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+        let name = match &opts.name {
+            Some(n) if valid_box_name(n) => n.clone(),
+            Some(n) => bail!("invalid box name `{n}`: use letters, digits, `-` and `_` (not only digits), at most 63"),
+            None => self.free_name(&repo)?,
+        };
+        if let Some(branch) = &opts.branch {
+            git::run(
+                &repo,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "-q",
+                    &format!("refs/heads/{branch}"),
+                ],
+            )
+            .map_err(|_| anyhow::anyhow!("there is no branch `{branch}` in {}", repo.display()))?;
+        }
+        let record = BoxRecord {
+            name: name.clone(),
+            provider: provider_name,
+            project: repo.clone(),
+            branch: format!("agentbox/{name}"),
+            dir: self.home.box_dir(&name),
+            created_at_ms: agentbox_protocol::now_millis(),
+            phase: "creating".into(),
+            bridge_url: None,
+            bridge_token: agentbox_protocol::bridge::new_bridge_token()?,
+        };
+        self.state.insert(&record)?;
+        let b = LocalBox::new(&name, record.dir.clone());
+        match Self::build(&record, &b, opts, depth) {
+            Ok(url) => {
+                self.state.update(&name, "ready", Some(&url))?;
+                Ok(BoxRecord {
+                    phase: "ready".into(),
+                    bridge_url: Some(url),
+                    ..record
+                })
+            }
+            Err(e) => {
+                // Nothing half-made stays behind: processes, directory, record.
+                if record.dir.exists() {
+                    let _ = b.stop();
+                    let _ = b.remove();
+                }
+                let _ = self.state.remove(&name);
+                Err(e.context(format!("could not create box `{name}`")))
+            }
+        }
+    }
+
+    fn build(
+        record: &BoxRecord,
+        b: &LocalBox,
+        opts: &CreateOpts,
+        depth: u32,
+    ) -> anyhow::Result<String> {
+        let progress = |s: &str| eprintln!("==> {s}");
+        progress(&format!("creating box `{}` (local provider)", record.name));
+        b.lay_out()?;
+        progress(&format!(
+            "packing the seed (history depth {})",
+            if depth == 0 {
+                "all".to_string()
+            } else {
+                depth.to_string()
+            }
+        ));
+        let source = match &opts.branch {
+            Some(branch) => seed::Source::Branch(branch.clone()),
+            None => seed::Source::Worktree,
+        };
+        let seed = seed::pack(&record.project, &record.branch, depth, &source)?;
+        progress("starting the box daemon and relay");
+        let url = b.start(&record.bridge_token)?;
+        progress(&format!(
+            "uploading the seed ({:.1} MiB{}, {} untracked file(s))",
+            seed.size as f64 / 1_048_576.0,
+            if seed.manifest.stash.is_some() {
+                ", uncommitted changes"
+            } else {
+                ""
+            },
+            seed.untracked
+        ));
+        upload::put_seed(
+            &url,
+            &record.bridge_token,
+            &seed.archive,
+            &seed.blake3,
+            seed.size,
+        )?;
+        let reload = b.ctl(&["reload"])?;
+        if !reload.status.success() {
+            bail!(
+                "the box rejected agentbox.yaml: {}",
+                String::from_utf8_lossy(&reload.stderr).trim()
             );
-            Ok(())
+        }
+        progress("waiting for services");
+        let wait = b.ctl(&["wait-ready", "--timeout", "60000"])?;
+        if !wait.status.success() {
+            eprintln!(
+                "warning: not every unit is ready:\n{}(see `agentbox status {}`)",
+                String::from_utf8_lossy(&wait.stdout),
+                record.name
+            );
+        }
+        Ok(url)
+    }
+
+    fn free_name(&self, repo: &Path) -> anyhow::Result<String> {
+        let base = slug(repo, 50);
+        let base = if base.is_empty() {
+            "box".to_string()
+        } else {
+            base
+        };
+        for n in 1.. {
+            let name = format!("{base}-{n}");
+            if self.state.get(&name)?.is_none() && !self.home.box_dir(&name).exists() {
+                return Ok(name);
+            }
+        }
+        unreachable!("names are unbounded")
+    }
+
+    fn run_in_session(
+        &self,
+        opts: &CreateOpts,
+        session: &str,
+        argv: &[String],
+        detach: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let record = self.create(opts)?;
+        let b = Self::local(&record)?;
+        let mut args = vec!["session", "start", session, "--"];
+        args.extend(argv.iter().map(String::as_str));
+        let out = b.ctl(&args)?;
+        if !out.status.success() {
+            bail!(
+                "cannot start the session: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        if detach || !std::io::stdin().is_terminal() {
+            println!("{}", record.name);
+            eprintln!("running in box `{}`, session `{session}`: attach with `agentbox attach {} --session {session}`", record.name, record.name);
+            return Ok(ExitCode::SUCCESS);
+        }
+        Ok(ExitCode::from(
+            u8::try_from(b.attach(session)?).unwrap_or(1),
+        ))
+    }
+
+    fn agent(&self, agent: &str, a: AgentArgs) -> anyhow::Result<ExitCode> {
+        // The local provider runs this machine's programs: the agent must be installed here.
+        let on_path = std::env::var_os("PATH")
+            .and_then(|p| {
+                p.to_str()
+                    .map(|p| p.split(':').any(|d| Path::new(d).join(agent).is_file()))
+            })
+            .unwrap_or(false);
+        if !on_path {
+            bail!("`{agent}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
+        }
+        let mut argv = vec![agent.to_string()];
+        argv.extend(a.args);
+        self.run_in_session(&a.opts, agent, &argv, a.detach)
+    }
+
+    fn list(&self, json: bool) -> anyhow::Result<ExitCode> {
+        let boxes = self.state.all()?;
+        let rows: Vec<serde_json::Value> = boxes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let state = if b.phase != "ready" {
+                    b.phase.clone()
+                } else if LocalBox::new(&b.name, b.dir.clone()).running() {
+                    "running".into()
+                } else {
+                    "stopped".into()
+                };
+                serde_json::json!({
+                    "index": i + 1, "name": b.name, "provider": b.provider, "state": state,
+                    "project": b.project, "branch": b.branch, "created_at_ms": b.created_at_ms,
+                })
+            })
+            .collect();
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else if rows.is_empty() {
+            println!("no boxes: create one with `agentbox create` inside a git repository");
+        } else {
+            println!(
+                "{:<3} {:<24} {:<9} {:<9} PROJECT",
+                "#", "NAME", "PROVIDER", "STATE"
+            );
+            for r in &rows {
+                println!(
+                    "{:<3} {:<24} {:<9} {:<9} {}",
+                    r["index"],
+                    r["name"].as_str().unwrap_or(""),
+                    r["provider"].as_str().unwrap_or(""),
+                    r["state"].as_str().unwrap_or(""),
+                    r["project"].as_str().unwrap_or("")
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn status(&self, target: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+        let record = self.resolve(target)?;
+        let b = Self::local(&record)?;
+        let running = b.running();
+        let (units, sessions) = if running {
+            let parse = |args: &[&str]| -> serde_json::Value {
+                b.ctl(args)
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+                    .unwrap_or_default()
+            };
+            (
+                parse(&["status", "--json"])["units"].clone(),
+                parse(&["session", "list", "--json"]),
+            )
+        } else {
+            (serde_json::json!([]), serde_json::json!([]))
+        };
+        if json {
+            let v = serde_json::json!({ "box": record, "running": running, "units": units, "sessions": sessions });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        println!(
+            "box:       {} ({}, {})",
+            record.name,
+            record.provider,
+            if running { "running" } else { "stopped" }
+        );
+        println!("project:   {}", record.project.display());
+        println!("branch:    {}", record.branch);
+        println!("workspace: {}", b.workspace().display());
+        for u in units.as_array().into_iter().flatten() {
+            println!(
+                "  {:<8} {:<20} {:<9} {}",
+                u["kind"].as_str().unwrap_or(""),
+                u["name"].as_str().unwrap_or(""),
+                u["state"].as_str().unwrap_or(""),
+                u["detail"].as_str().unwrap_or("")
+            );
+        }
+        for s in sessions.as_array().into_iter().flatten() {
+            println!(
+                "  session  {:<20} {}",
+                s["name"].as_str().unwrap_or(""),
+                if s["running"] == true {
+                    "running"
+                } else {
+                    "exited"
+                }
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn destroy(&self, target: Option<&str>, yes: bool) -> anyhow::Result<ExitCode> {
+        let record = self.resolve(target)?;
+        if !yes {
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "destroying box `{}` deletes its workspace: pass -y to confirm",
+                    record.name
+                );
+            }
+            eprint!("destroy box `{}` and its workspace? [y/N] ", record.name);
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                eprintln!("kept {}", record.name);
+                return Ok(ExitCode::from(1));
+            }
+        }
+        let b = Self::local(&record)?;
+        b.stop()?;
+        b.remove()?;
+        self.state.remove(&record.name)?;
+        eprintln!("destroyed {}", record.name);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn config_file(&self, scope: &Scope) -> anyhow::Result<PathBuf> {
+        if scope.global {
+            return Ok(self.home.config());
+        }
+        match self.repo() {
+            Some(repo) => Ok(self.home.project_config(&project_id(&repo))),
+            None if scope.project => bail!("--project needs a git repository: run it inside one"),
+            None => Ok(self.home.config()),
+        }
+    }
+
+    fn config(&self, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
+        match cmd {
+            ConfigCmd::Get { key, all } => {
+                config::key(&key).map_err(anyhow::Error::msg)?;
+                let cfg = self.resolved(BTreeMap::new())?;
+                if all {
+                    for (layer, value) in cfg.all(&key) {
+                        if layer != Layer::Flag {
+                            println!("{:<14} {}", layer.as_str(), value.unwrap_or("-"));
+                        }
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                match cfg.get(&key) {
+                    Some((v, _)) => {
+                        println!("{v}");
+                        Ok(ExitCode::SUCCESS)
+                    }
+                    None => Ok(ExitCode::from(1)),
+                }
+            }
+            ConfigCmd::Set { key, value, scope } => {
+                config::check(&key, &value).map_err(anyhow::Error::msg)?;
+                let path = self.config_file(&scope)?;
+                let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+                values.insert(key, value);
+                config::write_file(&path, &values)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            ConfigCmd::Unset { key, scope } => {
+                config::key(&key).map_err(anyhow::Error::msg)?;
+                let path = self.config_file(&scope)?;
+                let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+                values.remove(&key);
+                config::write_file(&path, &values)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            ConfigCmd::List { json } => {
+                let cfg = self.resolved(BTreeMap::new())?;
+                let rows: Vec<serde_json::Value> = config::KEYS
+                    .iter()
+                    .map(|k| {
+                        let (value, layer) = cfg.get(k.name).map_or((None, None), |(v, l)| (Some(v), Some(l.as_str())));
+                        serde_json::json!({ "key": k.name, "value": value, "from": layer, "help": k.help })
+                    })
+                    .collect();
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    for r in rows {
+                        println!(
+                            "{:<30} {:<20} {:<14} {}",
+                            r["key"].as_str().unwrap_or(""),
+                            r["value"].as_str().unwrap_or("-"),
+                            r["from"].as_str().unwrap_or(""),
+                            r["help"].as_str().unwrap_or("")
+                        );
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
         }
     }
 }

@@ -1,6 +1,17 @@
 //! `agentbox`: the host CLI.
 //!
-//! Today: the command-line skeleton and shell completions ([`cli`]). Providers (`local`,
-//! `docker`, `daytona`), the bridge daemon and transfers land with their issues.
+//! - [`cli`]: commands and their output.
+//! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
+//!   [`config`]: layered configuration.
+//! - [`provider`]: where boxes run (`local` today).
+//! - [`seed`]: packing the repo into a seed; [`upload`]: sending it to the box relay.
+//! - [`git`]: running the host's git.
 
 pub mod cli;
+pub mod config;
+pub mod git;
+pub mod home;
+pub mod provider;
+pub mod seed;
+pub mod state;
+pub mod upload;

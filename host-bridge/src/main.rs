@@ -7,8 +7,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = agentbox::cli::Cli::parse();
     agentbox_protocol::logging::init(cli.log_format, "warn");
-    match agentbox::cli::run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+    match agentbox::cli::run(cli) {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("agentbox: {e:#}");
             ExitCode::from(1)

@@ -1,0 +1,322 @@
+//! Host configuration in layers: command-line flag > the repo's `agentbox.yaml`
+//! `defaults:` > project (`AGENTBOX_HOME/projects/<id>/config.yaml`) > global
+//! (`AGENTBOX_HOME/config.yaml`) > built-in. Files hold flat `key: value` lines; keys are
+//! checked against the list of known keys, values against their type.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+/// A known key: name, description, built-in default, validator.
+pub struct Key {
+    /// Dotted name.
+    pub name: &'static str,
+    /// One line for `config list`.
+    pub help: &'static str,
+    /// Built-in default.
+    pub default: Option<&'static str>,
+    check: fn(&str) -> Result<(), String>,
+}
+
+#[allow(clippy::unnecessary_wraps)] // every validator has the same signature
+fn any(_: &str) -> Result<(), String> {
+    Ok(())
+}
+
+fn provider(v: &str) -> Result<(), String> {
+    match v {
+        "local" | "docker" | "daytona" => Ok(()),
+        _ => Err(format!(
+            "`{v}` is not a provider: use local, docker or daytona"
+        )),
+    }
+}
+
+fn count(v: &str) -> Result<(), String> {
+    v.parse::<u32>()
+        .map(|_| ())
+        .map_err(|_| format!("`{v}` is not a whole number"))
+}
+
+/// Every key agentbox reads.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "box.provider",
+        help: "where boxes run: local, docker or daytona",
+        default: Some("local"),
+        check: provider,
+    },
+    Key {
+        name: "box.bundleDepth",
+        help: "history depth of the seed clone (0 = all)",
+        default: Some("200"),
+        check: count,
+    },
+    Key {
+        name: "box.image",
+        help: "docker image of boxes (written by `prepare`)",
+        default: None,
+        check: any,
+    },
+    Key {
+        name: "box.baseImage",
+        help: "base image for `prepare`",
+        default: None,
+        check: any,
+    },
+    Key {
+        name: "box.imageDaytona",
+        help: "Daytona snapshot of boxes (written by `prepare`)",
+        default: None,
+        check: any,
+    },
+    Key {
+        name: "box.size",
+        help: "CPU-MEM-DISK of new boxes, e.g. 2-4-8",
+        default: None,
+        check: any,
+    },
+    Key {
+        name: "box.defaultCheckpointDaytona",
+        help: "checkpoint new Daytona boxes start from",
+        default: None,
+        check: any,
+    },
+];
+
+/// Looks a key up; the error names the known keys.
+pub fn key(name: &str) -> Result<&'static Key, String> {
+    KEYS.iter().find(|k| k.name == name).ok_or_else(|| {
+        let known: Vec<&str> = KEYS.iter().map(|k| k.name).collect();
+        format!(
+            "unknown config key `{name}`; known keys: {}",
+            known.join(", ")
+        )
+    })
+}
+
+/// Validates a value for a key.
+pub fn check(name: &str, value: &str) -> Result<(), String> {
+    (key(name)?.check)(value).map_err(|e| format!("{name}: {e}"))
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// A command-line flag.
+    Flag,
+    /// `defaults:` in the repo's agentbox.yaml.
+    Repo,
+    /// The project config.
+    Project,
+    /// The global config.
+    Global,
+    /// Built in.
+    Default,
+}
+
+impl Layer {
+    /// Name for output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layer::Flag => "flag",
+            Layer::Repo => "agentbox.yaml",
+            Layer::Project => "project",
+            Layer::Global => "global",
+            Layer::Default => "built-in",
+        }
+    }
+}
+
+/// Reads a flat config file; a missing file is empty. Nested mappings are flattened to
+/// dotted keys so that `box: {provider: x}` and `box.provider: x` mean the same.
+pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    if let Some(doc) = docs.first() {
+        flatten(doc, "", &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(out)
+}
+
+fn scalar(y: &Yaml) -> Option<String> {
+    match y {
+        Yaml::String(s) | Yaml::Real(s) => Some(s.clone()),
+        Yaml::Integer(i) => Some(i.to_string()),
+        Yaml::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn flatten(y: &Yaml, prefix: &str, out: &mut BTreeMap<String, String>) -> Result<(), String> {
+    match y {
+        Yaml::Hash(h) => {
+            for (k, v) in h {
+                let k = scalar(k).ok_or("keys must be strings")?;
+                let full = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(v, &full, out)?;
+            }
+            Ok(())
+        }
+        Yaml::Null => Ok(()),
+        other => {
+            let v = scalar(other).ok_or_else(|| format!("`{prefix}` must be a plain value"))?;
+            out.insert(prefix.to_string(), v);
+            Ok(())
+        }
+    }
+}
+
+/// Writes a flat config file atomically.
+pub fn write_file(path: &Path, values: &BTreeMap<String, String>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    use std::fmt::Write;
+    let mut text =
+        String::from("# agentbox config: `agentbox config set KEY VALUE` edits this file\n");
+    for (k, v) in values {
+        let _ = writeln!(
+            text,
+            "{k}: {}",
+            serde_json::to_string(v).unwrap_or_default()
+        );
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The repo's `agentbox.yaml` `defaults:` section (other sections are the box's).
+pub fn read_repo_defaults(repo: &Path) -> Result<BTreeMap<String, String>, String> {
+    let path = repo.join("agentbox.yaml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(BTreeMap::new());
+    };
+    let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = BTreeMap::new();
+    if let Some(defaults) = docs
+        .first()
+        .map(|d| &d["defaults"])
+        .filter(|d| !d.is_badvalue())
+    {
+        flatten(defaults, "", &mut out)
+            .map_err(|e| format!("{}: defaults: {e}", path.display()))?;
+    }
+    Ok(out)
+}
+
+/// The resolved configuration of one invocation.
+pub struct Resolved {
+    layers: Vec<(Layer, BTreeMap<String, String>)>,
+}
+
+impl Resolved {
+    /// Loads every layer. `flags` are the values given on the command line.
+    pub fn load(
+        global: &Path,
+        project: Option<&PathBuf>,
+        repo: Option<&Path>,
+        flags: BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let mut layers = vec![(Layer::Flag, flags)];
+        if let Some(repo) = repo {
+            layers.push((Layer::Repo, read_repo_defaults(repo)?));
+        }
+        if let Some(project) = project {
+            layers.push((Layer::Project, read_file(project)?));
+        }
+        layers.push((Layer::Global, read_file(global)?));
+        let defaults = KEYS
+            .iter()
+            .filter_map(|k| Some((k.name.to_string(), k.default?.to_string())))
+            .collect();
+        layers.push((Layer::Default, defaults));
+        for (layer, values) in &layers {
+            for (k, v) in values {
+                if *layer != Layer::Default {
+                    check(k, v).map_err(|e| format!("{} config: {e}", layer.as_str()))?;
+                }
+            }
+        }
+        Ok(Self { layers })
+    }
+
+    /// The effective value and where it came from.
+    pub fn get(&self, key: &str) -> Option<(&str, Layer)> {
+        self.layers
+            .iter()
+            .find_map(|(layer, values)| values.get(key).map(|v| (v.as_str(), *layer)))
+    }
+
+    /// Every layer's value of `key`, highest first.
+    pub fn all(&self, key: &str) -> Vec<(Layer, Option<&str>)> {
+        self.layers
+            .iter()
+            .map(|(layer, values)| (*layer, values.get(key).map(String::as_str)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_resolve_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let global = dir.path().join("g.yaml");
+        let project = dir.path().join("p.yaml");
+        std::fs::write(&global, "box.provider: docker\nbox.bundleDepth: 10\n").expect("write");
+        std::fs::write(&project, "box:\n  bundleDepth: 20\n").expect("write");
+        std::fs::write(
+            dir.path().join("agentbox.yaml"),
+            "defaults:\n  box.bundleDepth: 30\nservices: {}\n",
+        )
+        .expect("write");
+        let r = Resolved::load(&global, Some(&project), Some(dir.path()), BTreeMap::new())
+            .expect("load");
+        assert_eq!(r.get("box.provider"), Some(("docker", Layer::Global)));
+        assert_eq!(r.get("box.bundleDepth"), Some(("30", Layer::Repo)));
+        let flags = BTreeMap::from([("box.provider".to_string(), "local".to_string())]);
+        let r = Resolved::load(&global, Some(&project), Some(dir.path()), flags).expect("load");
+        assert_eq!(r.get("box.provider"), Some(("local", Layer::Flag)));
+        assert_eq!(
+            r.all("box.bundleDepth")
+                .iter()
+                .filter(|(_, v)| v.is_some())
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn bad_values_and_keys_are_refused() {
+        assert!(check("box.provider", "aws")
+            .expect_err("bad")
+            .contains("not a provider"));
+        assert!(check("box.bundleDepth", "-1").is_err());
+        assert!(check("box.nope", "1")
+            .expect_err("bad")
+            .contains("known keys"));
+    }
+
+    #[test]
+    fn write_then_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c/config.yaml");
+        let values = BTreeMap::from([("box.image".to_string(), "a:b \"quoted\"".to_string())]);
+        write_file(&path, &values).expect("write");
+        assert_eq!(read_file(&path).expect("read"), values);
+    }
+}

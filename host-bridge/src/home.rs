@@ -1,0 +1,58 @@
+//! `AGENTBOX_HOME` [~/.agentbox]: the host's files.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+/// The layout of `AGENTBOX_HOME`.
+#[derive(Debug, Clone)]
+pub struct Home {
+    root: PathBuf,
+}
+
+impl Home {
+    /// From `AGENTBOX_HOME`, else `~/.agentbox`. Created 0700 if missing.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let root = match std::env::var_os("AGENTBOX_HOME").filter(|v| !v.is_empty()) {
+            Some(v) => PathBuf::from(v),
+            None => {
+                let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
+                    anyhow::anyhow!("neither AGENTBOX_HOME nor HOME is set: set AGENTBOX_HOME to a directory for agentbox's state")
+                })?;
+                PathBuf::from(home).join(".agentbox")
+            }
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)?;
+        Ok(Self { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Global config.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.yaml")
+    }
+
+    /// Box records.
+    pub fn state_db(&self) -> PathBuf {
+        self.root.join("state.db")
+    }
+
+    /// Directory of a `local` box.
+    pub fn box_dir(&self, name: &str) -> PathBuf {
+        self.root.join("boxes").join(name)
+    }
+
+    /// Per-project host config (not in the repo: pins like `box.image` are per machine).
+    pub fn project_config(&self, project_id: &str) -> PathBuf {
+        self.root
+            .join("projects")
+            .join(project_id)
+            .join("config.yaml")
+    }
+}

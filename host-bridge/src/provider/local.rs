@@ -1,0 +1,300 @@
+//! The `local` provider: a box is a directory under `AGENTBOX_HOME/boxes/<name>/` with its
+//! own workspace, run, state and log directories, and its ctl daemon and relay run as
+//! processes of this machine, each in its own session, pointed there by the environment
+//! contract. The relay's bridge listens on a free loopback port.
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// The directories of one local box.
+#[derive(Debug, Clone)]
+pub struct LocalBox {
+    /// Box name.
+    pub name: String,
+    /// `AGENTBOX_HOME/boxes/<name>`.
+    pub dir: PathBuf,
+}
+
+const SHIM_GIT: &str = include_str!("../../../box/shims/git");
+const SHIM_GH: &str = include_str!("../../../box/shims/gh");
+
+/// Where the box binaries are: `AGENTBOX_BOX_BIN_DIR`, else next to this executable.
+pub fn box_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let dir = match std::env::var_os("AGENTBOX_BOX_BIN_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => std::env::current_exe()?
+            .parent()
+            .map(Path::to_path_buf)
+            .context("no executable directory")?,
+    };
+    let ctl = dir.join("agentbox-ctl");
+    let relay = dir.join("agentbox-relay");
+    for bin in [&ctl, &relay] {
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: build it (cargo build --workspace) or set AGENTBOX_BOX_BIN_DIR",
+                bin.display()
+            );
+        }
+    }
+    Ok((ctl, relay))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+impl LocalBox {
+    /// The box at `dir`.
+    pub fn new(name: &str, dir: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            dir,
+        }
+    }
+
+    /// The box workspace.
+    pub fn workspace(&self) -> PathBuf {
+        self.dir.join("workspace")
+    }
+
+    /// The box run dir (sockets, token, relay.json).
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+
+    fn bin_dir(&self) -> PathBuf {
+        self.dir.join("bin")
+    }
+
+    /// Creates the directories, shims and links. Fails if the directory exists.
+    pub fn lay_out(&self) -> anyhow::Result<()> {
+        if self.dir.exists() {
+            bail!(
+                "{} already exists: remove it or pick another name",
+                self.dir.display()
+            );
+        }
+        for sub in ["workspace", "run", "state", "log", "bin"] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(self.dir.join(sub))?;
+        }
+        let (ctl, _) = box_binaries()?;
+        std::os::unix::fs::symlink(&ctl, self.bin_dir().join("agentbox-ctl"))?;
+        for (name, text) in [("git", SHIM_GIT), ("gh", SHIM_GH)] {
+            let path = self.bin_dir().join(name);
+            std::fs::write(&path, text)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        Ok(())
+    }
+
+    /// The environment contract of this box, plus PATH with the shims first.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let d = |p: PathBuf| p.display().to_string();
+        let path = std::env::var("PATH").unwrap_or_default();
+        let real_git = which("git").map_or_else(|| "/usr/bin/git".to_string(), d);
+        vec![
+            ("AGENTBOX".into(), "1".into()),
+            ("AGENTBOX_BOX_NAME".into(), self.name.clone()),
+            ("AGENTBOX_WORKSPACE".into(), d(self.workspace())),
+            ("AGENTBOX_RUN_DIR".into(), d(self.run_dir())),
+            ("AGENTBOX_STATE_DIR".into(), d(self.dir.join("state"))),
+            ("AGENTBOX_LOG_DIR".into(), d(self.dir.join("log"))),
+            ("AGENTBOX_REAL_GIT".into(), real_git),
+            (
+                "PATH".into(),
+                format!("{}:{path}", self.bin_dir().display()),
+            ),
+        ]
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.envs(self.env())
+            .env_remove("AGENTBOX_BRIDGE_TOKEN")
+            .current_dir(self.workspace());
+        cmd
+    }
+
+    fn spawn_detached(
+        &self,
+        program: &Path,
+        args: &[&str],
+        log: &str,
+        extra_env: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("log").join(log))?;
+        let mut cmd = Command::new("setsid");
+        cmd.arg(program).args(args);
+        cmd.envs(self.env())
+            .env_remove("AGENTBOX_BRIDGE_TOKEN")
+            .current_dir(self.workspace());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        cmd.spawn()
+            .with_context(|| format!("cannot start {}", program.display()))?;
+        Ok(())
+    }
+
+    /// Starts the ctl daemon and the relay; returns the bridge URL once both answer.
+    pub fn start(&self, token: &str) -> anyhow::Result<String> {
+        let (ctl, relay) = box_binaries()?;
+        let _ = std::fs::remove_file(self.run_dir().join("relay.json"));
+        self.spawn_detached(&ctl, &["daemon"], "ctl-daemon.log", &[])?;
+        self.spawn_detached(
+            &relay,
+            &[],
+            "relay.log",
+            &[
+                ("AGENTBOX_BRIDGE_TOKEN", token),
+                ("AGENTBOX_BRIDGE_PORT", "0"),
+                ("AGENTBOX_BIND_ADDR", "127.0.0.1"),
+            ],
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let url = loop {
+            if let Some(port) = self.relay_info().and_then(|v| v["bridge_port"].as_u64()) {
+                break format!("http://127.0.0.1:{port}");
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the relay did not start; see {}",
+                    self.dir.join("log/relay.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while !self.ctl(&["status"]).is_ok_and(|o| o.status.success()) {
+            if Instant::now() > deadline {
+                bail!(
+                    "the ctl daemon did not start; see {}",
+                    self.dir.join("log/ctl-daemon.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(url)
+    }
+
+    fn relay_info(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&std::fs::read(self.run_dir().join("relay.json")).ok()?).ok()
+    }
+
+    /// Runs `agentbox-ctl ARGS` in the box and captures its output.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let (ctl, _) = box_binaries()?;
+        Ok(self
+            .command(&ctl)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()?)
+    }
+
+    /// Whether both processes are alive.
+    pub fn running(&self) -> bool {
+        let relay = self
+            .relay_info()
+            .and_then(|v| v["pid"].as_u64())
+            .is_some_and(|p| pid_alive(p as i32));
+        relay && self.ctl_pid().is_some_and(pid_alive)
+    }
+
+    fn ctl_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.run_dir().join("ctl.lock")).ok()?;
+        let pid: i32 = text.trim().parse().ok()?;
+        // The lock file keeps the pid after the daemon exits; the socket tells if it serves.
+        self.run_dir().join("ctl.sock").exists().then_some(pid)
+    }
+
+    /// Stops the daemon (which stops its units), the relay and the tmux server.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        if let Some(pid) = self.ctl_pid() {
+            let _ = self.ctl(&["shutdown"]);
+            wait_gone(pid, Duration::from_secs(30));
+        }
+        if let Some(pid) = self.relay_info().and_then(|v| v["pid"].as_u64()) {
+            let pid = pid as i32;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            wait_gone(pid, Duration::from_secs(10));
+        }
+        let _ = Command::new("tmux")
+            .arg("-S")
+            .arg(self.run_dir().join("tmux.sock"))
+            .arg("kill-server")
+            .stderr(Stdio::null())
+            .status();
+        Ok(())
+    }
+
+    /// Runs a command in the box with the terminal's stdio; returns its exit code.
+    pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
+        let (program, args) = argv.split_first().context("no command given")?;
+        let status = self
+            .command(Path::new(program))
+            .args(args)
+            .status()
+            .with_context(|| format!("cannot run `{program}` in box {}", self.name))?;
+        use std::os::unix::process::ExitStatusExt;
+        Ok(status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+
+    /// Attaches the terminal to a tmux session of the box.
+    pub fn attach(&self, session: &str) -> anyhow::Result<i32> {
+        let status = Command::new("tmux")
+            .arg("-S")
+            .arg(self.run_dir().join("tmux.sock"))
+            .args(["attach-session", "-t", &format!("={session}")])
+            .status()
+            .context("cannot run tmux")?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// Removes every trace of the box on disk.
+    pub fn remove(&self) -> anyhow::Result<()> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", self.dir.display())),
+        }
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    pid > 1
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+fn wait_gone(pid: i32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while pid_alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,481 @@
+//! The `local` provider end to end: a box from a scratch repo, driven through the real
+//! `agentbox` binary, with the real ctl daemon, relay, git and tmux.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const AGENTBOX: &str = env!("CARGO_BIN_EXE_agentbox");
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bins = Path::new(AGENTBOX).parent().expect("bin dir");
+        for b in ["agentbox-ctl", "agentbox-relay"] {
+            assert!(
+                bins.join(b).exists(),
+                "{b} is not built: run `cargo test --workspace`"
+            );
+        }
+        Self { dir }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// A repo with two commits, an uncommitted edit, untracked and ignored files.
+    fn repo(&self, name: &str, agentbox_yaml: &str) -> PathBuf {
+        let repo = self.dir.path().join(name);
+        std::fs::create_dir_all(repo.join("src")).expect("mkdir");
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .status()
+                .expect("git")
+                .success();
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["config", "user.email", "t@example.com"]);
+        git(&["config", "user.name", "T"]);
+        std::fs::write(repo.join("src/lib.txt"), "one\n").expect("write");
+        std::fs::write(repo.join(".gitignore"), "*.log\n").expect("write");
+        git(&["add", "."]);
+        git(&["commit", "-qm", "first"]);
+        std::fs::write(repo.join("agentbox.yaml"), agentbox_yaml).expect("write");
+        git(&["add", "."]);
+        git(&["commit", "-qm", "second"]);
+        std::fs::write(repo.join("src/lib.txt"), "one\nedited\n").expect("write");
+        std::fs::create_dir_all(repo.join("notes/deep")).expect("mkdir");
+        std::fs::write(repo.join("notes/deep/todo.md"), "untracked\n").expect("write");
+        std::fs::write(repo.join("debug.log"), "ignored\n").expect("write");
+        repo
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(AGENTBOX)
+            .args(args)
+            .current_dir(cwd)
+            .env("AGENTBOX_HOME", self.home())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run agentbox")
+    }
+
+    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            out.status.success(),
+            "agentbox {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn fails(&self, cwd: &Path, args: &[&str], expected: &str) {
+        let out = self.run(cwd, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "agentbox {args:?}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "agentbox {args:?}: expected {expected:?} in {stderr}"
+        );
+    }
+
+    fn list(&self, cwd: &Path) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.ok(cwd, &["list", "--json"]))
+            .expect("json")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Leave no box processes behind, whatever the test did.
+        let out = self.run(self.dir.path(), &["list", "--json"]);
+        if let Ok(serde_json::Value::Array(boxes)) = serde_json::from_slice(&out.stdout) {
+            for b in boxes {
+                let name = b["name"].as_str().unwrap_or_default().to_string();
+                let _ = self.run(self.dir.path(), &["destroy", "-y", &name]);
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn pid_alive(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}
+
+fn web_service(port: u16) -> String {
+    format!("services:\n  web:\n    command: exec python3 -m http.server {port} --bind 127.0.0.1\n    ready_when: {{port: {port}}}\n")
+}
+
+#[test]
+fn create_exec_stop_start_destroy() {
+    let host = Host::new();
+    let port = free_port();
+    let repo = host.repo("proj", &web_service(port));
+    let name = host
+        .ok(&repo, &["create", "--name", "b1"])
+        .trim()
+        .to_string();
+    assert_eq!(name, "b1");
+
+    // The workspace has the commits, the uncommitted edit and the untracked file, on
+    // agentbox/b1; ignored files stay behind.
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "git", "branch", "--show-current"])
+            .trim(),
+        "agentbox/b1"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "git", "log", "--format=%s"]),
+        "second\nfirst\n"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "src/lib.txt"]),
+        "one\nedited\n"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "notes/deep/todo.md"]),
+        "untracked\n"
+    );
+    let status = host.ok(&repo, &["exec", "--", "git", "status", "--porcelain"]);
+    assert!(
+        status.contains(" M src/lib.txt") && status.contains("?? notes/"),
+        "{status}"
+    );
+    assert!(!host
+        .run(&repo, &["exec", "--", "test", "-e", "debug.log"])
+        .status
+        .success());
+    assert!(
+        !host
+            .run(&repo, &["exec", "--", "git", "remote"])
+            .stdout
+            .iter()
+            .any(|_| true),
+        "the box must not see host remotes"
+    );
+
+    // exec: cwd, environment, exit codes, stdin.
+    let pwd = host.ok(&repo, &["exec", "b1", "--", "pwd"]);
+    assert!(pwd.trim().ends_with("boxes/b1/workspace"), "{pwd}");
+    assert_eq!(
+        host.ok(
+            &repo,
+            &["exec", "--", "sh", "-c", "echo $AGENTBOX_BOX_NAME"]
+        )
+        .trim(),
+        "b1"
+    );
+    assert_eq!(
+        host.run(&repo, &["exec", "--", "sh", "-c", "exit 42"])
+            .status
+            .code(),
+        Some(42)
+    );
+    assert!(
+        host.ok(&repo, &["exec", "--", "sh", "-c", "command -v git"])
+            .contains("boxes/b1/bin/git"),
+        "shims first on PATH"
+    );
+    let push = host.run(&repo, &["exec", "--", "git", "push"]);
+    assert_eq!(push.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&push.stderr).contains("goes to the host"));
+
+    // The service from the repo's agentbox.yaml is ready.
+    let status: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["status", "--json"])).expect("json");
+    assert_eq!(status["running"], true);
+    let web = &status["units"][0];
+    assert_eq!(
+        (web["name"].as_str(), web["state"].as_str()),
+        (Some("web"), Some("ready")),
+        "{status}"
+    );
+    let web_pid = web["pid"].as_u64().expect("pid");
+
+    // stop / start keep the workspace.
+    host.ok(&repo, &["exec", "--", "sh", "-c", "echo kept > mine.txt"]);
+    host.ok(&repo, &["stop"]);
+    assert_eq!(host.list(&repo)[0]["state"], "stopped");
+    assert!(
+        eventually(|| !pid_alive(web_pid)),
+        "the service survived stop"
+    );
+    host.fails(&repo, &["attach"], "is stopped");
+    host.ok(&repo, &["start", "1"]);
+    assert_eq!(host.list(&repo)[0]["state"], "running");
+    assert_eq!(host.ok(&repo, &["exec", "--", "cat", "mine.txt"]), "kept\n");
+    assert!(eventually(|| {
+        let s: serde_json::Value =
+            serde_json::from_str(&host.ok(&repo, &["status", "--json"])).unwrap_or_default();
+        s["units"][0]["state"] == "ready"
+    }));
+
+    // destroy leaves nothing.
+    let ctl_pid: u64 = std::fs::read_to_string(host.home().join("boxes/b1/run/ctl.lock"))
+        .expect("lock")
+        .trim()
+        .parse()
+        .expect("pid");
+    host.fails(&repo, &["destroy", "b1"], "pass -y");
+    host.ok(&repo, &["destroy", "-y", "b1"]);
+    assert!(host.list(&repo).is_empty());
+    assert!(!host.home().join("boxes/b1").exists());
+    assert!(
+        eventually(|| !pid_alive(ctl_pid)),
+        "the daemon survived destroy"
+    );
+    let refs = Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["for-each-ref", "refs/agentbox-seed"])
+        .output()
+        .expect("git");
+    assert!(
+        refs.stdout.is_empty(),
+        "temporary seed refs were left in the user's repo"
+    );
+}
+
+#[test]
+fn two_boxes_of_one_repo_side_by_side() {
+    let host = Host::new();
+    let repo = host.repo("twin", "");
+    assert_eq!(host.ok(&repo, &["create"]).trim(), "twin-1");
+    assert_eq!(host.ok(&repo, &["create"]).trim(), "twin-2");
+    host.ok(
+        &repo,
+        &["exec", "twin-1", "--", "sh", "-c", "echo one > which"],
+    );
+    host.ok(
+        &repo,
+        &["exec", "twin-2", "--", "sh", "-c", "echo two > which"],
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "twin-1", "--", "cat", "which"]),
+        "one\n"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "2", "--", "cat", "which"]),
+        "two\n"
+    );
+    assert_eq!(
+        host.ok(
+            &repo,
+            &["exec", "twin-2", "--", "git", "branch", "--show-current"]
+        )
+        .trim(),
+        "agentbox/twin-2"
+    );
+    host.fails(&repo, &["exec", "--", "true"], "this project has 2 boxes");
+    let list = host.list(&repo);
+    assert!(list.iter().all(|b| b["state"] == "running"), "{list:?}");
+}
+
+#[test]
+fn run_starts_the_command_in_a_tmux_session() {
+    let host = Host::new();
+    let repo = host.repo("runner", "");
+    let name = host
+        .ok(
+            &repo,
+            &[
+                "run",
+                "-d",
+                "--",
+                "sh",
+                "-c",
+                "echo started > ran.txt; exec sleep 100",
+            ],
+        )
+        .trim()
+        .to_string();
+    assert!(eventually(|| host
+        .run(&repo, &["exec", &name, "--", "test", "-f", "ran.txt"])
+        .status
+        .success()));
+    let sessions: serde_json::Value = serde_json::from_str(&host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "agentbox-ctl",
+            "session",
+            "list",
+            "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(sessions[0]["name"], "agent");
+    assert_eq!(sessions[0]["running"], true);
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_leaves_nothing() {
+    let host = Host::new();
+    let not_a_repo = host.dir.path().join("plain");
+    std::fs::create_dir_all(&not_a_repo).expect("mkdir");
+    host.fails(&not_a_repo, &["create"], "is not inside a git repository");
+
+    let broken = host.repo(
+        "broken",
+        "services:\n  web:\n    command: x\n    restart: sometimes\n",
+    );
+    host.fails(
+        &broken,
+        &["create"],
+        "agentbox.yaml:4:14: `restart` must be always, on-failure or never",
+    );
+    assert!(host.list(&broken).is_empty());
+    assert!(
+        !host.home().join("boxes").exists()
+            || std::fs::read_dir(host.home().join("boxes"))
+                .expect("dir")
+                .next()
+                .is_none()
+    );
+
+    let repo = host.repo("fine", "");
+    host.ok(&repo, &["create", "--name", "taken"]);
+    host.fails(
+        &repo,
+        &["create", "--name", "taken"],
+        "a box named `taken` already exists",
+    );
+    host.fails(&repo, &["create", "--name", "bad name"], "invalid box name");
+    host.fails(&repo, &["create", "--provider", "aws"], "not a provider");
+    host.fails(
+        &repo,
+        &["create", "--provider", "docker"],
+        "not available in this version",
+    );
+    host.fails(
+        &repo,
+        &["create", "--branch", "nope"],
+        "there is no branch `nope`",
+    );
+    host.fails(
+        &repo,
+        &["exec", "ghost", "--", "true"],
+        "no box named `ghost`",
+    );
+    host.fails(
+        &repo,
+        &["exec", "9", "--", "true"],
+        "there is no box number 9",
+    );
+    host.fails(&repo, &["status", "ghost"], "no box named `ghost`");
+    assert_eq!(host.list(&repo).len(), 1);
+}
+
+#[test]
+fn config_layers() {
+    let host = Host::new();
+    let repo = host.repo("cfg", "defaults:\n  box.bundleDepth: 7\n");
+    assert_eq!(
+        host.ok(&repo, &["config", "get", "box.provider"]).trim(),
+        "local"
+    );
+    host.ok(
+        &repo,
+        &["config", "set", "box.bundleDepth", "50", "--global"],
+    );
+    host.ok(&repo, &["config", "set", "box.bundleDepth", "60"]);
+    assert_eq!(
+        host.ok(&repo, &["config", "get", "box.bundleDepth"]).trim(),
+        "7"
+    );
+    let all = host.ok(&repo, &["config", "get", "box.bundleDepth", "--all"]);
+    assert_eq!(
+        all,
+        "agentbox.yaml  7\nproject        60\nglobal         50\nbuilt-in       200\n"
+    );
+    host.fails(
+        &repo,
+        &["config", "set", "box.provider", "aws"],
+        "not a provider",
+    );
+    host.fails(
+        &repo,
+        &["config", "set", "box.colour", "red"],
+        "unknown config key `box.colour`",
+    );
+    host.ok(&repo, &["config", "unset", "box.bundleDepth"]);
+    let list: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["config", "list", "--json"])).expect("json");
+    let depth = list
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["key"] == "box.bundleDepth")
+        .expect("row")
+        .clone();
+    assert_eq!(
+        (depth["value"].as_str(), depth["from"].as_str()),
+        (Some("7"), Some("agentbox.yaml"))
+    );
+    // The seed honours the resolved depth: one commit with depth 1 (from the committed
+    // branch; uncommitted changes need depth 2 to carry their stash commit).
+    host.ok(&repo, &["config", "set", "box.bundleDepth", "1"]);
+    std::fs::write(repo.join("agentbox.yaml"), "").expect("write");
+    let name = host
+        .ok(&repo, &["create", "--branch", "main"])
+        .trim()
+        .to_string();
+    assert_eq!(
+        host.ok(
+            &repo,
+            &["exec", &name, "--", "git", "rev-list", "--count", "HEAD"]
+        )
+        .trim(),
+        "1"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "cat", "src/lib.txt"]),
+        "one\n",
+        "--branch seeds the committed state"
+    );
+    let with_changes = host.ok(&repo, &["create"]).trim().to_string();
+    assert_eq!(
+        host.ok(&repo, &["exec", &with_changes, "--", "cat", "src/lib.txt"]),
+        "one\nedited\n"
+    );
+}

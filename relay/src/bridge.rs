@@ -1,0 +1,237 @@
+//! The bridge API on `AGENTBOX_BRIDGE_PORT`: what the host talks to.
+//!
+//! Every route is under `/v1/` and needs `Authorization: Bearer <bridge token>`, except
+//! `GET /healthz`, which reveals liveness and version only. Errors are JSON
+//! `{"error":{"code","message"}}` with a matching status.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use agentbox_protocol::bridge::Health;
+use agentbox_protocol::error::ErrorBody;
+use agentbox_protocol::transfer::{is_blake3_hex, unpack};
+use agentbox_protocol::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use crate::seed;
+use crate::token::Token;
+
+/// Shared by every request.
+pub struct AppState {
+    /// The bridge token.
+    pub token: Token,
+    /// The box workspace.
+    pub workspace: PathBuf,
+    /// The cap on one upload.
+    pub max_upload_bytes: u64,
+}
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, ErrorReply);
+
+impl ApiError {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(status, ErrorReply::new(code, message))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+/// The router, with the token check on `/v1/`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/seed", put(put_seed))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(v1)
+        .with_state(state)
+}
+
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        program: "agentbox-relay".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        protocol_version: PROTOCOL_VERSION,
+    })
+}
+
+async fn require_token(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if state.token.matches(t) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing or wrong bridge token",
+        )
+        .into_response(),
+    }
+}
+
+/// Removes a staging directory however the request ends.
+struct Staging(PathBuf);
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `PUT /v1/seed` with header `X-Agentbox-Blake3`: a seed tar, streamed to disk while
+/// hashed, verified, extracted with the hardened extractor, then checked out.
+async fn put_seed(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let expected = headers
+        .get("x-agentbox-blake3")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_blake3_hex(v))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                "X-Agentbox-Blake3 (64 lowercase hex) is required",
+            )
+        })?
+        .to_string();
+    let max = state.max_upload_bytes;
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    {
+        if len > max {
+            return Err(too_large(max));
+        }
+    }
+    if state.workspace.join(".git").exists() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            "the workspace is already seeded",
+        ));
+    }
+    let staging = Staging(state.workspace.join(format!(
+            ".agentbox-seed-{}",
+            crate::token::generate()
+                .map_err(internal)?
+                .get(..16)
+                .unwrap_or("x")
+        )));
+    std::fs::create_dir_all(&staging.0).map_err(internal)?;
+    let archive = staging.0.join("seed.tar");
+    let (digest, size) = receive(body, &archive, max).await?;
+    if digest != expected {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadRequest,
+            format!(
+                "the upload is corrupt: blake3 {digest} does not match the announced {expected}"
+            ),
+        ));
+    }
+    let workspace = state.workspace.clone();
+    let staging_dir = staging.0.clone();
+    let manifest =
+        tokio::task::spawn_blocking(move || apply_archive(&archive, &staging_dir, &workspace, max))
+            .await
+            .map_err(internal)??;
+    tracing::info!(branch = %manifest.branch, bytes = size, "workspace seeded");
+    Ok(Json(
+        serde_json::json!({ "branch": manifest.branch, "head": manifest.head, "bytes": size }),
+    ))
+}
+
+fn apply_archive(
+    archive: &Path,
+    staging: &Path,
+    workspace: &Path,
+    max: u64,
+) -> Result<agentbox_protocol::transfer::SeedManifest, ApiError> {
+    let tree = staging.join("tree");
+    std::fs::create_dir(&tree).map_err(internal)?;
+    let file = std::fs::File::open(archive).map_err(internal)?;
+    unpack(std::io::BufReader::new(file), &tree, max).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadRequest,
+            format!("seed archive refused: {e}"),
+        )
+    })?;
+    seed::apply(workspace, &tree).map_err(|e| match e {
+        seed::SeedError::AlreadySeeded(_) => {
+            ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
+        }
+        seed::SeedError::Malformed(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadRequest,
+            e.to_string(),
+        ),
+        other => internal(other),
+    })
+}
+
+/// Streams the body into `path`, hashing it; refuses more than `max` bytes.
+async fn receive(body: Body, path: &Path, max: u64) -> Result<(String, u64), ApiError> {
+    let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size: u64 = 0;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("upload interrupted: {e}"),
+            )
+        })?;
+        size += chunk.len() as u64;
+        if size > max {
+            return Err(too_large(max));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(internal)?;
+    }
+    file.flush().await.map_err(internal)?;
+    Ok((hasher.finalize().to_hex().to_string(), size))
+}
+
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooLarge,
+        format!("the upload exceeds the {max}-byte limit (AGENTBOX_MAX_UPLOAD_BYTES in the box)"),
+    )
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        e.to_string(),
+    )
+}

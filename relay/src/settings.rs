@@ -1,0 +1,54 @@
+//! The relay's settings, from `AGENTBOX_*` variables with the documented defaults.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// Everything the relay reads from its environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `AGENTBOX_WEB_PORT` [8080].
+    pub web_port: u16,
+    /// `AGENTBOX_BRIDGE_PORT` [8788]; 0 picks a free port (written to `relay.json`).
+    pub bridge_port: u16,
+    /// `AGENTBOX_BIND_ADDR` [0.0.0.0]: where both listeners bind.
+    pub bind_addr: IpAddr,
+    /// `AGENTBOX_RUN_DIR` [/run/agentbox].
+    pub run_dir: PathBuf,
+    /// `AGENTBOX_WORKSPACE` [/workspace].
+    pub workspace: PathBuf,
+    /// `AGENTBOX_MAX_UPLOAD_BYTES` [1 GiB]: the cap on one upload.
+    pub max_upload_bytes: u64,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parsed<T: std::str::FromStr>(name: &str, default: T, what: &str) -> Result<T, String> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| format!("{name}={v:?} is not {what}")),
+    }
+}
+
+impl Settings {
+    /// Reads the environment; a malformed value is an error naming the variable.
+    pub fn from_env() -> Result<Self, String> {
+        let web_port: u16 = parsed("AGENTBOX_WEB_PORT", 8080, "a port number (1-65535)")?;
+        if web_port == 0 {
+            return Err("AGENTBOX_WEB_PORT=\"0\" is not a port number (1-65535)".into());
+        }
+        Ok(Self {
+            web_port,
+            bridge_port: parsed("AGENTBOX_BRIDGE_PORT", 8788, "a port number (0-65535)")?,
+            bind_addr: parsed(
+                "AGENTBOX_BIND_ADDR",
+                IpAddr::from([0, 0, 0, 0]),
+                "an IP address",
+            )?,
+            run_dir: var("AGENTBOX_RUN_DIR").map_or_else(|| "/run/agentbox".into(), PathBuf::from),
+            workspace: var("AGENTBOX_WORKSPACE").map_or_else(|| "/workspace".into(), PathBuf::from),
+            max_upload_bytes: parsed("AGENTBOX_MAX_UPLOAD_BYTES", 1 << 30, "a byte count")?,
+        })
+    }
+}
