@@ -171,8 +171,8 @@ pub enum SessionCmd {
 }
 
 /// Runs a client command (everything but `daemon`).
-pub async fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
-    match run_inner(cmd, paths).await {
+pub fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
+    match run_inner(cmd, paths) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("agentbox-ctl: {e}");
@@ -207,14 +207,14 @@ fn unexpected(r: &CtlResponse) -> ClientError {
     ClientError::Unexpected(format!("{r:?}"))
 }
 
-async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
+fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
     let socket = paths.ctl_socket();
     match cmd {
         Cmd::Daemon | Cmd::SessionExec { .. } => unreachable!("handled in main"),
         Cmd::Validate { path } => Ok(validate(path.as_ref().unwrap_or(&paths.config))),
         Cmd::Git { args } => Ok(no_bridge("git", &args)),
         Cmd::Gh { args } => Ok(no_bridge("gh", &args)),
-        Cmd::Status { json } => match client::call(&socket, CtlRequest::Status).await? {
+        Cmd::Status { json } => match client::call(&socket, CtlRequest::Status)? {
             CtlResponse::Status(report) => {
                 if json {
                     print_json(&report);
@@ -236,9 +236,7 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                     units,
                     timeout_ms: timeout,
                 },
-            )
-            .await?
-            {
+            )? {
                 CtlResponse::WaitReady(report) => {
                     if json {
                         print_json(&report);
@@ -254,15 +252,15 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 other => Err(unexpected(&other)),
             }
         }
-        Cmd::Start(NameArg { name }) => unit_command(&socket, CtlRequest::Start { name }).await,
-        Cmd::Stop(NameArg { name }) => unit_command(&socket, CtlRequest::Stop { name }).await,
-        Cmd::Restart(NameArg { name }) => unit_command(&socket, CtlRequest::Restart { name }).await,
+        Cmd::Start(NameArg { name }) => unit_command(&socket, CtlRequest::Start { name }),
+        Cmd::Stop(NameArg { name }) => unit_command(&socket, CtlRequest::Stop { name }),
+        Cmd::Restart(NameArg { name }) => unit_command(&socket, CtlRequest::Restart { name }),
         Cmd::RunTask {
             name,
             force,
             wait,
             json,
-        } => match client::call(&socket, CtlRequest::RunTask { name, force, wait }).await? {
+        } => match client::call(&socket, CtlRequest::RunTask { name, force, wait })? {
             CtlResponse::Unit(u) => {
                 if json {
                     print_json(&u);
@@ -278,7 +276,7 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
             other => Err(unexpected(&other)),
         },
-        Cmd::Reload => match client::call(&socket, CtlRequest::Reload).await? {
+        Cmd::Reload => match client::call(&socket, CtlRequest::Reload)? {
             CtlResponse::Reload(r) => {
                 for w in &r.warnings {
                     eprintln!("{w}");
@@ -300,7 +298,7 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
             other => Err(unexpected(&other)),
         },
-        Cmd::Logs { name, tail, follow } => logs(&socket, name, tail, follow).await,
+        Cmd::Logs { name, tail, follow } => logs(&socket, name, tail, follow),
         Cmd::Session(SessionCmd::Start { name, cwd, argv }) => {
             let spec = SessionSpec {
                 name,
@@ -308,7 +306,7 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 argv,
                 env: Vec::new(),
             };
-            match client::call(&socket, CtlRequest::SessionStart(spec)).await? {
+            match client::call(&socket, CtlRequest::SessionStart(spec))? {
                 CtlResponse::Sessions(s) => {
                     for s in s {
                         println!("session `{}` started", s.name);
@@ -319,7 +317,7 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
         }
         Cmd::Session(SessionCmd::List { json }) => {
-            match client::call(&socket, CtlRequest::SessionList).await? {
+            match client::call(&socket, CtlRequest::SessionList)? {
                 CtlResponse::Sessions(s) => {
                     if json {
                         print_json(&s);
@@ -343,7 +341,7 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
         }
         Cmd::Session(SessionCmd::Kill { name }) => {
-            match client::call(&socket, CtlRequest::SessionKill { name: name.clone() }).await? {
+            match client::call(&socket, CtlRequest::SessionKill { name: name.clone() })? {
                 CtlResponse::Done => {
                     println!("session `{name}` killed");
                     Ok(ExitCode::SUCCESS)
@@ -351,18 +349,15 @@ async fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 other => Err(unexpected(&other)),
             }
         }
-        Cmd::Shutdown => match client::call(&socket, CtlRequest::Shutdown).await? {
+        Cmd::Shutdown => match client::call(&socket, CtlRequest::Shutdown)? {
             CtlResponse::Done => Ok(ExitCode::SUCCESS),
             other => Err(unexpected(&other)),
         },
     }
 }
 
-async fn unit_command(
-    socket: &std::path::Path,
-    request: CtlRequest,
-) -> Result<ExitCode, ClientError> {
-    match client::call(socket, request).await? {
+fn unit_command(socket: &std::path::Path, request: CtlRequest) -> Result<ExitCode, ClientError> {
+    match client::call(socket, request)? {
         CtlResponse::Unit(u) => {
             println!("{}", unit_line(&u));
             Ok(ExitCode::SUCCESS)
@@ -371,16 +366,16 @@ async fn unit_command(
     }
 }
 
-async fn logs(
+fn logs(
     socket: &std::path::Path,
     name: String,
     tail: u32,
     follow: bool,
 ) -> Result<ExitCode, ClientError> {
-    let mut c = client::Client::request(socket, CtlRequest::Logs { name, tail, follow }).await?;
+    let mut c = client::Client::request(socket, CtlRequest::Logs { name, tail, follow })?;
     let mut out = std::io::stdout().lock();
     loop {
-        match c.next().await {
+        match c.response() {
             Ok(CtlResponse::LogLines(lines)) => {
                 for l in &lines {
                     if writeln!(out, "{}", log_line(l)).is_err() {

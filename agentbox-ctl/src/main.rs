@@ -18,27 +18,28 @@ fn main() -> ExitCode {
     if matches!(cli.command, Cmd::Daemon) || std::env::var_os("RUST_LOG").is_some() {
         agentbox_protocol::logging::init(cli.log_format, "info");
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("agentbox-ctl: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let paths = Paths::from_env();
-    runtime.block_on(async move {
-        match cli.command {
-            Cmd::Daemon => match agentbox_ctl::daemon::run(paths).await {
+    match cli.command {
+        Cmd::Daemon => {
+            // One thread: the daemon's work is waiting, and its idle RSS stays small.
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("agentbox-ctl: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(agentbox_ctl::daemon::run(paths)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("agentbox-ctl daemon: {e:#}");
                     ExitCode::from(1)
                 }
-            },
-            other => cli::run(other, &paths).await,
+            }
         }
-    })
+        other => cli::run(other, &paths),
+    }
 }
