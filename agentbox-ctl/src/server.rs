@@ -130,6 +130,7 @@ async fn dispatch(
             .await,
             CtlResponse::Unit,
         ),
+        CtlRequest::WatchStatus => return watch_status(conn, ctx).await,
         CtlRequest::Logs { name, tail, follow } => {
             return stream_logs(conn, ctx, &name, tail, follow).await
         }
@@ -185,6 +186,20 @@ async fn stream_logs(
                     conn.send(CtlResponse::LogLines(lines)).await?;
                 }
             }
+        }
+    }
+}
+
+/// Sends the status now and on every change until the client goes away or the daemon stops.
+async fn watch_status(conn: &mut Conn, ctx: &Context) -> Result<(), agentbox_protocol::FrameError> {
+    let mut rx = ctx.supervisor.watch();
+    loop {
+        let snapshot = (**rx.borrow_and_update()).clone();
+        conn.send(CtlResponse::Status(snapshot)).await?;
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return conn.send(CtlResponse::End).await,
+            _ = conn.next() => return Ok(()),
+            changed = rx.changed() => if changed.is_err() { return conn.send(CtlResponse::End).await },
         }
     }
 }

@@ -73,6 +73,9 @@ pub enum CtlRequest {
     },
     /// Ask the daemon to stop every unit and exit.
     Shutdown,
+    /// Stream a [`CtlResponse::Status`] now and after every change, until the client
+    /// disconnects (the relay follows exposed services this way).
+    WatchStatus,
 }
 
 /// How to start an agent session in tmux.

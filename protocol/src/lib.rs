@@ -11,6 +11,7 @@
 //! - [`bridge`]: box → host requests: ctl ↔ relay over `relay.sock` (bincode) and
 //!   host ↔ relay over HTTP (JSON poll / lease / progress / result).
 //! - [`status`]: the box status snapshot the host reads.
+//! - [`proxy`]: the JSON of the WebProxy (exposed services, error answers).
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
 //! - [`error`]: the error body shared by every boundary.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
@@ -22,6 +23,7 @@ pub mod frame;
 pub mod hello;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod proxy;
 pub mod status;
 pub mod transfer;
 

@@ -132,6 +132,8 @@ message_properties! {
     health: Health,
     error_body: ErrorBody,
     box_status: BoxStatus,
+    exposed_services: crate::proxy::ExposedServices,
+    proxy_error: crate::proxy::ProxyError,
 }
 
 fn sample_unit() -> UnitStatus {

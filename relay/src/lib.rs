@@ -5,11 +5,14 @@
 //! - [`bridge`]: the HTTP API on `AGENTBOX_BRIDGE_PORT` that the host talks to: `GET
 //!   /healthz` (no token) and, behind the token, `PUT /v1/seed`.
 //! - [`seed`]: checks out an uploaded workspace seed.
+//! - [`proxy`]: the WebProxy on `AGENTBOX_WEB_PORT`, forwarding to exposed services.
+//! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
 //!
-//! The WebProxy on `AGENTBOX_WEB_PORT` and the request queue of the bridge are built by
-//! the relay and bridge issues.
+//! The request queue of the bridge is built by the bridge issue.
 
 pub mod bridge;
+pub mod ctl_link;
+pub mod proxy;
 pub mod seed;
 pub mod settings;
 pub mod token;

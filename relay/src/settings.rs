@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Everything the relay reads from its environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
-    /// `AGENTBOX_WEB_PORT` [8080].
+    /// `AGENTBOX_WEB_PORT` [8080]; 0 picks a free port (written to `relay.json`).
     pub web_port: u16,
     /// `AGENTBOX_BRIDGE_PORT` [8788]; 0 picks a free port (written to `relay.json`).
     pub bridge_port: u16,
@@ -18,6 +18,12 @@ pub struct Settings {
     pub workspace: PathBuf,
     /// `AGENTBOX_MAX_UPLOAD_BYTES` [1 GiB]: the cap on one upload.
     pub max_upload_bytes: u64,
+    /// `AGENTBOX_PROXY_HOLD_MS` [30000]: how long the WebProxy holds a request for a
+    /// service that is still starting.
+    pub proxy_hold_ms: u64,
+    /// `AGENTBOX_PROXY_HEADER_TIMEOUT_MS` [10000]: a client must send its request head
+    /// within this time (slowloris guard).
+    pub proxy_header_timeout_ms: u64,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -34,10 +40,7 @@ fn parsed<T: std::str::FromStr>(name: &str, default: T, what: &str) -> Result<T,
 impl Settings {
     /// Reads the environment; a malformed value is an error naming the variable.
     pub fn from_env() -> Result<Self, String> {
-        let web_port: u16 = parsed("AGENTBOX_WEB_PORT", 8080, "a port number (1-65535)")?;
-        if web_port == 0 {
-            return Err("AGENTBOX_WEB_PORT=\"0\" is not a port number (1-65535)".into());
-        }
+        let web_port: u16 = parsed("AGENTBOX_WEB_PORT", 8080, "a port number (0-65535)")?;
         Ok(Self {
             web_port,
             bridge_port: parsed("AGENTBOX_BRIDGE_PORT", 8788, "a port number (0-65535)")?,
@@ -49,6 +52,12 @@ impl Settings {
             run_dir: var("AGENTBOX_RUN_DIR").map_or_else(|| "/run/agentbox".into(), PathBuf::from),
             workspace: var("AGENTBOX_WORKSPACE").map_or_else(|| "/workspace".into(), PathBuf::from),
             max_upload_bytes: parsed("AGENTBOX_MAX_UPLOAD_BYTES", 1 << 30, "a byte count")?,
+            proxy_hold_ms: parsed("AGENTBOX_PROXY_HOLD_MS", 30_000, "a number of milliseconds")?,
+            proxy_header_timeout_ms: parsed(
+                "AGENTBOX_PROXY_HEADER_TIMEOUT_MS",
+                10_000,
+                "a number of milliseconds",
+            )?,
         })
     }
 }

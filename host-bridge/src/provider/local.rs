@@ -166,6 +166,7 @@ impl LocalBox {
             &[
                 ("AGENTBOX_BRIDGE_TOKEN", token),
                 ("AGENTBOX_BRIDGE_PORT", "0"),
+                ("AGENTBOX_WEB_PORT", "0"),
                 ("AGENTBOX_BIND_ADDR", "127.0.0.1"),
             ],
         )?;

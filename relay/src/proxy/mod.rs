@@ -1,0 +1,639 @@
+//! The WebProxy on `AGENTBOX_WEB_PORT`: an HTTP reverse proxy to the exposed services.
+//!
+//! - Routing: the first label of the Host names a service (`api.<anything>` → `api`);
+//!   anything else goes to the default exposed service.
+//! - The Host header reaches the service unchanged, for plain and upgrade requests alike;
+//!   `X-Forwarded-For`, `-Proto` and `-Host` are added.
+//! - Bodies stream both ways (server-sent events arrive as sent); `Upgrade` requests
+//!   (WebSocket and others) are spliced after the service's `101`.
+//! - While the service is not ready, a request is held (up to `AGENTBOX_PROXY_HOLD_MS`,
+//!   default 30 s) and then forwarded; past that it gets a 503 page naming the service, its
+//!   state and last log lines. A service that is down gets a 502 the same way.
+//! - HTTP/1.1 and HTTP/2 (prior knowledge) from clients; oversized heads get 431,
+//!   malformed ones 400, and a client that does not finish its head in 10 s is cut off.
+
+pub mod pages;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentbox_protocol::ctl::{UnitKind, UnitState, UnitStatus};
+use agentbox_protocol::proxy::{ExposedService, ExposedServices};
+use agentbox_protocol::ErrorCode;
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::ctl_link::Units;
+use pages::{full, render, Problem};
+
+/// Every response body the proxy produces.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// Settings of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// How long a request waits for a service that is not ready yet.
+    pub hold: Duration,
+    /// The run dir (for asking the daemon for log lines).
+    pub run_dir: PathBuf,
+    /// How long a client may take to send its request head.
+    pub header_timeout: Duration,
+}
+
+struct Shared {
+    config: ProxyConfig,
+    units: watch::Receiver<Arc<Units>>,
+    client: Client<HttpConnector, Body>,
+}
+
+/// Serves the proxy on `listener` until `stop` is cancelled, then lets open requests end.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: ProxyConfig,
+    units: watch::Receiver<Arc<Units>>,
+    stop: CancellationToken,
+) {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .max_buf_size(64 * 1024)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let shared = Arc::new(Shared {
+        config,
+        units,
+        client,
+    });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let header_timeout = shared.config.header_timeout;
+        let first_request = Arc::new(tokio::sync::Notify::new());
+        let seen = first_request.clone();
+        let service = hyper::service::service_fn(move |req| {
+            seen.notify_one();
+            handle(req, shared.clone(), peer)
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A client that never completes its first request head is cut off (hyper's
+            // own header timeout covers the requests after it).
+            let cutoff = async {
+                if tokio::time::timeout(header_timeout, first_request.notified())
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(%peer, "no request head in time; closing");
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                result = conn => if let Err(e) = result {
+                    tracing::debug!(error = %e, %peer, "connection ended with an error");
+                },
+                () = cutoff => {},
+            }
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {},
+        () = tokio::time::sleep(Duration::from_secs(10)) => tracing::info!("open proxy connections cut after 10 s"),
+    }
+}
+
+fn wants_json(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// The Host the client asked for (Host header, or the HTTP/2 authority).
+fn requested_host(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))
+}
+
+fn exposed(units: &Units) -> impl Iterator<Item = &UnitStatus> {
+    units
+        .units
+        .iter()
+        .filter(|u| u.kind == UnitKind::Service && u.expose.is_some())
+}
+
+/// The service a Host routes to: `NAME.…` if NAME is exposed, else the default.
+fn route(units: &Units, host: Option<&str>) -> Option<String> {
+    let label = host.and_then(|h| h.split(['.', ':']).next()).unwrap_or("");
+    exposed(units)
+        .find(|u| u.name.eq_ignore_ascii_case(label))
+        .or_else(|| exposed(units).find(|u| u.expose.as_ref().is_some_and(|e| e.default)))
+        .map(|u| u.name.clone())
+}
+
+fn services_json(units: &Units) -> Response<Body> {
+    let list = ExposedServices {
+        supervisor_reachable: units.reachable,
+        services: exposed(units)
+            .map(|u| ExposedService {
+                name: u.name.clone(),
+                port: u.expose.as_ref().map_or(0, |e| e.port),
+                default: u.expose.as_ref().is_some_and(|e| e.default),
+                state: u.state,
+                ready: u.ready,
+            })
+            .collect(),
+    };
+    let mut response = Response::new(full(serde_json::to_vec(&list).unwrap_or_default()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Routes the request; while nothing matches, waits for the unit table to change: the whole
+/// hold time while the supervisor is unreachable (it may be starting), a short grace when
+/// it answered (a reload may be on its way to us).
+async fn route_or_wait(shared: &Shared, host: Option<&str>) -> Option<String> {
+    let mut rx = shared.units.clone();
+    let start = tokio::time::Instant::now();
+    loop {
+        let units = rx.borrow_and_update().clone();
+        if let Some(name) = route(&units, host) {
+            return Some(name);
+        }
+        let patience = if units.reachable {
+            NO_ROUTE_GRACE.min(shared.config.hold)
+        } else {
+            shared.config.hold
+        };
+        if tokio::time::timeout_at(start + patience, rx.changed())
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+}
+
+/// How long a request with no matching service waits for the unit table to change.
+const NO_ROUTE_GRACE: Duration = Duration::from_secs(2);
+
+/// A service that will not become ready without someone acting.
+fn is_down(u: &UnitStatus) -> bool {
+    matches!(u.state, UnitState::Failed | UnitState::Stopped)
+        || (u.state == UnitState::Exited && u.next_restart_at_ms.is_none())
+        || (u.state == UnitState::Pending && !u.autostart)
+}
+
+enum Wait {
+    Ready(u16),
+    Down(Option<UnitStatus>),
+    TimedOut(Option<UnitStatus>),
+}
+
+/// Waits until `name` is ready (or down, or the hold time passes).
+async fn wait_ready(shared: &Shared, name: &str) -> Wait {
+    let mut rx = shared.units.clone();
+    let deadline = tokio::time::Instant::now() + shared.config.hold;
+    loop {
+        let units = rx.borrow_and_update().clone();
+        let unit = units.units.iter().find(|u| u.name == name).cloned();
+        match &unit {
+            Some(u) if u.ready => {
+                if let Some(e) = &u.expose {
+                    return Wait::Ready(e.port);
+                }
+            }
+            Some(u) if is_down(u) => return Wait::Down(unit),
+            _ => {}
+        }
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
+            return Wait::TimedOut(unit);
+        }
+    }
+}
+
+async fn problem(
+    shared: &Shared,
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    unit: Option<&UnitStatus>,
+    json: bool,
+) -> Response<Body> {
+    let log_tail = match unit {
+        Some(u) => crate::ctl_link::log_tail(&shared.config.run_dir, &u.name, 10).await,
+        None => Vec::new(),
+    };
+    render(
+        &Problem {
+            status,
+            code,
+            message,
+            service: unit.map(|u| u.name.clone()),
+            state: unit.map(|u| u.state),
+            log_tail,
+        },
+        json,
+    )
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
+    let json = wants_json(&req);
+    let units = shared.units.borrow().clone();
+    if req.uri().path() == "/_agentbox/services" {
+        return Ok(services_json(&units));
+    }
+    let host = requested_host(&req);
+    let Some(name) = route_or_wait(&shared, host.as_deref()).await else {
+        let units = shared.units.borrow().clone();
+        let message = if units.reachable {
+            "no service is exposed: add `expose: {port: N}` to a service in agentbox.yaml"
+                .to_string()
+        } else {
+            "the box supervisor (agentbox-ctl daemon) is not reachable".to_string()
+        };
+        return Ok(problem(
+            &shared,
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::NotFound,
+            message,
+            None,
+            json,
+        )
+        .await);
+    };
+    let port = match wait_ready(&shared, &name).await {
+        Wait::Ready(port) => port,
+        Wait::Down(unit) => {
+            let state = unit
+                .as_ref()
+                .map_or("gone".to_string(), |u| u.state.to_string());
+            let message = format!(
+                "service `{name}` is not running ({state}): see `agentbox-ctl logs {name}`"
+            );
+            return Ok(problem(
+                &shared,
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::Internal,
+                message,
+                unit.as_ref(),
+                json,
+            )
+            .await);
+        }
+        Wait::TimedOut(unit) => {
+            let message = format!(
+                "service `{name}` is still starting after {} s",
+                shared.config.hold.as_secs()
+            );
+            return Ok(problem(
+                &shared,
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Timeout,
+                message,
+                unit.as_ref(),
+                json,
+            )
+            .await);
+        }
+    };
+    let result = if is_upgrade(&req) {
+        forward_upgrade(req, port, peer, host).await
+    } else {
+        forward_retrying(&shared, req, &name, port, peer, host).await
+    };
+    match result {
+        Ok(response) => Ok(response),
+        Err(e) => {
+            let unit = shared
+                .units
+                .borrow()
+                .units
+                .iter()
+                .find(|u| u.name == name)
+                .cloned();
+            let message = format!("service `{name}` did not answer on port {port}: {e}");
+            Ok(problem(
+                &shared,
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::Internal,
+                message,
+                unit.as_ref(),
+                json,
+            )
+            .await)
+        }
+    }
+}
+
+fn is_upgrade(req: &Request<Incoming>) -> bool {
+    req.version() <= Version::HTTP_11 && req.headers().contains_key(header::UPGRADE)
+}
+
+/// Headers that belong to one hop, not to the request.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Removes hop-by-hop headers (and those named in `Connection`), keeping `Upgrade` and
+/// `Connection: upgrade` when `keep_upgrade`.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        if keep_upgrade && (*name == header::UPGRADE || *name == header::CONNECTION) {
+            continue;
+        }
+        headers.remove(name);
+    }
+    if keep_upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// The request as the service gets it: same method, path, Host and headers, plus the
+/// `X-Forwarded-*` trio, over HTTP/1.1.
+fn upstream_parts(
+    req: &mut Request<Incoming>,
+    port: u16,
+    peer: SocketAddr,
+    host: Option<&str>,
+    keep_upgrade: bool,
+) -> Result<(), String> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let uri: Uri = format!("http://127.0.0.1:{port}{path}")
+        .parse()
+        .map_err(|e| format!("bad path: {e}"))?;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers, keep_upgrade);
+    if let Some(h) = host {
+        // HTTP/2 clients send the authority instead of a Host header: the service gets
+        // the same Host either way.
+        if !headers.contains_key(header::HOST) {
+            if let Ok(v) = HeaderValue::from_str(h) {
+                headers.insert(header::HOST, v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(h) {
+            headers.insert(HeaderName::from_static("x-forwarded-host"), v);
+        }
+    }
+    let ip = peer.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), v);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert(
+            HeaderName::from_static("x-forwarded-proto"),
+            HeaderValue::from_static("http"),
+        );
+    }
+    Ok(())
+}
+
+/// Forwards a request. A request without a body that finds the port closed (the table
+/// said ready, but the service is restarting) waits for the service to be ready again
+/// and is sent once more, within the hold time: the client never sees the restart.
+async fn forward_retrying(
+    shared: &Shared,
+    mut req: Request<Incoming>,
+    name: &str,
+    port: u16,
+    peer: SocketAddr,
+    host: Option<String>,
+) -> Result<Response<Body>, String> {
+    upstream_parts(&mut req, port, peer, host.as_deref(), false)?;
+    if !hyper::body::Body::is_end_stream(req.body()) {
+        return send(shared, req.map(BodyExt::boxed)).await;
+    }
+    let (parts, _) = req.into_parts();
+    let deadline = tokio::time::Instant::now() + shared.config.hold;
+    loop {
+        let attempt = Request::from_parts(parts.clone(), full(Bytes::new()));
+        match shared.client.request(attempt).await {
+            Ok(response) => return Ok(finish(response)),
+            Err(e) if e.is_connect() && tokio::time::Instant::now() < deadline => {
+                // Wait for the table to move (not ready, then ready again), or a moment.
+                let mut rx = shared.units.clone();
+                let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
+                match wait_ready(shared, name).await {
+                    Wait::Ready(p) if p == port => {}
+                    _ => return Err("connection refused".into()),
+                }
+            }
+            Err(e) => return Err(connect_error(&e)),
+        }
+    }
+}
+
+async fn send(shared: &Shared, req: Request<Body>) -> Result<Response<Body>, String> {
+    let response = shared
+        .client
+        .request(req)
+        .await
+        .map_err(|e| connect_error(&e))?;
+    Ok(finish(response))
+}
+
+fn finish(mut response: Response<Incoming>) -> Response<Body> {
+    strip_hop_by_hop(response.headers_mut(), false);
+    response.map(BodyExt::boxed)
+}
+
+fn connect_error(e: &hyper_util::client::legacy::Error) -> String {
+    if e.is_connect() {
+        "connection refused".to_string()
+    } else {
+        let mut msg = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            msg = format!("{msg}: {s}");
+            source = s.source();
+        }
+        msg
+    }
+}
+
+/// Forwards an `Upgrade` request on its own connection; after a `101`, splices the two
+/// upgraded streams together.
+async fn forward_upgrade(
+    mut req: Request<Incoming>,
+    port: u16,
+    peer: SocketAddr,
+    host: Option<String>,
+) -> Result<Response<Body>, String> {
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    upstream_parts(&mut req, port, peer, host.as_deref(), true)?;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake::<_, Body>(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream upgrade connection ended");
+        }
+    });
+    let mut response = sender
+        .send_request(req.map(BodyExt::boxed))
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let service_upgrade = hyper::upgrade::on(&mut response);
+        tokio::spawn(async move {
+            match tokio::try_join!(client_upgrade, service_upgrade) {
+                Ok((client, service)) => {
+                    let mut client = TokioIo::new(client);
+                    let mut service = TokioIo::new(service);
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut service).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+            }
+        });
+    }
+    Ok(response.map(BodyExt::boxed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentbox_protocol::ctl::Exposure;
+
+    fn unit(name: &str, port: u16, default: bool) -> UnitStatus {
+        UnitStatus {
+            name: name.into(),
+            kind: UnitKind::Service,
+            state: UnitState::Ready,
+            ready: true,
+            autostart: true,
+            pid: None,
+            restarts: 0,
+            exit_code: None,
+            exit_signal: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            next_restart_at_ms: None,
+            blocked_on: vec![],
+            detail: None,
+            expose: Some(Exposure { port, default }),
+            command: String::new(),
+        }
+    }
+
+    #[test]
+    fn routing_by_first_label_then_default() {
+        let units = Units {
+            reachable: true,
+            units: vec![unit("web", 1, true), unit("api", 2, false)],
+        };
+        assert_eq!(
+            route(&units, Some("api.box.example:8080")).as_deref(),
+            Some("api")
+        );
+        assert_eq!(route(&units, Some("API.x")).as_deref(), Some("api"));
+        assert_eq!(
+            route(&units, Some("8080-sandbox.proxy.daytona.works")).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            route(&units, Some("localhost:8080")).as_deref(),
+            Some("web")
+        );
+        assert_eq!(route(&units, None).as_deref(), Some("web"));
+        assert_eq!(route(&Units::default(), Some("api.x")), None);
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::HOST, HeaderValue::from_static("a.b"));
+        let mut plain = h.clone();
+        strip_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.len(), 1);
+        assert!(plain.contains_key(header::HOST));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(
+            h.get(header::CONNECTION).map(HeaderValue::as_bytes),
+            Some(&b"upgrade"[..])
+        );
+        assert!(h.contains_key(header::UPGRADE) && !h.contains_key("x-secret"));
+    }
+}

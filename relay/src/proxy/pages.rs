@@ -1,0 +1,90 @@
+//! The WebProxy's own answers: a small HTML page, or JSON for `Accept: application/json`.
+
+use agentbox_protocol::ctl::UnitState;
+use agentbox_protocol::proxy::ProxyError;
+use agentbox_protocol::{ErrorCode, ErrorReply};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+use super::Body;
+
+/// A full body of `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// What went wrong, for whom.
+pub struct Problem {
+    /// 502 or 503.
+    pub status: StatusCode,
+    /// Error class for JSON.
+    pub code: ErrorCode,
+    /// One sentence.
+    pub message: String,
+    /// The service, if one was chosen.
+    pub service: Option<String>,
+    /// Its state.
+    pub state: Option<UnitState>,
+    /// Its last log lines.
+    pub log_tail: Vec<String>,
+}
+
+/// Renders a problem as JSON or HTML.
+pub fn render(problem: &Problem, wants_json: bool) -> Response<Body> {
+    let (content_type, body) = if wants_json {
+        let body = ProxyError {
+            error: ErrorReply::new(problem.code, problem.message.clone()),
+            service: problem.service.clone(),
+            state: problem.state,
+            log_tail: problem.log_tail.clone(),
+        };
+        (
+            "application/json",
+            serde_json::to_vec(&body).unwrap_or_default(),
+        )
+    } else {
+        let state = problem
+            .state
+            .map_or(String::new(), |s| format!("<p>state: <b>{s}</b></p>"));
+        let logs = if problem.log_tail.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<p>last log lines:</p><pre>{}</pre>",
+                escape(&problem.log_tail.join("\n"))
+            )
+        };
+        let title = problem
+            .service
+            .as_deref()
+            .map_or_else(|| "agentbox".to_string(), escape);
+        let html = format!(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title} — {code}</title>\
+             <style>body{{font-family:system-ui,sans-serif;margin:3em;max-width:50em}}pre{{background:#f4f4f4;padding:1em;overflow:auto}}</style>\
+             </head><body><h1>{title}</h1><p>{msg}</p>{state}{logs}<p><small>agentbox WebProxy · <a href=\"/_agentbox/services\">services</a></small></p></body></html>\n",
+            code = problem.status.as_u16(),
+            msg = escape(&problem.message),
+        );
+        ("text/html; charset=utf-8", html.into_bytes())
+    };
+    let mut response = Response::new(full(body));
+    *response.status_mut() = problem.status;
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if problem.status == StatusCode::SERVICE_UNAVAILABLE {
+        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
+    }
+    response
+}

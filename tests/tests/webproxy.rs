@@ -1,0 +1,528 @@
+//! The WebProxy end to end: the real ctl daemon supervising real services (the
+//! `test-backend` binary), the real relay in front, real HTTP and WebSocket clients.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentbox_tests::bin_path;
+use futures_util::{SinkExt, StreamExt};
+
+const BACKEND: &str = env!("CARGO_BIN_EXE_test-backend");
+
+struct WebBox {
+    dir: tempfile::TempDir,
+    ctl: Child,
+    relay: Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A service running the test backend on `port`, exposed, with a port probe.
+fn service(name: &str, port: u16, delay_ms: u64, extra: &str) -> String {
+    format!(
+        "  {name}:\n    command: [\"{BACKEND}\", \"{port}\", \"{delay_ms}\"]\n    ready_when: {{port: {port}, interval_ms: 20, timeout_ms: 60000}}\n    expose: {{port: {port}}}\n{extra}"
+    )
+}
+
+impl WebBox {
+    fn start(config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("ws")).expect("ws");
+        std::fs::write(dir.path().join("ws/agentbox.yaml"), config).expect("config");
+        let contract = |cmd: &mut Command| {
+            cmd.env("AGENTBOX_WORKSPACE", dir.path().join("ws"))
+                .env("AGENTBOX_RUN_DIR", dir.path().join("run"))
+                .env("AGENTBOX_LOG_DIR", dir.path().join("log"))
+                .env("AGENTBOX_STATE_DIR", dir.path().join("state"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        };
+        let mut ctl = Command::new(bin_path("agentbox-ctl"));
+        ctl.arg("daemon");
+        contract(&mut ctl);
+        let ctl = ctl.spawn().expect("ctl");
+        let mut relay = Command::new(bin_path("agentbox-relay"));
+        contract(&mut relay);
+        relay
+            .env("AGENTBOX_WEB_PORT", "0")
+            .env("AGENTBOX_BRIDGE_PORT", "0")
+            .env("AGENTBOX_BIND_ADDR", "127.0.0.1");
+        for (k, v) in env {
+            relay.env(k, v);
+        }
+        let relay = relay.spawn().expect("relay");
+        let info = dir.path().join("run/relay.json");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let port = loop {
+            let parsed = std::fs::read(&info)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if let Some(p) = parsed.and_then(|v| v["web_port"].as_u64()) {
+                break u16::try_from(p).expect("port");
+            }
+            assert!(Instant::now() < deadline, "relay did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Self {
+            dir,
+            ctl,
+            relay,
+            port,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bin_path("agentbox-ctl"))
+            .args(args)
+            .env("AGENTBOX_RUN_DIR", self.dir.path().join("run"))
+            .output()
+            .expect("ctl")
+    }
+
+    fn wait_ready(&self) {
+        let out = self.ctl(&["wait-ready", "--timeout", "20000"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // The relay follows the daemon: wait until it has seen the services ready too.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let services = get_json(&self.url("/_agentbox/services"));
+            if services["services"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty() && s.iter().all(|x| x["ready"] == true))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the relay never saw the services ready");
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+}
+
+impl Drop for WebBox {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["shutdown"]);
+        let _ = self.relay.kill();
+        let _ = self.relay.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && !matches!(self.ctl.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.ctl.kill();
+        let _ = self.ctl.wait();
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    rt().block_on(async {
+        reqwest::get(url)
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json")
+    })
+}
+
+/// Sends raw bytes, returns what came back until the server closed or 5 s passed.
+fn raw(port: u16, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn host_is_preserved_and_forwarded_headers_added() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[],
+    );
+    b.wait_ready();
+    let reply = raw(
+        b.port,
+        b"GET /host HTTP/1.1\r\nHost: web.box-7.example.com:8443\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body: serde_json::Value =
+        serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json body");
+    assert_eq!(body["host"], "web.box-7.example.com:8443");
+    assert_eq!(body["x-forwarded-host"], "web.box-7.example.com:8443");
+    assert_eq!(body["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(body["x-forwarded-proto"], "http");
+    // HTTP/2 with prior knowledge reaches the HTTP/1 service with the same Host.
+    let body: serde_json::Value = rt().block_on(async {
+        let client = reqwest::Client::builder()
+            .http2_prior_knowledge()
+            .build()
+            .expect("client");
+        let resp = client.get(b.url("/host")).send().await.expect("h2 get");
+        assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+        resp.json().await.expect("json")
+    });
+    assert_eq!(body["host"], format!("127.0.0.1:{}", b.port));
+}
+
+#[test]
+fn websocket_echo_with_the_same_host() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[],
+    );
+    b.wait_ready();
+    rt().block_on(async {
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://127.0.0.1:{}/ws", b.port),
+            )
+            .expect("request");
+        request
+            .headers_mut()
+            .insert("host", "web.preview.example:443".parse().expect("host"));
+        let (mut ws, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
+        assert_eq!(response.status(), 101);
+        let first = ws.next().await.expect("frame").expect("message");
+        assert_eq!(
+            first.into_text().expect("text").as_str(),
+            "host:web.preview.example:443"
+        );
+        for i in 0..20 {
+            let text = format!("ping {i} {}", "x".repeat(i * 100));
+            ws.send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
+                .await
+                .expect("send");
+            let echo = ws.next().await.expect("frame").expect("message");
+            assert_eq!(echo.into_text().expect("text").as_str(), text);
+        }
+        ws.close(None).await.expect("close");
+    });
+}
+
+#[test]
+fn server_sent_events_are_not_buffered() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[],
+    );
+    b.wait_ready();
+    let mut s = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
+    s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let t0 = Instant::now();
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    while !seen.contains("data: 0") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // The first event arrives at once; the stream as a whole takes 600 ms.
+    assert!(
+        t0.elapsed() < Duration::from_millis(300),
+        "first event took {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        !seen.contains("data: 2"),
+        "the events came all at once: {seen}"
+    );
+    while !seen.contains("data: 2") {
+        let n = s.read(&mut buf).expect("read");
+        assert!(n > 0, "closed early");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[test]
+fn a_request_before_the_service_is_ready_is_held_then_served() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 1500, "")),
+        &[],
+    );
+    let t0 = Instant::now();
+    let reply = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.ends_with("backend\n"), "{reply}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1200),
+        "answered before the service was up"
+    );
+}
+
+#[test]
+fn past_the_hold_time_a_503_names_the_service_state_and_logs() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 60_000, "")),
+        &[("AGENTBOX_PROXY_HOLD_MS", "400")],
+    );
+    let html = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(html.starts_with("HTTP/1.1 503"), "{html}");
+    assert!(
+        html.contains("web")
+            && html.contains("is still starting")
+            && html.contains("state: <b>starting</b>"),
+        "{html}"
+    );
+    assert!(html.contains("started (pid"), "no log lines: {html}");
+    let json = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(json.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json");
+    assert_eq!(body["service"], "web");
+    assert_eq!(body["state"], "starting");
+    assert_eq!(body["error"]["code"], "timeout");
+    assert!(
+        body["log_tail"].as_array().is_some_and(|l| !l.is_empty()),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_service_that_is_down_gets_a_502() {
+    let port = free_port();
+    let b = WebBox::start(
+        &format!("services:\n  web:\n    command: 'echo dying; exit 3'\n    restart: never\n    expose: {{port: {port}}}\n"),
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        let reply = raw(
+            b.port,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if reply.starts_with("HTTP/1.1 502") || Instant::now() > deadline {
+            break reply;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    assert!(
+        reply.contains("is not running (failed)") && reply.contains("dying"),
+        "{reply}"
+    );
+}
+
+#[test]
+fn routing_by_host_label_and_the_services_list() {
+    let config = format!(
+        "services:\n{}{}",
+        service("web", free_port(), 0, ""),
+        service("api", free_port(), 0, "")
+    );
+    let b = WebBox::start(&config, &[]);
+    b.wait_ready();
+    let services = get_json(&b.url("/_agentbox/services"));
+    let names: Vec<&str> = services["services"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| s["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(names, ["web", "api"]);
+    assert_eq!(services["services"][0]["default"], true);
+    let port_of = |i: usize| {
+        services["services"][i]["port"]
+            .as_u64()
+            .expect("port")
+            .to_string()
+    };
+    for (host, port) in [
+        ("api.box.example", port_of(1)),
+        ("web.box.example", port_of(0)),
+        ("other.box.example", port_of(0)),
+    ] {
+        let reply = raw(
+            b.port,
+            format!("GET /host HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json");
+        assert_eq!(body["host"], host);
+        assert_eq!(
+            body["backend-port"],
+            port.as_str(),
+            "{host} went to the wrong service"
+        );
+    }
+}
+
+#[test]
+fn follows_reloads_live() {
+    let b = WebBox::start("services: {}\n", &[]);
+    let reply = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        reply.starts_with("HTTP/1.1 503") && reply.contains("no service is exposed"),
+        "{reply}"
+    );
+    std::fs::write(
+        b.dir.path().join("ws/agentbox.yaml"),
+        format!("services:\n{}", service("web", free_port(), 0, "")),
+    )
+    .expect("write");
+    assert!(b.ctl(&["reload"]).status.success());
+    let reply = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[test]
+fn a_backend_restarted_mid_stream_ends_that_stream_and_serves_the_next() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[],
+    );
+    b.wait_ready();
+    let mut s = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
+    s.write_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(b.ctl(&["restart", "web"]).status.success());
+    // The old stream ends (no hang) …
+    let t0 = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(
+                t0.elapsed() < Duration::from_secs(8),
+                "the stream outlived its backend"
+            ),
+        }
+    }
+    // … and a new request is held until the new process is ready, then served.
+    let reply = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+#[test]
+fn a_slow_backend_does_not_hold_up_others() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[],
+    );
+    b.wait_ready();
+    let port = b.port;
+    let slow = std::thread::spawn(move || {
+        raw(
+            port,
+            b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    for _ in 0..10 {
+        assert!(raw(
+            port,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .starts_with("HTTP/1.1 200"));
+    }
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    assert!(slow.join().expect("slow").ends_with("slow done\n"));
+    // Streaming request bodies pass through too.
+    let body = "y".repeat(300_000);
+    let echoed = rt().block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/echo"))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("post")
+            .text()
+            .await
+            .expect("text")
+    });
+    assert_eq!(echoed.len(), body.len());
+}
+
+#[test]
+fn bad_input_gets_431_or_400_and_slow_clients_are_cut_off() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[("AGENTBOX_PROXY_HEADER_TIMEOUT_MS", "700")],
+    );
+    b.wait_ready();
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100 * 1024)
+    );
+    assert!(raw(b.port, huge.as_bytes()).starts_with("HTTP/1.1 431"));
+    assert!(raw(b.port, b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(
+        raw(b.port, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").starts_with("HTTP/1.1 400")
+    );
+    // A slowloris client: half a head, then nothing. It is cut off; others are served.
+    let mut slow = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    assert!(raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .starts_with("HTTP/1.1 200"));
+    slow.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "the slow client was never cut off"
+    );
+    let _ = b.run_dir();
+}
