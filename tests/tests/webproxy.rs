@@ -95,6 +95,11 @@ impl WebBox {
     }
 
     fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.ctl(&["status"]).status.success() {
+            assert!(Instant::now() < deadline, "the ctl daemon did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let out = self.ctl(&["wait-ready", "--timeout", "20000"]);
         assert!(
             out.status.success(),

@@ -38,6 +38,89 @@ use tokio_util::sync::CancellationToken;
 use crate::ctl_link::Units;
 use pages::{full, render, Problem};
 
+/// The service connection of one client connection. HTTP/1.1 clients send one request at
+/// a time, so each client connection keeps its own keep-alive connection to the service:
+/// no shared pool, no lock contention, and a refused connect hands the request back for a
+/// retry instead of losing it.
+#[derive(Default)]
+struct Upstream {
+    conn: Option<(u16, hyper::client::conn::http1::SendRequest<Body>)>,
+}
+
+/// Why a request could not be sent; `request` is handed back when nothing was sent.
+struct SendFailure {
+    request: Option<Request<Body>>,
+    refused: bool,
+    message: String,
+}
+
+impl Upstream {
+    async fn connect(port: u16) -> std::io::Result<hyper::client::conn::http1::SendRequest<Body>> {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, Body>(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends on the kept connection, or a new one when it is gone or was closed by the
+    /// service between two requests.
+    async fn send(
+        &mut self,
+        port: u16,
+        mut request: Request<Body>,
+    ) -> Result<Response<Incoming>, SendFailure> {
+        for _ in 0..2 {
+            let kept = match self.conn.take() {
+                Some((p, mut sender)) if p == port => {
+                    sender.ready().await.is_ok().then_some(sender)
+                }
+                _ => None,
+            };
+            let mut sender = match kept {
+                Some(sender) => sender,
+                None => match Self::connect(port).await {
+                    Ok(sender) => sender,
+                    Err(e) => {
+                        return Err(SendFailure {
+                            request: Some(request),
+                            refused: true,
+                            message: e.to_string(),
+                        })
+                    }
+                },
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.conn = Some((port, sender));
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    // Never written: the kept connection had died; try a fresh one.
+                    Some(back) => request = back,
+                    None => {
+                        return Err(SendFailure {
+                            request: None,
+                            refused: false,
+                            message: e.into_error().to_string(),
+                        })
+                    }
+                },
+            }
+        }
+        Err(SendFailure {
+            request: Some(request),
+            refused: true,
+            message: "connection closed".into(),
+        })
+    }
+}
+
 /// Every response body the proxy produces.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -103,9 +186,10 @@ pub async fn serve(
         let header_timeout = shared.config.header_timeout;
         let first_request = Arc::new(tokio::sync::Notify::new());
         let seen = first_request.clone();
+        let upstream = Arc::new(tokio::sync::Mutex::new(Upstream::default()));
         let service = hyper::service::service_fn(move |req| {
             seen.notify_one();
-            handle(req, shared.clone(), peer)
+            handle(req, shared.clone(), peer, upstream.clone())
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -232,26 +316,31 @@ enum Wait {
     TimedOut(Option<UnitStatus>),
 }
 
-/// Waits until `name` is ready (or down, or the hold time passes).
+/// Waits until `name` is ready (or down, or the hold time passes). The common case — it
+/// is ready — costs one borrow of the table and no allocation.
 async fn wait_ready(shared: &Shared, name: &str) -> Wait {
     let mut rx = shared.units.clone();
-    let deadline = tokio::time::Instant::now() + shared.config.hold;
+    let mut deadline = None;
     loop {
-        let units = rx.borrow_and_update().clone();
-        let unit = units.units.iter().find(|u| u.name == name).cloned();
-        match &unit {
-            Some(u) if u.ready => {
-                if let Some(e) = &u.expose {
-                    return Wait::Ready(e.port);
+        {
+            let units = rx.borrow_and_update();
+            match units.units.iter().find(|u| u.name == name) {
+                Some(u) if u.ready => {
+                    if let Some(e) = &u.expose {
+                        return Wait::Ready(e.port);
+                    }
                 }
+                Some(u) if is_down(u) => return Wait::Down(Some(u.clone())),
+                _ => {}
             }
-            Some(u) if is_down(u) => return Wait::Down(unit),
-            _ => {}
         }
+        let deadline =
+            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + shared.config.hold);
         if tokio::time::timeout_at(deadline, rx.changed())
             .await
             .is_err()
         {
+            let unit = rx.borrow().units.iter().find(|u| u.name == name).cloned();
             return Wait::TimedOut(unit);
         }
     }
@@ -286,10 +375,11 @@ async fn handle(
     req: Request<Incoming>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    upstream: Arc<tokio::sync::Mutex<Upstream>>,
 ) -> Result<Response<Body>, Infallible> {
     let json = wants_json(&req);
-    let units = shared.units.borrow().clone();
     if req.uri().path() == "/_agentbox/services" {
+        let units = shared.units.borrow().clone();
         return Ok(services_json(&units));
     }
     let host = requested_host(&req);
@@ -349,7 +439,7 @@ async fn handle(
     let result = if is_upgrade(&req) {
         forward_upgrade(req, port, peer, host).await
     } else {
-        forward_retrying(&shared, req, &name, port, peer, host).await
+        forward_retrying(&shared, &upstream, req, &name, port, peer, host).await
     };
     match result {
         Ok(response) => Ok(response),
@@ -417,15 +507,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 /// `X-Forwarded-*` trio, over HTTP/1.1.
 fn upstream_parts(
     req: &mut Request<Incoming>,
-    port: u16,
     peer: SocketAddr,
     host: Option<&str>,
     keep_upgrade: bool,
 ) -> Result<(), String> {
+    // Origin form (`/path?query`): the request goes out on a connection to the service.
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri: Uri = format!("http://127.0.0.1:{port}{path}")
-        .parse()
-        .map_err(|e| format!("bad path: {e}"))?;
+    let uri: Uri = path.parse().map_err(|e| format!("bad path: {e}"))?;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     let headers = req.headers_mut();
@@ -464,24 +552,33 @@ fn upstream_parts(
 /// and is sent once more, within the hold time: the client never sees the restart.
 async fn forward_retrying(
     shared: &Shared,
+    upstream: &tokio::sync::Mutex<Upstream>,
     mut req: Request<Incoming>,
     name: &str,
     port: u16,
     peer: SocketAddr,
     host: Option<String>,
 ) -> Result<Response<Body>, String> {
-    upstream_parts(&mut req, port, peer, host.as_deref(), false)?;
-    if !hyper::body::Body::is_end_stream(req.body()) {
-        return send(shared, req.map(BodyExt::boxed)).await;
+    let multiplexed = req.version() == Version::HTTP_2;
+    upstream_parts(&mut req, peer, host.as_deref(), false)?;
+    if multiplexed {
+        // HTTP/2 clients send concurrent requests: they share the pooled client.
+        return send(shared, req.map(BodyExt::boxed), port).await;
     }
-    let (parts, _) = req.into_parts();
+    let mut request = req.map(BodyExt::boxed);
     let deadline = tokio::time::Instant::now() + shared.config.hold;
+    let mut upstream = upstream.lock().await;
     loop {
-        let attempt = Request::from_parts(parts.clone(), full(Bytes::new()));
-        match shared.client.request(attempt).await {
+        match upstream.send(port, request).await {
             Ok(response) => return Ok(finish(response)),
-            Err(e) if e.is_connect() && tokio::time::Instant::now() < deadline => {
-                // Wait for the table to move (not ready, then ready again), or a moment.
+            Err(SendFailure {
+                request: Some(back),
+                refused: true,
+                ..
+            }) if tokio::time::Instant::now() < deadline => {
+                // Refused although the table said ready: the service is restarting. Wait
+                // for the table to move (not ready, then ready again) and send again.
+                request = back;
                 let mut rx = shared.units.clone();
                 let _ = tokio::time::timeout(Duration::from_millis(200), rx.changed()).await;
                 match wait_ready(shared, name).await {
@@ -489,12 +586,20 @@ async fn forward_retrying(
                     _ => return Err("connection refused".into()),
                 }
             }
-            Err(e) => return Err(connect_error(&e)),
+            Err(failure) => return Err(failure.message),
         }
     }
 }
 
-async fn send(shared: &Shared, req: Request<Body>) -> Result<Response<Body>, String> {
+async fn send(
+    shared: &Shared,
+    mut req: Request<Body>,
+    port: u16,
+) -> Result<Response<Body>, String> {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    *req.uri_mut() = format!("http://127.0.0.1:{port}{path}")
+        .parse()
+        .map_err(|e| format!("bad path: {e}"))?;
     let response = shared
         .client
         .request(req)
@@ -531,7 +636,7 @@ async fn forward_upgrade(
     host: Option<String>,
 ) -> Result<Response<Body>, String> {
     let client_upgrade = hyper::upgrade::on(&mut req);
-    upstream_parts(&mut req, port, peer, host.as_deref(), true)?;
+    upstream_parts(&mut req, peer, host.as_deref(), true)?;
     let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| e.to_string())?;
