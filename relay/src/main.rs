@@ -38,8 +38,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The bridge and the supervisor link share one thread; the WebProxy has its own.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -72,15 +72,23 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 bind(settings.bridge_port)
             )
         })?;
-    let web_listener = tokio::net::TcpListener::bind(bind(settings.web_port))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (AGENTBOX_WEB_PORT)",
-                bind(settings.web_port)
-            )
-        })?;
-    let (bridge_addr, web_addr) = (bridge_listener.local_addr()?, web_listener.local_addr()?);
+    // One WebProxy listener per core, each on its own single-threaded runtime, sharing the
+    // port with SO_REUSEPORT: a request and its service connection stay on one thread.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, 8);
+    let first = reuseport_listener(bind(settings.web_port)).with_context(|| {
+        format!(
+            "cannot listen on {} (AGENTBOX_WEB_PORT)",
+            bind(settings.web_port)
+        )
+    })?;
+    let web_addr = first.local_addr()?;
+    let mut web_listeners = vec![first];
+    for _ in 1..threads {
+        web_listeners.push(reuseport_listener(web_addr)?);
+    }
+    let bridge_addr = bridge_listener.local_addr()?;
     write_relay_json(&settings, bridge_addr.port(), web_addr.port())?;
     tracing::info!(bridge = %bridge_addr, web = %web_addr, "agentbox-relay listening");
 
@@ -91,12 +99,27 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         run_dir: settings.run_dir.clone(),
         header_timeout: Duration::from_millis(settings.proxy_header_timeout_ms),
     };
-    let proxy = tokio::spawn(agentbox_relay::proxy::serve(
-        web_listener,
-        proxy_config,
-        units,
-        stop.clone(),
-    ));
+    let proxies: Vec<std::thread::JoinHandle<()>> = web_listeners
+        .into_iter()
+        .map(|listener| {
+            let (config, units, stop) = (proxy_config.clone(), units.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => return tracing::error!(error = %e, "cannot start a proxy thread"),
+                };
+                runtime.block_on(async move {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(l) => agentbox_relay::proxy::serve(l, config, units, stop).await,
+                        Err(e) => tracing::error!(error = %e, "cannot use the proxy listener"),
+                    }
+                });
+            })
+        })
+        .collect();
     let state = Arc::new(AppState {
         token,
         workspace: settings.workspace.clone(),
@@ -119,9 +142,26 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopping");
     stop.cancel();
-    let _ = proxy.await;
     let _ = bridge.await;
+    for p in proxies {
+        let _ = tokio::task::spawn_blocking(move || p.join()).await;
+    }
     Ok(())
+}
+
+/// A non-blocking listener with `SO_REUSEPORT`, so that several threads can accept on one port.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?.into_std()?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// `relay.json` tells the provider where the relay listens (ports may be ephemeral).

@@ -59,6 +59,7 @@ impl Upstream {
         let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake::<_, Body>(TokioIo::new(stream))
             .await
             .map_err(std::io::Error::other)?;
@@ -161,6 +162,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
         .max_buf_size(64 * 1024)
+        .writev(false)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let shared = Arc::new(Shared {
