@@ -17,7 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config;
+use crate::config::{self, UnitSpec};
 use crate::logs::DEFAULT_MAX_BYTES;
 use crate::paths::Paths;
 use crate::server::{self, Context};
@@ -78,6 +78,43 @@ fn bind(paths: &Paths) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// The units the daemon runs whatever `agentbox.yaml` says: with `AGENTBOX_RELAY` set (a
+/// path, or `auto` for the `agentbox-relay` next to this executable), the relay as service
+/// `agentbox-relay`, restarted always. It is the only unit that gets the bridge token.
+fn builtin_units() -> anyhow::Result<Vec<UnitSpec>> {
+    let Some(setting) = std::env::var_os("AGENTBOX_RELAY").filter(|v| !v.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let path = if setting == "auto" {
+        std::env::current_exe()?.with_file_name("agentbox-relay")
+    } else {
+        std::path::PathBuf::from(setting)
+    };
+    if !path.is_file() {
+        bail!("AGENTBOX_RELAY: {} is not a file", path.display());
+    }
+    let mut env = std::collections::BTreeMap::new();
+    if let Ok(token) = std::env::var("AGENTBOX_BRIDGE_TOKEN") {
+        env.insert("AGENTBOX_BRIDGE_TOKEN".to_string(), token);
+    }
+    Ok(vec![UnitSpec {
+        name: "agentbox-relay".into(),
+        kind: agentbox_protocol::ctl::UnitKind::Service,
+        command: config::Command::Argv(vec![path.display().to_string()]),
+        cwd: None,
+        env,
+        needs: Vec::new(),
+        autostart: true,
+        restart: config::RestartPolicy::Always,
+        backoff: config::Backoff::default(),
+        ready_when: None,
+        expose: None,
+        run_once: None,
+        stop_grace: Duration::from_secs(10),
+        pos: config::Pos::default(),
+    }])
+}
+
 /// Runs the daemon until a signal or a `Shutdown` request.
 pub async fn run(paths: Paths) -> anyhow::Result<()> {
     create_dir(&paths.run_dir, 0o700)?;
@@ -111,7 +148,8 @@ pub async fn run(paths: Paths) -> anyhow::Result<()> {
 
     let listener = bind(&paths)?;
     let tmux = Tmux::new(&paths).context("cannot write the tmux config")?;
-    let (supervisor, handle) = Supervisor::new(paths.clone(), loaded, log_max);
+    let builtins = builtin_units()?;
+    let (supervisor, handle) = Supervisor::new(paths.clone(), loaded, log_max, builtins);
     let supervisor_task = tokio::spawn(supervisor.run());
     let shutdown = CancellationToken::new();
     let ctx = Context {

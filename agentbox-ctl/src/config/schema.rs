@@ -194,6 +194,10 @@ impl Reader {
 
     fn unit_name(&mut self, key: &Node) -> Option<String> {
         match key {
+            Node::Scalar { value, .. } if value.starts_with("agentbox-") => {
+                self.error(key.pos(), format!("`{value}`: names starting with `agentbox-` are reserved for agentbox's own units"));
+                None
+            }
             Node::Scalar { value, .. } if is_name(value) => Some(value.clone()),
             Node::Scalar { value, .. } => {
                 self.error(

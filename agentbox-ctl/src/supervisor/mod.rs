@@ -254,6 +254,8 @@ impl Handle {
 pub struct Supervisor {
     paths: Paths,
     log_max: u64,
+    /// Units the daemon runs whatever the config says (the relay in a box).
+    builtins: Vec<UnitSpec>,
     units: Vec<Unit>,
     daemon: DaemonInfo,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -271,6 +273,7 @@ impl Supervisor {
         paths: Paths,
         loaded: Result<Config, config::ConfigError>,
         log_max: u64,
+        builtins: Vec<UnitSpec>,
     ) -> (Self, Handle) {
         let (commands_tx, commands) = mpsc::channel(64);
         let (events_tx, events) = mpsc::unbounded_channel();
@@ -285,9 +288,10 @@ impl Supervisor {
             config_error,
             config_warnings: config.warnings.clone(),
         };
-        let units: Vec<Unit> = config
-            .units
-            .into_iter()
+        let units: Vec<Unit> = builtins
+            .iter()
+            .cloned()
+            .chain(config.units)
             .map(|s| Unit::new(s, &paths, log_max))
             .collect();
         let initial = Arc::new(StatusReport {
@@ -298,6 +302,7 @@ impl Supervisor {
         let sup = Self {
             paths,
             log_max,
+            builtins,
             units,
             daemon,
             events_tx,
@@ -878,7 +883,7 @@ impl Supervisor {
     }
 
     fn reload(&mut self) -> Result<ReloadReport, ErrorReply> {
-        let config = match config::load(&self.paths.config) {
+        let mut config = match config::load(&self.paths.config) {
             Ok(c) => c,
             Err(e) => {
                 if self.daemon.config_error.is_some() {
@@ -889,6 +894,7 @@ impl Supervisor {
         };
         self.daemon.config_error = None;
         self.daemon.config_warnings.clone_from(&config.warnings);
+        config.units.splice(0..0, self.builtins.iter().cloned());
         let mut report = ReloadReport {
             warnings: config.warnings.clone(),
             ..ReloadReport::default()
