@@ -23,6 +23,8 @@ Exit codes:
   1  the request failed: a unit failed or timed out, a task failed, an unknown name, a bad config
   2  bad command-line usage
   3  the daemon could not be reached
+  124  notify --wait / open: no host picked the request up in time (it was withdrawn)
+  other  notify --wait / open: the host's exit code
 
 Environment: AGENTBOX_WORKSPACE, AGENTBOX_RUN_DIR, AGENTBOX_STATE_DIR, AGENTBOX_LOG_DIR,
 AGENTBOX_CONFIG (see DESIGN.md §2); RUST_LOG filters the daemon's own log.
@@ -112,6 +114,23 @@ pub enum Cmd {
     Session(SessionCmd),
     /// Stop every unit and the daemon.
     Shutdown,
+    /// Show a notification on the host (delivered when the host bridge polls).
+    Notify {
+        /// The message.
+        #[arg(required = true)]
+        message: Vec<String>,
+        /// Wait for the host to show it, up to this many milliseconds.
+        #[arg(long, value_name = "MS")]
+        wait: Option<u64>,
+    },
+    /// Open an http(s) URL in the host's browser.
+    Open {
+        /// The URL.
+        url: String,
+        /// Give up if no host picks it up within this many milliseconds.
+        #[arg(long, default_value_t = 60_000, value_name = "MS")]
+        wait: u64,
+    },
     /// git push|pull|fetch|clone through the host (what the `git` shim calls).
     #[command(disable_help_flag = true)]
     Git {
@@ -214,6 +233,23 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
     match cmd {
         Cmd::Daemon | Cmd::SessionExec { .. } => unreachable!("handled in main"),
         Cmd::Validate { path } => Ok(validate(path.as_ref().unwrap_or(&paths.config))),
+        Cmd::Notify { message, wait } => {
+            let request = agentbox_protocol::bridge::HostRequest::Notify {
+                message: message.join(" "),
+            };
+            let wait = wait.map_or(crate::host::Wait::Detached, |ms| {
+                crate::host::Wait::Follow(std::time::Duration::from_millis(ms))
+            });
+            Ok(crate::host::submit(&paths.run_dir, request, wait))
+        }
+        Cmd::Open { url, wait } => {
+            let request = agentbox_protocol::bridge::HostRequest::Open { url };
+            Ok(crate::host::submit(
+                &paths.run_dir,
+                request,
+                crate::host::Wait::Follow(std::time::Duration::from_millis(wait)),
+            ))
+        }
         Cmd::Git { args } => Ok(no_bridge("git", &args)),
         Cmd::Gh { args } => Ok(no_bridge("gh", &args)),
         Cmd::Status { json } => match client::call(&socket, CtlRequest::Status)? {

@@ -21,8 +21,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be reached.
-    #[error("cannot reach the agentbox-ctl daemon at {socket}: {source} (is it running? start it with `agentbox-ctl daemon`)")]
+    #[error("cannot reach the {peer} at {socket}: {source} ({hint})")]
     Unreachable {
+        /// Who we tried to reach.
+        peer: &'static str,
+        /// What to do about it.
+        hint: &'static str,
         /// The socket path.
         socket: String,
         /// The OS error.
@@ -55,7 +59,24 @@ impl Client {
     /// Connects to `socket`, sends our hello and `request` in one write, and checks the
     /// daemon's hello. Reading the answer itself has no timeout (`wait-ready`, `logs -f`).
     pub fn request(socket: &Path, request: CtlRequest) -> Result<Self, ClientError> {
+        Self::request_to(
+            socket,
+            request,
+            "agentbox-ctl daemon",
+            "is it running? start it with `agentbox-ctl daemon`",
+        )
+    }
+
+    /// Like [`Client::request`] for any peer speaking the framed protocol (`relay.sock`).
+    pub fn request_to<Req: serde::Serialize>(
+        socket: &Path,
+        request: Req,
+        peer: &'static str,
+        hint: &'static str,
+    ) -> Result<Self, ClientError> {
         let unreachable = |source| ClientError::Unreachable {
+            peer,
+            hint,
             socket: socket.display().to_string(),
             source,
         };
@@ -69,7 +90,7 @@ impl Client {
         let ours = Hello::new("agentbox-ctl", env!("CARGO_PKG_VERSION"));
         let mut out = BytesMut::new();
         FrameCodec::<Hello, Hello>::new().encode(ours.clone(), &mut out)?;
-        FrameCodec::<CtlResponse, CtlRequest>::new().encode(request, &mut out)?;
+        FrameCodec::<(), Req>::new().encode(request, &mut out)?;
         (&stream).write_all(&out).map_err(FrameError::Io)?;
         let mut client = Self {
             stream,
@@ -84,8 +105,9 @@ impl Client {
         Ok(client)
     }
 
-    /// Reads one frame as `T` (the codec is stateless: bytes stay buffered in `self.buf`).
-    fn read_frame<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
+    /// Reads one frame as `T` (the codec is stateless: bytes stay buffered in `self.buf`);
+    /// `None` when the peer closed the connection.
+    pub fn read_frame<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, FrameError> {
         let mut codec = FrameCodec::<T, ()>::new();
         loop {
             if let Some(item) = codec.decode(&mut self.buf)? {

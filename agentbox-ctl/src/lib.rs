@@ -6,6 +6,7 @@
 //! - [`session`]: agent sessions on the box's private tmux server.
 //! - [`server`] / [`client`]: the two ends of `ctl.sock`.
 //! - [`daemon`]: lock, socket, signals, shutdown.
+//! - [`host`]: requests to the host (`notify`, `open`) through the relay.
 //! - [`cli`]: argument parsing and output.
 //! - [`paths`]: the environment contract.
 
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod host;
 pub mod logs;
 pub mod paths;
 pub mod server;

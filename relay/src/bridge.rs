@@ -32,7 +32,13 @@ pub struct AppState {
     pub workspace: PathBuf,
     /// The cap on one upload.
     pub max_upload_bytes: u64,
+    /// The box → host request journal.
+    pub journal: Arc<crate::journal::Journal>,
+    /// How long a lease lasts unless progress renews it.
+    pub lease_ms: u64,
 }
+/// The longest a poll is held (below Daytona's ~25 s idle cut).
+pub const MAX_POLL_WAIT_MS: u64 = 20_000;
 
 /// An error answer.
 #[derive(Debug)]
@@ -54,6 +60,9 @@ impl IntoResponse for ApiError {
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/seed", put(put_seed))
+        .route("/v1/bridge/poll", get(poll))
+        .route("/v1/bridge/progress", axum::routing::post(progress))
+        .route("/v1/bridge/result", axum::routing::post(result))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -89,6 +98,91 @@ async fn require_token(
         )
         .into_response(),
     }
+}
+
+/// `GET /v1/bridge/poll` query.
+#[derive(Debug, serde::Deserialize)]
+pub struct PollQuery {
+    /// How long to hold the poll when nothing is deliverable (capped at 20 s).
+    wait_ms: Option<u64>,
+    /// Most requests to lease at once.
+    max: Option<usize>,
+}
+
+fn journal_error(e: &crate::journal::JournalError) -> ApiError {
+    match e {
+        crate::journal::JournalError::NotFound(_) => {
+            ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, e.to_string())
+        }
+        crate::journal::JournalError::UnknownLease { .. } => {
+            ApiError::new(StatusCode::CONFLICT, ErrorCode::LeaseExpired, e.to_string())
+        }
+        crate::journal::JournalError::Db(_) => internal(e),
+    }
+}
+
+/// Held long-poll: answers as soon as something is deliverable, or empty after `wait_ms`.
+async fn poll(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<PollQuery>,
+) -> Result<Json<agentbox_protocol::bridge::PollResponse>, ApiError> {
+    let wait = std::time::Duration::from_millis(
+        q.wait_ms.unwrap_or(MAX_POLL_WAIT_MS).min(MAX_POLL_WAIT_MS),
+    );
+    let max = q.max.unwrap_or(16).clamp(1, 256);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changed = state.journal.subscribe();
+    loop {
+        changed.borrow_and_update();
+        let requests = state
+            .journal
+            .lease(max, state.lease_ms)
+            .map_err(|e| journal_error(&e))?;
+        if !requests.is_empty() {
+            return Ok(Json(agentbox_protocol::bridge::PollResponse { requests }));
+        }
+        // Wake on a new request, or when a lease expires (re-delivery), or at the deadline.
+        let mut until = deadline;
+        if let Some(expiry) = state.journal.next_expiry().map_err(|e| journal_error(&e))? {
+            let in_ms = expiry.saturating_sub(agentbox_protocol::now_millis());
+            until = until
+                .min(tokio::time::Instant::now() + std::time::Duration::from_millis(in_ms + 1));
+        }
+        if tokio::time::timeout_at(until, changed.changed())
+            .await
+            .is_err()
+            && tokio::time::Instant::now() >= deadline
+        {
+            return Ok(Json(agentbox_protocol::bridge::PollResponse {
+                requests: Vec::new(),
+            }));
+        }
+    }
+}
+
+async fn progress(
+    State(state): State<Arc<AppState>>,
+    Json(p): Json<agentbox_protocol::bridge::ProgressPost>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .journal
+        .progress(&p.id.0, &p.lease, &p.lines, state.lease_ms)
+        .map_err(|e| journal_error(&e))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn result(
+    State(state): State<Arc<AppState>>,
+    Json(r): Json<agentbox_protocol::bridge::ResultPost>,
+) -> Result<Json<agentbox_protocol::bridge::ResultAck>, ApiError> {
+    let recorded = state
+        .journal
+        .complete(&r.id.0, &r.lease, &r.outcome)
+        .map_err(|e| journal_error(&e))?;
+    Ok(Json(agentbox_protocol::bridge::ResultAck {
+        id: r.id,
+        recorded,
+    }))
 }
 
 /// Removes a staging directory however the request ends.

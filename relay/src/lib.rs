@@ -8,10 +8,15 @@
 //! - [`proxy`]: the WebProxy on `AGENTBOX_WEB_PORT`, forwarding to exposed services.
 //! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
 //!
-//! The request queue of the bridge is built by the bridge issue.
+//! - [`journal`]: box → host requests in SQLite with leases; [`box_api`]: `relay.sock`,
+//!   where `agentbox-ctl` submits them and follows their progress.
+//!
+//! The host side of the bridge (the daemon that polls, runs and answers) is not built yet.
 
+pub mod box_api;
 pub mod bridge;
 pub mod ctl_link;
+pub mod journal;
 pub mod proxy;
 pub mod seed;
 pub mod settings;

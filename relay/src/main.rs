@@ -89,6 +89,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         web_listeners.push(reuseport_listener(web_addr)?);
     }
     let bridge_addr = bridge_listener.local_addr()?;
+    std::fs::create_dir_all(&settings.state_dir)
+        .with_context(|| format!("cannot create {}", settings.state_dir.display()))?;
+    let journal = Arc::new(
+        agentbox_relay::journal::Journal::open(&settings.state_dir.join("relay.db"))
+            .context("cannot open the request journal")?,
+    );
+    let box_listener =
+        agentbox_relay::box_api::bind(&settings.run_dir).context("cannot listen on relay.sock")?;
     write_relay_json(&settings, bridge_addr.port(), web_addr.port())?;
     tracing::info!(bridge = %bridge_addr, web = %web_addr, "agentbox-relay listening");
 
@@ -120,7 +128,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             })
         })
         .collect();
+    let box_api = tokio::spawn(agentbox_relay::box_api::serve(
+        box_listener,
+        journal.clone(),
+        stop.clone(),
+    ));
     let state = Arc::new(AppState {
+        journal,
+        lease_ms: settings.lease_ms,
         token,
         workspace: settings.workspace.clone(),
         max_upload_bytes: settings.max_upload_bytes,
@@ -143,6 +158,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing::info!("stopping");
     stop.cancel();
     let _ = bridge.await;
+    let _ = box_api.await;
     for p in proxies {
         let _ = tokio::task::spawn_blocking(move || p.join()).await;
     }

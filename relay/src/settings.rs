@@ -14,6 +14,11 @@ pub struct Settings {
     pub bind_addr: IpAddr,
     /// `AGENTBOX_RUN_DIR` [/run/agentbox].
     pub run_dir: PathBuf,
+    /// `AGENTBOX_BRIDGE_LEASE_MS` [30000]: how long the host holds a request before it is
+    /// delivered again (progress renews it).
+    pub lease_ms: u64,
+    /// `AGENTBOX_STATE_DIR` [/var/lib/agentbox]: the request journal.
+    pub state_dir: PathBuf,
     /// `AGENTBOX_WORKSPACE` [/workspace].
     pub workspace: PathBuf,
     /// `AGENTBOX_MAX_UPLOAD_BYTES` [1 GiB]: the cap on one upload.
@@ -50,6 +55,13 @@ impl Settings {
                 "an IP address",
             )?,
             run_dir: var("AGENTBOX_RUN_DIR").map_or_else(|| "/run/agentbox".into(), PathBuf::from),
+            lease_ms: parsed(
+                "AGENTBOX_BRIDGE_LEASE_MS",
+                30_000,
+                "a number of milliseconds",
+            )?,
+            state_dir: var("AGENTBOX_STATE_DIR")
+                .map_or_else(|| "/var/lib/agentbox".into(), PathBuf::from),
             workspace: var("AGENTBOX_WORKSPACE").map_or_else(|| "/workspace".into(), PathBuf::from),
             max_upload_bytes: parsed("AGENTBOX_MAX_UPLOAD_BYTES", 1 << 30, "a byte count")?,
             proxy_hold_ms: parsed("AGENTBOX_PROXY_HOLD_MS", 30_000, "a number of milliseconds")?,

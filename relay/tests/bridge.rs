@@ -23,6 +23,7 @@ impl Relay {
             .env("AGENTBOX_WORKSPACE", dir.path().join("ws"))
             .env("AGENTBOX_BRIDGE_PORT", "0")
             .env("AGENTBOX_WEB_PORT", "0")
+            .env("AGENTBOX_STATE_DIR", dir.path().join("state"))
             .env("AGENTBOX_BIND_ADDR", "127.0.0.1")
             .env("AGENTBOX_BRIDGE_TOKEN", TOKEN)
             .env("AGENTBOX_MAX_UPLOAD_BYTES", max_upload.to_string())
