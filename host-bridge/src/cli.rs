@@ -142,6 +142,15 @@ pub enum Cmd {
     /// Read and change configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// The host bridge daemon that answers the boxes' requests (started on demand).
+    #[command(subcommand)]
+    Bridge(BridgeCmd),
+    /// What boxes asked the host to do, and what the host answered.
+    Audit {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -173,6 +182,24 @@ pub struct Scope {
     /// This project's config (the default inside a repo).
     #[arg(long)]
     pub project: bool,
+}
+
+/// `bridge …`
+#[derive(Debug, Subcommand)]
+pub enum BridgeCmd {
+    /// Start the daemon in the background (one per AGENTBOX_HOME).
+    Start,
+    /// Stop it.
+    Stop,
+    /// Say whether it runs.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run it in the foreground.
+    #[command(hide = true)]
+    Run,
 }
 
 /// `config …`
@@ -221,6 +248,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             "agentbox",
             &mut std::io::stdout(),
         );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Cmd::Bridge(BridgeCmd::Run) = &cli.command {
+        crate::bridge::run(&Home::from_env()?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let ctx = Ctx::new()?;
@@ -273,6 +304,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Destroy { target, yes } => ctx.destroy(target.as_deref(), yes),
         Cmd::Config(cmd) => ctx.config(cmd),
+        Cmd::Bridge(cmd) => ctx.bridge(&cmd),
+        Cmd::Audit { json } => ctx.audit(json),
     }
 }
 
@@ -460,6 +493,10 @@ impl Ctx {
         match Self::build(&record, &b, opts, depth) {
             Ok(url) => {
                 self.state.update(&name, "ready", Some(&url))?;
+                // The box's requests need someone to answer them.
+                if let Err(e) = crate::bridge::ensure_started(&self.home) {
+                    eprintln!("warning: {e:#}");
+                }
                 Ok(BoxRecord {
                     phase: "ready".into(),
                     bridge_url: Some(url),
@@ -718,6 +755,61 @@ impl Ctx {
         b.remove()?;
         self.state.remove(&record.name)?;
         eprintln!("destroyed {}", record.name);
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn bridge(&self, cmd: &BridgeCmd) -> anyhow::Result<ExitCode> {
+        match cmd {
+            BridgeCmd::Start => {
+                let pid = crate::bridge::ensure_started(&self.home)?;
+                eprintln!("host bridge running (pid {pid})");
+            }
+            BridgeCmd::Stop => {
+                if crate::bridge::stop(&self.home)? {
+                    eprintln!("host bridge stopped");
+                } else {
+                    eprintln!("host bridge was not running");
+                }
+            }
+            BridgeCmd::Status { json } => {
+                let pid = crate::bridge::running_pid(&self.home);
+                if *json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "running": pid.is_some(), "pid": pid })
+                    );
+                } else {
+                    match pid {
+                        Some(pid) => println!("host bridge running (pid {pid})"),
+                        None => println!("host bridge not running: `agentbox bridge start`"),
+                    }
+                }
+                return Ok(if pid.is_some() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            BridgeCmd::Run => unreachable!("handled before the context is built"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn audit(&self, json: bool) -> anyhow::Result<ExitCode> {
+        let entries =
+            crate::bridge::journal::HostJournal::open(&self.home.state_db())?.entries()?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&entries)?);
+        } else if entries.is_empty() {
+            println!("no requests from boxes yet");
+        } else {
+            for e in entries {
+                println!(
+                    "{} {:<16} {:<10} {:<9} exit {} {}",
+                    e.ts_ms, e.box_name, e.kind, e.decision, e.exit_code, e.detail
+                );
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 

@@ -1,12 +1,14 @@
 //! `agentbox`: the host CLI.
 //!
 //! - [`cli`]: commands and their output.
+//! - [`bridge`]: the host bridge daemon that answers the boxes' requests, and its records.
 //! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
 //!   [`config`]: layered configuration.
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`seed`]: packing the repo into a seed; [`upload`]: sending it to the box relay.
 //! - [`git`]: running the host's git.
 
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod git;

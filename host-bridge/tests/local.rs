@@ -64,6 +64,7 @@ impl Host {
             .args(args)
             .current_dir(cwd)
             .env("AGENTBOX_HOME", self.home())
+            .env("AGENTBOX_OPENER", self.dir.path().join("opener"))
             .stdin(Stdio::null())
             .output()
             .expect("run agentbox")
@@ -110,6 +111,7 @@ impl Drop for Host {
                 let _ = self.run(self.dir.path(), &["destroy", "-y", &name]);
             }
         }
+        let _ = self.run(self.dir.path(), &["bridge", "stop"]);
     }
 }
 
@@ -478,4 +480,145 @@ fn config_layers() {
         host.ok(&repo, &["exec", &with_changes, "--", "cat", "src/lib.txt"]),
         "one\nedited\n"
     );
+}
+
+#[test]
+fn notify_and_open_reach_the_host_through_the_bridge() {
+    let host = Host::new();
+    // The host's URL opener, as configured on the host: a script that records its argv.
+    let sentinel = host.dir.path().join("opened.txt");
+    let opener = host.dir.path().join("opener");
+    std::fs::write(
+        &opener,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n",
+            sentinel.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let repo = host.repo("asks", "");
+    host.ok(&repo, &["create", "--name", "asker"]);
+    assert!(
+        host.run(&repo, &["bridge", "status"]).status.success(),
+        "create must start the bridge on demand"
+    );
+
+    let out = host.run(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "notify",
+            "--wait",
+            "20000",
+            "tests",
+            "passed",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = host.run(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "open",
+            "https://example.com/pr/7",
+            "--wait",
+            "20000",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "opened https://example.com/pr/7\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sentinel).expect("opened"),
+        "https://example.com/pr/7\n",
+        "the opener ran once, with the URL as its only argument"
+    );
+
+    // Refused in the box: nothing reaches the host.
+    let out = host.run(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "open",
+            "file:///etc/passwd",
+            "--wait",
+            "2000",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(&sentinel)
+            .expect("opened")
+            .lines()
+            .count(),
+        1
+    );
+
+    let audit: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
+    let kinds: Vec<(&str, &str)> = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap_or(""),
+                e["decision"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("notify", "done"), ("open", "done")]);
+    assert!(audit[0]["detail"]
+        .as_str()
+        .unwrap_or("")
+        .contains("tests passed"));
+
+    // Stopped, the bridge no longer answers; started, it picks up what waited.
+    host.ok(&repo, &["bridge", "stop"]);
+    assert_eq!(
+        host.run(&repo, &["bridge", "status"]).status.code(),
+        Some(1)
+    );
+    let id = host
+        .ok(
+            &repo,
+            &["exec", "--", "agentbox-ctl", "notify", "while", "away"],
+        )
+        .trim()
+        .to_string();
+    host.ok(&repo, &["bridge", "start"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let audit: serde_json::Value =
+            serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
+        if audit
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["request_id"] == id.as_str()))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued notify was never answered"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

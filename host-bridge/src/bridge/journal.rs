@@ -1,0 +1,112 @@
+//! The host's records in `state.db`: completed request ids with their outcomes (so that a
+//! re-delivered request gets the recorded answer instead of running twice) and the audit
+//! log of every request a box made.
+
+use std::path::Path;
+use std::time::Duration;
+
+use agentbox_protocol::bridge::Outcome;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// One audit entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// When it was decided.
+    pub ts_ms: u64,
+    /// The box.
+    pub box_name: String,
+    /// The request id.
+    pub request_id: String,
+    /// `notify`, `open`, `git push`, …
+    pub kind: String,
+    /// `done`, `refused` or `replayed`.
+    pub decision: String,
+    /// What was shown, opened or refused, and why.
+    pub detail: String,
+    /// The exit code returned to the box.
+    pub exit_code: i32,
+}
+
+/// The host bridge's records.
+pub struct HostJournal {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS completed (
+    box_name TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    PRIMARY KEY (box_name, request_id)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    ts_ms INTEGER NOT NULL, box_name TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL,
+    decision TEXT NOT NULL, detail TEXT NOT NULL, exit_code INTEGER NOT NULL
+);
+";
+
+impl HostJournal {
+    /// Opens the records in `state.db`.
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self { conn })
+    }
+
+    /// The recorded outcome of a request, if it ran before.
+    pub fn completed(&self, box_name: &str, id: &str) -> rusqlite::Result<Option<Outcome>> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT outcome FROM completed WHERE box_name = ?1 AND request_id = ?2",
+                params![box_name, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Records an outcome and its audit entry in one transaction.
+    pub fn record(&mut self, entry: &AuditEntry, outcome: &Outcome) -> rusqlite::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT OR IGNORE INTO completed (box_name, request_id, outcome, ts_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![entry.box_name, entry.request_id, serde_json::to_string(outcome).unwrap_or_default(), entry.ts_ms as i64],
+        )?;
+        Self::insert_audit(&tx, entry)?;
+        tx.commit()
+    }
+
+    /// Adds an audit entry alone (a replayed answer).
+    pub fn audit(&self, entry: &AuditEntry) -> rusqlite::Result<()> {
+        Self::insert_audit(&self.conn, entry)
+    }
+
+    fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO audit (ts_ms, box_name, request_id, kind, decision, detail, exit_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![e.ts_ms as i64, e.box_name, e.request_id, e.kind, e.decision, e.detail, e.exit_code],
+        )?;
+        Ok(())
+    }
+
+    /// The audit log, oldest first.
+    pub fn entries(&self) -> rusqlite::Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT ts_ms, box_name, request_id, kind, decision, detail, exit_code FROM audit ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(AuditEntry {
+                ts_ms: r.get::<_, i64>(0)? as u64,
+                box_name: r.get(1)?,
+                request_id: r.get(2)?,
+                kind: r.get(3)?,
+                decision: r.get(4)?,
+                detail: r.get(5)?,
+                exit_code: r.get(6)?,
+            })
+        })?;
+        rows.collect()
+    }
+}

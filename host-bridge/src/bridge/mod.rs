@@ -1,0 +1,279 @@
+//! The host bridge daemon: one per `AGENTBOX_HOME` (a `flock` on `bridge.lock`). It
+//! long-polls every ready box's relay, runs what they ask concurrently (bounded per box),
+//! records each completed request id with its outcome before answering — so a
+//! re-delivered request gets the recorded answer instead of running twice — and keeps an
+//! audit log. The policy layer, approvals and git are the rest of issue #6.
+
+pub mod exec;
+pub mod journal;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentbox_protocol::bridge::{LeasedRequest, Outcome, PollResponse, ResultPost};
+use anyhow::{bail, Context};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::home::Home;
+use crate::state::{BoxRecord, State};
+use journal::{AuditEntry, HostJournal};
+
+/// Requests run at once for one box.
+const PER_BOX: usize = 8;
+/// How long a poll is held by the relay.
+const POLL_WAIT_MS: u64 = 20_000;
+
+/// The daemon's lock file.
+pub fn lock_path(home: &Home) -> PathBuf {
+    home.root().join("bridge.lock")
+}
+
+/// The pid of the running daemon, if one holds the lock.
+pub fn running_pid(home: &Home) -> Option<i32> {
+    let file = File::open(lock_path(home)).ok()?;
+    match Flock::lock(file, FlockArg::LockSharedNonblock) {
+        Ok(_unlocked_on_drop) => None,
+        Err(_) => std::fs::read_to_string(lock_path(home))
+            .ok()?
+            .trim()
+            .parse()
+            .ok(),
+    }
+}
+
+/// Runs the daemon in the foreground until SIGTERM or SIGINT.
+pub fn run(home: &Home) -> anyhow::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path(home))?;
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!("the host bridge is already running"),
+        Err((_, e)) => bail!("cannot lock {}: {e}", lock_path(home).display()),
+    };
+    lock.set_len(0)?;
+    writeln!(lock, "{}", std::process::id())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(home.clone()))
+}
+
+async fn serve(home: Home) -> anyhow::Result<()> {
+    let polled: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
+        .build()?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tracing::info!("host bridge running");
+    loop {
+        let boxes = State::open(&home.state_db())
+            .and_then(|s| s.all())
+            .unwrap_or_default();
+        for record in boxes
+            .into_iter()
+            .filter(|b| b.phase == "ready" && b.bridge_url.is_some())
+        {
+            let fresh = polled
+                .lock()
+                .is_ok_and(|mut p| p.insert(record.name.clone()));
+            if fresh {
+                tokio::spawn(poll_box(
+                    home.clone(),
+                    record,
+                    client.clone(),
+                    polled.clone(),
+                ));
+            }
+        }
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {},
+        }
+    }
+    tracing::info!("host bridge stopping");
+    Ok(())
+}
+
+/// Polls one box until it is gone from the state.
+async fn poll_box(
+    home: Home,
+    record: BoxRecord,
+    client: reqwest::Client,
+    polled: Arc<Mutex<HashSet<String>>>,
+) {
+    let Some(url) = record.bridge_url.clone() else {
+        return;
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(PER_BOX));
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match State::open(&home.state_db()).and_then(|s| s.get(&record.name)) {
+            Ok(Some(current)) if current.bridge_url.as_deref() == Some(url.as_str()) => {}
+            _ => break, // destroyed or restarted elsewhere: a new poller takes over
+        }
+        let response = client
+            .get(format!("{url}/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"))
+            .bearer_auth(&record.bridge_token)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status);
+        let batch = match response {
+            Ok(r) => r.json::<PollResponse>().await,
+            Err(e) => Err(e),
+        };
+        match batch {
+            Ok(batch) => {
+                backoff = Duration::from_millis(200);
+                for leased in batch.requests {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let (home, record, client, url) =
+                        (home.clone(), record.clone(), client.clone(), url.clone());
+                    tokio::spawn(async move {
+                        handle(&home, &record, &client, &url, leased).await;
+                        drop(permit);
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::debug!(box_name = %record.name, error = %e, "poll failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    if let Ok(mut p) = polled.lock() {
+        p.remove(&record.name);
+    }
+}
+
+/// Runs one request exactly once and answers it (again, from the record, if re-delivered).
+async fn handle(
+    home: &Home,
+    record: &BoxRecord,
+    client: &reqwest::Client,
+    url: &str,
+    leased: LeasedRequest,
+) {
+    let db = home.state_db();
+    let (name, id, request) = (
+        record.name.clone(),
+        leased.id.0.clone(),
+        leased.request.clone(),
+    );
+    let done: anyhow::Result<Outcome> = tokio::task::spawn_blocking(move || {
+        let mut journal = HostJournal::open(&db)?;
+        let entry = |decision: &str, detail: String, exit_code| AuditEntry {
+            ts_ms: agentbox_protocol::now_millis(),
+            box_name: name.clone(),
+            request_id: id.clone(),
+            kind: request.kind().to_string(),
+            decision: decision.to_string(),
+            detail,
+            exit_code,
+        };
+        if let Some(outcome) = journal.completed(&name, &id)? {
+            journal.audit(&entry(
+                "replayed",
+                "re-delivered; answered from the record".into(),
+                outcome.exit_code,
+            ))?;
+            return Ok(outcome);
+        }
+        let done = exec::execute(&name, &request);
+        journal.record(
+            &entry(done.decision, done.detail, done.outcome.exit_code),
+            &done.outcome,
+        )?;
+        Ok(done.outcome)
+    })
+    .await
+    .context("the request task panicked")
+    .and_then(|r| r);
+    let outcome = match done {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a request; it will be re-delivered");
+            return;
+        }
+    };
+    let body = ResultPost {
+        id: leased.id,
+        lease: leased.lease,
+        outcome,
+    };
+    for _ in 0..5 {
+        let sent = client
+            .post(format!("{url}/v1/bridge/result"))
+            .bearer_auth(&record.bridge_token)
+            .json(&body)
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status().is_success() || r.status().as_u16() == 409) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Not answered: the lease expires, the relay re-delivers, and the record answers.
+}
+
+/// Starts the daemon in the background unless it runs; returns its pid.
+pub fn ensure_started(home: &Home) -> anyhow::Result<i32> {
+    if let Some(pid) = running_pid(home) {
+        return Ok(pid);
+    }
+    let exe = std::env::current_exe()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.root().join("bridge.log"))?;
+    std::process::Command::new("setsid")
+        .arg(exe)
+        .args(["bridge", "run"])
+        .env("AGENTBOX_HOME", home.root())
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("cannot start the host bridge")?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(pid) = running_pid(home) {
+            return Ok(pid);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "the host bridge did not start; see {}",
+                home.root().join("bridge.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Stops the daemon if it runs.
+pub fn stop(home: &Home) -> anyhow::Result<bool> {
+    let Some(pid) = running_pid(home) else {
+        return Ok(false);
+    };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running_pid(home).is_some() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(true)
+}
