@@ -250,7 +250,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 crate::host::Wait::Follow(std::time::Duration::from_millis(wait)),
             ))
         }
-        Cmd::Git { args } => Ok(no_bridge("git", &args)),
+        Cmd::Git { args } => Ok(crate::git::run(paths, &args)),
         Cmd::Gh { args } => Ok(no_bridge("gh", &args)),
         Cmd::Status { json } => match client::call(&socket, CtlRequest::Status)? {
             CtlResponse::Status(report) => {

@@ -6,7 +6,8 @@
 //! - [`session`]: agent sessions on the box's private tmux server.
 //! - [`server`] / [`client`]: the two ends of `ctl.sock`.
 //! - [`daemon`]: lock, socket, signals, shutdown.
-//! - [`host`]: requests to the host (`notify`, `open`) through the relay.
+//! - [`host`]: requests to the host (`notify`, `open`) through the relay; [`git`]: `git push`
+//!   as a bundle the host pushes.
 //! - [`cli`]: argument parsing and output.
 //! - [`paths`]: the environment contract.
 
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod daemon;
+pub mod git;
 pub mod host;
 pub mod logs;
 pub mod paths;

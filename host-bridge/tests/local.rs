@@ -216,9 +216,9 @@ fn create_exec_stop_start_destroy() {
             .contains("boxes/b1/bin/git"),
         "shims first on PATH"
     );
-    let push = host.run(&repo, &["exec", "--", "git", "push"]);
-    assert_eq!(push.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&push.stderr).contains("goes to the host"));
+    let pull = host.run(&repo, &["exec", "--", "git", "pull"]);
+    assert_eq!(pull.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&pull.stderr).contains("goes to the host"));
 
     // The service from the repo's agentbox.yaml is ready.
     let status: serde_json::Value =
@@ -621,4 +621,108 @@ fn notify_and_open_reach_the_host_through_the_bridge() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn git_push_from_the_box_lands_in_the_hosts_remote_and_attacks_are_refused() {
+    let host = Host::new();
+    let repo = host.repo("pusher", "");
+    let remote = host.dir.path().join("remote.git");
+    let git = |dir: &Path, args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .expect("git")
+    };
+    assert!(Command::new("git")
+        .args(["init", "-q", "--bare"])
+        .arg(&remote)
+        .status()
+        .expect("git")
+        .success());
+    assert!(git(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")]
+    )
+    .status
+    .success());
+    host.ok(&repo, &["create", "--name", "p1"]);
+
+    // The agent commits in the box and pushes with plain `git push` (the shim).
+    let commit = host.run(&repo, &["exec", "--", "sh", "-c", "echo work > work.txt && git add work.txt && git -c user.name=a -c user.email=a@b commit -qm 'box work' && git push"]);
+    assert!(
+        commit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&commit.stderr)
+    );
+    let log = git(&remote, &["log", "--format=%s", "agentbox/p1"]);
+    assert_eq!(
+        String::from_utf8_lossy(&log.stdout).lines().next(),
+        Some("box work"),
+        "the push did not land"
+    );
+
+    // Each attack is refused with a clear error; nothing runs on the host.
+    let sentinel = host.dir.path().join("pwned");
+    let payload = format!("--receive-pack=touch {}", sentinel.display());
+    for (args, expected) in [
+        (
+            vec!["git", "push", payload.as_str(), "origin"],
+            "is not allowed",
+        ),
+        (vec!["git", "push", "--exec=sh"], "is not allowed"),
+        (
+            vec!["git", "push", "-c", "core.sshCommand=sh"],
+            "is not allowed",
+        ),
+        (
+            vec!["git", "push", "origin", "HEAD:main"],
+            "only this box's branch",
+        ),
+        (
+            vec!["git", "push", "/tmp/elsewhere.git"],
+            "is not a remote name",
+        ),
+        (
+            vec!["git", "push", "nosuchremote"],
+            "no remote named `nosuchremote`",
+        ),
+    ] {
+        let mut argv = vec!["exec", "--"];
+        argv.extend(args.iter().copied());
+        let out = host.run(&repo, &argv);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(!sentinel.exists(), "a box-supplied command ran on the host");
+    let branches = git(&remote, &["branch", "--format=%(refname:short)"]);
+    assert_eq!(
+        String::from_utf8_lossy(&branches.stdout).trim(),
+        "agentbox/p1",
+        "only the box branch exists on the remote"
+    );
+    let audit: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
+    let entries = audit.as_array().expect("entries");
+    assert!(entries
+        .iter()
+        .any(|e| e["kind"] == "git push" && e["decision"] == "done"));
+    assert!(entries.iter().any(|e| e["kind"] == "git push"
+        && e["decision"] == "refused"
+        && e["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("nosuchremote"))));
+    // Nothing new to push is not an error.
+    let again = host.run(&repo, &["exec", "--", "git", "push"]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }

@@ -36,6 +36,10 @@ pub struct AppState {
     pub journal: Arc<crate::journal::Journal>,
     /// How long a lease lasts unless progress renews it.
     pub lease_ms: u64,
+    /// Where `agentbox-ctl` leaves blobs (git bundles) for the host: `run/blobs/<blake3>`.
+    pub blob_dir: PathBuf,
+    /// Cancelled when the relay stops: held polls answer at once so shutdown is prompt.
+    pub stop: tokio_util::sync::CancellationToken,
 }
 /// The longest a poll is held (below Daytona's ~25 s idle cut).
 pub const MAX_POLL_WAIT_MS: u64 = 20_000;
@@ -61,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/seed", put(put_seed))
         .route("/v1/bridge/poll", get(poll))
+        .route("/v1/blobs/{digest}", get(get_blob))
         .route("/v1/bridge/progress", axum::routing::post(progress))
         .route("/v1/bridge/result", axum::routing::post(result))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
@@ -148,11 +153,11 @@ async fn poll(
             until = until
                 .min(tokio::time::Instant::now() + std::time::Duration::from_millis(in_ms + 1));
         }
-        if tokio::time::timeout_at(until, changed.changed())
-            .await
-            .is_err()
-            && tokio::time::Instant::now() >= deadline
-        {
+        let woke = tokio::select! {
+            () = state.stop.cancelled() => false,
+            r = tokio::time::timeout_at(until, changed.changed()) => r.is_ok(),
+        };
+        if state.stop.is_cancelled() || (!woke && tokio::time::Instant::now() >= deadline) {
             return Ok(Json(agentbox_protocol::bridge::PollResponse {
                 requests: Vec::new(),
             }));
@@ -183,6 +188,32 @@ async fn result(
         id: r.id,
         recorded,
     }))
+}
+
+/// `GET /v1/blobs/{blake3}`: a blob the box left for the host, streamed. The host checks
+/// the digest itself; the name is only ever a digest.
+async fn get_blob(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(digest): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if !is_blake3_hex(&digest) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "a blob is named by its blake3 digest",
+        ));
+    }
+    let file = tokio::fs::File::open(state.blob_dir.join(&digest))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("no blob {digest}"),
+            )
+        })?;
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
 /// Removes a staging directory however the request ends.

@@ -136,6 +136,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         journal,
         lease_ms: settings.lease_ms,
+        blob_dir: settings.run_dir.join("blobs"),
+        stop: stop.clone(),
         token,
         workspace: settings.workspace.clone(),
         max_upload_bytes: settings.max_upload_bytes,

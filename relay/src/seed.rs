@@ -98,6 +98,11 @@ pub fn apply(workspace: &Path, tree: &Path) -> Result<SeedManifest, SeedError> {
             &manifest.head,
         ],
     )?;
+    // What the host already has: a push sends only the commits after it.
+    git(
+        workspace,
+        &["update-ref", "refs/agentbox/seed", &manifest.head],
+    )?;
     if let Some(stash) = &manifest.stash {
         if git(workspace, &["stash", "apply", "--index", "-q", stash]).is_err() {
             git(workspace, &["stash", "apply", "-q", stash])?;

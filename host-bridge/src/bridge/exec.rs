@@ -143,6 +143,116 @@ pub fn execute(box_name: &str, request: &HostRequest) -> Done {
     }
 }
 
+/// What the host knows of a box, from its own records (never from the box).
+pub struct BoxFacts<'a> {
+    /// Box name.
+    pub name: &'a str,
+    /// The repository the box was seeded from.
+    pub project: &'a std::path::Path,
+    /// The box's branch, `agentbox/<name>`.
+    pub branch: &'a str,
+}
+
+fn git(project: &std::path::Path, args: &[&str]) -> std::io::Result<std::process::Output> {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(project)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+}
+
+/// `git push` for a box: the bundle (already downloaded and verified) is fetched into a
+/// quarantine ref, then the host pushes that ref to the box's own branch on a remote
+/// *name* it has, with allowlisted flags only. The command line is the host's.
+pub fn git_push(
+    facts: &BoxFacts<'_>,
+    request: &agentbox_protocol::bridge::GitRequest,
+    bundle: &std::path::Path,
+) -> Done {
+    let remote = request.remote.as_deref().unwrap_or("origin");
+    let valid_name = !remote.is_empty()
+        && !remote.starts_with('-')
+        && remote
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_name {
+        return refused(format!("`{}` is not a remote name", clean_text(remote, 80)));
+    }
+    let remotes = match git(facts.project, &["remote"]) {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => {
+            return refused(format!(
+                "cannot list the remotes of {}",
+                facts.project.display()
+            ))
+        }
+    };
+    if !remotes.lines().any(|r| r == remote) {
+        return refused(format!(
+            "the host repository has no remote named `{remote}`"
+        ));
+    }
+    if request.branch.as_deref().is_some_and(|b| b != facts.branch) {
+        return refused(format!(
+            "only the box's own branch `{}` can be pushed without approval",
+            facts.branch
+        ));
+    }
+    let bundle_arg = bundle.display().to_string();
+    match git(facts.project, &["bundle", "verify", "-q", &bundle_arg]) {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return refused(format!(
+                "the bundle does not apply here: {}",
+                clean_text(&String::from_utf8_lossy(&o.stderr), 300)
+            ))
+        }
+        Err(e) => return refused(format!("cannot run git: {e}")),
+    }
+    let quarantine = format!("refs/agentbox/{}/head", facts.name);
+    match git(
+        facts.project,
+        &[
+            "fetch",
+            "-q",
+            "--no-tags",
+            &bundle_arg,
+            &format!("+HEAD:{quarantine}"),
+        ],
+    ) {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => {
+            return refused(format!(
+                "cannot fetch the bundle: {}",
+                clean_text(&String::from_utf8_lossy(&o.stderr), 300)
+            ))
+        }
+        Err(e) => return refused(format!("cannot run git: {e}")),
+    }
+    let mut args: Vec<String> = vec!["push".into()];
+    args.extend(request.flags.iter().map(|f| f.as_arg().to_string()));
+    args.push("--".into());
+    args.push(remote.to_string());
+    args.push(format!("{quarantine}:refs/heads/{}", facts.branch));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match git(facts.project, &refs) {
+        Ok(o) => {
+            let code = o.status.code().unwrap_or(1);
+            let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+            let detail = format!("git {} → exit {code}", args.join(" "));
+            Done {
+                outcome: outcome(code, stdout, stderr),
+                decision: "done",
+                detail,
+            }
+        }
+        Err(e) => refused(format!("cannot run git: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

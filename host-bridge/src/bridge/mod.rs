@@ -14,7 +14,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentbox_protocol::bridge::{LeasedRequest, Outcome, PollResponse, ResultPost};
+use agentbox_protocol::bridge::{
+    BlobRef, GitOp, GitRequest, HostRequest, LeasedRequest, Outcome, PollResponse, ResultPost,
+};
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 
@@ -167,6 +169,19 @@ async fn handle(
     leased: LeasedRequest,
 ) {
     let db = home.state_db();
+    // A push brings its bundle: fetched from the relay and checked against its digest
+    // before anything looks at it.
+    let staged = tempfile::tempdir();
+    let bundle = match (&leased.request, &staged) {
+        (
+            HostRequest::Git(GitRequest {
+                bundle: Some(blob), ..
+            }),
+            Ok(dir),
+        ) => Some(fetch_blob(client, url, &record.bridge_token, blob, dir.path()).await),
+        _ => None,
+    };
+    let (project, branch) = (record.project.clone(), record.branch.clone());
     let (name, id, request) = (
         record.name.clone(),
         leased.id.0.clone(),
@@ -191,7 +206,28 @@ async fn handle(
             ))?;
             return Ok(outcome);
         }
-        let done = exec::execute(&name, &request);
+        let done = match (&request, bundle) {
+            (HostRequest::Git(git), Some(Ok(path))) if git.op == GitOp::Push => exec::git_push(
+                &exec::BoxFacts {
+                    name: &name,
+                    project: &project,
+                    branch: &branch,
+                },
+                git,
+                &path,
+            ),
+            (HostRequest::Git(_), Some(Err(e))) => exec::Done {
+                outcome: Outcome {
+                    exit_code: 1,
+                    stdout: String::new(),
+                    stderr: format!("refused by the host: {e}\n"),
+                    bundle: None,
+                },
+                decision: "refused",
+                detail: e,
+            },
+            _ => exec::execute(&name, &request),
+        };
         journal.record(
             &entry(done.decision, done.detail, done.outcome.exit_code),
             &done.outcome,
@@ -227,6 +263,58 @@ async fn handle(
     }
     // Not answered: the lease expires, the relay re-delivers, and the record answers.
 }
+
+/// Downloads a blob from the relay into `dir`, checking size and blake3 as it streams.
+async fn fetch_blob(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    blob: &BlobRef,
+    dir: &std::path::Path,
+) -> Result<PathBuf, String> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncWriteExt;
+    if !agentbox_protocol::transfer::is_blake3_hex(&blob.blake3) || blob.size > MAX_BUNDLE {
+        return Err(format!(
+            "bad blob reference (or larger than {MAX_BUNDLE} bytes)"
+        ));
+    }
+    let response = client
+        .get(format!("{url}/v1/blobs/{}", blob.blake3))
+        .bearer_auth(token)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| format!("cannot fetch the bundle: {e}"))?;
+    let path = dir.join("push.bundle");
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0u64;
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("the bundle download broke: {e}"))?;
+        size += chunk.len() as u64;
+        if size > blob.size {
+            return Err("the bundle is larger than announced".into());
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+    }
+    file.flush().await.map_err(|e| e.to_string())?;
+    let digest = hasher.finalize().to_hex().to_string();
+    if size != blob.size || digest != blob.blake3 {
+        return Err(format!(
+            "the bundle is corrupt: blake3 {digest}, {size} bytes; announced {}, {} bytes",
+            blob.blake3, blob.size
+        ));
+    }
+    Ok(path)
+}
+
+/// The largest push bundle the host accepts.
+const MAX_BUNDLE: u64 = 1 << 30;
 
 /// Starts the daemon in the background unless it runs; returns its pid.
 pub fn ensure_started(home: &Home) -> anyhow::Result<i32> {
