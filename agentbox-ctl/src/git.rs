@@ -118,6 +118,13 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&blob_dir) {
         return refuse(&format!("cannot create {}: {e}", blob_dir.display()));
     }
+    let head = match Command::new(real_git())
+        .args(["rev-parse", "--verify", "-q", "HEAD"])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => return refuse("there is no commit to push"),
+    };
     let tmp = blob_dir.join(format!(".bundle-{}", std::process::id()));
     let out = Command::new(real_git())
         .args(["bundle", "create", "-q"])
@@ -141,7 +148,8 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
         Ok(v) => v,
         Err(e) => return refuse(&format!("cannot read the bundle: {e}")),
     };
-    if let Err(e) = std::fs::rename(&tmp, blob_dir.join(&digest)) {
+    let blob = blob_dir.join(&digest);
+    if let Err(e) = std::fs::rename(&tmp, &blob) {
         return refuse(&format!("cannot store the bundle: {e}"));
     }
     let request = HostRequest::Git(GitRequest {
@@ -154,11 +162,17 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
             size,
         }),
     });
-    crate::host::submit(
-        &paths.run_dir,
-        request,
-        crate::host::Wait::Follow(Duration::from_secs(600)),
-    )
+    let wait = crate::host::Wait::Follow(Duration::from_secs(600));
+    let (code, answer) = crate::host::submit_with_status(&paths.run_dir, request, wait);
+    // Answered: the host has these commits now (in its quarantine ref), so the next push
+    // sends only what comes after them, and the blob is no longer needed.
+    let _ = std::fs::remove_file(&blob);
+    if answer == Some(0) {
+        let _ = Command::new(real_git())
+            .args(["update-ref", "refs/agentbox/seed", &head])
+            .status();
+    }
+    code
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {

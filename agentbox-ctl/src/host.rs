@@ -31,6 +31,15 @@ pub enum Wait {
 
 /// Submits `request` and reports its outcome.
 pub fn submit(run_dir: &Path, request: HostRequest, wait: Wait) -> ExitCode {
+    submit_with_status(run_dir, request, wait).0
+}
+
+/// Like [`submit`]; also returns the host's exit code when the host answered.
+pub fn submit_with_status(
+    run_dir: &Path,
+    request: HostRequest,
+    wait: Wait,
+) -> (ExitCode, Option<i32>) {
     let socket = run_dir.join("relay.sock");
     let wait_ms = match wait {
         Wait::Detached => 60 * 60 * 1000,
@@ -44,28 +53,36 @@ pub fn submit(run_dir: &Path, request: HostRequest, wait: Wait) -> ExitCode {
         HINT,
     ) {
         Ok(c) => c,
-        Err(e) => return fail(&e.to_string(), 1),
+        Err(e) => return (fail(&e.to_string(), 1), None),
     };
     let id = match client.read_frame::<RelayEvent>() {
         Ok(Some(RelayEvent::Accepted { id })) => id,
-        Ok(Some(RelayEvent::Failed(e))) => return fail(&e.message, 1),
-        Ok(other) => return fail(&format!("unexpected answer from the relay: {other:?}"), 1),
-        Err(e) => return fail(&e.to_string(), 1),
+        Ok(Some(RelayEvent::Failed(e))) => return (fail(&e.message, 1), None),
+        Ok(other) => {
+            return (
+                fail(&format!("unexpected answer from the relay: {other:?}"), 1),
+                None,
+            )
+        }
+        Err(e) => return (fail(&e.to_string(), 1), None),
     };
     if matches!(wait, Wait::Detached) {
         println!("{id}");
-        return ExitCode::SUCCESS;
+        return (ExitCode::SUCCESS, None);
     }
     loop {
         match follow(&mut client, &id) {
-            Ok(code) => return code,
+            Ok(answer) => return answer,
             Err(e) => {
                 // The relay went away: reconnect and follow the journalled request.
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return fail(
-                        &format!("lost the relay while waiting for {id}: {e}"),
-                        EXIT_TIMEOUT,
+                    return (
+                        fail(
+                            &format!("lost the relay while waiting for {id}: {e}"),
+                            EXIT_TIMEOUT,
+                        ),
+                        None,
                     );
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -82,7 +99,7 @@ pub fn submit(run_dir: &Path, request: HostRequest, wait: Wait) -> ExitCode {
 }
 
 /// Prints progress and the outcome; `Err` when the connection broke.
-fn follow(client: &mut Client, id: &RequestId) -> Result<ExitCode, ClientError> {
+fn follow(client: &mut Client, id: &RequestId) -> Result<(ExitCode, Option<i32>), ClientError> {
     loop {
         match client.read_frame::<RelayEvent>()? {
             None => return Err(ClientError::NoAnswer),
@@ -94,7 +111,8 @@ fn follow(client: &mut Client, id: &RequestId) -> Result<ExitCode, ClientError> 
             Some(RelayEvent::Finished(outcome)) => {
                 print!("{}", outcome.stdout);
                 eprint!("{}", outcome.stderr);
-                return Ok(ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1)));
+                let code = ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1));
+                return Ok((code, Some(outcome.exit_code)));
             }
             Some(RelayEvent::Failed(e)) => {
                 let code = if e.code == ErrorCode::Timeout {
@@ -102,8 +120,7 @@ fn follow(client: &mut Client, id: &RequestId) -> Result<ExitCode, ClientError> 
                 } else {
                     1
                 };
-                let _ = id;
-                return Ok(fail(&e.message, code));
+                return Ok((fail(&format!("request {id}: {}", e.message), code), None));
             }
         }
     }

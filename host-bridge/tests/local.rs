@@ -664,7 +664,23 @@ fn git_push_from_the_box_lands_in_the_hosts_remote_and_attacks_are_refused() {
         "the push did not land"
     );
 
-    // Each attack is refused with a clear error; nothing runs on the host.
+    // A second commit waits while each attack is refused with a clear error; nothing runs
+    // on the host.
+    let more = host.run(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo more >> work.txt && git -c user.name=a -c user.email=a@b commit -qam more",
+        ],
+    );
+    assert!(
+        more.status.success(),
+        "{}",
+        String::from_utf8_lossy(&more.stderr)
+    );
     let sentinel = host.dir.path().join("pwned");
     let payload = format!("--receive-pack=touch {}", sentinel.display());
     for (args, expected) in [
