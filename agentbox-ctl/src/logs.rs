@@ -104,7 +104,9 @@ impl Writer {
             self.size = file.metadata()?.len();
             self.file = Some(file);
         }
-        Ok(self.file.as_mut().expect("opened above"))
+        self.file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("log file not open"))
     }
 
     fn write(&mut self, record: &[u8]) -> io::Result<()> {

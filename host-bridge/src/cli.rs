@@ -416,10 +416,11 @@ impl Ctx {
                 let repo = self
                     .repo()
                     .context("name a box: you are not inside a git repository")?;
-                let mine: Vec<BoxRecord> = all.into_iter().filter(|b| b.project == repo).collect();
+                let mut mine: Vec<BoxRecord> =
+                    all.into_iter().filter(|b| b.project == repo).collect();
                 match mine.len() {
                     0 => bail!("this project has no box: create one with `agentbox create`"),
-                    1 => Ok(mine.into_iter().next().expect("one")),
+                    1 => Ok(mine.remove(0)),
                     n => bail!(
                         "this project has {n} boxes ({}): name one",
                         mine.iter()
