@@ -70,10 +70,16 @@ pub fn run(home: &Home) -> anyhow::Result<()> {
 }
 
 async fn serve(home: Home) -> anyhow::Result<()> {
-    let polled: Arc<Mutex<HashSet<String>>> = Arc::default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
         .build()?;
+    let shared = Shared {
+        journal: Arc::new(Mutex::new(HostJournal::open(&home.state_db())?)),
+        home: home.clone(),
+        client,
+        polled: Arc::default(),
+        inflight: Arc::default(),
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!("host bridge running");
     loop {
@@ -84,16 +90,12 @@ async fn serve(home: Home) -> anyhow::Result<()> {
             .into_iter()
             .filter(|b| b.phase == "ready" && b.bridge_url.is_some())
         {
-            let fresh = polled
+            let fresh = shared
+                .polled
                 .lock()
                 .is_ok_and(|mut p| p.insert(record.name.clone()));
             if fresh {
-                tokio::spawn(poll_box(
-                    home.clone(),
-                    record,
-                    client.clone(),
-                    polled.clone(),
-                ));
+                tokio::spawn(poll_box(shared.clone(), record));
             }
         }
         tokio::select! {
@@ -106,22 +108,36 @@ async fn serve(home: Home) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Polls one box until it is gone from the state.
-async fn poll_box(
+/// What every poller and handler shares.
+#[derive(Clone)]
+struct Shared {
     home: Home,
-    record: BoxRecord,
     client: reqwest::Client,
+    /// Boxes with a poller.
     polled: Arc<Mutex<HashSet<String>>>,
-) {
+    /// `box/id` of requests being carried out: a re-delivery of one of them is not run
+    /// again (the first run answers, and the relay accepts any lease it issued).
+    inflight: Arc<Mutex<HashSet<String>>>,
+    /// The host's records, one connection for all handlers.
+    journal: Arc<Mutex<HostJournal>>,
+}
+
+/// Polls one box until it is gone from the state.
+async fn poll_box(shared: Shared, record: BoxRecord) {
+    let (home, client) = (shared.home.clone(), shared.client.clone());
     let Some(url) = record.bridge_url.clone() else {
         return;
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(PER_BOX));
     let mut backoff = Duration::from_millis(200);
+    let mut checked = std::time::Instant::now();
     loop {
-        match State::open(&home.state_db()).and_then(|s| s.get(&record.name)) {
-            Ok(Some(current)) if current.bridge_url.as_deref() == Some(url.as_str()) => {}
-            _ => break, // destroyed or restarted elsewhere: a new poller takes over
+        if checked.elapsed() > Duration::from_secs(2) {
+            checked = std::time::Instant::now();
+            match State::open(&home.state_db()).and_then(|s| s.get(&record.name)) {
+                Ok(Some(current)) if current.bridge_url.as_deref() == Some(url.as_str()) => {}
+                _ => break, // destroyed or restarted elsewhere: a new poller takes over
+            }
         }
         let response = client
             .get(format!("{url}/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"))
@@ -140,10 +156,9 @@ async fn poll_box(
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         break;
                     };
-                    let (home, record, client, url) =
-                        (home.clone(), record.clone(), client.clone(), url.clone());
+                    let (shared, record, url) = (shared.clone(), record.clone(), url.clone());
                     tokio::spawn(async move {
-                        handle(&home, &record, &client, &url, leased).await;
+                        handle(&shared, &record, &url, leased).await;
                         drop(permit);
                     });
                 }
@@ -155,20 +170,31 @@ async fn poll_box(
             }
         }
     }
-    if let Ok(mut p) = polled.lock() {
+    let mut polled = shared.polled.lock();
+    if let Ok(p) = polled.as_mut() {
         p.remove(&record.name);
     }
 }
 
 /// Runs one request exactly once and answers it (again, from the record, if re-delivered).
-async fn handle(
-    home: &Home,
-    record: &BoxRecord,
-    client: &reqwest::Client,
-    url: &str,
-    leased: LeasedRequest,
-) {
-    let db = home.state_db();
+async fn handle(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRequest) {
+    let key = format!("{}/{}", record.name, leased.id);
+    if !shared
+        .inflight
+        .lock()
+        .is_ok_and(|mut f| f.insert(key.clone()))
+    {
+        return; // already being carried out: that run answers
+    }
+    handle_once(shared, record, url, leased).await;
+    if let Ok(mut f) = shared.inflight.lock() {
+        f.remove(&key);
+    }
+}
+
+async fn handle_once(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRequest) {
+    let client = &shared.client;
+    let journal = shared.journal.clone();
     // A push brings its bundle: fetched from the relay and checked against its digest
     // before anything looks at it.
     let staged = tempfile::tempdir();
@@ -188,7 +214,11 @@ async fn handle(
         leased.request.clone(),
     );
     let done: anyhow::Result<Outcome> = tokio::task::spawn_blocking(move || {
-        let mut journal = HostJournal::open(&db)?;
+        let lock = || {
+            journal
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the host journal lock is poisoned"))
+        };
         let entry = |decision: &str, detail: String, exit_code| AuditEntry {
             ts_ms: agentbox_protocol::now_millis(),
             box_name: name.clone(),
@@ -198,8 +228,9 @@ async fn handle(
             detail,
             exit_code,
         };
-        if let Some(outcome) = journal.completed(&name, &id)? {
-            journal.audit(&entry(
+        let recorded = lock()?.completed(&name, &id)?;
+        if let Some(outcome) = recorded {
+            lock()?.audit(&entry(
                 "replayed",
                 "re-delivered; answered from the record".into(),
                 outcome.exit_code,
@@ -228,7 +259,7 @@ async fn handle(
             },
             _ => exec::execute(&name, &request),
         };
-        journal.record(
+        lock()?.record(
             &entry(done.decision, done.detail, done.outcome.exit_code),
             &done.outcome,
         )?;
