@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use agentbox_protocol::ctl::{LogLine, LogStream};
 use agentbox_protocol::now_millis;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 /// Longest line kept whole; longer output is cut into pieces of this size.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -128,13 +128,12 @@ pub fn rotated(path: &Path) -> PathBuf {
 }
 
 /// The log of one unit: appends records, publishes them to live subscribers
-/// (`log_match` probes) and bumps a counter that followers wait on.
+/// (`log_match` probes). Followers read the file (`Follower`).
 #[derive(Clone)]
 pub struct UnitLog {
     unit: Arc<str>,
     writer: Arc<Mutex<Writer>>,
     live: broadcast::Sender<Arc<LogLine>>,
-    written: Arc<watch::Sender<u64>>,
 }
 
 impl UnitLog {
@@ -149,7 +148,6 @@ impl UnitLog {
                 max_bytes,
             })),
             live: broadcast::channel(256).0,
-            written: Arc::new(watch::channel(0).0),
         }
     }
 
@@ -168,18 +166,12 @@ impl UnitLog {
             Err(_) => Err(io::Error::other("log writer poisoned")),
         };
         let _no_subscribers = self.live.send(Arc::new(line));
-        self.written.send_modify(|n| *n += 1);
         result
     }
 
     /// Subscribes to lines as they are appended.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LogLine>> {
         self.live.subscribe()
-    }
-
-    /// A receiver that changes whenever a line is appended.
-    pub fn watch_writes(&self) -> watch::Receiver<u64> {
-        self.written.subscribe()
     }
 }
 

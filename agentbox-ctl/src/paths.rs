@@ -1,7 +1,7 @@
 //! The in-box environment contract (DESIGN.md §2): every path the daemon and CLI use,
 //! from `AGENTBOX_*` variables with the documented defaults.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Variables that hold secrets: never passed to services or sessions.
 pub const SECRET_VARS: &[&str] = &["AGENTBOX_BRIDGE_TOKEN", "AGENTBOX_RELAY_TOKEN"];
@@ -67,11 +67,6 @@ impl Paths {
     /// The run_once marker of `task`.
     pub fn task_marker(&self, task: &str) -> PathBuf {
         self.state_dir.join("tasks").join(task)
-    }
-
-    /// `path` relative to the workspace if relative.
-    pub fn in_workspace(&self, path: &Path) -> PathBuf {
-        self.workspace.join(path)
     }
 }
 

@@ -16,19 +16,9 @@ impl std::fmt::Debug for Token {
 }
 
 impl Token {
-    /// Wraps a known value.
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
     /// Whether `presented` is the token, in time independent of where they differ.
     pub fn matches(&self, presented: &str) -> bool {
         constant_time_eq::constant_time_eq(self.0.as_bytes(), presented.as_bytes())
-    }
-
-    /// The secret value (for the file and the provider only).
-    pub fn expose(&self) -> &str {
-        &self.0
     }
 }
 

@@ -63,8 +63,11 @@ impl Upstream {
             .handshake::<_, Body>(TokioIo::new(stream))
             .await
             .map_err(std::io::Error::other)?;
+        // `with_upgrades` also lets an `Upgrade` request take the connection over.
         tokio::spawn(async move {
-            let _ = conn.await;
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "service connection ended");
+            }
         });
         Ok(sender)
     }
@@ -639,19 +642,7 @@ async fn forward_upgrade(
 ) -> Result<Response<Body>, String> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     upstream_parts(&mut req, peer, host.as_deref(), true)?;
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake::<_, Body>(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream upgrade connection ended");
-        }
-    });
+    let mut sender = Upstream::connect(port).await.map_err(|e| e.to_string())?;
     let mut response = sender
         .send_request(req.map(BodyExt::boxed))
         .await
