@@ -286,7 +286,19 @@ fn a_request_before_the_service_is_ready_is_held_then_served() {
     );
     // The service listens 2.5 s after it was spawned; make sure the request is sent while
     // it is not ready yet (the relay's own view), so a 200 proves the request was held.
-    let services = get_json(&b.url("/_agentbox/services"));
+    // The relay may not have reached the supervisor yet: wait until it lists the service.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let services = loop {
+        let services = get_json(&b.url("/_agentbox/services"));
+        if services["services"].as_array().is_some_and(|s| !s.is_empty()) {
+            break services;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay never listed the service: {services}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(
         services["services"][0]["ready"], false,
         "the service was ready too early for this test: {services}"
