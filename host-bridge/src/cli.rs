@@ -139,6 +139,27 @@ pub enum Cmd {
         #[arg(short, long)]
         yes: bool,
     },
+    /// Copy files between the host and a box, like `docker cp`.
+    ///
+    /// Exactly one side is `BOX:PATH`; a relative box path is relative to the box
+    /// workspace. Directories are copied whole; into an existing directory (or a path
+    /// ending in `/`) entries keep their names. Several sources need a directory as the
+    /// destination. Every transfer is verified by blake3 before it lands, lands atomically,
+    /// and resumes after a cut connection.
+    ///
+    /// Examples: `agentbox cp notes.md mybox:docs/`, `agentbox cp mybox:target/report.html .`
+    Cp {
+        /// SRC… DST.
+        #[arg(required = true, num_args = 2.., value_name = "PATH")]
+        paths: Vec<String>,
+        /// The largest download accepted from the box, in bytes [config transfer.maxBytes,
+        /// default 1 GiB].
+        #[arg(long, value_name = "BYTES")]
+        max_size: Option<u64>,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and change configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -306,6 +327,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Config(cmd) => ctx.config(cmd),
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
         Cmd::Audit { json } => ctx.audit(json),
+        Cmd::Cp {
+            paths,
+            max_size,
+            json,
+        } => ctx.cp(&paths, max_size, json),
     }
 }
 
@@ -574,6 +600,68 @@ impl Ctx {
             );
         }
         Ok(url)
+    }
+
+    fn cp(&self, paths: &[String], max_size: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
+        use crate::transfer::{client::Relay, cp};
+        let plan = cp::plan(paths)?;
+        let name = match &plan {
+            cp::Plan::Upload { name, .. } | cp::Plan::Download { name, .. } => name,
+        };
+        let record = self.resolve(Some(name))?;
+        let url = record
+            .bridge_url
+            .clone()
+            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
+        let relay = Relay::new(&url, &record.bridge_token);
+        let max = match max_size {
+            Some(m) => m,
+            None => self
+                .resolved(BTreeMap::new())?
+                .get("transfer.maxBytes")
+                .and_then(|(v, _)| v.parse().ok())
+                .unwrap_or(1 << 30),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let written: Vec<String> = runtime.block_on(async {
+            match plan {
+                cp::Plan::Upload { sources, dest, .. } => {
+                    let label = format!("to {}", record.name);
+                    let shown = cp::progress_line(&label);
+                    let landed = cp::upload(&relay, &sources, &dest, &shown).await?;
+                    anyhow::Ok(landed.paths)
+                }
+                cp::Plan::Download { sources, dest, .. } => {
+                    let slash = dest.as_os_str().to_string_lossy().ends_with('/');
+                    if sources.len() > 1 && !dest.is_dir() {
+                        bail!(
+                            "{}: several sources need an existing directory",
+                            dest.display()
+                        );
+                    }
+                    let mut all = Vec::new();
+                    for source in &sources {
+                        let label = format!("from {}:{source}", record.name);
+                        let shown = cp::progress_line(&label);
+                        for p in cp::download(&relay, source, &dest, slash, max, &shown).await? {
+                            all.push(p.display().to_string());
+                        }
+                    }
+                    Ok(all)
+                }
+            }
+        })?;
+        if json {
+            println!("{}", serde_json::json!({ "written": written }));
+        } else {
+            for w in written {
+                println!("{w}");
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn free_name(&self, repo: &Path) -> anyhow::Result<String> {

@@ -39,6 +39,12 @@ fn count(v: &str) -> Result<(), String> {
         .map_err(|_| format!("`{v}` is not a whole number"))
 }
 
+fn bytes(v: &str) -> Result<(), String> {
+    v.parse::<u64>()
+        .map(|_| ())
+        .map_err(|_| format!("`{v}` is not a byte count"))
+}
+
 /// Every key agentbox reads.
 pub const KEYS: &[Key] = &[
     Key {
@@ -76,6 +82,12 @@ pub const KEYS: &[Key] = &[
         help: "CPU-MEM-DISK of new boxes, e.g. 2-4-8",
         default: None,
         check: any,
+    },
+    Key {
+        name: "transfer.maxBytes",
+        help: "largest file transfer accepted from a box, in bytes",
+        default: Some("1073741824"),
+        check: bytes,
     },
     Key {
         name: "box.defaultCheckpointDaytona",

@@ -6,6 +6,7 @@
 //!   [`config`]: layered configuration.
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`seed`]: packing the repo into a seed; [`upload`]: sending it to the box relay.
+//! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
 
 pub mod bridge;
@@ -16,4 +17,5 @@ pub mod home;
 pub mod provider;
 pub mod seed;
 pub mod state;
+pub mod transfer;
 pub mod upload;

@@ -12,6 +12,9 @@
 //!   host ↔ relay over HTTP (JSON poll / lease / progress / result).
 //! - [`status`]: the box status snapshot the host reads.
 //! - [`proxy`]: the JSON of the WebProxy (exposed services, error answers).
+//! - [`files`]: the JSON of the relay's file-transfer API (uploads, downloads, landing).
+//! - [`part_file`]: receiving into a staging file (hashed, sparse-aware) and serving from one.
+//! - [`land`]: putting a verified transfer in place with `docker cp` semantics.
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
 //! - [`error`]: the error body shared by every boundary.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
@@ -19,10 +22,13 @@
 pub mod bridge;
 pub mod ctl;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod hello;
+pub mod land;
 #[cfg(feature = "logging")]
 pub mod logging;
+pub mod part_file;
 pub mod proxy;
 pub mod status;
 pub mod transfer;

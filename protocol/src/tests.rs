@@ -134,6 +134,12 @@ message_properties! {
     box_status: BoxStatus,
     exposed_services: crate::proxy::ExposedServices,
     proxy_error: crate::proxy::ProxyError,
+    upload_status: crate::files::UploadStatus,
+    land_request: crate::files::LandRequest,
+    landed: crate::files::Landed,
+    download_request: crate::files::DownloadRequest,
+    download_info: crate::files::DownloadInfo,
+    download_digest: crate::files::DownloadDigest,
 }
 
 fn sample_unit() -> UnitStatus {
@@ -358,5 +364,46 @@ fn git_flags_allowlist() {
         "",
     ] {
         assert_eq!(GitFlag::from_arg(hostile), None, "{hostile}");
+    }
+}
+
+#[test]
+fn golden_file_transfers() {
+    use crate::files::{DownloadInfo, LandRequest, TransferKind};
+    let land = LandRequest {
+        blake3: "ab".into(),
+        size: 3,
+        kind: TransferKind::File,
+        dest: "src/".into(),
+        name: Some("a.txt".into()),
+        mode: Some(0o644),
+    };
+    assert_eq!(
+        serde_json::to_value(&land).expect("json"),
+        json!({"blake3": "ab", "size": 3, "kind": "file", "dest": "src/", "name": "a.txt", "mode": 420})
+    );
+    let info = DownloadInfo {
+        id: "0123456789abcdef".into(),
+        kind: TransferKind::Tar,
+        size: 10240,
+        name: "dir".into(),
+        mode: 0o755,
+    };
+    assert_eq!(
+        serde_json::to_value(&info).expect("json"),
+        json!({"id": "0123456789abcdef", "kind": "tar", "size": 10240, "name": "dir", "mode": 493})
+    );
+}
+
+#[test]
+fn transfer_ids_are_plain() {
+    assert!(crate::files::is_transfer_id("0123456789abcdef"));
+    for bad in [
+        "short",
+        "../../../../etc/passwd",
+        "0123456789ABCDEF",
+        "0123456789abcdef/x",
+    ] {
+        assert!(!crate::files::is_transfer_id(bad), "{bad}");
     }
 }

@@ -313,6 +313,20 @@ pub fn append_path<W: Write>(
     }
 }
 
+/// Appends `path` as the top-level entry `name`, and everything under it if it is a
+/// directory (symlinks kept as links).
+pub fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+) -> io::Result<()> {
+    builder.follow_symlinks(false);
+    if append_path(builder, path, name)? && std::fs::symlink_metadata(path)?.is_dir() {
+        append_tree(builder, path, name)?;
+    }
+    Ok(())
+}
+
 /// Appends a whole directory tree (symlinks kept as links), under `prefix`.
 pub fn append_tree<W: Write>(
     builder: &mut tar::Builder<W>,

@@ -40,16 +40,21 @@ pub struct AppState {
     pub blob_dir: PathBuf,
     /// Cancelled when the relay stops: held polls answer at once so shutdown is prompt.
     pub stop: tokio_util::sync::CancellationToken,
+    /// Uploads in progress (`/v1/uploads`).
+    pub uploads: Arc<crate::files::Uploads>,
+    /// Downloads of this run (`/v1/downloads`).
+    pub downloads: Arc<crate::files::Downloads>,
 }
 /// The longest a poll is held (below Daytona's ~25 s idle cut).
 pub const MAX_POLL_WAIT_MS: u64 = 20_000;
 
 /// An error answer.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, ErrorReply);
+pub struct ApiError(pub StatusCode, pub ErrorReply);
 
 impl ApiError {
-    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An error with its status and code.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self(status, ErrorReply::new(code, message))
     }
 }
@@ -68,6 +73,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/blobs/{digest}", get(get_blob))
         .route("/v1/bridge/progress", axum::routing::post(progress))
         .route("/v1/bridge/result", axum::routing::post(result))
+        .merge(crate::files::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
@@ -345,7 +351,8 @@ async fn receive(body: Body, path: &Path, max: u64) -> Result<(String, u64), Api
     Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
-fn too_large(max: u64) -> ApiError {
+/// `413` naming the cap.
+pub fn too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::TooLarge,
@@ -353,7 +360,8 @@ fn too_large(max: u64) -> ApiError {
     )
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+/// `500` with the error's text.
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Internal,

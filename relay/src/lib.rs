@@ -4,6 +4,8 @@
 //! - [`token`]: the bridge token (`bridge.token`, 256-bit, 0600), compared in constant time.
 //! - [`bridge`]: the HTTP API on `AGENTBOX_BRIDGE_PORT` that the host talks to: `GET
 //!   /healthz` (no token) and, behind the token, `PUT /v1/seed`.
+//! - [`files`]: resumable, blake3-verified uploads and ranged downloads (`/v1/uploads`,
+//!   `/v1/downloads`), landed atomically with `docker cp` semantics.
 //! - [`seed`]: checks out an uploaded workspace seed.
 //! - [`proxy`]: the WebProxy on `AGENTBOX_WEB_PORT`, forwarding to exposed services.
 //! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
@@ -16,6 +18,7 @@
 pub mod box_api;
 pub mod bridge;
 pub mod ctl_link;
+pub mod files;
 pub mod journal;
 pub mod proxy;
 pub mod seed;

@@ -133,7 +133,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         journal.clone(),
         stop.clone(),
     ));
+    let transfers = settings.state_dir.join("transfers");
+    agentbox_relay::files::prepare_staging(&transfers)
+        .with_context(|| format!("cannot prepare {}", transfers.display()))?;
     let state = Arc::new(AppState {
+        uploads: Arc::new(agentbox_relay::files::Uploads::new(transfers.clone())),
+        downloads: Arc::new(agentbox_relay::files::Downloads::new(transfers)),
         journal,
         lease_ms: settings.lease_ms,
         blob_dir: settings.run_dir.join("blobs"),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use agentbox_tests::bin_path;
 
-const TOKEN: &str = "0badc0de0badc0de0badc0de0badc0de0badc0de0badc0de0badc0de0badc0de";
+use agentbox_tests::{spawn_relay, TEST_TOKEN as TOKEN};
 
 struct Relay {
     dir: PathBuf,
@@ -17,32 +17,7 @@ struct Relay {
 }
 
 fn start_relay(dir: &Path, lease_ms: u64) -> Relay {
-    let _ = std::fs::remove_file(dir.join("run/relay.json"));
-    let child = Command::new(bin_path("agentbox-relay"))
-        .env("AGENTBOX_RUN_DIR", dir.join("run"))
-        .env("AGENTBOX_STATE_DIR", dir.join("state"))
-        .env("AGENTBOX_WORKSPACE", dir.join("ws"))
-        .env("AGENTBOX_WEB_PORT", "0")
-        .env("AGENTBOX_BRIDGE_PORT", "0")
-        .env("AGENTBOX_BIND_ADDR", "127.0.0.1")
-        .env("AGENTBOX_BRIDGE_TOKEN", TOKEN)
-        .env("AGENTBOX_BRIDGE_LEASE_MS", lease_ms.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("relay");
-    let info = dir.join("run/relay.json");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let port = loop {
-        let v = std::fs::read(&info)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        if let Some(p) = v.and_then(|v| v["bridge_port"].as_u64()) {
-            break u16::try_from(p).expect("port");
-        }
-        assert!(Instant::now() < deadline, "relay did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (child, port) = spawn_relay(dir, &[("AGENTBOX_BRIDGE_LEASE_MS", &lease_ms.to_string())]);
     Relay {
         dir: dir.to_path_buf(),
         child: Some(child),

@@ -290,7 +290,10 @@ fn a_request_before_the_service_is_ready_is_held_then_served() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let services = loop {
         let services = get_json(&b.url("/_agentbox/services"));
-        if services["services"].as_array().is_some_and(|s| !s.is_empty()) {
+        if services["services"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty())
+        {
             break services;
         }
         assert!(

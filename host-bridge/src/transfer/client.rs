@@ -1,0 +1,409 @@
+//! The host end of the relay's file-transfer API: uploads and downloads that survive cut
+//! connections by resuming where the box (or the host) got to, and verify blake3 before
+//! anything lands.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agentbox_protocol::error::ErrorBody;
+use agentbox_protocol::files::{
+    DownloadDigest, DownloadInfo, DownloadRequest, LandRequest, Landed, TransferKind, UploadStatus,
+    OFFSET_HEADER, SIZE_HEADER,
+};
+use agentbox_protocol::part_file::{spawn_writer, PartFile};
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+/// Consecutive failed attempts (no byte of progress) before a transfer gives up.
+const MAX_STALLED_ATTEMPTS: u32 = 8;
+/// Read size for uploads.
+const CHUNK: usize = 1 << 20;
+
+/// Progress callback: bytes done, bytes in all.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// A connection to one box relay's bridge API.
+#[derive(Clone)]
+pub struct Relay {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+/// Why a call failed: the relay's answer, or the network.
+#[derive(Debug)]
+enum CallError {
+    /// The relay answered with an error status.
+    Status(reqwest::StatusCode, String, Option<u64>),
+    /// The request or its body did not make it.
+    Network(reqwest::Error),
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(s, m, _) => write!(f, "{m} ({s})"),
+            Self::Network(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl Relay {
+    /// A client for the bridge API at `base` (e.g. `http://127.0.0.1:8788`).
+    pub fn new(base: &str, token: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn check(response: reqwest::Response) -> Result<reqwest::Response, CallError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let offset = response
+            .headers()
+            .get(OFFSET_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        let bytes = response.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
+            |_| String::from_utf8_lossy(&bytes).into_owned(),
+            |b| b.error.message,
+        );
+        Err(CallError::Status(status, message, offset))
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, CallError> {
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(CallError::Network)?;
+        Self::check(response)
+            .await?
+            .json()
+            .await
+            .map_err(CallError::Network)
+    }
+
+    /// Where the box is with upload `id`.
+    async fn upload_status(&self, id: &str) -> Result<UploadStatus, CallError> {
+        self.json(self.http.get(self.url(&format!("/v1/uploads/{id}"))))
+            .await
+    }
+
+    /// Sends `file` as upload `id` and lands it as `land` says (digest and size filled in
+    /// here). Cut connections resume from the offset the box has.
+    pub async fn upload(
+        &self,
+        id: &str,
+        file: &Path,
+        mut land: LandRequest,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<Landed> {
+        let size = std::fs::metadata(file)
+            .with_context(|| format!("cannot read {}", file.display()))?
+            .len();
+        let hash = Arc::new(Mutex::new(blake3::Hasher::new()));
+        let mut offset = 0;
+        let mut stalled = 0;
+        loop {
+            progress(offset, size);
+            let body = reqwest::Body::wrap_stream(hashing_reader(file, offset, size, &hash));
+            let sent = self
+                .http
+                .put(self.url(&format!("/v1/uploads/{id}")))
+                .bearer_auth(&self.token)
+                .header(OFFSET_HEADER, offset)
+                .header(SIZE_HEADER, size)
+                .header(reqwest::header::CONTENT_LENGTH, size - offset)
+                .body(body)
+                .send()
+                .await;
+            let before = offset;
+            let outcome = match sent {
+                Ok(r) => match Self::check(r).await {
+                    Ok(r) => r
+                        .json::<UploadStatus>()
+                        .await
+                        .map(|s| s.offset)
+                        .map_err(CallError::Network),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(CallError::Network(e)),
+            };
+            // Only the box's answer to a PUT confirms an offset; after a cut, the status
+            // only says where to resume.
+            let mut confirmed = false;
+            match outcome {
+                Ok(at) => {
+                    offset = at;
+                    confirmed = true;
+                }
+                Err(CallError::Status(s, _, Some(at))) if s == reqwest::StatusCode::CONFLICT => {
+                    offset = at;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(CallError::Status(s, m, _)) => bail!("the box refused the upload: {m} ({s})"),
+                Err(CallError::Network(e)) => {
+                    tracing::info!(error = %e, offset, "upload interrupted; resuming");
+                    tokio::time::sleep(backoff(stalled)).await;
+                    offset = self.settled_offset(id).await.unwrap_or(offset);
+                }
+            }
+            if confirmed && offset >= size {
+                break;
+            }
+            if offset > before {
+                stalled = 0;
+            } else {
+                stalled += 1;
+                if stalled >= MAX_STALLED_ATTEMPTS {
+                    bail!("the upload makes no progress (stuck at byte {offset} of {size})");
+                }
+            }
+        }
+        progress(size, size);
+        let digest = {
+            let hasher = hash.lock().map_err(|_| anyhow!("hasher poisoned"))?;
+            if hasher.count() != size {
+                bail!(
+                    "{} changed while it was being sent; nothing was written",
+                    file.display()
+                );
+            }
+            hasher.finalize().to_hex().to_string()
+        };
+        land.blake3 = digest;
+        land.size = size;
+        self.json(
+            self.http
+                .post(self.url(&format!("/v1/uploads/{id}/land")))
+                .json(&land),
+        )
+        .await
+        .map_err(|e| anyhow!("the box did not land the upload: {e}"))
+    }
+
+    /// The offset of an upload once no `PUT` is writing to it any more.
+    async fn settled_offset(&self, id: &str) -> Option<u64> {
+        for _ in 0..50 {
+            match self.upload_status(id).await {
+                Ok(s) if !s.busy => return Some(s.offset),
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(CallError::Status(s, ..)) if s == reqwest::StatusCode::NOT_FOUND => {
+                    return Some(0)
+                }
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// Starts a download of box path `path`.
+    pub async fn start_download(&self, path: &str) -> anyhow::Result<DownloadInfo> {
+        self.json(
+            self.http
+                .post(self.url("/v1/downloads"))
+                .json(&DownloadRequest {
+                    path: path.to_string(),
+                }),
+        )
+        .await
+        .map_err(|e| anyhow!("the box cannot send {path}: {e}"))
+    }
+
+    /// Fetches download `info` of box path `path` into the staging file `part` (created
+    /// here), resuming after cuts, and checks its digest. `max` caps the size.
+    pub async fn download(
+        &self,
+        path: &str,
+        mut info: DownloadInfo,
+        part: &Path,
+        max: u64,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<DownloadInfo> {
+        if info.size > max {
+            bail!(
+                "{path} is {} bytes, over the {max}-byte transfer limit (--max-size)",
+                info.size
+            );
+        }
+        let mut hashed: Option<blake3::Hasher> = None;
+        let mut have = 0;
+        let mut stalled = 0;
+        loop {
+            progress(have, info.size);
+            let before = have;
+            let writer = PartFile::open(part, have, hashed.take())
+                .with_context(|| format!("cannot write {}", part.display()))?;
+            let (tx, handle) = spawn_writer(writer);
+            let fetched = self.fetch_into(&info, have, &tx).await;
+            drop(tx);
+            let (hasher, len) = handle
+                .await
+                .map_err(|e| anyhow!("writer thread: {e}"))?
+                .with_context(|| format!("cannot write {}", part.display()))?;
+            hashed = Some(hasher);
+            have = len;
+            match fetched {
+                Ok(()) if have == info.size => break,
+                Ok(()) => {}
+                Err(CallError::Status(s, _, _)) if s == reqwest::StatusCode::NOT_FOUND => {
+                    // The relay restarted and forgot the download: start it again and go on
+                    // from what we have; the digest at the end covers both parts.
+                    let again = self.start_download(path).await?;
+                    if again.size != info.size || again.kind != info.kind {
+                        bail!("{path} changed while it was being downloaded; try again");
+                    }
+                    info = again;
+                }
+                Err(CallError::Status(s, m, _)) => {
+                    bail!("the box stopped sending {path}: {m} ({s})")
+                }
+                Err(CallError::Network(e)) => {
+                    tracing::info!(error = %e, have, "download interrupted; resuming");
+                    tokio::time::sleep(backoff(stalled)).await;
+                }
+            }
+            if have > info.size {
+                bail!(
+                    "the box sent more than the {} bytes it announced",
+                    info.size
+                );
+            }
+            if have > before {
+                stalled = 0;
+            } else {
+                stalled += 1;
+                if stalled >= MAX_STALLED_ATTEMPTS {
+                    bail!(
+                        "the download makes no progress (stuck at byte {have} of {})",
+                        info.size
+                    );
+                }
+            }
+        }
+        progress(info.size, info.size);
+        let theirs: DownloadDigest = self
+            .json(
+                self.http
+                    .get(self.url(&format!("/v1/downloads/{}/digest", info.id))),
+            )
+            .await
+            .map_err(|e| anyhow!("the box cannot vouch for {path}: {e}"))?;
+        let ours = hashed
+            .map(|h| h.finalize().to_hex().to_string())
+            .unwrap_or_default();
+        if theirs.blake3 != ours || theirs.size != info.size {
+            bail!(
+                "{path} arrived corrupted (blake3 {ours}, the box has {}); nothing was written",
+                theirs.blake3
+            );
+        }
+        Ok(info)
+    }
+
+    /// One `GET` from `from`, each chunk sent to the writer; stops at the first error.
+    async fn fetch_into(
+        &self,
+        info: &DownloadInfo,
+        from: u64,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Result<(), CallError> {
+        let mut request = self
+            .http
+            .get(self.url(&format!("/v1/downloads/{}", info.id)))
+            .bearer_auth(&self.token);
+        if from > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        let response = Self::check(request.send().await.map_err(CallError::Network)?).await?;
+        let mut left = info.size - from;
+        let mut stream = response.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(CallError::Network)?;
+            let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            left -= take as u64;
+            if tx.send(chunk.slice(..take)).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the box it can drop download `id`.
+    pub async fn finish_download(&self, id: &str) {
+        let _ = self
+            .http
+            .delete(self.url(&format!("/v1/downloads/{id}")))
+            .bearer_auth(&self.token)
+            .send()
+            .await;
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100 * 2u64.pow(attempt.min(5)))
+}
+
+/// Streams `file` from `offset` on a blocking thread, hashing every byte not hashed yet
+/// (a resumed range re-reads bytes the hasher already has).
+fn hashing_reader(
+    file: &Path,
+    offset: u64,
+    size: u64,
+    hash: &Arc<Mutex<blake3::Hasher>>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use std::io::{Read, Seek, SeekFrom};
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(8);
+    let (path, hash): (PathBuf, _) = (file.to_path_buf(), Arc::clone(hash));
+    tokio::task::spawn_blocking(move || {
+        let read = || -> std::io::Result<()> {
+            let mut f = std::fs::File::open(&path)?;
+            f.seek(SeekFrom::Start(offset))?;
+            let mut at = offset;
+            while at < size {
+                let want = usize::try_from((size - at).min(CHUNK as u64)).unwrap_or(CHUNK);
+                let mut buf = vec![0u8; want];
+                f.read_exact(&mut buf)?;
+                if let Ok(mut h) = hash.lock() {
+                    let done = h.count();
+                    if done >= at && done < at + want as u64 {
+                        h.update(&buf[usize::try_from(done - at).unwrap_or(0)..]);
+                    }
+                }
+                at += want as u64;
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = read() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// What the transfer kind and mode of a download mean for landing.
+pub fn is_file(info: &DownloadInfo) -> bool {
+    info.kind == TransferKind::File
+}

@@ -1,0 +1,125 @@
+//! The JSON of the relay's file-transfer API (host ↔ relay, under `/v1/`).
+//!
+//! Both directions stream raw bytes (one file) or a tar (anything else) and are verified by
+//! blake3 before anything becomes visible:
+//!
+//! - **Upload** (host → box): `PUT /v1/uploads/{id}` with headers
+//!   [`OFFSET_HEADER`] and [`SIZE_HEADER`] appends the body at that offset (a wrong offset
+//!   is `409` with the real one in [`OFFSET_HEADER`]); `GET /v1/uploads/{id}` is an
+//!   [`UploadStatus`]; `POST /v1/uploads/{id}/land` with a [`LandRequest`] checks the
+//!   digest and renames the result into place ([`Landed`]); `DELETE` drops it.
+//! - **Download** (box → host): `POST /v1/downloads` with a [`DownloadRequest`] answers a
+//!   [`DownloadInfo`]; `GET /v1/downloads/{id}` streams it (`Range: bytes=N-` resumes);
+//!   `GET /v1/downloads/{id}/digest` is a [`DownloadDigest`], computed while the bytes
+//!   travel; `DELETE` drops it.
+//!
+//! Transfer ids are chosen by the side that starts the transfer and checked with
+//! [`is_transfer_id`].
+
+use serde::{Deserialize, Serialize};
+
+/// Request header: the offset the body starts at; response header on `409`: the offset
+/// the box has.
+pub const OFFSET_HEADER: &str = "x-agentbox-offset";
+/// Request header of an upload: the size of the whole transfer.
+pub const SIZE_HEADER: &str = "x-agentbox-size";
+
+/// Whether `s` is an acceptable transfer id: 16 to 64 lowercase hex digits or `-`.
+pub fn is_transfer_id(s: &str) -> bool {
+    (16..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-')
+}
+
+/// What the bytes of a transfer are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "snake_case")]
+pub enum TransferKind {
+    /// One regular file's content.
+    File,
+    /// A tar of one or more top-level entries, extracted with the hardened extractor.
+    Tar,
+}
+
+/// `GET /v1/uploads/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct UploadStatus {
+    /// Bytes the box holds so far; the next `PUT` starts here.
+    pub offset: u64,
+    /// Whether a `PUT` is still writing (a cut connection may take a moment to settle).
+    pub busy: bool,
+}
+
+/// `POST /v1/uploads/{id}/land`: verify the upload and put it in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LandRequest {
+    /// blake3 of the whole upload, lowercase hex.
+    pub blake3: String,
+    /// Its size.
+    pub size: u64,
+    /// File or tar.
+    pub kind: TransferKind,
+    /// Where it goes in the box: relative paths are relative to the workspace. An existing
+    /// directory (or a path ending in `/`) receives the entries under their own names.
+    pub dest: String,
+    /// For [`TransferKind::File`]: the file's name when `dest` is a directory.
+    pub name: Option<String>,
+    /// For [`TransferKind::File`]: permission bits (the low 12 bits; set-id bits dropped).
+    pub mode: Option<u32>,
+}
+
+/// What a landing wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Landed {
+    /// The paths written at the top level, absolute in the box.
+    pub paths: Vec<String>,
+    /// Regular files written.
+    pub files: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+/// `POST /v1/downloads`: start reading a box path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DownloadRequest {
+    /// The path in the box; relative paths are relative to the workspace.
+    pub path: String,
+}
+
+/// The answer to a [`DownloadRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DownloadInfo {
+    /// The transfer id for the `GET`s.
+    pub id: String,
+    /// A regular file's bytes, or a tar whose one top-level entry is `name`.
+    pub kind: TransferKind,
+    /// Bytes to fetch.
+    pub size: u64,
+    /// The base name of the path.
+    pub name: String,
+    /// Permission bits of a [`TransferKind::File`].
+    pub mode: u32,
+}
+
+/// `GET /v1/downloads/{id}/digest`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DownloadDigest {
+    /// blake3 of the bytes served, lowercase hex.
+    pub blake3: String,
+    /// Their count.
+    pub size: u64,
+}
+
+/// A fresh random transfer id (32 hex digits).
+pub fn new_transfer_id() -> std::io::Result<String> {
+    let mut id = crate::bridge::new_bridge_token()?;
+    id.truncate(32);
+    Ok(id)
+}

@@ -1,0 +1,253 @@
+//! Putting a verified transfer in place, with `docker cp` semantics, on either side.
+//!
+//! A destination that is an existing directory (or is written with a trailing `/`)
+//! receives the entries under their own names; any other destination *is* the copy, and
+//! its parent must exist. Files land by `rename(2)` from a staging name in the same
+//! directory, so a reader sees the old file or the new one, never half of one. A tree is
+//! extracted into a staging directory next to its target first; existing directories are
+//! merged into, and a symlink already at a target is replaced, never followed.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a transfer could not land.
+#[derive(Debug, thiserror::Error)]
+pub enum LandError {
+    /// The destination cannot take the entry.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The destination path concerned.
+        path: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The filesystem failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+fn refused(path: &Path, reason: &'static str) -> LandError {
+    LandError::Refused {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+/// Where an entry called `name` lands for destination `dest` (`dest_slash`: the user wrote
+/// a trailing `/`). Errors name what is missing.
+pub fn target_for(dest: &Path, dest_slash: bool, name: &OsStr) -> Result<PathBuf, LandError> {
+    if dest.is_dir() {
+        return Ok(dest.join(name));
+    }
+    if dest_slash {
+        return Err(refused(dest, "the destination directory does not exist"));
+    }
+    match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() && !p.is_dir() => {
+            Err(refused(dest, "the parent directory does not exist"))
+        }
+        _ => Ok(dest.to_path_buf()),
+    }
+}
+
+/// The staging name for transfer `id` next to `target`.
+pub fn staging_next_to(target: &Path, id: &str) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".agentbox-tmp-");
+    name.push(id);
+    target.with_file_name(name)
+}
+
+/// Moves the finished staging file `part` to `target` with `mode`, atomically. `part` may
+/// be on another filesystem: it is then copied to a staging name next to the target first.
+pub fn land_file(part: &Path, target: &Path, mode: u32, id: &str) -> Result<(), LandError> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+        return Err(refused(target, "a directory is in the way of the file"));
+    }
+    let perms = std::fs::Permissions::from_mode(mode & 0o777);
+    std::fs::set_permissions(part, perms.clone())?;
+    std::fs::File::open(part)?.sync_all()?;
+    match std::fs::rename(part, target) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(18) => {
+            // EXDEV: copy next to the target, then rename there.
+            let staged = staging_next_to(target, id);
+            let copied = std::fs::copy(part, &staged)
+                .and_then(|_| std::fs::set_permissions(&staged, perms))
+                .and_then(|()| std::fs::File::open(&staged)?.sync_all())
+                .and_then(|()| std::fs::rename(&staged, target));
+            if copied.is_err() {
+                let _ = std::fs::remove_file(&staged);
+            }
+            copied?;
+            std::fs::remove_file(part)?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks that `src` (staged) can be merged into `dst` without replacing a directory by a
+/// file or the reverse.
+fn check_merge(src: &Path, dst: &Path) -> Result<(), LandError> {
+    let Ok(existing) = std::fs::symlink_metadata(dst) else {
+        return Ok(());
+    };
+    let incoming = std::fs::symlink_metadata(src)?;
+    match (incoming.is_dir(), existing.is_dir()) {
+        (true, true) => {
+            for entry in std::fs::read_dir(src)? {
+                let entry = entry?;
+                check_merge(&entry.path(), &dst.join(entry.file_name()))?;
+            }
+            Ok(())
+        }
+        (false, true) => Err(refused(dst, "a directory is in the way of a file")),
+        (true, false) => Err(refused(dst, "a file is in the way of a directory")),
+        (false, false) => Ok(()),
+    }
+}
+
+/// Moves `src` to `dst`, merging into an existing directory; counts nothing.
+fn merge(src: &Path, dst: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(dst) {
+        Ok(m) if m.is_dir() && std::fs::symlink_metadata(src)?.is_dir() => {
+            for entry in std::fs::read_dir(src)? {
+                let entry = entry?;
+                merge(&entry.path(), &dst.join(entry.file_name()))?;
+            }
+            Ok(())
+        }
+        _ => std::fs::rename(src, dst),
+    }
+}
+
+/// Lands every top-level entry of the extracted tree `staged` for destination `dest`,
+/// returning the top-level targets. Conflicts are found before anything moves.
+pub fn land_tree(staged: &Path, dest: &Path, dest_slash: bool) -> Result<Vec<PathBuf>, LandError> {
+    let mut moves = Vec::new();
+    for entry in std::fs::read_dir(staged)? {
+        let entry = entry?;
+        moves.push((entry.path(), entry.file_name()));
+    }
+    moves.sort();
+    if moves.len() > 1 && !dest.is_dir() {
+        return Err(refused(
+            dest,
+            "several entries need an existing destination directory",
+        ));
+    }
+    let mut targets = Vec::new();
+    for (src, name) in &moves {
+        let target = target_for(dest, dest_slash, name)?;
+        check_merge(src, &target)?;
+        targets.push(target);
+    }
+    for ((src, _), target) in moves.iter().zip(&targets) {
+        merge(src, target)?;
+    }
+    Ok(targets)
+}
+
+/// Removes a staging directory or file however the landing ends.
+pub struct Cleanup(pub PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.0) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&self.0);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(root: &Path, files: &[(&str, &str)]) {
+        for (p, content) in files {
+            let path = root.join(p);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, content).expect("write");
+        }
+    }
+
+    #[test]
+    fn docker_cp_targets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).expect("mkdir");
+        assert_eq!(
+            target_for(&d.join("sub"), false, OsStr::new("a")).expect("t"),
+            d.join("sub/a")
+        );
+        assert_eq!(
+            target_for(&d.join("new"), false, OsStr::new("a")).expect("t"),
+            d.join("new")
+        );
+        assert!(target_for(&d.join("new"), true, OsStr::new("a")).is_err());
+        assert!(target_for(&d.join("no/such"), false, OsStr::new("a")).is_err());
+    }
+
+    #[test]
+    fn a_tree_merges_and_replaces_symlinks_instead_of_following_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).expect("mkdir");
+        let dest = dir.path().join("dest");
+        tree(&dest, &[("top/keep.txt", "old"), ("top/same.txt", "old")]);
+        std::os::unix::fs::symlink(&outside, dest.join("top/link")).expect("symlink");
+        let staged = dir.path().join("staged");
+        tree(&staged, &[("top/same.txt", "new"), ("top/new/x.txt", "x")]);
+        std::fs::write(staged.join("top/link"), "replaces the link").expect("write");
+        let targets = land_tree(&staged, &dest, false).expect("land");
+        assert_eq!(targets, [dest.join("top")]);
+        let read = |p: &str| std::fs::read_to_string(dest.join(p)).expect(p);
+        assert_eq!(read("top/keep.txt"), "old");
+        assert_eq!(read("top/same.txt"), "new");
+        assert_eq!(read("top/new/x.txt"), "x");
+        assert_eq!(read("top/link"), "replaces the link");
+        assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
+    }
+
+    #[test]
+    fn a_conflict_moves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("dest");
+        tree(&dest, &[("top/a", "old"), ("top/b/c", "old")]);
+        let staged = dir.path().join("staged");
+        tree(&staged, &[("top/a", "new"), ("top/b", "a file for a dir")]);
+        let err = land_tree(&staged, &dest, false).expect_err("conflict");
+        assert!(err.to_string().contains("in the way"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dest.join("top/a")).expect("a"),
+            "old"
+        );
+    }
+
+    #[test]
+    fn a_file_lands_with_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let part = dir.path().join("part");
+        std::fs::write(&part, "#!/bin/sh\n").expect("write");
+        let target = dir.path().join("run.sh");
+        land_file(&part, &target, 0o4755, "x").expect("land");
+        let mode = std::fs::metadata(&target)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        assert!(!part.exists());
+        std::fs::create_dir(dir.path().join("d")).expect("mkdir");
+        std::fs::write(&part, "x").expect("write");
+        assert!(land_file(&part, &dir.path().join("d"), 0o644, "x").is_err());
+    }
+}

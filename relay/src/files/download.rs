@@ -1,0 +1,302 @@
+//! Downloads: `POST /v1/downloads` names a box path; its bytes are served by range and
+//! hashed in parallel, so the host can verify without a second pass on either side.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use agentbox_protocol::files::{
+    is_transfer_id, new_transfer_id, DownloadDigest, DownloadInfo, DownloadRequest, TransferKind,
+};
+use agentbox_protocol::part_file::{hash_file, read_stream};
+use agentbox_protocol::transfer::{append_entry, HashingWriter};
+use agentbox_protocol::ErrorCode;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use tokio::sync::watch;
+
+use crate::bridge::{internal, ApiError, AppState};
+
+/// The digest of a download: pending, known, or why it cannot be trusted.
+type Digest = Option<Result<String, String>>;
+
+struct Entry {
+    /// What is served: the file itself, or a tar snapshot in the staging directory.
+    path: PathBuf,
+    size: u64,
+    /// For a file served in place: its modification time, checked on every read.
+    mtime: Option<SystemTime>,
+    /// A snapshot to delete with the entry.
+    snapshot: bool,
+    digest: watch::Receiver<Digest>,
+}
+
+/// The downloads of this relay run.
+pub struct Downloads {
+    dir: PathBuf,
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl Downloads {
+    /// Downloads staged in `dir` (which must exist).
+    pub fn new(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// What `GET` needs of an entry: the path, size, mtime and digest channel.
+    fn get(
+        &self,
+        id: &str,
+    ) -> Result<(PathBuf, u64, Option<SystemTime>, watch::Receiver<Digest>), ApiError> {
+        self.lock()
+            .get(id)
+            .map(|e| (e.path.clone(), e.size, e.mtime, e.digest.clone()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    ErrorCode::NotFound,
+                    format!("no download {id} (the relay may have restarted: start it again)"),
+                )
+            })
+    }
+}
+
+fn checked_id(id: &str) -> Result<(), ApiError> {
+    if is_transfer_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "a transfer id is 16 to 64 lowercase hex digits",
+        ))
+    }
+}
+
+/// Whether the file is still what the download started with.
+fn unchanged(path: &Path, size: u64, mtime: Option<SystemTime>) -> bool {
+    let Some(mtime) = mtime else { return true };
+    std::fs::metadata(path).is_ok_and(|m| m.len() == size && m.modified().ok() == Some(mtime))
+}
+
+fn changed(path: &Path) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::Conflict,
+        format!(
+            "{} changed while it was being downloaded; try again",
+            path.display()
+        ),
+    )
+}
+
+/// `POST /v1/downloads`.
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<DownloadRequest>,
+) -> Result<Json<DownloadInfo>, ApiError> {
+    use std::os::unix::fs::PermissionsExt;
+    let (path, _) = super::box_path(&state.workspace, &req.path);
+    let meta = std::fs::symlink_metadata(&path).map_err(|e| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("{}: {e}", path.display()),
+        )
+    })?;
+    // `.` or `dir/..` have no name of their own: use the directory's real name.
+    let name = match path.file_name() {
+        Some(n) if !path.ends_with("..") => n.to_os_string(),
+        _ => std::fs::canonicalize(&path)
+            .ok()
+            .and_then(|p| p.file_name().map(std::ffi::OsStr::to_os_string))
+            .unwrap_or_else(|| "root".into()),
+    };
+    let name_str = name.to_str().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            "the name of a downloaded path must be UTF-8 (names inside a directory need not be)",
+        )
+    })?;
+    let id = new_transfer_id().map_err(internal)?;
+    let downloads = Arc::clone(&state.downloads);
+    let (tx, rx) = watch::channel::<Digest>(None);
+    let info = if meta.is_file() {
+        let mtime = meta.modified().ok();
+        let size = meta.len();
+        let hashed = path.clone();
+        tokio::spawn(async move {
+            let digest = match hash_file(&hashed).await {
+                Ok((d, n)) if n == size && unchanged(&hashed, size, mtime) => Ok(d),
+                Ok(_) => Err(changed(&hashed).1.message),
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send(Some(digest));
+        });
+        downloads.lock().insert(
+            id.clone(),
+            Entry {
+                path,
+                size,
+                mtime,
+                snapshot: false,
+                digest: rx,
+            },
+        );
+        DownloadInfo {
+            id,
+            kind: TransferKind::File,
+            size,
+            name: name_str.to_string(),
+            mode: meta.permissions().mode() & 0o7777,
+        }
+    } else {
+        let snapshot = downloads.dir.join(format!("down-{id}.tar"));
+        let (src, out, top) = (path.clone(), snapshot.clone(), PathBuf::from(&name));
+        let (digest, size) =
+            tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
+                let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
+                let mut builder = tar::Builder::new(HashingWriter::new(file));
+                append_entry(&mut builder, &src, &top)?;
+                let (digest, size, mut inner) = builder.into_inner()?.finish();
+                std::io::Write::flush(&mut inner)?;
+                Ok((digest, size))
+            })
+            .await
+            .map_err(internal)?
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&snapshot);
+                internal(format!("cannot pack {}: {e}", path.display()))
+            })?;
+        let _ = tx.send(Some(Ok(digest)));
+        downloads.lock().insert(
+            id.clone(),
+            Entry {
+                path: snapshot,
+                size,
+                mtime: None,
+                snapshot: true,
+                digest: rx,
+            },
+        );
+        DownloadInfo {
+            id,
+            kind: TransferKind::Tar,
+            size,
+            name: name_str.to_string(),
+            mode: meta.permissions().mode() & 0o7777,
+        }
+    };
+    Ok(Json(info))
+}
+
+/// The start of `Range: bytes=N-` (the only form the host sends).
+fn range_start(headers: &HeaderMap, size: u64) -> Result<u64, ApiError> {
+    let Some(range) = headers.get(header::RANGE) else {
+        return Ok(0);
+    };
+    range
+        .to_str()
+        .ok()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|&n| n <= size)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                ErrorCode::BadRequest,
+                format!("only `Range: bytes=N-` with N ≤ {size} is served"),
+            )
+        })
+}
+
+/// `GET /v1/downloads/{id}`, optionally from an offset.
+pub async fn fetch(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    checked_id(&id)?;
+    let (path, size, mtime, _) = state.downloads.get(&id)?;
+    let from = range_start(&headers, size)?;
+    if !unchanged(&path, size, mtime) {
+        return Err(changed(&path));
+    }
+    let body = Body::from_stream(read_stream(&path, from, size - from));
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, (size - from).to_string()),
+        ],
+        body,
+    )
+        .into_response();
+    if headers.contains_key(header::RANGE) {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = format!("bytes {from}-{}/{size}", size.saturating_sub(1)).parse() {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(response)
+}
+
+/// `GET /v1/downloads/{id}/digest`: waits for the hash.
+pub async fn digest(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Json<DownloadDigest>, ApiError> {
+    checked_id(&id)?;
+    let (path, size, mtime, mut rx) = state.downloads.get(&id)?;
+    let digest = rx
+        .wait_for(Option::is_some)
+        .await
+        .map_err(internal)?
+        .clone()
+        .unwrap_or_else(|| Err("no digest".into()));
+    match digest {
+        Ok(blake3) if unchanged(&path, size, mtime) => Ok(Json(DownloadDigest { blake3, size })),
+        Ok(_) => Err(changed(&path)),
+        Err(message) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::Conflict,
+            message,
+        )),
+    }
+}
+
+/// `DELETE /v1/downloads/{id}`.
+pub async fn finish(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    checked_id(&id)?;
+    let entry = state.downloads.lock().remove(&id);
+    match entry {
+        Some(e) => {
+            if e.snapshot {
+                let _ = std::fs::remove_file(&e.path);
+            }
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no download {id}"),
+        )),
+    }
+}

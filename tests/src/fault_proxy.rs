@@ -1,0 +1,115 @@
+//! A TCP proxy that breaks things on purpose: it cuts a connection or flips a byte once a
+//! direction has carried a given number of bytes, and counts what passed, so that a test
+//! can prove a transfer resumed instead of starting over.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// What to break, counted in bytes of one direction over all connections. Each fault
+/// happens once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass everything.
+    None,
+    /// Cut the connection when the client → server direction reaches this many bytes.
+    CutUp(u64),
+    /// Cut the connection when the server → client direction reaches this many bytes.
+    CutDown(u64),
+    /// Flip the bits of the client → server byte at this position.
+    FlipUp(u64),
+    /// Flip the bits of the server → client byte at this position.
+    FlipDown(u64),
+}
+
+/// A running proxy to `127.0.0.1:<upstream>`.
+pub struct FaultProxy {
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+    /// Bytes carried client → server.
+    pub up: Arc<AtomicU64>,
+    /// Bytes carried server → client.
+    pub down: Arc<AtomicU64>,
+    /// Whether the fault happened.
+    pub fired: Arc<AtomicBool>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy; it runs until the test process ends.
+    ///
+    /// # Panics
+    /// When it cannot listen.
+    pub fn start(upstream: u16, fault: Fault) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let proxy = Self {
+            port,
+            up: Arc::new(AtomicU64::new(0)),
+            down: Arc::new(AtomicU64::new(0)),
+            fired: Arc::new(AtomicBool::new(false)),
+        };
+        let (up, down, fired) = (proxy.up.clone(), proxy.down.clone(), proxy.fired.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (cut_up, flip_up, cut_down, flip_down) = match fault {
+                    Fault::None => (None, None, None, None),
+                    Fault::CutUp(n) => (Some(n), None, None, None),
+                    Fault::FlipUp(n) => (None, Some(n), None, None),
+                    Fault::CutDown(n) => (None, None, Some(n), None),
+                    Fault::FlipDown(n) => (None, None, None, Some(n)),
+                };
+                let pair = |a: &TcpStream, b: &TcpStream| {
+                    (a.try_clone().expect("clone"), b.try_clone().expect("clone"))
+                };
+                let (c1, s1) = pair(&client, &server);
+                let (c2, s2) = pair(&client, &server);
+                let (u, f) = (up.clone(), fired.clone());
+                std::thread::spawn(move || pump(c1, s1, &u, cut_up, flip_up, &f));
+                let (d, f) = (down.clone(), fired.clone());
+                std::thread::spawn(move || pump(s2, c2, &d, cut_down, flip_down, &f));
+            }
+        });
+        proxy
+    }
+}
+
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    count: &AtomicU64,
+    cut: Option<u64>,
+    flip: Option<u64>,
+    fired: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let start = count.fetch_add(n as u64, Ordering::SeqCst);
+        let end = start + n as u64;
+        let mut len = n;
+        let mut cut_now = false;
+        if let Some(at) = cut.filter(|&at| at >= start && at < end) {
+            if !fired.swap(true, Ordering::SeqCst) {
+                len = usize::try_from(at - start).unwrap_or(n);
+                cut_now = true;
+            }
+        }
+        if let Some(at) = flip.filter(|&at| at >= start && at < end) {
+            if !fired.swap(true, Ordering::SeqCst) {
+                buf[usize::try_from(at - start).unwrap_or(0)] ^= 0xff;
+            }
+        }
+        if to.write_all(&buf[..len]).is_err() || cut_now {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
