@@ -6,6 +6,11 @@
 //! directory, so a reader sees the old file or the new one, never half of one. A tree is
 //! extracted into a staging directory next to its target first; existing directories are
 //! merged into, and a symlink already at a target is replaced, never followed.
+//!
+//! Landing is atomic against a crash of either process, not against a power loss: like
+//! `docker cp` and `rsync`, nothing is `fsync`ed (that would make a 1 GiB copy wait for
+//! the disk instead of the page cache, ~1.3 s here), and the source is still on the other
+//! side.
 
 use std::ffi::OsStr;
 use std::io;
@@ -67,7 +72,6 @@ pub fn land_file(part: &Path, target: &Path, mode: u32, id: &str) -> Result<(), 
     }
     let perms = std::fs::Permissions::from_mode(mode & 0o777);
     std::fs::set_permissions(part, perms.clone())?;
-    std::fs::File::open(part)?.sync_all()?;
     match std::fs::rename(part, target) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(18) => {
@@ -75,7 +79,6 @@ pub fn land_file(part: &Path, target: &Path, mode: u32, id: &str) -> Result<(), 
             let staged = staging_next_to(target, id);
             let copied = std::fs::copy(part, &staged)
                 .and_then(|_| std::fs::set_permissions(&staged, perms))
-                .and_then(|()| std::fs::File::open(&staged)?.sync_all())
                 .and_then(|()| std::fs::rename(&staged, target));
             if copied.is_err() {
                 let _ = std::fs::remove_file(&staged);
