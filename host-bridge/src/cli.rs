@@ -13,7 +13,7 @@ use crate::config::{self, Layer, Resolved};
 use crate::home::Home;
 use crate::provider::{self, local::LocalBox};
 use crate::state::{BoxRecord, State};
-use crate::{git, seed, upload};
+use crate::{git, seed};
 
 /// Run coding agents (Claude Code, Codex, OpenCode, any command) in sandboxes seeded from
 /// your repo. The box never holds your git credentials: a push in the box becomes a
@@ -576,13 +576,17 @@ impl Ctx {
             },
             seed.untracked
         ));
-        upload::put_seed(
-            &url,
-            &record.bridge_token,
-            &seed.archive,
-            &seed.blake3,
-            seed.size,
-        )?;
+        let relay = crate::transfer::client::Relay::new(&url, &record.bridge_token);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(relay.upload_and_use::<serde_json::Value>(
+                &agentbox_protocol::files::new_transfer_id()?,
+                &seed.archive,
+                "/v1/seed",
+                &|_, _| {},
+            ))
+            .context("the box refused the seed")?;
         let reload = b.ctl(&["reload"])?;
         if !reload.status.success() {
             bail!(

@@ -5,7 +5,7 @@
 //! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
 //!   [`config`]: layered configuration.
 //! - [`provider`]: where boxes run (`local` today).
-//! - [`seed`]: packing the repo into a seed; [`upload`]: sending it to the box relay.
+//! - [`seed`]: packing the repo into a seed.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
 
@@ -18,4 +18,3 @@ pub mod provider;
 pub mod seed;
 pub mod state;
 pub mod transfer;
-pub mod upload;

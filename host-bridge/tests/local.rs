@@ -754,20 +754,29 @@ fn cp_both_ways_through_the_cli() {
     let written = host.ok(&repo, &["cp", "--json", "out", "c1:"]);
     let v: serde_json::Value = serde_json::from_str(&written).expect("json");
     assert!(
-        v["written"][0].as_str().is_some_and(|p| p.ends_with("workspace/out")),
+        v["written"][0]
+            .as_str()
+            .is_some_and(|p| p.ends_with("workspace/out")),
         "{v}"
     );
     assert_eq!(
         host.ok(&repo, &["exec", "--", "cat", "out/sub/f.txt"]),
         "from host\n"
     );
-    host.ok(&repo, &["exec", "--", "sh", "-c", "echo made in box > made.txt"]);
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo made in box > made.txt"],
+    );
     host.ok(&repo, &["cp", "c1:made.txt", "got.txt"]);
     assert_eq!(
         std::fs::read_to_string(repo.join("got.txt")).expect("got"),
         "made in box\n"
     );
-    host.fails(&repo, &["cp", "a", "b"], "one side of cp must be a box path");
+    host.fails(
+        &repo,
+        &["cp", "a", "b"],
+        "one side of cp must be a box path",
+    );
     host.fails(&repo, &["cp", "nobox:x", "y"], "no box named `nobox`");
     host.fails(&repo, &["cp", "c1:missing", "y"], "missing");
     host.ok(&repo, &["destroy", "-y", "c1"]);

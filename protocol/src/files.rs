@@ -123,3 +123,14 @@ pub fn new_transfer_id() -> std::io::Result<String> {
     id.truncate(32);
     Ok(id)
 }
+
+/// `POST /v1/seed/{id}` and `POST /v1/sync/{id}`: use a finished upload, after checking
+/// its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct UseUpload {
+    /// blake3 of the whole upload, lowercase hex.
+    pub blake3: String,
+    /// Its size.
+    pub size: u64,
+}

@@ -9,17 +9,16 @@ use std::sync::Arc;
 
 use agentbox_protocol::bridge::Health;
 use agentbox_protocol::error::ErrorBody;
+use agentbox_protocol::land::Cleanup;
 use agentbox_protocol::transfer::{is_blake3_hex, unpack};
 use agentbox_protocol::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::get;
 use axum::{Json, Router};
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
 
 use crate::seed;
 use crate::token::Token;
@@ -68,7 +67,7 @@ impl IntoResponse for ApiError {
 /// The router, with the token check on `/v1/`.
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
-        .route("/v1/seed", put(put_seed))
+        .route("/v1/seed/{id}", axum::routing::post(apply_seed))
         .route("/v1/bridge/poll", get(poll))
         .route("/v1/blobs/{digest}", get(get_blob))
         .route("/v1/bridge/progress", axum::routing::post(progress))
@@ -222,43 +221,13 @@ async fn get_blob(
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
 
-/// Removes a staging directory however the request ends.
-struct Staging(PathBuf);
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `PUT /v1/seed` with header `X-Agentbox-Blake3`: a seed tar, streamed to disk while
-/// hashed, verified, extracted with the hardened extractor, then checked out.
-async fn put_seed(
+/// `POST /v1/seed/{upload id}`: a seed tar sent through the upload API, verified,
+/// extracted with the hardened extractor, then checked out.
+async fn apply_seed(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(req): Json<agentbox_protocol::files::UseUpload>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let expected = headers
-        .get("x-agentbox-blake3")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| is_blake3_hex(v))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                "X-Agentbox-Blake3 (64 lowercase hex) is required",
-            )
-        })?
-        .to_string();
-    let max = state.max_upload_bytes;
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-    {
-        if len > max {
-            return Err(too_large(max));
-        }
-    }
     if state.workspace.join(".git").exists() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -266,34 +235,20 @@ async fn put_seed(
             "the workspace is already seeded",
         ));
     }
-    let staging = Staging(state.workspace.join(format!(
-            ".agentbox-seed-{}",
-            crate::token::generate()
-                .map_err(internal)?
-                .get(..16)
-                .unwrap_or("x")
-        )));
+    let claimed = crate::files::claim_verified(&state, &id, &req.blake3, req.size).await?;
+    let staging = Cleanup(state.workspace.join(format!(".agentbox-seed-{id}")));
     std::fs::create_dir_all(&staging.0).map_err(internal)?;
-    let archive = staging.0.join("seed.tar");
-    let (digest, size) = receive(body, &archive, max).await?;
-    if digest != expected {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::BadRequest,
-            format!(
-                "the upload is corrupt: blake3 {digest} does not match the announced {expected}"
-            ),
-        ));
-    }
     let workspace = state.workspace.clone();
+    let max = state.max_upload_bytes;
     let staging_dir = staging.0.clone();
-    let manifest =
-        tokio::task::spawn_blocking(move || apply_archive(&archive, &staging_dir, &workspace, max))
-            .await
-            .map_err(internal)??;
-    tracing::info!(branch = %manifest.branch, bytes = size, "workspace seeded");
+    let manifest = tokio::task::spawn_blocking(move || {
+        apply_archive(&claimed.part, &staging_dir, &workspace, max)
+    })
+    .await
+    .map_err(internal)??;
+    tracing::info!(branch = %manifest.branch, bytes = req.size, "workspace seeded");
     Ok(Json(
-        serde_json::json!({ "branch": manifest.branch, "head": manifest.head, "bytes": size }),
+        serde_json::json!({ "branch": manifest.branch, "head": manifest.head, "bytes": req.size }),
     ))
 }
 
@@ -324,31 +279,6 @@ fn apply_archive(
         ),
         other => internal(other),
     })
-}
-
-/// Streams the body into `path`, hashing it; refuses more than `max` bytes.
-async fn receive(body: Body, path: &Path, max: u64) -> Result<(String, u64), ApiError> {
-    let mut file = tokio::fs::File::create(path).await.map_err(internal)?;
-    let mut hasher = blake3::Hasher::new();
-    let mut size: u64 = 0;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                format!("upload interrupted: {e}"),
-            )
-        })?;
-        size += chunk.len() as u64;
-        if size > max {
-            return Err(too_large(max));
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(internal)?;
-    }
-    file.flush().await.map_err(internal)?;
-    Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
 /// `413` naming the cap.

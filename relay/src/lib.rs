@@ -3,7 +3,7 @@
 //! - [`settings`]: the environment contract (ports, bind address, directories).
 //! - [`token`]: the bridge token (`bridge.token`, 256-bit, 0600), compared in constant time.
 //! - [`bridge`]: the HTTP API on `AGENTBOX_BRIDGE_PORT` that the host talks to: `GET
-//!   /healthz` (no token) and, behind the token, `PUT /v1/seed`.
+//!   /healthz` (no token) and, behind the token, the bridge, seed and transfer routes.
 //! - [`files`]: resumable, blake3-verified uploads and ranged downloads (`/v1/uploads`,
 //!   `/v1/downloads`), landed atomically with `docker cp` semantics.
 //! - [`seed`]: checks out an uploaded workspace seed.

@@ -70,16 +70,33 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("rt")
 }
 
+/// Sends `body` through the upload API, then asks the relay to seed from it with the
+/// announced `digest`. Answers the first failing status, or the seed's.
 fn put(url: &str, token: Option<&str>, digest: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+    const ID: &str = "5eed5eed5eed5eed";
     rt().block_on(async {
-        let mut req = reqwest::Client::new()
-            .put(format!("{url}/v1/seed"))
-            .header("x-agentbox-blake3", digest)
-            .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
+        let client = reqwest::Client::new();
+        let auth = |req: reqwest::RequestBuilder| match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let size = body.len();
+        let resp = auth(client.put(format!("{url}/v1/uploads/{ID}")))
+            .header("x-agentbox-offset", "0")
+            .header("x-agentbox-size", size)
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            return (status, resp.json().await.unwrap_or_default());
         }
-        let resp = req.send().await.expect("send");
+        let resp = auth(client.post(format!("{url}/v1/seed/{ID}")))
+            .json(&serde_json::json!({"blake3": digest, "size": size}))
+            .send()
+            .await
+            .expect("send");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or_default())
     })
@@ -221,6 +238,8 @@ fn a_corrupted_byte_is_detected_and_nothing_lands() {
         0,
         "something landed"
     );
+    let staged = std::fs::read_dir(relay.dir.path().join("state/transfers")).expect("ls");
+    assert_eq!(staged.count(), 0, "the corrupt upload was kept");
 }
 
 #[test]

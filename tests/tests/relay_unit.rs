@@ -91,7 +91,9 @@ fn the_relay_is_a_supervised_builtin_unit() {
             .expect("rt");
         rt.block_on(async {
             reqwest::Client::new()
-                .put(format!("http://127.0.0.1:{port}/v1/seed"))
+                .put(format!(
+                    "http://127.0.0.1:{port}/v1/uploads/0123456789abcdef"
+                ))
                 .bearer_auth(token)
                 .send()
                 .await

@@ -9,7 +9,7 @@ use std::time::Duration;
 use agentbox_protocol::error::ErrorBody;
 use agentbox_protocol::files::{
     DownloadDigest, DownloadInfo, DownloadRequest, LandRequest, Landed, TransferKind, UploadStatus,
-    OFFSET_HEADER, SIZE_HEADER,
+    UseUpload, OFFSET_HEADER, SIZE_HEADER,
 };
 use agentbox_protocol::part_file::{spawn_writer, PartFile};
 use anyhow::{anyhow, bail, Context};
@@ -107,7 +107,7 @@ impl Relay {
     }
 
     /// Sends `file` as upload `id` and lands it as `land` says (digest and size filled in
-    /// here). Cut connections resume from the offset the box has.
+    /// here).
     pub async fn upload(
         &self,
         id: &str,
@@ -115,6 +115,45 @@ impl Relay {
         mut land: LandRequest,
         progress: Progress<'_>,
     ) -> anyhow::Result<Landed> {
+        let sent = self.send(id, file, progress).await?;
+        land.blake3 = sent.blake3;
+        land.size = sent.size;
+        self.json(
+            self.http
+                .post(self.url(&format!("/v1/uploads/{id}/land")))
+                .json(&land),
+        )
+        .await
+        .map_err(|e| anyhow!("the box did not land the upload: {e}"))
+    }
+
+    /// Sends `file` as upload `id` and hands it to `POST {path}/{id}` (the seed or sync
+    /// endpoint), which checks the digest before using it.
+    pub async fn upload_and_use<T: serde::de::DeserializeOwned>(
+        &self,
+        id: &str,
+        file: &Path,
+        path: &str,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<T> {
+        let sent = self.send(id, file, progress).await?;
+        self.json(
+            self.http
+                .post(self.url(&format!("{path}/{id}")))
+                .json(&sent),
+        )
+        .await
+        .map_err(|e| anyhow!("the box refused it: {e}"))
+    }
+
+    /// Sends `file` as upload `id`; cut connections resume from the offset the box has.
+    /// Returns what the box must find when it checks.
+    pub async fn send(
+        &self,
+        id: &str,
+        file: &Path,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<UseUpload> {
         let size = std::fs::metadata(file)
             .with_context(|| format!("cannot read {}", file.display()))?
             .len();
@@ -178,25 +217,17 @@ impl Relay {
             }
         }
         progress(size, size);
-        let digest = {
-            let hasher = hash.lock().map_err(|_| anyhow!("hasher poisoned"))?;
-            if hasher.count() != size {
-                bail!(
-                    "{} changed while it was being sent; nothing was written",
-                    file.display()
-                );
-            }
-            hasher.finalize().to_hex().to_string()
-        };
-        land.blake3 = digest;
-        land.size = size;
-        self.json(
-            self.http
-                .post(self.url(&format!("/v1/uploads/{id}/land")))
-                .json(&land),
-        )
-        .await
-        .map_err(|e| anyhow!("the box did not land the upload: {e}"))
+        let hasher = hash.lock().map_err(|_| anyhow!("hasher poisoned"))?;
+        if hasher.count() != size {
+            bail!(
+                "{} changed while it was being sent; nothing was written",
+                file.display()
+            );
+        }
+        Ok(UseUpload {
+            blake3: hasher.finalize().to_hex().to_string(),
+            size,
+        })
     }
 
     /// The offset of an upload once no `PUT` is writing to it any more.

@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use download::Downloads;
-pub use upload::Uploads;
+pub use upload::{claim_verified, Claimed, Uploads};
 
 use crate::bridge::AppState;
 

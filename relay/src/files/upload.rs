@@ -257,14 +257,32 @@ pub async fn abort(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `POST /v1/uploads/{id}/land`: the digest must match before anything is written.
-pub async fn land(
-    State(state): State<Arc<AppState>>,
-    UrlPath(id): UrlPath<String>,
-    Json(req): Json<LandRequest>,
-) -> Result<Json<Landed>, ApiError> {
-    checked_id(&id)?;
-    if !is_blake3_hex(&req.blake3) {
+/// A complete, verified upload, held for its caller: nobody else can write or claim it,
+/// and its part file and record go away when this drops.
+pub struct Claimed {
+    /// The verified bytes.
+    pub part: PathBuf,
+    uploads: Arc<Uploads>,
+    id: String,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.part);
+        self.uploads.lock().remove(&self.id);
+    }
+}
+
+/// Claims upload `id`, which must be complete at `size` bytes, and checks that its blake3
+/// is `blake3`. A mismatch removes it: the bytes cannot be trusted for anything.
+pub async fn claim_verified(
+    state: &AppState,
+    id: &str,
+    blake3: &str,
+    size: u64,
+) -> Result<Claimed, ApiError> {
+    checked_id(id)?;
+    if !is_blake3_hex(blake3) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::BadRequest,
@@ -272,10 +290,10 @@ pub async fn land(
         ));
     }
     let uploads = Arc::clone(&state.uploads);
-    let part = uploads.part(&id);
+    let part = uploads.part(id);
     let hashed = {
         let mut entries = uploads.lock();
-        let entry = entries.entry(id.clone()).or_default();
+        let entry = entries.entry(id.to_string()).or_default();
         if entry.busy {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -284,46 +302,57 @@ pub async fn land(
             ));
         }
         let have = file_len(&part);
-        if !part.exists() || have != req.size {
+        if !part.exists() || have != size {
+            entries.remove(id);
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 ErrorCode::Conflict,
-                format!("upload {id} is incomplete: {have} of {} bytes", req.size),
+                format!("upload {id} is incomplete: {have} of {size} bytes"),
             ));
         }
         entry.busy = true;
         entry.hashed.take()
     };
+    let claimed = Claimed {
+        part: part.clone(),
+        uploads,
+        id: id.to_string(),
+    };
+    let digest = match hashed {
+        Some(h) if h.count() == size => h.finalize().to_hex().to_string(),
+        _ => {
+            agentbox_protocol::part_file::hash_file(&part)
+                .await
+                .map_err(internal)?
+                .0
+        }
+    };
+    if digest != blake3 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::BadRequest,
+            format!(
+                "the upload is corrupt (blake3 {digest}, expected {blake3}); nothing was written"
+            ),
+        ));
+    }
+    Ok(claimed)
+}
+
+/// `POST /v1/uploads/{id}/land`: the digest must match before anything is written.
+pub async fn land(
+    State(state): State<Arc<AppState>>,
+    UrlPath(id): UrlPath<String>,
+    Json(req): Json<LandRequest>,
+) -> Result<Json<Landed>, ApiError> {
+    let claimed = claim_verified(&state, &id, &req.blake3, req.size).await?;
     let workspace = state.workspace.clone();
     let max = state.max_upload_bytes;
-    let land_id = id.clone();
-    let landing = tokio::task::spawn_blocking(move || {
-        let digest = match hashed {
-            Some(h) if h.count() == req.size => h.finalize().to_hex().to_string(),
-            _ => {
-                let mut h = blake3::Hasher::new();
-                let mut file = std::fs::File::open(&part).map_err(internal)?;
-                std::io::copy(&mut file, &mut h).map_err(internal)?;
-                h.finalize().to_hex().to_string()
-            }
-        };
-        let _part_cleanup = Cleanup(part.clone());
-        if digest != req.blake3 {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorCode::BadRequest,
-                format!(
-                    "the upload is corrupt (blake3 {digest}, expected {}); nothing was written",
-                    req.blake3
-                ),
-            ));
-        }
-        land_verified(&part, &land_id, &req, &workspace, max)
+    let landed = tokio::task::spawn_blocking(move || {
+        land_verified(&claimed.part, &id, &req, &workspace, max)
     })
     .await
-    .map_err(internal);
-    uploads.lock().remove(&id);
-    let landed = landing??;
+    .map_err(internal)??;
     tracing::info!(paths = ?landed.paths, bytes = landed.bytes, "upload landed");
     Ok(Json(landed))
 }
