@@ -160,6 +160,21 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Bring a box up to date with the host tree: new commits, uncommitted changes and
+    /// changed untracked files.
+    ///
+    /// Only what changed since the last seed or sync travels (commits as a git bundle). The
+    /// box wins every conflict: its own uncommitted changes are kept, a merge that
+    /// conflicts is left undone (the host's commits wait at refs/agentbox/host), and an
+    /// untracked file the box changed is not overwritten.
+    Sync {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and change configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -327,6 +342,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Config(cmd) => ctx.config(cmd),
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
         Cmd::Audit { json } => ctx.audit(json),
+        Cmd::Sync { target, json } => ctx.sync(target.as_deref(), json),
         Cmd::Cp {
             paths,
             max_size,
@@ -587,6 +603,15 @@ impl Ctx {
                 &|_, _| {},
             ))
             .context("the box refused the seed")?;
+        crate::sync::SyncRecord {
+            head: seed.manifest.head.clone(),
+            changes_tree: match &seed.manifest.stash {
+                Some(s) => git::run(&record.project, &["rev-parse", &format!("{s}^{{tree}}")])?,
+                None => String::new(),
+            },
+            files: seed.digests.clone(),
+        }
+        .save(&record.dir)?;
         let reload = b.ctl(&["reload"])?;
         if !reload.status.success() {
             bail!(
@@ -604,6 +629,41 @@ impl Ctx {
             );
         }
         Ok(url)
+    }
+
+    fn sync(&self, target: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+        let record = self.resolve(target)?;
+        let url = record
+            .bridge_url
+            .clone()
+            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
+        let relay = crate::transfer::client::Relay::new(&url, &record.bridge_token);
+        let outcome = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::sync::sync(&relay, &record.project, &record.dir))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let r = &outcome.report;
+        println!("commits: {}", r.commits);
+        println!("changes: {}", r.changes);
+        println!(
+            "untracked files: {} written ({} bytes sent)",
+            r.written.len(),
+            outcome.bytes_sent
+        );
+        for p in r.kept_box_version.iter().chain(&outcome.kept_in_box) {
+            println!("kept the box's version of {p}");
+        }
+        if outcome.skipped_names > 0 {
+            println!(
+                "skipped {} untracked file(s) whose names are not UTF-8 (use `agentbox cp`)",
+                outcome.skipped_names
+            );
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn cp(&self, paths: &[String], max_size: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {

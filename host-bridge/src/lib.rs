@@ -6,6 +6,7 @@
 //!   [`config`]: layered configuration.
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`seed`]: packing the repo into a seed.
+//! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
 
@@ -17,4 +18,5 @@ pub mod home;
 pub mod provider;
 pub mod seed;
 pub mod state;
+pub mod sync;
 pub mod transfer;

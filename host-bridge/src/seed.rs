@@ -21,6 +21,8 @@ pub struct Seed {
     pub manifest: SeedManifest,
     /// Untracked files packed.
     pub untracked: usize,
+    /// The digest of each untracked file packed (UTF-8 names), for later syncs.
+    pub digests: std::collections::BTreeMap<String, String>,
     _dir: tempfile::TempDir,
 }
 
@@ -133,7 +135,11 @@ pub fn pack(repo: &Path, branch: &str, depth: u32, source: &Source) -> anyhow::R
     builder.append_data(&mut header, "seed.json", &json[..])?;
     append_tree(&mut builder, &clone.join(".git"), Path::new("git"))?;
     let mut packed = 0;
+    let mut digests = std::collections::BTreeMap::new();
     for rel in &untracked {
+        if let Some(d) = agentbox_protocol::sync::entry_digest(&repo.join(rel))? {
+            digests.insert((*rel).to_string(), d);
+        }
         if append_path(&mut builder, &repo.join(rel), &Path::new("files").join(rel))? {
             packed += 1;
         }
@@ -147,6 +153,7 @@ pub fn pack(repo: &Path, branch: &str, depth: u32, source: &Source) -> anyhow::R
         size,
         manifest,
         untracked: packed,
+        digests,
         _dir: dir,
     })
 }

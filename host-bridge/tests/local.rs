@@ -781,3 +781,103 @@ fn cp_both_ways_through_the_cli() {
     host.fails(&repo, &["cp", "c1:missing", "y"], "missing");
     host.ok(&repo, &["destroy", "-y", "c1"]);
 }
+
+fn git_in(repo: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+#[test]
+fn sync_sends_only_what_changed_and_the_box_wins_conflicts() {
+    let host = Host::new();
+    let repo = host.repo("syncproj", "");
+    std::fs::write(repo.join("notes/mine.md"), "seeded\n").expect("write");
+    host.ok(&repo, &["create", "--name", "s1"]);
+
+    // The host moves on: a commit (with the edit the box already has uncommitted), an
+    // uncommitted change, a new and a changed untracked file.
+    std::fs::write(repo.join("src/new.txt"), "new\n").expect("write");
+    git_in(&repo, &["add", "src"]);
+    git_in(&repo, &["commit", "-qm", "third"]);
+    std::fs::write(repo.join(".gitignore"), "*.log\n*.tmp\n").expect("write");
+    std::fs::write(repo.join("notes/new.md"), "brand new\n").expect("write");
+    std::fs::write(repo.join("notes/deep/todo.md"), "untracked v2\n").expect("write");
+    std::fs::write(repo.join("notes/mine.md"), "host v2\n").expect("write");
+    // The box changes one of those untracked files itself.
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo box version > notes/mine.md"],
+    );
+
+    let out: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["sync", "--json"])).expect("json");
+    assert_eq!(out["report"]["merged"], true, "{out}");
+    assert!(
+        out["bytes_sent"]
+            .as_u64()
+            .is_some_and(|b| b > 0 && b < 64 * 1024),
+        "{out}"
+    );
+    assert_eq!(
+        out["kept_in_box"],
+        serde_json::json!(["notes/mine.md"]),
+        "{out}"
+    );
+    let cat = |p: &str| host.ok(&repo, &["exec", "--", "cat", p]);
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "git", "log", "--format=%s", "-3"]),
+        "third\nsecond\nfirst\n"
+    );
+    assert_eq!(cat("src/new.txt"), "new\n");
+    assert_eq!(cat("src/lib.txt"), "one\nedited\n");
+    assert_eq!(cat(".gitignore"), "*.log\n*.tmp\n");
+    assert_eq!(cat("notes/new.md"), "brand new\n");
+    assert_eq!(cat("notes/deep/todo.md"), "untracked v2\n");
+    assert_eq!(cat("notes/mine.md"), "box version\n");
+
+    // Nothing new: nothing travels.
+    let again: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["sync", "--json"])).expect("json");
+    assert_eq!(again["bytes_sent"], 0, "{again}");
+
+    // Conflicting commits on both sides: the merge is left undone, the box keeps its work.
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo box line > src/lib.txt && git -c user.email=b@b -c user.name=b commit -qam box && echo wip > wip.txt"],
+    );
+    std::fs::write(repo.join("src/lib.txt"), "host line\n").expect("write");
+    git_in(&repo, &["commit", "-qam", "host"]);
+    let out: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["sync", "--json"])).expect("json");
+    assert_eq!(out["report"]["merged"], false, "{out}");
+    assert!(
+        out["report"]["commits"]
+            .as_str()
+            .is_some_and(|c| c.contains("refs/agentbox/host")),
+        "{out}"
+    );
+    assert_eq!(cat("src/lib.txt"), "box line\n");
+    assert_eq!(cat("wip.txt"), "wip\n");
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                "--",
+                "git",
+                "log",
+                "-1",
+                "--format=%s",
+                "refs/agentbox/host"
+            ]
+        ),
+        "host\n"
+    );
+    host.ok(&repo, &["destroy", "-y", "s1"]);
+}

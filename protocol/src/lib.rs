@@ -15,6 +15,7 @@
 //! - [`files`]: the JSON of the relay's file-transfer API (uploads, downloads, landing).
 //! - [`part_file`]: receiving into a staging file (hashed, sparse-aware) and serving from one.
 //! - [`land`]: putting a verified transfer in place with `docker cp` semantics.
+//! - [`sync`]: `agentbox sync` — the sync archive, the digests both sides compare, the report.
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
 //! - [`error`]: the error body shared by every boundary.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
@@ -31,6 +32,7 @@ pub mod logging;
 pub mod part_file;
 pub mod proxy;
 pub mod status;
+pub mod sync;
 pub mod transfer;
 
 pub use error::{ErrorCode, ErrorReply};

@@ -140,6 +140,11 @@ message_properties! {
     download_request: crate::files::DownloadRequest,
     download_info: crate::files::DownloadInfo,
     download_digest: crate::files::DownloadDigest,
+    use_upload: crate::files::UseUpload,
+    sync_manifest: crate::sync::SyncManifest,
+    digests_request: crate::sync::DigestsRequest,
+    digests_response: crate::sync::DigestsResponse,
+    sync_report: crate::sync::SyncReport,
 }
 
 fn sample_unit() -> UnitStatus {

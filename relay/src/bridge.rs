@@ -68,6 +68,8 @@ impl IntoResponse for ApiError {
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/seed/{id}", axum::routing::post(apply_seed))
+        .route("/v1/sync/{id}", axum::routing::post(apply_sync))
+        .route("/v1/workspace/digests", axum::routing::post(digests))
         .route("/v1/bridge/poll", get(poll))
         .route("/v1/blobs/{digest}", get(get_blob))
         .route("/v1/bridge/progress", axum::routing::post(progress))
@@ -250,6 +252,85 @@ async fn apply_seed(
     Ok(Json(
         serde_json::json!({ "branch": manifest.branch, "head": manifest.head, "bytes": req.size }),
     ))
+}
+
+/// The most paths one digests request may name.
+const MAX_DIGEST_PATHS: usize = 100_000;
+
+/// `POST /v1/workspace/digests`: what the box has at the paths the host wants to sync.
+async fn digests(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<agentbox_protocol::sync::DigestsRequest>,
+) -> Result<Json<agentbox_protocol::sync::DigestsResponse>, ApiError> {
+    use agentbox_protocol::sync::{entry_digest, is_sync_path};
+    if req.paths.len() > MAX_DIGEST_PATHS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            format!("at most {MAX_DIGEST_PATHS} paths at once"),
+        ));
+    }
+    if let Some(bad) = req.paths.iter().find(|p| !is_sync_path(p)) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!("`{bad}` is not a workspace path"),
+        ));
+    }
+    let workspace = state.workspace.clone();
+    let digests = tokio::task::spawn_blocking(move || {
+        req.paths
+            .iter()
+            .map(|p| entry_digest(&workspace.join(p)).ok().flatten())
+            .collect()
+    })
+    .await
+    .map_err(internal)?;
+    Ok(Json(agentbox_protocol::sync::DigestsResponse { digests }))
+}
+
+/// `POST /v1/sync/{upload id}`: a verified sync archive, applied with the box winning
+/// every conflict.
+async fn apply_sync(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Json(req): Json<agentbox_protocol::files::UseUpload>,
+) -> Result<Json<agentbox_protocol::sync::SyncReport>, ApiError> {
+    let claimed = crate::files::claim_verified(&state, &id, &req.blake3, req.size).await?;
+    let staging = Cleanup(state.workspace.join(format!(".agentbox-sync-{id}")));
+    std::fs::create_dir_all(&staging.0).map_err(internal)?;
+    let workspace = state.workspace.clone();
+    let max = state.max_upload_bytes;
+    let staging_dir = staging.0.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&claimed.part).map_err(internal)?;
+        unpack(std::io::BufReader::new(file), &staging_dir, max).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::BadRequest,
+                format!("sync archive refused: {e}"),
+            )
+        })?;
+        crate::sync::apply(&workspace, &staging_dir).map_err(|e| match e {
+            crate::sync::SyncError::NotSeeded => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
+            }
+            crate::sync::SyncError::Malformed(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::BadRequest,
+                e.to_string(),
+            ),
+            other => internal(other),
+        })
+    })
+    .await
+    .map_err(internal)??;
+    tracing::info!(
+        merged = report.merged,
+        written = report.written.len(),
+        "workspace synced"
+    );
+    Ok(Json(report))
 }
 
 fn apply_archive(

@@ -6,7 +6,8 @@
 //!   /healthz` (no token) and, behind the token, the bridge, seed and transfer routes.
 //! - [`files`]: resumable, blake3-verified uploads and ranged downloads (`/v1/uploads`,
 //!   `/v1/downloads`), landed atomically with `docker cp` semantics.
-//! - [`seed`]: checks out an uploaded workspace seed.
+//! - [`seed`]: checks out an uploaded workspace seed; [`sync`]: applies a later sync
+//!   (new host commits, uncommitted changes, untracked files), the box winning conflicts.
 //! - [`proxy`]: the WebProxy on `AGENTBOX_WEB_PORT`, forwarding to exposed services.
 //! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
 //!
@@ -23,6 +24,7 @@ pub mod journal;
 pub mod proxy;
 pub mod seed;
 pub mod settings;
+pub mod sync;
 pub mod token;
 
 pub use settings::Settings;

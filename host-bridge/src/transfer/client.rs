@@ -100,6 +100,17 @@ impl Relay {
             .map_err(CallError::Network)
     }
 
+    /// `POST {path}` with a JSON body, answering JSON.
+    pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.json(self.http.post(self.url(path)).json(body))
+            .await
+            .map_err(|e| anyhow!("the box refused {path}: {e}"))
+    }
+
     /// Where the box is with upload `id`.
     async fn upload_status(&self, id: &str) -> Result<UploadStatus, CallError> {
         self.json(self.http.get(self.url(&format!("/v1/uploads/{id}"))))
