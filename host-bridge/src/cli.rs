@@ -175,6 +175,32 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the box workspace back into the host tree.
+    ///
+    /// Lists the files that git does not ignore in the box and differ from the host's, and
+    /// asks before writing them. `.git/` is never written; files the host executes
+    /// (`.envrc`, `.vscode/tasks.json`, hook directories, …) are held back unless
+    /// `--allow-host-executed`. Nothing on the host is deleted.
+    Download {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// Show the change list and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+        /// Also bring back `.env*` files that git ignores.
+        #[arg(long)]
+        with_env: bool,
+        /// Also write the files the host executes (review them in the change list first).
+        #[arg(long)]
+        allow_host_executed: bool,
+        /// Print the change list (and what was written) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read and change configuration.
     #[command(subcommand)]
     Config(ConfigCmd),
@@ -192,6 +218,20 @@ pub enum Cmd {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// Options of `download`.
+pub struct DownloadOpts {
+    /// Only show the change list.
+    pub dry_run: bool,
+    /// Do not ask.
+    pub yes: bool,
+    /// Include ignored `.env*` files.
+    pub with_env: bool,
+    /// Write host-executed files too.
+    pub allow_host_executed: bool,
+    /// JSON output.
+    pub json: bool,
 }
 
 /// Arguments of `claude`, `codex`, `opencode`.
@@ -343,6 +383,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
         Cmd::Audit { json } => ctx.audit(json),
         Cmd::Sync { target, json } => ctx.sync(target.as_deref(), json),
+        Cmd::Download {
+            target,
+            dry_run,
+            yes,
+            with_env,
+            allow_host_executed,
+            json,
+        } => ctx.download(
+            target.as_deref(),
+            &DownloadOpts {
+                dry_run,
+                yes,
+                with_env,
+                allow_host_executed,
+                json,
+            },
+        ),
         Cmd::Cp {
             paths,
             max_size,
@@ -629,6 +686,98 @@ impl Ctx {
             );
         }
         Ok(url)
+    }
+
+    fn download(&self, target: Option<&str>, o: &DownloadOpts) -> anyhow::Result<ExitCode> {
+        use crate::download::{self, Change};
+        let record = self.resolve(target)?;
+        let url = record
+            .bridge_url
+            .clone()
+            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
+        let relay = crate::transfer::client::Relay::new(&url, &record.bridge_token);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let plan = runtime.block_on(download::plan(&relay, &record.project, o.with_env))?;
+        let (go, held): (Vec<_>, Vec<_>) = plan
+            .files
+            .iter()
+            .partition(|f| !f.host_executed || o.allow_host_executed);
+        if !o.json {
+            for f in &plan.files {
+                let what = match f.change {
+                    Change::New => "new",
+                    Change::Modified => "modified",
+                };
+                let note = if f.host_executed && !o.allow_host_executed {
+                    "   (held back: the host runs it; --allow-host-executed)"
+                } else if f.host_executed {
+                    "   (runs on the host)"
+                } else {
+                    ""
+                };
+                eprintln!("  {what:<9}{}{note}", f.path);
+            }
+            if plan.files.is_empty() {
+                eprintln!(
+                    "the host tree already has everything in box `{}`",
+                    record.name
+                );
+            }
+        }
+        if o.dry_run || go.is_empty() {
+            if o.json {
+                println!("{}", serde_json::json!({ "plan": plan, "written": [] }));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !o.yes {
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() {
+                bail!(
+                    "pass -y to write these {} file(s) (or --dry-run to only look)",
+                    go.len()
+                );
+            }
+            eprint!(
+                "write {} file(s) into {}? [y/N] ",
+                go.len(),
+                record.project.display()
+            );
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                eprintln!("nothing written");
+                return Ok(ExitCode::from(1));
+            }
+        }
+        let max = self
+            .resolved(BTreeMap::new())?
+            .get("transfer.maxBytes")
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(1 << 30);
+        let paths: Vec<String> = go.iter().map(|f| f.path.clone()).collect();
+        let shown = crate::transfer::cp::progress_line("download");
+        let written =
+            runtime.block_on(download::apply(&relay, &record.project, paths, max, &shown))?;
+        if o.json {
+            println!(
+                "{}",
+                serde_json::json!({ "plan": plan, "written": written })
+            );
+        } else {
+            eprintln!(
+                "wrote {} file(s){}",
+                written.len(),
+                if held.is_empty() {
+                    String::new()
+                } else {
+                    format!("; held back {} the host executes", held.len())
+                }
+            );
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     fn sync(&self, target: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {

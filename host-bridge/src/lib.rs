@@ -6,6 +6,7 @@
 //!   [`config`]: layered configuration.
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`seed`]: packing the repo into a seed.
+//! - [`download`]: `agentbox download`, the box workspace back into the host tree.
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
@@ -13,6 +14,7 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod download;
 pub mod git;
 pub mod home;
 pub mod provider;

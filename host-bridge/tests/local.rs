@@ -881,3 +881,107 @@ fn sync_sends_only_what_changed_and_the_box_wins_conflicts() {
     );
     host.ok(&repo, &["destroy", "-y", "s1"]);
 }
+
+#[test]
+fn download_shows_changes_holds_host_executed_files_and_never_writes_git() {
+    let host = Host::new();
+    let repo = host.repo("dlproj", "");
+    host.ok(&repo, &["create", "--name", "d1"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo box edit > src/lib.txt && mkdir -p out .vscode && echo made > out/new.txt \
+             && echo 'rm -rf ~' > .envrc && echo '{}' > .vscode/tasks.json \
+             && echo SECRET=1 > .env && echo '.env' >> .gitignore && echo x > debug.log \
+             && echo hook > .git/hooks/post-checkout",
+        ],
+    );
+    // Dry run: the list, nothing written.
+    let plan: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json"])).expect("json");
+    let listed: Vec<(&str, &str, bool)> = plan["plan"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap_or(""),
+                f["change"].as_str().unwrap_or(""),
+                f["host_executed"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (".envrc", "new", true),
+            (".gitignore", "modified", false),
+            (".vscode/tasks.json", "new", true),
+            ("out/new.txt", "new", false),
+            ("src/lib.txt", "modified", false),
+        ],
+        "{plan}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("src/lib.txt")).expect("lib"),
+        "one\nedited\n"
+    );
+    // Without a terminal, confirmation must be explicit.
+    host.fails(&repo, &["download"], "pass -y");
+
+    let done: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "-y", "--json"])).expect("json");
+    assert_eq!(
+        done["written"],
+        serde_json::json!([".gitignore", "out/new.txt", "src/lib.txt"]),
+        "{done}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("src/lib.txt")).expect("lib"),
+        "box edit\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("out/new.txt")).expect("new"),
+        "made\n"
+    );
+    assert!(
+        !repo.join(".envrc").exists(),
+        "a host-executed file was written"
+    );
+    assert!(!repo.join(".vscode/tasks.json").exists());
+    assert!(
+        !repo.join(".env").exists(),
+        "an ignored .env came without --with-env"
+    );
+    assert!(!repo.join(".git/hooks/post-checkout").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&repo)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".agentbox-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left in the project");
+
+    // Explicit approval and --with-env bring the rest.
+    host.ok(
+        &repo,
+        &["download", "-y", "--with-env", "--allow-host-executed"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".envrc")).expect("envrc"),
+        "rm -rf ~\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".env")).expect("env"),
+        "SECRET=1\n"
+    );
+    assert!(!repo.join(".git/hooks/post-checkout").exists());
+    let again: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json", "--with-env"]))
+            .expect("json");
+    assert_eq!(again["plan"]["files"], serde_json::json!([]), "{again}");
+    host.ok(&repo, &["destroy", "-y", "d1"]);
+}

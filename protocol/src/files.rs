@@ -89,6 +89,10 @@ pub struct Landed {
 pub struct DownloadRequest {
     /// The path in the box; relative paths are relative to the workspace.
     pub path: String,
+    /// When set, `path` is a directory and the download is a tar of exactly these files
+    /// under it, named by their relative paths (no top-level directory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<String>>,
 }
 
 /// The answer to a [`DownloadRequest`].

@@ -140,3 +140,31 @@ mod tests {
         assert_eq!(entry_digest(dir.path()).expect("dir"), None);
     }
 }
+
+/// `POST /v1/workspace/listing`: the files of the box workspace that git does not ignore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ListingRequest {
+    /// Also list ignored `.env*` files.
+    pub with_env: bool,
+}
+
+/// One file of a [`Listing`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ListedFile {
+    /// Relative to the workspace.
+    pub path: String,
+    /// [`entry_digest`] of it.
+    pub digest: String,
+}
+
+/// The answer to a [`ListingRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Listing {
+    /// Tracked and untracked, non-ignored files (regular files and symlinks).
+    pub files: Vec<ListedFile>,
+    /// Files left out because their names are not UTF-8.
+    pub skipped_names: u64,
+}

@@ -145,6 +145,8 @@ message_properties! {
     digests_request: crate::sync::DigestsRequest,
     digests_response: crate::sync::DigestsResponse,
     sync_report: crate::sync::SyncReport,
+    listing_request: crate::sync::ListingRequest,
+    listing: crate::sync::Listing,
 }
 
 fn sample_unit() -> UnitStatus {

@@ -70,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/seed/{id}", axum::routing::post(apply_seed))
         .route("/v1/sync/{id}", axum::routing::post(apply_sync))
         .route("/v1/workspace/digests", axum::routing::post(digests))
+        .route("/v1/workspace/listing", axum::routing::post(listing))
         .route("/v1/bridge/poll", get(poll))
         .route("/v1/blobs/{digest}", get(get_blob))
         .route("/v1/bridge/progress", axum::routing::post(progress))
@@ -287,6 +288,26 @@ async fn digests(
     .await
     .map_err(internal)?;
     Ok(Json(agentbox_protocol::sync::DigestsResponse { digests }))
+}
+
+/// `POST /v1/workspace/listing`: what `agentbox download` may bring back.
+async fn listing(
+    State(state): State<Arc<AppState>>,
+    Json(req): Json<agentbox_protocol::sync::ListingRequest>,
+) -> Result<Json<agentbox_protocol::sync::Listing>, ApiError> {
+    let workspace = state.workspace.clone();
+    tokio::task::spawn_blocking(move || crate::sync::listing(&workspace, req.with_env))
+        .await
+        .map_err(internal)?
+        .map(Json)
+        .map_err(|e| match e {
+            crate::sync::SyncError::Git { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::Conflict,
+                format!("the workspace is not a git repository: {e}"),
+            ),
+            other => internal(other),
+        })
 }
 
 /// `POST /v1/sync/{upload id}`: a verified sync archive, applied with the box winning

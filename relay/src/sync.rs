@@ -316,3 +316,56 @@ fn place_file(
     std::fs::rename(src, dst)?;
     Ok(true)
 }
+
+/// The files of `workspace` that git does not ignore (and ignored `.env*` files when
+/// `with_env`), with their digests, sorted by path.
+pub fn listing(
+    workspace: &Path,
+    with_env: bool,
+) -> Result<agentbox_protocol::sync::Listing, SyncError> {
+    use agentbox_protocol::sync::{ListedFile, Listing};
+    let git = Git { workspace };
+    let list = |args: &[&str]| -> Result<Vec<u8>, SyncError> {
+        let out = git.output(args)?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(SyncError::Git {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    };
+    let mut raw = list(&["ls-files", "-z", "-c", "-o", "--exclude-standard"])?;
+    if with_env {
+        let ignored = list(&["ls-files", "-z", "-o", "-i", "--exclude-standard"])?;
+        for name in ignored.split(|&b| b == 0) {
+            let base = name.rsplit(|&b| b == b'/').next().unwrap_or(name);
+            if base.starts_with(b".env") {
+                raw.extend_from_slice(name);
+                raw.push(0);
+            }
+        }
+    }
+    let mut paths = std::collections::BTreeSet::new();
+    let mut skipped_names = 0;
+    for name in raw.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        match std::str::from_utf8(name) {
+            Ok(p) if is_sync_path(p) && !p.starts_with(".agentbox-") => {
+                paths.insert(p.to_string());
+            }
+            Ok(_) => {}
+            Err(_) => skipped_names += 1,
+        }
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if let Some(digest) = entry_digest(&workspace.join(&path))? {
+            files.push(ListedFile { path, digest });
+        }
+    }
+    Ok(Listing {
+        files,
+        skipped_names,
+    })
+}

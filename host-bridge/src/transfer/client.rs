@@ -256,29 +256,24 @@ impl Relay {
         None
     }
 
-    /// Starts a download of box path `path`.
-    pub async fn start_download(&self, path: &str) -> anyhow::Result<DownloadInfo> {
-        self.json(
-            self.http
-                .post(self.url("/v1/downloads"))
-                .json(&DownloadRequest {
-                    path: path.to_string(),
-                }),
-        )
-        .await
-        .map_err(|e| anyhow!("the box cannot send {path}: {e}"))
+    /// Starts a download.
+    pub async fn start_download(&self, req: &DownloadRequest) -> anyhow::Result<DownloadInfo> {
+        self.json(self.http.post(self.url("/v1/downloads")).json(req))
+            .await
+            .map_err(|e| anyhow!("the box cannot send {}: {e}", req.path))
     }
 
-    /// Fetches download `info` of box path `path` into the staging file `part` (created
+    /// Fetches download `info` (started with `req`) into the staging file `part` (created
     /// here), resuming after cuts, and checks its digest. `max` caps the size.
     pub async fn download(
         &self,
-        path: &str,
+        req: &DownloadRequest,
         mut info: DownloadInfo,
         part: &Path,
         max: u64,
         progress: Progress<'_>,
     ) -> anyhow::Result<DownloadInfo> {
+        let path = req.path.as_str();
         if info.size > max {
             bail!(
                 "{path} is {} bytes, over the {max}-byte transfer limit (--max-size)",
@@ -308,7 +303,7 @@ impl Relay {
                 Err(CallError::Status(s, _, _)) if s == reqwest::StatusCode::NOT_FOUND => {
                     // The relay restarted and forgot the download: start it again and go on
                     // from what we have; the digest at the end covers both parts.
-                    let again = self.start_download(path).await?;
+                    let again = self.start_download(req).await?;
                     if again.size != info.size || again.kind != info.kind {
                         bail!("{path} changed while it was being downloaded; try again");
                     }

@@ -4,7 +4,9 @@ use std::ffi::OsStr;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use agentbox_protocol::files::{new_transfer_id, LandRequest, Landed, TransferKind};
+use agentbox_protocol::files::{
+    new_transfer_id, DownloadRequest, LandRequest, Landed, TransferKind,
+};
 use agentbox_protocol::land::{self, Cleanup};
 use agentbox_protocol::transfer::{append_entry, unpack};
 use anyhow::{bail, Context};
@@ -247,11 +249,15 @@ pub async fn download(
     max: u64,
     progress: Progress<'_>,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    let info = relay.start_download(source).await?;
+    let req = DownloadRequest {
+        path: source.to_string(),
+        files: None,
+    };
+    let info = relay.start_download(&req).await?;
     let name = expected_name(source, &info.name)?;
     let target = land::target_for(dest, dest_slash, OsStr::new(&name))?;
     let part = Cleanup(land::staging_next_to(&target, &format!("{}.part", info.id)));
-    let result = relay.download(source, info, &part.0, max, progress).await;
+    let result = relay.download(&req, info, &part.0, max, progress).await;
     let info = match result {
         Ok(info) => info,
         Err(e) => return Err(e),

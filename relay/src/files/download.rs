@@ -135,7 +135,70 @@ pub async fn start(
     let id = new_transfer_id().map_err(internal)?;
     let downloads = Arc::clone(&state.downloads);
     let (tx, rx) = watch::channel::<Digest>(None);
-    let info = if meta.is_file() {
+    let info = if let Some(files) = req.files {
+        if !meta.is_dir() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("{} is not a directory", path.display()),
+            ));
+        }
+        if let Some(bad) = files
+            .iter()
+            .find(|f| !agentbox_protocol::sync::is_sync_path(f))
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("`{bad}` is not a relative path inside the directory"),
+            ));
+        }
+        let snapshot = downloads.dir.join(format!("down-{id}.tar"));
+        let (root, out) = (path.clone(), snapshot.clone());
+        let packed = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
+            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
+            let mut builder = tar::Builder::new(HashingWriter::new(file));
+            builder.follow_symlinks(false);
+            for f in &files {
+                agentbox_protocol::transfer::append_path(
+                    &mut builder,
+                    &root.join(f),
+                    Path::new(f),
+                )?;
+            }
+            let (digest, size, mut inner) = builder.into_inner()?.finish();
+            std::io::Write::flush(&mut inner)?;
+            Ok((digest, size))
+        })
+        .await
+        .map_err(internal)?;
+        let (digest, size) = packed.map_err(|e| {
+            let _ = std::fs::remove_file(&snapshot);
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("cannot pack the files: {e}"),
+            )
+        })?;
+        let _ = tx.send(Some(Ok(digest)));
+        downloads.lock().insert(
+            id.clone(),
+            Entry {
+                path: snapshot,
+                size,
+                mtime: None,
+                snapshot: true,
+                digest: rx,
+            },
+        );
+        DownloadInfo {
+            id,
+            kind: TransferKind::Tar,
+            size,
+            name: name_str.to_string(),
+            mode: meta.permissions().mode() & 0o7777,
+        }
+    } else if meta.is_file() {
         let mtime = meta.modified().ok();
         let size = meta.len();
         let hashed = path.clone();
