@@ -131,6 +131,25 @@ pub enum Cmd {
         #[arg(long, default_value_t = 60_000, value_name = "MS")]
         wait: u64,
     },
+    /// Copy files between the box and the host project, through the host.
+    ///
+    /// `--to-host BOXPATH HOSTPATH` writes into the host project; `--from-host HOSTPATH
+    /// BOXPATH` reads from it. HOSTPATH is relative to the project root and may not leave
+    /// it or touch `.git`. Unless the host's policy allows it, each copy waits until
+    /// someone runs `agentbox approve ID` on the host.
+    #[command(group(clap::ArgGroup::new("direction").required(true).args(["to_host", "from_host"])))]
+    Cp {
+        /// Copy a box path into the host project.
+        #[arg(long)]
+        to_host: bool,
+        /// Copy a host project path into the box.
+        #[arg(long)]
+        from_host: bool,
+        /// The source.
+        src: String,
+        /// The destination.
+        dest: String,
+    },
     /// git push|pull|fetch|clone through the host (what the `git` shim calls).
     #[command(disable_help_flag = true)]
     Git {
@@ -251,6 +270,13 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             ))
         }
         Cmd::Git { args } => Ok(crate::git::run(paths, &args)),
+        Cmd::Cp {
+            to_host, src, dest, ..
+        } => Ok(if to_host {
+            crate::copy::to_host(paths, std::path::Path::new(&src), &dest)
+        } else {
+            crate::copy::from_host(paths, &src, &dest)
+        }),
         Cmd::Gh { args } => Ok(no_bridge("gh", &args)),
         Cmd::Status { json } => match client::call(&socket, CtlRequest::Status)? {
             CtlResponse::Status(report) => {

@@ -8,12 +8,14 @@
 //! - [`daemon`]: lock, socket, signals, shutdown.
 //! - [`host`]: requests to the host (`notify`, `open`) through the relay; [`git`]: `git push`
 //!   as a bundle the host pushes.
+//! - [`copy`]: `cp --to-host|--from-host` through the host bridge.
 //! - [`cli`]: argument parsing and output.
 //! - [`paths`]: the environment contract.
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod copy;
 pub mod daemon;
 pub mod git;
 pub mod host;

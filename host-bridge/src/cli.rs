@@ -213,6 +213,25 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Requests from boxes that wait for your decision (see `approve`, `deny`).
+    Approvals {
+        /// Also show decided and expired ones.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a waiting box request run (the ID is in `agentbox approvals`).
+    Approve {
+        /// The approval id.
+        id: String,
+    },
+    /// Refuse a waiting box request.
+    Deny {
+        /// The approval id.
+        id: String,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -382,6 +401,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Config(cmd) => ctx.config(cmd),
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
         Cmd::Audit { json } => ctx.audit(json),
+        Cmd::Approvals { all, json } => ctx.approvals(all, json),
+        Cmd::Approve { id } => ctx.decide(&id, true),
+        Cmd::Deny { id } => ctx.decide(&id, false),
         Cmd::Sync { target, json } => ctx.sync(target.as_deref(), json),
         Cmd::Download {
             target,
@@ -452,7 +474,8 @@ fn slug(path: &Path, max: usize) -> String {
 }
 
 /// The project's id in `AGENTBOX_HOME/projects/`: readable name + hash of the root path.
-fn project_id(root: &Path) -> String {
+/// The id of a project's config file under `AGENTBOX_HOME/projects/`.
+pub(crate) fn project_id(root: &Path) -> String {
     let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
     format!("{}-{}", slug(root, 40), &hash[..12])
 }
@@ -1094,6 +1117,46 @@ impl Ctx {
             }
             BridgeCmd::Run => unreachable!("handled before the context is built"),
         }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn approvals(&self, all: bool, json: bool) -> anyhow::Result<ExitCode> {
+        let list =
+            crate::bridge::journal::HostJournal::open(&self.home.state_db())?.approvals(all)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        } else if list.is_empty() {
+            println!("nothing waits for approval");
+        } else {
+            let now = agentbox_protocol::now_millis();
+            for a in list {
+                let left = a.expires_ms.saturating_sub(now) / 1000;
+                println!(
+                    "{}  {:<8}  {:<12} {}  ({})",
+                    a.id,
+                    a.state,
+                    a.box_name,
+                    a.summary,
+                    if a.state == "pending" {
+                        format!("expires in {}m{:02}s", left / 60, left % 60)
+                    } else {
+                        a.kind
+                    }
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn decide(&self, id: &str, approve: bool) -> anyhow::Result<ExitCode> {
+        let journal = crate::bridge::journal::HostJournal::open(&self.home.state_db())?;
+        let a = journal.decide(id, approve)?;
+        println!(
+            "{} {}: {}",
+            if approve { "approved" } else { "denied" },
+            a.id,
+            a.summary
+        );
         Ok(ExitCode::SUCCESS)
     }
 

@@ -45,8 +45,63 @@ fn bytes(v: &str) -> Result<(), String> {
         .map_err(|_| format!("`{v}` is not a byte count"))
 }
 
+fn verdict(v: &str) -> Result<(), String> {
+    match v {
+        "allow" | "ask" | "deny" => Ok(()),
+        _ => Err(format!("`{v}` is not a policy: use allow, ask or deny")),
+    }
+}
+
+/// Whether a key is part of the host's policy, which only host config may set (never a
+/// repository's `agentbox.yaml`, which the box can influence).
+pub fn is_policy_key(name: &str) -> bool {
+    name.starts_with("policy.") || name.starts_with("approvals.")
+}
+
 /// Every key agentbox reads.
 pub const KEYS: &[Key] = &[
+    Key {
+        name: "policy.notify",
+        help: "box notifications: allow, ask or deny",
+        default: Some("allow"),
+        check: verdict,
+    },
+    Key {
+        name: "policy.open",
+        help: "box requests to open http(s) URLs: allow, ask or deny",
+        default: Some("allow"),
+        check: verdict,
+    },
+    Key {
+        name: "policy.pushOwnBranch",
+        help: "pushes of the box's own agentbox/<box> branch: allow, ask or deny",
+        default: Some("allow"),
+        check: verdict,
+    },
+    Key {
+        name: "policy.pushOtherBranch",
+        help: "pushes of any other branch: allow, ask or deny",
+        default: Some("ask"),
+        check: verdict,
+    },
+    Key {
+        name: "policy.copyToHost",
+        help: "`agentbox-ctl cp --to-host` into the project: allow, ask or deny",
+        default: Some("ask"),
+        check: verdict,
+    },
+    Key {
+        name: "policy.copyFromHost",
+        help: "`agentbox-ctl cp --from-host` out of the project: allow, ask or deny",
+        default: Some("ask"),
+        check: verdict,
+    },
+    Key {
+        name: "approvals.ttlSeconds",
+        help: "how long a request waits for `agentbox approve` before it is refused",
+        default: Some("900"),
+        check: count,
+    },
     Key {
         name: "box.provider",
         help: "where boxes run: local, docker or daytona",
@@ -256,6 +311,11 @@ impl Resolved {
         layers.push((Layer::Default, defaults));
         for (layer, values) in &layers {
             for (k, v) in values {
+                if *layer == Layer::Repo && is_policy_key(k) {
+                    return Err(format!(
+                        "agentbox.yaml: defaults may not set `{k}`: the policy comes from host config only"
+                    ));
+                }
                 if *layer != Layer::Default {
                     check(k, v).map_err(|e| format!("{} config: {e}", layer.as_str()))?;
                 }

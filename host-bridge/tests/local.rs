@@ -985,3 +985,214 @@ fn download_shows_changes_holds_host_executed_files_and_never_writes_git() {
     assert_eq!(again["plan"]["files"], serde_json::json!([]), "{again}");
     host.ok(&repo, &["destroy", "-y", "d1"]);
 }
+
+impl Host {
+    /// Starts `agentbox ARGS` without waiting for it.
+    fn spawn(&self, cwd: &Path, args: &[&str]) -> std::process::Child {
+        Command::new(AGENTBOX)
+            .args(args)
+            .current_dir(cwd)
+            .env("AGENTBOX_HOME", self.home())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn agentbox")
+    }
+
+    /// Waits until exactly one approval is pending and returns it.
+    fn pending_approval(&self, cwd: &Path) -> serde_json::Value {
+        let mut found = None;
+        assert!(
+            eventually(|| {
+                let v: serde_json::Value =
+                    serde_json::from_str(&self.ok(cwd, &["approvals", "--json"])).expect("json");
+                found = v.as_array().and_then(|a| a.first().cloned());
+                found.is_some()
+            }),
+            "no approval showed up"
+        );
+        found.expect("approval")
+    }
+}
+
+fn finish(child: std::process::Child) -> (bool, String) {
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn copies_to_and_from_the_host_wait_for_approval_and_stay_in_the_project() {
+    let host = Host::new();
+    let repo = host.repo("cpyproj", "");
+    std::fs::create_dir_all(repo.join("docs")).expect("mkdir");
+    host.ok(&repo, &["create", "--name", "cpy"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p out && echo report > out/r.txt && echo 'rm -rf ~' > .envrc",
+        ],
+    );
+
+    // Approved: the tree lands in the project.
+    let child = host.spawn(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "cp",
+            "--to-host",
+            "out",
+            "docs/",
+        ],
+    );
+    let approval = host.pending_approval(&repo);
+    assert_eq!(approval["kind"], "cp to host");
+    assert!(
+        approval["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("docs")),
+        "{approval}"
+    );
+    let id = approval["id"].as_str().expect("id").to_string();
+    host.ok(&repo, &["approve", &id]);
+    let (ok, out) = finish(child);
+    assert!(ok, "{out}");
+    assert!(out.contains("waiting for approval on the host"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(repo.join("docs/out/r.txt")).expect("landed"),
+        "report\n"
+    );
+    host.fails(&repo, &["approve", &id], "already approved");
+
+    // Denied: nothing lands, the box hears why.
+    let child = host.spawn(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "cp",
+            "--to-host",
+            "out/r.txt",
+            "r2.txt",
+        ],
+    );
+    let approval = host.pending_approval(&repo);
+    host.ok(&repo, &["deny", approval["id"].as_str().expect("id")]);
+    let (ok, out) = finish(child);
+    assert!(!ok && out.contains("denied"), "{out}");
+    assert!(!repo.join("r2.txt").exists());
+
+    // Expired: refused once the approval times out.
+    host.ok(
+        &repo,
+        &["config", "set", "--global", "approvals.ttlSeconds", "1"],
+    );
+    let (ok, out) = finish(host.spawn(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "cp",
+            "--to-host",
+            "out/r.txt",
+            "r3.txt",
+        ],
+    ));
+    assert!(!ok && out.contains("nobody approved it in time"), "{out}");
+    assert!(!repo.join("r3.txt").exists());
+
+    // The policy can let copies run unasked; the limits still hold.
+    host.ok(
+        &repo,
+        &["config", "set", "--project", "policy.copyFromHost", "allow"],
+    );
+    host.ok(
+        &repo,
+        &["config", "set", "--project", "policy.copyToHost", "allow"],
+    );
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "cp",
+            "--from-host",
+            "src/lib.txt",
+            "from-host.txt",
+        ],
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "from-host.txt"]),
+        "one\nedited\n"
+    );
+    let outside = host.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, repo.join("link")).expect("symlink");
+    for (args, why) in [
+        (
+            vec!["--to-host", "out/r.txt", "../escaped.txt"],
+            "leaves the project",
+        ),
+        (
+            vec!["--to-host", "out/r.txt", ".git/hooks/pre-commit"],
+            ".git",
+        ),
+        (vec!["--to-host", ".envrc", "."], "run by the host"),
+        (vec!["--to-host", "out/r.txt", "link/"], "symlink"),
+        (vec!["--from-host", ".git/config", "x"], ".git"),
+        (vec!["--from-host", "../", "x"], "leaves the project"),
+        (vec!["--from-host", "/etc/passwd", "x"], "absolute"),
+    ] {
+        let mut full = vec!["exec", "--", "agentbox-ctl", "cp"];
+        full.extend(&args);
+        let out = host.run(&repo, &full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
+    assert!(!host.dir.path().join("escaped.txt").exists() && !repo.join(".envrc").exists());
+    assert!(!repo.join(".git/hooks/pre-commit").exists());
+    let audit: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
+    let decisions: Vec<&str> = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"].as_str().is_some_and(|k| k.starts_with("cp ")))
+        .map(|e| e["decision"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            "done", "denied", "expired", "done", "refused", "refused", "refused", "refused",
+            "refused", "refused", "refused"
+        ]
+    );
+    host.ok(&repo, &["destroy", "-y", "cpy"]);
+}
+
+#[test]
+fn a_repository_cannot_set_the_host_policy() {
+    let host = Host::new();
+    let repo = host.repo("sneaky", "defaults:\n  policy:\n    copyToHost: allow\n");
+    host.fails(&repo, &["create"], "the policy comes from host config only");
+}

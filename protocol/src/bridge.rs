@@ -68,6 +68,22 @@ pub enum HostRequest {
     Git(GitRequest),
     /// A GitHub pull-request operation through the host's `gh`.
     Gh(GhRequest),
+    /// Copy a box path (packed as a tar blob, already on the relay) into the host project.
+    CopyToHost {
+        /// The tar of one top-level entry, `name`.
+        blob: BlobRef,
+        /// The entry's name.
+        name: String,
+        /// Where in the host project, relative to its root (`docker cp` semantics).
+        dest: String,
+    },
+    /// Copy a path of the host project into the box.
+    CopyFromHost {
+        /// Relative to the host project root.
+        src: String,
+        /// The box path it lands at (relative to the workspace unless absolute).
+        dest: String,
+    },
 }
 
 impl HostRequest {
@@ -84,6 +100,8 @@ impl HostRequest {
             Self::Gh(GhRequest::PrCreate { .. }) => "gh pr create",
             Self::Gh(GhRequest::PrView { .. }) => "gh pr view",
             Self::Gh(GhRequest::PrList { .. }) => "gh pr list",
+            Self::CopyToHost { .. } => "cp to host",
+            Self::CopyFromHost { .. } => "cp from host",
         }
     }
 }

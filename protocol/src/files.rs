@@ -91,7 +91,7 @@ pub struct DownloadRequest {
     pub path: String,
     /// When set, `path` is a directory and the download is a tar of exactly these files
     /// under it, named by their relative paths (no top-level directory).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub files: Option<Vec<String>>,
 }
 

@@ -42,7 +42,7 @@ pub use hello::{HandshakeError, Hello, VersionMismatch};
 /// Version of the wire protocol. Bump it whenever a bincode message changes shape: bincode
 /// is positional, so two sides with different message definitions must refuse each other
 /// at the handshake instead of misreading each other.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Milliseconds since the Unix epoch, the one timestamp representation on every wire.
 pub type EpochMillis = u64;

@@ -28,6 +28,41 @@ pub struct AuditEntry {
     pub exit_code: i32,
 }
 
+/// A request waiting for (or decided by) `agentbox approve` / `deny`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    /// Short id to name on the command line.
+    pub id: String,
+    /// The box that asked.
+    pub box_name: String,
+    /// Its request id.
+    pub request_id: String,
+    /// `git push`, `cp to host`, …
+    pub kind: String,
+    /// What exactly would happen, for the person deciding.
+    pub summary: String,
+    /// When it was asked.
+    pub created_ms: u64,
+    /// When it stops waiting.
+    pub expires_ms: u64,
+    /// `pending`, `approved`, `denied` or `expired`.
+    pub state: String,
+}
+
+/// Why `approve` / `deny` did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// No such approval.
+    #[error("there is no approval `{0}` (see `agentbox approvals`)")]
+    NotFound(String),
+    /// Already approved, denied or expired.
+    #[error("approval `{0}` is already {1}")]
+    Decided(String, String),
+    /// The database failed.
+    #[error("state database: {0}")]
+    Db(#[from] rusqlite::Error),
+}
+
 /// The host bridge's records.
 pub struct HostJournal {
     conn: Connection,
@@ -37,6 +72,12 @@ const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS completed (
     box_name TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL, ts_ms INTEGER NOT NULL,
     PRIMARY KEY (box_name, request_id)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    id TEXT PRIMARY KEY, box_name TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL,
+    summary TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
+    state TEXT NOT NULL, decided_ms INTEGER,
+    UNIQUE (box_name, request_id)
 );
 CREATE TABLE IF NOT EXISTS audit (
     ts_ms INTEGER NOT NULL, box_name TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL,
@@ -90,6 +131,91 @@ impl HostJournal {
             params![e.ts_ms as i64, e.box_name, e.request_id, e.kind, e.decision, e.detail, e.exit_code],
         )?;
         Ok(())
+    }
+
+    /// Marks pending approvals past their time as expired.
+    fn expire(&self) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE approvals SET state = 'expired', decided_ms = ?1 WHERE state = 'pending' AND expires_ms < ?1",
+            params![agentbox_protocol::now_millis() as i64],
+        )?;
+        Ok(())
+    }
+
+    fn approval_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Approval> {
+        Ok(Approval {
+            id: r.get(0)?,
+            box_name: r.get(1)?,
+            request_id: r.get(2)?,
+            kind: r.get(3)?,
+            summary: r.get(4)?,
+            created_ms: r.get::<_, i64>(5)? as u64,
+            expires_ms: r.get::<_, i64>(6)? as u64,
+            state: r.get(7)?,
+        })
+    }
+
+    /// The approval of a request, creating a pending one (valid `ttl_ms`) the first time.
+    pub fn approval_for(
+        &self,
+        box_name: &str,
+        request_id: &str,
+        kind: &str,
+        summary: &str,
+        ttl_ms: u64,
+    ) -> rusqlite::Result<Approval> {
+        self.expire()?;
+        let now = agentbox_protocol::now_millis();
+        let id = agentbox_protocol::files::new_transfer_id()
+            .map_or_else(|_| format!("{now:x}"), |t| t[..8].to_string());
+        self.conn.execute(
+            "INSERT OR IGNORE INTO approvals (id, box_name, request_id, kind, summary, created_ms, expires_ms, state) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            params![id, box_name, request_id, kind, summary, now as i64, now.saturating_add(ttl_ms) as i64],
+        )?;
+        self.conn.query_row(
+            "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals \
+             WHERE box_name = ?1 AND request_id = ?2",
+            params![box_name, request_id],
+            Self::approval_row,
+        )
+    }
+
+    /// Approvals, oldest first; only pending ones unless `all`.
+    pub fn approvals(&self, all: bool) -> rusqlite::Result<Vec<Approval>> {
+        self.expire()?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals \
+             WHERE ?1 OR state = 'pending' ORDER BY created_ms",
+        )?;
+        let rows = stmt.query_map(params![all], Self::approval_row)?;
+        rows.collect()
+    }
+
+    /// Approves or denies a pending approval.
+    pub fn decide(&self, id: &str, approve: bool) -> Result<Approval, DecideError> {
+        self.expire()?;
+        let changed = self.conn.execute(
+            "UPDATE approvals SET state = ?2, decided_ms = ?3 WHERE id = ?1 AND state = 'pending'",
+            params![
+                id,
+                if approve { "approved" } else { "denied" },
+                agentbox_protocol::now_millis() as i64
+            ],
+        )?;
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals WHERE id = ?1",
+                params![id],
+                Self::approval_row,
+            )
+            .optional()?
+            .ok_or_else(|| DecideError::NotFound(id.to_string()))?;
+        if changed == 0 {
+            return Err(DecideError::Decided(id.to_string(), row.state));
+        }
+        Ok(row)
     }
 
     /// The audit log, oldest first.

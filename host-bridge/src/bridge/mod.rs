@@ -2,10 +2,13 @@
 //! long-polls every ready box's relay, runs what they ask concurrently (bounded per box),
 //! records each completed request id with its outcome before answering — so a
 //! re-delivered request gets the recorded answer instead of running twice — and keeps an
-//! audit log. The policy layer, approvals and git are the rest of issue #6.
+//! audit log. The host policy ([`policy`]) decides what runs unasked, what waits for
+//! `agentbox approve` (without holding up the box's other requests) and what is refused.
 
+pub mod copy;
 pub mod exec;
 pub mod journal;
+pub mod policy;
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentbox_protocol::bridge::{
-    BlobRef, GitOp, GitRequest, HostRequest, LeasedRequest, Outcome, PollResponse, ResultPost,
+    BlobRef, GitOp, HostRequest, LeasedRequest, Outcome, PollResponse, ResultPost,
 };
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
@@ -157,9 +160,12 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
                         break;
                     };
                     let (shared, record, url) = (shared.clone(), record.clone(), url.clone());
+                    let slot = Slot {
+                        permit: Some(permit),
+                        slots: slots.clone(),
+                    };
                     tokio::spawn(async move {
-                        handle(&shared, &record, &url, leased).await;
-                        drop(permit);
+                        handle(&shared, &record, &url, leased, slot).await;
                     });
                 }
             }
@@ -177,7 +183,7 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
 }
 
 /// Runs one request exactly once and answers it (again, from the record, if re-delivered).
-async fn handle(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRequest) {
+async fn handle(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRequest, slot: Slot) {
     let key = format!("{}/{}", record.name, leased.id);
     if !shared
         .inflight
@@ -186,102 +192,401 @@ async fn handle(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRe
     {
         return; // already being carried out: that run answers
     }
-    handle_once(shared, record, url, leased).await;
+    handle_once(shared, record, url, leased, slot).await;
     if let Ok(mut f) = shared.inflight.lock() {
         f.remove(&key);
     }
 }
 
-async fn handle_once(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRequest) {
-    let client = &shared.client;
+/// A place among the requests a box runs at once; given back while a request waits for
+/// approval, so that one pending approval never blocks the others.
+struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Slot {
+    fn release(&mut self) {
+        self.permit = None;
+    }
+
+    async fn reacquire(&mut self) {
+        if self.permit.is_none() {
+            self.permit = self.slots.clone().acquire_owned().await.ok();
+        }
+    }
+}
+
+/// Runs blocking work that needs the host journal.
+async fn with_journal<T: Send + 'static>(
+    shared: &Shared,
+    f: impl FnOnce(&mut HostJournal) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     let journal = shared.journal.clone();
-    // A push brings its bundle: fetched from the relay and checked against its digest
-    // before anything looks at it.
-    let staged = tempfile::tempdir();
-    let bundle = match (&leased.request, &staged) {
-        (
-            HostRequest::Git(GitRequest {
-                bundle: Some(blob), ..
-            }),
-            Ok(dir),
-        ) => Some(fetch_blob(client, url, &record.bridge_token, blob, dir.path()).await),
-        _ => None,
+    tokio::task::spawn_blocking(move || {
+        let mut j = journal
+            .lock()
+            .map_err(|_| anyhow::anyhow!("the host journal lock is poisoned"))?;
+        f(&mut j)
+    })
+    .await
+    .context("the request task panicked")?
+}
+
+fn audit_entry(
+    record: &BoxRecord,
+    leased: &LeasedRequest,
+    decision: &str,
+    detail: String,
+    exit_code: i32,
+) -> AuditEntry {
+    AuditEntry {
+        ts_ms: agentbox_protocol::now_millis(),
+        box_name: record.name.clone(),
+        request_id: leased.id.0.clone(),
+        kind: leased.request.kind().to_string(),
+        decision: decision.to_string(),
+        detail,
+        exit_code,
+    }
+}
+
+fn refusal(decision: &'static str, why: String) -> exec::Done {
+    exec::Done {
+        outcome: Outcome {
+            exit_code: 1,
+            stdout: String::new(),
+            stderr: format!("refused by the host: {why}\n"),
+            bundle: None,
+        },
+        decision,
+        detail: why,
+    }
+}
+
+async fn handle_once(
+    shared: &Shared,
+    record: &BoxRecord,
+    url: &str,
+    leased: LeasedRequest,
+    mut slot: Slot,
+) {
+    let (name, id) = (record.name.clone(), leased.id.0.clone());
+    let replay = {
+        let (name, id) = (name.clone(), id.clone());
+        with_journal(shared, move |j| Ok(j.completed(&name, &id)?)).await
     };
-    let (project, branch) = (record.project.clone(), record.branch.clone());
-    let (name, id, request) = (
-        record.name.clone(),
-        leased.id.0.clone(),
-        leased.request.clone(),
-    );
-    let done: anyhow::Result<Outcome> = tokio::task::spawn_blocking(move || {
-        let lock = || {
-            journal
-                .lock()
-                .map_err(|_| anyhow::anyhow!("the host journal lock is poisoned"))
-        };
-        let entry = |decision: &str, detail: String, exit_code| AuditEntry {
-            ts_ms: agentbox_protocol::now_millis(),
-            box_name: name.clone(),
-            request_id: id.clone(),
-            kind: request.kind().to_string(),
-            decision: decision.to_string(),
-            detail,
-            exit_code,
-        };
-        let recorded = lock()?.completed(&name, &id)?;
-        if let Some(outcome) = recorded {
-            lock()?.audit(&entry(
+    let outcome = match replay {
+        Ok(Some(outcome)) => {
+            let entry = audit_entry(
+                record,
+                &leased,
                 "replayed",
                 "re-delivered; answered from the record".into(),
                 outcome.exit_code,
-            ))?;
-            return Ok(outcome);
+            );
+            let _ = with_journal(shared, move |j| Ok(j.audit(&entry)?)).await;
+            outcome
         }
-        let done = match (&request, bundle) {
-            (HostRequest::Git(git), Some(Ok(path))) if git.op == GitOp::Push => exec::git_push(
-                &exec::BoxFacts {
-                    name: &name,
-                    project: &project,
-                    branch: &branch,
-                },
-                git,
-                &path,
-            ),
-            (HostRequest::Git(_), Some(Err(e))) => exec::Done {
-                outcome: Outcome {
-                    exit_code: 1,
-                    stdout: String::new(),
-                    stderr: format!("refused by the host: {e}\n"),
-                    bundle: None,
-                },
-                decision: "refused",
-                detail: e,
-            },
-            _ => exec::execute(&name, &request),
-        };
-        lock()?.record(
-            &entry(done.decision, done.detail, done.outcome.exit_code),
-            &done.outcome,
-        )?;
-        Ok(done.outcome)
-    })
-    .await
-    .context("the request task panicked")
-    .and_then(|r| r);
-    let outcome = match done {
-        Ok(o) => o,
+        Ok(None) => {
+            let done = decide_and_run(shared, record, url, &leased, &mut slot).await;
+            let entry = audit_entry(
+                record,
+                &leased,
+                done.decision,
+                done.detail,
+                done.outcome.exit_code,
+            );
+            let outcome = done.outcome;
+            let kept = outcome.clone();
+            if let Err(e) = with_journal(shared, move |j| Ok(j.record(&entry, &kept)?)).await {
+                tracing::warn!(error = %e, "cannot record a request; it will be re-delivered");
+                return;
+            }
+            outcome
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot record a request; it will be re-delivered");
+            tracing::warn!(error = %e, "cannot read the host journal; the request will be re-delivered");
             return;
         }
     };
+    answer(shared, record, url, leased, outcome).await;
+}
+
+/// Applies the policy (waiting for an approval if it says so), then carries the request
+/// out.
+async fn decide_and_run(
+    shared: &Shared,
+    record: &BoxRecord,
+    url: &str,
+    leased: &LeasedRequest,
+    slot: &mut Slot,
+) -> exec::Done {
+    let policy = match policy::Policy::load(&shared.home, &record.project) {
+        Ok(p) => p,
+        Err(e) => return refusal("refused", format!("the host policy cannot be read: {e:#}")),
+    };
+    let (verdict, key) = policy.verdict(&leased.request, &record.branch);
+    let mut approved_by = None;
+    match verdict {
+        policy::Verdict::Allow => {}
+        policy::Verdict::Deny => {
+            return refusal(
+                "denied",
+                format!("the host policy ({key}) denies `{}`", leased.request.kind()),
+            );
+        }
+        policy::Verdict::Ask => {
+            slot.release();
+            match wait_for_approval(shared, record, url, leased, policy.approval_ttl_ms()).await {
+                Ok(approval) => approved_by = Some(approval),
+                Err(done) => return done,
+            }
+            slot.reacquire().await;
+        }
+    }
+    let mut done = run_request(shared, record, url, leased).await;
+    if let Some(id) = approved_by {
+        done.detail = format!("approved ({id}); {}", done.detail);
+    }
+    done
+}
+
+/// Waits until `agentbox approve` or `deny` decides the request, or its approval expires,
+/// keeping the lease alive and telling the box what to run.
+async fn wait_for_approval(
+    shared: &Shared,
+    record: &BoxRecord,
+    url: &str,
+    leased: &LeasedRequest,
+    ttl_ms: u64,
+) -> Result<String, exec::Done> {
+    let summary = policy::summary(
+        &leased.request,
+        &record.name,
+        &record.branch,
+        &record.project,
+    );
+    let mut told = false;
+    let mut renewed = std::time::Instant::now();
+    loop {
+        let (name, id, kind, text) = (
+            record.name.clone(),
+            leased.id.0.clone(),
+            leased.request.kind().to_string(),
+            summary.clone(),
+        );
+        let approval = with_journal(shared, move |j| {
+            Ok(j.approval_for(&name, &id, &kind, &text, ttl_ms)?)
+        })
+        .await
+        .map_err(|e| refusal("refused", format!("cannot record the approval: {e:#}")))?;
+        match approval.state.as_str() {
+            "approved" => return Ok(approval.id),
+            "denied" => {
+                return Err(refusal(
+                    "denied",
+                    format!("denied on the host ({})", approval.id),
+                ));
+            }
+            "expired" => {
+                return Err(refusal(
+                    "expired",
+                    format!("nobody approved it in time ({}); ask again", approval.id),
+                ));
+            }
+            _ => {}
+        }
+        if !told || renewed.elapsed() > Duration::from_secs(5) {
+            let lines = if told {
+                Vec::new()
+            } else {
+                let mins = approval
+                    .expires_ms
+                    .saturating_sub(agentbox_protocol::now_millis())
+                    / 60_000;
+                vec![format!(
+                    "waiting for approval on the host: `agentbox approve {}` (or deny; expires in {mins} min): {summary}",
+                    approval.id
+                )]
+            };
+            let body = agentbox_protocol::bridge::ProgressPost {
+                id: leased.id.clone(),
+                lease: leased.lease.clone(),
+                lines,
+            };
+            let _ = shared
+                .client
+                .post(format!("{url}/v1/bridge/progress"))
+                .bearer_auth(&record.bridge_token)
+                .json(&body)
+                .send()
+                .await;
+            told = true;
+            renewed = std::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Carries out an allowed request.
+async fn run_request(
+    shared: &Shared,
+    record: &BoxRecord,
+    url: &str,
+    leased: &LeasedRequest,
+) -> exec::Done {
+    let client = &shared.client;
+    let staged = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
+    };
+    let (project, branch, name) = (
+        record.project.clone(),
+        record.branch.clone(),
+        record.name.clone(),
+    );
+    match leased.request.clone() {
+        HostRequest::Git(git) if git.op == GitOp::Push => {
+            let Some(blob) = &git.bundle else {
+                return refusal("refused", "a push needs its bundle".into());
+            };
+            let path =
+                match fetch_blob(client, url, &record.bridge_token, blob, staged.path()).await {
+                    Ok(p) => p,
+                    Err(e) => return refusal("refused", e),
+                };
+            blocking(move || {
+                let _keep = staged;
+                exec::git_push(
+                    &exec::BoxFacts {
+                        name: &name,
+                        project: &project,
+                        branch: &branch,
+                    },
+                    &git,
+                    &path,
+                )
+            })
+            .await
+        }
+        HostRequest::CopyToHost {
+            blob,
+            name: entry,
+            dest,
+        } => {
+            let path =
+                match fetch_blob(client, url, &record.bridge_token, &blob, staged.path()).await {
+                    Ok(p) => p,
+                    Err(e) => return refusal("refused", e),
+                };
+            let id = leased.id.0.clone();
+            blocking(move || {
+                let _keep = staged;
+                match copy::to_host(&project, &path, &entry, &dest, &id) {
+                    Ok(paths) => {
+                        let shown: Vec<String> =
+                            paths.iter().map(|p| p.display().to_string()).collect();
+                        exec::Done {
+                            outcome: Outcome {
+                                exit_code: 0,
+                                stdout: lines(&shown),
+                                stderr: String::new(),
+                                bundle: None,
+                            },
+                            decision: "done",
+                            detail: format!("wrote {}", shown.join(", ")),
+                        }
+                    }
+                    Err(e) => refusal("refused", e),
+                }
+            })
+            .await
+        }
+        HostRequest::CopyFromHost { src, dest } => {
+            let archive = staged.path().join("from-host.tar");
+            let packed = {
+                let (project, src, archive) = (project.clone(), src.clone(), archive.clone());
+                tokio::task::spawn_blocking(move || copy::pack_from_host(&project, &src, &archive))
+                    .await
+            };
+            match packed {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return refusal("refused", e),
+                Err(e) => return refusal("refused", e.to_string()),
+            }
+            let relay = crate::transfer::client::Relay::new(url, &record.bridge_token);
+            let land = agentbox_protocol::files::LandRequest {
+                blake3: String::new(),
+                size: 0,
+                kind: agentbox_protocol::files::TransferKind::Tar,
+                dest: dest.clone(),
+                name: None,
+                mode: None,
+            };
+            let id = match agentbox_protocol::files::new_transfer_id() {
+                Ok(id) => id,
+                Err(e) => return refusal("refused", e.to_string()),
+            };
+            match relay.upload(&id, &archive, land, &|_, _| {}).await {
+                Ok(landed) => exec::Done {
+                    outcome: Outcome {
+                        exit_code: 0,
+                        stdout: lines(&landed.paths),
+                        stderr: String::new(),
+                        bundle: None,
+                    },
+                    decision: "done",
+                    detail: format!(
+                        "sent {} to {}",
+                        project.join(&src).display(),
+                        landed.paths.join(", ")
+                    ),
+                },
+                Err(e) => exec::Done {
+                    outcome: Outcome {
+                        exit_code: 1,
+                        stdout: String::new(),
+                        stderr: format!("{e:#}\n"),
+                        bundle: None,
+                    },
+                    decision: "done",
+                    detail: format!("failed: {e:#}"),
+                },
+            }
+        }
+        request => blocking(move || exec::execute(&name, &request)).await,
+    }
+}
+
+/// One line per path.
+fn lines(paths: &[String]) -> String {
+    paths.iter().flat_map(|p| [p.as_str(), "\n"]).collect()
+}
+
+async fn blocking(f: impl FnOnce() -> exec::Done + Send + 'static) -> exec::Done {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| refusal("refused", format!("the request task failed: {e}")))
+}
+
+/// Posts the outcome; if it cannot, the lease expires, the relay re-delivers, and the
+/// record answers.
+async fn answer(
+    shared: &Shared,
+    record: &BoxRecord,
+    url: &str,
+    leased: LeasedRequest,
+    outcome: Outcome,
+) {
     let body = ResultPost {
         id: leased.id,
         lease: leased.lease,
         outcome,
     };
     for _ in 0..5 {
-        let sent = client
+        let sent = shared
+            .client
             .post(format!("{url}/v1/bridge/result"))
             .bearer_auth(&record.bridge_token)
             .json(&body)
@@ -292,7 +597,6 @@ async fn handle_once(shared: &Shared, record: &BoxRecord, url: &str, leased: Lea
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // Not answered: the lease expires, the relay re-delivers, and the record answers.
 }
 
 /// Downloads a blob from the relay into `dir`, checking size and blake3 as it streams.
@@ -317,7 +621,7 @@ async fn fetch_blob(
         .await
         .and_then(reqwest::Response::error_for_status)
         .map_err(|e| format!("cannot fetch the bundle: {e}"))?;
-    let path = dir.join("push.bundle");
+    let path = dir.join(&blob.blake3);
     let mut file = tokio::fs::File::create(&path)
         .await
         .map_err(|e| e.to_string())?;

@@ -1,0 +1,106 @@
+//! The host's policy (DESIGN.md §4): which box requests run unasked, which wait for
+//! `agentbox approve`, which are refused. Read from host config only — the global and the
+//! project config under `AGENTBOX_HOME`, never the repository's `agentbox.yaml`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use agentbox_protocol::bridge::{GitOp, HostRequest};
+
+use crate::config::Resolved;
+use crate::home::Home;
+
+/// What the policy says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Run it.
+    Allow,
+    /// Wait for `agentbox approve`.
+    Ask,
+    /// Refuse it.
+    Deny,
+}
+
+/// The policy for one project.
+pub struct Policy {
+    resolved: Resolved,
+}
+
+impl Policy {
+    /// Loads the policy that applies to boxes of `project`.
+    pub fn load(home: &Home, project: &Path) -> anyhow::Result<Self> {
+        let project_file = home.project_config(&crate::cli::project_id(project));
+        let resolved = Resolved::load(&home.config(), Some(&project_file), None, BTreeMap::new())
+            .map_err(anyhow::Error::msg)?;
+        Ok(Self { resolved })
+    }
+
+    fn get(&self, key: &str) -> Verdict {
+        match self.resolved.get(key).map(|(v, _)| v) {
+            Some("allow") => Verdict::Allow,
+            Some("deny") => Verdict::Deny,
+            // Unknown or missing: the careful answer.
+            _ => Verdict::Ask,
+        }
+    }
+
+    /// How long an approval waits, in milliseconds.
+    pub fn approval_ttl_ms(&self) -> u64 {
+        self.resolved
+            .get("approvals.ttlSeconds")
+            .and_then(|(v, _)| v.parse::<u64>().ok())
+            .unwrap_or(900)
+            .saturating_mul(1000)
+    }
+
+    /// The verdict on `request` from the box whose branch is `own_branch`, and the key
+    /// that decided it.
+    pub fn verdict(&self, request: &HostRequest, own_branch: &str) -> (Verdict, &'static str) {
+        let key = match request {
+            HostRequest::Notify { .. } => "policy.notify",
+            HostRequest::Open { .. } => "policy.open",
+            HostRequest::Git(g) if g.op == GitOp::Push => {
+                if g.branch.as_deref().is_none_or(|b| b == own_branch) {
+                    "policy.pushOwnBranch"
+                } else {
+                    "policy.pushOtherBranch"
+                }
+            }
+            HostRequest::CopyToHost { .. } => "policy.copyToHost",
+            HostRequest::CopyFromHost { .. } => "policy.copyFromHost",
+            // Not carried out by this host yet: the executor refuses them with a reason.
+            HostRequest::Git(_) | HostRequest::Gh(_) => return (Verdict::Allow, "unsupported"),
+        };
+        (self.get(key), key)
+    }
+}
+
+/// One line saying what a request would do, for `agentbox approvals`.
+pub fn summary(request: &HostRequest, box_name: &str, own_branch: &str, project: &Path) -> String {
+    use crate::bridge::exec::clean_text;
+    match request {
+        HostRequest::Notify { message } => format!("notify: {}", clean_text(message, 120)),
+        HostRequest::Open { url } => format!("open {}", clean_text(url, 200)),
+        HostRequest::Git(g) => format!(
+            "git {:?} of {} to remote {}",
+            g.op,
+            clean_text(g.branch.as_deref().unwrap_or(own_branch), 100),
+            clean_text(g.remote.as_deref().unwrap_or("origin"), 60)
+        )
+        .to_lowercase(),
+        HostRequest::Gh(_) => format!("{} for box {box_name}", request.kind()),
+        HostRequest::CopyToHost {
+            name, dest, blob, ..
+        } => format!(
+            "write `{}` ({} bytes) from box {box_name} into {}",
+            clean_text(name, 100),
+            blob.size,
+            project.join(clean_text(dest, 200)).display()
+        ),
+        HostRequest::CopyFromHost { src, dest } => format!(
+            "send {} to box {box_name} at {}",
+            project.join(clean_text(src, 200)).display(),
+            clean_text(dest, 200)
+        ),
+    }
+}
