@@ -11,7 +11,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{self, Layer, Resolved};
 use crate::home::Home;
-use crate::provider::{self, local::LocalBox};
+use crate::provider::{self, AnyBox};
 use crate::state::{BoxRecord, State};
 use crate::{git, seed};
 
@@ -53,6 +53,10 @@ pub struct CreateOpts {
     /// Seed from this host branch instead of the current checkout (uncommitted changes stay behind).
     #[arg(long)]
     pub branch: Option<String>,
+    /// CPU-MEM-DISK of a docker box, e.g. 2-4-8 (default: config `box.size`; disk is not
+    /// enforced by Docker's default storage driver).
+    #[arg(long)]
+    pub size: Option<String>,
 }
 
 /// The subcommands.
@@ -232,6 +236,37 @@ pub enum Cmd {
         /// The approval id.
         id: String,
     },
+    /// Build the box image of a provider (docker: from Dockerfile.box) and pin it in the
+    /// project config (`box.image`). Does nothing when its inputs are unchanged.
+    Prepare {
+        /// The provider (docker).
+        #[arg(long, default_value = "docker")]
+        provider: String,
+        /// The base image (default: config `box.baseImage`, else debian:bookworm-slim).
+        #[arg(long, value_name = "IMG")]
+        base_image: Option<String>,
+        /// Rebuild even when the inputs are unchanged.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the host URL of a box's WebProxy, or of one of its published ports.
+    Url {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// A box port instead of the WebProxy (8080); 8788 is the bridge.
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Remove containers of this AGENTBOX_HOME that no box record knows.
+    Prune {
+        /// The provider (docker).
+        #[arg(long, default_value = "docker")]
+        provider: String,
+        /// Only list them.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -371,7 +406,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Attach { target, session } => {
             let record = ctx.resolve(target.as_deref())?;
             let b = Ctx::local(&record)?;
-            ensure_running(&b)?;
+            ensure_running(&b, &record.name)?;
             Ok(ExitCode::from(
                 u8::try_from(b.attach(&session)?).unwrap_or(1),
             ))
@@ -402,6 +437,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
         Cmd::Audit { json } => ctx.audit(json),
         Cmd::Approvals { all, json } => ctx.approvals(all, json),
+        Cmd::Prepare {
+            provider,
+            base_image,
+            force,
+        } => ctx.prepare(&provider, base_image, force),
+        Cmd::Url { target, port } => {
+            let record = ctx.resolve(target.as_deref())?;
+            match AnyBox::open(&record)? {
+                AnyBox::Docker(b) => println!("{}", b.url(port)?),
+                AnyBox::Local(l) => println!("{}", l.web_url(port)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Prune { provider, dry_run } => ctx.prune(&provider, dry_run),
         Cmd::Approve { id } => ctx.decide(&id, true),
         Cmd::Deny { id } => ctx.decide(&id, false),
         Cmd::Sync { target, json } => ctx.sync(target.as_deref(), json),
@@ -430,15 +479,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn ensure_running(b: &LocalBox) -> anyhow::Result<()> {
+fn ensure_running(b: &AnyBox, name: &str) -> anyhow::Result<()> {
     if b.running() {
         Ok(())
     } else {
-        bail!(
-            "box `{}` is stopped: start it with `agentbox start {}`",
-            b.name,
-            b.name
-        )
+        bail!("box `{name}` is stopped: start it with `agentbox start {name}`")
     }
 }
 
@@ -515,9 +560,8 @@ impl Ctx {
         .map_err(anyhow::Error::msg)
     }
 
-    fn local(record: &BoxRecord) -> anyhow::Result<LocalBox> {
-        provider::ensure_available(&record.provider)?;
-        Ok(LocalBox::new(&record.name, record.dir.clone()))
+    fn local(record: &BoxRecord) -> anyhow::Result<AnyBox> {
+        AnyBox::open(record)
     }
 
     /// A name, an index from `list`, or the project's only box.
@@ -611,9 +655,28 @@ impl Ctx {
             bridge_url: None,
             bridge_token: agentbox_protocol::bridge::new_bridge_token()?,
         };
+        let docker = if record.provider == "docker" {
+            let image = cfg.get("box.image").map(|(v, _)| v.to_string()).context(
+                "no box image for the docker provider: run `agentbox prepare --provider docker` first",
+            )?;
+            let size = match opts.size.as_deref().or(cfg.get("box.size").map(|(v, _)| v)) {
+                Some(s) => Some(
+                    s.parse::<provider::docker::Size>()
+                        .map_err(anyhow::Error::msg)?,
+                ),
+                None => None,
+            };
+            Some(provider::DockerSettings {
+                image,
+                home_label: provider::docker::home_label(self.home.root()),
+                size,
+            })
+        } else {
+            None
+        };
         self.state.insert(&record)?;
-        let b = LocalBox::new(&name, record.dir.clone());
-        match Self::build(&record, &b, opts, depth) {
+        let b = AnyBox::open(&record)?;
+        match Self::build(&record, &b, opts, depth, docker.as_ref()) {
             Ok(url) => {
                 self.state.update(&name, "ready", Some(&url))?;
                 // The box's requests need someone to answer them.
@@ -628,9 +691,9 @@ impl Ctx {
             }
             Err(e) => {
                 // Nothing half-made stays behind: processes, directory, record.
-                if record.dir.exists() {
+                if record.dir.exists() || record.provider != "local" {
                     let _ = b.stop();
-                    let _ = b.remove();
+                    let _ = b.remove(&record.dir);
                 }
                 let _ = self.state.remove(&name);
                 Err(e.context(format!("could not create box `{name}`")))
@@ -640,13 +703,17 @@ impl Ctx {
 
     fn build(
         record: &BoxRecord,
-        b: &LocalBox,
+        b: &AnyBox,
         opts: &CreateOpts,
         depth: u32,
+        docker: Option<&provider::DockerSettings>,
     ) -> anyhow::Result<String> {
         let progress = |s: &str| eprintln!("==> {s}");
-        progress(&format!("creating box `{}` (local provider)", record.name));
-        b.lay_out()?;
+        progress(&format!(
+            "creating box `{}` ({} provider)",
+            record.name, record.provider
+        ));
+        b.lay_out(record, docker)?;
         progress(&format!(
             "packing the seed (history depth {})",
             if depth == 0 {
@@ -968,7 +1035,7 @@ impl Ctx {
             .map(|(i, b)| {
                 let state = if b.phase != "ready" {
                     b.phase.clone()
-                } else if LocalBox::new(&b.name, b.dir.clone()).running() {
+                } else if AnyBox::open(b).is_ok_and(|x| x.running()) {
                     "running".into()
                 } else {
                     "stopped".into()
@@ -1034,7 +1101,9 @@ impl Ctx {
         );
         println!("project:   {}", record.project.display());
         println!("branch:    {}", record.branch);
-        println!("workspace: {}", b.workspace().display());
+        if let AnyBox::Local(l) = &b {
+            println!("workspace: {}", l.workspace().display());
+        }
         for u in units.as_array().into_iter().flatten() {
             println!(
                 "  {:<8} {:<20} {:<9} {}",
@@ -1076,8 +1145,10 @@ impl Ctx {
             }
         }
         let b = Self::local(&record)?;
-        b.stop()?;
-        b.remove()?;
+        if b.running() {
+            b.stop()?;
+        }
+        b.remove(&record.dir)?;
         self.state.remove(&record.name)?;
         eprintln!("destroyed {}", record.name);
         Ok(ExitCode::SUCCESS)
@@ -1116,6 +1187,53 @@ impl Ctx {
                 });
             }
             BridgeCmd::Run => unreachable!("handled before the context is built"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn prepare(
+        &self,
+        provider: &str,
+        base_image: Option<String>,
+        force: bool,
+    ) -> anyhow::Result<ExitCode> {
+        if provider != "docker" {
+            bail!("`prepare` builds images for the docker provider (daytona comes later); not `{provider}`");
+        }
+        let cfg = self.resolved(BTreeMap::new())?;
+        let base = base_image
+            .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
+            .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
+        let tag = provider::docker::prepare(&base, force)?;
+        let path = self.config_file(&Scope {
+            global: false,
+            project: false,
+        })?;
+        let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+        values.insert("box.image".into(), tag.clone());
+        config::write_file(&path, &values)?;
+        eprintln!("==> box.image = {tag} (in {})", path.display());
+        println!("{tag}");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn prune(&self, provider: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+        if provider != "docker" {
+            bail!("`prune` cleans up docker containers; not `{provider}`");
+        }
+        let known: std::collections::BTreeSet<String> =
+            self.state.all()?.into_iter().map(|b| b.name).collect();
+        let label = provider::docker::home_label(self.home.root());
+        for (container, name) in provider::docker::containers(&label)? {
+            if known.contains(&name) {
+                continue;
+            }
+            if dry_run {
+                println!("{container}");
+            } else {
+                provider::docker::DockerBox::new(&name).remove()?;
+                println!("removed {container}");
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -195,6 +195,18 @@ impl LocalBox {
         Ok(url)
     }
 
+    /// The URL of the WebProxy, or of a box port (local services listen on this machine).
+    pub fn web_url(&self, port: Option<u16>) -> anyhow::Result<String> {
+        if let Some(p) = port {
+            return Ok(format!("http://127.0.0.1:{p}"));
+        }
+        let port = self
+            .relay_info()
+            .and_then(|v| v["web_port"].as_u64())
+            .with_context(|| format!("box {} is not running", self.name))?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
     fn relay_info(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&std::fs::read(self.run_dir().join("relay.json")).ok()?).ok()
     }

@@ -1,15 +1,128 @@
-//! Providers: where a box runs. `local` (processes on this machine) is built; `docker`
-//! and `daytona` come with their issues and are refused with a clear message until then.
+//! Providers: where a box runs. `local` (processes on this machine) and `docker` (a
+//! container of the image built from `Dockerfile.box`) are built; `daytona` comes with its
+//! issue and is refused with a clear message until then.
 
+pub mod docker;
 pub mod local;
 
 /// Checks that `name` is a provider this build can run.
 pub fn ensure_available(name: &str) -> anyhow::Result<()> {
     match name {
-        "local" => Ok(()),
-        "docker" | "daytona" => anyhow::bail!(
-            "the `{name}` provider is not available in this version of agentbox yet; use --provider local"
+        "local" | "docker" => Ok(()),
+        "daytona" => anyhow::bail!(
+            "the `{name}` provider is not available in this version of agentbox yet; use --provider local or docker"
         ),
         other => anyhow::bail!("unknown provider `{other}`: use local, docker or daytona"),
+    }
+}
+
+use crate::state::BoxRecord;
+
+/// What creating a docker box needs beyond the record.
+#[derive(Debug, Clone)]
+pub struct DockerSettings {
+    /// The box image (`box.image`, pinned by `prepare`).
+    pub image: String,
+    /// [`docker::home_label`] of this `AGENTBOX_HOME`.
+    pub home_label: String,
+    /// `--size` / `box.size`.
+    pub size: Option<docker::Size>,
+}
+
+/// A box of any provider, for the commands that work the same on all of them.
+pub enum AnyBox {
+    /// Processes on this machine.
+    Local(local::LocalBox),
+    /// A Docker container.
+    Docker(docker::DockerBox),
+}
+
+impl AnyBox {
+    /// The box a record describes.
+    pub fn open(record: &BoxRecord) -> anyhow::Result<Self> {
+        ensure_available(&record.provider)?;
+        Ok(match record.provider.as_str() {
+            "docker" => Self::Docker(docker::DockerBox::new(&record.name)),
+            _ => Self::Local(local::LocalBox::new(&record.name, record.dir.clone())),
+        })
+    }
+
+    /// Makes the box exist (directories, or the container), not started yet.
+    pub fn lay_out(
+        &self,
+        record: &BoxRecord,
+        docker: Option<&DockerSettings>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Self::Local(b) => b.lay_out(),
+            Self::Docker(b) => {
+                // The host keeps its records of the box (sync state) here.
+                std::fs::create_dir_all(&record.dir)?;
+                let s = docker.ok_or_else(|| anyhow::anyhow!("docker settings missing"))?;
+                b.create(&s.image, &record.bridge_token, &s.home_label, s.size)
+            }
+        }
+    }
+
+    /// Starts it; returns the bridge URL once it answers.
+    pub fn start(&self, token: &str) -> anyhow::Result<String> {
+        match self {
+            Self::Local(b) => b.start(token),
+            Self::Docker(b) => b.start(),
+        }
+    }
+
+    /// `agentbox-ctl ARGS` in the box, captured.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        match self {
+            Self::Local(b) => b.ctl(args),
+            Self::Docker(b) => b.ctl(args),
+        }
+    }
+
+    /// Whether it runs.
+    pub fn running(&self) -> bool {
+        match self {
+            Self::Local(b) => b.running(),
+            Self::Docker(b) => b.running(),
+        }
+    }
+
+    /// Stops it, keeping the workspace.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Local(b) => b.stop(),
+            Self::Docker(b) => b.stop(),
+        }
+    }
+
+    /// A command with the terminal's stdio; its exit code.
+    pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
+        match self {
+            Self::Local(b) => b.exec(argv),
+            Self::Docker(b) => b.exec(argv),
+        }
+    }
+
+    /// Attaches to a tmux session.
+    pub fn attach(&self, session: &str) -> anyhow::Result<i32> {
+        match self {
+            Self::Local(b) => b.attach(session),
+            Self::Docker(b) => b.attach(session),
+        }
+    }
+
+    /// Removes every trace of it (and the host's records in `dir`).
+    pub fn remove(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        match self {
+            Self::Local(b) => b.remove(),
+            Self::Docker(b) => {
+                b.remove()?;
+                match std::fs::remove_dir_all(dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                    _ => Ok(()),
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,469 @@
+//! The `docker` provider: a box is a container of the image built from `Dockerfile.box`
+//! (`agentbox prepare --provider docker`), talked to through the Docker API (bollard).
+//!
+//! The container is named `agentbox-<box>` and labelled `agentbox.box` and `agentbox.home`
+//! (so `prune` finds ours and nobody else's); it runs with an init that reaps orphans; the
+//! WebProxy (8080) and the bridge (8788) are published on 127.0.0.1 only, on free ports.
+//! The bridge token is written into the container as `/run/agentbox/bridge.token` (0600)
+//! before it starts — never in its environment, which every `docker exec` would inherit.
+//! Interactive `exec` and `attach` use the `docker` CLI, which owns terminal handling.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+/// The image build inputs baked into this binary.
+const DOCKERFILE: &str = include_str!("../../../Dockerfile.box");
+const SHIM_GIT: &str = include_str!("../../../box/shims/git");
+const SHIM_GH: &str = include_str!("../../../box/shims/gh");
+/// Label holding the box name.
+pub const LABEL_BOX: &str = "agentbox.box";
+/// Label holding which `AGENTBOX_HOME` made the container.
+pub const LABEL_HOME: &str = "agentbox.home";
+/// The default base image.
+pub const DEFAULT_BASE: &str = "debian:bookworm-slim";
+
+/// A runtime and a connected, version-negotiated Docker client.
+fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let docker = rt
+        .block_on(async {
+            Docker::connect_with_local_defaults()?
+                .negotiate_version()
+                .await
+        })
+        .context("cannot reach the Docker engine (is dockerd running? `docker info` tells)")?;
+    Ok((rt, docker))
+}
+
+/// What identifies an `AGENTBOX_HOME` on the labels.
+pub fn home_label(home: &std::path::Path) -> String {
+    blake3::hash(home.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string()
+}
+
+/// `CPU-MEM-DISK` (e.g. `2-4-8`: 2 CPUs, 4 GiB memory, 8 GiB disk).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    /// CPUs.
+    pub cpus: u32,
+    /// Memory in GiB.
+    pub mem_gib: u32,
+    /// Disk in GiB (not enforced by Docker's default storage driver).
+    pub disk_gib: u32,
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<u32> = s
+            .split('-')
+            .map(|p| p.parse::<u32>().map_err(|_| ()))
+            .collect::<Result<_, _>>()
+            .map_err(|()| format!("`{s}` is not CPU-MEM-DISK (e.g. 2-4-8)"))?;
+        match parts[..] {
+            [cpus, mem_gib, disk_gib] if cpus > 0 && mem_gib > 0 => Ok(Self {
+                cpus,
+                mem_gib,
+                disk_gib,
+            }),
+            _ => Err(format!("`{s}` is not CPU-MEM-DISK (e.g. 2-4-8)")),
+        }
+    }
+}
+
+/// Builds the box image unless an image with the same inputs exists; returns its tag.
+/// Progress goes to stderr.
+pub fn prepare(base_image: &str, force: bool) -> anyhow::Result<String> {
+    let (ctl, relay) = super::local::box_binaries()?;
+    let ctl_bytes = std::fs::read(&ctl)?;
+    let relay_bytes = std::fs::read(&relay)?;
+    let mut hasher = blake3::Hasher::new();
+    for part in [
+        DOCKERFILE.as_bytes(),
+        SHIM_GIT.as_bytes(),
+        SHIM_GH.as_bytes(),
+        &ctl_bytes,
+        &relay_bytes,
+        base_image.as_bytes(),
+    ] {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let tag = format!("agentbox-box:{}", &hasher.finalize().to_hex()[..16]);
+    let (rt, docker) = connect()?;
+    if !force && rt.block_on(docker.inspect_image(&tag)).is_ok() {
+        eprintln!("==> {tag} is up to date");
+        return Ok(tag);
+    }
+    eprintln!("==> building {tag} from Dockerfile.box on {base_image}");
+    let mut context = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        context.append_data(&mut h, name, data)
+    };
+    add("Dockerfile", DOCKERFILE.as_bytes(), 0o644)?;
+    add("agentbox-ctl", &ctl_bytes, 0o755)?;
+    add("agentbox-relay", &relay_bytes, 0o755)?;
+    add("shims/git", SHIM_GIT.as_bytes(), 0o755)?;
+    add("shims/gh", SHIM_GH.as_bytes(), 0o755)?;
+    let context = context.into_inner()?;
+    let args = HashMap::from([("BASE_IMAGE", base_image)]);
+    let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
+        .dockerfile("Dockerfile")
+        .t(&tag)
+        .rm(true)
+        .buildargs(&args)
+        .build();
+    rt.block_on(async {
+        let mut stream = docker.build_image(
+            options,
+            None,
+            Some(bollard::body_full(bytes::Bytes::from(context))),
+        );
+        while let Some(item) = stream.next().await {
+            let info = item.context("the image build failed")?;
+            if let Some(e) = info.error_detail.and_then(|d| d.message).or(info.error) {
+                bail!("the image build failed: {e}");
+            }
+            if let Some(line) = info.stream {
+                let line = line.trim_end();
+                if line.starts_with("Step ") {
+                    eprintln!("    {line}");
+                }
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(tag)
+}
+
+/// One docker box.
+#[derive(Debug, Clone)]
+pub struct DockerBox {
+    /// Box name.
+    pub name: String,
+    /// Container name, `agentbox-<name>`.
+    pub container: String,
+}
+
+impl DockerBox {
+    /// The box called `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            container: format!("agentbox-{name}"),
+        }
+    }
+
+    /// Creates the container (not started) with the token file in place.
+    pub fn create(
+        &self,
+        image: &str,
+        token: &str,
+        home_label: &str,
+        size: Option<Size>,
+    ) -> anyhow::Result<()> {
+        let (rt, docker) = connect()?;
+        let bindings = |port: &str| {
+            (
+                format!("{port}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: Some(String::new()),
+                }]),
+            )
+        };
+        let host_config = HostConfig {
+            init: Some(true),
+            port_bindings: Some(HashMap::from([bindings("8080"), bindings("8788")])),
+            nano_cpus: size.map(|s| i64::from(s.cpus) * 1_000_000_000),
+            memory: size.map(|s| i64::from(s.mem_gib) << 30),
+            ..HostConfig::default()
+        };
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            hostname: Some(self.name.chars().take(63).collect()),
+            env: Some(vec![format!("AGENTBOX_BOX_NAME={}", self.name)]),
+            labels: Some(HashMap::from([
+                (LABEL_BOX.to_string(), self.name.clone()),
+                (LABEL_HOME.to_string(), home_label.to_string()),
+            ])),
+            host_config: Some(host_config),
+            ..ContainerCreateBody::default()
+        };
+        let options = bollard::query_parameters::CreateContainerOptionsBuilder::new()
+            .name(&self.container)
+            .build();
+        rt.block_on(docker.create_container(Some(options), body))
+            .with_context(|| format!("cannot create container {} from {image}", self.container))?;
+        // The token file: owned by the agent user (uid 1000), 0600.
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(token.len() as u64);
+        h.set_mode(0o600);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        h.set_cksum();
+        tar.append_data(&mut h, "bridge.token", token.as_bytes())?;
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
+            .path("/run/agentbox")
+            .build();
+        rt.block_on(docker.upload_to_container(
+            &self.container,
+            Some(options),
+            bollard::body_full(bytes::Bytes::from(tar.into_inner()?)),
+        ))
+        .context("cannot put the bridge token into the container")?;
+        Ok(())
+    }
+
+    /// Starts the container if needed; returns the bridge URL once the relay and the ctl
+    /// daemon answer.
+    pub fn start(&self) -> anyhow::Result<String> {
+        let (rt, docker) = connect()?;
+        rt.block_on(docker.start_container(
+            &self.container,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        ))
+        .or_else(|e| match e {
+            bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            } => Ok(()),
+            e => Err(e),
+        })
+        .with_context(|| format!("cannot start container {}", self.container))?;
+        let url = format!("http://127.0.0.1:{}", self.host_port(&rt, &docker, 8788)?);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let health = format!("{url}/healthz");
+        let client = reqwest::Client::new();
+        loop {
+            let up = rt.block_on(async {
+                client
+                    .get(&health)
+                    .timeout(Duration::from_secs(1))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            });
+            if up && self.ctl(&["status"]).is_ok_and(|o| o.status.success()) {
+                return Ok(url);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "box {} did not come up within 30 s; see `docker logs {}`",
+                    self.name,
+                    self.container
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn host_port(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        docker: &Docker,
+        port: u16,
+    ) -> anyhow::Result<u16> {
+        let info = rt.block_on(docker.inspect_container(
+            &self.container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        ))?;
+        info.network_settings
+            .and_then(|n| n.ports)
+            .and_then(|p| p.get(&format!("{port}/tcp")).cloned().flatten())
+            .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()))
+            .with_context(|| format!("port {port} of {} is not published", self.container))
+    }
+
+    /// The host URL of the WebProxy, or of an exposed box port (published ports only).
+    pub fn url(&self, port: Option<u16>) -> anyhow::Result<String> {
+        let (rt, docker) = connect()?;
+        let p = self.host_port(&rt, &docker, port.unwrap_or(8080))?;
+        Ok(format!("http://127.0.0.1:{p}"))
+    }
+
+    /// Runs `agentbox-ctl ARGS` in the container, capturing its output.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut argv = vec!["agentbox-ctl"];
+        argv.extend_from_slice(args);
+        self.capture(&argv)
+    }
+
+    /// Runs `argv` in the container (as the agent user, in /workspace), capturing output.
+    pub fn capture(&self, argv: &[&str]) -> anyhow::Result<std::process::Output> {
+        use std::os::unix::process::ExitStatusExt;
+        let (rt, docker) = connect()?;
+        rt.block_on(async {
+            let exec = docker
+                .create_exec(
+                    &self.container,
+                    bollard::models::ExecConfig {
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        cmd: Some(argv.iter().map(ToString::to_string).collect()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+                docker.start_exec(&exec.id, None).await?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk? {
+                        bollard::container::LogOutput::StdOut { message } => {
+                            stdout.extend_from_slice(&message);
+                        }
+                        bollard::container::LogOutput::StdErr { message } => {
+                            stderr.extend_from_slice(&message);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let code = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(1);
+            Ok(std::process::Output {
+                status: std::process::ExitStatus::from_raw(((code as i32) & 0xff) << 8),
+                stdout,
+                stderr,
+            })
+        })
+    }
+
+    /// Whether the container runs.
+    pub fn running(&self) -> bool {
+        let Ok((rt, docker)) = connect() else {
+            return false;
+        };
+        rt.block_on(docker.inspect_container(
+            &self.container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        ))
+        .ok()
+        .and_then(|i| i.state?.running)
+        .unwrap_or(false)
+    }
+
+    /// Stops the container (its units stop with the ctl daemon); the workspace stays.
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let _ = self.ctl(&["shutdown"]);
+        let (rt, docker) = connect()?;
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::new()
+            .t(10)
+            .build();
+        match rt.block_on(docker.stop_container(&self.container, Some(options))) {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot stop {}", self.container)),
+        }
+    }
+
+    /// Runs a command with the terminal's stdio (`docker exec`); returns its exit code.
+    pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
+        use std::io::IsTerminal;
+        let mut cmd = Command::new("docker");
+        cmd.arg("exec").arg("-i");
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            cmd.arg("-t");
+        }
+        let status = cmd
+            .args(["-w", "/workspace", &self.container])
+            .args(argv)
+            .status()
+            .context("cannot run the docker CLI")?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// Attaches the terminal to a tmux session of the box.
+    pub fn attach(&self, session: &str) -> anyhow::Result<i32> {
+        let status = Command::new("docker")
+            .args([
+                "exec",
+                "-it",
+                &self.container,
+                "tmux",
+                "-S",
+                "/run/agentbox/tmux.sock",
+            ])
+            .args(["attach-session", "-t", &format!("={session}")])
+            .status()
+            .context("cannot run the docker CLI")?;
+        Ok(status.code().unwrap_or(1))
+    }
+
+    /// Removes the container and its anonymous volumes.
+    pub fn remove(&self) -> anyhow::Result<()> {
+        let (rt, docker) = connect()?;
+        let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match rt.block_on(docker.remove_container(&self.container, Some(options))) {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", self.container)),
+        }
+    }
+}
+
+/// Our containers (by the home label): `(container name, box name)`.
+pub fn containers(home_label: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let (rt, docker) = connect()?;
+    let filters = HashMap::from([("label", vec![format!("{LABEL_HOME}={home_label}")])]);
+    let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+        .all(true)
+        .filters(&filters)
+        .build();
+    let list = rt.block_on(docker.list_containers(Some(options)))?;
+    Ok(list
+        .into_iter()
+        .filter_map(|c| {
+            let name = c.names?.first()?.trim_start_matches('/').to_string();
+            let boxed = c.labels?.get(LABEL_BOX)?.clone();
+            Some((name, boxed))
+        })
+        .collect())
+}
+
+/// Writes a line to stderr now (progress during long steps).
+pub fn note(line: &str) {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "==> {line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(
+            "2-4-8".parse::<Size>(),
+            Ok(Size {
+                cpus: 2,
+                mem_gib: 4,
+                disk_gib: 8
+            })
+        );
+        for bad in ["2-4", "0-4-8", "a-b-c", "", "2-4-8-1"] {
+            assert!(bad.parse::<Size>().is_err(), "{bad}");
+        }
+    }
+}

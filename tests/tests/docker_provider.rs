@@ -1,0 +1,206 @@
+//! The `docker` provider end to end, with a real Docker engine and the image built from
+//! `Dockerfile.box`: prepare → create → a commit pushed from inside the box lands in the
+//! host's remote → cp both ways → the WebProxy answers through the published port →
+//! stop/start keeps the workspace → destroy leaves no container behind.
+//!
+//! Needs a running Docker engine and the offline base image (`scripts/test` sets both up;
+//! `AGENTBOX_TEST_BASE_IMAGE` names another base).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use agentbox_tests::bin_path;
+
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(bin_path("agentbox"))
+            .args(args)
+            .current_dir(cwd)
+            .env("AGENTBOX_HOME", self.home())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run agentbox")
+    }
+
+    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            out.status.success(),
+            "agentbox {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // Whatever failed above, no container of this test survives it.
+        let _ = Command::new(bin_path("agentbox"))
+            .args(["bridge", "stop"])
+            .env("AGENTBOX_HOME", self.home())
+            .output();
+        let label = format!(
+            "label=agentbox.home={}",
+            agentbox::provider::docker::home_label(&self.home())
+        );
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &label])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_docker_box_from_prepare_to_destroy() {
+    let docker_up = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        docker_up,
+        "this test needs a running Docker engine: run `scripts/test`, which starts one"
+    );
+    let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
+        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let host = Host {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let repo = host.dir.path().join("proj");
+    let remote = host.dir.path().join("remote.git");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.email", "t@example.com"]);
+    git(&repo, &["config", "user.name", "T"]);
+    std::fs::write(repo.join("a.txt"), "hello\n").expect("write");
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "first"]);
+    git(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+    git(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
+    );
+
+    let tag = host.ok(
+        &repo,
+        &["prepare", "--provider", "docker", "--base-image", &base],
+    );
+    assert!(tag.trim().starts_with("agentbox-box:"), "{tag}");
+    // Unchanged inputs: nothing to build, the same tag.
+    assert_eq!(
+        host.ok(
+            &repo,
+            &["prepare", "--provider", "docker", "--base-image", &base]
+        ),
+        tag
+    );
+
+    let name = format!("dk{}", std::process::id());
+    host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
+    let container = format!("agentbox-{name}");
+    let inspect = |fmt: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", fmt, &container])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(inspect("{{.Config.User}}"), "agent");
+    assert!(
+        !inspect("{{.Config.Env}}").contains("TOKEN"),
+        "the token is in the environment"
+    );
+    assert_eq!(
+        inspect("{{(index (index .NetworkSettings.Ports \"8788/tcp\") 0).HostIp}}"),
+        "127.0.0.1"
+    );
+
+    // A commit pushed from inside the box lands in the host's remote.
+    host.ok(
+        &repo,
+        &["exec", &name, "--", "sh", "-c", "echo more >> a.txt && git -c user.email=b@b -c user.name=b commit -qam from-the-box && git push -q"],
+    );
+    let branch = format!("agentbox/{name}");
+    assert_eq!(
+        git(&remote, &["log", "-1", "--format=%s", &branch]).trim(),
+        "from-the-box"
+    );
+
+    // cp both ways; the service binary goes in that way too.
+    host.ok(
+        &repo,
+        &[
+            "cp",
+            bin_path("test-backend").to_str().expect("utf-8"),
+            &format!("{name}:backend"),
+        ],
+    );
+    host.ok(
+        &repo,
+        &["exec", &name, "--", "sh", "-c",
+          "printf 'services:\\n  web:\\n    command: [\"./backend\", \"3000\", \"0\"]\\n    ready_when: {port: 3000}\\n    expose: {port: 3000}\\n' > agentbox.yaml && agentbox-ctl reload >/dev/null && agentbox-ctl wait-ready --timeout 20000"],
+    );
+    host.ok(
+        &repo,
+        &["cp", &format!("{name}:agentbox.yaml"), "from-box.yaml"],
+    );
+    assert!(std::fs::read_to_string(repo.join("from-box.yaml"))
+        .expect("copied")
+        .contains("backend"));
+
+    // The WebProxy through the published port.
+    let url = host.ok(&repo, &["url", &name]).trim().to_string();
+    let body = Command::new("curl")
+        .args(["-fsS", &format!("{url}/")])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&body.stdout), "backend\n", "{url}");
+
+    // Stop and start keep the workspace.
+    host.ok(&repo, &["stop", &name]);
+    host.ok(&repo, &["start", &name]);
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "cat", "a.txt"]),
+        "hello\nmore\n"
+    );
+
+    // prune knows the box; destroy leaves nothing of ours.
+    assert_eq!(host.ok(&repo, &["prune", "--dry-run"]), "");
+    host.ok(&repo, &["destroy", "-y", &name]);
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name=^{container}$")])
+        .output()
+        .expect("docker ps");
+    assert!(left.stdout.is_empty(), "the container survived destroy");
+}
