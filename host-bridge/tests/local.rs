@@ -387,6 +387,11 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     host.fails(
         &repo,
         &["create", "--provider", "docker"],
+        "run `agentbox prepare --provider docker` first",
+    );
+    host.fails(
+        &repo,
+        &["create", "--provider", "daytona"],
         "not available in this version",
     );
     host.fails(
