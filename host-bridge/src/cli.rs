@@ -249,12 +249,16 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Print the host URL of a box's WebProxy, or of one of its published ports.
+    /// Print the host URL of a box's WebProxy, or of a service by the port it exposes.
+    ///
+    /// A docker box publishes only the WebProxy (8080) and the bridge (8788) on 127.0.0.1;
+    /// a service is reached through the WebProxy as `http://<service>.localhost:<port>`.
     Url {
         /// The box.
         #[arg(value_name = "BOX")]
         target: Option<String>,
-        /// A box port instead of the WebProxy (8080); 8788 is the bridge.
+        /// The port a service exposes (`expose.port` in agentbox.yaml), or 8788 for the
+        /// bridge.
         #[arg(long)]
         port: Option<u16>,
     },
@@ -445,7 +449,30 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Url { target, port } => {
             let record = ctx.resolve(target.as_deref())?;
             match AnyBox::open(&record)? {
-                AnyBox::Docker(b) => println!("{}", b.url(port)?),
+                AnyBox::Docker(b) => match port {
+                    None | Some(8080 | 8788) => println!("{}", b.url(port)?),
+                    // A service port is reached through the WebProxy, by its name.
+                    Some(p) => {
+                        let out = b.ctl(&["status", "--json"])?;
+                        let status: serde_json::Value =
+                            serde_json::from_slice(&out.stdout).unwrap_or_default();
+                        let service = status["units"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(p)))
+                            .and_then(|u| u["name"].as_str())
+                            .with_context(|| {
+                                format!("no service of box `{}` exposes port {p}", record.name)
+                            })?
+                            .to_string();
+                        let web = b.url(None)?;
+                        println!(
+                            "{}",
+                            web.replacen("127.0.0.1", &format!("{service}.localhost"), 1)
+                        );
+                    }
+                },
                 AnyBox::Local(l) => println!("{}", l.web_url(port)?),
             }
             Ok(ExitCode::SUCCESS)

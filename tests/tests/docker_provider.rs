@@ -186,6 +186,21 @@ fn a_docker_box_from_prepare_to_destroy() {
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&body.stdout), "backend\n", "{url}");
+    // A service by the port it exposes: through the WebProxy, by its name.
+    let by_port = host
+        .ok(&repo, &["url", &name, "--port", "3000"])
+        .trim()
+        .to_string();
+    assert!(by_port.starts_with("http://web.localhost:"), "{by_port}");
+    let body = Command::new("curl")
+        .args(["-fsS", &format!("{by_port}/")])
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&body.stdout),
+        "backend\n",
+        "{by_port}"
+    );
 
     // Stop and start keep the workspace.
     host.ok(&repo, &["stop", &name]);
