@@ -1176,6 +1176,12 @@ impl Ctx {
             b.stop()?;
         }
         b.remove(&record.dir)?;
+        let _ = std::fs::remove_file(
+            self.home
+                .root()
+                .join("locks")
+                .join(format!("push-{}.lock", record.name)),
+        );
         self.state.remove(&record.name)?;
         eprintln!("destroyed {}", record.name);
         Ok(ExitCode::SUCCESS)

@@ -1201,3 +1201,117 @@ fn a_repository_cannot_set_the_host_policy() {
     let repo = host.repo("sneaky", "defaults:\n  policy:\n    copyToHost: allow\n");
     host.fails(&repo, &["create"], "the policy comes from host config only");
 }
+
+#[test]
+fn two_hundred_concurrent_requests_complete_once_each() {
+    let host = Host::new();
+    let repo = host.repo("many", "");
+    host.ok(&repo, &["create", "--name", "many"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq 200); do (agentbox-ctl notify --wait 120000 n$i || echo $i >> failed.txt) & done; wait",
+        ],
+    );
+    assert!(
+        !host
+            .run(&repo, &["exec", "--", "test", "-e", "failed.txt"])
+            .status
+            .success(),
+        "some requests failed: {}",
+        host.ok(&repo, &["exec", "--", "sh", "-c", "cat failed.txt || true"])
+    );
+    let audit: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
+    let done: Vec<&str> = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["kind"] == "notify" && e["decision"] == "done")
+        .filter_map(|e| e["request_id"].as_str())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = done.iter().copied().collect();
+    assert_eq!((done.len(), unique.len()), (200, 200));
+    host.ok(&repo, &["destroy", "-y", "many"]);
+}
+
+#[test]
+fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
+    let host = Host::new();
+    let repo = host.repo("killed", "");
+    let remote = host.dir.path().join("remote.git");
+    git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+    git_in(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
+    );
+    // The remote counts the pushes that change it, and takes its time with each.
+    let count = host.dir.path().join("pushes.txt");
+    let hook = remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho push >> {}\nsleep 2\n",
+            count.display()
+        ),
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let out = Command::new(AGENTBOX)
+        .args(["create", "--name", "k1"])
+        .current_dir(&repo)
+        .env("AGENTBOX_HOME", host.home())
+        .env("AGENTBOX_BRIDGE_LEASE_MS", "2000")
+        .stdin(Stdio::null())
+        .output()
+        .expect("create");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo x >> src/lib.txt && git -c user.email=b@b -c user.name=b commit -qam in-box",
+        ],
+    );
+    let push = host.spawn(&repo, &["exec", "--", "git", "push"]);
+    assert!(
+        eventually(|| count.exists()),
+        "the push never reached the remote"
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["bridge", "status", "--json"])).expect("json");
+    let pid = status["pid"].as_i64().expect("bridge pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid")),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    host.ok(&repo, &["bridge", "start"]);
+    let (ok, out) = finish(push);
+    assert!(ok, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&count).expect("count"),
+        "push\n",
+        "the remote saw the push more than once"
+    );
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(&remote)
+        .args(["log", "-1", "--format=%s", "agentbox/k1"])
+        .output()
+        .expect("git log");
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "in-box\n");
+    host.ok(&repo, &["destroy", "-y", "k1"]);
+}

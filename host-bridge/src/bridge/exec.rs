@@ -151,10 +151,40 @@ pub struct BoxFacts<'a> {
     pub project: &'a std::path::Path,
     /// The box's branch, `agentbox/<name>`.
     pub branch: &'a str,
+    /// A lock file that serializes this box's pushes across host bridge restarts.
+    pub push_lock: &'a std::path::Path,
 }
 
 fn git(project: &std::path::Path, args: &[&str]) -> std::io::Result<std::process::Output> {
     std::process::Command::new("git")
+        .arg("-C")
+        .arg(project)
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+}
+
+/// Runs git under `flock LOCK`: the lock belongs to the git process, so a push that
+/// outlives a killed host bridge still holds it, and the re-delivered request waits for
+/// it to finish instead of racing it on the remote (then finds nothing left to push).
+/// Without `flock` on the host, git runs unlocked.
+fn locked_git(
+    project: &std::path::Path,
+    lock: &std::path::Path,
+    args: &[&str],
+) -> std::io::Result<std::process::Output> {
+    if which("flock").is_none() {
+        return git(project, args);
+    }
+    if let Some(dir) = lock.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::process::Command::new("flock")
+        .arg("-w")
+        .arg("900")
+        .arg(lock)
+        .arg("git")
         .arg("-C")
         .arg(project)
         .args(args)
@@ -237,7 +267,7 @@ pub fn git_push(
     args.push(remote.to_string());
     args.push(format!("{quarantine}:refs/heads/{}", facts.branch));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    match git(facts.project, &refs) {
+    match locked_git(facts.project, facts.push_lock, &refs) {
         Ok(o) => {
             let code = o.status.code().unwrap_or(1);
             let stdout = String::from_utf8_lossy(&o.stdout).into_owned();

@@ -456,6 +456,11 @@ async fn run_request(
                     Ok(p) => p,
                     Err(e) => return refusal("refused", e),
                 };
+            let push_lock = shared
+                .home
+                .root()
+                .join("locks")
+                .join(format!("push-{name}.lock"));
             blocking(move || {
                 let _keep = staged;
                 exec::git_push(
@@ -463,6 +468,7 @@ async fn run_request(
                         name: &name,
                         project: &project,
                         branch: &branch,
+                        push_lock: &push_lock,
                     },
                     &git,
                     &path,
