@@ -21,6 +21,9 @@ pub enum Fault {
     FlipUp(u64),
     /// Flip the bits of the server → client byte at this position.
     FlipDown(u64),
+    /// Like Daytona's edge: when a request has waited this many milliseconds without a
+    /// byte of answer, answer `504 Gateway Timeout` and close (every time, not once).
+    GatewayTimeoutAfterIdleMs(u64),
 }
 
 /// A running proxy to `127.0.0.1:<upstream>`.
@@ -33,6 +36,8 @@ pub struct FaultProxy {
     pub down: Arc<AtomicU64>,
     /// Whether the fault happened.
     pub fired: Arc<AtomicBool>,
+    /// How many `504`s the proxy made up.
+    pub gateway_timeouts: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -48,15 +53,17 @@ impl FaultProxy {
             up: Arc::new(AtomicU64::new(0)),
             down: Arc::new(AtomicU64::new(0)),
             fired: Arc::new(AtomicBool::new(false)),
+            gateway_timeouts: Arc::new(AtomicU64::new(0)),
         };
         let (up, down, fired) = (proxy.up.clone(), proxy.down.clone(), proxy.fired.clone());
+        let timeouts = proxy.gateway_timeouts.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
                 let (cut_up, flip_up, cut_down, flip_down) = match fault {
-                    Fault::None => (None, None, None, None),
+                    Fault::None | Fault::GatewayTimeoutAfterIdleMs(_) => (None, None, None, None),
                     Fault::CutUp(n) => (Some(n), None, None, None),
                     Fault::FlipUp(n) => (None, Some(n), None, None),
                     Fault::CutDown(n) => (None, None, Some(n), None),
@@ -67,6 +74,14 @@ impl FaultProxy {
                 };
                 let (c1, s1) = pair(&client, &server);
                 let (c2, s2) = pair(&client, &server);
+                if let Fault::GatewayTimeoutAfterIdleMs(ms) = fault {
+                    let awaiting = Arc::new(AtomicBool::new(false));
+                    let (u, a) = (up.clone(), awaiting.clone());
+                    std::thread::spawn(move || idle_up(c1, s1, &u, &a));
+                    let (d, t) = (down.clone(), timeouts.clone());
+                    std::thread::spawn(move || idle_down(s2, c2, &d, &awaiting, ms, &t));
+                    continue;
+                }
                 let (u, f) = (up.clone(), fired.clone());
                 std::thread::spawn(move || pump(c1, s1, &u, cut_up, flip_up, &f));
                 let (d, f) = (down.clone(), fired.clone());
@@ -108,6 +123,66 @@ fn pump(
         }
         if to.write_all(&buf[..len]).is_err() || cut_now {
             break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// Client → server, noting that an answer is now awaited.
+fn idle_up(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64, awaiting: &AtomicBool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        count.fetch_add(n as u64, Ordering::SeqCst);
+        awaiting.store(true, Ordering::SeqCst);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
+}
+
+/// Server → client; a request left without an answer for `ms` gets a made-up 504.
+fn idle_down(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    count: &AtomicU64,
+    awaiting: &AtomicBool,
+    ms: u64,
+    timeouts: &AtomicU64,
+) {
+    let _ = from.set_read_timeout(Some(std::time::Duration::from_millis(ms)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                count.fetch_add(n as u64, Ordering::SeqCst);
+                awaiting.store(false, Ordering::SeqCst);
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if awaiting.load(Ordering::SeqCst) {
+                    timeouts.fetch_add(1, Ordering::SeqCst);
+                    let _ = to.write_all(
+                        b"HTTP/1.1 504 Gateway Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                    );
+                    break;
+                }
+            }
+            Err(_) => break,
         }
     }
     let _ = from.shutdown(Shutdown::Both);

@@ -81,6 +81,9 @@ async fn serve(home: Home) -> anyhow::Result<()> {
         home: home.clone(),
         client,
         polled: Arc::default(),
+        addresses: tokio::sync::watch::channel(std::collections::HashMap::new())
+            .0
+            .into(),
         inflight: Arc::default(),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -89,6 +92,19 @@ async fn serve(home: Home) -> anyhow::Result<()> {
         let boxes = State::open(&home.state_db())
             .and_then(|s| s.all())
             .unwrap_or_default();
+        // Pollers whose box went away or moved stop at once, even in a held poll.
+        let current: std::collections::HashMap<String, String> = boxes
+            .iter()
+            .filter(|b| b.phase == "ready")
+            .filter_map(|b| Some((b.name.clone(), b.bridge_url.clone()?)))
+            .collect();
+        shared.addresses.send_if_modified(|old| {
+            let changed = *old != current;
+            if changed {
+                old.clone_from(&current);
+            }
+            changed
+        });
         for record in boxes
             .into_iter()
             .filter(|b| b.phase == "ready" && b.bridge_url.is_some())
@@ -118,6 +134,8 @@ struct Shared {
     client: reqwest::Client,
     /// Boxes with a poller.
     polled: Arc<Mutex<HashSet<String>>>,
+    /// Box name → bridge URL, as in `state.db` (rescanned every second).
+    addresses: Arc<tokio::sync::watch::Sender<std::collections::HashMap<String, String>>>,
     /// `box/id` of requests being carried out: a re-delivery of one of them is not run
     /// again (the first run answers, and the relay accepts any lease it issued).
     inflight: Arc<Mutex<HashSet<String>>>,
@@ -127,27 +145,35 @@ struct Shared {
 
 /// Polls one box until it is gone from the state.
 async fn poll_box(shared: Shared, record: BoxRecord) {
-    let (home, client) = (shared.home.clone(), shared.client.clone());
+    let client = shared.client.clone();
     let Some(url) = record.bridge_url.clone() else {
         return;
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(PER_BOX));
     let mut backoff = Duration::from_millis(200);
-    let mut checked = std::time::Instant::now();
+    let mut addresses = shared.addresses.subscribe();
+    let moved = |map: &std::collections::HashMap<String, String>| {
+        map.get(&record.name).map(String::as_str) != Some(url.as_str())
+    };
     loop {
-        if checked.elapsed() > Duration::from_secs(2) {
-            checked = std::time::Instant::now();
-            match State::open(&home.state_db()).and_then(|s| s.get(&record.name)) {
-                Ok(Some(current)) if current.bridge_url.as_deref() == Some(url.as_str()) => {}
-                _ => break, // destroyed or restarted elsewhere: a new poller takes over
-            }
+        if moved(&addresses.borrow_and_update()) {
+            break; // destroyed or restarted elsewhere: a new poller takes over
         }
-        let response = client
+        let poll = client
             .get(format!("{url}/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"))
             .bearer_auth(&record.bridge_token)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status);
+            .send();
+        let response = tokio::select! {
+            r = poll => r.and_then(reqwest::Response::error_for_status),
+            () = async {
+                while addresses.changed().await.is_ok() {
+                    if moved(&addresses.borrow_and_update()) {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await;
+            } => break,
+        };
         let batch = match response {
             Ok(r) => r.json::<PollResponse>().await,
             Err(e) => Err(e),
