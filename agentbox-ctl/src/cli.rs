@@ -226,13 +226,13 @@ pub fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
     }
 }
 
-/// The box holds no git or GitHub credentials: these commands are requests to the host,
-/// and the host bridge that answers them is not part of this version.
+/// The box holds no GitHub credentials: `gh` is a request to the host, which this
+/// version of the host bridge does not carry yet.
 fn no_bridge(tool: &str, args: &[String]) -> ExitCode {
     let what = args.first().map_or(String::new(), |a| format!(" {a}"));
     eprintln!(
         "agentbox-ctl: `{tool}{what}` goes to the host (this box holds no credentials), and this \
-         version of agentbox has no host bridge yet; run it on the host instead"
+         version of the host bridge does not carry it yet; run it on the host instead"
     );
     ExitCode::from(1)
 }

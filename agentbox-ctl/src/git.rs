@@ -91,14 +91,208 @@ pub fn parse_push(args: &[String], box_branch: &str) -> Result<PushArgs, String>
     Ok(PushArgs { remote, flags })
 }
 
+/// Parsed `git fetch` / `git pull` arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FetchArgs {
+    /// The remote name, if given.
+    pub remote: Option<String>,
+    /// The branch, if given.
+    pub branch: Option<String>,
+    /// Allowlisted flags (`-q`, `-v`).
+    pub flags: Vec<GitFlag>,
+}
+
+/// Whether `b` is a plain branch name.
+pub fn valid_branch(b: &str) -> bool {
+    !b.is_empty()
+        && b.len() < 200
+        && !b.starts_with('-')
+        && !b.contains("..")
+        && !b.ends_with('/')
+        && !b.to_ascii_lowercase().ends_with(".lock")
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c))
+}
+
+/// Parses `git fetch|pull [-q|-v] [REMOTE [BRANCH]]`.
+pub fn parse_fetch(op: &str, args: &[String]) -> Result<FetchArgs, String> {
+    let mut flags = Vec::new();
+    let mut positional = Vec::new();
+    for arg in args {
+        match GitFlag::from_arg(arg) {
+            Some(f @ (GitFlag::Quiet | GitFlag::Verbose)) => flags.push(f),
+            _ if arg.starts_with('-') => {
+                return Err(format!(
+                    "`{arg}` is not allowed: the host runs the {op}; allowed flags are -q and -v"
+                ))
+            }
+            _ => positional.push(arg.as_str()),
+        }
+    }
+    if positional.len() > 2 {
+        return Err(format!(
+            "git {op} through the host takes at most a remote and one branch"
+        ));
+    }
+    let remote = match positional.first() {
+        Some(r) if valid_remote(r) => Some((*r).to_string()),
+        Some(r) => {
+            return Err(format!(
+                "`{r}` is not a remote name: the host fetches from its own remotes, by name"
+            ))
+        }
+        None => None,
+    };
+    let branch = match positional.get(1) {
+        Some(b) => {
+            let b = b.trim_start_matches("refs/heads/");
+            if !valid_branch(b) {
+                return Err(format!("`{b}` is not a branch name"));
+            }
+            Some(b.to_string())
+        }
+        None => None,
+    };
+    Ok(FetchArgs {
+        remote,
+        branch,
+        flags,
+    })
+}
+
+/// Git's global options before the command, and the command with its arguments.
+pub struct Globals<'a> {
+    /// `-c` values, for the box's own git steps.
+    pub config: Vec<String>,
+    /// `-C` directory.
+    pub dir: Option<String>,
+    /// The command and its arguments.
+    pub rest: &'a [String],
+}
+
+/// Splits git's global options (`-c k=v`, `-C dir`) from the command. The `-c` values
+/// apply to the box's own git steps (a pull's merge), never to what the host runs.
+pub fn split_globals(args: &[String]) -> Result<Globals<'_>, String> {
+    let mut config = Vec::new();
+    let mut dir = None;
+    let mut i = 0;
+    while let Some(a) = args.get(i) {
+        match a.as_str() {
+            "-c" => {
+                let v = args.get(i + 1).ok_or("`-c` needs a value")?;
+                config.push(v.clone());
+                i += 2;
+            }
+            "-C" => {
+                dir = Some(args.get(i + 1).ok_or("`-C` needs a directory")?.clone());
+                i += 2;
+            }
+            o if o.starts_with('-') => {
+                return Err(format!("the git option `{o}` before the command is not supported for commands that go through the host"))
+            }
+            _ => break,
+        }
+    }
+    Ok(Globals {
+        config,
+        dir,
+        rest: &args[i..],
+    })
+}
+
 /// `agentbox-ctl git …`.
 pub fn run(paths: &Paths, args: &[String]) -> ExitCode {
+    let Globals {
+        config,
+        dir,
+        rest: args,
+    } = match split_globals(args) {
+        Ok(v) => v,
+        Err(e) => return refuse(&e),
+    };
+    if let Some(d) = dir {
+        if let Err(e) = std::env::set_current_dir(&d) {
+            return refuse(&format!("cannot change to {d}: {e}"));
+        }
+    }
     match args.first().map(String::as_str) {
         Some("push") => push(paths, &args[1..]),
-        Some(op @ ("pull" | "fetch" | "clone")) => refuse(&format!(
-            "`git {op}` goes to the host, and this version of the host bridge answers pushes only; run it on the host"
-        )),
+        Some(op @ ("pull" | "fetch")) => fetch(paths, op, &args[1..], &config),
+        Some("clone") => refuse("`git clone` is not carried to the host: the workspace is already a clone; use `git fetch REMOTE BRANCH`"),
         _ => refuse("agentbox-ctl git handles push, pull, fetch and clone; run other git commands directly"),
+    }
+}
+
+/// `git fetch` / `git pull` through the host: the host fetches with its credentials and
+/// sends back a bundle of the fetched refs, which lands in `.git/` under its digest.
+fn fetch(paths: &Paths, op: &str, args: &[String], config: &[String]) -> ExitCode {
+    let parsed = match parse_fetch(op, args) {
+        Ok(p) => p,
+        Err(e) => return refuse(&e),
+    };
+    let request = HostRequest::Git(GitRequest {
+        op: if op == "pull" {
+            GitOp::Pull
+        } else {
+            GitOp::Fetch
+        },
+        remote: parsed.remote.clone(),
+        branch: parsed.branch.clone(),
+        flags: parsed.flags,
+        bundle: None,
+    });
+    let wait = crate::host::Wait::Follow(Duration::from_secs(600));
+    let (code, outcome) = crate::host::submit_for_outcome(&paths.run_dir, request, wait);
+    let Some(outcome) = outcome.filter(|o| o.exit_code == 0) else {
+        return code;
+    };
+    let Some(blob) = outcome.bundle else {
+        return code; // nothing new
+    };
+    let git_dir = match Command::new(real_git())
+        .args(["rev-parse", "--absolute-git-dir"])
+        .output()
+    {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => return refuse("not inside a git repository"),
+    };
+    let bundle = Path::new(&git_dir).join(format!("{}.bundle", blob.blake3));
+    let verified = hash_file(&bundle).is_ok_and(|(d, n)| d == blob.blake3 && n == blob.size);
+    if !verified {
+        let _ = std::fs::remove_file(&bundle);
+        return refuse("the bundle from the host is missing or corrupt; nothing was fetched");
+    }
+    let imported = Command::new(real_git())
+        .args(["fetch", "-q", "--no-tags", "--no-write-fetch-head"])
+        .arg(&bundle)
+        .arg("+refs/remotes/*:refs/remotes/*")
+        .status();
+    let _ = std::fs::remove_file(&bundle);
+    if !imported.is_ok_and(|s| s.success()) {
+        return refuse("cannot import the host's bundle");
+    }
+    if op == "fetch" {
+        return ExitCode::SUCCESS;
+    }
+    // The host says what it fetched on the last line of its output: `remote/branch`.
+    let Some(tracking) = outcome
+        .stdout
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("fetched "))
+    else {
+        return refuse("the host did not say which branch it fetched");
+    };
+    let mut merge = Command::new(real_git());
+    for c in config {
+        merge.arg("-c").arg(c);
+    }
+    let merged = merge
+        .args(["merge", "--no-edit", &format!("refs/remotes/{tracking}")])
+        .status();
+    match merged {
+        Ok(s) => ExitCode::from(u8::try_from(s.code().unwrap_or(1)).unwrap_or(1)),
+        Err(e) => refuse(&format!("cannot run git merge: {e}")),
     }
 }
 
@@ -224,5 +418,37 @@ mod tests {
         ] {
             assert!(parse_push(&args(hostile), b).is_err(), "{hostile:?}");
         }
+    }
+
+    #[test]
+    fn fetch_arguments_are_a_remote_a_branch_and_quiet_flags() {
+        assert_eq!(
+            parse_fetch("pull", &args(&["-q", "origin", "main"])).expect("ok"),
+            FetchArgs {
+                remote: Some("origin".into()),
+                branch: Some("main".into()),
+                flags: vec![GitFlag::Quiet]
+            }
+        );
+        for bad in [
+            &["--upload-pack=sh"][..],
+            &["origin", "main", "extra"],
+            &["/tmp/x.git", "main"],
+            &["origin", "../main"],
+            &["origin", "-main"],
+            &["--tags"],
+        ] {
+            assert!(parse_fetch("fetch", &args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn global_options_are_split_off() {
+        let a = args(&["-c", "user.name=x", "-C", "sub", "pull", "origin", "main"]);
+        let g = split_globals(&a).expect("ok");
+        assert_eq!(g.config, ["user.name=x"]);
+        assert_eq!(g.dir.as_deref(), Some("sub"));
+        assert_eq!(g.rest, &a[4..]);
+        assert!(split_globals(&args(&["--exec-path=/x", "push"])).is_err());
     }
 }

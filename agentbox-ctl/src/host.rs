@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use agentbox_protocol::bridge::{HostRequest, RelayEvent, RelayRequest, RequestId};
+use agentbox_protocol::bridge::{HostRequest, Outcome, RelayEvent, RelayRequest, RequestId};
 use agentbox_protocol::ErrorCode;
 
 use crate::client::{Client, ClientError};
@@ -40,6 +40,16 @@ pub fn submit_with_status(
     request: HostRequest,
     wait: Wait,
 ) -> (ExitCode, Option<i32>) {
+    let (code, outcome) = submit_for_outcome(run_dir, request, wait);
+    (code, outcome.map(|o| o.exit_code))
+}
+
+/// Like [`submit`]; also returns the host's whole answer when it came.
+pub fn submit_for_outcome(
+    run_dir: &Path,
+    request: HostRequest,
+    wait: Wait,
+) -> (ExitCode, Option<Outcome>) {
     let socket = run_dir.join("relay.sock");
     let wait_ms = match wait {
         Wait::Detached => 60 * 60 * 1000,
@@ -99,7 +109,7 @@ pub fn submit_with_status(
 }
 
 /// Prints progress and the outcome; `Err` when the connection broke.
-fn follow(client: &mut Client, id: &RequestId) -> Result<(ExitCode, Option<i32>), ClientError> {
+fn follow(client: &mut Client, id: &RequestId) -> Result<(ExitCode, Option<Outcome>), ClientError> {
     loop {
         match client.read_frame::<RelayEvent>()? {
             None => return Err(ClientError::NoAnswer),
@@ -112,7 +122,7 @@ fn follow(client: &mut Client, id: &RequestId) -> Result<(ExitCode, Option<i32>)
                 print!("{}", outcome.stdout);
                 eprint!("{}", outcome.stderr);
                 let code = ExitCode::from(u8::try_from(outcome.exit_code).unwrap_or(1));
-                return Ok((code, Some(outcome.exit_code)));
+                return Ok((code, Some(outcome)));
             }
             Some(RelayEvent::Failed(e)) => {
                 let code = if e.code == ErrorCode::Timeout {

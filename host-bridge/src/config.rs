@@ -85,6 +85,12 @@ pub const KEYS: &[Key] = &[
         check: verdict,
     },
     Key {
+        name: "policy.fetch",
+        help: "git fetch/pull through the host into the box: allow, ask or deny",
+        default: Some("allow"),
+        check: verdict,
+    },
+    Key {
         name: "policy.copyToHost",
         help: "`agentbox-ctl cp --to-host` into the project: allow, ask or deny",
         default: Some("ask"),

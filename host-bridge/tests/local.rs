@@ -216,9 +216,14 @@ fn create_exec_stop_start_destroy() {
             .contains("boxes/b1/bin/git"),
         "shims first on PATH"
     );
+    // The shim sends pull to the host (which has no remote in this repo).
     let pull = host.run(&repo, &["exec", "--", "git", "pull"]);
     assert_eq!(pull.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&pull.stderr).contains("goes to the host"));
+    let stderr = String::from_utf8_lossy(&pull.stderr);
+    assert!(
+        stderr.contains("refused by the host: the host repository has no remote named `origin`"),
+        "{stderr}"
+    );
 
     // The service from the repo's agentbox.yaml is ready.
     let status: serde_json::Value =
@@ -1314,4 +1319,145 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
         .expect("git log");
     assert_eq!(String::from_utf8_lossy(&log.stdout), "in-box\n");
     host.ok(&repo, &["destroy", "-y", "k1"]);
+}
+
+#[test]
+fn fetch_and_pull_in_the_box_go_through_the_host() {
+    let host = Host::new();
+    let repo = host.repo("fetcher", "");
+    let remote = host.dir.path().join("upstream.git");
+    git_in(host.dir.path(), &["init", "-q", "--bare", "upstream.git"]);
+    git_in(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
+    );
+    git_in(&repo, &["push", "-q", "origin", "main"]);
+    host.ok(&repo, &["create", "--name", "f1"]);
+
+    // Someone else moves main on the remote.
+    let other = host.dir.path().join("other");
+    git_in(
+        host.dir.path(),
+        &[
+            "clone",
+            "-q",
+            "-b",
+            "main",
+            remote.to_str().expect("utf-8"),
+            "other",
+        ],
+    );
+    std::fs::write(other.join("upstream.txt"), "from upstream\n").expect("write");
+    git_in(&other, &["add", "."]);
+    git_in(
+        &other,
+        &[
+            "-c",
+            "user.email=o@o",
+            "-c",
+            "user.name=o",
+            "commit",
+            "-qm",
+            "upstream change",
+        ],
+    );
+    git_in(&other, &["push", "-q", "origin", "main"]);
+
+    let out = host.ok(&repo, &["exec", "--", "git", "fetch", "origin", "main"]);
+    assert!(out.contains("fetched origin/main"), "{out}");
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                "--",
+                "git",
+                "log",
+                "-1",
+                "--format=%s",
+                "refs/remotes/origin/main"
+            ]
+        ),
+        "upstream change\n"
+    );
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "git",
+            "-c",
+            "user.email=b@b",
+            "-c",
+            "user.name=b",
+            "commit",
+            "-qam",
+            "box work",
+        ],
+    );
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "git",
+            "-c",
+            "user.email=b@b",
+            "-c",
+            "user.name=b",
+            "pull",
+            "origin",
+            "main",
+        ],
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "upstream.txt"]),
+        "from upstream\n"
+    );
+    // Nothing new: no bundle, still fine.
+    host.ok(&repo, &["exec", "--", "git", "fetch", "origin"]);
+    let left = host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "ls .git/*.bundle 2>/dev/null | wc -l",
+        ],
+    );
+    assert_eq!(left.trim(), "0", "bundles left in .git");
+
+    let sentinel = host.dir.path().join("pwned");
+    let upload_pack = format!("--upload-pack=touch {}", sentinel.display());
+    for (args, why) in [
+        (
+            vec!["git", "fetch", "/tmp/elsewhere.git", "main"],
+            "not a remote name",
+        ),
+        (
+            vec!["git", "fetch", upload_pack.as_str(), "origin"],
+            "is not allowed",
+        ),
+        (vec!["git", "pull", "origin"], "name the branch"),
+        (
+            vec!["git", "fetch", "nosuch", "main"],
+            "no remote named `nosuch`",
+        ),
+        (
+            vec!["git", "fetch", "origin", "--", "main"],
+            "is not allowed",
+        ),
+    ] {
+        let mut full = vec!["exec", "--"];
+        full.extend(&args);
+        let out = host.run(&repo, &full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(!sentinel.exists());
+    host.ok(&repo, &["destroy", "-y", "f1"]);
 }

@@ -28,3 +28,11 @@ pub mod sync;
 pub mod token;
 
 pub use settings::Settings;
+
+/// The real git: `AGENTBOX_REAL_GIT`, else `git` from PATH. The box's PATH starts with the
+/// `git` shim, which sends fetch/pull/push to the host — never what the relay means.
+pub fn real_git() -> std::ffi::OsString {
+    std::env::var_os("AGENTBOX_REAL_GIT")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "git".into())
+}

@@ -29,7 +29,7 @@ pub enum SeedError {
 }
 
 fn git(workspace: &Path, args: &[&str]) -> Result<(), SeedError> {
-    let out = Command::new("git")
+    let out = Command::new(crate::real_git())
         .arg("-C")
         .arg(workspace)
         .args(args)

@@ -38,7 +38,7 @@ struct Git<'a> {
 
 impl Git<'_> {
     fn output(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
-        Command::new("git")
+        Command::new(crate::real_git())
             .arg("-C")
             .arg(self.workspace)
             .args(args)

@@ -23,6 +23,10 @@ fn outcome(exit_code: i32, stdout: String, stderr: String) -> Outcome {
     }
 }
 
+fn refused_box(why: String) -> Box<Done> {
+    Box::new(refused(why))
+}
+
 fn refused(why: String) -> Done {
     Done {
         outcome: outcome(1, String::new(), format!("refused by the host: {why}\n")),
@@ -281,6 +285,128 @@ pub fn git_push(
         }
         Err(e) => refused(format!("cannot run git: {e}")),
     }
+}
+
+/// What a fetch for a box produced: the tracking ref it updated and, when the box lacks
+/// something, a bundle of it.
+pub struct Fetched {
+    /// `remote/branch`, or `remote` when every branch was fetched.
+    pub tracking: String,
+    /// The bundle (in the caller's staging directory), if there is anything new.
+    pub bundle: Option<std::path::PathBuf>,
+    /// git's messages, for the box.
+    pub stderr: String,
+}
+
+/// `git fetch` for a box: the host fetches from a remote *name* it has, with its own
+/// credentials, into its remote-tracking refs, then bundles those refs minus what the box
+/// already has (`known`: commits the host knows the box holds).
+pub fn git_fetch(
+    facts: &BoxFacts<'_>,
+    request: &agentbox_protocol::bridge::GitRequest,
+    known: &[String],
+    staging: &std::path::Path,
+) -> Result<Fetched, Box<Done>> {
+    use agentbox_protocol::bridge::GitOp;
+    let remote = request.remote.as_deref().unwrap_or("origin");
+    let valid_name = !remote.is_empty()
+        && !remote.starts_with('-')
+        && remote
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !valid_name {
+        return Err(refused_box(format!(
+            "`{}` is not a remote name",
+            clean_text(remote, 80)
+        )));
+    }
+    let remotes = git(facts.project, &["remote"])
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if !remotes.lines().any(|r| r == remote) {
+        return Err(refused_box(format!(
+            "the host repository has no remote named `{remote}`"
+        )));
+    }
+    let branch = request.branch.as_deref();
+    if let Some(b) = branch {
+        let plain = !b.is_empty()
+            && !b.starts_with('-')
+            && !b.contains("..")
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c));
+        if !plain {
+            return Err(refused_box(format!(
+                "`{}` is not a branch name",
+                clean_text(b, 80)
+            )));
+        }
+    } else if request.op == GitOp::Pull {
+        return Err(refused_box(
+            "name the branch to pull: `git pull origin main`".into(),
+        ));
+    }
+    let (spec, tracking, bundle_refs) = match branch {
+        Some(b) => (
+            format!("+refs/heads/{b}:refs/remotes/{remote}/{b}"),
+            format!("{remote}/{b}"),
+            vec![format!("refs/remotes/{remote}/{b}")],
+        ),
+        None => (
+            format!("+refs/heads/*:refs/remotes/{remote}/*"),
+            remote.to_string(),
+            vec![format!("--remotes={remote}/*")],
+        ),
+    };
+    let fetched = git(facts.project, &["fetch", "--no-tags", "--", remote, &spec])
+        .map_err(|e| refused_box(format!("cannot run git: {e}")))?;
+    let stderr = String::from_utf8_lossy(&fetched.stderr).into_owned();
+    if !fetched.status.success() {
+        return Err(Box::new(Done {
+            outcome: outcome(
+                fetched.status.code().unwrap_or(1),
+                String::new(),
+                stderr.clone(),
+            ),
+            decision: "done",
+            detail: format!("git fetch {remote} failed"),
+        }));
+    }
+    let bundle = staging.join("fetch.bundle");
+    let mut args: Vec<String> = vec!["bundle".into(), "create".into(), "-q".into()];
+    args.push(bundle.display().to_string());
+    args.extend(bundle_refs);
+    for k in known {
+        let exists = git(
+            facts.project,
+            &["cat-file", "-e", &format!("{k}^{{commit}}")],
+        )
+        .is_ok_and(|o| o.status.success());
+        if exists {
+            args.push(format!("^{k}"));
+        }
+    }
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let made =
+        git(facts.project, &refs).map_err(|e| refused_box(format!("cannot run git: {e}")))?;
+    let made_stderr = String::from_utf8_lossy(&made.stderr);
+    let bundle = if made.status.success() {
+        Some(bundle)
+    } else if made_stderr.contains("empty bundle") {
+        None // the box has all of it
+    } else {
+        return Err(refused_box(format!(
+            "cannot bundle the fetched refs: {}",
+            clean_text(&made_stderr, 300)
+        )));
+    };
+    Ok(Fetched {
+        tracking,
+        bundle,
+        stderr,
+    })
 }
 
 #[cfg(test)]

@@ -502,6 +502,9 @@ async fn run_request(
             })
             .await
         }
+        HostRequest::Git(git) if matches!(git.op, GitOp::Fetch | GitOp::Pull) => {
+            fetch_for_box(record, url, &git, staged).await
+        }
         HostRequest::CopyToHost {
             blob,
             name: entry,
@@ -588,6 +591,92 @@ async fn run_request(
             }
         }
         request => blocking(move || exec::execute(&name, &request)).await,
+    }
+}
+
+/// `git fetch|pull` from a box: the host fetches, bundles what the box lacks and lands it
+/// in the box's `.git/` under its digest, for `agentbox-ctl` to import.
+async fn fetch_for_box(
+    record: &BoxRecord,
+    url: &str,
+    git: &agentbox_protocol::bridge::GitRequest,
+    staged: tempfile::TempDir,
+) -> exec::Done {
+    let mut known = vec![format!("refs/agentbox/{}/head", record.name)];
+    if let Ok(sync) = crate::sync::SyncRecord::load(&record.dir) {
+        known.push(sync.head);
+    }
+    let (project, branch, name, request) = (
+        record.project.clone(),
+        record.branch.clone(),
+        record.name.clone(),
+        git.clone(),
+    );
+    let dir = staged.path().to_path_buf();
+    let lock = PathBuf::new();
+    let fetched = tokio::task::spawn_blocking(move || {
+        exec::git_fetch(
+            &exec::BoxFacts {
+                name: &name,
+                project: &project,
+                branch: &branch,
+                push_lock: &lock,
+            },
+            &request,
+            &known,
+            &dir,
+        )
+    })
+    .await;
+    let fetched = match fetched {
+        Ok(Ok(f)) => f,
+        Ok(Err(done)) => return *done,
+        Err(e) => return refusal("refused", format!("the fetch task failed: {e}")),
+    };
+    let mut out = Outcome {
+        exit_code: 0,
+        stdout: format!("fetched {}\n", fetched.tracking),
+        stderr: fetched.stderr,
+        bundle: None,
+    };
+    if let Some(bundle) = &fetched.bundle {
+        let (digest, size) = match agentbox_protocol::part_file::hash_file(bundle).await {
+            Ok(v) => v,
+            Err(e) => return refusal("refused", format!("cannot read the bundle: {e}")),
+        };
+        let relay = crate::transfer::client::Relay::new(url, &record.bridge_token);
+        let land = agentbox_protocol::files::LandRequest {
+            blake3: String::new(),
+            size: 0,
+            kind: agentbox_protocol::files::TransferKind::File,
+            dest: ".git/".into(),
+            name: Some(format!("{digest}.bundle")),
+            mode: Some(0o644),
+        };
+        let id = match agentbox_protocol::files::new_transfer_id() {
+            Ok(id) => id,
+            Err(e) => return refusal("refused", e.to_string()),
+        };
+        if let Err(e) = relay.upload(&id, bundle, land, &|_, _| {}).await {
+            return refusal(
+                "refused",
+                format!("cannot send the bundle to the box: {e:#}"),
+            );
+        }
+        out.bundle = Some(BlobRef {
+            blake3: digest,
+            size,
+        });
+    }
+    drop(staged);
+    exec::Done {
+        detail: format!(
+            "fetched {} ({} bytes to the box)",
+            fetched.tracking,
+            out.bundle.as_ref().map_or(0, |b| b.size)
+        ),
+        outcome: out,
+        decision: "done",
     }
 }
 

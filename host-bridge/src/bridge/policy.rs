@@ -66,10 +66,11 @@ impl Policy {
                     "policy.pushOtherBranch"
                 }
             }
+            HostRequest::Git(_) => "policy.fetch",
             HostRequest::CopyToHost { .. } => "policy.copyToHost",
             HostRequest::CopyFromHost { .. } => "policy.copyFromHost",
             // Not carried out by this host yet: the executor refuses them with a reason.
-            HostRequest::Git(_) | HostRequest::Gh(_) => return (Verdict::Allow, "unsupported"),
+            HostRequest::Gh(_) => return (Verdict::Allow, "unsupported"),
         };
         (self.get(key), key)
     }
