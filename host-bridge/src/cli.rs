@@ -164,6 +164,16 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Run `git push|pull|fetch` in a box, from the host: the same request the box makes,
+    /// answered by the host bridge under the same policy.
+    Git {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: String,
+        /// push, pull or fetch, and their arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        args: Vec<String>,
+    },
     /// Bring a box up to date with the host tree: new commits, uncommitted changes and
     /// changed untracked files.
     ///
@@ -481,6 +491,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Approve { id } => ctx.decide(&id, true),
         Cmd::Deny { id } => ctx.decide(&id, false),
         Cmd::Sync { target, json } => ctx.sync(target.as_deref(), json),
+        Cmd::Git { target, args } => {
+            if !matches!(
+                args.first().map(String::as_str),
+                Some("push" | "pull" | "fetch")
+            ) {
+                bail!("`agentbox git BOX` runs push, pull or fetch in the box; use `agentbox exec BOX -- git …` for the rest");
+            }
+            let record = ctx.resolve(Some(&target))?;
+            let b = AnyBox::open(&record)?;
+            ensure_running(&b, &record.name)?;
+            let mut argv = vec!["git".to_string()];
+            argv.extend(args);
+            let code = b.exec(&argv)?;
+            Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        }
         Cmd::Download {
             target,
             dry_run,
