@@ -226,17 +226,6 @@ pub fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
     }
 }
 
-/// The box holds no GitHub credentials: `gh` is a request to the host, which this
-/// version of the host bridge does not carry yet.
-fn no_bridge(tool: &str, args: &[String]) -> ExitCode {
-    let what = args.first().map_or(String::new(), |a| format!(" {a}"));
-    eprintln!(
-        "agentbox-ctl: `{tool}{what}` goes to the host (this box holds no credentials), and this \
-         version of the host bridge does not carry it yet; run it on the host instead"
-    );
-    ExitCode::from(1)
-}
-
 fn print_json<T: serde::Serialize>(value: &T) {
     let text =
         serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
@@ -277,7 +266,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
         } else {
             crate::copy::from_host(paths, &src, &dest)
         }),
-        Cmd::Gh { args } => Ok(no_bridge("gh", &args)),
+        Cmd::Gh { args } => Ok(crate::gh::run(paths, &args)),
         Cmd::Status { json } => match client::call(&socket, CtlRequest::Status)? {
             CtlResponse::Status(report) => {
                 if json {

@@ -8,6 +8,7 @@
 //! - [`daemon`]: lock, socket, signals, shutdown.
 //! - [`host`]: requests to the host (`notify`, `open`) through the relay; [`git`]: `git push`
 //!   as a bundle the host pushes.
+//! - [`gh`]: `gh pr create|view|list` as typed requests to the host.
 //! - [`copy`]: `cp --to-host|--from-host` through the host bridge.
 //! - [`cli`]: argument parsing and output.
 //! - [`paths`]: the environment contract.
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod copy;
 pub mod daemon;
+pub mod gh;
 pub mod git;
 pub mod host;
 pub mod logs;

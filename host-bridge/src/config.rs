@@ -91,6 +91,18 @@ pub const KEYS: &[Key] = &[
         check: verdict,
     },
     Key {
+        name: "policy.prCreate",
+        help: "`gh pr create` for the box's branch: allow, ask or deny",
+        default: Some("ask"),
+        check: verdict,
+    },
+    Key {
+        name: "policy.prRead",
+        help: "`gh pr view|list`: allow, ask or deny",
+        default: Some("allow"),
+        check: verdict,
+    },
+    Key {
         name: "policy.copyToHost",
         help: "`agentbox-ctl cp --to-host` into the project: allow, ask or deny",
         default: Some("ask"),

@@ -65,6 +65,7 @@ impl Host {
             .current_dir(cwd)
             .env("AGENTBOX_HOME", self.home())
             .env("AGENTBOX_OPENER", self.dir.path().join("opener"))
+            .env("AGENTBOX_GH", self.dir.path().join("gh"))
             .stdin(Stdio::null())
             .output()
             .expect("run agentbox")
@@ -1460,4 +1461,88 @@ fn fetch_and_pull_in_the_box_go_through_the_host() {
     }
     assert!(!sentinel.exists());
     host.ok(&repo, &["destroy", "-y", "f1"]);
+}
+
+#[test]
+fn gh_pr_goes_to_the_hosts_gh_for_the_boxs_branch_only() {
+    let host = Host::new();
+    // The host's gh: records each argument on a line, answers like gh.
+    let record = host.dir.path().join("gh-calls.txt");
+    let gh = host.dir.path().join("gh");
+    std::fs::write(
+        &gh,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> {}; done\necho --- >> {}\necho https://github.example/o/r/pull/7\n",
+            record.display(),
+            record.display()
+        ),
+    )
+    .expect("write");
+    std::fs::set_permissions(&gh, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let repo = host.repo("ghproj", "");
+    host.ok(&repo, &["create", "--name", "g1"]);
+    host.ok(
+        &repo,
+        &["config", "set", "--project", "policy.prCreate", "allow"],
+    );
+
+    let out = host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "gh",
+            "pr",
+            "create",
+            "--title",
+            "--repo=evil/x",
+            "--body",
+            "line 1\nline 2",
+            "--draft",
+        ],
+    );
+    assert_eq!(out, "https://github.example/o/r/pull/7\n");
+    host.ok(&repo, &["exec", "--", "gh", "pr", "view"]);
+    host.ok(
+        &repo,
+        &[
+            "exec", "--", "gh", "pr", "list", "--state", "merged", "-L", "5",
+        ],
+    );
+    let calls = std::fs::read_to_string(&record).expect("calls");
+    assert_eq!(
+        calls,
+        "pr\ncreate\n--head=agentbox/g1\n--title=--repo=evil/x\n--body=line 1\nline 2\n--draft\n---\n\
+         pr\nview\nagentbox/g1\n---\n\
+         pr\nlist\n--state=merged\n--limit=5\n---\n"
+    );
+    for (args, why) in [
+        (vec!["gh", "pr", "merge", "7"], "not carried to the host"),
+        (vec!["gh", "api", "/user"], "not carried to the host"),
+        (vec!["gh", "auth", "token"], "not carried to the host"),
+        (
+            vec!["gh", "pr", "create", "-t", "x", "--repo", "evil/x"],
+            "not carried",
+        ),
+        (
+            vec!["gh", "pr", "list", "--state", "open;rm"],
+            "is not a state",
+        ),
+    ] {
+        let mut full = vec!["exec", "--"];
+        full.extend(&args);
+        let out = host.run(&repo, &full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&record).expect("calls"),
+        calls,
+        "a refused request ran gh"
+    );
+    host.ok(&repo, &["destroy", "-y", "g1"]);
 }

@@ -287,6 +287,99 @@ pub fn git_push(
     }
 }
 
+/// The host's `gh`: `AGENTBOX_GH` (host config), else `gh` on PATH.
+fn gh_program() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("AGENTBOX_GH").filter(|v| !v.is_empty()) {
+        return Some(p.into());
+    }
+    which("gh")
+}
+
+/// `gh pr create|view|list` for a box, run by the host's `gh` in the box's project, with
+/// every value passed as `--flag=value` (so text from the box can never be read as
+/// another flag) and the head always the box's own branch.
+pub fn gh(facts: &BoxFacts<'_>, request: &agentbox_protocol::bridge::GhRequest) -> Done {
+    use agentbox_protocol::bridge::GhRequest;
+    let Some(program) = gh_program() else {
+        return refused("the host has no `gh` (install GitHub CLI, or set AGENTBOX_GH)".into());
+    };
+    let plain_branch = |b: &str| {
+        !b.is_empty()
+            && !b.starts_with('-')
+            && !b.contains("..")
+            && b.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c))
+    };
+    let mut args: Vec<String> = vec!["pr".into()];
+    match request {
+        GhRequest::PrCreate {
+            title,
+            body,
+            base,
+            draft,
+        } => {
+            let title = clean_text(title, 256);
+            if title.trim().is_empty() {
+                return refused("a pull request needs a title".into());
+            }
+            args.push("create".into());
+            args.push(format!("--head={}", facts.branch));
+            args.push(format!("--title={}", title.replace('\n', " ")));
+            args.push(format!("--body={}", clean_text(body, 65_536)));
+            if let Some(b) = base {
+                if !plain_branch(b) {
+                    return refused(format!("`{}` is not a branch name", clean_text(b, 80)));
+                }
+                args.push(format!("--base={b}"));
+            }
+            if *draft {
+                args.push("--draft".into());
+            }
+        }
+        GhRequest::PrView { number } => {
+            args.push("view".into());
+            args.push(number.map_or_else(|| facts.branch.to_string(), |n| n.to_string()));
+        }
+        GhRequest::PrList { state, limit } => {
+            let state = state.as_deref().unwrap_or("open");
+            if !matches!(state, "open" | "closed" | "merged" | "all") {
+                return refused(format!(
+                    "`{}` is not a state: open, closed, merged or all",
+                    clean_text(state, 40)
+                ));
+            }
+            args.push("list".into());
+            args.push(format!("--state={state}"));
+            args.push(format!("--limit={}", limit.unwrap_or(30).min(200)));
+        }
+    }
+    let out = std::process::Command::new(&program)
+        .args(&args)
+        .current_dir(facts.project)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GH_PROMPT_DISABLED", "1")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Ok(o) => {
+            let code = o.status.code().unwrap_or(1);
+            Done {
+                outcome: outcome(
+                    code,
+                    String::from_utf8_lossy(&o.stdout).into_owned(),
+                    String::from_utf8_lossy(&o.stderr).into_owned(),
+                ),
+                decision: "done",
+                detail: format!(
+                    "gh pr {} → exit {code}",
+                    args.get(1).map_or("", String::as_str)
+                ),
+            }
+        }
+        Err(e) => refused(format!("cannot run {}: {e}", program.display())),
+    }
+}
+
 /// What a fetch for a box produced: the tracking ref it updated and, when the box lacks
 /// something, a bundle of it.
 pub struct Fetched {

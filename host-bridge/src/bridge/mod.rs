@@ -502,6 +502,21 @@ async fn run_request(
             })
             .await
         }
+        HostRequest::Gh(gh) => {
+            blocking(move || {
+                let lock = PathBuf::new();
+                exec::gh(
+                    &exec::BoxFacts {
+                        name: &name,
+                        project: &project,
+                        branch: &branch,
+                        push_lock: &lock,
+                    },
+                    &gh,
+                )
+            })
+            .await
+        }
         HostRequest::Git(git) if matches!(git.op, GitOp::Fetch | GitOp::Pull) => {
             fetch_for_box(record, url, &git, staged).await
         }

@@ -70,7 +70,10 @@ impl Policy {
             HostRequest::CopyToHost { .. } => "policy.copyToHost",
             HostRequest::CopyFromHost { .. } => "policy.copyFromHost",
             // Not carried out by this host yet: the executor refuses them with a reason.
-            HostRequest::Gh(_) => return (Verdict::Allow, "unsupported"),
+            HostRequest::Gh(agentbox_protocol::bridge::GhRequest::PrCreate { .. }) => {
+                "policy.prCreate"
+            }
+            HostRequest::Gh(_) => "policy.prRead",
         };
         (self.get(key), key)
     }
