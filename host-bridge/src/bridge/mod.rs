@@ -85,6 +85,7 @@ async fn serve(home: Home) -> anyhow::Result<()> {
             .0
             .into(),
         inflight: Arc::default(),
+        policies: Arc::default(),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!("host bridge running");
@@ -141,6 +142,8 @@ struct Shared {
     inflight: Arc<Mutex<HashSet<String>>>,
     /// The host's records, one connection for all handlers.
     journal: Arc<Mutex<HostJournal>>,
+    /// Policies per project, re-read at most once a second.
+    policies: Arc<policy::Cache>,
 }
 
 /// Polls one box until it is gone from the state.
@@ -348,7 +351,7 @@ async fn decide_and_run(
     leased: &LeasedRequest,
     slot: &mut Slot,
 ) -> exec::Done {
-    let policy = match policy::Policy::load(&shared.home, &record.project) {
+    let policy = match shared.policies.get(&shared.home, &record.project) {
         Ok(p) => p,
         Err(e) => return refusal("refused", format!("the host policy cannot be read: {e:#}")),
     };

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use agentbox_protocol::bridge::{GitOp, HostRequest};
 
@@ -19,6 +20,35 @@ pub enum Verdict {
     Ask,
     /// Refuse it.
     Deny,
+}
+
+/// Policies by project, re-read only when one of their config files changed (two `stat`
+/// calls per request instead of parsing YAML).
+#[derive(Default)]
+pub struct Cache {
+    entries: std::sync::Mutex<BTreeMap<std::path::PathBuf, (Stamp, Arc<Policy>)>>,
+}
+
+/// The modification times of the global and the project config file.
+type Stamp = (Option<std::time::SystemTime>, Option<std::time::SystemTime>);
+
+impl Cache {
+    /// The policy of `project`.
+    pub fn get(&self, home: &Home, project: &Path) -> anyhow::Result<Arc<Policy>> {
+        let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let project_file = home.project_config(&crate::cli::project_id(project));
+        let stamp = (mtime(&home.config()), mtime(&project_file));
+        if let Ok(entries) = self.entries.lock() {
+            if let Some((_, p)) = entries.get(project).filter(|(s, _)| *s == stamp) {
+                return Ok(Arc::clone(p));
+            }
+        }
+        let policy = Arc::new(Policy::load(home, project)?);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(project.to_path_buf(), (stamp, Arc::clone(&policy)));
+        }
+        Ok(policy)
+    }
 }
 
 /// The policy for one project.
