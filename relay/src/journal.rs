@@ -101,6 +101,24 @@ impl Journal {
         })
     }
 
+    /// Moves WAL checkpoints off the request path: this connection stops checkpointing
+    /// (whose fsync made the slowest requests wait) and a background thread with its own
+    /// connection checkpoints passively every second, never blocking a writer.
+    pub fn checkpoint_in_background(&self, path: &Path) -> Result<(), JournalError> {
+        self.db()?.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let conn = Connection::open(path)?;
+        std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "journal checkpoint failed");
+                }
+            })
+            .map_err(|e| JournalError::Db(e.to_string()))?;
+        Ok(())
+    }
+
     fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, JournalError> {
         self.conn
             .lock()

@@ -91,10 +91,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let bridge_addr = bridge_listener.local_addr()?;
     std::fs::create_dir_all(&settings.state_dir)
         .with_context(|| format!("cannot create {}", settings.state_dir.display()))?;
+    let journal_path = settings.state_dir.join("relay.db");
     let journal = Arc::new(
-        agentbox_relay::journal::Journal::open(&settings.state_dir.join("relay.db"))
+        agentbox_relay::journal::Journal::open(&journal_path)
             .context("cannot open the request journal")?,
     );
+    journal
+        .checkpoint_in_background(&journal_path)
+        .context("cannot start the journal checkpointer")?;
     let box_listener =
         agentbox_relay::box_api::bind(&settings.run_dir).context("cannot listen on relay.sock")?;
     write_relay_json(&settings, bridge_addr.port(), web_addr.port())?;

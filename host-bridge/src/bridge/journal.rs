@@ -96,6 +96,27 @@ impl HostJournal {
         Ok(Self { conn })
     }
 
+    /// For the long-running daemon: this connection stops checkpointing the WAL (whose
+    /// fsync made the slowest requests wait) and a background thread checkpoints passively
+    /// every second with its own connection, never blocking a writer.
+    pub fn checkpoint_in_background(&self, path: &Path) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let conn = Connection::open(path)?;
+        let spawned = std::thread::Builder::new()
+            .name("journal-checkpoint".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_secs(1));
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "state.db checkpoint failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no checkpoint thread; checkpoints stay inline");
+            self.conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+        }
+        Ok(())
+    }
+
     /// The recorded outcome of a request, if it ran before.
     pub fn completed(&self, box_name: &str, id: &str) -> rusqlite::Result<Option<Outcome>> {
         let text: Option<String> = self

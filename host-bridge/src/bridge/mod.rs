@@ -76,8 +76,10 @@ async fn serve(home: Home) -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
         .build()?;
+    let journal = HostJournal::open(&home.state_db())?;
+    journal.checkpoint_in_background(&home.state_db())?;
     let shared = Shared {
-        journal: Arc::new(Mutex::new(HostJournal::open(&home.state_db())?)),
+        journal: Arc::new(Mutex::new(journal)),
         home: home.clone(),
         client,
         polled: Arc::default(),
