@@ -468,10 +468,7 @@ async fn run_request(
     leased: &LeasedRequest,
 ) -> exec::Done {
     let client = &shared.client;
-    let staged = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
-    };
+    // Only requests that move files get a staging directory (`tempfile::tempdir`).
     let (project, branch, name) = (
         record.project.clone(),
         record.branch.clone(),
@@ -481,6 +478,10 @@ async fn run_request(
         HostRequest::Git(git) if git.op == GitOp::Push => {
             let Some(blob) = &git.bundle else {
                 return refusal("refused", "a push needs its bundle".into());
+            };
+            let staged = match tempfile::tempdir() {
+                Ok(d) => d,
+                Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
             };
             let path =
                 match fetch_blob(client, url, &record.bridge_token, blob, staged.path()).await {
@@ -523,13 +524,20 @@ async fn run_request(
             .await
         }
         HostRequest::Git(git) if matches!(git.op, GitOp::Fetch | GitOp::Pull) => {
-            fetch_for_box(record, url, &git, staged).await
+            match tempfile::tempdir() {
+                Ok(staged) => fetch_for_box(record, url, &git, staged).await,
+                Err(e) => refusal("refused", format!("no temporary directory: {e}")),
+            }
         }
         HostRequest::CopyToHost {
             blob,
             name: entry,
             dest,
         } => {
+            let staged = match tempfile::tempdir() {
+                Ok(d) => d,
+                Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
+            };
             let path =
                 match fetch_blob(client, url, &record.bridge_token, &blob, staged.path()).await {
                     Ok(p) => p,
@@ -559,6 +567,10 @@ async fn run_request(
             .await
         }
         HostRequest::CopyFromHost { src, dest } => {
+            let staged = match tempfile::tempdir() {
+                Ok(d) => d,
+                Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
+            };
             let archive = staged.path().join("from-host.tar");
             let packed = {
                 let (project, src, archive) = (project.clone(), src.clone(), archive.clone());
