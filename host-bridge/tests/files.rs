@@ -1,0 +1,237 @@
+//! Files between host and box through the CLI: cp, sync, download.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn cp_both_ways_through_the_cli() {
+    let host = Host::new();
+    let repo = host.repo("cpproj", "");
+    host.ok(&repo, &["create", "--name", "c1"]);
+    std::fs::create_dir_all(repo.join("out/sub")).expect("mkdir");
+    std::fs::write(repo.join("out/sub/f.txt"), "from host\n").expect("write");
+    // Into the workspace (relative box path), then under a new name.
+    let written = host.ok(&repo, &["cp", "--json", "out", "c1:"]);
+    let v: serde_json::Value = serde_json::from_str(&written).expect("json");
+    assert!(
+        v["written"][0]
+            .as_str()
+            .is_some_and(|p| p.ends_with("workspace/out")),
+        "{v}"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "out/sub/f.txt"]),
+        "from host\n"
+    );
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo made in box > made.txt"],
+    );
+    host.ok(&repo, &["cp", "c1:made.txt", "got.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("got.txt")).expect("got"),
+        "made in box\n"
+    );
+    host.fails(
+        &repo,
+        &["cp", "a", "b"],
+        "one side of cp must be a box path",
+    );
+    host.fails(&repo, &["cp", "nobox:x", "y"], "no box named `nobox`");
+    host.fails(&repo, &["cp", "c1:missing", "y"], "missing");
+    host.ok(&repo, &["destroy", "-y", "c1"]);
+}
+
+#[test]
+fn sync_sends_only_what_changed_and_the_box_wins_conflicts() {
+    let host = Host::new();
+    let repo = host.repo("syncproj", "");
+    std::fs::write(repo.join("notes/mine.md"), "seeded\n").expect("write");
+    host.ok(&repo, &["create", "--name", "s1"]);
+
+    // The host moves on: a commit (with the edit the box already has uncommitted), an
+    // uncommitted change, a new and a changed untracked file.
+    std::fs::write(repo.join("src/new.txt"), "new\n").expect("write");
+    git_in(&repo, &["add", "src"]);
+    git_in(&repo, &["commit", "-qm", "third"]);
+    std::fs::write(repo.join(".gitignore"), "*.log\n*.tmp\n").expect("write");
+    std::fs::write(repo.join("notes/new.md"), "brand new\n").expect("write");
+    std::fs::write(repo.join("notes/deep/todo.md"), "untracked v2\n").expect("write");
+    std::fs::write(repo.join("notes/mine.md"), "host v2\n").expect("write");
+    // The box changes one of those untracked files itself.
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo box version > notes/mine.md"],
+    );
+
+    let out: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["sync", "--json"])).expect("json");
+    assert_eq!(out["report"]["merged"], true, "{out}");
+    assert!(
+        out["bytes_sent"]
+            .as_u64()
+            .is_some_and(|b| b > 0 && b < 64 * 1024),
+        "{out}"
+    );
+    assert_eq!(
+        out["kept_in_box"],
+        serde_json::json!(["notes/mine.md"]),
+        "{out}"
+    );
+    let cat = |p: &str| host.ok(&repo, &["exec", "--", "cat", p]);
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "git", "log", "--format=%s", "-3"]),
+        "third\nsecond\nfirst\n"
+    );
+    assert_eq!(cat("src/new.txt"), "new\n");
+    assert_eq!(cat("src/lib.txt"), "one\nedited\n");
+    assert_eq!(cat(".gitignore"), "*.log\n*.tmp\n");
+    assert_eq!(cat("notes/new.md"), "brand new\n");
+    assert_eq!(cat("notes/deep/todo.md"), "untracked v2\n");
+    assert_eq!(cat("notes/mine.md"), "box version\n");
+
+    // Nothing new: nothing travels.
+    let again: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["sync", "--json"])).expect("json");
+    assert_eq!(again["bytes_sent"], 0, "{again}");
+
+    // Conflicting commits on both sides: the merge is left undone, the box keeps its work.
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo box line > src/lib.txt && git -c user.email=b@b -c user.name=b commit -qam box && echo wip > wip.txt"],
+    );
+    std::fs::write(repo.join("src/lib.txt"), "host line\n").expect("write");
+    git_in(&repo, &["commit", "-qam", "host"]);
+    let out: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["sync", "--json"])).expect("json");
+    assert_eq!(out["report"]["merged"], false, "{out}");
+    assert!(
+        out["report"]["commits"]
+            .as_str()
+            .is_some_and(|c| c.contains("refs/agentbox/host")),
+        "{out}"
+    );
+    assert_eq!(cat("src/lib.txt"), "box line\n");
+    assert_eq!(cat("wip.txt"), "wip\n");
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                "--",
+                "git",
+                "log",
+                "-1",
+                "--format=%s",
+                "refs/agentbox/host"
+            ]
+        ),
+        "host\n"
+    );
+    host.ok(&repo, &["destroy", "-y", "s1"]);
+}
+
+#[test]
+fn download_shows_changes_holds_host_executed_files_and_never_writes_git() {
+    let host = Host::new();
+    let repo = host.repo("dlproj", "");
+    host.ok(&repo, &["create", "--name", "d1"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo box edit > src/lib.txt && mkdir -p out .vscode && echo made > out/new.txt \
+             && echo 'rm -rf ~' > .envrc && echo '{}' > .vscode/tasks.json \
+             && echo SECRET=1 > .env && echo '.env' >> .gitignore && echo x > debug.log \
+             && echo hook > .git/hooks/post-checkout",
+        ],
+    );
+    // Dry run: the list, nothing written.
+    let plan: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json"])).expect("json");
+    let listed: Vec<(&str, &str, bool)> = plan["plan"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap_or(""),
+                f["change"].as_str().unwrap_or(""),
+                f["host_executed"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (".envrc", "new", true),
+            (".gitignore", "modified", false),
+            (".vscode/tasks.json", "new", true),
+            ("out/new.txt", "new", false),
+            ("src/lib.txt", "modified", false),
+        ],
+        "{plan}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("src/lib.txt")).expect("lib"),
+        "one\nedited\n"
+    );
+    // Without a terminal, confirmation must be explicit.
+    host.fails(&repo, &["download"], "pass -y");
+
+    let done: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "-y", "--json"])).expect("json");
+    assert_eq!(
+        done["written"],
+        serde_json::json!([".gitignore", "out/new.txt", "src/lib.txt"]),
+        "{done}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("src/lib.txt")).expect("lib"),
+        "box edit\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("out/new.txt")).expect("new"),
+        "made\n"
+    );
+    assert!(
+        !repo.join(".envrc").exists(),
+        "a host-executed file was written"
+    );
+    assert!(!repo.join(".vscode/tasks.json").exists());
+    assert!(
+        !repo.join(".env").exists(),
+        "an ignored .env came without --with-env"
+    );
+    assert!(!repo.join(".git/hooks/post-checkout").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(&repo)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".agentbox-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left in the project");
+
+    // Explicit approval and --with-env bring the rest.
+    host.ok(
+        &repo,
+        &["download", "-y", "--with-env", "--allow-host-executed"],
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".envrc")).expect("envrc"),
+        "rm -rf ~\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join(".env")).expect("env"),
+        "SECRET=1\n"
+    );
+    assert!(!repo.join(".git/hooks/post-checkout").exists());
+    let again: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json", "--with-env"]))
+            .expect("json");
+    assert_eq!(again["plan"]["files"], serde_json::json!([]), "{again}");
+    host.ok(&repo, &["destroy", "-y", "d1"]);
+}
