@@ -7,6 +7,7 @@
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`seed`]: packing the repo into a seed.
 //! - [`download`]: `agentbox download`, the box workspace back into the host tree.
+//! - [`daytona`]: Daytona's REST API (sandboxes so far), errors, retries, waiting.
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
@@ -14,6 +15,7 @@
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod daytona;
 pub mod download;
 pub mod git;
 pub mod home;

@@ -1,0 +1,313 @@
+//! `daytona-fake [PORT] [API_KEY]`: a fake of Daytona's sandbox API, following its real
+//! shapes (`/api/sandbox…`, `Sandbox` JSON in camelCase, `{path, timestamp, statusCode,
+//! error, message}` errors, 409 while a state change is in progress, 429 with
+//! `Retry-After`). State changes take `DAYTONA_FAKE_TRANSITION_MS` (default 150 ms).
+//!
+//! Test controls (not Daytona's): `POST /_fake/faults` with `{"rateLimitNext": N,
+//! "slowCreateMs": M}` answers the next N calls 429 and holds creates M ms before
+//! answering (the sandbox is created at once, so a client that gave up finds it by label).
+//! The port in use is printed on stdout as `listening on PORT`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+struct Faults {
+    rate_limit_next: u32,
+    slow_create_ms: u64,
+}
+
+struct Fake {
+    key: String,
+    transition: Duration,
+    sandboxes: Mutex<BTreeMap<String, Value>>,
+    faults: Mutex<Faults>,
+    next: Mutex<u64>,
+}
+
+type Shared = Arc<Fake>;
+
+fn error(status: StatusCode, path: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({
+            "path": path,
+            "timestamp": "2026-11-29T00:00:00.000Z",
+            "statusCode": status.as_u16(),
+            "error": status.canonical_reason().unwrap_or(""),
+            "message": message,
+        })),
+    )
+        .into_response()
+}
+
+/// Auth and injected faults; `Err` is the answer.
+fn gate(fake: &Fake, headers: &HeaderMap, path: &str) -> Result<(), Box<Response>> {
+    let ok = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|k| k == fake.key);
+    if !ok {
+        return Err(Box::new(error(
+            StatusCode::UNAUTHORIZED,
+            path,
+            "Invalid credentials",
+        )));
+    }
+    let mut faults = fake
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if faults.rate_limit_next > 0 {
+        faults.rate_limit_next -= 1;
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            path,
+            "ThrottlerException: Too Many Requests",
+        );
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("0"));
+        return Err(Box::new(r));
+    }
+    Ok(())
+}
+
+fn find<'a>(map: &'a mut BTreeMap<String, Value>, id_or_name: &str) -> Option<&'a mut Value> {
+    if map.contains_key(id_or_name) {
+        return map.get_mut(id_or_name);
+    }
+    map.values_mut().find(|s| s["name"] == id_or_name)
+}
+
+/// Moves a sandbox to `to` after the transition time, if it is still in `via`.
+fn settle(fake: &Shared, id: String, via: &'static str, to: &'static str) {
+    let fake = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(fake.transition).await;
+        let mut map = fake
+            .sandboxes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if to == "destroyed" {
+            map.remove(&id);
+        } else if let Some(s) = map.get_mut(&id).filter(|s| s["state"] == via) {
+            s["state"] = json!(to);
+        }
+    });
+}
+
+async fn create(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Err(r) = gate(&fake, &headers, "/api/sandbox") {
+        return *r;
+    }
+    let id = {
+        let mut n = fake
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n += 1;
+        format!("sbx-{:08x}", *n)
+    };
+    let sandbox = json!({
+        "id": id,
+        "organizationId": "org-fake",
+        "name": body.get("name").cloned().unwrap_or(json!(id)),
+        "snapshot": body.get("snapshot").cloned().unwrap_or(Value::Null),
+        "user": body.get("user").cloned().unwrap_or(json!("daytona")),
+        "env": body.get("env").cloned().unwrap_or(json!({})),
+        "labels": body.get("labels").cloned().unwrap_or(json!({})),
+        "public": body.get("public").cloned().unwrap_or(json!(false)),
+        "networkBlockAll": false,
+        "target": body.get("target").cloned().unwrap_or(json!("us")),
+        "cpu": body.get("cpu").cloned().unwrap_or(json!(1)),
+        "gpu": 0,
+        "memory": body.get("memory").cloned().unwrap_or(json!(1)),
+        "disk": body.get("disk").cloned().unwrap_or(json!(3)),
+        "state": "creating",
+        "desiredState": "started",
+        "autoStopInterval": body.get("autoStopInterval").cloned().unwrap_or(json!(15)),
+        "toolboxProxyUrl": "http://127.0.0.1:0/toolbox",
+        "sandboxClass": "container",
+    });
+    fake.sandboxes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(id.clone(), sandbox.clone());
+    settle(&fake, id, "creating", "started");
+    let slow = fake.faults.lock().map_or(0, |f| f.slow_create_ms);
+    if slow > 0 {
+        tokio::time::sleep(Duration::from_millis(slow)).await;
+    }
+    Json(sandbox).into_response()
+}
+
+async fn list(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = gate(&fake, &headers, "/api/sandbox") {
+        return *r;
+    }
+    let wanted: BTreeMap<String, String> = match q.get("labels").map(|l| serde_json::from_str(l)) {
+        Some(Ok(l)) => l,
+        Some(Err(_)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "/api/sandbox",
+                "labels must be a JSON object",
+            )
+        }
+        None => BTreeMap::new(),
+    };
+    let map = fake
+        .sandboxes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let items: Vec<Value> = map
+        .values()
+        .filter(|s| wanted.iter().all(|(k, v)| s["labels"][k] == json!(v)))
+        .cloned()
+        .collect();
+    Json(json!({ "items": items, "nextCursor": "" })).into_response()
+}
+
+async fn get_one(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let path = format!("/api/sandbox/{id}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let mut map = fake
+        .sandboxes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match find(&mut map, &id) {
+        Some(s) => Json(s.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Sandbox with ID or name {id} not found"),
+        ),
+    }
+}
+
+fn change(fake: &Shared, headers: &HeaderMap, id: &str, op: &'static str) -> Response {
+    let path = format!("/api/sandbox/{id}/{op}");
+    if let Err(r) = gate(fake, headers, &path) {
+        return *r;
+    }
+    let mut map = fake
+        .sandboxes
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(s) = find(&mut map, id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Sandbox with ID or name {id} not found"),
+        );
+    };
+    if s["state"] != s["desiredState"] {
+        return error(
+            StatusCode::CONFLICT,
+            &path,
+            "Sandbox state change in progress",
+        );
+    }
+    let sid = s["id"].as_str().unwrap_or_default().to_string();
+    let (via, to) = match (op, s["state"].as_str().unwrap_or("")) {
+        ("start", "started") => return Json(s.clone()).into_response(),
+        ("start", "stopped" | "archived") => ("starting", "started"),
+        ("stop", "started") => ("stopping", "stopped"),
+        ("stop", _) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &path,
+                "Sandbox is not in a stoppable state",
+            )
+        }
+        ("delete", _) => ("destroying", "destroyed"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &path,
+                "Sandbox is not in a startable state",
+            )
+        }
+    };
+    s["state"] = json!(via);
+    s["desiredState"] = json!(to);
+    let answer = s.clone();
+    drop(map);
+    settle(fake, sid, via, to);
+    Json(answer).into_response()
+}
+
+async fn start(State(f): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    change(&f, &h, &id, "start")
+}
+async fn stop(State(f): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    change(&f, &h, &id, "stop")
+}
+async fn delete(State(f): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
+    change(&f, &h, &id, "delete")
+}
+
+async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCode {
+    let mut f = fake
+        .faults
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(n) = body["rateLimitNext"].as_u64() {
+        f.rate_limit_next = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(ms) = body["slowCreateMs"].as_u64() {
+        f.slow_create_ms = ms;
+    }
+    StatusCode::NO_CONTENT
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let key = args.next().unwrap_or_else(|| "fake-key".to_string());
+    let transition = std::env::var("DAYTONA_FAKE_TRANSITION_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let fake = Arc::new(Fake {
+        key,
+        transition: Duration::from_millis(transition),
+        sandboxes: Mutex::default(),
+        faults: Mutex::default(),
+        next: Mutex::new(0),
+    });
+    let app = Router::new()
+        .route("/api/sandbox", post(create).get(list))
+        .route("/api/sandbox/{id}", get(get_one).delete(delete))
+        .route("/api/sandbox/{id}/start", post(start))
+        .route("/api/sandbox/{id}/stop", post(stop))
+        .route("/_fake/faults", post(faults))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("listening on {}", listener.local_addr()?.port());
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,164 @@
+//! The Daytona client against `daytona-fake` (Daytona's paths, shapes, states and errors):
+//! lifecycle with waits, label lookup, retries on 429, a lost create answer found by label
+//! instead of creating twice, and the errors a user can act on.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agentbox::daytona::{CreateSandbox, Daytona, DaytonaError};
+use agentbox_tests::bin_path;
+
+struct Fake {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake() -> Fake {
+    let mut child = Command::new(bin_path("daytona-fake"))
+        .args(["0", "test-key"])
+        .env("DAYTONA_FAKE_TRANSITION_MS", "100")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("daytona-fake");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let port = line.trim().trim_start_matches("listening on ").to_string();
+    Fake {
+        child,
+        url: format!("http://127.0.0.1:{port}/api"),
+    }
+}
+
+fn client(f: &Fake, key: &str) -> Daytona {
+    let mut d = Daytona::new(&f.url, key, Some("org-1"));
+    d.backoff = vec![Duration::from_millis(20); 3];
+    d.attempt_timeout = Duration::from_millis(500);
+    d
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+fn faults(f: &Fake, body: &str) {
+    rt().block_on(async {
+        reqwest::Client::new()
+            .post(format!("{}/_fake/faults", f.url.trim_end_matches("/api")))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("faults");
+    });
+}
+
+#[test]
+fn a_sandbox_lifecycle_with_waits_and_labels() {
+    let f = fake();
+    let d = client(&f, "test-key");
+    rt().block_on(async {
+        let created = d
+            .create_sandbox(CreateSandbox {
+                name: Some("agentbox-one".into()),
+                snapshot: Some("agentbox-base".into()),
+                labels: BTreeMap::from([("agentbox.box".into(), "one".into())]),
+                auto_stop_interval: Some(0),
+                ..CreateSandbox::default()
+            })
+            .await
+            .expect("create");
+        assert_eq!(created.state.as_deref(), Some("creating"));
+        let started = d
+            .wait_for_state(&created.id, "started", Duration::from_secs(10))
+            .await
+            .expect("wait")
+            .expect("sandbox");
+        assert_eq!(started.name, "agentbox-one");
+        let mine = d
+            .list_sandboxes(&BTreeMap::from([("agentbox.box".into(), "one".into())]))
+            .await
+            .expect("list");
+        assert_eq!(mine.len(), 1);
+        assert!(d
+            .list_sandboxes(&BTreeMap::from([("agentbox.box".into(), "two".into())]))
+            .await
+            .expect("list")
+            .is_empty());
+        d.stop_sandbox("agentbox-one").await.expect("stop by name");
+        // A second change while the first runs: Daytona's 409, not retried.
+        let busy = d.start_sandbox(&created.id).await.expect_err("in progress");
+        assert!(
+            matches!(busy, DaytonaError::Conflict(ref m) if m.contains("state change in progress")),
+            "{busy}"
+        );
+        d.wait_for_state(&created.id, "stopped", Duration::from_secs(10))
+            .await
+            .expect("stopped");
+        d.start_sandbox(&created.id).await.expect("start");
+        d.wait_for_state(&created.id, "started", Duration::from_secs(10))
+            .await
+            .expect("started");
+        d.delete_sandbox(&created.id).await.expect("delete");
+        assert!(d
+            .wait_for_state(&created.id, "destroyed", Duration::from_secs(10))
+            .await
+            .expect("gone")
+            .is_none());
+        let missing = d.get_sandbox(&created.id).await.expect_err("404");
+        assert!(missing.to_string().contains("not found"), "{missing}");
+    });
+}
+
+#[test]
+fn rate_limits_are_retried_and_a_lost_create_answer_is_found_by_label() {
+    let f = fake();
+    let d = client(&f, "test-key");
+    faults(&f, r#"{"rateLimitNext": 2}"#);
+    rt().block_on(async {
+        assert!(d
+            .list_sandboxes(&BTreeMap::new())
+            .await
+            .expect("after 2 429s")
+            .is_empty());
+    });
+    // The fake holds the create's answer past the client's timeout, but makes the sandbox.
+    faults(&f, r#"{"slowCreateMs": 1500}"#);
+    let s = rt()
+        .block_on(d.create_sandbox(CreateSandbox::default()))
+        .expect("found by label");
+    faults(&f, r#"{"slowCreateMs": 0}"#);
+    let all = rt()
+        .block_on(d.list_sandboxes(&BTreeMap::new()))
+        .expect("list");
+    assert_eq!(all.len(), 1, "the create was sent twice");
+    assert_eq!(all[0].id, s.id);
+    faults(&f, r#"{"rateLimitNext": 10}"#);
+    rt().block_on(async {
+        let e = d.get_sandbox("x").await.expect_err("still limited");
+        assert!(matches!(e, DaytonaError::RateLimited), "{e}");
+    });
+}
+
+#[test]
+fn a_wrong_key_says_to_log_in() {
+    let f = fake();
+    let d = client(&f, "wrong");
+    let e = rt()
+        .block_on(d.list_sandboxes(&BTreeMap::new()))
+        .expect_err("401");
+    assert!(e.to_string().contains("agentbox daytona login"), "{e}");
+}
