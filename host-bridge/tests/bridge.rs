@@ -777,3 +777,76 @@ fn gh_pr_goes_to_the_hosts_gh_for_the_boxs_branch_only() {
     );
     host.ok(&repo, &["destroy", "-y", "g1"]);
 }
+
+#[test]
+fn a_push_survives_kill_9_of_the_relay_and_takes_effect_once() {
+    let host = Host::new();
+    let repo = host.repo("relaykill", "");
+    let remote = host.dir.path().join("remote.git");
+    git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+    git_in(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
+    );
+    let count = host.dir.path().join("pushes.txt");
+    let hook = remote.join("hooks/pre-receive");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\necho push >> {}\nsleep 2\n",
+            count.display()
+        ),
+    )
+    .expect("hook");
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    host.ok(&repo, &["create", "--name", "r1"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo x >> src/lib.txt && git -c user.email=b@b -c user.name=b commit -qam in-box",
+        ],
+    );
+    let relay_pid = || -> i32 {
+        let info: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(host.home().join("boxes/r1/run/relay.json")).expect("relay.json"),
+        )
+        .expect("json");
+        i32::try_from(info["pid"].as_i64().expect("pid")).expect("pid")
+    };
+    let before = relay_pid();
+    let push = host.spawn(&repo, &["exec", "--", "git", "push"]);
+    assert!(
+        eventually(|| count.exists()),
+        "the push never reached the remote"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    let (ok, out) = finish(push);
+    assert!(ok, "{out}");
+    assert_ne!(
+        relay_pid(),
+        before,
+        "the ctl daemon did not restart the relay"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&count).expect("count"),
+        "push\n",
+        "the remote saw the push more than once"
+    );
+    let log = Command::new("git")
+        .arg("-C")
+        .arg(&remote)
+        .args(["log", "-1", "--format=%s", "agentbox/r1"])
+        .output()
+        .expect("git log");
+    assert_eq!(String::from_utf8_lossy(&log.stdout), "in-box\n");
+    host.ok(&repo, &["destroy", "-y", "r1"]);
+}

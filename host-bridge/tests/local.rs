@@ -90,7 +90,15 @@ fn create_exec_stop_start_destroy() {
     let status: serde_json::Value =
         serde_json::from_str(&host.ok(&repo, &["status", "--json"])).expect("json");
     assert_eq!(status["running"], true);
-    let web = &status["units"][0];
+    let units = status["units"].as_array().cloned().unwrap_or_default();
+    assert!(
+        units.iter().any(|u| u["name"] == "agentbox-relay"),
+        "the relay runs as the daemon's built-in unit: {status}"
+    );
+    let web = units
+        .iter()
+        .find(|u| u["name"] == "web")
+        .expect("the web unit");
     assert_eq!(
         (web["name"].as_str(), web["state"].as_str()),
         (Some("web"), Some("ready")),
@@ -113,7 +121,10 @@ fn create_exec_stop_start_destroy() {
     assert!(eventually(|| {
         let s: serde_json::Value =
             serde_json::from_str(&host.ok(&repo, &["status", "--json"])).unwrap_or_default();
-        s["units"][0]["state"] == "ready"
+        s["units"].as_array().is_some_and(|u| {
+            u.iter()
+                .any(|u| u["name"] == "web" && u["state"] == "ready")
+        })
     }));
 
     // destroy leaves nothing.

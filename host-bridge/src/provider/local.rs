@@ -154,19 +154,48 @@ impl LocalBox {
         Ok(())
     }
 
-    /// Starts the ctl daemon and the relay; returns the bridge URL once both answer.
+    /// The box's loopback ports (bridge, web): chosen free at the first start and kept in
+    /// `ports.json`, so a relay restarted by the ctl daemon comes back where the host
+    /// bridge looks for it.
+    fn ports(&self) -> anyhow::Result<(u16, u16)> {
+        let path = self.dir.join("ports.json");
+        if let Some(v) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        {
+            if let (Some(b), Some(w)) = (v["bridge"].as_u64(), v["web"].as_u64()) {
+                return Ok((u16::try_from(b)?, u16::try_from(w)?));
+            }
+        }
+        let free = || -> std::io::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let (bridge, web) = (free()?, free()?);
+        std::fs::write(
+            &path,
+            serde_json::json!({"bridge": bridge, "web": web}).to_string(),
+        )?;
+        Ok((bridge, web))
+    }
+
+    /// Starts the ctl daemon, which runs the relay as its built-in unit (restarted if it
+    /// dies); returns the bridge URL once both answer.
     pub fn start(&self, token: &str) -> anyhow::Result<String> {
         let (ctl, relay) = box_binaries()?;
         let _ = std::fs::remove_file(self.run_dir().join("relay.json"));
-        self.spawn_detached(&ctl, &["daemon"], "ctl-daemon.log", &[])?;
+        let (bridge_port, web_port) = self.ports()?;
+        let relay_path = relay.display().to_string();
         self.spawn_detached(
-            &relay,
-            &[],
-            "relay.log",
+            &ctl,
+            &["daemon"],
+            "ctl-daemon.log",
             &[
+                ("AGENTBOX_RELAY", relay_path.as_str()),
                 ("AGENTBOX_BRIDGE_TOKEN", token),
-                ("AGENTBOX_BRIDGE_PORT", "0"),
-                ("AGENTBOX_WEB_PORT", "0"),
+                ("AGENTBOX_BRIDGE_PORT", &bridge_port.to_string()),
+                ("AGENTBOX_WEB_PORT", &web_port.to_string()),
                 ("AGENTBOX_BIND_ADDR", "127.0.0.1"),
             ],
         )?;
@@ -177,8 +206,8 @@ impl LocalBox {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "the relay did not start; see {}",
-                    self.dir.join("log/relay.log").display()
+                    "the relay did not start; see {} and `agentbox-ctl logs agentbox-relay`",
+                    self.dir.join("log/ctl-daemon.log").display()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
