@@ -414,12 +414,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Status { target, json } => ctx.status(target.as_deref(), json),
         Cmd::Exec { target, argv } => {
             let record = ctx.resolve(target.as_deref())?;
-            let code = Ctx::local(&record)?.exec(&argv)?;
+            let code = Ctx::open_box(&record)?.exec(&argv)?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
         Cmd::Attach { target, session } => {
             let record = ctx.resolve(target.as_deref())?;
-            let b = Ctx::local(&record)?;
+            let b = Ctx::open_box(&record)?;
             ensure_running(&b, &record.name)?;
             Ok(ExitCode::from(
                 u8::try_from(b.attach(&session)?).unwrap_or(1),
@@ -431,13 +431,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Opencode(a) => ctx.agent("opencode", a),
         Cmd::Stop { target } => {
             let record = ctx.resolve(target.as_deref())?;
-            Ctx::local(&record)?.stop()?;
+            Ctx::open_box(&record)?.stop()?;
             eprintln!("stopped {}", record.name);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Start { target } => {
             let record = ctx.resolve(target.as_deref())?;
-            let b = Ctx::local(&record)?;
+            let b = Ctx::open_box(&record)?;
             if b.running() {
                 bail!("box `{}` is already running", record.name);
             }
@@ -612,7 +612,28 @@ impl Ctx {
         .map_err(anyhow::Error::msg)
     }
 
-    fn local(record: &BoxRecord) -> anyhow::Result<AnyBox> {
+    /// A client for the box's relay, from the host's own record.
+    fn relay_of(record: &BoxRecord) -> anyhow::Result<crate::transfer::client::Relay> {
+        let url = record
+            .bridge_url
+            .as_deref()
+            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
+        Ok(crate::transfer::client::Relay::new(
+            url,
+            &record.bridge_token,
+        ))
+    }
+
+    /// `transfer.maxBytes`: the largest transfer accepted from a box.
+    fn max_transfer_bytes(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .resolved(BTreeMap::new())?
+            .get("transfer.maxBytes")
+            .and_then(|(v, _)| v.parse().ok())
+            .unwrap_or(1 << 30))
+    }
+
+    fn open_box(record: &BoxRecord) -> anyhow::Result<AnyBox> {
         AnyBox::open(record)
     }
 
@@ -833,11 +854,7 @@ impl Ctx {
     fn download(&self, target: Option<&str>, o: &DownloadOpts) -> anyhow::Result<ExitCode> {
         use crate::download::{self, Change};
         let record = self.resolve(target)?;
-        let url = record
-            .bridge_url
-            .clone()
-            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
-        let relay = crate::transfer::client::Relay::new(&url, &record.bridge_token);
+        let relay = Self::relay_of(&record)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -894,11 +911,7 @@ impl Ctx {
                 return Ok(ExitCode::from(1));
             }
         }
-        let max = self
-            .resolved(BTreeMap::new())?
-            .get("transfer.maxBytes")
-            .and_then(|(v, _)| v.parse().ok())
-            .unwrap_or(1 << 30);
+        let max = self.max_transfer_bytes()?;
         let paths: Vec<String> = go.iter().map(|f| f.path.clone()).collect();
         let shown = crate::transfer::cp::progress_line("download");
         let written =
@@ -924,11 +937,7 @@ impl Ctx {
 
     fn sync(&self, target: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
         let record = self.resolve(target)?;
-        let url = record
-            .bridge_url
-            .clone()
-            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
-        let relay = crate::transfer::client::Relay::new(&url, &record.bridge_token);
+        let relay = Self::relay_of(&record)?;
         let outcome = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -958,24 +967,16 @@ impl Ctx {
     }
 
     fn cp(&self, paths: &[String], max_size: Option<u64>, json: bool) -> anyhow::Result<ExitCode> {
-        use crate::transfer::{client::Relay, cp};
+        use crate::transfer::cp;
         let plan = cp::plan(paths)?;
         let name = match &plan {
             cp::Plan::Upload { name, .. } | cp::Plan::Download { name, .. } => name,
         };
         let record = self.resolve(Some(name))?;
-        let url = record
-            .bridge_url
-            .clone()
-            .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
-        let relay = Relay::new(&url, &record.bridge_token);
+        let relay = Self::relay_of(&record)?;
         let max = match max_size {
             Some(m) => m,
-            None => self
-                .resolved(BTreeMap::new())?
-                .get("transfer.maxBytes")
-                .and_then(|(v, _)| v.parse().ok())
-                .unwrap_or(1 << 30),
+            None => self.max_transfer_bytes()?,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -1043,7 +1044,7 @@ impl Ctx {
         detach: bool,
     ) -> anyhow::Result<ExitCode> {
         let record = self.create(opts)?;
-        let b = Self::local(&record)?;
+        let b = Self::open_box(&record)?;
         let mut args = vec!["session", "start", session, "--"];
         args.extend(argv.iter().map(String::as_str));
         let out = b.ctl(&args)?;
@@ -1123,7 +1124,7 @@ impl Ctx {
 
     fn status(&self, target: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
         let record = self.resolve(target)?;
-        let b = Self::local(&record)?;
+        let b = Self::open_box(&record)?;
         let running = b.running();
         let (units, sessions) = if running {
             let parse = |args: &[&str]| -> serde_json::Value {
@@ -1196,7 +1197,7 @@ impl Ctx {
                 return Ok(ExitCode::from(1));
             }
         }
-        let b = Self::local(&record)?;
+        let b = Self::open_box(&record)?;
         if b.running() {
             b.stop()?;
         }

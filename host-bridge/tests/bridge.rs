@@ -383,6 +383,28 @@ fn copies_to_and_from_the_host_wait_for_approval_and_stay_in_the_project() {
         host.ok(&repo, &["exec", "--", "cat", "from-host.txt"]),
         "one\nedited\n"
     );
+    // The whole project comes without its .git (remote URLs, hooks, credentials).
+    host.ok(&repo, &["exec", "--", "mkdir", "whole"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "agentbox-ctl",
+            "cp",
+            "--from-host",
+            ".",
+            "whole/",
+        ],
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "whole/cpyproj/src/lib.txt"]),
+        "one\nedited\n"
+    );
+    assert!(!host
+        .run(&repo, &["exec", "--", "test", "-e", "whole/cpyproj/.git"])
+        .status
+        .success());
     let outside = host.dir.path().join("outside");
     std::fs::create_dir_all(&outside).expect("mkdir");
     std::os::unix::fs::symlink(&outside, repo.join("link")).expect("symlink");
@@ -425,8 +447,8 @@ fn copies_to_and_from_the_host_wait_for_approval_and_stay_in_the_project() {
     assert_eq!(
         decisions,
         [
-            "done", "denied", "expired", "done", "refused", "refused", "refused", "refused",
-            "refused", "refused", "refused"
+            "done", "denied", "expired", "done", "done", "refused", "refused", "refused",
+            "refused", "refused", "refused", "refused"
         ]
     );
     host.ok(&repo, &["destroy", "-y", "cpy"]);
@@ -476,17 +498,18 @@ fn two_hundred_concurrent_requests_complete_once_each() {
     host.ok(&repo, &["destroy", "-y", "many"]);
 }
 
-#[test]
-fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
-    let host = Host::new();
-    let repo = host.repo("killed", "");
+/// A bare `origin` for `repo` whose pre-receive hook records each push that changes it
+/// (in the returned file) and takes 2 s: a window to kill things in.
+fn slow_counting_remote(
+    host: &Host,
+    repo: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let remote = host.dir.path().join("remote.git");
     git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
     git_in(
-        &repo,
+        repo,
         &["remote", "add", "origin", remote.to_str().expect("utf-8")],
     );
-    // The remote counts the pushes that change it, and takes its time with each.
     let count = host.dir.path().join("pushes.txt");
     let hook = remote.join("hooks/pre-receive");
     std::fs::write(
@@ -499,6 +522,14 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
     .expect("hook");
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .expect("chmod");
+    (remote, count)
+}
+
+#[test]
+fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
+    let host = Host::new();
+    let repo = host.repo("killed", "");
+    let (remote, count) = slow_counting_remote(&host, &repo);
     let out = Command::new(AGENTBOX)
         .args(["create", "--name", "k1"])
         .current_dir(&repo)
@@ -782,24 +813,7 @@ fn gh_pr_goes_to_the_hosts_gh_for_the_boxs_branch_only() {
 fn a_push_survives_kill_9_of_the_relay_and_takes_effect_once() {
     let host = Host::new();
     let repo = host.repo("relaykill", "");
-    let remote = host.dir.path().join("remote.git");
-    git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
-    git_in(
-        &repo,
-        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
-    );
-    let count = host.dir.path().join("pushes.txt");
-    let hook = remote.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\ncat >/dev/null\necho push >> {}\nsleep 2\n",
-            count.display()
-        ),
-    )
-    .expect("hook");
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    let (remote, count) = slow_counting_remote(&host, &repo);
     host.ok(&repo, &["create", "--name", "r1"]);
     host.ok(
         &repo,

@@ -320,9 +320,20 @@ pub fn append_entry<W: Write>(
     path: &Path,
     name: &Path,
 ) -> io::Result<()> {
+    append_entry_except(builder, path, name, &|_| false)
+}
+
+/// Like [`append_entry`], leaving out every file or directory whose name `skip` matches
+/// (and all under it).
+pub fn append_entry_except<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+    skip: &dyn Fn(&OsStr) -> bool,
+) -> io::Result<()> {
     builder.follow_symlinks(false);
     if append_path(builder, path, name)? && std::fs::symlink_metadata(path)?.is_dir() {
-        append_tree(builder, path, name)?;
+        append_children(builder, path, name, skip)?;
     }
     Ok(())
 }
@@ -334,6 +345,17 @@ pub fn append_tree<W: Write>(
     prefix: &Path,
 ) -> io::Result<()> {
     builder.follow_symlinks(false);
+    append_children(builder, root, prefix, &|_| false)
+}
+
+/// Appends everything under directory `root` (not `root` itself) under `prefix`, in name
+/// order, leaving out names `skip` matches.
+fn append_children<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    prefix: &Path,
+    skip: &dyn Fn(&OsStr) -> bool,
+) -> io::Result<()> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let full = root.join(&rel);
@@ -342,6 +364,7 @@ pub fn append_tree<W: Write>(
         }
         if std::fs::symlink_metadata(&full)?.is_dir() {
             let mut children: Vec<_> = std::fs::read_dir(&full)?.collect::<Result<_, _>>()?;
+            children.retain(|c| !skip(&c.file_name()));
             children.sort_by_key(std::fs::DirEntry::file_name);
             for child in children.into_iter().rev() {
                 stack.push(rel.join(child.file_name()));

@@ -123,26 +123,13 @@ pub fn pack_from_host(project: &Path, src: &str, out: &Path) -> Result<String, S
         .ok_or_else(|| format!("`{src}` has no UTF-8 name"))?
         .to_string();
     let pack = || -> std::io::Result<()> {
-        let file = std::io::BufWriter::new(std::fs::File::create(out)?);
-        let mut builder = tar::Builder::new(file);
-        builder.follow_symlinks(false);
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let (full, entry) = if rel.as_os_str().is_empty() {
-                (path.clone(), PathBuf::from(&name))
-            } else {
-                (path.join(&rel), Path::new(&name).join(&rel))
-            };
-            agentbox_protocol::transfer::append_path(&mut builder, &full, &entry)?;
-            if std::fs::symlink_metadata(&full)?.is_dir() {
-                for e in std::fs::read_dir(&full)? {
-                    let e = e?;
-                    if e.file_name() != ".git" {
-                        stack.push(rel.join(e.file_name()));
-                    }
-                }
-            }
-        }
+        let mut builder = tar::Builder::new(std::io::BufWriter::new(std::fs::File::create(out)?));
+        agentbox_protocol::transfer::append_entry_except(
+            &mut builder,
+            &path,
+            Path::new(&name),
+            &|n| n == ".git",
+        )?;
         std::io::Write::flush(&mut builder.into_inner()?)
     };
     pack().map_err(|e| format!("cannot pack `{src}`: {e}"))?;

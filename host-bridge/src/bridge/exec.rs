@@ -197,6 +197,43 @@ fn locked_git(
         .output()
 }
 
+/// The remote a box names (default `origin`), checked: a plain name that this host
+/// repository has. Never a URL or a path.
+fn host_remote<'a>(
+    project: &std::path::Path,
+    requested: Option<&'a str>,
+) -> Result<&'a str, String> {
+    let remote = requested.unwrap_or("origin");
+    let plain = !remote.is_empty()
+        && !remote.starts_with('-')
+        && remote
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !plain {
+        return Err(format!("`{}` is not a remote name", clean_text(remote, 80)));
+    }
+    let remotes = match git(project, &["remote"]) {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => return Err(format!("cannot list the remotes of {}", project.display())),
+    };
+    if remotes.lines().any(|r| r == remote) {
+        Ok(remote)
+    } else {
+        Err(format!(
+            "the host repository has no remote named `{remote}`"
+        ))
+    }
+}
+
+/// Whether `b` is a plain branch name (nothing git could read as a flag or a range).
+fn plain_branch(b: &str) -> bool {
+    !b.is_empty()
+        && !b.starts_with('-')
+        && !b.contains("..")
+        && b.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c))
+}
+
 /// `git push` for a box: the bundle (already downloaded and verified) is fetched into a
 /// quarantine ref, then the host pushes that ref to the box's own branch on a remote
 /// *name* it has, with allowlisted flags only. The command line is the host's.
@@ -205,29 +242,10 @@ pub fn git_push(
     request: &agentbox_protocol::bridge::GitRequest,
     bundle: &std::path::Path,
 ) -> Done {
-    let remote = request.remote.as_deref().unwrap_or("origin");
-    let valid_name = !remote.is_empty()
-        && !remote.starts_with('-')
-        && remote
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_name {
-        return refused(format!("`{}` is not a remote name", clean_text(remote, 80)));
-    }
-    let remotes = match git(facts.project, &["remote"]) {
-        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
-        _ => {
-            return refused(format!(
-                "cannot list the remotes of {}",
-                facts.project.display()
-            ))
-        }
+    let remote = match host_remote(facts.project, request.remote.as_deref()) {
+        Ok(r) => r,
+        Err(why) => return refused(why),
     };
-    if !remotes.lines().any(|r| r == remote) {
-        return refused(format!(
-            "the host repository has no remote named `{remote}`"
-        ));
-    }
     if request.branch.as_deref().is_some_and(|b| b != facts.branch) {
         return refused(format!(
             "only the box's own branch `{}` can be pushed without approval",
@@ -302,13 +320,6 @@ pub fn gh(facts: &BoxFacts<'_>, request: &agentbox_protocol::bridge::GhRequest) 
     use agentbox_protocol::bridge::GhRequest;
     let Some(program) = gh_program() else {
         return refused("the host has no `gh` (install GitHub CLI, or set AGENTBOX_GH)".into());
-    };
-    let plain_branch = |b: &str| {
-        !b.is_empty()
-            && !b.starts_with('-')
-            && !b.contains("..")
-            && b.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c))
     };
     let mut args: Vec<String> = vec!["pr".into()];
     match request {
@@ -401,36 +412,10 @@ pub fn git_fetch(
     staging: &std::path::Path,
 ) -> Result<Fetched, Box<Done>> {
     use agentbox_protocol::bridge::GitOp;
-    let remote = request.remote.as_deref().unwrap_or("origin");
-    let valid_name = !remote.is_empty()
-        && !remote.starts_with('-')
-        && remote
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if !valid_name {
-        return Err(refused_box(format!(
-            "`{}` is not a remote name",
-            clean_text(remote, 80)
-        )));
-    }
-    let remotes = git(facts.project, &["remote"])
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    if !remotes.lines().any(|r| r == remote) {
-        return Err(refused_box(format!(
-            "the host repository has no remote named `{remote}`"
-        )));
-    }
+    let remote = host_remote(facts.project, request.remote.as_deref()).map_err(refused_box)?;
     let branch = request.branch.as_deref();
     if let Some(b) = branch {
-        let plain = !b.is_empty()
-            && !b.starts_with('-')
-            && !b.contains("..")
-            && b.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c));
-        if !plain {
+        if !plain_branch(b) {
             return Err(refused_box(format!(
                 "`{}` is not a branch name",
                 clean_text(b, 80)

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use agentbox_protocol::files::{
-    is_transfer_id, new_transfer_id, DownloadDigest, DownloadInfo, DownloadRequest, TransferKind,
+    new_transfer_id, DownloadDigest, DownloadInfo, DownloadRequest, TransferKind,
 };
 use agentbox_protocol::part_file::{hash_file, read_stream};
 use agentbox_protocol::transfer::{append_entry, HashingWriter};
@@ -74,18 +74,6 @@ impl Downloads {
     }
 }
 
-fn checked_id(id: &str) -> Result<(), ApiError> {
-    if is_transfer_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "a transfer id is 16 to 64 lowercase hex digits",
-        ))
-    }
-}
-
 /// Whether the file is still what the download started with.
 fn unchanged(path: &Path, size: u64, mtime: Option<SystemTime>) -> bool {
     let Some(mtime) = mtime else { return true };
@@ -135,136 +123,118 @@ pub async fn start(
     let id = new_transfer_id().map_err(internal)?;
     let downloads = Arc::clone(&state.downloads);
     let (tx, rx) = watch::channel::<Digest>(None);
-    let info = if let Some(files) = req.files {
-        if !meta.is_dir() {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                format!("{} is not a directory", path.display()),
-            ));
-        }
-        if let Some(bad) = files
-            .iter()
-            .find(|f| !agentbox_protocol::sync::is_sync_path(f))
-        {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                format!("`{bad}` is not a relative path inside the directory"),
-            ));
-        }
-        let snapshot = downloads.dir.join(format!("down-{id}.tar"));
-        let (root, out) = (path.clone(), snapshot.clone());
-        let packed = tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-            let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-            let mut builder = tar::Builder::new(HashingWriter::new(file));
-            builder.follow_symlinks(false);
-            for f in &files {
-                agentbox_protocol::transfer::append_path(
-                    &mut builder,
-                    &root.join(f),
-                    Path::new(f),
-                )?;
-            }
-            let (digest, size, mut inner) = builder.into_inner()?.finish();
-            std::io::Write::flush(&mut inner)?;
-            Ok((digest, size))
-        })
-        .await
-        .map_err(internal)?;
-        let (digest, size) = packed.map_err(|e| {
-            let _ = std::fs::remove_file(&snapshot);
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("cannot pack the files: {e}"),
-            )
-        })?;
-        let _ = tx.send(Some(Ok(digest)));
-        downloads.lock().insert(
-            id.clone(),
-            Entry {
-                path: snapshot,
-                size,
-                mtime: None,
-                snapshot: true,
-                digest: rx,
-            },
-        );
-        DownloadInfo {
-            id,
-            kind: TransferKind::Tar,
-            size,
-            name: name_str.to_string(),
-            mode: meta.permissions().mode() & 0o7777,
-        }
-    } else if meta.is_file() {
-        let mtime = meta.modified().ok();
-        let size = meta.len();
-        let hashed = path.clone();
-        tokio::spawn(async move {
-            let digest = match hash_file(&hashed).await {
-                Ok((d, n)) if n == size && unchanged(&hashed, size, mtime) => Ok(d),
-                Ok(_) => Err(changed(&hashed).1.message),
-                Err(e) => Err(e.to_string()),
-            };
-            let _ = tx.send(Some(digest));
-        });
-        downloads.lock().insert(
-            id.clone(),
-            Entry {
+    let mode = meta.permissions().mode() & 0o7777;
+    let (kind, entry) = match req.files {
+        None if meta.is_file() => {
+            // Served in place, hashed while the bytes travel.
+            let (mtime, size, hashed) = (meta.modified().ok(), meta.len(), path.clone());
+            tokio::spawn(async move {
+                let digest = match hash_file(&hashed).await {
+                    Ok((d, n)) if n == size && unchanged(&hashed, size, mtime) => Ok(d),
+                    Ok(_) => Err(changed(&hashed).1.message),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = tx.send(Some(digest));
+            });
+            let entry = Entry {
                 path,
                 size,
                 mtime,
                 snapshot: false,
                 digest: rx,
-            },
-        );
-        DownloadInfo {
-            id,
-            kind: TransferKind::File,
-            size,
-            name: name_str.to_string(),
-            mode: meta.permissions().mode() & 0o7777,
+            };
+            (TransferKind::File, entry)
         }
-    } else {
-        let snapshot = downloads.dir.join(format!("down-{id}.tar"));
-        let (src, out, top) = (path.clone(), snapshot.clone(), PathBuf::from(&name));
-        let (digest, size) =
-            tokio::task::spawn_blocking(move || -> std::io::Result<(String, u64)> {
-                let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
-                let mut builder = tar::Builder::new(HashingWriter::new(file));
-                append_entry(&mut builder, &src, &top)?;
-                let (digest, size, mut inner) = builder.into_inner()?.finish();
-                std::io::Write::flush(&mut inner)?;
-                Ok((digest, size))
-            })
-            .await
-            .map_err(internal)?
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&snapshot);
-                internal(format!("cannot pack {}: {e}", path.display()))
-            })?;
-        let _ = tx.send(Some(Ok(digest)));
-        downloads.lock().insert(
-            id.clone(),
-            Entry {
+        files => {
+            // A tar snapshot: the listed files under `path` by their relative names, or
+            // `path` itself (whole) under its name.
+            let members: Vec<(PathBuf, PathBuf, bool)> = match files {
+                Some(files) => {
+                    if !meta.is_dir() {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::BadRequest,
+                            format!("{} is not a directory", path.display()),
+                        ));
+                    }
+                    if let Some(bad) = files
+                        .iter()
+                        .find(|f| !agentbox_protocol::sync::is_sync_path(f))
+                    {
+                        return Err(ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::BadRequest,
+                            format!("`{bad}` is not a relative path inside the directory"),
+                        ));
+                    }
+                    files
+                        .iter()
+                        .map(|f| (path.join(f), PathBuf::from(f), false))
+                        .collect()
+                }
+                None => vec![(path.clone(), PathBuf::from(&name), true)],
+            };
+            let snapshot = downloads.dir.join(format!("down-{id}.tar"));
+            let (digest, size) = pack_snapshot(snapshot.clone(), members)
+                .await
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&snapshot);
+                    let status = if e.kind() == std::io::ErrorKind::NotFound {
+                        StatusCode::NOT_FOUND
+                    } else {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    };
+                    ApiError::new(
+                        status,
+                        ErrorCode::NotFound,
+                        format!("cannot pack {}: {e}", path.display()),
+                    )
+                })?;
+            let _ = tx.send(Some(Ok(digest)));
+            let entry = Entry {
                 path: snapshot,
                 size,
                 mtime: None,
                 snapshot: true,
                 digest: rx,
-            },
-        );
-        DownloadInfo {
-            id,
-            kind: TransferKind::Tar,
-            size,
-            name: name_str.to_string(),
-            mode: meta.permissions().mode() & 0o7777,
+            };
+            (TransferKind::Tar, entry)
         }
     };
-    Ok(Json(info))
+    let size = entry.size;
+    downloads.lock().insert(id.clone(), entry);
+    Ok(Json(DownloadInfo {
+        id,
+        kind,
+        size,
+        name: name_str.to_string(),
+        mode,
+    }))
+}
+
+/// Writes a tar of `members` (source, name in the tar, whole tree or not) to `out` on a
+/// blocking thread, hashing it on the way; returns its digest and size.
+async fn pack_snapshot(
+    out: PathBuf,
+    members: Vec<(PathBuf, PathBuf, bool)>,
+) -> std::io::Result<(String, u64)> {
+    tokio::task::spawn_blocking(move || {
+        let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out)?);
+        let mut builder = tar::Builder::new(HashingWriter::new(file));
+        builder.follow_symlinks(false);
+        for (src, name, whole) in &members {
+            if *whole {
+                append_entry(&mut builder, src, name)?;
+            } else {
+                agentbox_protocol::transfer::append_path(&mut builder, src, name)?;
+            }
+        }
+        let (digest, size, mut inner) = builder.into_inner()?.finish();
+        std::io::Write::flush(&mut inner)?;
+        Ok((digest, size))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The start of `Range: bytes=N-` (the only form the host sends).
@@ -294,7 +264,7 @@ pub async fn fetch(
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    checked_id(&id)?;
+    super::checked_id(&id)?;
     let (path, size, mtime, _) = state.downloads.get(&id)?;
     let from = range_start(&headers, size)?;
     if !unchanged(&path, size, mtime) {
@@ -323,7 +293,7 @@ pub async fn digest(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<DownloadDigest>, ApiError> {
-    checked_id(&id)?;
+    super::checked_id(&id)?;
     let (path, size, mtime, mut rx) = state.downloads.get(&id)?;
     let digest = rx
         .wait_for(Option::is_some)
@@ -347,7 +317,7 @@ pub async fn finish(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    checked_id(&id)?;
+    super::checked_id(&id)?;
     let entry = state.downloads.lock().remove(&id);
     match entry {
         Some(e) => {

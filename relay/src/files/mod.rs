@@ -36,6 +36,19 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/v1/downloads/{id}/digest", get(download::digest))
 }
 
+/// Refuses anything but a transfer id (it becomes part of a staging file name).
+fn checked_id(id: &str) -> Result<(), crate::bridge::ApiError> {
+    if agentbox_protocol::files::is_transfer_id(id) {
+        Ok(())
+    } else {
+        Err(crate::bridge::ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            agentbox_protocol::ErrorCode::BadRequest,
+            "a transfer id is 16 to 64 lowercase hex digits",
+        ))
+    }
+}
+
 /// A box path from the host: relative to the workspace unless absolute. Returns the path
 /// and whether it was written with a trailing `/`.
 pub fn box_path(workspace: &Path, raw: &str) -> (PathBuf, bool) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use agentbox_protocol::files::{
-    is_transfer_id, LandRequest, Landed, TransferKind, UploadStatus, OFFSET_HEADER, SIZE_HEADER,
+    LandRequest, Landed, TransferKind, UploadStatus, OFFSET_HEADER, SIZE_HEADER,
 };
 use agentbox_protocol::land::{self, Cleanup};
 use agentbox_protocol::part_file::{spawn_writer, PartFile};
@@ -69,18 +69,6 @@ fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 
-fn checked_id(id: &str) -> Result<(), ApiError> {
-    if is_transfer_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            "a transfer id is 16 to 64 lowercase hex digits",
-        ))
-    }
-}
-
 fn header_u64(headers: &HeaderMap, name: &str) -> Result<u64, ApiError> {
     headers
         .get(name)
@@ -109,7 +97,7 @@ pub async fn status(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<UploadStatus>, ApiError> {
-    checked_id(&id)?;
+    super::checked_id(&id)?;
     let uploads = &state.uploads;
     let busy = uploads.lock().get(&id).is_some_and(|e| e.busy);
     let part = uploads.part(&id);
@@ -133,7 +121,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    checked_id(&id)?;
+    super::checked_id(&id)?;
     let offset = header_u64(&headers, OFFSET_HEADER)?;
     let size = header_u64(&headers, SIZE_HEADER)?;
     if size > state.max_upload_bytes {
@@ -242,7 +230,7 @@ pub async fn abort(
     State(state): State<Arc<AppState>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    checked_id(&id)?;
+    super::checked_id(&id)?;
     let uploads = &state.uploads;
     let mut entries = uploads.lock();
     if entries.get(&id).is_some_and(|e| e.busy) {
@@ -281,7 +269,7 @@ pub async fn claim_verified(
     blake3: &str,
     size: u64,
 ) -> Result<Claimed, ApiError> {
-    checked_id(id)?;
+    super::checked_id(id)?;
     if !is_blake3_hex(blake3) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
