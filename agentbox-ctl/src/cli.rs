@@ -358,6 +358,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 cwd,
                 argv,
                 env: Vec::new(),
+                ends_with_command: false,
             };
             match client::call(&socket, CtlRequest::SessionStart(spec))? {
                 CtlResponse::Sessions(s) => {

@@ -37,13 +37,7 @@ pub struct Tmux {
 }
 
 /// Whether `name` can be a session name (tmux forbids `.` and `:`; we keep it simple).
-pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
+pub use agentbox_protocol::term::valid_session_name as valid_name;
 
 fn bad(msg: impl Into<String>) -> ErrorReply {
     ErrorReply::new(ErrorCode::BadRequest, msg)
@@ -165,6 +159,13 @@ impl Tmux {
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
             ));
+        }
+        if spec.ends_with_command {
+            let target = format!("={}:", spec.name);
+            // Best effort: a shell that already exited leaves its pane as with an agent.
+            let _ = self
+                .tmux(&["set-option", "-w", "-t", &target, "remain-on-exit", "off"])
+                .await;
         }
         let sessions = self.list().await?;
         sessions

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agentbox_protocol::logging::LogFormat;
+use agentbox_protocol::term::TermEnd;
 use anyhow::{bail, Context};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
@@ -96,13 +97,34 @@ pub enum Cmd {
         argv: Vec<String>,
     },
     /// Attach the terminal to a tmux session of a box (detach with Ctrl-a d).
+    ///
+    /// Goes through the box relay's bridge port, so it works the same on every provider:
+    /// WebSocket when the path allows it, HTTP streaming otherwise. A connection cut for
+    /// less than --reconnect-window resumes byte for byte; after a longer one the session
+    /// is attached again and tmux redraws the screen.
     Attach {
         /// The box.
         #[arg(value_name = "BOX")]
         target: Option<String>,
-        /// Session name.
-        #[arg(long, short, default_value = "agent")]
-        session: String,
+        /// Session name (default: the box's only session).
+        #[arg(long, short)]
+        session: Option<String>,
+        /// Attach options.
+        #[command(flatten)]
+        view: ViewArgs,
+    },
+    /// Open a fresh login shell in a new tmux session of a box and attach to it; the
+    /// session ends when the shell exits (detach with Ctrl-a d to keep it).
+    Shell {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// Name of the new session (default: shell-N).
+        #[arg(long)]
+        name: Option<String>,
+        /// Attach options.
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Create a box and run a command in its tmux session `agent`; attach unless -d.
     Run {
@@ -302,6 +324,44 @@ pub struct DownloadOpts {
     pub json: bool,
 }
 
+/// How `attach` and `shell` view a session.
+#[derive(Debug, Args)]
+pub struct ViewArgs {
+    /// Watch without typing (only detach, Ctrl-a d, works).
+    #[arg(long)]
+    pub read_only: bool,
+    /// auto: WebSocket, or HTTP streaming when the path refuses it.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub transport: crate::attach::wire::Transport,
+    /// How long a cut connection may take to come back and resume with no output lost
+    /// (e.g. 30s, 5m, 1h; at most 1h).
+    #[arg(long, default_value = "5m", value_parser = parse_window)]
+    pub reconnect_window: std::time::Duration,
+    /// Append a copy of everything the session prints to this file.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+}
+
+/// `30s`, `5m`, `1h` or plain seconds, at most an hour.
+fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, ""), |i| text.split_at(i));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s, 5m or 1h"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => return Err(format!("`{text}`: the unit must be s, m or h")),
+    };
+    if seconds == 0 || seconds > 3600 {
+        return Err(format!("`{text}` must be between 1s and 1h"));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 /// Arguments of `claude`, `codex`, `opencode`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -417,13 +477,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let code = Ctx::open_box(&record)?.exec(&argv)?;
             Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
         }
-        Cmd::Attach { target, session } => {
+        Cmd::Attach {
+            target,
+            session,
+            view,
+        } => {
             let record = ctx.resolve(target.as_deref())?;
-            let b = Ctx::open_box(&record)?;
-            ensure_running(&b, &record.name)?;
-            Ok(ExitCode::from(
-                u8::try_from(b.attach(&session)?).unwrap_or(1),
-            ))
+            Ctx::view(&record, session, false, &view)
+        }
+        Cmd::Shell { target, name, view } => {
+            let record = ctx.resolve(target.as_deref())?;
+            Ctx::view(&record, name, true, &view)
         }
         Cmd::Run { opts, detach, argv } => ctx.run_in_session(&opts, "agent", &argv, detach),
         Cmd::Claude(a) => ctx.agent("claude", a),
@@ -1059,9 +1123,42 @@ impl Ctx {
             eprintln!("running in box `{}`, session `{session}`: attach with `agentbox attach {} --session {session}`", record.name, record.name);
             return Ok(ExitCode::SUCCESS);
         }
-        Ok(ExitCode::from(
-            u8::try_from(b.attach(session)?).unwrap_or(1),
-        ))
+        let view = ViewArgs {
+            read_only: false,
+            transport: crate::attach::wire::Transport::Auto,
+            reconnect_window: std::time::Duration::from_millis(
+                agentbox_protocol::term::DEFAULT_KEEP_MS,
+            ),
+            log: None,
+        };
+        Self::view(&record, Some(session.to_string()), false, &view)
+    }
+
+    /// Attaches this terminal to a session (or a new shell) of a running box.
+    fn view(
+        record: &BoxRecord,
+        session: Option<String>,
+        shell: bool,
+        view: &ViewArgs,
+    ) -> anyhow::Result<ExitCode> {
+        let b = Self::open_box(record)?;
+        ensure_running(&b, &record.name)?;
+        let relay = Self::relay_of(record)?;
+        let options = crate::attach::Options {
+            session,
+            shell,
+            read_only: view.read_only,
+            keep: view.reconnect_window,
+            transport: view.transport,
+            term: std::env::var("TERM")
+                .ok()
+                .filter(|t| agentbox_protocol::term::valid_term_name(t)),
+        };
+        let outcome = crate::attach::attach_terminal(&relay, &options, view.log.as_deref())?;
+        Ok(match outcome.end {
+            TermEnd::Detached | TermEnd::SessionEnded => ExitCode::SUCCESS,
+            TermEnd::Expired | TermEnd::Closed => ExitCode::from(1),
+        })
     }
 
     fn agent(&self, agent: &str, a: AgentArgs) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,7 @@
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
 
+pub mod attach;
 pub mod bridge;
 pub mod cli;
 pub mod config;

@@ -90,6 +90,10 @@ pub struct SessionSpec {
     pub argv: Vec<String>,
     /// Extra environment for this session only.
     pub env: Vec<(String, String)>,
+    /// The session ends when its command exits (a shell), instead of keeping the dead
+    /// pane's last output on screen (an agent).
+    #[serde(default)]
+    pub ends_with_command: bool,
 }
 
 /// A response from the ctl daemon.

@@ -16,6 +16,7 @@
 //! - [`part_file`]: receiving into a staging file (hashed, sparse-aware) and serving from one.
 //! - [`land`]: putting a verified transfer in place with `docker cp` semantics.
 //! - [`sync`]: `agentbox sync` — the sync archive, the digests both sides compare, the report.
+//! - [`term`]: the relay's terminal API (a tmux viewer over WebSocket or HTTP streaming).
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
 //! - [`error`]: the error body shared by every boundary.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
@@ -33,6 +34,7 @@ pub mod part_file;
 pub mod proxy;
 pub mod status;
 pub mod sync;
+pub mod term;
 pub mod transfer;
 
 pub use error::{ErrorCode, ErrorReply};

@@ -149,6 +149,60 @@ message_properties! {
     listing: crate::sync::Listing,
 }
 
+// The terminal API is JSON only (its enums are internally tagged).
+mod term_json {
+    use super::*;
+    use crate::term::{TermControl, TermEvent, TermInfo, TermOpen};
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn term_open(value: TermOpen) { json_round_trip(&value); }
+        #[test]
+        fn term_info(value: TermInfo) { json_round_trip(&value); }
+        #[test]
+        fn term_event(value: TermEvent) { json_round_trip(&value); }
+        #[test]
+        fn term_control(value: TermControl) { json_round_trip(&value); }
+        #[test]
+        fn input_messages(offset: u64, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let message = crate::term::encode_input(offset, &bytes);
+            prop_assert_eq!(crate::term::decode_input(&message), Some((offset, &bytes[..])));
+            prop_assert_eq!(crate::term::decode_input(&message[..message.len().min(7)]), None);
+        }
+        #[test]
+        fn term_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = serde_json::from_slice::<TermOpen>(&bytes);
+            let _ = serde_json::from_slice::<TermEvent>(&bytes);
+            let _ = serde_json::from_slice::<TermControl>(&bytes);
+        }
+    }
+
+    #[test]
+    fn term_shapes() {
+        let control = TermControl::Resize(crate::term::TermSize { cols: 80, rows: 24 });
+        assert_eq!(
+            serde_json::to_string(&control).expect("json"),
+            r#"{"type":"resize","cols":80,"rows":24}"#
+        );
+        let event = TermEvent::Ended {
+            reason: crate::term::TermEnd::SessionEnded,
+            produced: 5,
+        };
+        assert_eq!(
+            serde_json::to_string(&event).expect("json"),
+            r#"{"type":"ended","reason":"session_ended","produced":5}"#
+        );
+        let id = crate::term::new_term_id().expect("id");
+        assert!(crate::term::is_term_id(&id), "{id}");
+        assert!(!crate::term::is_term_id(
+            "t../../etc/passwd0000000000000000"
+        ));
+        assert!(crate::term::valid_session_name("claude-2"));
+        assert!(!crate::term::valid_session_name("a:b"));
+        assert!(!crate::term::valid_term_name("xterm;rm"));
+    }
+}
+
 fn sample_unit() -> UnitStatus {
     UnitStatus {
         name: "api".into(),

@@ -43,6 +43,8 @@ pub struct AppState {
     pub uploads: Arc<crate::files::Uploads>,
     /// Downloads of this run (`/v1/downloads`).
     pub downloads: Arc<crate::files::Downloads>,
+    /// Terminal viewers (`/v1/terms`).
+    pub terms: Arc<crate::term::Terms>,
 }
 /// The longest a poll is held (below Daytona's ~25 s idle cut).
 pub const MAX_POLL_WAIT_MS: u64 = 20_000;
@@ -76,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/bridge/progress", axum::routing::post(progress))
         .route("/v1/bridge/result", axum::routing::post(result))
         .merge(crate::files::routes())
+        .merge(crate::term::http::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))

@@ -89,6 +89,20 @@ pub fn follow(run_dir: PathBuf, stop: CancellationToken) -> watch::Receiver<Arc<
     rx
 }
 
+/// One request to the daemon and its first answer.
+pub async fn call(run_dir: &Path, request: CtlRequest) -> std::io::Result<CtlResponse> {
+    let mut conn = connect(&run_dir.join("ctl.sock"), request).await?;
+    let answer = tokio::time::timeout(Duration::from_secs(10), conn.next())
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?;
+    let _ = conn.close().await;
+    match answer {
+        Some(Ok(response)) => Ok(response),
+        Some(Err(e)) => Err(std::io::Error::other(e.to_string())),
+        None => Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+    }
+}
+
 /// The last `n` log lines of a unit, from the daemon (empty if it cannot say).
 pub async fn log_tail(run_dir: &Path, unit: &str, n: u32) -> Vec<String> {
     let request = CtlRequest::Logs {

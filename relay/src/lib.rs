@@ -9,6 +9,8 @@
 //! - [`seed`]: checks out an uploaded workspace seed; [`sync`]: applies a later sync
 //!   (new host commits, uncommitted changes, untracked files), the box winning conflicts.
 //! - [`proxy`]: the WebProxy on `AGENTBOX_WEB_PORT`, forwarding to exposed services.
+//! - [`term`]: viewers of the box's tmux sessions (`/v1/terms`) for `agentbox attach`,
+//!   over WebSocket or HTTP streaming, resuming from byte offsets after a cut.
 //! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
 //!
 //! - [`journal`]: box → host requests in SQLite with leases; [`box_api`]: `relay.sock`,
@@ -25,6 +27,7 @@ pub mod proxy;
 pub mod seed;
 pub mod settings;
 pub mod sync;
+pub mod term;
 pub mod token;
 
 pub use settings::Settings;

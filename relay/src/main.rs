@@ -140,7 +140,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let transfers = settings.state_dir.join("transfers");
     agentbox_relay::files::prepare_staging(&transfers)
         .with_context(|| format!("cannot prepare {}", transfers.display()))?;
+    let terms = Arc::new(agentbox_relay::term::Terms::new(
+        settings.run_dir.clone(),
+        settings.workspace.clone(),
+    ));
+    let reaper = tokio::spawn(terms.clone().reap(stop.clone()));
     let state = Arc::new(AppState {
+        terms,
         uploads: Arc::new(agentbox_relay::files::Uploads::new(transfers.clone())),
         downloads: Arc::new(agentbox_relay::files::Downloads::new(transfers)),
         journal,
@@ -170,6 +176,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     stop.cancel();
     let _ = bridge.await;
     let _ = box_api.await;
+    let _ = reaper.await;
     for p in proxies {
         let _ = tokio::task::spawn_blocking(move || p.join()).await;
     }

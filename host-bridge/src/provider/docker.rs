@@ -389,23 +389,6 @@ impl DockerBox {
         Ok(status.code().unwrap_or(1))
     }
 
-    /// Attaches the terminal to a tmux session of the box.
-    pub fn attach(&self, session: &str) -> anyhow::Result<i32> {
-        let status = Command::new("docker")
-            .args([
-                "exec",
-                "-it",
-                &self.container,
-                "tmux",
-                "-S",
-                "/run/agentbox/tmux.sock",
-            ])
-            .args(["attach-session", "-t", &format!("={session}")])
-            .status()
-            .context("cannot run the docker CLI")?;
-        Ok(status.code().unwrap_or(1))
-    }
-
     /// Removes the container and its anonymous volumes.
     pub fn remove(&self) -> anyhow::Result<()> {
         let (rt, docker) = connect()?;

@@ -303,17 +303,6 @@ impl LocalBox {
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    /// Attaches the terminal to a tmux session of the box.
-    pub fn attach(&self, session: &str) -> anyhow::Result<i32> {
-        let status = Command::new("tmux")
-            .arg("-S")
-            .arg(self.run_dir().join("tmux.sock"))
-            .args(["attach-session", "-t", &format!("={session}")])
-            .status()
-            .context("cannot run tmux")?;
-        Ok(status.code().unwrap_or(1))
-    }
-
     /// Removes every trace of the box on disk.
     pub fn remove(&self) -> anyhow::Result<()> {
         match std::fs::remove_dir_all(&self.dir) {

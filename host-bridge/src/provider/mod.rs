@@ -104,14 +104,6 @@ impl AnyBox {
         }
     }
 
-    /// Attaches to a tmux session.
-    pub fn attach(&self, session: &str) -> anyhow::Result<i32> {
-        match self {
-            Self::Local(b) => b.attach(session),
-            Self::Docker(b) => b.attach(session),
-        }
-    }
-
     /// Removes every trace of it (and the host's records in `dir`).
     pub fn remove(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         match self {

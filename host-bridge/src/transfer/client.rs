@@ -63,8 +63,21 @@ impl Relay {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    /// The full URL of an API path (`/v1/...`).
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// The bridge token, for clients other than [`Relay::http`] (WebSocket).
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// A request to `path` with the token attached.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token)
     }
 
     async fn check(response: reqwest::Response) -> Result<reqwest::Response, CallError> {

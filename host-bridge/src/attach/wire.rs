@@ -1,0 +1,438 @@
+//! The two transports of a term, seen from the host: a WebSocket, or an HTTP output stream
+//! with input and resize as requests. Both deliver [`Event`]s into one channel and take
+//! input numbered by offset, so the attach loop does not care which one it has.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use agentbox_protocol::error::ErrorBody;
+use agentbox_protocol::files::OFFSET_HEADER;
+use agentbox_protocol::term::{encode_input, TermControl, TermEvent, TermInfo, TermOpen, TermSize};
+use futures_util::{SinkExt, StreamExt};
+use reqwest::{Method, StatusCode};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::transfer::client::Relay;
+
+/// Input kept for a resend after a WebSocket reconnect.
+const RESEND_KEEP: usize = 1 << 20;
+
+/// What the relay said, or why it could not be reached.
+#[derive(Debug)]
+pub enum ApiFailure {
+    /// The term is not there any more (`404`) or the offset fell out (`410`): open anew.
+    Gone(String),
+    /// Any other refusal, with the relay's message.
+    Refused(StatusCode, String),
+    /// The network: try again.
+    Network(String),
+}
+
+impl std::fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gone(m) | Self::Network(m) => f.write_str(m),
+            Self::Refused(s, m) => write!(f, "{m} ({s})"),
+        }
+    }
+}
+
+async fn failure(response: reqwest::Response) -> ApiFailure {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap_or_default();
+    let message = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
+        |_| String::from_utf8_lossy(&bytes).into_owned(),
+        |b| b.error.message,
+    );
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        ApiFailure::Gone(message)
+    } else {
+        ApiFailure::Refused(status, message)
+    }
+}
+
+fn network(e: &reqwest::Error) -> ApiFailure {
+    ApiFailure::Network(e.to_string())
+}
+
+/// `POST /v1/terms`.
+pub async fn open(relay: &Relay, open: &TermOpen) -> Result<TermInfo, ApiFailure> {
+    let response = relay
+        .request(Method::POST, "/v1/terms")
+        .json(open)
+        .send()
+        .await
+        .map_err(|e| network(&e))?;
+    if !response.status().is_success() {
+        let f = failure(response).await;
+        // A 404 here is "no such session", not a vanished term.
+        return Err(match f {
+            ApiFailure::Gone(m) => ApiFailure::Refused(StatusCode::NOT_FOUND, m),
+            other => other,
+        });
+    }
+    response.json().await.map_err(|e| network(&e))
+}
+
+/// `GET /v1/terms/{id}`.
+pub async fn info(relay: &Relay, id: &str) -> Result<TermInfo, ApiFailure> {
+    let response = relay
+        .request(Method::GET, &format!("/v1/terms/{id}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| network(&e))?;
+    if !response.status().is_success() {
+        return Err(failure(response).await);
+    }
+    response.json().await.map_err(|e| network(&e))
+}
+
+/// `DELETE /v1/terms/{id}` (best effort: the relay forgets idle terms by itself).
+pub async fn close(relay: &Relay, id: &str) {
+    let _ = relay
+        .request(Method::DELETE, &format!("/v1/terms/{id}"))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await;
+}
+
+/// What a transport reports.
+#[derive(Debug)]
+pub enum Event {
+    /// Output bytes, following on from the last.
+    Output(Vec<u8>),
+    /// The term ended once everything before `produced` was delivered.
+    Ended(agentbox_protocol::term::TermEnd),
+    /// The HTTP stream closed cleanly (idle or ended): ask the relay where the term is.
+    StreamClosed,
+    /// The connection broke.
+    Broken(String),
+    /// The term is gone: open anew.
+    Gone(String),
+}
+
+/// Which transport to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    /// WebSocket, falling back to HTTP streaming when the path refuses the upgrade.
+    Auto,
+    /// WebSocket only.
+    Ws,
+    /// HTTP streaming only.
+    Http,
+}
+
+/// A live connection to a term.
+pub enum Link {
+    /// A WebSocket: the writer half, and the input kept for a resend.
+    Ws {
+        /// Sends messages to the relay.
+        sink: mpsc::UnboundedSender<Message>,
+    },
+    /// HTTP: input and resize go as requests from a task that keeps their order.
+    Http {
+        /// Queued input and resizes.
+        sink: mpsc::UnboundedSender<HttpOut>,
+    },
+}
+
+/// What the HTTP sender task sends.
+#[derive(Debug)]
+pub enum HttpOut {
+    /// Input bytes at an offset.
+    Input(u64, Vec<u8>),
+    /// A new size.
+    Resize(TermSize),
+}
+
+/// Why a WebSocket could not be opened.
+pub enum WsRefused {
+    /// The path answered the upgrade with this status (a proxy that refuses WebSocket).
+    Status(StatusCode),
+    /// The term is gone.
+    Gone(String),
+    /// The network.
+    Network(String),
+}
+
+/// Opens a WebSocket to term `id` at output `offset`; events go to `events`. Input from
+/// `input_offset` on is resent from `unacked` once the relay says where it is.
+pub async fn connect_ws(
+    relay: &Relay,
+    id: &str,
+    offset: u64,
+    events: mpsc::UnboundedSender<Event>,
+    unacked: &Unacked,
+) -> Result<Link, WsRefused> {
+    let url = relay
+        .url(&format!("/v1/terms/{id}/ws?offset={offset}"))
+        .replacen("http://", "ws://", 1)
+        .replacen("https://", "wss://", 1);
+    let mut request = url
+        .into_client_request()
+        .map_err(|e| WsRefused::Network(e.to_string()))?;
+    let auth = format!("Bearer {}", relay.token())
+        .parse()
+        .map_err(|_| WsRefused::Network("the bridge token is not a valid header".into()))?;
+    request.headers_mut().insert("authorization", auth);
+    let connecting = tokio_tungstenite::connect_async(request);
+    let (socket, _) = match tokio::time::timeout(Duration::from_secs(15), connecting).await {
+        Err(_) => return Err(WsRefused::Network("timed out opening the WebSocket".into())),
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            let status =
+                StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            return Err(
+                if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+                    WsRefused::Gone(format!("the relay answered {status}"))
+                } else {
+                    WsRefused::Status(status)
+                },
+            );
+        }
+        Ok(Err(e)) => return Err(WsRefused::Network(e.to_string())),
+        Ok(Ok(ok)) => ok,
+    };
+    let (mut write, mut read) = socket.split();
+    // The hello says which input the relay has: resend the rest before anything new.
+    let hello = tokio::time::timeout(Duration::from_secs(15), read.next()).await;
+    let input_offset = match hello {
+        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<TermEvent>(&t) {
+            Ok(TermEvent::Hello { input_offset, .. }) => input_offset,
+            _ => return Err(WsRefused::Network(format!("unexpected first message {t}"))),
+        },
+        _ => return Err(WsRefused::Network("the relay sent no hello".into())),
+    };
+    let (sink, mut outgoing) = mpsc::unbounded_channel::<Message>();
+    if let Some(bytes) = unacked.from(input_offset) {
+        if !bytes.is_empty() {
+            let _ = sink.send(Message::Binary(encode_input(input_offset, &bytes).into()));
+        }
+    } else {
+        return Err(WsRefused::Gone(
+            "input the relay did not take is no longer held".into(),
+        ));
+    }
+    tokio::spawn(async move {
+        while let Some(message) = outgoing.recv().await {
+            if write.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.close().await;
+    });
+    tokio::spawn(async move {
+        loop {
+            let event = match read.next().await {
+                Some(Ok(Message::Binary(b))) => Event::Output(b.to_vec()),
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<TermEvent>(&t) {
+                    Ok(TermEvent::Ended { reason, .. }) => Event::Ended(reason),
+                    _ => continue,
+                },
+                Some(Ok(Message::Close(frame))) => {
+                    let why = frame.map_or_else(String::new, |f| f.reason.to_string());
+                    Event::Broken(format!("the relay closed the connection: {why}"))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => Event::Broken(e.to_string()),
+                None => Event::Broken("the connection closed".into()),
+            };
+            let last = !matches!(event, Event::Output(_));
+            if events.send(event).is_err() || last {
+                break;
+            }
+        }
+    });
+    Ok(Link::Ws { sink })
+}
+
+/// Starts an HTTP output stream of term `id` from `offset`; events go to `events`.
+pub fn stream_http(relay: &Relay, id: &str, offset: u64, events: mpsc::UnboundedSender<Event>) {
+    let (r, term, ev) = (relay.clone(), id.to_string(), events);
+    tokio::spawn(async move {
+        let path = format!("/v1/terms/{term}/output?offset={offset}");
+        let response = match r.request(Method::GET, &path).send().await {
+            Ok(resp) if resp.status().is_success() => resp,
+            Ok(resp) => {
+                let event = match failure(resp).await {
+                    ApiFailure::Gone(m) => Event::Gone(m),
+                    other => Event::Broken(other.to_string()),
+                };
+                let _ = ev.send(event);
+                return;
+            }
+            Err(e) => {
+                let _ = ev.send(Event::Broken(e.to_string()));
+                return;
+            }
+        };
+        let mut body = response.bytes_stream();
+        loop {
+            let event = match body.next().await {
+                Some(Ok(chunk)) => Event::Output(chunk.to_vec()),
+                Some(Err(e)) => Event::Broken(e.to_string()),
+                None => Event::StreamClosed,
+            };
+            let last = !matches!(event, Event::Output(_));
+            if ev.send(event).is_err() || last {
+                return;
+            }
+        }
+    });
+}
+
+/// Starts the HTTP sender of term `id`: input (resent until taken: the relay skips what it
+/// already has) and resizes, in order, for the term's whole life — a reconnect of the
+/// output stream does not reorder input. Failures go to `events`.
+pub fn http_sender(relay: &Relay, id: &str, events: mpsc::UnboundedSender<Event>) -> Link {
+    let (sink, mut outgoing) = mpsc::unbounded_channel::<HttpOut>();
+    let (r, term) = (relay.clone(), id.to_string());
+    tokio::spawn(async move {
+        while let Some(first) = outgoing.recv().await {
+            let mut batch = vec![first];
+            while let Ok(more) = outgoing.try_recv() {
+                batch.push(more);
+            }
+            for item in merge_input(batch) {
+                if !send_http(&r, &term, item, &events).await {
+                    return;
+                }
+            }
+        }
+    });
+    Link::Http { sink }
+}
+
+/// Joins consecutive input pieces into one request.
+fn merge_input(batch: Vec<HttpOut>) -> Vec<HttpOut> {
+    let mut merged: Vec<HttpOut> = Vec::new();
+    for item in batch {
+        match (merged.last_mut(), item) {
+            (Some(HttpOut::Input(at, bytes)), HttpOut::Input(next, more))
+                if *at + bytes.len() as u64 == next =>
+            {
+                bytes.extend_from_slice(&more);
+            }
+            (_, item) => merged.push(item),
+        }
+    }
+    merged
+}
+
+/// Sends one input or resize, retrying the network; false when the term is gone.
+async fn send_http(
+    relay: &Relay,
+    id: &str,
+    item: HttpOut,
+    events: &mpsc::UnboundedSender<Event>,
+) -> bool {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..40 {
+        let request = match &item {
+            HttpOut::Input(at, bytes) => relay
+                .request(Method::POST, &format!("/v1/terms/{id}/input?offset={at}"))
+                .body(bytes.clone()),
+            HttpOut::Resize(size) => relay
+                .request(Method::POST, &format!("/v1/terms/{id}/resize"))
+                .json(size),
+        };
+        match request.timeout(Duration::from_secs(10)).send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if r.status() == StatusCode::CONFLICT => {
+                // Input ahead of what the relay took: some was lost in a cut the relay
+                // never saw. Nothing to do but say so; the screen shows what was typed.
+                let expected = r
+                    .headers()
+                    .get(OFFSET_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("?")
+                    .to_string();
+                tracing::warn!(%expected, "the box expected input at another offset");
+                return true;
+            }
+            Ok(r) => {
+                let _ = events.send(match failure(r).await {
+                    ApiFailure::Gone(m) => Event::Gone(m),
+                    other => Event::Broken(other.to_string()),
+                });
+                return false;
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    let _ = events.send(Event::Broken("cannot send input to the box".into()));
+    false
+}
+
+/// Input sent over the WebSocket and maybe not yet taken: the last [`RESEND_KEEP`] bytes.
+#[derive(Debug, Default)]
+pub struct Unacked {
+    bytes: VecDeque<u8>,
+    /// Offset of `bytes[0]`.
+    start: u64,
+}
+
+impl Unacked {
+    /// Notes bytes sent at the end.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend(bytes);
+        let over = self.bytes.len().saturating_sub(RESEND_KEEP);
+        self.bytes.drain(..over);
+        self.start += over as u64;
+    }
+
+    /// The next input offset.
+    pub fn end(&self) -> u64 {
+        self.start + self.bytes.len() as u64
+    }
+
+    /// The bytes from `offset` on; `None` when they are no longer held.
+    pub fn from(&self, offset: u64) -> Option<Vec<u8>> {
+        if offset < self.start || offset > self.end() {
+            return None;
+        }
+        Some(
+            self.bytes
+                .range((offset - self.start) as usize..)
+                .copied()
+                .collect(),
+        )
+    }
+
+    /// Starts over at offset 0 (a new term).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+impl Link {
+    /// Sends input bytes that start at `offset`.
+    pub fn input(&self, offset: u64, bytes: &[u8]) {
+        match self {
+            Self::Ws { sink } => {
+                let _ = sink.send(Message::Binary(encode_input(offset, bytes).into()));
+            }
+            Self::Http { sink } => {
+                let _ = sink.send(HttpOut::Input(offset, bytes.to_vec()));
+            }
+        }
+    }
+
+    /// Sends a new size.
+    pub fn resize(&self, size: TermSize) {
+        match self {
+            Self::Ws { sink } => {
+                let text = serde_json::to_string(&TermControl::Resize(size)).unwrap_or_default();
+                let _ = sink.send(Message::Text(text.into()));
+            }
+            Self::Http { sink } => {
+                let _ = sink.send(HttpOut::Resize(size));
+            }
+        }
+    }
+}
