@@ -21,6 +21,9 @@ pub enum Fault {
     FlipUp(u64),
     /// Flip the bits of the server → client byte at this position.
     FlipDown(u64),
+    /// Like Daytona's private previews: a request asking for a WebSocket upgrade gets
+    /// `403 Forbidden`; everything else passes.
+    RefuseWebSocket,
     /// Like Daytona's edge: when a request has waited this many milliseconds without a
     /// byte of answer, answer `504 Gateway Timeout` and close (every time, not once).
     GatewayTimeoutAfterIdleMs(u64),
@@ -38,6 +41,10 @@ pub struct FaultProxy {
     pub fired: Arc<AtomicBool>,
     /// How many `504`s the proxy made up.
     pub gateway_timeouts: Arc<AtomicU64>,
+    /// While set, connections are cut and new ones closed at once (see [`FaultProxy::outage`]).
+    in_outage: Arc<AtomicBool>,
+    /// The client side of every connection, to cut them all at once.
+    live: Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
 impl FaultProxy {
@@ -54,16 +61,28 @@ impl FaultProxy {
             down: Arc::new(AtomicU64::new(0)),
             fired: Arc::new(AtomicBool::new(false)),
             gateway_timeouts: Arc::new(AtomicU64::new(0)),
+            in_outage: Arc::new(AtomicBool::new(false)),
+            live: Arc::new(std::sync::Mutex::new(Vec::new())),
         };
+        let (is_down, live) = (proxy.in_outage.clone(), proxy.live.clone());
         let (up, down, fired) = (proxy.up.clone(), proxy.down.clone(), proxy.fired.clone());
         let timeouts = proxy.gateway_timeouts.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                if is_down.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                if let Ok(c) = client.try_clone() {
+                    live.lock().expect("live").push(c);
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
                     continue;
                 };
                 let (cut_up, flip_up, cut_down, flip_down) = match fault {
-                    Fault::None | Fault::GatewayTimeoutAfterIdleMs(_) => (None, None, None, None),
+                    Fault::None | Fault::GatewayTimeoutAfterIdleMs(_) | Fault::RefuseWebSocket => {
+                        (None, None, None, None)
+                    }
                     Fault::CutUp(n) => (Some(n), None, None, None),
                     Fault::FlipUp(n) => (None, Some(n), None, None),
                     Fault::CutDown(n) => (None, None, Some(n), None),
@@ -82,6 +101,15 @@ impl FaultProxy {
                     std::thread::spawn(move || idle_down(s2, c2, &d, &awaiting, ms, &t));
                     continue;
                 }
+                if fault == Fault::RefuseWebSocket {
+                    let (u, f) = (up.clone(), fired.clone());
+                    std::thread::spawn(move || refuse_upgrades(c1, s1, &u, &f));
+                    let d = down.clone();
+                    std::thread::spawn(move || {
+                        pump(s2, c2, &d, None, None, &AtomicBool::new(true));
+                    });
+                    continue;
+                }
                 let (u, f) = (up.clone(), fired.clone());
                 std::thread::spawn(move || pump(c1, s1, &u, cut_up, flip_up, &f));
                 let (d, f) = (down.clone(), fired.clone());
@@ -90,6 +118,47 @@ impl FaultProxy {
         });
         proxy
     }
+}
+
+impl FaultProxy {
+    /// Starts (`true`) or ends an outage: every open connection is cut, and while it lasts
+    /// new ones are closed as soon as they are accepted.
+    ///
+    /// # Panics
+    /// When a thread of the proxy panicked.
+    pub fn outage(&self, on: bool) {
+        self.in_outage.store(on, Ordering::SeqCst);
+        if on {
+            for c in self.live.lock().expect("live").drain(..) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
+/// Client → server, answering `403` to a request that asks for a WebSocket upgrade.
+fn refuse_upgrades(mut from: TcpStream, mut to: TcpStream, count: &AtomicU64, fired: &AtomicBool) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        count.fetch_add(n as u64, Ordering::SeqCst);
+        let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        if head.contains("upgrade: websocket") {
+            fired.store(true, Ordering::SeqCst);
+            let _ = from.write_all(
+                b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+            break;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(Shutdown::Both);
+    let _ = to.shutdown(Shutdown::Both);
 }
 
 fn pump(

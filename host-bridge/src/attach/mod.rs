@@ -86,6 +86,8 @@ struct Current {
     offset: u64,
     hasher: blake3::Hasher,
     unacked: Unacked,
+    /// The input offset the relay last confirmed it had taken.
+    confirmed: u64,
     http: Option<Link>,
 }
 
@@ -97,6 +99,7 @@ impl Current {
             offset: 0,
             hasher: blake3::Hasher::new(),
             unacked: Unacked::default(),
+            confirmed: 0,
             http: None,
         }
     }
@@ -162,7 +165,10 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
         let link = if use_ws {
             match wire::connect_ws(relay, &id, current.offset, events_tx, &current.unacked).await {
-                Ok(link) => link,
+                Ok((link, taken)) => {
+                    current.confirmed = taken;
+                    link
+                }
                 Err(WsRefused::Status(status)) if options.transport == Transport::Auto => {
                     (io.notice)(&format!(
                         "the path to the box refused WebSocket ({status}); using HTTP streaming"
@@ -174,7 +180,7 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
                     bail!("the path to the box refused WebSocket ({status}); try --transport http")
                 }
                 Err(WsRefused::Gone(_)) => {
-                    match reopen(relay, &mut open, &mut current, size, &mut io).await? {
+                    match reopen(relay, &mut open, &mut current, size, None, &mut io).await? {
                         Reopened::Yes => reopened += 1,
                         Reopened::Unreachable => {
                             lost_since.get_or_insert_with(Instant::now);
@@ -200,7 +206,12 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
         } else {
             wire::stream_http(relay, &id, current.offset, events_tx);
             if current.http.is_none() {
-                current.http = Some(wire::http_sender(relay, &id, term_tx.clone()));
+                let sender = wire::http_sender(relay, &id, term_tx.clone());
+                // Keys carried over from a term that expired go first.
+                if let Some(carried) = current.unacked.from(0).filter(|b| !b.is_empty()) {
+                    sender.input(0, &carried);
+                }
+                current.http = Some(sender);
             }
             Link::Http {
                 sink: match &current.http {
@@ -219,6 +230,8 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
             current.size = size;
         }
         let mut gone = false;
+        // Keys the last term never took, to type into the next one.
+        let mut carry: Option<Vec<u8>> = None;
         match pump(
             &mut io,
             &mut current,
@@ -231,10 +244,22 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
         .await?
         {
             Event::Output(_) => unreachable!("pump copies output itself"),
+            // The relay gave up waiting for this viewer: the session goes on, view it anew.
+            Event::Ended(TermEnd::Expired) => {
+                // It took nothing after the hello of this connection.
+                carry = current.unacked.from(current.confirmed);
+                gone = true;
+            }
             Event::Ended(reason) => {
                 return Ok(outcome(&current, reason, resumed, reopened, use_ws));
             }
             Event::StreamClosed => match wire::info(relay, &id).await {
+                Ok(info)
+                    if info.ended == Some(TermEnd::Expired) && current.offset >= info.produced =>
+                {
+                    carry = current.unacked.from(info.input);
+                    gone = true;
+                }
                 Ok(info) if info.ended.is_some() && current.offset >= info.produced => {
                     let reason = info.ended.unwrap_or(TermEnd::Closed);
                     return Ok(outcome(&current, reason, resumed, reopened, use_ws));
@@ -255,7 +280,7 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
             Event::Gone(_) => gone = true,
         }
         if gone {
-            match reopen(relay, &mut open, &mut current, size, &mut io).await? {
+            match reopen(relay, &mut open, &mut current, size, carry, &mut io).await? {
                 Reopened::Yes => reopened += 1,
                 Reopened::Unreachable => {
                     lost_since.get_or_insert_with(Instant::now);
@@ -285,17 +310,22 @@ enum Reopened {
 }
 
 /// Opens a new term on the session after the last one was lost; tmux redraws the screen.
+/// `carry` is input the last term is known not to have taken: the new one gets it first.
 async fn reopen(
     relay: &Relay,
     open: &mut TermOpen,
     current: &mut Current,
     size: TermSize,
+    carry: Option<Vec<u8>>,
     io: &mut Io,
 ) -> anyhow::Result<Reopened> {
     open.size = size;
     match wire::open(relay, open).await {
         Ok(info) => {
             *current = Current::new(info, size);
+            if let Some(keys) = carry.filter(|k| !k.is_empty()) {
+                current.unacked.push(&keys);
+            }
             (io.notice)("attached again; the screen is redrawn");
             Ok(Reopened::Yes)
         }

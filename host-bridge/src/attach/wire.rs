@@ -159,14 +159,15 @@ pub enum WsRefused {
 }
 
 /// Opens a WebSocket to term `id` at output `offset`; events go to `events`. Input from
-/// `input_offset` on is resent from `unacked` once the relay says where it is.
+/// where the relay's hello says it is on is resent from `unacked`; that offset is returned
+/// with the link.
 pub async fn connect_ws(
     relay: &Relay,
     id: &str,
     offset: u64,
     events: mpsc::UnboundedSender<Event>,
     unacked: &Unacked,
-) -> Result<Link, WsRefused> {
+) -> Result<(Link, u64), WsRefused> {
     let url = relay
         .url(&format!("/v1/terms/{id}/ws?offset={offset}"))
         .replacen("http://", "ws://", 1)
@@ -245,7 +246,7 @@ pub async fn connect_ws(
             }
         }
     });
-    Ok(Link::Ws { sink })
+    Ok((Link::Ws { sink }, input_offset))
 }
 
 /// Starts an HTTP output stream of term `id` from `offset`; events go to `events`.
