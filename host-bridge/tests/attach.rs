@@ -258,3 +258,32 @@ fn attach_to_a_missing_session_says_which_exist() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the unit must be s, m or h"));
 }
+
+#[test]
+fn the_relay_killed_mid_attach_is_restarted_and_the_client_attaches_again() {
+    let host = Host::new();
+    let (repo, name) = box_with_bash(&host);
+    let relay_json = host.home().join(format!("boxes/{name}/run/relay.json"));
+    let relay_pid = || -> Option<i32> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&relay_json).ok()?).ok()?;
+        i32::try_from(v["pid"].as_i64()?).ok()
+    };
+    let before = relay_pid().expect("relay.json");
+    let mut client = Client::start(&host, &repo, &["attach", &name], 100, 30);
+    client.type_keys("echo before-$((2*21))\r");
+    client.wait_for("before-42");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(before),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the relay");
+    // The supervisor starts a new relay on the same port; the client finds its term gone
+    // and attaches again (tmux redraws the screen).
+    assert!(common::eventually(|| relay_pid().is_some_and(|p| p != before)));
+    client.wait_for("attached again");
+    client.type_keys("echo after-$((2*22))\r");
+    client.wait_for("after-44");
+    client.wait_for("before-42");
+    client.type_keys("\x01d");
+    assert!(client.wait_exit().success());
+}

@@ -108,13 +108,13 @@ struct Viewer {
 impl Viewer {
     fn start(url: &str, transport: Transport, keep: Duration) -> Self {
         let (keys, keys_rx) = mpsc::unbounded_channel();
-        let (_resize_tx, resizes) = mpsc::unbounded_channel();
+        let (resize_tx, resizes) = mpsc::unbounded_channel();
         let received = Arc::new(Mutex::new(Vec::new()));
         let notices = Arc::new(Mutex::new(Vec::new()));
         let (r, n) = (received.clone(), notices.clone());
         let relay = Relay::new(url, TEST_TOKEN);
         let done = std::thread::spawn(move || {
-            let _keep_resizes_open = _resize_tx;
+            let _keep_resizes_open = resize_tx;
             let io = Io {
                 keys: keys_rx,
                 resizes,
