@@ -23,6 +23,17 @@ struct Client {
 
 impl Client {
     fn start(host: &Host, cwd: &Path, args: &[&str], cols: u16, rows: u16) -> Self {
+        Self::start_program(host, cwd, AGENTBOX, args, cols, rows)
+    }
+
+    fn start_program(
+        host: &Host,
+        cwd: &Path,
+        program: &str,
+        args: &[&str],
+        cols: u16,
+        rows: u16,
+    ) -> Self {
         let pty = portable_pty::native_pty_system()
             .openpty(PtySize {
                 rows,
@@ -31,7 +42,7 @@ impl Client {
                 pixel_height: 0,
             })
             .expect("openpty");
-        let mut command = CommandBuilder::new(AGENTBOX);
+        let mut command = CommandBuilder::new(program);
         command.args(args);
         command.cwd(cwd);
         command.env("AGENTBOX_HOME", host.home());
@@ -265,7 +276,8 @@ fn the_relay_killed_mid_attach_is_restarted_and_the_client_attaches_again() {
     let (repo, name) = box_with_bash(&host);
     let relay_json = host.home().join(format!("boxes/{name}/run/relay.json"));
     let relay_pid = || -> Option<i32> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&relay_json).ok()?).ok()?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&relay_json).ok()?).ok()?;
         i32::try_from(v["pid"].as_i64()?).ok()
     };
     let before = relay_pid().expect("relay.json");
@@ -279,11 +291,31 @@ fn the_relay_killed_mid_attach_is_restarted_and_the_client_attaches_again() {
     .expect("kill the relay");
     // The supervisor starts a new relay on the same port; the client finds its term gone
     // and attaches again (tmux redraws the screen).
-    assert!(common::eventually(|| relay_pid().is_some_and(|p| p != before)));
+    assert!(common::eventually(
+        || relay_pid().is_some_and(|p| p != before)
+    ));
     client.wait_for("attached again");
     client.type_keys("echo after-$((2*22))\r");
     client.wait_for("after-44");
     client.wait_for("before-42");
     client.type_keys("\x01d");
     assert!(client.wait_exit().success());
+}
+
+#[test]
+fn the_local_terminal_is_back_in_cooked_mode_after_the_client_exits() {
+    let host = Host::new();
+    let (repo, name) = box_with_bash(&host);
+    let script = format!("'{AGENTBOX}' attach {name}; echo exit=$?; stty -a");
+    let mut client = Client::start_program(&host, &repo, "sh", &["-c", &script], 120, 40);
+    client.type_keys("echo inside-$((3+4))\r");
+    client.wait_for("inside-7");
+    client.type_keys("\x01d");
+    client.wait_for("exit=0");
+    assert!(client.wait_exit().success());
+    let settings = client.raw_text();
+    let flags: Vec<&str> = settings.split_whitespace().collect();
+    for flag in ["icanon", "echo", "isig", "icrnl", "opost"] {
+        assert!(flags.contains(&flag), "`{flag}` not restored:\n{settings}");
+    }
 }

@@ -180,15 +180,32 @@ fn main() {
         return;
     };
     let agentbox = std::env::var("BENCH_AGENTBOX").unwrap_or_else(|_| "agentbox".into());
-    let ours: Vec<String> = vec![agentbox, "attach".into(), name, "--session".into(), "agent".into()];
+    let ours: Vec<String> = vec![
+        agentbox,
+        "attach".into(),
+        name,
+        "--session".into(),
+        "agent".into(),
+    ];
     let baseline: Vec<String> = [
-        "docker", "exec", "-it", &container, "tmux", "-S", "/run/agentbox/tmux.sock",
-        "attach-session", "-t", "=agent",
+        "docker",
+        "exec",
+        "-it",
+        &container,
+        "tmux",
+        "-S",
+        "/run/agentbox/tmux.sock",
+        "attach-session",
+        "-t",
+        "=agent",
     ]
     .iter()
     .map(ToString::to_string)
     .collect();
-    for (label, argv) in [("docker_exec_tmux_attach", &baseline), ("agentbox_attach", &ours)] {
+    for (label, argv) in [
+        ("docker_exec_tmux_attach", &baseline),
+        ("agentbox_attach", &ours),
+    ] {
         let mut client = Client::start(argv);
         client.drain(Duration::from_millis(1500));
         let times = latencies(&mut client);

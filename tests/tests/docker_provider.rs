@@ -65,6 +65,47 @@ impl Drop for Host {
     }
 }
 
+/// `agentbox attach` with pipes (no terminal): reads the session's screen, detaches.
+fn attach_and_detach(host: &Host, repo: &Path, name: &str) {
+    use std::io::{Read, Write};
+    let mut child = Command::new(bin_path("agentbox"))
+        .args(["attach", name, "--session", "demo"])
+        .current_dir(repo)
+        .env("AGENTBOX_HOME", host.home())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agentbox attach");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains("hi-from-42") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    assert!(
+        rx.recv_timeout(std::time::Duration::from_secs(30)).is_ok(),
+        "attach never showed the session's output"
+    );
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"\x01d").expect("detach keys");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("detached from session `demo`"),
+        "{out:?}"
+    );
+}
+
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
@@ -201,6 +242,25 @@ fn a_docker_box_from_prepare_to_destroy() {
         "backend\n",
         "{by_port}"
     );
+
+    // Attach goes through the relay in the container, like on every provider.
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "agentbox-ctl",
+            "session",
+            "start",
+            "demo",
+            "--",
+            "sh",
+            "-c",
+            "echo hi-from-$((6*7)); exec sleep 60",
+        ],
+    );
+    attach_and_detach(&host, &repo, &name);
 
     // Stop and start keep the workspace.
     host.ok(&repo, &["stop", &name]);

@@ -42,10 +42,16 @@ impl std::fmt::Display for ApiFailure {
 async fn failure(response: reqwest::Response) -> ApiFailure {
     let status = response.status();
     let bytes = response.bytes().await.unwrap_or_default();
-    let message = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
-        |_| String::from_utf8_lossy(&bytes).into_owned(),
-        |b| b.error.message,
-    );
+    let message: String = serde_json::from_slice::<ErrorBody>(&bytes)
+        .map_or_else(
+            |_| String::from_utf8_lossy(&bytes).into_owned(),
+            |b| b.error.message,
+        )
+        .chars()
+        .take(500)
+        // The box wrote this: no escape sequences reach the user's terminal through it.
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         ApiFailure::Gone(message)
     } else {
