@@ -162,3 +162,168 @@ fn a_wrong_key_says_to_log_in() {
         .expect_err("401");
     assert!(e.to_string().contains("agentbox daytona login"), "{e}");
 }
+
+#[test]
+fn volumes_are_made_once_and_refused_deletion_while_mounted() {
+    let f = fake();
+    let d = client(&f, "test-key");
+    rt().block_on(async {
+        assert_eq!(d.volume_by_name("creds").await.expect("lookup"), None);
+        let v = d
+            .ensure_volume("creds", Duration::from_secs(5))
+            .await
+            .expect("volume");
+        assert_eq!((v.name.as_str(), v.state.as_str()), ("creds", "ready"));
+        // Asking again finds the same volume, never a second one.
+        let again = d
+            .ensure_volume("creds", Duration::from_secs(5))
+            .await
+            .expect("volume");
+        assert_eq!(again.id, v.id);
+        let sandbox = d
+            .create_sandbox(CreateSandbox {
+                volumes: vec![agentbox::daytona::VolumeMount {
+                    volume_id: v.id.clone(),
+                    mount_path: "/home/agent/.agentbox-creds".into(),
+                    subpath: None,
+                }],
+                ..CreateSandbox::default()
+            })
+            .await
+            .expect("create");
+        d.wait_for_state(&sandbox.id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+        let refused = d.delete_volume(&v.id).await.expect_err("in use");
+        assert!(
+            matches!(refused, DaytonaError::Conflict(ref m) if m.contains("in use")),
+            "{refused}"
+        );
+        d.delete_sandbox(&sandbox.id).await.expect("delete sandbox");
+        d.wait_for_state(&sandbox.id, "destroyed", Duration::from_secs(5))
+            .await
+            .expect("gone");
+        d.delete_volume(&v.id).await.expect("delete volume");
+    });
+}
+
+#[test]
+fn snapshots_build_to_active_or_report_why_they_failed() {
+    let f = fake();
+    let d = client(&f, "test-key");
+    rt().block_on(async {
+        let latest = d
+            .create_snapshot(&agentbox::daytona::CreateSnapshot {
+                name: "x".into(),
+                image_name: Some("debian:latest".into()),
+                ..Default::default()
+            })
+            .await
+            .expect_err(":latest");
+        assert!(latest.to_string().contains("pin a tag"), "{latest}");
+        let request = agentbox::daytona::CreateSnapshot {
+            name: "agentbox-base-0123abcd".into(),
+            build_info: Some(agentbox::daytona::BuildInfo {
+                dockerfile_content: "FROM debian:bookworm-slim\n".into(),
+                context_hashes: vec![],
+            }),
+            cpu: Some(2),
+            memory: Some(4),
+            disk: Some(8),
+            ..Default::default()
+        };
+        let started = d.create_snapshot(&request).await.expect("create");
+        assert_eq!(started.state, "building");
+        let seen = std::sync::Mutex::new(Vec::new());
+        let done = d
+            .wait_snapshot(&request.name, Duration::from_secs(10), &|s| {
+                seen.lock().expect("seen").push(s.to_string());
+            })
+            .await
+            .expect("active");
+        assert_eq!(done.state, "active");
+        assert_eq!(*seen.lock().expect("seen"), ["building", "active"]);
+        let listed = d.list_snapshots(Some("agentbox-base")).await.expect("list");
+        assert_eq!(listed.len(), 1);
+        // The same name again is Daytona's conflict, said as such.
+        let twice = d.create_snapshot(&request).await.expect_err("conflict");
+        assert!(matches!(twice, DaytonaError::Conflict(_)), "{twice}");
+
+        reqwest::Client::new()
+            .post(format!("{}/_fake/faults", f.url.trim_end_matches("/api")))
+            .json(&serde_json::json!({"failNextSnapshot": "COPY failed: no such file"}))
+            .send()
+            .await
+            .expect("faults");
+        let broken = agentbox::daytona::CreateSnapshot {
+            name: "broken".into(),
+            image_name: Some("debian:bookworm".into()),
+            ..Default::default()
+        };
+        d.create_snapshot(&broken).await.expect("create");
+        let failed = d
+            .wait_snapshot("broken", Duration::from_secs(10), &|_| {})
+            .await
+            .expect_err("build_failed");
+        assert!(
+            failed.to_string().contains("COPY failed: no such file"),
+            "{failed}"
+        );
+
+        d.delete_snapshot(&request.name).await.expect("delete");
+        let gone = d
+            .wait_snapshot(&request.name, Duration::from_secs(1), &|_| {})
+            .await
+            .expect_err("gone");
+        assert!(
+            gone.to_string()
+                .contains("run `agentbox prepare --provider daytona`"),
+            "{gone}"
+        );
+    });
+}
+
+#[test]
+fn preview_links_carry_a_token_that_changes_on_start_and_signed_ones_a_ttl() {
+    let f = fake();
+    let d = client(&f, "test-key");
+    rt().block_on(async {
+        let s = d
+            .create_sandbox(CreateSandbox::default())
+            .await
+            .expect("create");
+        d.wait_for_state(&s.id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+        let link = d.preview_link(&s.id, 8788).await.expect("preview");
+        assert_eq!(link.sandbox_id, s.id);
+        assert!(link.url.contains(&format!("8788-{}", s.id)), "{}", link.url);
+        assert_eq!(link.token.len(), 32);
+        d.stop_sandbox(&s.id).await.expect("stop");
+        d.wait_for_state(&s.id, "stopped", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        d.start_sandbox(&s.id).await.expect("start");
+        d.wait_for_state(&s.id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+        let after = d.preview_link(&s.id, 8788).await.expect("preview");
+        assert_ne!(after.token, link.token, "the token did not rotate on start");
+
+        let signed = d
+            .signed_preview_link(&s.id, 8080, Duration::from_secs(3600))
+            .await
+            .expect("signed");
+        assert_eq!(signed.port, 8080);
+        assert!(signed.url.contains(&format!("8080-{}", signed.token)));
+        for bad in [Duration::ZERO, Duration::from_secs(86_401)] {
+            let e = d
+                .signed_preview_link(&s.id, 8080, bad)
+                .await
+                .expect_err("ttl");
+            assert!(e.to_string().contains("1 s to 24 h"), "{e}");
+        }
+        let missing = d.preview_link("nope", 8788).await.expect_err("404");
+        assert!(matches!(missing, DaytonaError::NotFound(_)), "{missing}");
+    });
+}

@@ -6,7 +6,12 @@
 //! Test controls (not Daytona's): `POST /_fake/faults` with `{"rateLimitNext": N,
 //! "slowCreateMs": M}` answers the next N calls 429 and holds creates M ms before
 //! answering (the sandbox is created at once, so a client that gave up finds it by label).
-//! The port in use is printed on stdout as `listening on PORT`.
+//! `"failNextSnapshot": "reason"` makes the next snapshot end `build_failed`.
+//! The port in use is printed on stdout as `listening on PORT`. Volumes, snapshots and
+//! preview links are in [`resources`]; a sandbox's preview token changes on every start,
+//! as Daytona's does.
+
+mod resources;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,14 +28,47 @@ use serde_json::{json, Value};
 struct Faults {
     rate_limit_next: u32,
     slow_create_ms: u64,
+    fail_next_snapshot: Option<String>,
 }
+
+/// A signed preview token: sandbox, port, expiry.
+type Signed = (String, u16, std::time::Instant);
 
 struct Fake {
     key: String,
     transition: Duration,
     sandboxes: Mutex<BTreeMap<String, Value>>,
+    volumes: Mutex<BTreeMap<String, Value>>,
+    snapshots: Mutex<BTreeMap<String, Value>>,
+    /// The standard preview token of each sandbox.
+    tokens: Mutex<HashMap<String, String>>,
+    signed: Mutex<HashMap<String, Signed>>,
     faults: Mutex<Faults>,
     next: Mutex<u64>,
+    port: std::sync::OnceLock<u16>,
+}
+
+impl Fake {
+    fn port(&self) -> u16 {
+        self.port.get().copied().unwrap_or(0)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `prefix-0000002a`: ids are unique within one fake.
+fn next_id(fake: &Fake, prefix: &str) -> String {
+    let mut n = lock(&fake.next);
+    *n += 1;
+    format!("{prefix}-{:08x}", *n)
+}
+
+/// A new 32-character preview token.
+fn new_token(fake: &Fake) -> String {
+    let n = next_id(fake, "t");
+    format!("{:0>32}", n.replace('-', ""))
 }
 
 type Shared = Arc<Fake>;
@@ -113,14 +151,9 @@ async fn create(
     if let Err(r) = gate(&fake, &headers, "/api/sandbox") {
         return *r;
     }
-    let id = {
-        let mut n = fake
-            .next
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *n += 1;
-        format!("sbx-{:08x}", *n)
-    };
+    let id = next_id(&fake, "sbx");
+    let token = new_token(&fake);
+    lock(&fake.tokens).insert(id.clone(), token);
     let sandbox = json!({
         "id": id,
         "organizationId": "org-fake",
@@ -139,6 +172,7 @@ async fn create(
         "state": "creating",
         "desiredState": "started",
         "autoStopInterval": body.get("autoStopInterval").cloned().unwrap_or(json!(15)),
+        "volumes": body.get("volumes").cloned().unwrap_or(json!([])),
         "toolboxProxyUrl": "http://127.0.0.1:0/toolbox",
         "sandboxClass": "container",
     });
@@ -234,7 +268,12 @@ fn change(fake: &Shared, headers: &HeaderMap, id: &str, op: &'static str) -> Res
     let sid = s["id"].as_str().unwrap_or_default().to_string();
     let (via, to) = match (op, s["state"].as_str().unwrap_or("")) {
         ("start", "started") => return Json(s.clone()).into_response(),
-        ("start", "stopped" | "archived") => ("starting", "started"),
+        ("start", "stopped" | "archived") => {
+            // Daytona mints a new preview token on every start.
+            let token = new_token(fake);
+            lock(&fake.tokens).insert(sid.clone(), token);
+            ("starting", "started")
+        }
         ("stop", "started") => ("stopping", "stopped"),
         ("stop", _) => {
             return error(
@@ -281,6 +320,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     if let Some(ms) = body["slowCreateMs"].as_u64() {
         f.slow_create_ms = ms;
     }
+    if let Some(reason) = body["failNextSnapshot"].as_str() {
+        f.fail_next_snapshot = Some(reason.to_string());
+    }
     StatusCode::NO_CONTENT
 }
 
@@ -297,17 +339,48 @@ async fn main() -> std::io::Result<()> {
         key,
         transition: Duration::from_millis(transition),
         sandboxes: Mutex::default(),
+        volumes: Mutex::default(),
+        snapshots: Mutex::default(),
+        tokens: Mutex::default(),
+        signed: Mutex::default(),
         faults: Mutex::default(),
         next: Mutex::new(0),
+        port: std::sync::OnceLock::new(),
     });
     let app = Router::new()
         .route("/api/sandbox", post(create).get(list))
         .route("/api/sandbox/{id}", get(get_one).delete(delete))
         .route("/api/sandbox/{id}/start", post(start))
         .route("/api/sandbox/{id}/stop", post(stop))
+        .route(
+            "/api/sandbox/{id}/ports/{port}/{kind}",
+            get(resources::preview_url),
+        )
+        .route(
+            "/api/volumes",
+            post(resources::create_volume).get(resources::list_volumes),
+        )
+        .route(
+            "/api/volumes/by-name/{name}",
+            get(resources::volume_by_name),
+        )
+        .route(
+            "/api/volumes/{id}",
+            get(resources::get_volume).delete(resources::delete_volume),
+        )
+        .route(
+            "/api/snapshots",
+            post(resources::create_snapshot).get(resources::list_snapshots),
+        )
+        .route(
+            "/api/snapshots/{id}",
+            get(resources::get_snapshot).delete(resources::delete_snapshot),
+        )
         .route("/_fake/faults", post(faults))
-        .with_state(fake);
+        .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    println!("listening on {}", listener.local_addr()?.port());
+    let bound = listener.local_addr()?.port();
+    let _ = fake.port.set(bound);
+    println!("listening on {bound}");
     axum::serve(listener, app).await
 }

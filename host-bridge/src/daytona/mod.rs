@@ -52,6 +52,19 @@ pub enum DaytonaError {
         /// What happened.
         why: String,
     },
+    /// The pinned snapshot is not on Daytona any more.
+    #[error("snapshot {0} was deleted: run `agentbox prepare --provider daytona`")]
+    SnapshotGone(String),
+    /// A snapshot build ended in `error` or `build_failed`.
+    #[error("snapshot {name} failed to build ({state}): {reason}")]
+    SnapshotFailed {
+        /// Snapshot name.
+        name: String,
+        /// `error` or `build_failed`.
+        state: String,
+        /// Daytona's reason.
+        reason: String,
+    },
     /// A state that will not become the wanted one.
     #[error("sandbox {id} is `{state}` ({reason})")]
     BadState {
@@ -103,6 +116,9 @@ pub struct CreateSandbox {
     /// Minutes of inactivity before Daytona stops it (0 = never).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_stop_interval: Option<u32>,
+    /// Volumes to mount.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeMount>,
 }
 
 /// The parts of Daytona's `Sandbox` agentbox reads.
@@ -195,10 +211,11 @@ impl Daytona {
         r
     }
 
-    async fn once<T: serde::de::DeserializeOwned>(
+    /// One attempt: the body of a 2xx answer, or the error it means.
+    async fn once_raw(
         &self,
         build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
-    ) -> Result<T, DaytonaError> {
+    ) -> Result<bytes::Bytes, DaytonaError> {
         let unreachable = |e: reqwest::Error| DaytonaError::Unreachable {
             url: self.base.clone(),
             why: e.to_string(),
@@ -207,10 +224,7 @@ impl Daytona {
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(unreachable)?;
         if (200..300).contains(&status) {
-            return serde_json::from_slice(&bytes).map_err(|e| DaytonaError::Server {
-                status,
-                message: format!("unexpected answer: {e}"),
-            });
+            return Ok(bytes);
         }
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .ok()
@@ -237,15 +251,15 @@ impl Daytona {
         })
     }
 
-    /// One call with retries as Daytona's own SDK classifies them.
-    async fn call<T: serde::de::DeserializeOwned>(
+    /// One call with retries as Daytona's own SDK classifies them; the answer's body.
+    async fn call_raw(
         &self,
         idempotent: bool,
         build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
-    ) -> Result<T, DaytonaError> {
+    ) -> Result<bytes::Bytes, DaytonaError> {
         let mut attempt = 0;
         loop {
-            match self.once(build).await {
+            match self.once_raw(build).await {
                 Err(e) if e.retriable(idempotent) && attempt < self.backoff.len() => {
                     let base = self.backoff[attempt];
                     let jitter = base.mul_f64(f64::from(jitter_percent()) / 400.0);
@@ -256,6 +270,28 @@ impl Daytona {
                 other => return other,
             }
         }
+    }
+
+    /// [`Daytona::call_raw`], the answer read as JSON.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        idempotent: bool,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<T, DaytonaError> {
+        let bytes = self.call_raw(idempotent, build).await?;
+        serde_json::from_slice(&bytes).map_err(|e| DaytonaError::Server {
+            status: 200,
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// A call whose answer body does not matter (some deletes answer plain text).
+    async fn call_no_body(
+        &self,
+        idempotent: bool,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<(), DaytonaError> {
+        self.call_raw(idempotent, build).await.map(drop)
     }
 
     /// Creates a sandbox. Not repeated on an ambiguous failure: the sandbox is looked up by
@@ -381,6 +417,12 @@ impl Daytona {
         }
     }
 }
+
+mod resources;
+pub use resources::{
+    BuildInfo, CreateSnapshot, PreviewLink, SignedPreviewLink, Snapshot, Volume, VolumeMount,
+    PREVIEW_TOKEN_HEADER,
+};
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
 fn url_encode(s: &str) -> String {

@@ -1,0 +1,387 @@
+//! The fake's volumes (`/api/volumes…`), snapshots (`/api/snapshots…`) and preview links
+//! (`/api/sandbox/{id}/ports/{port}/…`), in Daytona's shapes and states.
+//!
+//! Snapshots go `pending → active` (from an image) or `building → active` (from a
+//! Dockerfile) after the transition time; the `failNextSnapshot` fault makes the next one
+//! `build_failed` with that reason. The fake does not build images: it keeps the
+//! Dockerfile it was given so that tests can check what was sent.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::{error, find, gate, lock, next_id, Shared};
+
+const NOW: &str = "2026-11-29T00:00:00.000Z";
+
+fn settle_in<F>(fake: &Shared, apply: F)
+where
+    F: FnOnce(&crate::Fake) + Send + 'static,
+{
+    let fake = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(fake.transition).await;
+        apply(&fake);
+    });
+}
+
+/// `POST /api/volumes {name}`.
+pub async fn create_volume(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let path = "/api/volumes";
+    if let Err(r) = gate(&fake, &headers, path) {
+        return *r;
+    }
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            path,
+            "name must be a non-empty string",
+        );
+    };
+    let mut volumes = lock(&fake.volumes);
+    if volumes.values().any(|v| v["name"] == name) {
+        return error(
+            StatusCode::CONFLICT,
+            path,
+            &format!("Volume with name {name} already exists"),
+        );
+    }
+    let id = next_id(&fake, "vol");
+    let volume = json!({
+        "id": id, "name": name, "organizationId": "org-fake", "state": "pending_create",
+        "createdAt": NOW, "updatedAt": NOW, "lastUsedAt": null, "errorReason": null,
+    });
+    volumes.insert(id.clone(), volume.clone());
+    drop(volumes);
+    settle_in(&fake, move |f| {
+        if let Some(v) = lock(&f.volumes).get_mut(&id) {
+            v["state"] = json!("ready");
+        }
+    });
+    Json(volume).into_response()
+}
+
+/// `GET /api/volumes`.
+pub async fn list_volumes(State(fake): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&fake, &headers, "/api/volumes") {
+        return *r;
+    }
+    let all: Vec<Value> = lock(&fake.volumes).values().cloned().collect();
+    Json(all).into_response()
+}
+
+/// `GET /api/volumes/by-name/{name}`.
+pub async fn volume_by_name(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let path = format!("/api/volumes/by-name/{name}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    match lock(&fake.volumes)
+        .values()
+        .find(|v| v["name"] == name.as_str())
+    {
+        Some(v) => Json(v.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Volume with name {name} not found"),
+        ),
+    }
+}
+
+/// `GET /api/volumes/{id}`.
+pub async fn get_volume(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let path = format!("/api/volumes/{id}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    match lock(&fake.volumes).get(&id) {
+        Some(v) => Json(v.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Volume with ID {id} not found"),
+        ),
+    }
+}
+
+/// `DELETE /api/volumes/{id}`: `409` while a sandbox mounts it.
+pub async fn delete_volume(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let path = format!("/api/volumes/{id}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let in_use = lock(&fake.sandboxes).values().any(|s| {
+        s["volumes"]
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| v["volumeId"] == id.as_str()))
+    });
+    if in_use {
+        return error(
+            StatusCode::CONFLICT,
+            &path,
+            "Volume is in use by one or more sandboxes",
+        );
+    }
+    let mut volumes = lock(&fake.volumes);
+    let Some(v) = volumes.get_mut(&id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Volume with ID {id} not found"),
+        );
+    };
+    v["state"] = json!("pending_delete");
+    drop(volumes);
+    settle_in(&fake, move |f| {
+        lock(&f.volumes).remove(&id);
+    });
+    (StatusCode::OK, "Volume has been marked for deletion").into_response()
+}
+
+/// `POST /api/snapshots`.
+pub async fn create_snapshot(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let path = "/api/snapshots";
+    if let Err(r) = gate(&fake, &headers, path) {
+        return *r;
+    }
+    let Some(name) = body["name"].as_str().filter(|n| !n.is_empty()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            path,
+            "name must be a non-empty string",
+        );
+    };
+    let image = body["imageName"].as_str();
+    let build = body.get("buildInfo").filter(|b| !b.is_null());
+    if image.is_some_and(|i| i.ends_with(":latest")) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            path,
+            "Snapshots with tag ':latest' are not allowed",
+        );
+    }
+    if image.is_none() && build.is_none_or(|b| b["dockerfileContent"].as_str().is_none()) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            path,
+            "Either imageName or buildInfo.dockerfileContent is required",
+        );
+    }
+    let mut snapshots = lock(&fake.snapshots);
+    if snapshots.values().any(|s| s["name"] == name) {
+        return error(
+            StatusCode::CONFLICT,
+            path,
+            &format!("Snapshot with name {name} already exists"),
+        );
+    }
+    let id = next_id(&fake, "snap");
+    let first = if build.is_some() {
+        "building"
+    } else {
+        "pending"
+    };
+    let snapshot = json!({
+        "id": id, "organizationId": "org-fake", "general": false, "name": name,
+        "imageName": image, "state": first, "size": null,
+        "entrypoint": body.get("entrypoint").cloned().unwrap_or(json!([])),
+        "cpu": body.get("cpu").cloned().unwrap_or(json!(1)), "gpu": 0, "gpuType": [],
+        "mem": body.get("memory").cloned().unwrap_or(json!(1)),
+        "disk": body.get("disk").cloned().unwrap_or(json!(3)),
+        "errorReason": null, "createdAt": NOW, "updatedAt": NOW, "lastUsedAt": null,
+        "buildInfo": build.cloned().unwrap_or(Value::Null), "regionIds": ["us"],
+        "initialRunnerId": null, "ref": null, "sandboxClass": "container",
+    });
+    snapshots.insert(id.clone(), snapshot.clone());
+    drop(snapshots);
+    let failure = lock(&fake.faults).fail_next_snapshot.take();
+    settle_in(&fake, move |f| {
+        if let Some(s) = lock(&f.snapshots).get_mut(&id) {
+            match failure {
+                Some(reason) => {
+                    s["state"] = json!("build_failed");
+                    s["errorReason"] = json!(reason);
+                }
+                None => {
+                    s["state"] = json!("active");
+                    s["size"] = json!(0.4);
+                }
+            }
+        }
+    });
+    Json(snapshot).into_response()
+}
+
+/// `GET /api/snapshots?page=&limit=&name=`.
+pub async fn list_snapshots(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = gate(&fake, &headers, "/api/snapshots") {
+        return *r;
+    }
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let limit: usize = q
+        .get("limit")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(100)
+        .clamp(1, 200);
+    let matching: Vec<Value> = lock(&fake.snapshots)
+        .values()
+        .filter(|s| {
+            q.get("name").is_none_or(|n| {
+                s["name"]
+                    .as_str()
+                    .is_some_and(|name| name.contains(n.as_str()))
+            })
+        })
+        .cloned()
+        .collect();
+    let total = matching.len();
+    let items: Vec<Value> = matching
+        .into_iter()
+        .skip((page - 1) * limit)
+        .take(limit)
+        .collect();
+    Json(json!({
+        "items": items, "total": total, "page": page, "totalPages": total.div_ceil(limit),
+    }))
+    .into_response()
+}
+
+/// `GET /api/snapshots/{idOrName}`.
+pub async fn get_snapshot(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let path = format!("/api/snapshots/{id}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    match find(&mut lock(&fake.snapshots), &id) {
+        Some(s) => Json(s.clone()).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Snapshot with ID or name {id} not found"),
+        ),
+    }
+}
+
+/// `DELETE /api/snapshots/{id}` (the id only, as Daytona).
+pub async fn delete_snapshot(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let path = format!("/api/snapshots/{id}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    if lock(&fake.snapshots).remove(&id).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Snapshot with ID {id} not found"),
+        );
+    }
+    StatusCode::OK.into_response()
+}
+
+/// `GET /api/sandbox/{id}/ports/{port}/preview-url` and `…/signed-preview-url`.
+pub async fn preview_url(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path((id, port, kind)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let path = format!("/api/sandbox/{id}/ports/{port}/{kind}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let Some(port) = port.parse::<u16>().ok().filter(|p| *p > 0) else {
+        return error(StatusCode::BAD_REQUEST, &path, "Invalid port");
+    };
+    let sandbox_id = match find(&mut lock(&fake.sandboxes), &id) {
+        Some(s) => s["id"].as_str().unwrap_or_default().to_string(),
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &path,
+                &format!("Sandbox with ID or name {id} not found"),
+            )
+        }
+    };
+    let base = format!("http://127.0.0.1:{}/_preview", fake.port());
+    match kind.as_str() {
+        "preview-url" => {
+            let token = lock(&fake.tokens)
+                .get(&sandbox_id)
+                .cloned()
+                .unwrap_or_default();
+            Json(json!({
+                "sandboxId": sandbox_id, "url": format!("{base}/{port}-{sandbox_id}"), "token": token,
+            }))
+            .into_response()
+        }
+        "signed-preview-url" => {
+            let seconds: u64 = match q.get("expiresInSeconds").map(|s| s.parse()) {
+                None => 60,
+                Some(Ok(s)) if (1..=86_400).contains(&s) => s,
+                Some(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &path,
+                        "expiresInSeconds must be between 1 and 86400",
+                    )
+                }
+            };
+            let token = next_id(&fake, "s").replace('-', "");
+            lock(&fake.signed).insert(
+                token.clone(),
+                (
+                    sandbox_id.clone(),
+                    port,
+                    std::time::Instant::now() + std::time::Duration::from_secs(seconds),
+                ),
+            );
+            Json(json!({
+                "sandboxId": sandbox_id, "port": port, "token": token,
+                "url": format!("{base}/{port}-{token}"),
+            }))
+            .into_response()
+        }
+        _ => error(StatusCode::NOT_FOUND, &path, "Cannot GET"),
+    }
+}
