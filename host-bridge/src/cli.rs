@@ -243,6 +243,9 @@ pub enum Cmd {
     /// The host bridge daemon that answers the boxes' requests (started on demand).
     #[command(subcommand)]
     Bridge(BridgeCmd),
+    /// Daytona: credentials (`login`). The daytona provider itself is not built yet.
+    #[command(subcommand)]
+    Daytona(DaytonaCmd),
     /// What boxes asked the host to do, and what the host answered.
     Audit {
         /// Print JSON.
@@ -322,6 +325,34 @@ pub struct DownloadOpts {
     pub allow_host_executed: bool,
     /// JSON output.
     pub json: bool,
+}
+
+/// `agentbox daytona …`.
+#[derive(Debug, Subcommand)]
+pub enum DaytonaCmd {
+    /// Check a Daytona API key with one cheap call and keep it in
+    /// $AGENTBOX_HOME/secrets.env (0600). DAYTONA_API_KEY, DAYTONA_ORGANIZATION_ID and
+    /// DAYTONA_API_URL in the environment win over the file; project .env files are never
+    /// read.
+    Login {
+        /// The key (`-` reads it from stdin). Without it: a prompt that does not echo, or
+        /// a line from stdin when that is not a terminal (keeps the key out of argv).
+        #[arg(long, value_name = "KEY")]
+        api_key: Option<String>,
+        /// The organization, for keys that reach several.
+        #[arg(long, value_name = "ORG")]
+        org_id: Option<String>,
+        /// Daytona's API (default https://app.daytona.io/api).
+        #[arg(long, value_name = "URL")]
+        api_url: Option<String>,
+        /// Show what is configured (key masked) and whether Daytona accepts it; exit 1
+        /// when it does not.
+        #[arg(long)]
+        status: bool,
+        /// With --status: JSON.
+        #[arg(long, requires = "status")]
+        json: bool,
+    },
 }
 
 /// How `attach` and `shell` view a session.
@@ -458,6 +489,31 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         crate::bridge::run(&Home::from_env()?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Cmd::Daytona(DaytonaCmd::Login {
+        api_key,
+        org_id,
+        api_url,
+        status,
+        json,
+    }) = cli.command
+    {
+        let home = Home::from_env()?;
+        if status {
+            let accepted = crate::daytona::login::status(home.root(), json)?;
+            return Ok(if accepted {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        let args = crate::daytona::login::LoginArgs {
+            api_key,
+            org_id,
+            api_url,
+        };
+        crate::daytona::login::login(home.root(), args)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ctx = Ctx::new()?;
     match cli.command {
         Cmd::Completions { .. } => Ok(ExitCode::SUCCESS),
@@ -513,6 +569,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Destroy { target, yes } => ctx.destroy(target.as_deref(), yes),
         Cmd::Config(cmd) => ctx.config(cmd),
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
+        Cmd::Daytona(_) => unreachable!("handled before the context is made"),
         Cmd::Audit { json } => ctx.audit(json),
         Cmd::Approvals { all, json } => ctx.approvals(all, json),
         Cmd::Prepare {

@@ -21,6 +21,7 @@ pub mod download;
 pub mod git;
 pub mod home;
 pub mod provider;
+pub mod secrets;
 pub mod seed;
 pub mod state;
 pub mod sync;

@@ -23,8 +23,12 @@ impl Drop for Fake {
 }
 
 fn fake() -> Fake {
+    fake_keyed("test-key")
+}
+
+fn fake_keyed(key: &str) -> Fake {
     let mut child = Command::new(bin_path("daytona-fake"))
-        .args(["0", "test-key"])
+        .args(["0", key])
         .env("DAYTONA_FAKE_TRANSITION_MS", "100")
         .stdout(Stdio::piped())
         .spawn()
@@ -326,4 +330,87 @@ fn preview_links_carry_a_token_that_changes_on_start_and_signed_ones_a_ttl() {
         let missing = d.preview_link("nope", 8788).await.expect_err("404");
         assert!(matches!(missing, DaytonaError::NotFound(_)), "{missing}");
     });
+}
+
+#[test]
+fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let key = "dtn_4f1c2a9b7e3d5f60";
+    let f = fake_keyed(key);
+    let home = tempfile::tempdir().expect("tempdir");
+    let agentbox = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(bin_path("agentbox"))
+            .args(args)
+            .env("AGENTBOX_HOME", home.path())
+            .env_remove("DAYTONA_API_KEY")
+            .env_remove("DAYTONA_ORGANIZATION_ID")
+            .env_remove("DAYTONA_API_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("agentbox");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("stdin");
+        child.wait_with_output().expect("wait")
+    };
+    let secrets = home.path().join("secrets.env");
+
+    let wrong = agentbox(
+        &[
+            "daytona",
+            "login",
+            "--api-key",
+            "dtn_wrongwrongwrong",
+            "--api-url",
+            &f.url,
+        ],
+        "",
+    );
+    assert!(!wrong.status.success());
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("rejected this API key") && said.contains("nothing was saved"),
+        "{said}"
+    );
+    assert!(!secrets.exists());
+
+    // The key from stdin (not argv), with an organization.
+    let ok = agentbox(
+        &["daytona", "login", "--org-id", "org-7", "--api-url", &f.url],
+        &format!("{key}\n"),
+    );
+    let said = String::from_utf8_lossy(&ok.stderr);
+    assert!(ok.status.success(), "{said}");
+    assert!(said.contains("dtn_…5f60") && !said.contains(key), "{said}");
+    let mode = std::fs::metadata(&secrets)
+        .expect("saved")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&secrets).expect("read");
+    assert!(text.contains(&format!("DAYTONA_API_KEY={key}")), "{text}");
+    assert!(text.contains("DAYTONA_ORGANIZATION_ID=org-7"), "{text}");
+
+    let status = agentbox(&["daytona", "login", "--status", "--json"], "");
+    assert!(status.status.success());
+    let out = String::from_utf8_lossy(&status.stdout);
+    assert!(!out.contains(key), "the key leaked: {out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["key"], "dtn_…5f60");
+    assert_eq!(v["source"], "secrets_file");
+    assert_eq!(v["organization_id"], "org-7");
+    assert_eq!(v["accepted"], true);
+
+    // A key Daytona stopped accepting: status says so and exits 1.
+    std::fs::write(&secrets, text.replace(key, "dtn_revokedrevoked00")).expect("write");
+    let revoked = agentbox(&["daytona", "login", "--status"], "");
+    assert_eq!(revoked.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&revoked.stdout);
+    assert!(out.contains("run `agentbox daytona login`"), "{out}");
 }

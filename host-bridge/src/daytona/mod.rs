@@ -418,6 +418,7 @@ impl Daytona {
     }
 }
 
+pub mod login;
 mod resources;
 pub use resources::{
     BuildInfo, CreateSnapshot, PreviewLink, SignedPreviewLink, Snapshot, Volume, VolumeMount,

@@ -1,0 +1,205 @@
+//! `agentbox daytona login [--api-key K] [--org-id O] [--api-url U] [--status]`: checks the
+//! key with a cheap call before anything is saved, keeps it in `secrets.env` (0600), and
+//! reports what is configured with the key masked.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::{Daytona, DaytonaError};
+use crate::secrets::{self, Source, DEFAULT_API_URL};
+
+/// What `login` was given.
+#[derive(Debug, Clone, Default)]
+pub struct LoginArgs {
+    /// The key; `-` reads it from stdin; prompted for (without echo) when absent.
+    pub api_key: Option<String>,
+    /// The organization (for keys that span several).
+    pub org_id: Option<String>,
+    /// The API base.
+    pub api_url: Option<String>,
+}
+
+/// The settings in force: the environment over `secrets.env`.
+pub struct Settings {
+    /// `DAYTONA_API_KEY` and where it came from.
+    pub key: Option<(String, Source)>,
+    /// `DAYTONA_ORGANIZATION_ID`.
+    pub org_id: Option<String>,
+    /// `DAYTONA_API_URL`, or Daytona's.
+    pub api_url: String,
+}
+
+impl Settings {
+    /// Reads them for `home`.
+    pub fn load(home: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            key: secrets::lookup(home, "DAYTONA_API_KEY")?,
+            org_id: secrets::lookup(home, "DAYTONA_ORGANIZATION_ID")?.map(|(v, _)| v),
+            api_url: secrets::lookup(home, "DAYTONA_API_URL")?
+                .map_or_else(|| DEFAULT_API_URL.to_string(), |(v, _)| v),
+        })
+    }
+
+    /// A client, or the sentence that says how to get one.
+    pub fn client(&self) -> Result<Daytona, DaytonaError> {
+        let (key, _) = self
+            .key
+            .as_ref()
+            .ok_or_else(|| DaytonaError::Auth("no API key is configured".into()))?;
+        Ok(Daytona::new(&self.api_url, key, self.org_id.as_deref()))
+    }
+}
+
+/// The cheapest authenticated call: list sandboxes by a label nothing carries.
+async fn check(client: &Daytona) -> Result<(), DaytonaError> {
+    let labels = BTreeMap::from([("agentbox.login-check".to_string(), "1".to_string())]);
+    client.list_sandboxes(&labels).await.map(drop)
+}
+
+fn read_key(given: Option<&str>) -> anyhow::Result<String> {
+    let key = match given {
+        Some("-") | None if !std::io::stdin().is_terminal() => {
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line
+        }
+        Some(k) if k != "-" => k.to_string(),
+        _ => prompt_hidden("Daytona API key (from the dashboard's Keys page): ")?,
+    };
+    let key = key.trim().to_string();
+    if key.is_empty() {
+        bail!("no API key given");
+    }
+    if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bail!("an API key has no spaces or control characters: check what was pasted");
+    }
+    Ok(key)
+}
+
+/// Reads a line from the terminal with echo off.
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    use rustix::termios::{self, LocalModes, OptionalActions};
+    use std::os::fd::AsFd;
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
+    let stdin = std::io::stdin();
+    let saved = termios::tcgetattr(stdin.as_fd()).context("cannot read the terminal settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    let _ = termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &saved);
+    eprintln!();
+    read?;
+    Ok(line)
+}
+
+/// Checks and saves the credentials.
+pub fn login(home: &Path, args: LoginArgs) -> anyhow::Result<()> {
+    let key = read_key(args.api_key.as_deref())?;
+    let mut entries = secrets::read(home)?;
+    let org = args
+        .org_id
+        .or_else(|| entries.get("DAYTONA_ORGANIZATION_ID").cloned())
+        .filter(|o| !o.is_empty());
+    let url = args
+        .api_url
+        .or_else(|| {
+            std::env::var("DAYTONA_API_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+        })
+        .or_else(|| entries.get("DAYTONA_API_URL").cloned())
+        .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        bail!("--api-url must be an http(s) URL, not `{url}`");
+    }
+    let client = Daytona::new(&url, &key, org.as_deref());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(check(&client)) {
+        Ok(()) => {}
+        Err(DaytonaError::Auth(why)) => {
+            bail!("Daytona rejected this API key ({why}); nothing was saved")
+        }
+        Err(e) => bail!("{e}; nothing was saved"),
+    }
+    entries.insert("DAYTONA_API_KEY".into(), key.clone());
+    match &org {
+        Some(o) => entries.insert("DAYTONA_ORGANIZATION_ID".into(), o.clone()),
+        None => entries.remove("DAYTONA_ORGANIZATION_ID"),
+    };
+    if url == DEFAULT_API_URL {
+        entries.remove("DAYTONA_API_URL");
+    } else {
+        entries.insert("DAYTONA_API_URL".into(), url.clone());
+    }
+    secrets::write(home, &entries)?;
+    eprintln!(
+        "logged in to Daytona at {url}{} with key {}; saved in {} (0600)",
+        org.map(|o| format!(" (organization {o})"))
+            .unwrap_or_default(),
+        secrets::mask(&key),
+        secrets::path(home).display()
+    );
+    Ok(())
+}
+
+/// What is configured, the key masked, and whether Daytona accepts it.
+pub fn status(home: &Path, json: bool) -> anyhow::Result<bool> {
+    let settings = Settings::load(home)?;
+    let verdict = match settings.client() {
+        Ok(client) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Some(runtime.block_on(check(&client)))
+        }
+        Err(_) => None,
+    };
+    let accepted = matches!(verdict, Some(Ok(())));
+    let problem = match &verdict {
+        None => Some("no API key: run `agentbox daytona login`".to_string()),
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(e.to_string()),
+    };
+    if json {
+        let value = serde_json::json!({
+            "configured": settings.key.is_some(),
+            "key": settings.key.as_ref().map(|(k, _)| secrets::mask(k)),
+            "source": settings.key.as_ref().map(|(_, s)| *s),
+            "organization_id": settings.org_id,
+            "api_url": settings.api_url,
+            "accepted": accepted,
+            "problem": problem,
+        });
+        println!("{value}");
+    } else {
+        match &settings.key {
+            Some((k, source)) => println!(
+                "key:          {} (from {})",
+                secrets::mask(k),
+                match source {
+                    Source::Environment => "the environment".to_string(),
+                    Source::SecretsFile => secrets::path(home).display().to_string(),
+                }
+            ),
+            None => println!("key:          none"),
+        }
+        println!(
+            "organization: {}",
+            settings.org_id.as_deref().unwrap_or("(the key's own)")
+        );
+        println!("API:          {}", settings.api_url);
+        match &problem {
+            None => println!("status:       accepted by Daytona"),
+            Some(p) => println!("status:       {p}"),
+        }
+    }
+    Ok(accepted)
+}
