@@ -181,10 +181,12 @@ pub async fn connect_ws(
     let mut request = url
         .into_client_request()
         .map_err(|e| WsRefused::Network(e.to_string()))?;
-    let auth = format!("Bearer {}", relay.token())
-        .parse()
-        .map_err(|_| WsRefused::Network("the bridge token is not a valid header".into()))?;
-    request.headers_mut().insert("authorization", auth);
+    for (name, value) in relay.auth_headers() {
+        let value = value
+            .parse()
+            .map_err(|_| WsRefused::Network(format!("the {name} token is not a valid header")))?;
+        request.headers_mut().insert(name, value);
+    }
     let connecting = tokio_tungstenite::connect_async(request);
     let (socket, _) = match tokio::time::timeout(Duration::from_secs(15), connecting).await {
         Err(_) => return Err(WsRefused::Network("timed out opening the WebSocket".into())),

@@ -157,7 +157,8 @@ struct ErrorBody {
     message: serde_json::Value,
 }
 
-/// A Daytona API client.
+/// A Daytona API client (cheap to clone: the HTTP client is shared).
+#[derive(Clone)]
 pub struct Daytona {
     base: String,
     api_key: String,

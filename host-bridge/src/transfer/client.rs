@@ -30,6 +30,34 @@ pub struct Relay {
     base: String,
     token: String,
     http: reqwest::Client,
+    preview: Option<Arc<PreviewAuth>>,
+}
+
+/// Mints a new preview token (Daytona's rotates when the sandbox starts again).
+pub type Remint =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, anyhow::Result<String>> + Send + Sync>;
+
+/// The token a preview proxy in front of the relay wants, and how to renew it.
+pub struct PreviewAuth {
+    token: std::sync::RwLock<String>,
+    remint: Remint,
+}
+
+impl PreviewAuth {
+    fn current(&self) -> String {
+        self.token
+            .read()
+            .map_or_else(|e| e.into_inner().clone(), |t| t.clone())
+    }
+
+    async fn renew(&self) -> anyhow::Result<()> {
+        let fresh = (self.remint)().await?;
+        match self.token.write() {
+            Ok(mut t) => *t = fresh,
+            Err(e) => *e.into_inner() = fresh,
+        }
+        Ok(())
+    }
 }
 
 /// Why a call failed: the relay's answer, or the network.
@@ -37,6 +65,8 @@ pub struct Relay {
 enum CallError {
     /// The relay answered with an error status.
     Status(reqwest::StatusCode, String, Option<u64>),
+    /// The preview proxy refused its token; a new one was minted: try again.
+    Reminted,
     /// The request or its body did not make it.
     Network(reqwest::Error),
 }
@@ -45,6 +75,7 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Status(s, m, _) => write!(f, "{m} ({s})"),
+            Self::Reminted => f.write_str("the preview token was renewed"),
             Self::Network(e) => write!(f, "{e}"),
         }
     }
@@ -60,7 +91,37 @@ impl Relay {
                 .connect_timeout(Duration::from_secs(10))
                 .build()
                 .unwrap_or_default(),
+            preview: None,
         }
+    }
+
+    /// The same relay behind a preview proxy that wants `token` in
+    /// `x-daytona-preview-token`; when the proxy refuses it, `remint` gets a new one and
+    /// the call is made again.
+    #[must_use]
+    pub fn with_preview(mut self, token: &str, remint: Remint) -> Self {
+        self.preview = Some(Arc::new(PreviewAuth {
+            token: std::sync::RwLock::new(token.to_string()),
+            remint,
+        }));
+        self
+    }
+
+    /// The headers every call carries: the bridge token, and the preview token if any.
+    pub fn auth_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = vec![("authorization", format!("Bearer {}", self.token))];
+        if let Some(p) = &self.preview {
+            headers.push((crate::daytona::PREVIEW_TOKEN_HEADER, p.current()));
+        }
+        headers
+    }
+
+    /// Puts [`Relay::auth_headers`] on a request.
+    fn authorize(&self, mut request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        for (name, value) in self.auth_headers() {
+            request = request.header(name, value);
+        }
+        request
     }
 
     /// The full URL of an API path (`/v1/...`).
@@ -73,14 +134,15 @@ impl Relay {
         &self.token
     }
 
-    /// A request to `path` with the token attached.
+    /// A request to `path` with the tokens attached.
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token)
+        self.authorize(self.http.request(method, self.url(path)))
     }
 
-    async fn check(response: reqwest::Response) -> Result<reqwest::Response, CallError> {
+    /// The response if it is a success; otherwise the relay's error. A `401` that is not
+    /// the relay's own (JSON) but a preview proxy's renews the preview token and says to
+    /// try again.
+    async fn check(&self, response: reqwest::Response) -> Result<reqwest::Response, CallError> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -90,8 +152,22 @@ impl Relay {
             .get(OFFSET_HEADER)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         let bytes = response.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<ErrorBody>(&bytes).map_or_else(
-            |_| String::from_utf8_lossy(&bytes).into_owned(),
+        let relay_error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
+        if status == reqwest::StatusCode::UNAUTHORIZED && relay_error.is_none() {
+            if let Some(preview) = &self.preview {
+                tracing::info!("the preview proxy refused its token; minting a new one");
+                return match preview.renew().await {
+                    Ok(()) => Err(CallError::Reminted),
+                    Err(e) => Err(CallError::Status(
+                        status,
+                        format!("the preview proxy refused the token and no new one could be had: {e:#}"),
+                        None,
+                    )),
+                };
+            }
+        }
+        let message = relay_error.map_or_else(
+            || String::from_utf8_lossy(&bytes).into_owned(),
             |b| b.error.message,
         );
         Err(CallError::Status(status, message, offset))
@@ -101,16 +177,25 @@ impl Relay {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, CallError> {
-        let response = request
-            .bearer_auth(&self.token)
+        // Once more after a renewed preview token (a JSON body can be sent again).
+        let again = request.try_clone();
+        let response = self
+            .authorize(request)
             .send()
             .await
             .map_err(CallError::Network)?;
-        Self::check(response)
-            .await?
-            .json()
-            .await
-            .map_err(CallError::Network)
+        let checked = match (self.check(response).await, again) {
+            (Err(CallError::Reminted), Some(again)) => {
+                let response = self
+                    .authorize(again)
+                    .send()
+                    .await
+                    .map_err(CallError::Network)?;
+                self.check(response).await
+            }
+            (other, _) => other,
+        };
+        checked?.json().await.map_err(CallError::Network)
     }
 
     /// `POST {path}` with a JSON body, answering JSON.
@@ -188,9 +273,7 @@ impl Relay {
             progress(offset, size);
             let body = reqwest::Body::wrap_stream(hashing_reader(file, offset, size, &hash));
             let sent = self
-                .http
-                .put(self.url(&format!("/v1/uploads/{id}")))
-                .bearer_auth(&self.token)
+                .request(reqwest::Method::PUT, &format!("/v1/uploads/{id}"))
                 .header(OFFSET_HEADER, offset)
                 .header(SIZE_HEADER, size)
                 .header(reqwest::header::CONTENT_LENGTH, size - offset)
@@ -199,7 +282,7 @@ impl Relay {
                 .await;
             let before = offset;
             let outcome = match sent {
-                Ok(r) => match Self::check(r).await {
+                Ok(r) => match self.check(r).await {
                     Ok(r) => r
                         .json::<UploadStatus>()
                         .await
@@ -222,6 +305,8 @@ impl Relay {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(CallError::Status(s, m, _)) => bail!("the box refused the upload: {m} ({s})"),
+                // Nothing reached the box: send again with the new preview token.
+                Err(CallError::Reminted) => {}
                 Err(CallError::Network(e)) => {
                     tracing::info!(error = %e, offset, "upload interrupted; resuming");
                     tokio::time::sleep(backoff(stalled)).await;
@@ -312,7 +397,8 @@ impl Relay {
             have = len;
             match fetched {
                 Ok(()) if have == info.size => break,
-                Ok(()) => {}
+                // A renewed preview token: fetch again from what we have.
+                Ok(()) | Err(CallError::Reminted) => {}
                 Err(CallError::Status(s, _, _)) if s == reqwest::StatusCode::NOT_FOUND => {
                     // The relay restarted and forgot the download: start it again and go on
                     // from what we have; the digest at the end covers both parts.
@@ -375,14 +461,13 @@ impl Relay {
         from: u64,
         tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Result<(), CallError> {
-        let mut request = self
-            .http
-            .get(self.url(&format!("/v1/downloads/{}", info.id)))
-            .bearer_auth(&self.token);
+        let mut request = self.request(reqwest::Method::GET, &format!("/v1/downloads/{}", info.id));
         if from > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
         }
-        let response = Self::check(request.send().await.map_err(CallError::Network)?).await?;
+        let response = self
+            .check(request.send().await.map_err(CallError::Network)?)
+            .await?;
         let mut left = info.size - from;
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -399,9 +484,7 @@ impl Relay {
     /// Tells the box it can drop download `id`.
     pub async fn finish_download(&self, id: &str) {
         let _ = self
-            .http
-            .delete(self.url(&format!("/v1/downloads/{id}")))
-            .bearer_auth(&self.token)
+            .request(reqwest::Method::DELETE, &format!("/v1/downloads/{id}"))
             .send()
             .await;
     }

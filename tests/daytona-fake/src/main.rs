@@ -6,11 +6,14 @@
 //! Test controls (not Daytona's): `POST /_fake/faults` with `{"rateLimitNext": N,
 //! "slowCreateMs": M}` answers the next N calls 429 and holds creates M ms before
 //! answering (the sandbox is created at once, so a client that gave up finds it by label).
-//! `"failNextSnapshot": "reason"` makes the next snapshot end `build_failed`.
+//! `"failNextSnapshot": "reason"` makes the next snapshot end `build_failed`;
+//! `"gatewayTimeoutMs": N` makes the preview proxy answer 504 to a request whose answer has
+//! not begun after N ms (0 turns it off). The preview proxy is in [`preview`].
 //! The port in use is printed on stdout as `listening on PORT`. Volumes, snapshots and
 //! preview links are in [`resources`]; a sandbox's preview token changes on every start,
 //! as Daytona's does.
 
+mod preview;
 mod resources;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +32,7 @@ struct Faults {
     rate_limit_next: u32,
     slow_create_ms: u64,
     fail_next_snapshot: Option<String>,
+    gateway_timeout_ms: Option<u64>,
 }
 
 /// A signed preview token: sandbox, port, expiry.
@@ -43,6 +47,10 @@ struct Fake {
     /// The standard preview token of each sandbox.
     tokens: Mutex<HashMap<String, String>>,
     signed: Mutex<HashMap<String, Signed>>,
+    /// Where a sandbox's port is served from (a test control).
+    upstreams: Mutex<HashMap<(String, u16), String>>,
+    /// The preview proxy's client.
+    http: reqwest::Client,
     faults: Mutex<Faults>,
     next: Mutex<u64>,
     port: std::sync::OnceLock<u16>,
@@ -320,6 +328,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     if let Some(ms) = body["slowCreateMs"].as_u64() {
         f.slow_create_ms = ms;
     }
+    if let Some(ms) = body["gatewayTimeoutMs"].as_u64() {
+        f.gateway_timeout_ms = Some(ms).filter(|ms| *ms > 0);
+    }
     if let Some(reason) = body["failNextSnapshot"].as_str() {
         f.fail_next_snapshot = Some(reason.to_string());
     }
@@ -343,6 +354,8 @@ async fn main() -> std::io::Result<()> {
         snapshots: Mutex::default(),
         tokens: Mutex::default(),
         signed: Mutex::default(),
+        upstreams: Mutex::default(),
+        http: reqwest::Client::new(),
         faults: Mutex::default(),
         next: Mutex::new(0),
         port: std::sync::OnceLock::new(),
@@ -377,6 +390,11 @@ async fn main() -> std::io::Result<()> {
             get(resources::get_snapshot).delete(resources::delete_snapshot),
         )
         .route("/_fake/faults", post(faults))
+        .route("/_fake/upstream", post(preview::set_upstream))
+        .route(
+            "/_preview/{target}/{*rest}",
+            axum::routing::any(preview::proxy),
+        )
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let bound = listener.local_addr()?.port();

@@ -1,0 +1,221 @@
+//! The host's relay client behind `daytona-fake`'s preview proxy: both tokens on every
+//! call, a token that rotated (the sandbox was started again) renewed and the transfer
+//! carried on, and attach falling back to HTTP streaming because private previews refuse
+//! WebSocket upgrades.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentbox::daytona::{CreateSandbox, Daytona};
+use agentbox::transfer::client::{Relay, Remint};
+use agentbox_protocol::files::{DownloadRequest, LandRequest, TransferKind};
+use agentbox_tests::{bin_path, spawn_relay, TEST_TOKEN};
+
+struct Procs(Vec<Child>);
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+/// The fake, a started sandbox whose port 8788 is a real relay, and a Daytona client.
+fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
+    let mut fake = Command::new(bin_path("daytona-fake"))
+        .args(["0", "test-key"])
+        .env("DAYTONA_FAKE_TRANSITION_MS", "50")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("daytona-fake");
+    let mut line = String::new();
+    BufReader::new(fake.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let root = format!(
+        "http://127.0.0.1:{}",
+        line.trim().trim_start_matches("listening on ")
+    );
+    for d in ["run", "state", "ws"] {
+        std::fs::create_dir_all(dir.join(d)).expect("mkdir");
+    }
+    let (relay, relay_port) = spawn_relay(dir, &[]);
+    let mut d = Daytona::new(&format!("{root}/api"), "test-key", None);
+    d.backoff = vec![Duration::from_millis(20); 3];
+    let id = rt().block_on(async {
+        let s = d.create_sandbox(CreateSandbox::default()).await.expect("create");
+        d.wait_for_state(&s.id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+        reqwest::Client::new()
+            .post(format!("{root}/_fake/upstream"))
+            .json(&serde_json::json!({"sandbox": s.id, "port": 8788, "target": format!("127.0.0.1:{relay_port}")}))
+            .send()
+            .await
+            .expect("upstream");
+        s.id
+    });
+    (Procs(vec![fake, relay]), root, d, id)
+}
+
+/// Mints a new preview token from Daytona, counting the calls.
+fn remint(d: &Daytona, id: &str, count: &Arc<AtomicU32>) -> Remint {
+    let (d, id, count) = (Arc::new(d.clone()), id.to_string(), count.clone());
+    Arc::new(move || {
+        let (d, id, count) = (d.clone(), id.clone(), count.clone());
+        Box::pin(async move {
+            count.fetch_add(1, Ordering::SeqCst);
+            Ok(d.preview_link(&id, 8788).await?.token)
+        })
+    })
+}
+
+#[test]
+fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_procs, _root, d, id) = setup(dir.path());
+    let rt = rt();
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+
+    // Without the preview token, the proxy says so (and nothing reaches the relay).
+    let bare = Relay::new(&link.url, TEST_TOKEN);
+    let refused = rt
+        .block_on(bare.post_json::<_, serde_json::Value>("/v1/downloads", &serde_json::json!({})))
+        .expect_err("no preview token");
+    assert!(
+        refused.to_string().contains("missing authentication"),
+        "{refused}"
+    );
+
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let file = dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&file, &payload).expect("write");
+    let land = |dest: &str| LandRequest {
+        blake3: String::new(),
+        size: 0,
+        kind: TransferKind::File,
+        dest: ".".into(),
+        name: Some(dest.into()),
+        mode: None,
+    };
+    let quiet = |_: u64, _: u64| {};
+    let new_id = || agentbox_protocol::files::new_transfer_id().expect("id");
+    rt.block_on(relay.upload(&new_id(), &file, land("one.bin"), &quiet))
+        .expect("upload with the first token");
+
+    // The sandbox is started again: Daytona rotates its preview token.
+    rt.block_on(async {
+        d.stop_sandbox(&id).await.expect("stop");
+        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        d.start_sandbox(&id).await.expect("start");
+        d.wait_for_state(&id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+    });
+    let rotated = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    assert_ne!(rotated.token, link.token);
+
+    rt.block_on(relay.upload(&new_id(), &file, land("two.bin"), &quiet))
+        .expect("upload after the rotation");
+    assert_eq!(
+        std::fs::read(dir.path().join("ws/two.bin")).expect("landed"),
+        payload
+    );
+    assert_eq!(
+        reminted.load(Ordering::SeqCst),
+        1,
+        "the token was not renewed exactly once"
+    );
+
+    // A download through the proxy with the renewed token.
+    let req = DownloadRequest {
+        path: "two.bin".into(),
+        files: None,
+    };
+    let part = dir.path().join("back.part");
+    let info = rt
+        .block_on(relay.start_download(&req))
+        .expect("start download");
+    rt.block_on(relay.download(&req, info, &part, 1 << 30, &quiet))
+        .expect("download");
+    assert_eq!(std::fs::read(&part).expect("part"), payload);
+}
+
+#[test]
+fn attach_through_a_private_preview_falls_back_to_http_streaming() {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{run, Io, Options};
+    use agentbox_protocol::term::{TermEnd, TermSize};
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("run")).expect("mkdir");
+    let ok = Command::new("tmux")
+        .arg("-S")
+        .arg(dir.path().join("run/tmux.sock"))
+        .args(["-f", "/dev/null", "new-session", "-d", "-s", "main", "sh"])
+        .status()
+        .expect("tmux")
+        .success();
+    assert!(ok);
+    let (_procs, _root, d, id) = setup(dir.path());
+    let rt = rt();
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s, n) = (seen.clone(), notices.clone());
+    // Queued before the first connection: typed once the viewer is up.
+    keys_tx
+        .send(b"echo via-http-$((6*7))\n".to_vec())
+        .expect("keys");
+    let io = Io {
+        keys,
+        resizes,
+        size: TermSize { cols: 80, rows: 24 },
+        output: Box::new(move |b| {
+            let mut seen = s.lock().expect("seen");
+            seen.extend_from_slice(b);
+            if String::from_utf8_lossy(&seen).contains("via-http-42") {
+                let _ = keys_tx.send(b"\x02d".to_vec());
+            }
+            Ok(())
+        }),
+        notice: Box::new(move |line| n.lock().expect("notices").push(line.to_string())),
+    };
+    let options = Options {
+        session: Some("main".into()),
+        shell: false,
+        read_only: false,
+        keep: Duration::from_secs(60),
+        transport: Transport::Auto,
+        term: None,
+    };
+    let outcome = rt.block_on(run(&relay, &options, io)).expect("attach");
+    assert_eq!(outcome.end, TermEnd::Detached);
+    assert_eq!(outcome.transport, Transport::Http);
+    let notices = notices.lock().expect("notices").clone();
+    assert!(
+        notices.iter().any(|n| n.contains("refused WebSocket (307")),
+        "{notices:?}"
+    );
+}
