@@ -274,7 +274,7 @@ pub enum Cmd {
     /// Build the box image of a provider (docker: from Dockerfile.box) and pin it in the
     /// project config (`box.image`). Does nothing when its inputs are unchanged.
     Prepare {
-        /// The provider (docker).
+        /// The provider (docker, or daytona: the image is then made a Daytona snapshot).
         #[arg(long, default_value = "docker")]
         provider: String,
         /// The base image (default: config `box.baseImage`, else debian:bookworm-slim).
@@ -299,7 +299,7 @@ pub enum Cmd {
     },
     /// Remove containers of this AGENTBOX_HOME that no box record knows.
     Prune {
-        /// The provider (docker).
+        /// The provider (docker, or daytona: the image is then made a Daytona snapshot).
         #[arg(long, default_value = "docker")]
         provider: String,
         /// Only list them.
@@ -605,6 +605,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 },
                 AnyBox::Local(l) => println!("{}", l.web_url(port)?),
+                AnyBox::Daytona(_) => {
+                    bail!("`agentbox url` does not make preview links for daytona boxes yet")
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -739,10 +742,7 @@ impl Ctx {
             .bridge_url
             .as_deref()
             .with_context(|| format!("box `{}` has no relay address yet: start it", record.name))?;
-        Ok(crate::transfer::client::Relay::new(
-            url,
-            &record.bridge_token,
-        ))
+        AnyBox::open(record)?.relay(url, &record.bridge_token)
     }
 
     /// `transfer.maxBytes`: the largest transfer accepted from a box.
@@ -849,10 +849,18 @@ impl Ctx {
             bridge_url: None,
             bridge_token: agentbox_protocol::bridge::new_bridge_token()?,
         };
-        let docker = if record.provider == "docker" {
-            let image = cfg.get("box.image").map(|(v, _)| v.to_string()).context(
-                "no box image for the docker provider: run `agentbox prepare --provider docker` first",
-            )?;
+        let docker = if record.provider == "docker" || record.provider == "daytona" {
+            let (key, what) = if record.provider == "docker" {
+                ("box.image", "box image")
+            } else {
+                ("box.imageDaytona", "snapshot")
+            };
+            let image = cfg.get(key).map(|(v, _)| v.to_string()).with_context(|| {
+                format!(
+                    "no {what} for the {} provider: run `agentbox prepare --provider {}` first",
+                    record.provider, record.provider
+                )
+            })?;
             let size = match opts.size.as_deref().or(cfg.get("box.size").map(|(v, _)| v)) {
                 Some(s) => Some(
                     s.parse::<provider::docker::Size>()
@@ -933,7 +941,7 @@ impl Ctx {
             },
             seed.untracked
         ));
-        let relay = crate::transfer::client::Relay::new(&url, &record.bridge_token);
+        let relay = b.relay(&url, &record.bridge_token)?;
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -1410,23 +1418,34 @@ impl Ctx {
         base_image: Option<String>,
         force: bool,
     ) -> anyhow::Result<ExitCode> {
-        if provider != "docker" {
-            bail!("`prepare` builds images for the docker provider (daytona comes later); not `{provider}`");
+        if provider != "docker" && provider != "daytona" {
+            bail!(
+                "`prepare` makes the box image of the docker or daytona provider; not `{provider}`"
+            );
         }
         let cfg = self.resolved(BTreeMap::new())?;
         let base = base_image
             .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
             .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
         let tag = provider::docker::prepare(&base, force)?;
+        let (key, pinned) = if provider == "daytona" {
+            let home = self.home.root().to_path_buf();
+            (
+                "box.imageDaytona",
+                crate::daytona::prepare::snapshot(&home, &tag, force)?,
+            )
+        } else {
+            ("box.image", tag)
+        };
         let path = self.config_file(&Scope {
             global: false,
             project: false,
         })?;
         let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
-        values.insert("box.image".into(), tag.clone());
+        values.insert(key.into(), pinned.clone());
         config::write_file(&path, &values)?;
-        eprintln!("==> box.image = {tag} (in {})", path.display());
-        println!("{tag}");
+        eprintln!("==> {key} = {pinned} (in {})", path.display());
+        println!("{pinned}");
         Ok(ExitCode::SUCCESS)
     }
 

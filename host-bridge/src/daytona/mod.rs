@@ -141,6 +141,9 @@ pub struct Sandbox {
     /// Why it failed.
     #[serde(default)]
     pub error_reason: Option<String>,
+    /// Where its toolbox API is (`{toolboxProxyUrl}/{id}/…`).
+    #[serde(default)]
+    pub toolbox_proxy_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -200,9 +203,14 @@ impl Daytona {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_url(method, &format!("{}{path}", self.base))
+    }
+
+    /// A request to a full URL (the toolbox) with Daytona's auth headers.
+    fn request_url(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
         let mut r = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .bearer_auth(&self.api_key)
             .timeout(self.attempt_timeout)
             .header("X-Daytona-Source", "agentbox");
@@ -420,10 +428,11 @@ impl Daytona {
 }
 
 pub mod login;
+pub mod prepare;
 mod resources;
 pub use resources::{
-    BuildInfo, CreateSnapshot, PreviewLink, SignedPreviewLink, Snapshot, Volume, VolumeMount,
-    PREVIEW_TOKEN_HEADER,
+    BuildInfo, CreateSnapshot, Executed, PreviewLink, SignedPreviewLink, Snapshot, Volume,
+    VolumeMount, PREVIEW_TOKEN_HEADER,
 };
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.

@@ -134,7 +134,40 @@ pub struct SignedPreviewLink {
     pub url: String,
 }
 
+/// `ExecuteResponse` of the toolbox.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Executed {
+    /// The exit code (`-1`: it could not start).
+    pub exit_code: i32,
+    /// stdout and stderr together.
+    pub result: String,
+}
+
 impl Daytona {
+    /// Runs `command` through a shell in the sandbox (the toolbox's `process/execute`),
+    /// in `cwd`; never repeated on an ambiguous failure (it may have run).
+    pub async fn execute(
+        &self,
+        sandbox: &super::Sandbox,
+        command: &str,
+        cwd: Option<&str>,
+    ) -> Result<Executed, DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let url = format!(
+            "{}/{}/process/execute",
+            toolbox.trim_end_matches('/'),
+            sandbox.id
+        );
+        let body = serde_json::json!({ "command": command, "cwd": cwd });
+        self.call(false, &|| {
+            self.request_url(reqwest::Method::POST, &url).json(&body)
+        })
+        .await
+    }
+
     /// A volume by name; `None` when there is none.
     pub async fn volume_by_name(&self, name: &str) -> Result<Option<Volume>, DaytonaError> {
         let path = format!("/volumes/by-name/{}", url_encode(name));

@@ -1,27 +1,26 @@
-//! Providers: where a box runs. `local` (processes on this machine) and `docker` (a
-//! container of the image built from `Dockerfile.box`) are built; `daytona` comes with its
-//! issue and is refused with a clear message until then.
+//! Providers: where a box runs. `local` (processes on this machine), `docker` (a
+//! container of the image built from `Dockerfile.box`) and `daytona` (a Daytona sandbox
+//! from the snapshot `prepare --provider daytona` made).
 
+pub mod daytona;
 pub mod docker;
 pub mod local;
 
 /// Checks that `name` is a provider this build can run.
 pub fn ensure_available(name: &str) -> anyhow::Result<()> {
     match name {
-        "local" | "docker" => Ok(()),
-        "daytona" => anyhow::bail!(
-            "the `{name}` provider is not available in this version of agentbox yet; use --provider local or docker"
-        ),
+        "local" | "docker" | "daytona" => Ok(()),
         other => anyhow::bail!("unknown provider `{other}`: use local, docker or daytona"),
     }
 }
 
 use crate::state::BoxRecord;
 
-/// What creating a docker box needs beyond the record.
+/// What creating a docker or daytona box needs beyond the record.
 #[derive(Debug, Clone)]
 pub struct DockerSettings {
-    /// The box image (`box.image`, pinned by `prepare`).
+    /// The box image (`box.image`) or Daytona snapshot (`box.imageDaytona`), pinned by
+    /// `prepare`.
     pub image: String,
     /// [`docker::home_label`] of this `AGENTBOX_HOME`.
     pub home_label: String,
@@ -35,6 +34,8 @@ pub enum AnyBox {
     Local(local::LocalBox),
     /// A Docker container.
     Docker(docker::DockerBox),
+    /// A Daytona sandbox.
+    Daytona(daytona::DaytonaBox),
 }
 
 impl AnyBox {
@@ -43,6 +44,10 @@ impl AnyBox {
         ensure_available(&record.provider)?;
         Ok(match record.provider.as_str() {
             "docker" => Self::Docker(docker::DockerBox::new(&record.name)),
+            "daytona" => Self::Daytona(daytona::DaytonaBox::new(
+                &record.name,
+                crate::home::Home::from_env()?.root(),
+            )?),
             _ => Self::Local(local::LocalBox::new(&record.name, record.dir.clone())),
         })
     }
@@ -61,6 +66,19 @@ impl AnyBox {
                 let s = docker.ok_or_else(|| anyhow::anyhow!("docker settings missing"))?;
                 b.create(&s.image, &record.bridge_token, &s.home_label, s.size)
             }
+            Self::Daytona(b) => {
+                std::fs::create_dir_all(&record.dir)?;
+                let s = docker.ok_or_else(|| anyhow::anyhow!("daytona settings missing"))?;
+                b.create(&s.image, &record.bridge_token, &s.home_label, s.size)
+            }
+        }
+    }
+
+    /// The relay's bridge API of a started box at `url` (the record's `bridge_url`).
+    pub fn relay(&self, url: &str, token: &str) -> anyhow::Result<crate::transfer::client::Relay> {
+        match self {
+            Self::Daytona(b) => b.relay(token),
+            Self::Local(_) | Self::Docker(_) => Ok(crate::transfer::client::Relay::new(url, token)),
         }
     }
 
@@ -69,6 +87,7 @@ impl AnyBox {
         match self {
             Self::Local(b) => b.start(token),
             Self::Docker(b) => b.start(),
+            Self::Daytona(b) => b.start(token),
         }
     }
 
@@ -77,6 +96,7 @@ impl AnyBox {
         match self {
             Self::Local(b) => b.ctl(args),
             Self::Docker(b) => b.ctl(args),
+            Self::Daytona(b) => b.ctl(args),
         }
     }
 
@@ -85,6 +105,7 @@ impl AnyBox {
         match self {
             Self::Local(b) => b.running(),
             Self::Docker(b) => b.running(),
+            Self::Daytona(b) => b.running(),
         }
     }
 
@@ -93,6 +114,7 @@ impl AnyBox {
         match self {
             Self::Local(b) => b.stop(),
             Self::Docker(b) => b.stop(),
+            Self::Daytona(b) => b.stop(),
         }
     }
 
@@ -101,6 +123,7 @@ impl AnyBox {
         match self {
             Self::Local(b) => b.exec(argv),
             Self::Docker(b) => b.exec(argv),
+            Self::Daytona(b) => b.exec(argv),
         }
     }
 
@@ -110,11 +133,20 @@ impl AnyBox {
             Self::Local(b) => b.remove(),
             Self::Docker(b) => {
                 b.remove()?;
-                match std::fs::remove_dir_all(dir) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-                    _ => Ok(()),
-                }
+                remove_records(dir)
+            }
+            Self::Daytona(b) => {
+                b.remove()?;
+                remove_records(dir)
             }
         }
+    }
+}
+
+/// Removes the host's records of a box that lives elsewhere.
+fn remove_records(dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
     }
 }

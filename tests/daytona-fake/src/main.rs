@@ -15,6 +15,7 @@
 
 mod preview;
 mod resources;
+mod runner;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -134,21 +135,40 @@ fn find<'a>(map: &'a mut BTreeMap<String, Value>, id_or_name: &str) -> Option<&'
     map.values_mut().find(|s| s["name"] == id_or_name)
 }
 
-/// Moves a sandbox to `to` after the transition time, if it is still in `via`.
-fn settle(fake: &Shared, id: String, via: &'static str, to: &'static str) {
+/// Moves a sandbox to `to` after the transition time, if it is still in `via`; `op`
+/// (`run`, `start`, `stop`, `delete`) is done to its container first, if it has one, and a
+/// failure leaves the sandbox in `error` with the reason.
+fn settle(fake: &Shared, id: String, via: &'static str, to: &'static str, op: Op) {
     let fake = fake.clone();
     tokio::spawn(async move {
         tokio::time::sleep(fake.transition).await;
-        let mut map = fake
-            .sandboxes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if to == "destroyed" {
+        let done = match &op {
+            Op::Run { image, env } => runner::run(&fake, &id, image, env).await,
+            Op::Change(op) => runner::change(&fake, &id, op).await,
+            Op::Nothing => Ok(()),
+        };
+        let mut map = lock(&fake.sandboxes);
+        if let Err(reason) = done {
+            if let Some(s) = map.get_mut(&id) {
+                s["state"] = json!("error");
+                s["errorReason"] = json!(reason);
+            }
+        } else if to == "destroyed" {
             map.remove(&id);
         } else if let Some(s) = map.get_mut(&id).filter(|s| s["state"] == via) {
             s["state"] = json!(to);
         }
     });
+}
+
+/// What a state change does to the sandbox's container.
+enum Op {
+    /// Start a container of this image with this environment.
+    Run { image: String, env: Value },
+    /// `start`, `stop` or `delete` it.
+    Change(&'static str),
+    /// No container.
+    Nothing,
 }
 
 async fn create(
@@ -181,14 +201,22 @@ async fn create(
         "desiredState": "started",
         "autoStopInterval": body.get("autoStopInterval").cloned().unwrap_or(json!(15)),
         "volumes": body.get("volumes").cloned().unwrap_or(json!([])),
-        "toolboxProxyUrl": "http://127.0.0.1:0/toolbox",
+        "toolboxProxyUrl": format!("http://127.0.0.1:{}/toolbox", fake.port()),
         "sandboxClass": "container",
     });
     fake.sandboxes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(id.clone(), sandbox.clone());
-    settle(&fake, id, "creating", "started");
+    let image = runner::image_for(&fake, body["snapshot"].as_str()).await;
+    let op = match image {
+        Some(image) => Op::Run {
+            image,
+            env: body.get("env").cloned().unwrap_or(json!({})),
+        },
+        None => Op::Nothing,
+    };
+    settle(&fake, id, "creating", "started", op);
     let slow = fake.faults.lock().map_or(0, |f| f.slow_create_ms);
     if slow > 0 {
         tokio::time::sleep(Duration::from_millis(slow)).await;
@@ -303,7 +331,7 @@ fn change(fake: &Shared, headers: &HeaderMap, id: &str, op: &'static str) -> Res
     s["desiredState"] = json!(to);
     let answer = s.clone();
     drop(map);
-    settle(fake, sid, via, to);
+    settle(fake, sid, via, to, Op::Change(op));
     Json(answer).into_response()
 }
 
@@ -391,6 +419,7 @@ async fn main() -> std::io::Result<()> {
         )
         .route("/_fake/faults", post(faults))
         .route("/_fake/upstream", post(preview::set_upstream))
+        .route("/toolbox/{id}/process/execute", post(runner::execute))
         .route(
             "/_preview/{target}/{*rest}",
             axum::routing::any(preview::proxy),

@@ -1,0 +1,65 @@
+//! `agentbox prepare --provider daytona`: the box image becomes a Daytona snapshot, named
+//! after the checksum of its inputs (`agentbox-base-<checksum>`), so an unchanged image is
+//! never baked twice and a changed one never reuses a stale snapshot.
+//!
+//! The snapshot is made from the image reference (`imageName`); Daytona's builder pulls
+//! it. The Dockerfile route (build context in Daytona's object storage) is not built.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::login::Settings;
+use super::{CreateSnapshot, DaytonaError};
+
+/// How long a snapshot may take to become active.
+const BAKE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The snapshot name for the box image `tag` (`agentbox-box:<checksum>`).
+pub fn snapshot_name(tag: &str) -> String {
+    let checksum = tag.rsplit(':').next().unwrap_or(tag);
+    format!("agentbox-base-{checksum}")
+}
+
+/// Makes (or finds) the active snapshot of image `tag`; returns its name.
+pub fn snapshot(home: &Path, tag: &str, force: bool) -> anyhow::Result<String> {
+    let client = Settings::load(home)?.client()?;
+    let name = snapshot_name(tag);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match client.get_snapshot(&name).await {
+            Ok(s) if s.state == "active" && !force => {
+                eprintln!("==> snapshot {name} is already baked");
+                return Ok(name.clone());
+            }
+            Ok(s) => {
+                eprintln!("==> removing snapshot {name} ({})", s.state);
+                client.delete_snapshot(&s.id).await?;
+            }
+            Err(DaytonaError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (cpu, memory, disk) = crate::provider::daytona::DEFAULT_SIZE;
+        let request = CreateSnapshot {
+            name: name.clone(),
+            image_name: Some(tag.to_string()),
+            cpu: Some(cpu),
+            memory: Some(memory),
+            disk: Some(disk),
+            ..CreateSnapshot::default()
+        };
+        client.create_snapshot(&request).await?;
+        client
+            .wait_snapshot(&name, BAKE_TIMEOUT, &|state| {
+                eprintln!("==> snapshot {name}: {state}");
+            })
+            .await
+            .with_context(|| {
+                format!("Daytona could not make snapshot {name} from {tag} (Daytona must be able to pull the image)")
+            })?;
+        Ok::<_, anyhow::Error>(name.clone())
+    })
+}

@@ -1,0 +1,255 @@
+//! The `daytona` provider: a box is a Daytona sandbox started from the snapshot that
+//! `agentbox prepare --provider daytona` pinned (`box.imageDaytona`).
+//!
+//! The host never has a shell in the sandbox: it reaches the relay through the preview
+//! URL of port 8788 with both tokens (the bridge token for the relay, the preview token
+//! for Daytona's proxy, renewed when it rotates), and runs one-off commands through the
+//! toolbox's `process/execute`. The bridge token reaches the relay as the sandbox's
+//! `AGENTBOX_BRIDGE_TOKEN`; the ctl daemon gives it to the relay unit only.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::daytona::login::Settings;
+use crate::daytona::{CreateSandbox, Daytona, DaytonaError, Sandbox};
+use crate::transfer::client::{Relay, Remint};
+
+/// The box's port of the relay's bridge API.
+pub const BRIDGE_PORT: u16 = 8788;
+/// Default resources: 2 vCPU, 4 GB memory, 8 GB disk.
+pub const DEFAULT_SIZE: (u32, u32, u32) = (2, 4, 8);
+/// Minutes without activity before Daytona stops the sandbox.
+pub const AUTO_STOP_MINUTES: u32 = 30;
+
+/// A box on Daytona.
+pub struct DaytonaBox {
+    name: String,
+    sandbox: String,
+    client: Daytona,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// The sandbox name of box `name`.
+pub fn sandbox_name(name: &str) -> String {
+    format!("agentbox-{name}")
+}
+
+impl DaytonaBox {
+    /// Box `name`, with the Daytona credentials of `home`.
+    pub fn new(name: &str, home: &std::path::Path) -> anyhow::Result<Self> {
+        let client = Settings::load(home)?.client()?;
+        Ok(Self {
+            name: name.to_string(),
+            sandbox: sandbox_name(name),
+            client,
+            runtime: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?,
+        })
+    }
+
+    fn get(&self) -> Result<Sandbox, DaytonaError> {
+        self.runtime
+            .block_on(self.client.get_sandbox(&self.sandbox))
+    }
+
+    /// Creates the sandbox from `snapshot` (not waited on).
+    pub fn create(
+        &self,
+        snapshot: &str,
+        token: &str,
+        home_label: &str,
+        size: Option<super::docker::Size>,
+    ) -> anyhow::Result<()> {
+        let (cpu, memory, disk) = size.map_or(DEFAULT_SIZE, |s| (s.cpus, s.mem_gib, s.disk_gib));
+        let request = CreateSandbox {
+            name: Some(self.sandbox.clone()),
+            snapshot: Some(snapshot.to_string()),
+            env: BTreeMap::from([("AGENTBOX_BRIDGE_TOKEN".to_string(), token.to_string())]),
+            labels: BTreeMap::from([
+                ("agentbox.box".to_string(), self.name.clone()),
+                ("agentbox.home".to_string(), home_label.to_string()),
+            ]),
+            cpu: Some(cpu),
+            memory: Some(memory),
+            disk: Some(disk),
+            auto_stop_interval: Some(AUTO_STOP_MINUTES),
+            volumes: Vec::new(),
+        };
+        let made = self
+            .runtime
+            .block_on(self.client.create_sandbox(request))
+            .map_err(|e| match e {
+                DaytonaError::NotFound(_) => {
+                    DaytonaError::SnapshotGone(snapshot.to_string()).into()
+                }
+                other => anyhow::Error::from(other),
+            })?;
+        tracing::info!(sandbox = %made.id, "daytona sandbox created");
+        Ok(())
+    }
+
+    /// Starts the sandbox if needed; returns the bridge URL once the relay answers through
+    /// the preview proxy.
+    pub fn start(&self, token: &str) -> anyhow::Result<String> {
+        let sandbox = self.get()?;
+        if sandbox.state.as_deref() != Some("started") {
+            if sandbox.state.as_deref() != Some("creating") {
+                let _ = self
+                    .runtime
+                    .block_on(self.client.start_sandbox(&sandbox.id))?;
+            }
+            self.runtime
+                .block_on(self.client.wait_for_state(
+                    &sandbox.id,
+                    "started",
+                    Duration::from_secs(300),
+                ))
+                .with_context(|| format!("sandbox {} did not start", self.sandbox))?;
+        }
+        let relay = self.relay(token)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let healthy = self.runtime.block_on(async {
+                relay
+                    .request(reqwest::Method::GET, "/healthz")
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            });
+            if healthy {
+                return Ok(relay.url(""));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the relay of box {} did not answer through Daytona's preview proxy within 60 s",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// The relay behind the preview proxy, with a preview token that renews itself.
+    pub fn relay(&self, token: &str) -> anyhow::Result<Relay> {
+        let link = self
+            .runtime
+            .block_on(self.client.preview_link(&self.sandbox, BRIDGE_PORT))?;
+        let (client, sandbox) = (Arc::new(self.client.clone()), self.sandbox.clone());
+        let remint: Remint = Arc::new(move || {
+            let (client, sandbox) = (client.clone(), sandbox.clone());
+            Box::pin(async move { Ok(client.preview_link(&sandbox, BRIDGE_PORT).await?.token) })
+        });
+        Ok(Relay::new(&link.url, token).with_preview(&link.token, remint))
+    }
+
+    /// Runs a shell command line through the toolbox.
+    fn execute(&self, command: &str) -> anyhow::Result<crate::daytona::Executed> {
+        let sandbox = self.get()?;
+        if sandbox.state.as_deref() != Some("started") {
+            bail!(
+                "box `{}` is not running: `agentbox start {}`",
+                self.name,
+                self.name
+            );
+        }
+        Ok(self
+            .runtime
+            .block_on(self.client.execute(&sandbox, command, Some("/workspace")))?)
+    }
+
+    /// Runs `agentbox-ctl ARGS` in the sandbox (stdout and stderr come back together).
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut line = String::from("agentbox-ctl");
+        for a in args {
+            line.push(' ');
+            line.push_str(&shell_quote(a));
+        }
+        let done = self.execute(&line)?;
+        Ok(std::process::Output {
+            status: std::process::ExitStatus::from_raw((done.exit_code & 0xff) << 8),
+            stdout: done.result.into_bytes(),
+            stderr: Vec::new(),
+        })
+    }
+
+    /// Whether the sandbox is started.
+    pub fn running(&self) -> bool {
+        self.get()
+            .is_ok_and(|s| s.state.as_deref() == Some("started"))
+    }
+
+    /// Stops the sandbox (its disk is kept).
+    pub fn stop(&self) -> anyhow::Result<()> {
+        let sandbox = self.get()?;
+        if sandbox.state.as_deref() == Some("stopped") {
+            return Ok(());
+        }
+        self.runtime.block_on(async {
+            self.client.stop_sandbox(&sandbox.id).await?;
+            self.client
+                .wait_for_state(&sandbox.id, "stopped", Duration::from_secs(120))
+                .await
+        })?;
+        Ok(())
+    }
+
+    /// Runs a command (not interactive: Daytona's toolbox gives no terminal; use `agentbox
+    /// shell` for one); prints its output; returns its exit code.
+    pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
+        let line = argv
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let done = self.execute(&line)?;
+        print!("{}", done.result);
+        Ok(done.exit_code)
+    }
+
+    /// Deletes the sandbox and waits until it is gone.
+    pub fn remove(&self) -> anyhow::Result<()> {
+        let sandbox = match self.get() {
+            Ok(s) => s,
+            Err(DaytonaError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        self.runtime.block_on(async {
+            self.client.delete_sandbox(&sandbox.id).await?;
+            self.client
+                .wait_for_state(&sandbox.id, "destroyed", Duration::from_secs(120))
+                .await
+        })?;
+        Ok(())
+    }
+}
+
+/// `'…'` around anything but plain words, for the toolbox's shell.
+fn shell_quote(arg: &str) -> String {
+    if !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shell_quoting_keeps_words_and_quotes_the_rest() {
+        assert_eq!(super::shell_quote("status"), "status");
+        assert_eq!(super::shell_quote("a b"), "'a b'");
+        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(super::shell_quote(""), "''");
+        assert_eq!(super::shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+}

@@ -1,0 +1,294 @@
+//! The `daytona` provider end to end against `daytona-fake`, which runs sandboxes as Docker
+//! containers of the snapshot's image and serves Daytona's preview proxy: login → prepare
+//! (the box image becomes a snapshot) → create (seeded through the preview URL) → exec
+//! through the toolbox → cp both ways → attach (the private preview refuses WebSocket, so
+//! HTTP streaming) → stop/start (the preview token rotates, the host renews it) → destroy
+//! leaves no sandbox and no container.
+//!
+//! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use agentbox_tests::bin_path;
+
+const KEY: &str = "dtn_e2e0123456789abcdef";
+
+struct Host {
+    dir: tempfile::TempDir,
+    fake: Child,
+    api: String,
+}
+
+impl Host {
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin_path("agentbox"));
+        c.args(args)
+            .current_dir(cwd)
+            .env("AGENTBOX_HOME", self.home())
+            .env_remove("DAYTONA_API_KEY")
+            .env_remove("DAYTONA_API_URL")
+            .env_remove("DAYTONA_ORGANIZATION_ID");
+        c
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.command(cwd, args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run agentbox")
+    }
+
+    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.run(cwd, args);
+        assert!(
+            out.status.success(),
+            "agentbox {args:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn sandboxes(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-fsS", "-H", &format!("Authorization: Bearer {KEY}")])
+            .arg(format!("{}/sandbox", self.api))
+            .output()
+            .expect("curl");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.command(self.dir.path(), &["bridge", "stop"]).output();
+        let _ = self.fake.kill();
+        let _ = self.fake.wait();
+        // The fake's containers are named after its sandboxes; this fake made only ours.
+        if let Ok(out) = Command::new("docker")
+            .args([
+                "ps",
+                "-aq",
+                "--filter",
+                "label=daytona-fake=1",
+                "--filter",
+                "name=daytona-fake-sbx",
+            ])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .status()
+        .expect("git")
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+/// `agentbox attach` with pipes: waits for `text` on the screen, detaches.
+fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
+    let mut child = host
+        .command(repo, &["attach", name, "--session", "demo"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agentbox attach");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = text.to_string();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if String::from_utf8_lossy(&seen).contains(&wanted) {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let shown = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin.write_all(b"\x01d");
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(shown, "attach never showed {text:?}: {said}");
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("refused WebSocket"), "{said}");
+    assert!(said.contains("detached from session `demo`"), "{said}");
+}
+
+#[test]
+fn a_daytona_box_from_login_to_destroy() {
+    let docker_up = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        docker_up,
+        "this test needs a running Docker engine: run `scripts/test`, which starts one"
+    );
+    let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
+        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let mut fake = Command::new(bin_path("daytona-fake"))
+        .args(["0", KEY])
+        .env("DAYTONA_FAKE_TRANSITION_MS", "100")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("daytona-fake");
+    let mut line = String::new();
+    BufReader::new(fake.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let api = format!(
+        "http://127.0.0.1:{}/api",
+        line.trim().trim_start_matches("listening on ")
+    );
+    let host = Host {
+        dir: tempfile::tempdir().expect("tempdir"),
+        fake,
+        api,
+    };
+    let repo = host.dir.path().join("proj");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.email", "t@example.com"]);
+    git(&repo, &["config", "user.name", "T"]);
+    std::fs::write(repo.join("README"), "seeded through the preview URL\n").expect("write");
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "first"]);
+
+    // Login: the key from stdin, checked against the fake.
+    let mut login = host
+        .command(&repo, &["daytona", "login", "--api-url", &host.api])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("login");
+    login
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{KEY}\n").as_bytes())
+        .expect("key");
+    let out = login.wait_with_output().expect("login");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without a snapshot, create says what to do.
+    let early = host.run(&repo, &["create", "--provider", "daytona"]);
+    assert!(String::from_utf8_lossy(&early.stderr)
+        .contains("run `agentbox prepare --provider daytona` first"));
+
+    let snapshot = host.ok(
+        &repo,
+        &["prepare", "--provider", "daytona", "--base-image", &base],
+    );
+    assert!(snapshot.trim().starts_with("agentbox-base-"), "{snapshot}");
+    // Unchanged inputs: the same snapshot, not baked again.
+    assert_eq!(
+        host.ok(
+            &repo,
+            &["prepare", "--provider", "daytona", "--base-image", &base]
+        ),
+        snapshot
+    );
+
+    let name = format!("dy{}", std::process::id());
+    host.ok(&repo, &["create", "--provider", "daytona", "--name", &name]);
+    assert_eq!(host.sandboxes().len(), 1);
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "cat", "README"]),
+        "seeded through the preview URL\n"
+    );
+
+    // cp both ways through the preview proxy.
+    std::fs::write(repo.join("in.txt"), "to the box\n").expect("write");
+    host.ok(&repo, &["cp", "in.txt", &format!("{name}:in.txt")]);
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "cat", "in.txt"]),
+        "to the box\n"
+    );
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo from the box > out.txt",
+        ],
+    );
+    host.ok(&repo, &["cp", &format!("{name}:out.txt"), "out.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("out.txt")).expect("copied"),
+        "from the box\n"
+    );
+
+    // Attach: the private preview refuses WebSocket; HTTP streaming carries it.
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "agentbox-ctl",
+            "session",
+            "start",
+            "demo",
+            "--",
+            "sh",
+            "-c",
+            "echo hi-from-$((6*7)); exec sleep 600",
+        ],
+    );
+    attach_and_detach(&host, &repo, &name, "hi-from-42");
+
+    // Stop and start: the workspace stays; the new preview token is fetched.
+    host.ok(&repo, &["stop", &name]);
+    host.ok(&repo, &["start", &name]);
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "cat", "in.txt"]),
+        "to the box\n"
+    );
+    host.ok(&repo, &["cp", &format!("{name}:README"), "readme-back"]);
+
+    host.ok(&repo, &["destroy", "-y", &name]);
+    assert!(host.sandboxes().is_empty(), "the sandbox survived destroy");
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", "label=daytona-fake=1"])
+        .output()
+        .expect("docker ps");
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "a container survived destroy"
+    );
+}
