@@ -269,7 +269,7 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     host.fails(
         &repo,
         &["create", "--provider", "daytona"],
-        "not available in this version",
+        "run `agentbox prepare --provider daytona` first",
     );
     host.fails(
         &repo,

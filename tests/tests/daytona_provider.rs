@@ -181,6 +181,12 @@ fn a_daytona_box_from_login_to_destroy() {
     std::fs::write(repo.join("README"), "seeded through the preview URL\n").expect("write");
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "first"]);
+    let remote = host.dir.path().join("remote.git");
+    git(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+    git(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
+    );
 
     // Login: the key from stdin, checked against the fake.
     let mut login = host
@@ -228,6 +234,24 @@ fn a_daytona_box_from_login_to_destroy() {
         host.ok(&repo, &["exec", &name, "--", "cat", "README"]),
         "seeded through the preview URL\n"
     );
+
+    // A commit pushed from inside the sandbox lands in the host's remote: the host bridge
+    // polls the relay through the preview proxy.
+    let push = |message: &str| {
+        host.ok(
+            &repo,
+            &["exec", &name, "--", "sh", "-c", &format!("echo {message} >> README && git -c user.email=b@b -c user.name=b commit -qam {message} && git push -q")],
+        );
+        let branch = format!("agentbox/{name}");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&remote)
+            .args(["log", "-1", "--format=%s", &branch])
+            .output()
+            .expect("git log");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), message);
+    };
+    push("pushed-from-daytona");
 
     // cp both ways through the preview proxy.
     std::fs::write(repo.join("in.txt"), "to the box\n").expect("write");
@@ -280,6 +304,8 @@ fn a_daytona_box_from_login_to_destroy() {
         "to the box\n"
     );
     host.ok(&repo, &["cp", &format!("{name}:README"), "readme-back"]);
+    // The bridge's poller renews its preview token after the rotation and carries on.
+    push("pushed-after-restart");
 
     host.ok(&repo, &["destroy", "-y", &name]);
     assert!(host.sandboxes().is_empty(), "the sandbox survived destroy");

@@ -25,6 +25,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::home::Home;
 use crate::state::{BoxRecord, State};
+use crate::transfer::client::Relay;
 use journal::{AuditEntry, HostJournal};
 
 /// Requests run at once for one box.
@@ -73,21 +74,18 @@ pub fn run(home: &Home) -> anyhow::Result<()> {
 }
 
 async fn serve(home: Home) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
-        .build()?;
     let journal = HostJournal::open(&home.state_db())?;
     journal.checkpoint_in_background(&home.state_db())?;
     let shared = Shared {
         journal: Arc::new(Mutex::new(journal)),
         home: home.clone(),
-        client,
         polled: Arc::default(),
         addresses: tokio::sync::watch::channel(std::collections::HashMap::new())
             .0
             .into(),
         inflight: Arc::default(),
         policies: Arc::default(),
+        relays: Arc::default(),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tracing::info!("host bridge running");
@@ -134,7 +132,6 @@ async fn serve(home: Home) -> anyhow::Result<()> {
 #[derive(Clone)]
 struct Shared {
     home: Home,
-    client: reqwest::Client,
     /// Boxes with a poller.
     polled: Arc<Mutex<HashSet<String>>>,
     /// Box name → bridge URL, as in `state.db` (rescanned every second).
@@ -146,11 +143,25 @@ struct Shared {
     journal: Arc<Mutex<HostJournal>>,
     /// Policies per project, re-read at most once a second.
     policies: Arc<policy::Cache>,
+    /// Box name → its relay client (one connection pool per box; for a Daytona box also
+    /// the preview token, renewed when it rotates).
+    relays: Arc<Mutex<std::collections::HashMap<String, Relay>>>,
+}
+
+impl Shared {
+    /// The relay of `record` at `url`.
+    fn relay(&self, record: &BoxRecord, url: &str) -> Relay {
+        if let Ok(map) = self.relays.lock() {
+            if let Some(r) = map.get(&record.name).filter(|r| r.url("") == url) {
+                return r.clone();
+            }
+        }
+        Relay::new(url, &record.bridge_token)
+    }
 }
 
 /// Polls one box until it is gone from the state.
 async fn poll_box(shared: Shared, record: BoxRecord) {
-    let client = shared.client.clone();
     let Some(url) = record.bridge_url.clone() else {
         return;
     };
@@ -160,13 +171,46 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
     let moved = |map: &std::collections::HashMap<String, String>| {
         map.get(&record.name).map(String::as_str) != Some(url.as_str())
     };
+    if record.provider == "daytona" {
+        // Daytona's preview proxy wants its own token besides the bridge token.
+        loop {
+            if moved(&addresses.borrow_and_update()) {
+                return forget(&shared, &record);
+            }
+            let home = shared.home.root().to_path_buf();
+            match crate::provider::daytona::bridge_relay(&home, &record.name, &record.bridge_token)
+                .await
+            {
+                Ok(relay) if relay.url("") == url => {
+                    if let Ok(mut map) = shared.relays.lock() {
+                        map.insert(record.name.clone(), relay);
+                    }
+                    break;
+                }
+                Ok(_) => return forget(&shared, &record), // its address changed
+                Err(e) => {
+                    tracing::info!(box_name = %record.name, error = %e, "no preview link yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    if let Ok(mut map) = shared.relays.lock() {
+        map.entry(record.name.clone())
+            .or_insert_with(|| Relay::new(&url, &record.bridge_token));
+    }
+    let relay = shared.relay(&record, &url);
     loop {
         if moved(&addresses.borrow_and_update()) {
             break; // destroyed or restarted elsewhere: a new poller takes over
         }
-        let poll = client
-            .get(format!("{url}/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"))
-            .bearer_auth(&record.bridge_token)
+        let poll = relay
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"),
+            )
+            .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
             .send();
         let response = tokio::select! {
             r = poll => r.and_then(reqwest::Response::error_for_status),
@@ -181,7 +225,15 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
         };
         let batch = match response {
             Ok(r) => r.json::<PollResponse>().await,
-            Err(e) => Err(e),
+            Err(e) => {
+                if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) && relay.has_preview() {
+                    // The preview token rotated (the sandbox was started again).
+                    if let Err(why) = relay.renew_preview().await {
+                        tracing::info!(box_name = %record.name, error = %why, "cannot renew the preview token");
+                    }
+                }
+                Err(e)
+            }
         };
         match batch {
             Ok(batch) => {
@@ -207,9 +259,16 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
             }
         }
     }
-    let mut polled = shared.polled.lock();
-    if let Ok(p) = polled.as_mut() {
+    forget(&shared, &record);
+}
+
+/// The poller of `record` is gone: the next scan may start another.
+fn forget(shared: &Shared, record: &BoxRecord) {
+    if let Ok(mut p) = shared.polled.lock() {
         p.remove(&record.name);
+    }
+    if let Ok(mut r) = shared.relays.lock() {
+        r.remove(&record.name);
     }
 }
 
@@ -447,9 +506,9 @@ async fn wait_for_approval(
                 lines,
             };
             let _ = shared
-                .client
-                .post(format!("{url}/v1/bridge/progress"))
-                .bearer_auth(&record.bridge_token)
+                .relay(record, url)
+                .request(reqwest::Method::POST, "/v1/bridge/progress")
+                .timeout(Duration::from_secs(10))
                 .json(&body)
                 .send()
                 .await;
@@ -467,7 +526,6 @@ async fn run_request(
     url: &str,
     leased: &LeasedRequest,
 ) -> exec::Done {
-    let client = &shared.client;
     // Only requests that move files get a staging directory (`tempfile::tempdir`).
     let (project, branch, name) = (
         record.project.clone(),
@@ -483,11 +541,10 @@ async fn run_request(
                 Ok(d) => d,
                 Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
             };
-            let path =
-                match fetch_blob(client, url, &record.bridge_token, blob, staged.path()).await {
-                    Ok(p) => p,
-                    Err(e) => return refusal("refused", e),
-                };
+            let path = match fetch_blob(&shared.relay(record, url), blob, staged.path()).await {
+                Ok(p) => p,
+                Err(e) => return refusal("refused", e),
+            };
             let push_lock = shared
                 .home
                 .root()
@@ -525,7 +582,7 @@ async fn run_request(
         }
         HostRequest::Git(git) if matches!(git.op, GitOp::Fetch | GitOp::Pull) => {
             match tempfile::tempdir() {
-                Ok(staged) => fetch_for_box(record, url, &git, staged).await,
+                Ok(staged) => fetch_for_box(record, &shared.relay(record, url), &git, staged).await,
                 Err(e) => refusal("refused", format!("no temporary directory: {e}")),
             }
         }
@@ -538,11 +595,10 @@ async fn run_request(
                 Ok(d) => d,
                 Err(e) => return refusal("refused", format!("no temporary directory: {e}")),
             };
-            let path =
-                match fetch_blob(client, url, &record.bridge_token, &blob, staged.path()).await {
-                    Ok(p) => p,
-                    Err(e) => return refusal("refused", e),
-                };
+            let path = match fetch_blob(&shared.relay(record, url), &blob, staged.path()).await {
+                Ok(p) => p,
+                Err(e) => return refusal("refused", e),
+            };
             let id = leased.id.0.clone();
             blocking(move || {
                 let _keep = staged;
@@ -582,7 +638,7 @@ async fn run_request(
                 Ok(Err(e)) => return refusal("refused", e),
                 Err(e) => return refusal("refused", e.to_string()),
             }
-            let relay = crate::transfer::client::Relay::new(url, &record.bridge_token);
+            let relay = shared.relay(record, url);
             let land = agentbox_protocol::files::LandRequest {
                 blake3: String::new(),
                 size: 0,
@@ -630,7 +686,7 @@ async fn run_request(
 /// in the box's `.git/` under its digest, for `agentbox-ctl` to import.
 async fn fetch_for_box(
     record: &BoxRecord,
-    url: &str,
+    relay: &Relay,
     git: &agentbox_protocol::bridge::GitRequest,
     staged: tempfile::TempDir,
 ) -> exec::Done {
@@ -676,7 +732,6 @@ async fn fetch_for_box(
             Ok(v) => v,
             Err(e) => return refusal("refused", format!("cannot read the bundle: {e}")),
         };
-        let relay = crate::transfer::client::Relay::new(url, &record.bridge_token);
         let land = agentbox_protocol::files::LandRequest {
             blake3: String::new(),
             size: 0,
@@ -739,9 +794,9 @@ async fn answer(
     };
     for _ in 0..5 {
         let sent = shared
-            .client
-            .post(format!("{url}/v1/bridge/result"))
-            .bearer_auth(&record.bridge_token)
+            .relay(record, url)
+            .request(reqwest::Method::POST, "/v1/bridge/result")
+            .timeout(Duration::from_secs(10))
             .json(&body)
             .send()
             .await;
@@ -754,9 +809,7 @@ async fn answer(
 
 /// Downloads a blob from the relay into `dir`, checking size and blake3 as it streams.
 async fn fetch_blob(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
+    relay: &Relay,
     blob: &BlobRef,
     dir: &std::path::Path,
 ) -> Result<PathBuf, String> {
@@ -767,9 +820,8 @@ async fn fetch_blob(
             "bad blob reference (or larger than {MAX_BUNDLE} bytes)"
         ));
     }
-    let response = client
-        .get(format!("{url}/v1/blobs/{}", blob.blake3))
-        .bearer_auth(token)
+    let response = relay
+        .request(reqwest::Method::GET, &format!("/v1/blobs/{}", blob.blake3))
         .send()
         .await
         .and_then(reqwest::Response::error_for_status)

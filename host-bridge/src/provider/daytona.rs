@@ -28,6 +28,7 @@ pub const AUTO_STOP_MINUTES: u32 = 30;
 /// A box on Daytona.
 pub struct DaytonaBox {
     name: String,
+    home: std::path::PathBuf,
     sandbox: String,
     client: Daytona,
     runtime: tokio::runtime::Runtime,
@@ -44,6 +45,7 @@ impl DaytonaBox {
         let client = Settings::load(home)?.client()?;
         Ok(Self {
             name: name.to_string(),
+            home: home.to_path_buf(),
             sandbox: sandbox_name(name),
             client,
             runtime: tokio::runtime::Builder::new_current_thread()
@@ -69,7 +71,10 @@ impl DaytonaBox {
         let request = CreateSandbox {
             name: Some(self.sandbox.clone()),
             snapshot: Some(snapshot.to_string()),
-            env: BTreeMap::from([("AGENTBOX_BRIDGE_TOKEN".to_string(), token.to_string())]),
+            env: BTreeMap::from([
+                ("AGENTBOX_BRIDGE_TOKEN".to_string(), token.to_string()),
+                ("AGENTBOX_BOX_NAME".to_string(), self.name.clone()),
+            ]),
             labels: BTreeMap::from([
                 ("agentbox.box".to_string(), self.name.clone()),
                 ("agentbox.home".to_string(), home_label.to_string()),
@@ -137,15 +142,8 @@ impl DaytonaBox {
 
     /// The relay behind the preview proxy, with a preview token that renews itself.
     pub fn relay(&self, token: &str) -> anyhow::Result<Relay> {
-        let link = self
-            .runtime
-            .block_on(self.client.preview_link(&self.sandbox, BRIDGE_PORT))?;
-        let (client, sandbox) = (Arc::new(self.client.clone()), self.sandbox.clone());
-        let remint: Remint = Arc::new(move || {
-            let (client, sandbox) = (client.clone(), sandbox.clone());
-            Box::pin(async move { Ok(client.preview_link(&sandbox, BRIDGE_PORT).await?.token) })
-        });
-        Ok(Relay::new(&link.url, token).with_preview(&link.token, remint))
+        self.runtime
+            .block_on(bridge_relay(&self.home, &self.name, token))
     }
 
     /// Runs a shell command line through the toolbox.
@@ -227,6 +225,24 @@ impl DaytonaBox {
         })?;
         Ok(())
     }
+}
+
+/// The relay of box `name` behind Daytona's preview proxy, for async callers (the host
+/// bridge daemon).
+pub async fn bridge_relay(
+    home: &std::path::Path,
+    name: &str,
+    token: &str,
+) -> anyhow::Result<Relay> {
+    let client = Settings::load(home)?.client()?;
+    let sandbox = sandbox_name(name);
+    let link = client.preview_link(&sandbox, BRIDGE_PORT).await?;
+    let client = Arc::new(client);
+    let remint: Remint = Arc::new(move || {
+        let (client, sandbox) = (client.clone(), sandbox.clone());
+        Box::pin(async move { Ok(client.preview_link(&sandbox, BRIDGE_PORT).await?.token) })
+    });
+    Ok(Relay::new(&link.url, token).with_preview(&link.token, remint))
 }
 
 /// `'…'` around anything but plain words, for the toolbox's shell.

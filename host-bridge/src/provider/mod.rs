@@ -35,7 +35,7 @@ pub enum AnyBox {
     /// A Docker container.
     Docker(docker::DockerBox),
     /// A Daytona sandbox.
-    Daytona(daytona::DaytonaBox),
+    Daytona(Box<daytona::DaytonaBox>),
 }
 
 impl AnyBox {
@@ -44,10 +44,10 @@ impl AnyBox {
         ensure_available(&record.provider)?;
         Ok(match record.provider.as_str() {
             "docker" => Self::Docker(docker::DockerBox::new(&record.name)),
-            "daytona" => Self::Daytona(daytona::DaytonaBox::new(
+            "daytona" => Self::Daytona(Box::new(daytona::DaytonaBox::new(
                 &record.name,
                 crate::home::Home::from_env()?.root(),
-            )?),
+            )?)),
             _ => Self::Local(local::LocalBox::new(&record.name, record.dir.clone())),
         })
     }

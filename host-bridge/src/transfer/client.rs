@@ -107,6 +107,19 @@ impl Relay {
         self
     }
 
+    /// Whether a preview proxy stands in front of the relay.
+    pub fn has_preview(&self) -> bool {
+        self.preview.is_some()
+    }
+
+    /// Mints a new preview token (a no-op without a preview proxy).
+    pub async fn renew_preview(&self) -> anyhow::Result<()> {
+        match &self.preview {
+            Some(p) => p.renew().await,
+            None => Ok(()),
+        }
+    }
+
     /// The headers every call carries: the bridge token, and the preview token if any.
     pub fn auth_headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = vec![("authorization", format!("Bearer {}", self.token))];
