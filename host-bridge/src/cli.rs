@@ -55,7 +55,8 @@ pub struct CreateOpts {
     #[arg(long)]
     pub branch: Option<String>,
     /// CPU-MEM-DISK of a docker box, e.g. 2-4-8 (default: config `box.size`; disk is not
-    /// enforced by Docker's default storage driver).
+    /// enforced by Docker's default storage driver). A daytona box has its snapshot's
+    /// resources (2-4-8); --size there only warns.
     #[arg(long)]
     pub size: Option<String>,
 }
@@ -296,10 +297,13 @@ pub enum Cmd {
         /// bridge.
         #[arg(long)]
         port: Option<u16>,
+        /// How long a Daytona link lasts (1h to 24h; it carries its own token).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
     },
     /// Remove containers of this AGENTBOX_HOME that no box record knows.
     Prune {
-        /// The provider (docker, or daytona: the image is then made a Daytona snapshot).
+        /// The provider (docker or daytona).
         #[arg(long, default_value = "docker")]
         provider: String,
         /// Only list them.
@@ -327,7 +331,30 @@ pub struct DownloadOpts {
     pub json: bool,
 }
 
-/// `agentbox daytona …`.
+/// Commands that `agentbox daytona CMD …` runs as `agentbox CMD --provider daytona …`.
+pub const PROVIDER_SUGAR: [&str; 5] = ["create", "run", "claude", "codex", "opencode"];
+
+/// Rewrites `agentbox daytona create …` (and the rest of [`PROVIDER_SUGAR`]) into
+/// `agentbox create --provider daytona …`; anything else is left alone.
+pub fn provider_prefix(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let sugar = args.get(1).is_some_and(|a| a == "daytona")
+        && args
+            .get(2)
+            .and_then(|a| a.to_str())
+            .is_some_and(|a| PROVIDER_SUGAR.contains(&a));
+    if sugar {
+        args.remove(1);
+        args.insert(2, "--provider".into());
+        args.insert(3, "daytona".into());
+    }
+    args
+}
+
+/// `agentbox daytona …`. Also `agentbox daytona create|run|claude|codex|opencode …`: the
+/// same command with `--provider daytona` (or set `box.provider: daytona` once).
 #[derive(Debug, Subcommand)]
 pub enum DaytonaCmd {
     /// Check a Daytona API key with one cheap call and keep it in
@@ -373,8 +400,17 @@ pub struct ViewArgs {
     pub log: Option<PathBuf>,
 }
 
-/// `30s`, `5m`, `1h` or plain seconds, at most an hour.
-fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+/// `1h` to `24h` (or minutes/seconds that add up to that) for a signed preview link.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(text)?;
+    if !(3600..=86_400).contains(&d.as_secs()) {
+        return Err(format!("`{text}`: a link lasts from 1h to 24h"));
+    }
+    Ok(d)
+}
+
+/// `30s`, `5m`, `1h` or plain seconds.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = text
         .find(|c: char| !c.is_ascii_digit())
         .map_or((text, ""), |i| text.split_at(i));
@@ -387,10 +423,16 @@ fn parse_window(text: &str) -> Result<std::time::Duration, String> {
         "h" => n.saturating_mul(3600),
         _ => return Err(format!("`{text}`: the unit must be s, m or h")),
     };
-    if seconds == 0 || seconds > 3600 {
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// `30s`, `5m`, `1h` or plain seconds, at most an hour.
+fn parse_window(text: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() || d.as_secs() > 3600 {
         return Err(format!("`{text}` must be between 1s and 1h"));
     }
-    Ok(std::time::Duration::from_secs(seconds))
+    Ok(d)
 }
 
 /// Arguments of `claude`, `codex`, `opencode`.
@@ -577,9 +619,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             base_image,
             force,
         } => ctx.prepare(&provider, base_image, force),
-        Cmd::Url { target, port } => {
+        Cmd::Url { target, port, ttl } => {
             let record = ctx.resolve(target.as_deref())?;
-            match AnyBox::open(&record)? {
+            let b = AnyBox::open(&record)?;
+            if ttl.is_some() && !matches!(b, AnyBox::Daytona(_)) {
+                bail!(
+                    "--ttl is for Daytona preview links; box `{}` is a {} box",
+                    record.name,
+                    record.provider
+                );
+            }
+            match b {
                 AnyBox::Docker(b) => match port {
                     None | Some(8080 | 8788) => println!("{}", b.url(port)?),
                     // A service port is reached through the WebProxy, by its name.
@@ -605,9 +655,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 },
                 AnyBox::Local(l) => println!("{}", l.web_url(port)?),
-                AnyBox::Daytona(_) => {
-                    bail!("`agentbox url` does not make preview links for daytona boxes yet")
-                }
+                // A signed link: it carries its own token and expires.
+                AnyBox::Daytona(b) => println!(
+                    "{}",
+                    b.signed_url(
+                        port.unwrap_or(8080),
+                        ttl.unwrap_or(std::time::Duration::from_secs(3600))
+                    )?
+                ),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -1450,11 +1505,26 @@ impl Ctx {
     }
 
     fn prune(&self, provider: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
-        if provider != "docker" {
-            bail!("`prune` cleans up docker containers; not `{provider}`");
-        }
         let known: std::collections::BTreeSet<String> =
             self.state.all()?.into_iter().map(|b| b.name).collect();
+        if provider == "daytona" {
+            let label = provider::docker::home_label(self.home.root());
+            for (sandbox, name) in provider::daytona::sandboxes(self.home.root(), &label)? {
+                if known.contains(&name) {
+                    continue;
+                }
+                if dry_run {
+                    println!("{sandbox}");
+                } else {
+                    provider::daytona::DaytonaBox::new(&name, self.home.root())?.remove()?;
+                    println!("removed {sandbox}");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        if provider != "docker" {
+            bail!("`prune` cleans up docker containers or Daytona sandboxes; not `{provider}`");
+        }
         let label = provider::docker::home_label(self.home.root());
         for (container, name) in provider::docker::containers(&label)? {
             if known.contains(&name) {

@@ -228,8 +228,19 @@ fn a_daytona_box_from_login_to_destroy() {
     );
 
     let name = format!("dy{}", std::process::id());
-    host.ok(&repo, &["create", "--provider", "daytona", "--name", &name]);
+    // `agentbox daytona create` is `agentbox create --provider daytona`.
+    host.ok(&repo, &["daytona", "create", "--name", &name]);
     assert_eq!(host.sandboxes().len(), 1);
+    assert_eq!(host.sandboxes()[0]["labels"]["agentbox.box"], name.as_str());
+    // A signed link to the WebProxy, and prune leaves a known box alone.
+    let link = host.ok(&repo, &["url", &name, "--ttl", "2h"]);
+    assert!(link.contains("/8080-"), "{link}");
+    let out = host.run(&repo, &["url", &name, "--ttl", "25h"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("from 1h to 24h"));
+    assert_eq!(
+        host.ok(&repo, &["prune", "--provider", "daytona", "--dry-run"]),
+        ""
+    );
     assert_eq!(
         host.ok(&repo, &["exec", &name, "--", "cat", "README"]),
         "seeded through the preview URL\n"

@@ -20,7 +20,7 @@ use crate::transfer::client::{Relay, Remint};
 
 /// The box's port of the relay's bridge API.
 pub const BRIDGE_PORT: u16 = 8788;
-/// Default resources: 2 vCPU, 4 GB memory, 8 GB disk.
+/// The resources snapshots are baked with: 2 vCPU, 4 GB memory, 8 GB disk.
 pub const DEFAULT_SIZE: (u32, u32, u32) = (2, 4, 8);
 /// Minutes without activity before Daytona stops the sandbox.
 pub const AUTO_STOP_MINUTES: u32 = 30;
@@ -67,7 +67,14 @@ impl DaytonaBox {
         home_label: &str,
         size: Option<super::docker::Size>,
     ) -> anyhow::Result<()> {
-        let (cpu, memory, disk) = size.map_or(DEFAULT_SIZE, |s| (s.cpus, s.mem_gib, s.disk_gib));
+        if let Some(s) = size {
+            // Daytona gives a sandbox made from a snapshot the snapshot's resources.
+            let (cpu, memory, disk) = DEFAULT_SIZE;
+            eprintln!(
+                "warning: --size {}-{}-{} is not applied: a box made from snapshot {snapshot} has its {cpu} vCPU, {memory} GB memory, {disk} GB disk",
+                s.cpus, s.mem_gib, s.disk_gib
+            );
+        }
         let request = CreateSandbox {
             name: Some(self.sandbox.clone()),
             snapshot: Some(snapshot.to_string()),
@@ -79,9 +86,9 @@ impl DaytonaBox {
                 ("agentbox.box".to_string(), self.name.clone()),
                 ("agentbox.home".to_string(), home_label.to_string()),
             ]),
-            cpu: Some(cpu),
-            memory: Some(memory),
-            disk: Some(disk),
+            cpu: None,
+            memory: None,
+            disk: None,
             auto_stop_interval: Some(AUTO_STOP_MINUTES),
             volumes: Vec::new(),
         };
@@ -144,6 +151,14 @@ impl DaytonaBox {
     pub fn relay(&self, token: &str) -> anyhow::Result<Relay> {
         self.runtime
             .block_on(bridge_relay(&self.home, &self.name, token))
+    }
+
+    /// A signed preview link of `port` that lasts `ttl` (it carries its own token).
+    pub fn signed_url(&self, port: u16, ttl: Duration) -> anyhow::Result<String> {
+        Ok(self
+            .runtime
+            .block_on(self.client.signed_preview_link(&self.sandbox, port, ttl))?
+            .url)
     }
 
     /// Runs a shell command line through the toolbox.
@@ -225,6 +240,23 @@ impl DaytonaBox {
         })?;
         Ok(())
     }
+}
+
+/// Sandboxes of this `AGENTBOX_HOME` (by its label): `(sandbox name, box name)`.
+pub fn sandboxes(
+    home: &std::path::Path,
+    home_label: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let client = Settings::load(home)?.client()?;
+    let labels = BTreeMap::from([("agentbox.home".to_string(), home_label.to_string())]);
+    let found = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(client.list_sandboxes(&labels))?;
+    Ok(found
+        .into_iter()
+        .filter_map(|s| Some((s.name.clone(), s.labels.get("agentbox.box")?.clone())))
+        .collect())
 }
 
 /// The relay of box `name` behind Daytona's preview proxy, for async callers (the host
