@@ -211,6 +211,9 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
                 &format!("/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"),
             )
             .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
+            // Daytona's proxy otherwise counts a held poll as activity, and the box would
+            // never reach its auto-stop (a header of Daytona's proxy, not of its docs).
+            .header("x-daytona-skip-last-activity-update", "true")
             .send();
         let response = tokio::select! {
             r = poll => r.and_then(reqwest::Response::error_for_status),
