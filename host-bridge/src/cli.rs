@@ -910,12 +910,15 @@ impl Ctx {
             } else {
                 ("box.imageDaytona", "snapshot")
             };
-            let image = cfg.get(key).map(|(v, _)| v.to_string()).with_context(|| {
+            let mut image = cfg.get(key).map(|(v, _)| v.to_string()).with_context(|| {
                 format!(
                     "no {what} for the {} provider: run `agentbox prepare --provider {}` first",
                     record.provider, record.provider
                 )
             })?;
+            if record.provider == "daytona" {
+                image = self.fresh_snapshot(&cfg, image)?;
+            }
             let size = match opts.size.as_deref().or(cfg.get("box.size").map(|(v, _)| v)) {
                 Some(s) => Some(
                     s.parse::<provider::docker::Size>()
@@ -1479,6 +1482,7 @@ impl Ctx {
             );
         }
         let cfg = self.resolved(BTreeMap::new())?;
+        let explicit_base = base_image.is_some();
         let base = base_image
             .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
             .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
@@ -1498,10 +1502,41 @@ impl Ctx {
         })?;
         let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
         values.insert(key.into(), pinned.clone());
+        if explicit_base {
+            // What the image was made from, so that `create` can tell when it is stale.
+            values.insert("box.baseImage".into(), base.clone());
+        }
         config::write_file(&path, &values)?;
         eprintln!("==> {key} = {pinned} (in {})", path.display());
         println!("{pinned}");
         Ok(ExitCode::SUCCESS)
+    }
+
+    /// The pinned snapshot, or a new one when its inputs changed and the user agrees (on
+    /// a terminal); without a terminal a stale snapshot boots after a loud warning.
+    fn fresh_snapshot(&self, cfg: &Resolved, pinned: String) -> anyhow::Result<String> {
+        let base = cfg.get("box.baseImage").map_or_else(
+            || provider::docker::DEFAULT_BASE.to_string(),
+            |(v, _)| v.to_string(),
+        );
+        let wanted = crate::daytona::prepare::snapshot_name(&provider::docker::current_tag(&base)?);
+        if wanted == pinned {
+            return Ok(pinned);
+        }
+        let stale = format!(
+            "snapshot {pinned} was baked from other inputs than this agentbox's (now {wanted})"
+        );
+        if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+            eprint!("{stale}. Bake it again now (a few minutes)? [Y/n] ");
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !answer.trim().eq_ignore_ascii_case("n") {
+                self.prepare("daytona", Some(base), false)?;
+                return Ok(wanted);
+            }
+        }
+        eprintln!("WARNING: {stale}; booting it anyway. Run `agentbox prepare --provider daytona` to bring it up to date.");
+        Ok(pinned)
     }
 
     fn prune(&self, provider: &str, dry_run: bool) -> anyhow::Result<ExitCode> {

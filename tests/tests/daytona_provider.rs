@@ -57,6 +57,27 @@ impl Host {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    fn faults(&self, body: &str) {
+        let ok = Command::new("curl")
+            .args([
+                "-fsS",
+                "-X",
+                "POST",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                body,
+            ])
+            .arg(format!(
+                "{}/_fake/faults",
+                self.api.trim_end_matches("/api")
+            ))
+            .status()
+            .expect("curl")
+            .success();
+        assert!(ok, "faults {body}");
+    }
+
     fn sandboxes(&self) -> Vec<serde_json::Value> {
         let out = Command::new("curl")
             .args(["-fsS", "-H", &format!("Authorization: Bearer {KEY}")])
@@ -229,7 +250,10 @@ fn a_daytona_box_from_login_to_destroy() {
 
     let name = format!("dy{}", std::process::id());
     // `agentbox daytona create` is `agentbox create --provider daytona`.
-    host.ok(&repo, &["daytona", "create", "--name", &name]);
+    let made = host.run(&repo, &["daytona", "create", "--name", &name]);
+    let said = String::from_utf8_lossy(&made.stderr);
+    assert!(made.status.success(), "{said}");
+    assert!(!said.contains("WARNING"), "{said}");
     assert_eq!(host.sandboxes().len(), 1);
     assert_eq!(host.sandboxes()[0]["labels"]["agentbox.box"], name.as_str());
     // A signed link to the WebProxy, and prune leaves a known box alone.
@@ -315,10 +339,28 @@ fn a_daytona_box_from_login_to_destroy() {
         "to the box\n"
     );
     host.ok(&repo, &["cp", &format!("{name}:README"), "readme-back"]);
-    // The bridge's poller renews its preview token after the rotation and carries on.
+    // The bridge's poller renews its preview token after the rotation and carries on, while
+    // the edge answers 504 to any request without an answer after 2 s (held polls).
+    host.faults(r#"{"gatewayTimeoutMs": 2000}"#);
+    std::thread::sleep(Duration::from_secs(3));
     push("pushed-after-restart");
+    host.faults(r#"{"gatewayTimeoutMs": 0}"#);
 
     host.ok(&repo, &["destroy", "-y", &name]);
+
+    // A snapshot baked from other inputs: without a terminal, a loud warning, then it boots.
+    host.ok(
+        &repo,
+        &["config", "set", "box.baseImage", "debian:trixie-slim"],
+    );
+    let stale = host.run(&repo, &["daytona", "create", "--name", "stale"]);
+    let said = String::from_utf8_lossy(&stale.stderr);
+    assert!(stale.status.success(), "{said}");
+    assert!(
+        said.contains("WARNING: snapshot agentbox-base-") && said.contains("booting it anyway"),
+        "{said}"
+    );
+    host.ok(&repo, &["destroy", "-y", "stale"]);
     assert!(host.sandboxes().is_empty(), "the sandbox survived destroy");
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", "label=daytona-fake=1"])

@@ -201,6 +201,9 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
             .or_insert_with(|| Relay::new(&url, &record.bridge_token));
     }
     let relay = shared.relay(&record, &url);
+    // How long the relay holds a poll; halved whenever an edge in between cuts held
+    // requests (Daytona's answers 504 after about 25 s of silence).
+    let mut wait_ms = POLL_WAIT_MS;
     loop {
         if moved(&addresses.borrow_and_update()) {
             break; // destroyed or restarted elsewhere: a new poller takes over
@@ -208,7 +211,7 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
         let poll = relay
             .request(
                 reqwest::Method::GET,
-                &format!("/v1/bridge/poll?wait_ms={POLL_WAIT_MS}"),
+                &format!("/v1/bridge/poll?wait_ms={wait_ms}"),
             )
             .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
             // Daytona's proxy otherwise counts a held poll as activity, and the box would
@@ -228,6 +231,11 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
         };
         let batch = match response {
             Ok(r) => r.json::<PollResponse>().await,
+            Err(e) if e.status() == Some(reqwest::StatusCode::GATEWAY_TIMEOUT) => {
+                wait_ms = (wait_ms / 2).max(1000);
+                tracing::info!(box_name = %record.name, wait_ms, "the edge cut a held poll; holding shorter");
+                continue;
+            }
             Err(e) => {
                 if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) && relay.has_preview() {
                     // The preview token rotated (the sandbox was started again).

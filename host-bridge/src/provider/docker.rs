@@ -79,25 +79,40 @@ impl std::str::FromStr for Size {
     }
 }
 
-/// Builds the box image unless an image with the same inputs exists; returns its tag.
-/// Progress goes to stderr.
-pub fn prepare(base_image: &str, force: bool) -> anyhow::Result<String> {
+/// The box binaries that go into the image.
+fn box_binary_bytes() -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let (ctl, relay) = super::local::box_binaries()?;
-    let ctl_bytes = std::fs::read(&ctl)?;
-    let relay_bytes = std::fs::read(&relay)?;
+    Ok((std::fs::read(&ctl)?, std::fs::read(&relay)?))
+}
+
+/// The tag of the box image: a checksum of every input (Dockerfile, shims, binaries, base).
+fn tag_of(base_image: &str, ctl: &[u8], relay: &[u8]) -> String {
     let mut hasher = blake3::Hasher::new();
     for part in [
         DOCKERFILE.as_bytes(),
         SHIM_GIT.as_bytes(),
         SHIM_GH.as_bytes(),
-        &ctl_bytes,
-        &relay_bytes,
+        ctl,
+        relay,
         base_image.as_bytes(),
     ] {
         hasher.update(&(part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    let tag = format!("agentbox-box:{}", &hasher.finalize().to_hex()[..16]);
+    format!("agentbox-box:{}", &hasher.finalize().to_hex()[..16])
+}
+
+/// The tag `prepare` would give the box image now, without building anything.
+pub fn current_tag(base_image: &str) -> anyhow::Result<String> {
+    let (ctl, relay) = box_binary_bytes()?;
+    Ok(tag_of(base_image, &ctl, &relay))
+}
+
+/// Builds the box image unless an image with the same inputs exists; returns its tag.
+/// Progress goes to stderr.
+pub fn prepare(base_image: &str, force: bool) -> anyhow::Result<String> {
+    let (ctl_bytes, relay_bytes) = box_binary_bytes()?;
+    let tag = tag_of(base_image, &ctl_bytes, &relay_bytes);
     let (rt, docker) = connect()?;
     if !force && rt.block_on(docker.inspect_image(&tag)).is_ok() {
         eprintln!("==> {tag} is up to date");
