@@ -219,3 +219,114 @@ fn attach_through_a_private_preview_falls_back_to_http_streaming() {
         "{notices:?}"
     );
 }
+
+#[test]
+fn an_attach_survives_a_restart_that_rotates_the_preview_token() {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{run, Io, Options};
+    use agentbox_protocol::term::{TermEnd, TermInfo, TermSize};
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("run")).expect("mkdir");
+    let ok = Command::new("tmux")
+        .arg("-S")
+        .arg(dir.path().join("run/tmux.sock"))
+        .args(["-f", "/dev/null", "new-session", "-d", "-s", "main", "sh"])
+        .status()
+        .expect("tmux")
+        .success();
+    assert!(ok);
+    let (_procs, _root, d, id) = setup(dir.path());
+    let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let s = seen.clone();
+    let io = Io {
+        keys,
+        resizes,
+        size: TermSize { cols: 80, rows: 24 },
+        output: Box::new(move |b| {
+            s.lock().expect("seen").extend_from_slice(b);
+            Ok(())
+        }),
+        notice: Box::new(|_| {}),
+    };
+    let options = Options {
+        session: Some("main".into()),
+        shell: false,
+        read_only: false,
+        keep: Duration::from_secs(60),
+        transport: Transport::Http,
+        term: None,
+    };
+    let viewer = {
+        let relay = relay.clone();
+        std::thread::spawn(move || rt().block_on(run(&relay, &options, io)))
+    };
+    let wait_for = |text: &str| {
+        for _ in 0..400 {
+            if String::from_utf8_lossy(&seen.lock().expect("seen")).contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("never saw {text}");
+    };
+    keys_tx
+        .send(b"echo before-$((6*7))\n".to_vec())
+        .expect("keys");
+    wait_for("before-42");
+    rt().block_on(async {
+        d.stop_sandbox(&id).await.expect("stop");
+        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        d.start_sandbox(&id).await.expect("start");
+        d.wait_for_state(&id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+    });
+    keys_tx
+        .send(b"echo after-$((6*7+1))\n".to_vec())
+        .expect("keys");
+    wait_for("after-43");
+    keys_tx.send(b"\x02d".to_vec()).expect("keys");
+    let outcome = viewer.join().expect("viewer").expect("attach");
+    assert_eq!(outcome.end, TermEnd::Detached);
+    assert_eq!(outcome.reopened, 0, "{outcome:?}");
+    assert!(
+        reminted.load(Ordering::SeqCst) >= 1,
+        "the token was never renewed"
+    );
+    // Every byte, once: the relay's own count and digest of the term's output.
+    let info: TermInfo = rt().block_on(async {
+        reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/v1/terms/{}",
+                relay_port(dir.path()),
+                outcome.term_id
+            ))
+            .bearer_auth(TEST_TOKEN)
+            .send()
+            .await
+            .expect("info")
+            .json()
+            .await
+            .expect("json")
+    });
+    assert_eq!(
+        (outcome.received, outcome.digest),
+        (info.produced, info.digest)
+    );
+}
+
+/// The relay's bridge port, from its `relay.json`.
+fn relay_port(dir: &std::path::Path) -> u64 {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run/relay.json")).expect("relay.json"))
+            .expect("json");
+    v["bridge_port"].as_u64().expect("port")
+}

@@ -39,12 +39,24 @@ impl std::fmt::Display for ApiFailure {
     }
 }
 
-async fn failure(response: reqwest::Response) -> ApiFailure {
+async fn failure(relay: &Relay, response: reqwest::Response) -> ApiFailure {
     let status = response.status();
     let bytes = response.bytes().await.unwrap_or_default();
-    let message: String = serde_json::from_slice::<ErrorBody>(&bytes)
+    let relay_error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
+    if status == StatusCode::UNAUTHORIZED && relay_error.is_none() && relay.has_preview() {
+        // The preview proxy's token rotated (the sandbox started again): renew it, and the
+        // caller's retry goes through.
+        return match relay.renew_preview().await {
+            Ok(()) => ApiFailure::Network("the preview token was renewed".into()),
+            Err(e) => ApiFailure::Refused(
+                status,
+                format!("the preview proxy refused the token: {e:#}"),
+            ),
+        };
+    }
+    let message: String = relay_error
         .map_or_else(
-            |_| String::from_utf8_lossy(&bytes).into_owned(),
+            || String::from_utf8_lossy(&bytes).into_owned(),
             |b| b.error.message,
         )
         .chars()
@@ -72,7 +84,7 @@ pub async fn open(relay: &Relay, open: &TermOpen) -> Result<TermInfo, ApiFailure
         .await
         .map_err(|e| network(&e))?;
     if !response.status().is_success() {
-        let f = failure(response).await;
+        let f = failure(relay, response).await;
         // A 404 here is "no such session", not a vanished term.
         return Err(match f {
             ApiFailure::Gone(m) => ApiFailure::Refused(StatusCode::NOT_FOUND, m),
@@ -91,7 +103,7 @@ pub async fn info(relay: &Relay, id: &str) -> Result<TermInfo, ApiFailure> {
         .await
         .map_err(|e| network(&e))?;
     if !response.status().is_success() {
-        return Err(failure(response).await);
+        return Err(failure(relay, response).await);
     }
     response.json().await.map_err(|e| network(&e))
 }
@@ -193,6 +205,13 @@ pub async fn connect_ws(
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+            if status == StatusCode::UNAUTHORIZED && relay.has_preview() {
+                // Most likely the preview token rotated: renew it and try again.
+                return Err(match relay.renew_preview().await {
+                    Ok(()) => WsRefused::Network("the preview token was renewed".into()),
+                    Err(e) => WsRefused::Network(format!("cannot renew the preview token: {e:#}")),
+                });
+            }
             return Err(
                 if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
                     WsRefused::Gone(format!("the relay answered {status}"))
@@ -265,7 +284,7 @@ pub fn stream_http(relay: &Relay, id: &str, offset: u64, events: mpsc::Unbounded
         let response = match r.request(Method::GET, &path).send().await {
             Ok(resp) if resp.status().is_success() => resp,
             Ok(resp) => {
-                let event = match failure(resp).await {
+                let event = match failure(&r, resp).await {
                     ApiFailure::Gone(m) => Event::Gone(m),
                     other => Event::Broken(other.to_string()),
                 };
@@ -338,7 +357,9 @@ async fn send_http(
     events: &mpsc::UnboundedSender<Event>,
 ) -> bool {
     let mut delay = Duration::from_millis(50);
-    for _ in 0..40 {
+    // Long enough for a sandbox to be started again behind the proxy.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while std::time::Instant::now() < deadline {
         let request = match &item {
             HttpOut::Input(at, bytes) => relay
                 .request(Method::POST, &format!("/v1/terms/{id}/input?offset={at}"))
@@ -361,13 +382,22 @@ async fn send_http(
                 tracing::warn!(%expected, "the box expected input at another offset");
                 return true;
             }
-            Ok(r) => {
-                let _ = events.send(match failure(r).await {
-                    ApiFailure::Gone(m) => Event::Gone(m),
-                    other => Event::Broken(other.to_string()),
-                });
-                return false;
-            }
+            Ok(r) => match failure(relay, r).await {
+                // A renewed preview token, or a proxy or box in trouble: send it again.
+                ApiFailure::Network(_) => tokio::time::sleep(delay).await,
+                ApiFailure::Refused(status, _) if status.is_server_error() => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                ApiFailure::Gone(m) => {
+                    let _ = events.send(Event::Gone(m));
+                    return false;
+                }
+                other @ ApiFailure::Refused(..) => {
+                    let _ = events.send(Event::Broken(other.to_string()));
+                    return false;
+                }
+            },
             Err(_) => {
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
