@@ -380,6 +380,14 @@ pub enum DaytonaCmd {
         #[arg(long, requires = "status")]
         json: bool,
     },
+    /// Copy this machine's renewable agent credentials (Claude `.credentials.json`, Codex
+    /// and OpenCode `auth.json`) into the organization's credentials volume, which every
+    /// Daytona box mounts; nothing is copied back.
+    Resync {
+        /// A running daytona box to write through (default: the project's only box).
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+    },
 }
 
 /// How `attach` and `shell` view a session.
@@ -537,8 +545,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         api_url,
         status,
         json,
-    }) = cli.command
+    }) = &cli.command
     {
+        let (api_key, org_id, api_url, status, json) = (
+            api_key.clone(),
+            org_id.clone(),
+            api_url.clone(),
+            *status,
+            *json,
+        );
         let home = Home::from_env()?;
         if status {
             let accepted = crate::daytona::login::status(home.root(), json)?;
@@ -611,7 +626,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Destroy { target, yes } => ctx.destroy(target.as_deref(), yes),
         Cmd::Config(cmd) => ctx.config(cmd),
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
-        Cmd::Daytona(_) => unreachable!("handled before the context is made"),
+        Cmd::Daytona(DaytonaCmd::Resync { target }) => {
+            let record = ctx.resolve(target.as_deref())?;
+            let AnyBox::Daytona(b) = AnyBox::open(&record)? else {
+                bail!(
+                    "box `{}` is a {} box: resync is for daytona boxes",
+                    record.name,
+                    record.provider
+                );
+            };
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .context("HOME is not set: cannot find the agents' credentials")?;
+            let sent = b.resync(&home)?;
+            if sent.is_empty() {
+                eprintln!("no agent credentials on this machine (looked for ~/.claude/.credentials.json, ~/.codex/auth.json, ~/.local/share/opencode/auth.json)");
+            } else {
+                eprintln!("sent the credentials of: {}", sent.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Daytona(DaytonaCmd::Login { .. }) => {
+            unreachable!("handled before the context is made")
+        }
         Cmd::Audit { json } => ctx.audit(json),
         Cmd::Approvals { all, json } => ctx.approvals(all, json),
         Cmd::Prepare {

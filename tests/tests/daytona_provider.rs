@@ -32,6 +32,7 @@ impl Host {
         c.args(args)
             .current_dir(cwd)
             .env("AGENTBOX_HOME", self.home())
+            .env("HOME", self.dir.path().join("user"))
             .env_remove("DAYTONA_API_KEY")
             .env_remove("DAYTONA_API_URL")
             .env_remove("DAYTONA_ORGANIZATION_ID");
@@ -175,9 +176,11 @@ fn a_daytona_box_from_login_to_destroy() {
     );
     let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
         .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let data = tempfile::tempdir().expect("tempdir");
     let mut fake = Command::new(bin_path("daytona-fake"))
         .args(["0", KEY])
         .env("DAYTONA_FAKE_TRANSITION_MS", "100")
+        .env("DAYTONA_FAKE_DATA", data.path())
         .stdout(Stdio::piped())
         .spawn()
         .expect("daytona-fake");
@@ -268,6 +271,36 @@ fn a_daytona_box_from_login_to_destroy() {
     assert_eq!(
         host.ok(&repo, &["exec", &name, "--", "cat", "README"]),
         "seeded through the preview URL\n"
+    );
+
+    // The host's agent credentials go into the organization's volume, which the box
+    // mounts where the agents look; nothing of the box's comes back.
+    let user = host.dir.path().join("user");
+    std::fs::create_dir_all(user.join(".claude")).expect("mkdir");
+    std::fs::create_dir_all(user.join(".codex")).expect("mkdir");
+    let claude = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat-test","expiresAt":1}}"#;
+    std::fs::write(user.join(".claude/.credentials.json"), claude).expect("write");
+    std::fs::write(
+        user.join(".codex/auth.json"),
+        r#"{"OPENAI_API_KEY":"sk-test"}"#,
+    )
+    .expect("write");
+    let synced = host.run(&repo, &["daytona", "resync", &name]);
+    let said = String::from_utf8_lossy(&synced.stderr);
+    assert!(synced.status.success(), "{said}");
+    assert!(said.contains("claude, codex"), "{said}");
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                &name,
+                "--",
+                "cat",
+                "/home/agent/.claude/.credentials.json"
+            ]
+        ),
+        claude
     );
 
     // A commit pushed from inside the sandbox lands in the host's remote: the host bridge

@@ -145,6 +145,32 @@ pub struct Executed {
 }
 
 impl Daytona {
+    /// Writes `bytes` to `path` in the sandbox through the toolbox (`files/upload`,
+    /// multipart), as the sandbox's user: the content never appears in a command line.
+    pub async fn upload_file(
+        &self,
+        sandbox: &super::Sandbox,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let url = format!(
+            "{}/{}/files/upload?path={}",
+            toolbox.trim_end_matches('/'),
+            sandbox.id,
+            url_encode(path)
+        );
+        // Writing the same bytes again is harmless: retried like an idempotent call.
+        self.call_no_body(true, &|| {
+            let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name("file");
+            self.request_url(reqwest::Method::POST, &url)
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+        })
+        .await
+    }
+
     /// Runs `command` through a shell in the sandbox (the toolbox's `process/execute`),
     /// in `cwd`; never repeated on an ambiguous failure (it may have run).
     pub async fn execute(

@@ -22,6 +22,22 @@ use crate::transfer::client::{Relay, Remint};
 pub const BRIDGE_PORT: u16 = 8788;
 /// The resources snapshots are baked with: 2 vCPU, 4 GB memory, 8 GB disk.
 pub const DEFAULT_SIZE: (u32, u32, u32) = (2, 4, 8);
+/// The organization's volume of renewable agent credentials.
+pub const CREDENTIALS_VOLUME: &str = "agentbox-credentials";
+
+/// Each agent's credential file: (agent, file under the host's home, file in its
+/// directory of the credentials volume). The box image links the agents' own paths there.
+pub const CREDENTIALS: [(&str, &str, &str); 3] = [
+    ("claude", ".claude/.credentials.json", ".credentials.json"),
+    ("codex", ".codex/auth.json", "auth.json"),
+    ("opencode", ".local/share/opencode/auth.json", "auth.json"),
+];
+
+/// Where the box mounts an agent's directory of the credentials volume.
+fn credentials_dir(agent: &str) -> String {
+    format!("/home/agent/.agentbox-creds/{agent}")
+}
+
 /// Minutes without activity before Daytona stops the sandbox.
 pub const AUTO_STOP_MINUTES: u32 = 30;
 
@@ -75,6 +91,18 @@ impl DaytonaBox {
                 s.cpus, s.mem_gib, s.disk_gib
             );
         }
+        let volume = self.runtime.block_on(
+            self.client
+                .ensure_volume(CREDENTIALS_VOLUME, Duration::from_secs(60)),
+        )?;
+        let volumes = CREDENTIALS
+            .iter()
+            .map(|(agent, _, _)| crate::daytona::VolumeMount {
+                volume_id: volume.id.clone(),
+                mount_path: credentials_dir(agent),
+                subpath: Some(format!("{agent}/")),
+            })
+            .collect();
         let request = CreateSandbox {
             name: Some(self.sandbox.clone()),
             snapshot: Some(snapshot.to_string()),
@@ -90,7 +118,7 @@ impl DaytonaBox {
             memory: None,
             disk: None,
             auto_stop_interval: Some(AUTO_STOP_MINUTES),
-            volumes: Vec::new(),
+            volumes,
         };
         let made = self
             .runtime
@@ -151,6 +179,35 @@ impl DaytonaBox {
     pub fn relay(&self, token: &str) -> anyhow::Result<Relay> {
         self.runtime
             .block_on(bridge_relay(&self.home, &self.name, token))
+    }
+
+    /// Copies the host's renewable agent credentials (those that exist under `host_home`)
+    /// into the organization's credentials volume, through this box; returns the agents
+    /// whose credentials went. Nothing is ever copied back.
+    pub fn resync(&self, host_home: &std::path::Path) -> anyhow::Result<Vec<&'static str>> {
+        let sandbox = self.get()?;
+        if sandbox.state.as_deref() != Some("started") {
+            bail!(
+                "box `{}` is not running: `agentbox start {}`",
+                self.name,
+                self.name
+            );
+        }
+        let mut sent = Vec::new();
+        for (agent, host_file, box_file) in CREDENTIALS {
+            let path = host_home.join(host_file);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+            };
+            let dest = format!("{}/{box_file}", credentials_dir(agent));
+            self.runtime
+                .block_on(self.client.upload_file(&sandbox, &dest, bytes))
+                .with_context(|| format!("cannot send the {agent} credentials"))?;
+            sent.push(agent);
+        }
+        Ok(sent)
     }
 
     /// A signed preview link of `port` that lasts `ttl` (it carries its own token).

@@ -9,7 +9,8 @@
 //! `"failNextSnapshot": "reason"` makes the next snapshot end `build_failed`;
 //! `"gatewayTimeoutMs": N` makes the preview proxy answer 504 to a request whose answer has
 //! not begun after N ms (0 turns it off). The preview proxy is in [`preview`].
-//! The port in use is printed on stdout as `listening on PORT`. Volumes, snapshots and
+//! The port in use is printed on stdout as `listening on PORT`. Volume files live under
+//! `DAYTONA_FAKE_DATA` (default: a directory in the system's temp dir). Volumes, snapshots and
 //! preview links are in [`resources`]; a sandbox's preview token changes on every start,
 //! as Daytona's does.
 
@@ -52,6 +53,8 @@ struct Fake {
     upstreams: Mutex<HashMap<(String, u16), String>>,
     /// The preview proxy's client.
     http: reqwest::Client,
+    /// Where volumes keep their files.
+    data: std::path::PathBuf,
     faults: Mutex<Faults>,
     next: Mutex<u64>,
     port: std::sync::OnceLock<u16>,
@@ -143,7 +146,14 @@ fn settle(fake: &Shared, id: String, via: &'static str, to: &'static str, op: Op
     tokio::spawn(async move {
         tokio::time::sleep(fake.transition).await;
         let done = match &op {
-            Op::Run { image, env } => runner::run(&fake, &id, image, env).await,
+            Op::Run {
+                image,
+                env,
+                volumes,
+            } => match runner::mounts(&fake, volumes) {
+                Ok(mounts) => runner::run(&fake, &id, image, env, &mounts).await,
+                Err(e) => Err(e),
+            },
             Op::Change(op) => runner::change(&fake, &id, op).await,
             Op::Nothing => Ok(()),
         };
@@ -163,8 +173,12 @@ fn settle(fake: &Shared, id: String, via: &'static str, to: &'static str, op: Op
 
 /// What a state change does to the sandbox's container.
 enum Op {
-    /// Start a container of this image with this environment.
-    Run { image: String, env: Value },
+    /// Start a container of this image with this environment and these volumes.
+    Run {
+        image: String,
+        env: Value,
+        volumes: Value,
+    },
     /// `start`, `stop` or `delete` it.
     Change(&'static str),
     /// No container.
@@ -213,6 +227,7 @@ async fn create(
         Some(image) => Op::Run {
             image,
             env: body.get("env").cloned().unwrap_or(json!({})),
+            volumes: body.get("volumes").cloned().unwrap_or(json!([])),
         },
         None => Op::Nothing,
     };
@@ -384,6 +399,10 @@ async fn main() -> std::io::Result<()> {
         signed: Mutex::default(),
         upstreams: Mutex::default(),
         http: reqwest::Client::new(),
+        data: std::env::var_os("DAYTONA_FAKE_DATA").map_or_else(
+            || std::env::temp_dir().join(format!("daytona-fake-{}", std::process::id())),
+            std::path::PathBuf::from,
+        ),
         faults: Mutex::default(),
         next: Mutex::new(0),
         port: std::sync::OnceLock::new(),
@@ -420,6 +439,7 @@ async fn main() -> std::io::Result<()> {
         .route("/_fake/faults", post(faults))
         .route("/_fake/upstream", post(preview::set_upstream))
         .route("/toolbox/{id}/process/execute", post(runner::execute))
+        .route("/toolbox/{id}/files/upload", post(runner::upload))
         .route(
             "/_preview/{target}/{*rest}",
             axum::routing::any(preview::proxy),

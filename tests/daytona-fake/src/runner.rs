@@ -61,7 +61,13 @@ async fn map_ports(fake: &Shared, id: &str) -> Result<(), String> {
 }
 
 /// Runs the sandbox's container; the error is the sandbox's `errorReason`.
-pub async fn run(fake: &Shared, id: &str, image: &str, env: &Value) -> Result<(), String> {
+pub async fn run(
+    fake: &Shared,
+    id: &str,
+    image: &str,
+    env: &Value,
+    mounts: &[(std::path::PathBuf, String)],
+) -> Result<(), String> {
     let mut args: Vec<String> = vec![
         "run".into(),
         "-d".into(),
@@ -74,6 +80,10 @@ pub async fn run(fake: &Shared, id: &str, image: &str, env: &Value) -> Result<()
     for port in PORTS {
         args.push("-p".into());
         args.push(format!("127.0.0.1::{port}"));
+    }
+    for (host_dir, mount) in mounts {
+        args.push("-v".into());
+        args.push(format!("{}:{mount}", host_dir.display()));
     }
     if let Some(env) = env.as_object() {
         for (k, v) in env {
@@ -158,5 +168,91 @@ pub async fn execute(
         }))
         .into_response(),
         Err(_) => Json(json!({"exitCode": -1, "result": ""})).into_response(),
+    }
+}
+
+/// The host directories behind a sandbox's volume mounts (`volumes[]` of its create
+/// request): `<data>/volumes/<volumeId>/<subpath>`, made writable for the box's user.
+pub fn mounts(
+    fake: &crate::Fake,
+    volumes: &Value,
+) -> Result<Vec<(std::path::PathBuf, String)>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    for v in volumes.as_array().into_iter().flatten() {
+        let (Some(id), Some(mount)) = (v["volumeId"].as_str(), v["mountPath"].as_str()) else {
+            return Err("a volume mount needs volumeId and mountPath".into());
+        };
+        if !lock(&fake.volumes).contains_key(id) {
+            return Err(format!("Volume with ID {id} not found"));
+        }
+        let sub = v["subpath"].as_str().unwrap_or("").trim_matches('/');
+        if sub.split('/').any(|p| p == "..") {
+            return Err("invalid subpath".into());
+        }
+        let dir = fake.data.join("volumes").join(id).join(sub);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777));
+        out.push((dir, mount.to_string()));
+    }
+    Ok(out)
+}
+
+/// `POST /toolbox/{id}/files/upload?path=P` (multipart field `file`): written as the
+/// sandbox's user, parent directories made.
+pub async fn upload(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    mut form: axum::extract::Multipart,
+) -> Response {
+    let path = format!("/toolbox/{id}/files/upload");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let Some(dest) = q.get("path").filter(|p| !p.is_empty()).cloned() else {
+        return error(StatusCode::BAD_REQUEST, &path, "path is required");
+    };
+    let mut bytes = None;
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some("file") {
+            bytes = field.bytes().await.ok();
+        }
+    }
+    let Some(bytes) = bytes else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &path,
+            "a multipart field `file` is required",
+        );
+    };
+    let child = tokio::process::Command::new("docker")
+        .args(["exec", "-i", &container(&id), "sh", "-c"])
+        .arg(r#"mkdir -p "$(dirname "$1")" && cat > "$1""#)
+        .args(["_", &dest])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &path,
+            "cannot run docker",
+        );
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let _ = stdin.write_all(&bytes).await;
+    }
+    match child.wait_with_output().await {
+        Ok(o) if o.status.success() => StatusCode::OK.into_response(),
+        Ok(o) => error(
+            StatusCode::BAD_REQUEST,
+            &path,
+            String::from_utf8_lossy(&o.stderr).trim(),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &path, &e.to_string()),
     }
 }
