@@ -198,14 +198,10 @@ async fn output(
     let rx = term.log.subscribe();
     let stop = state.stop.clone();
     let idle = Duration::from_millis(STREAM_IDLE_MS);
-    let body = futures_util::stream::unfold(
-        (guard, rx, q.offset, false),
-        move |(guard, mut rx, offset, done)| {
+    let body =
+        futures_util::stream::unfold((guard, rx, q.offset), move |(guard, mut rx, offset)| {
             let stop = stop.clone();
             async move {
-                if done {
-                    return None;
-                }
                 let step = tokio::select! {
                     () = stop.cancelled() => Step::Stop,
                     step = next_output(&guard, &mut rx, offset, Some(idle)) => step,
@@ -213,20 +209,22 @@ async fn output(
                 match step {
                     Step::Bytes(b) => {
                         let next = offset + b.len() as u64;
-                        Some((
-                            Ok::<_, std::io::Error>(Bytes::from(b)),
-                            (guard, rx, next, false),
-                        ))
+                        Some((Ok::<_, std::io::Error>(Bytes::from(b)), (guard, rx, next)))
                     }
+                    // The viewer learns why from `GET /v1/terms/{id}`.
                     Step::Ended(_) | Step::Stop => None,
                 }
             }
-        },
-    );
+        });
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CACHE_CONTROL, "no-store".to_string()),
+            // Proxies that buffer answers (nginx) pass this one through as it comes.
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                "no".to_string(),
+            ),
             (
                 header::HeaderName::from_static(OFFSET_HEADER),
                 q.offset.to_string(),
