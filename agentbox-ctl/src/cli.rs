@@ -104,6 +104,11 @@ pub enum Cmd {
         #[arg(long, short)]
         json: bool,
     },
+    /// Exit 0 when something in the box accepts connections on 127.0.0.1:PORT, else 1.
+    PortOpen {
+        /// The port.
+        port: u16,
+    },
     /// Check an agentbox.yaml without running it.
     Validate {
         /// The file (default: $AGENTBOX_CONFIG or $AGENTBOX_WORKSPACE/agentbox.yaml).
@@ -241,6 +246,17 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
     match cmd {
         Cmd::Daemon | Cmd::SessionExec { .. } => unreachable!("handled in main"),
         Cmd::Validate { path } => Ok(validate(path.as_ref().unwrap_or(&paths.config))),
+        Cmd::PortOpen { port } => {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            match std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(1))
+            {
+                Ok(_) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("nothing accepts connections on port {port}: {e}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
         Cmd::Notify { message, wait } => {
             let request = agentbox_protocol::bridge::HostRequest::Notify {
                 message: message.join(" "),

@@ -285,6 +285,15 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Print a link to the box's desktop (noVNC on port 6080), when its image has one.
+    Screen {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+        /// How long a Daytona link lasts (1h to 24h).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<std::time::Duration>,
+    },
     /// Print the host URL of a box's WebProxy, or of a service by the port it exposes.
     ///
     /// A docker box publishes only the WebProxy (8080) and the bridge (8788) on 127.0.0.1;
@@ -656,6 +665,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             base_image,
             force,
         } => ctx.prepare(&provider, base_image, force),
+        Cmd::Screen { target, ttl } => {
+            let record = ctx.resolve(target.as_deref())?;
+            let b = AnyBox::open(&record)?;
+            ensure_running(&b, &record.name)?;
+            let probe = b.ctl(&["port-open", "6080"]);
+            let serving = probe.is_ok_and(|o| o.status.success());
+            if !serving {
+                bail!(
+                    "box `{}` has no desktop: nothing serves port 6080 in it (its image has no VNC/noVNC)",
+                    record.name
+                );
+            }
+            match b {
+                AnyBox::Daytona(b) => println!(
+                    "{}",
+                    b.signed_url(6080, ttl.unwrap_or(std::time::Duration::from_secs(3600)))?
+                ),
+                _ => {
+                    bail!("a desktop is shown through a preview link: only daytona boxes have one")
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Url { target, port, ttl } => {
             let record = ctx.resolve(target.as_deref())?;
             let b = AnyBox::open(&record)?;

@@ -262,6 +262,17 @@ fn a_daytona_box_from_login_to_destroy() {
     // A signed link to the WebProxy, and prune leaves a known box alone.
     let link = host.ok(&repo, &["url", &name, "--ttl", "2h"]);
     assert!(link.contains("/8080-"), "{link}");
+    host.ok(
+        &repo,
+        &["exec", &name, "--", "agentbox-ctl", "port-open", "8788"],
+    );
+    let screen = host.run(&repo, &["screen", &name]);
+    assert!(
+        String::from_utf8_lossy(&screen.stderr)
+            .contains("has no desktop: nothing serves port 6080"),
+        "{}",
+        String::from_utf8_lossy(&screen.stderr)
+    );
     let out = host.run(&repo, &["url", &name, "--ttl", "25h"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("from 1h to 24h"));
     assert_eq!(
