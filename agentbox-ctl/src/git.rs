@@ -40,10 +40,19 @@ pub struct PushArgs {
     pub remote: Option<String>,
     /// Allowlisted flags.
     pub flags: Vec<GitFlag>,
+    /// The branch to push to when it is not the box's own (the host asks for approval).
+    pub target: Option<String>,
 }
 
-/// Parses `git push` arguments; the error says what is not allowed and why.
-pub fn parse_push(args: &[String], box_branch: &str) -> Result<PushArgs, String> {
+/// Parses `git push` arguments; the error says what is not allowed and why. What is pushed
+/// is always the box's checked-out commit (`HEAD`, the box branch, or the current branch
+/// by name); it may go to another plain branch name, which the host's policy decides on
+/// (`policy.pushOtherBranch`, ask by default).
+pub fn parse_push(
+    args: &[String],
+    box_branch: &str,
+    current: Option<&str>,
+) -> Result<PushArgs, String> {
     let mut flags = Vec::new();
     let mut positional = Vec::new();
     for arg in args {
@@ -68,27 +77,44 @@ pub fn parse_push(args: &[String], box_branch: &str) -> Result<PushArgs, String>
         }
         None => None,
     };
-    for refspec in positional.iter().skip(1) {
-        let target = refspec
-            .rsplit(':')
-            .next()
-            .unwrap_or(refspec)
-            .trim_start_matches('+')
-            .trim_start_matches("refs/heads/");
-        let source = refspec
-            .split(':')
-            .next()
-            .unwrap_or(refspec)
-            .trim_start_matches('+');
-        let ours =
-            |s: &str| s == "HEAD" || s == box_branch || s == format!("refs/heads/{box_branch}");
-        if !(ours(source) && (target == box_branch || target == "HEAD")) {
+    let refspecs = positional.get(1..).unwrap_or_default();
+    if refspecs.len() > 1 {
+        return Err("push one branch at a time".into());
+    }
+    let mut target = None;
+    if let Some(refspec) = refspecs.first() {
+        if refspec.starts_with('+') {
             return Err(format!(
-                "only this box's branch `{box_branch}` can be pushed (asked: `{refspec}`)"
+                "`{refspec}`: a forced refspec is not allowed; use --force-with-lease"
             ));
         }
+        let (source, dest) = refspec.split_once(':').unwrap_or((refspec, refspec));
+        let strip = |s: &'_ str| -> String { s.trim_start_matches("refs/heads/").to_string() };
+        let source = strip(source);
+        let checked_out =
+            source == "HEAD" || source == box_branch || Some(source.as_str()) == current;
+        if !checked_out {
+            return Err(format!(
+                "only the checked-out commit can be pushed (asked: `{refspec}`): check the branch out, or push HEAD:BRANCH"
+            ));
+        }
+        let dest = if dest == "HEAD" {
+            box_branch.to_string()
+        } else {
+            strip(dest)
+        };
+        if !valid_branch(&dest) || dest.starts_with("refs/") {
+            return Err(format!("`{dest}` is not a plain branch name"));
+        }
+        if dest != box_branch {
+            target = Some(dest);
+        }
     }
-    Ok(PushArgs { remote, flags })
+    Ok(PushArgs {
+        remote,
+        flags,
+        target,
+    })
 }
 
 /// Parsed `git fetch` / `git pull` arguments.
@@ -304,7 +330,13 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
         return refuse("AGENTBOX_BOX_NAME is not set: git push works inside an agentbox box");
     };
     let branch = format!("agentbox/{box_name}");
-    let parsed = match parse_push(args, &branch) {
+    let current = Command::new(real_git())
+        .args(["symbolic-ref", "--short", "-q", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let parsed = match parse_push(args, &branch, current.as_deref()) {
         Ok(p) => p,
         Err(e) => return refuse(&e),
     };
@@ -349,7 +381,7 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
     let request = HostRequest::Git(GitRequest {
         op: GitOp::Push,
         remote: parsed.remote,
-        branch: None,
+        branch: parsed.target,
         flags: parsed.flags,
         bundle: Some(BlobRef {
             blake3: digest,
@@ -388,21 +420,39 @@ mod tests {
     fn push_arguments_are_allowlisted() {
         let b = "agentbox/b1";
         assert_eq!(
-            parse_push(&args(&[]), b),
+            parse_push(&args(&[]), b, Some(b)),
             Ok(PushArgs {
                 remote: None,
-                flags: vec![]
+                flags: vec![],
+                target: None,
             })
         );
         assert_eq!(
-            parse_push(&args(&["-u", "origin", "HEAD", "--force-with-lease"]), b),
+            parse_push(
+                &args(&["-u", "origin", "HEAD", "--force-with-lease"]),
+                b,
+                Some(b)
+            ),
             Ok(PushArgs {
                 remote: Some("origin".into()),
-                flags: vec![GitFlag::ForceWithLease]
+                flags: vec![GitFlag::ForceWithLease],
+                target: None,
             })
         );
-        assert!(parse_push(&args(&["origin", "agentbox/b1"]), b).is_ok());
-        assert!(parse_push(&args(&["origin", "HEAD:agentbox/b1"]), b).is_ok());
+        assert!(parse_push(&args(&["origin", "agentbox/b1"]), b, Some(b)).is_ok());
+        assert!(parse_push(&args(&["origin", "HEAD:agentbox/b1"]), b, None).is_ok());
+        // Another branch is a request the host's policy decides on.
+        for (argv, current) in [
+            (&["origin", "HEAD:main"][..], Some(b)),
+            (&["origin", "agentbox/b1:refs/heads/main"], Some(b)),
+            (&["origin", "main"], Some("main")),
+        ] {
+            assert_eq!(
+                parse_push(&args(argv), b, current).map(|p| p.target),
+                Ok(Some("main".into())),
+                "{argv:?}"
+            );
+        }
         for hostile in [
             &["--receive-pack=touch /tmp/x", "origin"][..],
             &["--exec=sh"],
@@ -411,12 +461,17 @@ mod tests {
             &["/tmp/evil.git"],
             &["https://evil.example/x.git"],
             &["origin", "main"],
-            &["origin", "HEAD:main"],
-            &["origin", "agentbox/b1:refs/heads/main"],
             &["origin", "+agentbox/other"],
+            &["origin", "HEAD:../x"],
+            &["origin", "HEAD:refs/tags/v1"],
+            &["origin", "HEAD:-x"],
+            &["origin", "HEAD:a", "HEAD:b"],
             &["--mirror"],
         ] {
-            assert!(parse_push(&args(hostile), b).is_err(), "{hostile:?}");
+            assert!(
+                parse_push(&args(hostile), b, Some(b)).is_err(),
+                "{hostile:?}"
+            );
         }
     }
 

@@ -221,8 +221,12 @@ fn git_push_from_the_box_lands_in_the_hosts_remote_and_attacks_are_refused() {
             "is not allowed",
         ),
         (
-            vec!["git", "push", "origin", "HEAD:main"],
-            "only this box's branch",
+            vec!["git", "push", "origin", "main"],
+            "only the checked-out commit can be pushed",
+        ),
+        (
+            vec!["git", "push", "origin", "HEAD:refs/tags/v1"],
+            "not a plain branch name",
         ),
         (
             vec!["git", "push", "/tmp/elsewhere.git"],
@@ -250,6 +254,23 @@ fn git_push_from_the_box_lands_in_the_hosts_remote_and_attacks_are_refused() {
         "agentbox/p1",
         "only the box branch exists on the remote"
     );
+    // Another branch: the host asks (policy.pushOtherBranch defaults to ask), then pushes.
+    let child = host.spawn(
+        &repo,
+        &["exec", "--", "git", "push", "origin", "HEAD:feature-x"],
+    );
+    let approval = host.pending_approval(&repo);
+    assert!(
+        approval["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("feature-x")),
+        "{approval}"
+    );
+    host.ok(&repo, &["approve", approval["id"].as_str().expect("id")]);
+    let (ok, out) = finish(child);
+    assert!(ok, "{out}");
+    let log = git(&remote, &["log", "-1", "--format=%s", "feature-x"]);
+    assert_eq!(String::from_utf8_lossy(&log.stdout).trim(), "more");
     let audit: serde_json::Value =
         serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
     let entries = audit.as_array().expect("entries");

@@ -235,8 +235,9 @@ fn plain_branch(b: &str) -> bool {
 }
 
 /// `git push` for a box: the bundle (already downloaded and verified) is fetched into a
-/// quarantine ref, then the host pushes that ref to the box's own branch on a remote
-/// *name* it has, with allowlisted flags only. The command line is the host's.
+/// quarantine ref, then the host pushes that ref to the box's own branch (or, once the
+/// policy allowed it, another plain branch) on a remote *name* it has, with allowlisted
+/// flags only. The command line is the host's.
 pub fn git_push(
     facts: &BoxFacts<'_>,
     request: &agentbox_protocol::bridge::GitRequest,
@@ -246,10 +247,13 @@ pub fn git_push(
         Ok(r) => r,
         Err(why) => return refused(why),
     };
-    if request.branch.as_deref().is_some_and(|b| b != facts.branch) {
+    // Another branch than the box's own gets here only once the policy allowed it (by
+    // default after the user's approval); its name is checked again on this side.
+    let target = request.branch.as_deref().unwrap_or(facts.branch);
+    if !plain_branch(target) || target.starts_with("refs/") {
         return refused(format!(
-            "only the box's own branch `{}` can be pushed without approval",
-            facts.branch
+            "`{}` is not a plain branch name",
+            clean_text(target, 100)
         ));
     }
     let bundle_arg = bundle.display().to_string();
@@ -287,7 +291,7 @@ pub fn git_push(
     args.extend(request.flags.iter().map(|f| f.as_arg().to_string()));
     args.push("--".into());
     args.push(remote.to_string());
-    args.push(format!("{quarantine}:refs/heads/{}", facts.branch));
+    args.push(format!("{quarantine}:refs/heads/{target}"));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     match locked_git(facts.project, facts.push_lock, &refs) {
         Ok(o) => {
