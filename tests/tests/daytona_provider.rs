@@ -383,6 +383,23 @@ fn a_daytona_box_from_login_to_destroy() {
         "to the box\n"
     );
     host.ok(&repo, &["cp", &format!("{name}:README"), "readme-back"]);
+    // The box workspace comes back with `download`, through the preview URL too.
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo made in the box > made.txt",
+        ],
+    );
+    host.ok(&repo, &["download", &name, "-y"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.join("made.txt")).expect("downloaded"),
+        "made in the box\n"
+    );
     // The bridge's poller renews its preview token after the rotation and carries on, while
     // the edge answers 504 to any request without an answer after 2 s (held polls).
     host.faults(r#"{"gatewayTimeoutMs": 2000}"#);
