@@ -59,6 +59,10 @@ pub struct CreateOpts {
     /// resources (2-4-8); --size there only warns.
     #[arg(long)]
     pub size: Option<String>,
+    /// Start a daytona box from this checkpoint (default: `box.defaultCheckpointDaytona`);
+    /// its workspace is the checkpoint's, not seeded from here.
+    #[arg(long, value_name = "NAME")]
+    pub checkpoint: Option<String>,
 }
 
 /// The subcommands.
@@ -244,9 +248,12 @@ pub enum Cmd {
     /// The host bridge daemon that answers the boxes' requests (started on demand).
     #[command(subcommand)]
     Bridge(BridgeCmd),
-    /// Daytona: credentials (`login`). The daytona provider itself is not built yet.
+    /// Daytona: credentials (`login`, `resync`), and the provider sugar.
     #[command(subcommand)]
     Daytona(DaytonaCmd),
+    /// Checkpoints of daytona boxes: a box's disk that new boxes start from.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
     /// What boxes asked the host to do, and what the host answered.
     Audit {
         /// Print JSON.
@@ -338,6 +345,39 @@ pub struct DownloadOpts {
     pub allow_host_executed: bool,
     /// JSON output.
     pub json: bool,
+}
+
+/// `agentbox checkpoint …`.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCmd {
+    /// Capture a daytona box's disk as checkpoint NAME (the box runs on afterwards).
+    Create {
+        /// Its name (a-z, 0-9, -).
+        name: String,
+        /// The box (default: the project's only box).
+        #[arg(long = "box", value_name = "BOX")]
+        target: Option<String>,
+        /// New daytona boxes of this project start from it (`box.defaultCheckpointDaytona`).
+        #[arg(long)]
+        set_default: bool,
+        /// Not offered (the original's docker options): refused with a reason.
+        #[arg(long, hide = true)]
+        merged: bool,
+        /// Not offered: refused with a reason.
+        #[arg(long, hide = true)]
+        replace: bool,
+    },
+    /// The project's checkpoints.
+    List {
+        /// JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a checkpoint and its snapshot.
+    Rm {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// Commands that `agentbox daytona CMD …` runs as `agentbox CMD --provider daytona …`.
@@ -635,6 +675,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Destroy { target, yes } => ctx.destroy(target.as_deref(), yes),
         Cmd::Config(cmd) => ctx.config(cmd),
         Cmd::Bridge(cmd) => ctx.bridge(&cmd),
+        Cmd::Checkpoint(cmd) => ctx.checkpoint(cmd),
         Cmd::Daytona(DaytonaCmd::Resync { target }) => {
             let record = ctx.resolve(target.as_deref())?;
             let AnyBox::Daytona(b) = AnyBox::open(&record)? else {
@@ -985,8 +1026,28 @@ impl Ctx {
                     record.provider, record.provider
                 )
             })?;
-            if record.provider == "daytona" {
-                image = self.fresh_snapshot(&cfg, image)?;
+            let checkpoint = opts.checkpoint.clone().or_else(|| {
+                cfg.get("box.defaultCheckpointDaytona")
+                    .map(|(v, _)| v.to_string())
+                    .filter(|v| !v.is_empty())
+            });
+            let mut seeded = false;
+            match (&checkpoint, record.provider.as_str()) {
+                (Some(name), "daytona") => {
+                    let manifest =
+                        crate::checkpoint::find(self.home.root(), &project_id(&repo), name)?;
+                    eprintln!(
+                        "==> from checkpoint {name} (snapshot {})",
+                        manifest.snapshot
+                    );
+                    image = manifest.snapshot;
+                    seeded = true;
+                }
+                (Some(_), _) if opts.checkpoint.is_some() => {
+                    bail!("--checkpoint is for daytona boxes")
+                }
+                _ if record.provider == "daytona" => image = self.fresh_snapshot(&cfg, image)?,
+                _ => {}
             }
             let size = match opts.size.as_deref().or(cfg.get("box.size").map(|(v, _)| v)) {
                 Some(s) => Some(
@@ -999,6 +1060,7 @@ impl Ctx {
                 image,
                 home_label: provider::docker::home_label(self.home.root()),
                 size,
+                seeded,
             })
         } else {
             None
@@ -1043,6 +1105,11 @@ impl Ctx {
             record.name, record.provider
         ));
         b.lay_out(record, docker)?;
+        if docker.is_some_and(|d| d.seeded) {
+            progress("starting the box daemon and relay (the checkpoint holds the workspace)");
+            std::fs::create_dir_all(&record.dir)?;
+            return b.start(&record.bridge_token);
+        }
         progress(&format!(
             "packing the seed (history depth {})",
             if depth == 0 {
@@ -1578,6 +1645,80 @@ impl Ctx {
         config::write_file(&path, &values)?;
         eprintln!("==> {key} = {pinned} (in {})", path.display());
         println!("{pinned}");
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `agentbox checkpoint create|list|rm`.
+    fn checkpoint(&self, cmd: CheckpointCmd) -> anyhow::Result<ExitCode> {
+        let repo = git::repo_root(&self.cwd)?;
+        let project = project_id(&repo);
+        let home = self.home.root();
+        match cmd {
+            CheckpointCmd::Create {
+                name,
+                target,
+                set_default,
+                merged,
+                replace,
+            } => {
+                if merged || replace {
+                    bail!("a Daytona checkpoint is the box's whole disk: there is no --merged or --replace; `agentbox checkpoint rm NAME` and create it again to replace one");
+                }
+                if !crate::checkpoint::valid_name(&name) {
+                    bail!("`{name}` is not a checkpoint name (1-40 of a-z, 0-9, -)");
+                }
+                if crate::checkpoint::find(home, &project, &name).is_ok() {
+                    bail!("checkpoint `{name}` exists: `agentbox checkpoint rm {name}` first");
+                }
+                let record = self.resolve(target.as_deref())?;
+                let AnyBox::Daytona(b) = AnyBox::open(&record)? else {
+                    bail!(
+                        "box `{}` is a {} box: checkpoints are for daytona boxes",
+                        record.name,
+                        record.provider
+                    );
+                };
+                let snapshot = crate::checkpoint::snapshot_name(&project, &name);
+                b.checkpoint(&snapshot)?;
+                crate::checkpoint::save(
+                    home,
+                    &project,
+                    &crate::checkpoint::Manifest {
+                        name: name.clone(),
+                        snapshot: snapshot.clone(),
+                        source_box: record.name.clone(),
+                        created_at_ms: agentbox_protocol::now_millis(),
+                    },
+                )?;
+                if set_default {
+                    let path = self.config_file(&Scope {
+                        global: false,
+                        project: false,
+                    })?;
+                    let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+                    values.insert("box.defaultCheckpointDaytona".into(), name.clone());
+                    config::write_file(&path, &values)?;
+                    eprintln!("==> box.defaultCheckpointDaytona = {name}");
+                }
+                println!("{name}");
+            }
+            CheckpointCmd::List { json } => {
+                let all = crate::checkpoint::list(home, &project)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&all)?);
+                } else {
+                    for m in all {
+                        println!("{}\t{}\tfrom {}", m.name, m.snapshot, m.source_box);
+                    }
+                }
+            }
+            CheckpointCmd::Rm { name } => {
+                let manifest = crate::checkpoint::find(home, &project, &name)?;
+                provider::daytona::delete_snapshot(home, &manifest.snapshot)?;
+                crate::checkpoint::forget(home, &project, &name)?;
+                eprintln!("removed checkpoint {name} (snapshot {})", manifest.snapshot);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 

@@ -14,6 +14,7 @@
 
 pub mod attach;
 pub mod bridge;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod daytona;

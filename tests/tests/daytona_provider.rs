@@ -111,6 +111,15 @@ impl Drop for Host {
                 let _ = Command::new("docker").args(["rm", "-f", id]).output();
             }
         }
+        // Checkpoint images the fake committed.
+        if let Ok(out) = Command::new("docker")
+            .args(["images", "-q", "daytona-fake-ckpt"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+            }
+        }
     }
 }
 
@@ -406,6 +415,46 @@ fn a_daytona_box_from_login_to_destroy() {
     std::thread::sleep(Duration::from_secs(3));
     push("pushed-after-restart");
     host.faults(r#"{"gatewayTimeoutMs": 0}"#);
+
+    // A checkpoint: new boxes start from the box's disk, without seeding.
+    let merged = host.run(&repo, &["checkpoint", "create", "x", "--merged"]);
+    assert!(String::from_utf8_lossy(&merged.stderr).contains("there is no --merged or --replace"));
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "checkpoint",
+                "create",
+                "ck1",
+                "--box",
+                &name,
+                "--set-default"
+            ]
+        )
+        .trim(),
+        "ck1"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["checkpoint", "list", "--json"])).expect("json");
+    assert_eq!(listed[0]["name"], "ck1");
+    assert_eq!(listed[0]["source_box"], name.as_str());
+    let from = host.run(&repo, &["daytona", "create", "--name", "fromck"]);
+    let said = String::from_utf8_lossy(&from.stderr);
+    assert!(from.status.success(), "{said}");
+    assert!(
+        said.contains("from checkpoint ck1") && !said.contains("packing the seed"),
+        "{said}"
+    );
+    assert_eq!(
+        host.ok(&repo, &["exec", "fromck", "--", "cat", "in.txt"]),
+        "to the box\n"
+    );
+    host.ok(&repo, &["destroy", "-y", "fromck"]);
+    let missing = host.run(&repo, &["daytona", "create", "--checkpoint", "nope"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no checkpoint named `nope`"));
+    host.ok(&repo, &["checkpoint", "rm", "ck1"]);
+    host.ok(&repo, &["config", "unset", "box.defaultCheckpointDaytona"]);
+    assert_eq!(host.ok(&repo, &["checkpoint", "list"]), "");
 
     host.ok(&repo, &["destroy", "-y", &name]);
 

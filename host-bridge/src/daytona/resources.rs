@@ -380,6 +380,17 @@ impl Daytona {
         }
     }
 
+    /// Captures a sandbox's disk as snapshot `name` (`POST /sandbox/{id}/snapshot`; the
+    /// sandbox goes `snapshotting`, then back). Not repeated on an ambiguous failure.
+    pub async fn snapshot_sandbox(&self, sandbox: &str, name: &str) -> Result<(), DaytonaError> {
+        let path = format!("/sandbox/{sandbox}/snapshot");
+        let body = serde_json::json!({ "name": name, "includeMemory": false });
+        self.call_no_body(false, &|| {
+            self.request(reqwest::Method::POST, &path).json(&body)
+        })
+        .await
+    }
+
     /// The standard preview URL of `port` and its token.
     pub async fn preview_link(
         &self,

@@ -210,6 +210,24 @@ impl DaytonaBox {
         Ok(sent)
     }
 
+    /// Captures the box's disk as snapshot `name` and waits until it is active and the box
+    /// runs again.
+    pub fn checkpoint(&self, name: &str) -> anyhow::Result<()> {
+        let sandbox = self.get()?;
+        self.runtime.block_on(async {
+            self.client.snapshot_sandbox(&sandbox.id, name).await?;
+            self.client
+                .wait_snapshot(name, Duration::from_secs(15 * 60), &|state| {
+                    eprintln!("==> checkpoint {name}: {state}");
+                })
+                .await?;
+            self.client
+                .wait_for_state(&sandbox.id, "started", Duration::from_secs(300))
+                .await
+        })?;
+        Ok(())
+    }
+
     /// A signed preview link of `port` that lasts `ttl` (it carries its own token).
     pub fn signed_url(&self, port: u16, ttl: Duration) -> anyhow::Result<String> {
         Ok(self
@@ -314,6 +332,18 @@ pub fn sandboxes(
         .into_iter()
         .filter_map(|s| Some((s.name.clone(), s.labels.get("agentbox.box")?.clone())))
         .collect())
+}
+
+/// Deletes Daytona snapshot `name` (gone already counts as done).
+pub fn delete_snapshot(home: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    let client = Settings::load(home)?.client()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(client.delete_snapshot(name)) {
+        Ok(()) | Err(DaytonaError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The relay of box `name` behind Daytona's preview proxy, for async callers (the host

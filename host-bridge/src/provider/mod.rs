@@ -26,6 +26,8 @@ pub struct DockerSettings {
     pub home_label: String,
     /// `--size` / `box.size`.
     pub size: Option<docker::Size>,
+    /// The image is a checkpoint that holds the workspace already: no seeding.
+    pub seeded: bool,
 }
 
 /// A box of any provider, for the commands that work the same on all of them.

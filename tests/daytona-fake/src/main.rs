@@ -439,6 +439,7 @@ async fn main() -> std::io::Result<()> {
         .route("/_fake/faults", post(faults))
         .route("/_fake/upstream", post(preview::set_upstream))
         .route("/toolbox/{id}/process/execute", post(runner::execute))
+        .route("/api/sandbox/{id}/snapshot", post(runner::snapshot))
         .route("/toolbox/{id}/files/upload", post(runner::upload))
         .route(
             "/_preview/{target}/{*rest}",

@@ -256,3 +256,77 @@ pub async fn upload(
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &path, &e.to_string()),
     }
 }
+
+/// `POST /api/sandbox/{id}/snapshot {name}`: the container's disk becomes image
+/// `daytona-fake-ckpt:<n>` and snapshot `name` of it (`pending`, then `active`); the
+/// sandbox is `snapshotting` meanwhile.
+pub async fn snapshot(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let path = format!("/api/sandbox/{id}/snapshot");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let Some(name) = body["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+    else {
+        return error(StatusCode::BAD_REQUEST, &path, "name is required");
+    };
+    let sid = {
+        let mut map = lock(&fake.sandboxes);
+        let Some(s) = crate::find(&mut map, &id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &path,
+                &format!("Sandbox with ID or name {id} not found"),
+            );
+        };
+        if s["state"] != "started" {
+            return error(StatusCode::BAD_REQUEST, &path, "Sandbox is not started");
+        }
+        s["state"] = json!("snapshotting");
+        s["id"].as_str().unwrap_or_default().to_string()
+    };
+    if lock(&fake.snapshots)
+        .values()
+        .any(|s| s["name"] == name.as_str())
+    {
+        if let Some(s) = lock(&fake.sandboxes).get_mut(&sid) {
+            s["state"] = json!("started");
+        }
+        return error(
+            StatusCode::CONFLICT,
+            &path,
+            &format!("Snapshot with name {name} already exists"),
+        );
+    }
+    let image = format!("daytona-fake-ckpt:{}", crate::next_id(&fake, "c"));
+    let snap_id = crate::next_id(&fake, "snap");
+    lock(&fake.snapshots).insert(
+        snap_id.clone(),
+        json!({"id": snap_id, "name": name, "imageName": image, "state": "pending", "errorReason": null}),
+    );
+    let answer = lock(&fake.sandboxes).get(&sid).cloned().unwrap_or_default();
+    let fake2 = fake.clone();
+    tokio::spawn(async move {
+        let done = docker(&["commit".into(), container(&sid), image.clone()]).await;
+        if let Some(s) = lock(&fake2.snapshots).get_mut(&snap_id) {
+            match &done {
+                Ok(_) => s["state"] = json!("active"),
+                Err(e) => {
+                    s["state"] = json!("error");
+                    s["errorReason"] = json!(e);
+                }
+            }
+        }
+        if let Some(s) = lock(&fake2.sandboxes).get_mut(&sid) {
+            s["state"] = json!("started");
+        }
+    });
+    Json(answer).into_response()
+}
