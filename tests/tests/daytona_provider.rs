@@ -413,6 +413,16 @@ fn a_daytona_box_from_login_to_destroy() {
     // the edge answers 504 to any request without an answer after 2 s (held polls).
     host.faults(r#"{"gatewayTimeoutMs": 2000}"#);
     std::thread::sleep(Duration::from_secs(3));
+    // Its polls (several in these seconds) do not count as the box's activity, so they
+    // never keep an idle box from its auto-stop.
+    let activity = || host.sandboxes()[0]["lastActivityAt"].as_u64().unwrap_or(0);
+    let idle_since = activity();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        activity(),
+        idle_since,
+        "the host's polling kept the box awake"
+    );
     push("pushed-after-restart");
     host.faults(r#"{"gatewayTimeoutMs": 0}"#);
 

@@ -77,6 +77,13 @@ fn next_id(fake: &Fake, prefix: &str) -> String {
     format!("{prefix}-{:08x}", *n)
 }
 
+/// Milliseconds since the epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A new 32-character preview token.
 fn new_token(fake: &Fake) -> String {
     let n = next_id(fake, "t");

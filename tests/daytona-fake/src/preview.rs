@@ -95,6 +95,17 @@ pub async fn proxy(
         Ok(found) => found,
         Err(r) => return *r,
     };
+    // Daytona's proxy counts a request as activity (what keeps a sandbox from its
+    // auto-stop) unless it says not to.
+    let skip_activity = request
+        .headers()
+        .get("x-daytona-skip-last-activity-update")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if !skip_activity {
+        if let Some(s) = lock(&fake.sandboxes).get_mut(&sandbox) {
+            s["lastActivityAt"] = serde_json::json!(crate::now_ms());
+        }
+    }
     let started = lock(&fake.sandboxes)
         .get(&sandbox)
         .is_some_and(|s| s["state"] == "started");
