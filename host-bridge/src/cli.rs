@@ -1176,7 +1176,12 @@ impl Ctx {
 
     fn download(&self, target: Option<&str>, o: &DownloadOpts) -> anyhow::Result<ExitCode> {
         use crate::download::{self, Change};
-        let record = self.resolve(target)?;
+        let record = match (target, self.resolve(target)) {
+            (Some(what @ ("env" | "config" | "claude")), Err(_)) => bail!(
+                "`agentbox download {what}` (the box's env files, config or Claude state) is not built; `agentbox download [BOX]` brings the workspace back (--with-env includes .env files)"
+            ),
+            (_, found) => found?,
+        };
         let relay = Self::relay_of(&record)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

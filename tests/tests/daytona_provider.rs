@@ -405,6 +405,8 @@ fn a_daytona_box_from_login_to_destroy() {
         ],
     );
     host.ok(&repo, &["download", &name, "-y"]);
+    let env = host.run(&repo, &["download", "env"]);
+    assert!(String::from_utf8_lossy(&env.stderr).contains("`agentbox download env`"));
     assert_eq!(
         std::fs::read_to_string(repo.join("made.txt")).expect("downloaded"),
         "made in the box\n"
