@@ -326,6 +326,13 @@ pub enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check what agentbox needs on this machine (tmux, git, docker, Daytona credentials)
+    /// and, on a terminal, offer to log in to Daytona.
+    Install {
+        /// Only report; ask nothing.
+        #[arg(long)]
+        check: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -345,6 +352,66 @@ pub struct DownloadOpts {
     pub allow_host_executed: bool,
     /// JSON output.
     pub json: bool,
+}
+
+/// `agentbox install`: what this machine has for each provider, and the Daytona login on
+/// a terminal. Exit 0 when the local provider can run.
+fn install(home: &Home, check: bool) -> anyhow::Result<ExitCode> {
+    let found = |program: &str, arg: &str| {
+        std::process::Command::new(program)
+            .arg(arg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let line = |ok: bool, what: &str, fix: &str| {
+        if ok {
+            println!("ok       {what}");
+        } else {
+            println!("missing  {what}: {fix}");
+        }
+    };
+    let tmux = found("tmux", "-V");
+    let git = found("git", "--version");
+    line(
+        tmux,
+        "tmux (agent sessions)",
+        "install it (apt-get install tmux)",
+    );
+    line(
+        git,
+        "git (seeding, push)",
+        "install it (apt-get install git)",
+    );
+    line(
+        found("docker", "info"),
+        "a Docker engine (the docker provider)",
+        "install docker.io and start dockerd",
+    );
+    let settings = crate::daytona::login::Settings::load(home.root())?;
+    line(
+        settings.key.is_some(),
+        "Daytona credentials (the daytona provider)",
+        "run `agentbox daytona login`",
+    );
+    if settings.key.is_none()
+        && !check
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
+    {
+        eprint!("Log in to Daytona now? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim().eq_ignore_ascii_case("y") {
+            crate::daytona::login::login(home.root(), crate::daytona::login::LoginArgs::default())?;
+        }
+    }
+    Ok(if tmux && git {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `agentbox checkpoint …`.
@@ -588,6 +655,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         crate::bridge::run(&Home::from_env()?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if let Cmd::Install { check } = &cli.command {
+        return install(&Home::from_env()?, *check);
+    }
     if let Cmd::Daytona(DaytonaCmd::Login {
         api_key,
         org_id,
@@ -622,7 +692,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let ctx = Ctx::new()?;
     match cli.command {
-        Cmd::Completions { .. } => Ok(ExitCode::SUCCESS),
+        Cmd::Completions { .. } | Cmd::Install { .. } => Ok(ExitCode::SUCCESS),
         Cmd::Create { opts, json } => {
             let record = ctx.create(&opts)?;
             if json {

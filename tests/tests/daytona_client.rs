@@ -360,6 +360,20 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
         child.wait_with_output().expect("wait")
     };
     let secrets = home.path().join("secrets.env");
+    // `install` reports what is missing, and asks nothing without a terminal.
+    let before = agentbox(&["install"], "");
+    let report = String::from_utf8_lossy(&before.stdout);
+    assert!(before.status.success(), "{report}");
+    assert!(
+        report.contains("ok       tmux") && report.contains("ok       git"),
+        "{report}"
+    );
+    assert!(
+        report.contains(
+            "missing  Daytona credentials (the daytona provider): run `agentbox daytona login`"
+        ),
+        "{report}"
+    );
 
     let wrong = agentbox(
         &[
@@ -397,6 +411,8 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
     assert!(text.contains(&format!("DAYTONA_API_KEY={key}")), "{text}");
     assert!(text.contains("DAYTONA_ORGANIZATION_ID=org-7"), "{text}");
 
+    let after = agentbox(&["install", "--check"], "");
+    assert!(String::from_utf8_lossy(&after.stdout).contains("ok       Daytona credentials"));
     let status = agentbox(&["daytona", "login", "--status", "--json"], "");
     assert!(status.status.success());
     let out = String::from_utf8_lossy(&status.stdout);
