@@ -1697,15 +1697,14 @@ impl Ctx {
         let base = base_image
             .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
             .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
-        let tag = provider::docker::prepare(&base, force)?;
         let (key, pinned) = if provider == "daytona" {
             let home = self.home.root().to_path_buf();
             (
                 "box.imageDaytona",
-                crate::daytona::prepare::snapshot(&home, &tag, force)?,
+                crate::daytona::prepare::snapshot(&home, &base, force)?,
             )
         } else {
-            ("box.image", tag)
+            ("box.image", provider::docker::prepare(&base, force)?)
         };
         let path = self.config_file(&Scope {
             global: false,

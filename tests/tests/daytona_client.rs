@@ -228,7 +228,7 @@ fn snapshots_build_to_active_or_report_why_they_failed() {
         let request = agentbox::daytona::CreateSnapshot {
             name: "agentbox-base-0123abcd".into(),
             build_info: Some(agentbox::daytona::BuildInfo {
-                dockerfile_content: "FROM debian:bookworm-slim\n".into(),
+                dockerfile_content: "FROM scratch\nLABEL agentbox.test=1\n".into(),
                 context_hashes: vec![],
             }),
             cpu: Some(2),
@@ -274,6 +274,10 @@ fn snapshots_build_to_active_or_report_why_they_failed() {
             "{failed}"
         );
 
+        // The fake built it with Docker: leave no image behind.
+        if let Some(image) = done.image_name.as_deref() {
+            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+        }
         d.delete_snapshot(&request.name).await.expect("delete");
         let gone = d
             .wait_snapshot(&request.name, Duration::from_secs(1), &|_| {})

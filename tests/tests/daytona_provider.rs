@@ -1,6 +1,7 @@
-//! The `daytona` provider end to end against `daytona-fake`, which runs sandboxes as Docker
-//! containers of the snapshot's image and serves Daytona's preview proxy: login → prepare
-//! (the box image becomes a snapshot) → create (seeded through the preview URL) → exec
+//! The `daytona` provider end to end against `daytona-fake`, which builds snapshots with
+//! Docker from the uploaded context, runs sandboxes as Docker containers of the snapshot's
+//! image and serves Daytona's preview proxy: login → prepare (Dockerfile.box and its build
+//! context sent; the fake builds the snapshot) → create (seeded through the preview URL) → exec
 //! through the toolbox → cp both ways → attach (the private preview refuses WebSocket, so
 //! HTTP streaming) → stop/start (the preview token rotates, the host renews it) → destroy
 //! leaves no sandbox and no container.
@@ -111,13 +112,12 @@ impl Drop for Host {
                 let _ = Command::new("docker").args(["rm", "-f", id]).output();
             }
         }
-        // Checkpoint images the fake committed.
-        if let Ok(out) = Command::new("docker")
-            .args(["images", "-q", "daytona-fake-ckpt"])
-            .output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+        // Images the fake built (snapshots) and committed (checkpoints).
+        for repo in ["daytona-fake-ckpt", "daytona-fake-build"] {
+            if let Ok(out) = Command::new("docker").args(["images", "-q", repo]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+                }
             }
         }
     }

@@ -430,6 +430,7 @@ impl Daytona {
 pub mod login;
 pub mod prepare;
 mod resources;
+pub mod storage;
 pub use resources::{
     BuildInfo, CreateSnapshot, Executed, PreviewLink, SignedPreviewLink, Snapshot, Volume,
     VolumeMount, PREVIEW_TOKEN_HEADER,

@@ -2,8 +2,9 @@
 //! after the checksum of its inputs (`agentbox-base-<checksum>`), so an unchanged image is
 //! never baked twice and a changed one never reuses a stale snapshot.
 //!
-//! The snapshot is made from the image reference (`imageName`); Daytona's builder pulls
-//! it. The Dockerfile route (build context in Daytona's object storage) is not built.
+//! Daytona builds it server-side from `Dockerfile.box`: the build context (binaries and
+//! shims) goes to Daytona's object storage, the Dockerfile in `buildInfo`. No local Docker
+//! is needed.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,10 +23,11 @@ pub fn snapshot_name(tag: &str) -> String {
     format!("agentbox-base-{checksum}")
 }
 
-/// Makes (or finds) the active snapshot of image `tag`; returns its name.
-pub fn snapshot(home: &Path, tag: &str, force: bool) -> anyhow::Result<String> {
+/// Makes (or finds) the active snapshot of the box image on `base`; returns its name.
+pub fn snapshot(home: &Path, base: &str, force: bool) -> anyhow::Result<String> {
+    let tag = crate::provider::docker::current_tag(base)?;
     let client = Settings::load(home)?.client()?;
-    let name = snapshot_name(tag);
+    let name = snapshot_name(&tag);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -43,9 +45,18 @@ pub fn snapshot(home: &Path, tag: &str, force: bool) -> anyhow::Result<String> {
             Err(e) => return Err(e.into()),
         }
         let (cpu, memory, disk) = crate::provider::daytona::DEFAULT_SIZE;
+        let (dockerfile, context) = crate::provider::docker::remote_build(base)?;
+        eprintln!(
+            "==> sending the build context ({:.1} MiB)",
+            context.len() as f64 / 1_048_576.0
+        );
+        let hash = client.push_context(&context).await?;
         let request = CreateSnapshot {
             name: name.clone(),
-            image_name: Some(tag.to_string()),
+            build_info: Some(super::BuildInfo {
+                dockerfile_content: dockerfile,
+                context_hashes: vec![hash],
+            }),
             cpu: Some(cpu),
             memory: Some(memory),
             disk: Some(disk),
@@ -58,7 +69,7 @@ pub fn snapshot(home: &Path, tag: &str, force: bool) -> anyhow::Result<String> {
             })
             .await
             .with_context(|| {
-                format!("Daytona could not make snapshot {name} from {tag} (Daytona must be able to pull the image)")
+                format!("Daytona could not build snapshot {name} from Dockerfile.box on {base}")
             })?;
         Ok::<_, anyhow::Error>(name.clone())
     })

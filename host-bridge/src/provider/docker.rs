@@ -102,6 +102,40 @@ fn tag_of(base_image: &str, ctl: &[u8], relay: &[u8]) -> String {
     format!("agentbox-box:{}", &hasher.finalize().to_hex()[..16])
 }
 
+/// The build context of the box image: the binaries and shims, and the Dockerfile when
+/// `with_dockerfile`.
+fn context_tar(ctl: &[u8], relay: &[u8], with_dockerfile: bool) -> std::io::Result<Vec<u8>> {
+    let mut context = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_mtime(0);
+        h.set_cksum();
+        context.append_data(&mut h, name, data)
+    };
+    if with_dockerfile {
+        add("Dockerfile", DOCKERFILE.as_bytes(), 0o644)?;
+    }
+    add("agentbox-ctl", ctl, 0o755)?;
+    add("agentbox-relay", relay, 0o755)?;
+    add("shims/git", SHIM_GIT.as_bytes(), 0o755)?;
+    add("shims/gh", SHIM_GH.as_bytes(), 0o755)?;
+    context.into_inner()
+}
+
+/// What a remote builder needs for the box image on `base_image`: the Dockerfile (its
+/// base made `base_image`) and the context its `COPY`s read, as a tar.
+pub fn remote_build(base_image: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    let (ctl, relay) = box_binary_bytes()?;
+    let dockerfile = DOCKERFILE.replacen(
+        "ARG BASE_IMAGE=debian:bookworm-slim",
+        &format!("ARG BASE_IMAGE={base_image}"),
+        1,
+    );
+    Ok((dockerfile, context_tar(&ctl, &relay, false)?))
+}
+
 /// The tag `prepare` would give the box image now, without building anything.
 pub fn current_tag(base_image: &str) -> anyhow::Result<String> {
     let (ctl, relay) = box_binary_bytes()?;
@@ -119,20 +153,7 @@ pub fn prepare(base_image: &str, force: bool) -> anyhow::Result<String> {
         return Ok(tag);
     }
     eprintln!("==> building {tag} from Dockerfile.box on {base_image}");
-    let mut context = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_cksum();
-        context.append_data(&mut h, name, data)
-    };
-    add("Dockerfile", DOCKERFILE.as_bytes(), 0o644)?;
-    add("agentbox-ctl", &ctl_bytes, 0o755)?;
-    add("agentbox-relay", &relay_bytes, 0o755)?;
-    add("shims/git", SHIM_GIT.as_bytes(), 0o755)?;
-    add("shims/gh", SHIM_GH.as_bytes(), 0o755)?;
-    let context = context.into_inner()?;
+    let context = context_tar(&ctl_bytes, &relay_bytes, true)?;
     let args = HashMap::from([("BASE_IMAGE", base_image)]);
     let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")

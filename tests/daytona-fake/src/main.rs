@@ -443,6 +443,16 @@ async fn main() -> std::io::Result<()> {
             "/api/snapshots/{id}",
             get(resources::get_snapshot).delete(resources::delete_snapshot),
         )
+        .route(
+            "/api/object-storage/push-access",
+            get(resources::push_access),
+        )
+        .route(
+            "/_s3/{bucket}/{*key}",
+            get(resources::s3_head)
+                .put(resources::s3_put)
+                .layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .route("/_fake/faults", post(faults))
         .route("/_fake/upstream", post(preview::set_upstream))
         .route("/toolbox/{id}/process/execute", post(runner::execute))

@@ -220,6 +220,10 @@ pub async fn create_snapshot(
     snapshots.insert(id.clone(), snapshot.clone());
     drop(snapshots);
     let failure = lock(&fake.faults).fail_next_snapshot.take();
+    if let (Some(build), None) = (build.cloned(), &failure) {
+        tokio::spawn(self::build(fake.clone(), id, build));
+        return Json(snapshot).into_response();
+    }
     settle_in(&fake, move |f| {
         if let Some(s) = lock(&f.snapshots).get_mut(&id) {
             match failure {
@@ -383,5 +387,129 @@ pub async fn preview_url(
             .into_response()
         }
         _ => error(StatusCode::NOT_FOUND, &path, "Cannot GET"),
+    }
+}
+
+/// `GET /api/object-storage/push-access`: credentials for the fake's S3 (`/_s3`).
+pub async fn push_access(State(fake): State<Shared>, headers: HeaderMap) -> Response {
+    if let Err(r) = gate(&fake, &headers, "/api/object-storage/push-access") {
+        return *r;
+    }
+    Json(json!({
+        "accessKey": "fake-access",
+        "secret": "fake-secret",
+        "sessionToken": "fake-session",
+        "storageUrl": format!("http://127.0.0.1:{}/_s3", fake.port()),
+        "organizationId": "org-fake",
+        "bucket": "daytona-volume-builds",
+    }))
+    .into_response()
+}
+
+fn s3_path(fake: &crate::Fake, bucket: &str, key: &str) -> Option<std::path::PathBuf> {
+    if key.split('/').any(|p| p.is_empty() || p == "..") || bucket.contains('/') {
+        return None;
+    }
+    Some(fake.data.join("s3").join(bucket).join(key))
+}
+
+/// The fake's S3 checks that a request is SigV4-signed with the credentials it handed out.
+fn s3_signed(headers: &HeaderMap) -> bool {
+    let get = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+    get("authorization").starts_with("AWS4-HMAC-SHA256 Credential=fake-access/")
+        && get("authorization").contains("Signature=")
+        && get("x-amz-security-token") == "fake-session"
+        && !get("x-amz-date").is_empty()
+        && get("x-amz-content-sha256").len() == 64
+}
+
+/// `HEAD` (and `GET`) `/_s3/{bucket}/{*key}`.
+pub async fn s3_head(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path((bucket, key)): Path<(String, String)>,
+) -> Response {
+    if !s3_signed(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    match s3_path(&fake, &bucket, &key) {
+        Some(p) if p.is_file() => StatusCode::OK.into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// `PUT /_s3/{bucket}/{*key}`.
+pub async fn s3_put(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path((bucket, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Response {
+    if !s3_signed(&headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    let Some(path) = s3_path(&fake, &bucket, &key) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::write(&path, &body));
+    match written {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Builds snapshot `id` with Docker from its `buildInfo`: the uploaded contexts unpacked
+/// side by side, the Dockerfile beside them.
+pub async fn build(fake: Shared, id: String, build: Value) {
+    let result = async {
+        let dir = fake.data.join("builds").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        for hash in build["contextHashes"].as_array().into_iter().flatten() {
+            let hash = hash.as_str().unwrap_or_default();
+            let tar = s3_path(
+                &fake,
+                "daytona-volume-builds",
+                &format!("org-fake/{hash}/context.tar"),
+            )
+            .filter(|p| p.is_file())
+            .ok_or_else(|| format!("build context {hash} was never uploaded"))?;
+            let file = std::fs::File::open(&tar).map_err(|e| e.to_string())?;
+            tar::Archive::new(file)
+                .unpack(&dir)
+                .map_err(|e| e.to_string())?;
+        }
+        let dockerfile = build["dockerfileContent"].as_str().unwrap_or_default();
+        std::fs::write(dir.join("Dockerfile"), dockerfile).map_err(|e| e.to_string())?;
+        let tag = format!("daytona-fake-build:{}", id.replace('-', ""));
+        let out = tokio::process::Command::new("docker")
+            .args(["build", "-q", "-t", &tag])
+            .arg(&dir)
+            .output()
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&dir);
+        if out.status.success() {
+            Ok(tag)
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        }
+    }
+    .await;
+    if let Some(s) = lock(&fake.snapshots).get_mut(&id) {
+        match result {
+            Ok(tag) => {
+                s["state"] = json!("active");
+                s["imageName"] = json!(tag);
+            }
+            Err(reason) => {
+                s["state"] = json!("build_failed");
+                s["errorReason"] = json!(reason);
+            }
+        }
     }
 }
