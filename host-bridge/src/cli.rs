@@ -1496,13 +1496,23 @@ impl Ctx {
     }
 
     fn agent(&self, agent: &str, a: AgentArgs) -> anyhow::Result<ExitCode> {
+        let mut flags = BTreeMap::new();
+        if let Some(p) = &a.opts.provider {
+            flags.insert("box.provider".to_string(), p.clone());
+        }
+        let provider = self
+            .resolved(flags)?
+            .get("box.provider")
+            .map_or_else(|| "local".to_string(), |(v, _)| v.to_string());
         // The local provider runs this machine's programs: the agent must be installed here.
-        let on_path = std::env::var_os("PATH")
-            .and_then(|p| {
-                p.to_str()
-                    .map(|p| p.split(':').any(|d| Path::new(d).join(agent).is_file()))
-            })
-            .unwrap_or(false);
+        // Other providers run their image's (checked when the session starts).
+        let on_path = provider != "local"
+            || std::env::var_os("PATH")
+                .and_then(|p| {
+                    p.to_str()
+                        .map(|p| p.split(':').any(|d| Path::new(d).join(agent).is_file()))
+                })
+                .unwrap_or(false);
         if !on_path {
             bail!("`{agent}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
         }

@@ -470,6 +470,18 @@ fn a_daytona_box_from_login_to_destroy() {
 
     host.ok(&repo, &["destroy", "-y", &name]);
 
+    // `daytona claude` does not look for `claude` on this machine (the image has to have
+    // it: agents are baked in by another issue); the box comes up and the session start
+    // says what is missing.
+    let claude = host.run(&repo, &["daytona", "claude", "-d", "--name", "cl"]);
+    let said = String::from_utf8_lossy(&claude.stderr);
+    assert!(
+        !said.contains("is not installed in the box (the local provider"),
+        "{said}"
+    );
+    assert!(said.contains("claude"), "{said}");
+    let _ = host.run(&repo, &["destroy", "-y", "cl"]);
+
     // A snapshot baked from other inputs: without a terminal, a loud warning, then it boots.
     host.ok(
         &repo,
