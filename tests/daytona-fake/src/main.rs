@@ -51,6 +51,8 @@ struct Fake {
     signed: Mutex<HashMap<String, Signed>>,
     /// Where a sandbox's port is served from (a test control).
     upstreams: Mutex<HashMap<(String, u16), String>>,
+    /// A sandbox container's address, for its other ports.
+    container_ips: Mutex<HashMap<String, String>>,
     /// The preview proxy's client.
     http: reqwest::Client,
     /// Where volumes keep their files.
@@ -405,6 +407,7 @@ async fn main() -> std::io::Result<()> {
         tokens: Mutex::default(),
         signed: Mutex::default(),
         upstreams: Mutex::default(),
+        container_ips: Mutex::default(),
         http: reqwest::Client::new(),
         data: std::env::var_os("DAYTONA_FAKE_DATA").map_or_else(
             || std::env::temp_dir().join(format!("daytona-fake-{}", std::process::id())),

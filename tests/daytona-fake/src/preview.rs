@@ -124,7 +124,13 @@ pub async fn proxy(
         }
         return r;
     }
-    let Some(upstream) = lock(&fake.upstreams).get(&(sandbox, port)).cloned() else {
+    let mapped = lock(&fake.upstreams).get(&(sandbox.clone(), port)).cloned();
+    let upstream = mapped.or_else(|| {
+        lock(&fake.container_ips)
+            .get(&sandbox)
+            .map(|ip| format!("{ip}:{port}"))
+    });
+    let Some(upstream) = upstream else {
         return refuse(StatusCode::BAD_GATEWAY, "nothing listens on that port");
     };
     let query = request

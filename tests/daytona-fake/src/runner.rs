@@ -49,6 +49,18 @@ pub async fn image_for(fake: &Shared, snapshot: Option<&str>) -> Option<String> 
 
 /// Points the preview proxy at the container's published ports.
 async fn map_ports(fake: &Shared, id: &str) -> Result<(), String> {
+    // Any other port of the box is reached at the container's address, as Daytona's proxy
+    // reaches any port of a sandbox.
+    let ip = docker(&[
+        "inspect".into(),
+        "-f".into(),
+        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}".into(),
+        container(id),
+    ])
+    .await?;
+    if !ip.is_empty() {
+        lock(&fake.container_ips).insert(id.to_string(), ip);
+    }
     for port in PORTS {
         let published = docker(&["port".into(), container(id), port.to_string()]).await?;
         let target = published
