@@ -282,6 +282,21 @@ fn a_daytona_box_from_login_to_destroy() {
         "{}",
         String::from_utf8_lossy(&screen.stderr)
     );
+    // Any port of the box has a link: a second relay listening on 3001 answers through one.
+    host.ok(
+        &repo,
+        &["exec", &name, "--", "sh", "-c", "mkdir -p /tmp/r2/run /tmp/r2/state && AGENTBOX_RUN_DIR=/tmp/r2/run AGENTBOX_STATE_DIR=/tmp/r2/state AGENTBOX_BRIDGE_PORT=3001 AGENTBOX_WEB_PORT=3002 AGENTBOX_BIND_ADDR=0.0.0.0 nohup agentbox-relay >/dev/null 2>&1 & sleep 1"],
+    );
+    let other = host.ok(&repo, &["url", &name, "--port", "3001"]);
+    let health = Command::new("curl")
+        .args(["-fsS", &format!("{}/healthz", other.trim())])
+        .output()
+        .expect("curl");
+    assert!(
+        String::from_utf8_lossy(&health.stdout).contains("agentbox-relay"),
+        "{other}: {}",
+        String::from_utf8_lossy(&health.stderr)
+    );
     let out = host.run(&repo, &["url", &name, "--ttl", "25h"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("from 1h to 24h"));
     assert_eq!(
