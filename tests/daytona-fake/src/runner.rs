@@ -321,7 +321,14 @@ pub async fn snapshot(
     let snap_id = crate::next_id(&fake, "snap");
     lock(&fake.snapshots).insert(
         snap_id.clone(),
-        json!({"id": snap_id, "name": name, "imageName": image, "state": "pending", "errorReason": null}),
+        json!({
+            "id": snap_id, "organizationId": "org-fake", "general": false, "name": name,
+            "imageName": image, "state": "pending", "size": null, "entrypoint": [],
+            "cpu": 2, "gpu": 0, "gpuType": [], "mem": 4, "disk": 8, "errorReason": null,
+            "createdAt": "2026-11-29T00:00:00.000Z", "updatedAt": "2026-11-29T00:00:00.000Z",
+            "lastUsedAt": null, "buildInfo": null, "regionIds": ["us"],
+            "initialRunnerId": null, "ref": null, "sandboxClass": "container",
+        }),
     );
     let answer = lock(&fake.sandboxes).get(&sid).cloned().unwrap_or_default();
     let fake2 = fake.clone();

@@ -1,0 +1,229 @@
+//! Contract tests: the JSON `daytona-fake` answers has the field names of Daytona's API as
+//! the reference's Part B lists them (required fields present, no field Daytona does not
+//! have), so that the client is tested against Daytona's shapes, not the fake's own.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use agentbox_tests::bin_path;
+use serde_json::{json, Value};
+
+struct Fake {
+    child: Child,
+    root: String,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn fake() -> Fake {
+    let mut child = Command::new(bin_path("daytona-fake"))
+        .args(["0", "k"])
+        .env("DAYTONA_FAKE_TRANSITION_MS", "50")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("daytona-fake");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port line");
+    let root = format!(
+        "http://127.0.0.1:{}",
+        line.trim().trim_start_matches("listening on ")
+    );
+    Fake { child, root }
+}
+
+fn call(f: &Fake, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let url = format!("{}/api{path}", f.root);
+        let mut request = match method {
+            "POST" => client.post(url),
+            _ => client.get(url),
+        }
+        .bearer_auth("k");
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let r = request.send().await.expect("send");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    })
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Every `required` key is there and every key is `required` or `optional`.
+fn conforms(what: &str, v: &Value, required: &[&str], optional: &[&str]) {
+    let have = keys(v);
+    for k in required {
+        assert!(have.contains(*k), "{what} lacks `{k}`: {v}");
+    }
+    for k in &have {
+        assert!(
+            required.contains(&k.as_str()) || optional.contains(&k.as_str()),
+            "{what} has `{k}`, which Daytona's {what} does not: {v}"
+        );
+    }
+}
+
+const SANDBOX_REQUIRED: &[&str] = &[
+    "id",
+    "organizationId",
+    "name",
+    "user",
+    "env",
+    "labels",
+    "public",
+    "networkBlockAll",
+    "target",
+    "cpu",
+    "gpu",
+    "memory",
+    "disk",
+    "toolboxProxyUrl",
+];
+const SANDBOX_OPTIONAL: &[&str] = &[
+    "snapshot",
+    "gpuType",
+    "state",
+    "desiredState",
+    "errorReason",
+    "recoverable",
+    "backupState",
+    "backupCreatedAt",
+    "autoStopInterval",
+    "autoArchiveInterval",
+    "autoDeleteInterval",
+    "volumes",
+    "buildInfo",
+    "createdAt",
+    "updatedAt",
+    "lastActivityAt",
+    "sandboxClass",
+    "daemonVersion",
+    "runnerId",
+    "linkedSandboxId",
+    "networkAllowList",
+    "domainAllowList",
+];
+const SNAPSHOT: &[&str] = &[
+    "id",
+    "organizationId",
+    "general",
+    "name",
+    "imageName",
+    "state",
+    "size",
+    "entrypoint",
+    "cpu",
+    "gpu",
+    "gpuType",
+    "mem",
+    "disk",
+    "errorReason",
+    "createdAt",
+    "updatedAt",
+    "lastUsedAt",
+    "buildInfo",
+    "regionIds",
+    "initialRunnerId",
+    "ref",
+    "sandboxClass",
+];
+const VOLUME: &[&str] = &[
+    "id",
+    "name",
+    "organizationId",
+    "state",
+    "createdAt",
+    "updatedAt",
+    "lastUsedAt",
+    "errorReason",
+];
+
+#[test]
+fn the_fake_speaks_daytonas_shapes() {
+    let f = fake();
+    let (status, sandbox) = call(&f, "POST", "/sandbox", Some(json!({"labels": {"a": "b"}})));
+    assert_eq!(status, 200);
+    conforms("Sandbox", &sandbox, SANDBOX_REQUIRED, SANDBOX_OPTIONAL);
+    let id = sandbox["id"].as_str().expect("id").to_string();
+    let (_, list) = call(&f, "GET", "/sandbox?labels=%7B%22a%22%3A%22b%22%7D", None);
+    conforms(
+        "ListSandboxesResponse",
+        &list,
+        &["items", "nextCursor"],
+        &[],
+    );
+
+    let (status, snapshot) = call(
+        &f,
+        "POST",
+        "/snapshots",
+        Some(json!({"name": "s1", "imageName": "debian:bookworm"})),
+    );
+    assert_eq!(status, 200);
+    conforms("SnapshotDto", &snapshot, SNAPSHOT, &[]);
+    let (_, page) = call(&f, "GET", "/snapshots?page=1&limit=10", None);
+    conforms(
+        "PaginatedSnapshots",
+        &page,
+        &["items", "total", "page", "totalPages"],
+        &[],
+    );
+
+    let (status, volume) = call(&f, "POST", "/volumes", Some(json!({"name": "v1"})));
+    assert_eq!(status, 200);
+    conforms("VolumeDto", &volume, VOLUME, &[]);
+
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (_, preview) = call(
+        &f,
+        "GET",
+        &format!("/sandbox/{id}/ports/8080/preview-url"),
+        None,
+    );
+    conforms(
+        "PortPreviewUrl",
+        &preview,
+        &["sandboxId", "url", "token"],
+        &[],
+    );
+    let (_, signed) = call(
+        &f,
+        "GET",
+        &format!("/sandbox/{id}/ports/8080/signed-preview-url?expiresInSeconds=60"),
+        None,
+    );
+    conforms(
+        "SignedPortPreviewUrl",
+        &signed,
+        &["sandboxId", "port", "token", "url"],
+        &[],
+    );
+
+    let (status, missing) = call(&f, "GET", "/sandbox/nope", None);
+    assert_eq!(status, 404);
+    conforms(
+        "error body",
+        &missing,
+        &["path", "timestamp", "statusCode", "error", "message"],
+        &[],
+    );
+    assert_eq!(missing["message"], "Sandbox with ID or name nope not found");
+}
