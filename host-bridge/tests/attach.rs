@@ -87,13 +87,21 @@ impl Client {
     }
 
     /// Waits until the screen shows `text`.
-    fn wait_for(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+    /// Whether the screen shows `text` within `limit`.
+    fn shows(&self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if self.contents().contains(text) {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn wait_for(&self, text: &str) {
+        if self.shows(text, Duration::from_secs(20)) {
+            return;
         }
         panic!(
             "the screen never showed {text:?}:\n{}\n--- raw:\n{}",
@@ -166,9 +174,20 @@ fn typing_resize_detach_and_reattach_through_the_relay() {
     client.type_keys("tput cols\r");
     client.wait_for("100\n");
     client.resize(123, 40);
-    std::thread::sleep(Duration::from_millis(300));
-    client.type_keys("clear; tput cols; tput lines\r");
-    client.wait_for("123\n40");
+    // The new size travels client → relay → tmux → bash: ask until bash sees it.
+    let mut resized = false;
+    for _ in 0..20 {
+        client.type_keys("clear; tput cols; tput lines\r");
+        if client.shows("123\n40", Duration::from_secs(1)) {
+            resized = true;
+            break;
+        }
+    }
+    assert!(
+        resized,
+        "the resize never reached the session:\n{}",
+        client.contents()
+    );
     // Ctrl-a d detaches: the client ends with a line, the session goes on.
     client.type_keys("\x01d");
     let status = client.wait_exit();
@@ -294,7 +313,16 @@ fn the_relay_killed_mid_attach_is_restarted_and_the_client_attaches_again() {
     assert!(common::eventually(
         || relay_pid().is_some_and(|p| p != before)
     ));
-    client.wait_for("attached again");
+    // The notice may be wiped from the screen by tmux's redraw: look in the stream.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !client.raw_text().contains("attached again") {
+        assert!(
+            Instant::now() < deadline,
+            "never attached again:\n{}",
+            client.raw_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     client.type_keys("echo after-$((2*22))\r");
     client.wait_for("after-44");
     client.wait_for("before-42");

@@ -69,3 +69,19 @@ pub fn spawn_relay(dir: &std::path::Path, env: &[(&str, &str)]) -> (std::process
     };
     (child, port)
 }
+
+/// The stdout of an `agentbox ARGS` run that must have succeeded; on failure, both
+/// streams in the panic message.
+///
+/// # Panics
+/// When the run failed.
+pub fn succeeded(args: &[&str], out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "agentbox {args:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

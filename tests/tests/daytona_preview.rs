@@ -70,6 +70,19 @@ fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
     (Procs(vec![fake, relay]), root, d, id)
 }
 
+/// A tmux session `main` running `sh` on the relay's tmux socket (no config: prefix C-b).
+fn tmux_session(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir.join("run")).expect("mkdir");
+    let ok = Command::new("tmux")
+        .arg("-S")
+        .arg(dir.join("run/tmux.sock"))
+        .args(["-f", "/dev/null", "new-session", "-d", "-s", "main", "sh"])
+        .status()
+        .expect("tmux")
+        .success();
+    assert!(ok, "tmux new-session");
+}
+
 /// Mints a new preview token from Daytona, counting the calls.
 fn remint(d: &Daytona, id: &str, count: &Arc<AtomicU32>) -> Remint {
     let (d, id, count) = (Arc::new(d.clone()), id.to_string(), count.clone());
@@ -164,15 +177,7 @@ fn attach_through_a_private_preview_falls_back_to_http_streaming() {
     use agentbox::attach::{run, Io, Options};
     use agentbox_protocol::term::{TermEnd, TermSize};
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("run")).expect("mkdir");
-    let ok = Command::new("tmux")
-        .arg("-S")
-        .arg(dir.path().join("run/tmux.sock"))
-        .args(["-f", "/dev/null", "new-session", "-d", "-s", "main", "sh"])
-        .status()
-        .expect("tmux")
-        .success();
-    assert!(ok);
+    tmux_session(dir.path());
     let (_procs, _root, d, id) = setup(dir.path());
     let rt = rt();
     let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
@@ -226,15 +231,7 @@ fn an_attach_survives_a_restart_that_rotates_the_preview_token() {
     use agentbox::attach::{run, Io, Options};
     use agentbox_protocol::term::{TermEnd, TermInfo, TermSize};
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("run")).expect("mkdir");
-    let ok = Command::new("tmux")
-        .arg("-S")
-        .arg(dir.path().join("run/tmux.sock"))
-        .args(["-f", "/dev/null", "new-session", "-d", "-s", "main", "sh"])
-        .status()
-        .expect("tmux")
-        .success();
-    assert!(ok);
+    tmux_session(dir.path());
     let (_procs, _root, d, id) = setup(dir.path());
     let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
     let reminted = Arc::new(AtomicU32::new(0));

@@ -48,15 +48,7 @@ impl Host {
     }
 
     fn ok(&self, cwd: &Path, args: &[&str]) -> String {
-        let out = self.run(cwd, args);
-        assert!(
-            out.status.success(),
-            "agentbox {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        agentbox_tests::succeeded(args, &self.run(cwd, args))
     }
 
     fn faults(&self, body: &str) {
@@ -399,6 +391,9 @@ fn a_daytona_box_from_login_to_destroy() {
     );
     attach_and_detach(&host, &repo, &name, "hi-from-42");
 
+    // From here on the edge answers 504 to any request without an answer after 2 s, as
+    // Daytona's does after ~25 s: the bridge's held polls are cut again and again.
+    host.faults(r#"{"gatewayTimeoutMs": 2000}"#);
     // Stop and start: the workspace stays; the new preview token is fetched.
     host.ok(&repo, &["stop", &name]);
     host.ok(&repo, &["start", &name]);
@@ -426,12 +421,9 @@ fn a_daytona_box_from_login_to_destroy() {
         std::fs::read_to_string(repo.join("made.txt")).expect("downloaded"),
         "made in the box\n"
     );
-    // The bridge's poller renews its preview token after the rotation and carries on, while
-    // the edge answers 504 to any request without an answer after 2 s (held polls).
-    host.faults(r#"{"gatewayTimeoutMs": 2000}"#);
-    std::thread::sleep(Duration::from_secs(3));
-    // Its polls (several in these seconds) do not count as the box's activity, so they
-    // never keep an idle box from its auto-stop.
+    // The bridge's poller renews its preview token after the rotation and carries on
+    // through the 504s. Its polls (several in these seconds) do not count as the box's
+    // activity, so they never keep an idle box from its auto-stop.
     let activity = || host.sandboxes()[0]["lastActivityAt"].as_u64().unwrap_or(0);
     let idle_since = activity();
     std::thread::sleep(Duration::from_secs(3));

@@ -31,15 +31,7 @@ impl Host {
     }
 
     fn ok(&self, cwd: &Path, args: &[&str]) -> String {
-        let out = self.run(cwd, args);
-        assert!(
-            out.status.success(),
-            "agentbox {args:?} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        agentbox_tests::succeeded(args, &self.run(cwd, args))
     }
 }
 

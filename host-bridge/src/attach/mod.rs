@@ -149,6 +149,9 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
     let (mut resumed, mut reopened) = (0u32, 0u32);
     let mut keys_open = true;
     let mut size = io.size;
+    // Set when the term is gone: open a new one first, typing into it the keys the old
+    // one is known not to have taken.
+    let mut reopen_with: Option<Option<Vec<u8>>> = None;
 
     loop {
         if let Some(since) = lost_since {
@@ -160,6 +163,20 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        if let Some(carry) = reopen_with.take() {
+            match reopen(relay, &mut open, &mut current, size, carry.clone(), &mut io).await? {
+                Reopened::Yes => reopened += 1,
+                Reopened::Unreachable => {
+                    lost_since.get_or_insert_with(Instant::now);
+                    reopen_with = Some(carry);
+                    continue;
+                }
+                Reopened::SessionEnded => {
+                    let end = TermEnd::SessionEnded;
+                    return Ok(outcome(&current, end, resumed, reopened, use_ws));
+                }
+            }
         }
         let id = current.info.id.clone();
         let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
@@ -180,21 +197,7 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
                     bail!("the path to the box refused WebSocket ({status}); try --transport http")
                 }
                 Err(WsRefused::Gone(_)) => {
-                    match reopen(relay, &mut open, &mut current, size, None, &mut io).await? {
-                        Reopened::Yes => reopened += 1,
-                        Reopened::Unreachable => {
-                            lost_since.get_or_insert_with(Instant::now);
-                        }
-                        Reopened::SessionEnded => {
-                            return Ok(outcome(
-                                &current,
-                                TermEnd::SessionEnded,
-                                resumed,
-                                reopened,
-                                use_ws,
-                            ));
-                        }
-                    }
+                    reopen_with = Some(None);
                     continue;
                 }
                 Err(WsRefused::Network(e)) => {
@@ -229,9 +232,6 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
             link.resize(size);
             current.size = size;
         }
-        let mut gone = false;
-        // Keys the last term never took, to type into the next one.
-        let mut carry: Option<Vec<u8>> = None;
         match pump(
             &mut io,
             &mut current,
@@ -245,10 +245,9 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
         {
             Event::Output(_) => unreachable!("pump copies output itself"),
             // The relay gave up waiting for this viewer: the session goes on, view it anew.
+            // It took nothing after the hello of this connection.
             Event::Ended(TermEnd::Expired) => {
-                // It took nothing after the hello of this connection.
-                carry = current.unacked.from(current.confirmed);
-                gone = true;
+                reopen_with = Some(current.unacked.from(current.confirmed));
             }
             Event::Ended(reason) => {
                 return Ok(outcome(&current, reason, resumed, reopened, use_ws));
@@ -257,15 +256,14 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
                 Ok(info)
                     if info.ended == Some(TermEnd::Expired) && current.offset >= info.produced =>
                 {
-                    carry = current.unacked.from(info.input);
-                    gone = true;
+                    reopen_with = Some(current.unacked.from(info.input));
                 }
                 Ok(info) if info.ended.is_some() && current.offset >= info.produced => {
                     let reason = info.ended.unwrap_or(TermEnd::Closed);
                     return Ok(outcome(&current, reason, resumed, reopened, use_ws));
                 }
                 Ok(_) => {}
-                Err(ApiFailure::Gone(_)) => gone = true,
+                Err(ApiFailure::Gone(_)) => reopen_with = Some(None),
                 Err(_) => {
                     lost_since.get_or_insert_with(Instant::now);
                 }
@@ -277,24 +275,7 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
                 }
                 lost_since.get_or_insert_with(Instant::now);
             }
-            Event::Gone(_) => gone = true,
-        }
-        if gone {
-            match reopen(relay, &mut open, &mut current, size, carry, &mut io).await? {
-                Reopened::Yes => reopened += 1,
-                Reopened::Unreachable => {
-                    lost_since.get_or_insert_with(Instant::now);
-                }
-                Reopened::SessionEnded => {
-                    return Ok(outcome(
-                        &current,
-                        TermEnd::SessionEnded,
-                        resumed,
-                        reopened,
-                        use_ws,
-                    ));
-                }
-            }
+            Event::Gone(_) => reopen_with = Some(None),
         }
     }
 }

@@ -54,16 +54,12 @@ async fn failure(relay: &Relay, response: reqwest::Response) -> ApiFailure {
             ),
         };
     }
-    let message: String = relay_error
-        .map_or_else(
-            || String::from_utf8_lossy(&bytes).into_owned(),
-            |b| b.error.message,
-        )
-        .chars()
-        .take(500)
-        // The box wrote this: no escape sequences reach the user's terminal through it.
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let message = relay_error.map_or_else(
+        || String::from_utf8_lossy(&bytes).into_owned(),
+        |b| b.error.message,
+    );
+    // The box wrote this: no escape sequences reach the user's terminal through it.
+    let message = crate::bridge::exec::clean_text(&message, 500).replace('\n', " ");
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         ApiFailure::Gone(message)
     } else {
