@@ -169,6 +169,31 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Report what the agent in this session is doing (what the agents' hooks call).
+    ///
+    /// `agent-state STATE` reports working, waiting (for the user), idle, error or exited.
+    /// `--from claude` reads a Claude Code hook event from stdin instead; `--from codex`
+    /// takes Codex's `notify` payload (JSON) as the argument. The session is
+    /// $AGENTBOX_SESSION, set in every agent session, unless --session names one. The
+    /// host sees each change in `agentbox list`. With --from this always exits 0, so a
+    /// hook never disturbs its agent; problems go to stderr.
+    AgentState {
+        /// The state, or with `--from codex` the payload.
+        #[arg(value_name = "STATE|PAYLOAD")]
+        value: Option<String>,
+        /// Which agent (default: the one named by --from, else the session name).
+        #[arg(long)]
+        agent: Option<String>,
+        /// The session (default: $AGENTBOX_SESSION).
+        #[arg(long)]
+        session: Option<String>,
+        /// A short text, such as what the agent waits for.
+        #[arg(long)]
+        detail: Option<String>,
+        /// Read the agent's own hook payload: claude or codex.
+        #[arg(long, value_name = "AGENT", value_parser = ["claude", "codex"])]
+        from: Option<String>,
+    },
     /// Internal: load a session's environment file, then exec the command.
     #[command(hide = true)]
     SessionExec {
@@ -275,6 +300,22 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             ))
         }
         Cmd::Git { args } => Ok(crate::git::run(paths, &args)),
+        Cmd::AgentState {
+            value,
+            agent,
+            session,
+            detail,
+            from,
+        } => Ok(agent_state(
+            &socket,
+            value.as_deref(),
+            AgentFlags {
+                agent,
+                session,
+                detail,
+                from,
+            },
+        )),
         Cmd::Cp {
             to_host, src, dest, ..
         } => Ok(if to_host {
@@ -576,5 +617,81 @@ fn validate(path: &std::path::Path) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The flags of `agent-state`.
+struct AgentFlags {
+    agent: Option<String>,
+    session: Option<String>,
+    detail: Option<String>,
+    from: Option<String>,
+}
+
+/// `agentbox-ctl agent-state`: works out the report and hands it to the daemon.
+fn agent_state(socket: &std::path::Path, value: Option<&str>, flags: AgentFlags) -> ExitCode {
+    use agentbox_protocol::agent::{AgentState, AgentStatus};
+    let hook = flags.from.is_some();
+    // A hook's problem is reported on stderr and never fails the agent.
+    let fail = |message: String| {
+        eprintln!("agentbox-ctl agent-state: {message}");
+        if hook {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        }
+    };
+    let report = match flags.from.as_deref() {
+        Some("claude") => {
+            let mut input = String::new();
+            let read = std::io::Read::read_to_string(
+                &mut std::io::Read::take(std::io::stdin(), 1 << 20),
+                &mut input,
+            );
+            match read.map_err(|e| e.to_string()).and_then(|_| {
+                serde_json::from_str::<serde_json::Value>(&input).map_err(|e| e.to_string())
+            }) {
+                Ok(event) => crate::hooks::from_claude(&event),
+                Err(e) => return fail(format!("not a Claude Code hook event on stdin: {e}")),
+            }
+        }
+        Some(_) => match value.map(serde_json::from_str::<serde_json::Value>) {
+            Some(Ok(event)) => crate::hooks::from_codex(&event),
+            Some(Err(e)) => return fail(format!("not a Codex notify payload: {e}")),
+            None => return fail("no Codex notify payload given".into()),
+        },
+        None => match value.map(str::parse::<AgentState>) {
+            Some(Ok(state)) => Some((state, flags.detail.clone())),
+            Some(Err(e)) => return fail(e),
+            None => return fail("name a state: working, waiting, idle, error or exited".into()),
+        },
+    };
+    // An event that says nothing about the state.
+    let Some((state, detail)) = report else {
+        return ExitCode::SUCCESS;
+    };
+    let Some(session) = flags
+        .session
+        .or_else(|| std::env::var("AGENTBOX_SESSION").ok())
+        .filter(|s| !s.is_empty())
+    else {
+        return fail("not in an agent session ($AGENTBOX_SESSION is unset): pass --session".into());
+    };
+    let agent = flags
+        .agent
+        .or(flags.from)
+        .unwrap_or_else(|| session.clone());
+    let status = AgentStatus {
+        session,
+        agent,
+        state,
+        detail: flags.detail.or(detail),
+        since_ms: agentbox_protocol::now_millis(),
+    };
+    match client::call(socket, CtlRequest::AgentState(status)) {
+        Ok(CtlResponse::Done) => ExitCode::SUCCESS,
+        Ok(CtlResponse::Error(e)) => fail(e.message),
+        Ok(other) => fail(unexpected(&other).to_string()),
+        Err(e) => fail(e.to_string()),
     }
 }

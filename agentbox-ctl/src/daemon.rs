@@ -152,10 +152,18 @@ pub async fn run(paths: Paths) -> anyhow::Result<()> {
     let (supervisor, handle) = Supervisor::new(paths.clone(), loaded, log_max, builtins);
     let supervisor_task = tokio::spawn(supervisor.run());
     let shutdown = CancellationToken::new();
+    let (agents, agent_changes) = crate::agents::Agents::new();
+    tokio::spawn(crate::agents::forward(paths.run_dir.clone(), agent_changes));
+    tokio::spawn(crate::agents::watch(
+        agents.clone(),
+        tmux.clone(),
+        shutdown.clone(),
+    ));
     let ctx = Context {
         supervisor: handle.clone(),
         paths: paths.clone(),
         tmux,
+        agents,
         shutdown: shutdown.clone(),
     };
     let server_task = tokio::spawn(server::serve(listener, ctx));

@@ -44,6 +44,28 @@ pub fn submit_with_status(
     (code, outcome.map(|o| o.exit_code))
 }
 
+/// Journals `request` with the relay and returns its id, without waiting for the host and
+/// without printing anything (the ctl daemon forwards agent states this way).
+pub fn journal(run_dir: &Path, request: HostRequest) -> Result<RequestId, String> {
+    let socket = run_dir.join("relay.sock");
+    let mut client = Client::request_to(
+        &socket,
+        RelayRequest::Submit {
+            request,
+            wait_ms: 60 * 60 * 1000,
+        },
+        PEER,
+        HINT,
+    )
+    .map_err(|e| e.to_string())?;
+    match client.read_frame::<RelayEvent>() {
+        Ok(Some(RelayEvent::Accepted { id })) => Ok(id),
+        Ok(Some(RelayEvent::Failed(e))) => Err(e.message),
+        Ok(other) => Err(format!("unexpected answer from the relay: {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Like [`submit`]; also returns the host's whole answer when it came.
 pub fn submit_for_outcome(
     run_dir: &Path,

@@ -13,6 +13,7 @@
 //! - [`cli`]: argument parsing and output.
 //! - [`paths`]: the environment contract.
 
+pub mod agents;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod copy;
 pub mod daemon;
 pub mod gh;
 pub mod git;
+pub mod hooks;
 pub mod host;
 pub mod logs;
 pub mod paths;

@@ -33,6 +33,8 @@ pub struct Context {
     pub paths: Paths,
     /// The tmux server.
     pub tmux: Tmux,
+    /// The agents' states.
+    pub agents: crate::agents::Agents,
     /// Cancelled to stop the daemon (a `Shutdown` request, or a signal).
     pub shutdown: CancellationToken,
 }
@@ -137,7 +139,11 @@ async fn dispatch(
         CtlRequest::SessionStart(spec) => answer(ctx.tmux.start(&spec).await, |s| {
             CtlResponse::Sessions(vec![s])
         }),
-        CtlRequest::SessionList => answer(ctx.tmux.list().await, CtlResponse::Sessions),
+        CtlRequest::SessionList => answer(ctx.tmux.list().await, |mut sessions| {
+            ctx.agents.annotate(&mut sessions);
+            CtlResponse::Sessions(sessions)
+        }),
+        CtlRequest::AgentState(status) => answer(ctx.agents.report(status), |()| CtlResponse::Done),
         CtlRequest::SessionKill { name } => {
             answer(ctx.tmux.kill(&name).await, |()| CtlResponse::Done)
         }

@@ -186,7 +186,10 @@ impl Tmux {
             .recursive(true)
             .mode(0o700)
             .create(&self.env_dir)?;
-        let map: BTreeMap<&str, &str> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut map: BTreeMap<&str, &str> =
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        // Which session this is, for the agent's hooks (`agentbox-ctl agent-state`).
+        map.insert("AGENTBOX_SESSION", name);
         let path = self.env_dir.join(format!(
             "{name}-{}-{}",
             std::process::id(),
@@ -251,6 +254,7 @@ fn parse_session_line(line: &str) -> Option<SessionInfo> {
         running: !dead,
         started_at_ms: Some(created * 1000),
         attached,
+        agent: None,
     })
 }
 
@@ -303,7 +307,8 @@ mod tests {
                 name: "claude".into(),
                 running: true,
                 started_at_ms: Some(1_700_000_000_000),
-                attached: 2
+                attached: 2,
+                agent: None,
             }
         );
         assert!(!parse_session_line("x\t1\t0\t1").expect("parse").running);

@@ -291,6 +291,12 @@ pub enum Cmd {
         /// Rebuild even when the inputs are unchanged.
         #[arg(long)]
         force: bool,
+        /// The agents to bake in: a comma-separated list of claude, codex and opencode, or
+        /// `none` (default: config `box.agents`, else all three). Their packages are fetched
+        /// on this machine with `npm pack`, cached in ~/.cache/agentbox/agents
+        /// (AGENTBOX_AGENT_CACHE).
+        #[arg(long, value_name = "LIST")]
+        agents: Option<String>,
     },
     /// Print a link to the box's desktop (noVNC on port 6080), when its image has one.
     Screen {
@@ -775,7 +781,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             provider,
             base_image,
             force,
-        } => ctx.prepare(&provider, base_image, force),
+            agents,
+        } => ctx.prepare(&provider, base_image, agents, force),
         Cmd::Screen { target, ttl } => {
             let record = ctx.resolve(target.as_deref())?;
             let b = AnyBox::open(&record)?;
@@ -888,6 +895,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => ctx.cp(&paths, max_size, json),
     }
+}
+
+/// The agents of a box as `list --json` and `status --json` show them.
+fn agents_json(agents: &crate::agents::States, running: bool) -> serde_json::Value {
+    agents
+        .values()
+        .map(|a| {
+            serde_json::json!({
+                "session": a.session, "agent": a.agent,
+                "state": crate::agents::shown_state(a, running),
+                "reported_state": a.state, "detail": a.detail, "since_ms": a.since_ms,
+            })
+        })
+        .collect()
 }
 
 fn ensure_running(b: &AnyBox, name: &str) -> anyhow::Result<()> {
@@ -1527,16 +1548,20 @@ impl Ctx {
             .iter()
             .enumerate()
             .map(|(i, b)| {
+                let running = b.phase == "ready" && AnyBox::open(b).is_ok_and(|x| x.running());
                 let state = if b.phase != "ready" {
                     b.phase.clone()
-                } else if AnyBox::open(b).is_ok_and(|x| x.running()) {
+                } else if running {
                     "running".into()
                 } else {
                     "stopped".into()
                 };
+                let agents = crate::agents::load(&self.home.agent_states(&b.name));
                 serde_json::json!({
                     "index": i + 1, "name": b.name, "provider": b.provider, "state": state,
                     "project": b.project, "branch": b.branch, "created_at_ms": b.created_at_ms,
+                    "agents": agents_json(&agents, running),
+                    "agents_summary": crate::agents::summary(&agents, running),
                 })
             })
             .collect();
@@ -1546,16 +1571,17 @@ impl Ctx {
             println!("no boxes: create one with `agentbox create` inside a git repository");
         } else {
             println!(
-                "{:<3} {:<24} {:<9} {:<9} PROJECT",
-                "#", "NAME", "PROVIDER", "STATE"
+                "{:<3} {:<24} {:<9} {:<9} {:<24} PROJECT",
+                "#", "NAME", "PROVIDER", "STATE", "AGENTS"
             );
             for r in &rows {
                 println!(
-                    "{:<3} {:<24} {:<9} {:<9} {}",
+                    "{:<3} {:<24} {:<9} {:<9} {:<24} {}",
                     r["index"],
                     r["name"].as_str().unwrap_or(""),
                     r["provider"].as_str().unwrap_or(""),
                     r["state"].as_str().unwrap_or(""),
+                    r["agents_summary"].as_str().unwrap_or(""),
                     r["project"].as_str().unwrap_or("")
                 );
             }
@@ -1582,8 +1608,12 @@ impl Ctx {
         } else {
             (serde_json::json!([]), serde_json::json!([]))
         };
+        let agents = crate::agents::load(&self.home.agent_states(&record.name));
         if json {
-            let v = serde_json::json!({ "box": record, "running": running, "units": units, "sessions": sessions });
+            let v = serde_json::json!({
+                "box": record, "running": running, "units": units, "sessions": sessions,
+                "agents": agents_json(&agents, running),
+            });
             println!("{}", serde_json::to_string_pretty(&v)?);
             return Ok(ExitCode::SUCCESS);
         }
@@ -1605,6 +1635,14 @@ impl Ctx {
                 u["name"].as_str().unwrap_or(""),
                 u["state"].as_str().unwrap_or(""),
                 u["detail"].as_str().unwrap_or("")
+            );
+        }
+        for a in agents.values() {
+            println!(
+                "  agent    {:<20} {:<9} {}",
+                format!("{} ({})", a.agent, a.session),
+                crate::agents::shown_state(a, running),
+                a.detail.as_deref().unwrap_or("")
             );
         }
         for s in sessions.as_array().into_iter().flatten() {
@@ -1691,10 +1729,27 @@ impl Ctx {
         Ok(ExitCode::SUCCESS)
     }
 
+    /// The base image and agents of the box image: flags, else config, else defaults.
+    fn image_choice(
+        cfg: &Resolved,
+        base_image: Option<String>,
+        agents: Option<String>,
+    ) -> anyhow::Result<(String, Vec<crate::image::Agent>)> {
+        let base = base_image
+            .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
+            .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
+        let agents = agents
+            .or_else(|| cfg.get("box.agents").map(|(v, _)| v.to_string()))
+            .unwrap_or_else(|| crate::image::DEFAULT_AGENTS.to_string());
+        let agents = crate::image::agents::parse_list(&agents).map_err(anyhow::Error::msg)?;
+        Ok((base, agents))
+    }
+
     fn prepare(
         &self,
         provider: &str,
         base_image: Option<String>,
+        agents: Option<String>,
         force: bool,
     ) -> anyhow::Result<ExitCode> {
         if provider != "docker" && provider != "daytona" {
@@ -1704,17 +1759,17 @@ impl Ctx {
         }
         let cfg = self.resolved(BTreeMap::new())?;
         let explicit_base = base_image.is_some();
-        let base = base_image
-            .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
-            .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
+        let explicit_agents = agents.is_some();
+        let (base, agents) = Self::image_choice(&cfg, base_image, agents)?;
+        let inputs = crate::image::Inputs::gather(&base, &agents, crate::image::Packages::Latest)?;
         let (key, pinned) = if provider == "daytona" {
             let home = self.home.root().to_path_buf();
             (
                 "box.imageDaytona",
-                crate::daytona::prepare::snapshot(&home, &base, force)?,
+                crate::daytona::prepare::snapshot(&home, &inputs, force)?,
             )
         } else {
-            ("box.image", provider::docker::prepare(&base, force)?)
+            ("box.image", provider::docker::prepare(&inputs, force)?)
         };
         let path = self.config_file(&Scope {
             global: false,
@@ -1725,6 +1780,9 @@ impl Ctx {
         if explicit_base {
             // What the image was made from, so that `create` can tell when it is stale.
             values.insert("box.baseImage".into(), base.clone());
+        }
+        if explicit_agents {
+            values.insert("box.agents".into(), inputs.agents_text());
         }
         config::write_file(&path, &values)?;
         eprintln!("==> {key} = {pinned} (in {})", path.display());
@@ -1809,11 +1867,17 @@ impl Ctx {
     /// The pinned snapshot, or a new one when its inputs changed and the user agrees (on
     /// a terminal); without a terminal a stale snapshot boots after a loud warning.
     fn fresh_snapshot(&self, cfg: &Resolved, pinned: String) -> anyhow::Result<String> {
-        let base = cfg.get("box.baseImage").map_or_else(
-            || provider::docker::DEFAULT_BASE.to_string(),
-            |(v, _)| v.to_string(),
-        );
-        let wanted = crate::daytona::prepare::snapshot_name(&provider::docker::current_tag(&base)?);
+        let (base, agents) = Self::image_choice(cfg, None, None)?;
+        let inputs =
+            match crate::image::Inputs::gather(&base, &agents, crate::image::Packages::Cached) {
+                Ok(i) => i,
+                Err(e) => {
+                    // Without the agents' packages here, the inputs cannot be compared.
+                    eprintln!("note: cannot tell whether snapshot {pinned} is up to date ({e:#})");
+                    return Ok(pinned);
+                }
+            };
+        let wanted = crate::daytona::prepare::snapshot_name(&inputs.tag()?);
         if wanted == pinned {
             return Ok(pinned);
         }
@@ -1825,7 +1889,7 @@ impl Ctx {
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;
             if !answer.trim().eq_ignore_ascii_case("n") {
-                self.prepare("daytona", Some(base), false)?;
+                self.prepare("daytona", Some(base), None, false)?;
                 return Ok(wanted);
             }
         }

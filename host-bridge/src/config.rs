@@ -33,6 +33,10 @@ fn provider(v: &str) -> Result<(), String> {
     }
 }
 
+fn agents(v: &str) -> Result<(), String> {
+    crate::image::agents::parse_list(v).map(|_| ())
+}
+
 fn count(v: &str) -> Result<(), String> {
     v.parse::<u32>()
         .map(|_| ())
@@ -143,6 +147,12 @@ pub const KEYS: &[Key] = &[
         help: "base image for `prepare`",
         default: None,
         check: any,
+    },
+    Key {
+        name: "box.agents",
+        help: "agents baked into the box image: claude,codex,opencode or none",
+        default: Some("claude,codex,opencode"),
+        check: agents,
     },
     Key {
         name: "box.imageDaytona",

@@ -48,6 +48,11 @@ impl Home {
         self.root.join("boxes").join(name)
     }
 
+    /// What the host knows of a box's agents (from their reports through the bridge).
+    pub fn agent_states(&self, name: &str) -> PathBuf {
+        self.root.join("agents").join(format!("{name}.json"))
+    }
+
     /// Per-project host config (not in the repo: pins like `box.image` are per machine).
     pub fn project_config(&self, project_id: &str) -> PathBuf {
         self.root

@@ -1,10 +1,12 @@
 //! `agentbox`: the host CLI.
 //!
+//! - [`agents`]: the agents' states the boxes report, as the host records them.
 //! - [`cli`]: commands and their output.
 //! - [`bridge`]: the host bridge daemon that answers the boxes' requests, and its records.
 //! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
 //!   [`config`]: layered configuration.
 //! - [`provider`]: where boxes run (`local` today).
+//! - [`image`]: the box image's inputs (binaries, agents, their config) and build context.
 //! - [`seed`]: packing the repo into a seed.
 //! - [`download`]: `agentbox download`, the box workspace back into the host tree.
 //! - [`daytona`]: Daytona's REST API (sandboxes so far), errors, retries, waiting.
@@ -12,6 +14,7 @@
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git.
 
+pub mod agents;
 pub mod attach;
 pub mod bridge;
 pub mod checkpoint;
@@ -21,6 +24,7 @@ pub mod daytona;
 pub mod download;
 pub mod git;
 pub mod home;
+pub mod image;
 pub mod provider;
 pub mod secrets;
 pub mod seed;

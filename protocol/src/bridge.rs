@@ -84,6 +84,8 @@ pub enum HostRequest {
         /// The box path it lands at (relative to the workspace unless absolute).
         dest: String,
     },
+    /// An agent in the box changed state (sent by the ctl daemon, not by a caller).
+    AgentState(crate::agent::AgentStatus),
 }
 
 impl HostRequest {
@@ -102,6 +104,7 @@ impl HostRequest {
             Self::Gh(GhRequest::PrList { .. }) => "gh pr list",
             Self::CopyToHost { .. } => "cp to host",
             Self::CopyFromHost { .. } => "cp from host",
+            Self::AgentState(_) => "agent state",
         }
     }
 }

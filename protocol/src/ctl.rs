@@ -73,6 +73,8 @@ pub enum CtlRequest {
     },
     /// Ask the daemon to stop every unit and exit.
     Shutdown,
+    /// An agent's hook reports its state (`agentbox-ctl agent-state`).
+    AgentState(crate::agent::AgentStatus),
     /// Stream a [`CtlResponse::Status`] now and after every change, until the client
     /// disconnects (the relay follows exposed services this way).
     WatchStatus,
@@ -351,4 +353,7 @@ pub struct SessionInfo {
     pub started_at_ms: Option<EpochMillis>,
     /// Number of attached clients.
     pub attached: u32,
+    /// The agent's latest state, when an agent in the session reported one.
+    #[serde(default)]
+    pub agent: Option<crate::agent::AgentStatus>,
 }

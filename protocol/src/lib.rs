@@ -7,6 +7,7 @@
 //!   frame-size cap; garbage, oversized or truncated input is an error value.
 //! - [`hello`]: the `Hello` handshake that opens every socket connection, and the
 //!   version check that turns a mismatch into a message a user can act on.
+//! - [`agent`]: what a coding agent in a box is doing (its hooks' reports).
 //! - [`ctl`]: `agentbox-ctl` CLI ↔ ctl daemon (unit status, logs, reload, tmux sessions).
 //! - [`bridge`]: box → host requests: ctl ↔ relay over `relay.sock` (bincode) and
 //!   host ↔ relay over HTTP (JSON poll / lease / progress / result).
@@ -21,6 +22,7 @@
 //! - [`error`]: the error body shared by every boundary.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
 
+pub mod agent;
 pub mod bridge;
 pub mod ctl;
 pub mod error;
@@ -44,7 +46,7 @@ pub use hello::{HandshakeError, Hello, VersionMismatch};
 /// Version of the wire protocol. Bump it whenever a bincode message changes shape: bincode
 /// is positional, so two sides with different message definitions must refuse each other
 /// at the handshake instead of misreading each other.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Milliseconds since the Unix epoch, the one timestamp representation on every wire.
 pub type EpochMillis = u64;

@@ -121,6 +121,7 @@ macro_rules! message_properties {
 
 message_properties! {
     hello: Hello,
+    agent_status: crate::agent::AgentStatus,
     ctl_request: CtlRequest,
     ctl_response: CtlResponse,
     relay_request: RelayRequest,
@@ -388,6 +389,7 @@ fn golden_box_status() {
         generated_at_ms: 7,
         units: vec![],
         sessions: vec![SessionInfo {
+            agent: None,
             name: "claude".into(),
             running: true,
             started_at_ms: Some(1),
@@ -398,7 +400,7 @@ fn golden_box_status() {
     assert_eq!(
         serde_json::to_value(s).expect("json"),
         json!({"schema": 1, "box_name": "b1", "generated_at_ms": 7, "units": [],
-               "sessions": [{"name": "claude", "running": true, "started_at_ms": 1, "attached": 0}],
+               "sessions": [{"name": "claude", "running": true, "started_at_ms": 1, "attached": 0, "agent": null}],
                "problem": null})
     );
 }
@@ -467,4 +469,20 @@ fn transfer_ids_are_plain() {
     ] {
         assert!(!crate::files::is_transfer_id(bad), "{bad}");
     }
+}
+
+#[test]
+fn golden_agent_state_request() {
+    let r = HostRequest::AgentState(crate::agent::AgentStatus {
+        session: "claude".into(),
+        agent: "claude".into(),
+        state: crate::agent::AgentState::Waiting,
+        detail: Some("Claude needs your permission to use Bash".into()),
+        since_ms: 5,
+    });
+    assert_eq!(
+        serde_json::to_value(r).expect("json"),
+        json!({"agent_state": {"session": "claude", "agent": "claude", "state": "waiting",
+               "detail": "Claude needs your permission to use Bash", "since_ms": 5}})
+    );
 }

@@ -240,14 +240,30 @@ fn a_daytona_box_from_login_to_destroy() {
 
     let snapshot = host.ok(
         &repo,
-        &["prepare", "--provider", "daytona", "--base-image", &base],
+        &[
+            "prepare",
+            "--provider",
+            "daytona",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
     );
     assert!(snapshot.trim().starts_with("agentbox-base-"), "{snapshot}");
     // Unchanged inputs: the same snapshot, not baked again.
     assert_eq!(
         host.ok(
             &repo,
-            &["prepare", "--provider", "daytona", "--base-image", &base]
+            &[
+                "prepare",
+                "--provider",
+                "daytona",
+                "--base-image",
+                &base,
+                "--agents",
+                "none"
+            ]
         ),
         snapshot
     );

@@ -147,14 +147,30 @@ fn a_docker_box_from_prepare_to_destroy() {
 
     let tag = host.ok(
         &repo,
-        &["prepare", "--provider", "docker", "--base-image", &base],
+        &[
+            "prepare",
+            "--provider",
+            "docker",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
     );
     assert!(tag.trim().starts_with("agentbox-box:"), "{tag}");
     // Unchanged inputs: nothing to build, the same tag.
     assert_eq!(
         host.ok(
             &repo,
-            &["prepare", "--provider", "docker", "--base-image", &base]
+            &[
+                "prepare",
+                "--provider",
+                "docker",
+                "--base-image",
+                &base,
+                "--agents",
+                "none"
+            ]
         ),
         tag
     );

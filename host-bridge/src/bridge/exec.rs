@@ -95,25 +95,81 @@ fn run(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Shows `message` as a desktop notification from box `box_name`; false when this host
+/// has no notifier (`notify-send`) or it failed.
+pub fn desktop_notify(box_name: &str, message: &str) -> bool {
+    match which("notify-send") {
+        Some(p) => run(
+            &p,
+            &[
+                "--app-name=agentbox",
+                "--",
+                &format!("agentbox: {box_name}"),
+                message,
+            ],
+        )
+        .is_ok(),
+        None => false,
+    }
+}
+
+/// Records an agent's report from box `box_name` in `path`; a change to `waiting` is
+/// shown as a desktop notification, once.
+pub fn agent_state(
+    box_name: &str,
+    path: &std::path::Path,
+    status: &agentbox_protocol::agent::AgentStatus,
+) -> Done {
+    use agentbox_protocol::agent::AgentState;
+    let status = match crate::agents::check(status) {
+        Ok(s) => s,
+        Err(why) => return refused(why),
+    };
+    let applied = match crate::agents::apply(path, &status) {
+        Ok(a) => a,
+        Err(e) => {
+            return Done {
+                outcome: outcome(
+                    1,
+                    String::new(),
+                    format!("the host cannot record it: {e}\n"),
+                ),
+                decision: "done",
+                detail: format!("not recorded: {e}"),
+            }
+        }
+    };
+    let mut detail = format!(
+        "{} in session {}: {}",
+        status.agent, status.session, status.state
+    );
+    if !applied.recorded {
+        detail.push_str(" (older than the record; ignored)");
+    } else if status.state == AgentState::Waiting && applied.previous != Some(AgentState::Waiting) {
+        let message = match &status.detail {
+            Some(d) => format!("{} is waiting for you: {d}", status.agent),
+            None => format!("{} is waiting for you", status.agent),
+        };
+        let how = if desktop_notify(box_name, &message) {
+            "desktop notification"
+        } else {
+            "no desktop notifier"
+        };
+        detail = format!("{detail} ({how})");
+    }
+    Done {
+        outcome: outcome(0, String::new(), String::new()),
+        decision: "done",
+        detail,
+    }
+}
+
 /// Carries out `request` from box `box_name`.
 pub fn execute(box_name: &str, request: &HostRequest) -> Done {
     match request {
         HostRequest::Notify { message } => {
             let message = clean_text(message, 1000);
-            let shown = match which("notify-send") {
-                Some(p) => run(
-                    &p,
-                    &[
-                        "--app-name=agentbox",
-                        "--",
-                        &format!("agentbox: {box_name}"),
-                        &message,
-                    ],
-                )
-                .is_ok(),
-                None => false,
-            };
-            let how = if shown {
+            let how = if desktop_notify(box_name, &message) {
                 "desktop notification"
             } else {
                 "no desktop notifier; recorded"

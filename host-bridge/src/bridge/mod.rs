@@ -689,6 +689,10 @@ async fn run_request(
                 },
             }
         }
+        HostRequest::AgentState(status) => {
+            let path = shared.home.agent_states(&name);
+            blocking(move || exec::agent_state(&name, &path, &status)).await
+        }
         request => blocking(move || exec::execute(&name, &request)).await,
     }
 }

@@ -87,6 +87,8 @@ impl Policy {
     /// that decided it.
     pub fn verdict(&self, request: &HostRequest, own_branch: &str) -> (Verdict, &'static str) {
         let key = match request {
+            // Only recorded (and maybe shown as a notification): nothing to decide.
+            HostRequest::AgentState(_) => return (Verdict::Allow, "agent state"),
             HostRequest::Notify { .. } => "policy.notify",
             HostRequest::Open { .. } => "policy.open",
             HostRequest::Git(g) if g.op == GitOp::Push => {
@@ -114,6 +116,12 @@ pub fn summary(request: &HostRequest, box_name: &str, own_branch: &str, project:
     use crate::bridge::exec::clean_text;
     match request {
         HostRequest::Notify { message } => format!("notify: {}", clean_text(message, 120)),
+        HostRequest::AgentState(s) => format!(
+            "agent {} in session {}: {}",
+            clean_text(&s.agent, 40),
+            clean_text(&s.session, 70),
+            s.state
+        ),
         HostRequest::Open { url } => format!("open {}", clean_text(url, 200)),
         HostRequest::Git(g) => format!(
             "git {:?} of {} to remote {}",

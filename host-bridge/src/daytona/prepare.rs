@@ -23,9 +23,10 @@ pub fn snapshot_name(tag: &str) -> String {
     format!("agentbox-base-{checksum}")
 }
 
-/// Makes (or finds) the active snapshot of the box image on `base`; returns its name.
-pub fn snapshot(home: &Path, base: &str, force: bool) -> anyhow::Result<String> {
-    let tag = crate::provider::docker::current_tag(base)?;
+/// Makes (or finds) the active snapshot of the box image of `inputs`; returns its name.
+pub fn snapshot(home: &Path, inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<String> {
+    let base = inputs.base();
+    let tag = inputs.tag()?;
     let client = Settings::load(home)?.client()?;
     let name = snapshot_name(&tag);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -45,7 +46,7 @@ pub fn snapshot(home: &Path, base: &str, force: bool) -> anyhow::Result<String> 
             Err(e) => return Err(e.into()),
         }
         let (cpu, memory, disk) = crate::provider::daytona::DEFAULT_SIZE;
-        let (dockerfile, context) = crate::provider::docker::remote_build(base)?;
+        let (dockerfile, context) = (inputs.dockerfile(), inputs.context_tar(false)?);
         eprintln!(
             "==> sending the build context ({:.1} MiB)",
             context.len() as f64 / 1_048_576.0

@@ -18,10 +18,6 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::Docker;
 use futures_util::StreamExt;
 
-/// The image build inputs baked into this binary.
-const DOCKERFILE: &str = include_str!("../../../Dockerfile.box");
-const SHIM_GIT: &str = include_str!("../../../box/shims/git");
-const SHIM_GH: &str = include_str!("../../../box/shims/gh");
 /// Label holding the box name.
 pub const LABEL_BOX: &str = "agentbox.box";
 /// Label holding which `AGENTBOX_HOME` made the container.
@@ -79,87 +75,25 @@ impl std::str::FromStr for Size {
     }
 }
 
-/// The box binaries that go into the image.
-fn box_binary_bytes() -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let (ctl, relay) = super::local::box_binaries()?;
-    Ok((std::fs::read(&ctl)?, std::fs::read(&relay)?))
-}
-
-/// The tag of the box image: a checksum of every input (Dockerfile, shims, binaries, base).
-fn tag_of(base_image: &str, ctl: &[u8], relay: &[u8]) -> String {
-    let mut hasher = blake3::Hasher::new();
-    for part in [
-        DOCKERFILE.as_bytes(),
-        SHIM_GIT.as_bytes(),
-        SHIM_GH.as_bytes(),
-        ctl,
-        relay,
-        base_image.as_bytes(),
-    ] {
-        hasher.update(&(part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    format!("agentbox-box:{}", &hasher.finalize().to_hex()[..16])
-}
-
-/// The build context of the box image: the binaries and shims, and the Dockerfile when
-/// `with_dockerfile`.
-fn context_tar(ctl: &[u8], relay: &[u8], with_dockerfile: bool) -> std::io::Result<Vec<u8>> {
-    let mut context = tar::Builder::new(Vec::new());
-    let mut add = |name: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_mtime(0);
-        h.set_cksum();
-        context.append_data(&mut h, name, data)
-    };
-    if with_dockerfile {
-        add("Dockerfile", DOCKERFILE.as_bytes(), 0o644)?;
-    }
-    add("agentbox-ctl", ctl, 0o755)?;
-    add("agentbox-relay", relay, 0o755)?;
-    add("shims/git", SHIM_GIT.as_bytes(), 0o755)?;
-    add("shims/gh", SHIM_GH.as_bytes(), 0o755)?;
-    context.into_inner()
-}
-
-/// What a remote builder needs for the box image on `base_image`: the Dockerfile (its
-/// base made `base_image`) and the context its `COPY`s read, as a tar.
-pub fn remote_build(base_image: &str) -> anyhow::Result<(String, Vec<u8>)> {
-    let (ctl, relay) = box_binary_bytes()?;
-    let dockerfile = DOCKERFILE.replacen(
-        "ARG BASE_IMAGE=debian:bookworm-slim",
-        &format!("ARG BASE_IMAGE={base_image}"),
-        1,
-    );
-    Ok((dockerfile, context_tar(&ctl, &relay, false)?))
-}
-
-/// The tag `prepare` would give the box image now, without building anything.
-pub fn current_tag(base_image: &str) -> anyhow::Result<String> {
-    let (ctl, relay) = box_binary_bytes()?;
-    Ok(tag_of(base_image, &ctl, &relay))
-}
-
 /// Builds the box image unless an image with the same inputs exists; returns its tag.
 /// Progress goes to stderr.
-pub fn prepare(base_image: &str, force: bool) -> anyhow::Result<String> {
-    let (ctl_bytes, relay_bytes) = box_binary_bytes()?;
-    let tag = tag_of(base_image, &ctl_bytes, &relay_bytes);
+pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<String> {
+    let tag = inputs.tag()?;
     let (rt, docker) = connect()?;
     if !force && rt.block_on(docker.inspect_image(&tag)).is_ok() {
         eprintln!("==> {tag} is up to date");
         return Ok(tag);
     }
-    eprintln!("==> building {tag} from Dockerfile.box on {base_image}");
-    let context = context_tar(&ctl_bytes, &relay_bytes, true)?;
-    let args = HashMap::from([("BASE_IMAGE", base_image)]);
+    eprintln!(
+        "==> building {tag} from Dockerfile.box on {} with agents {}",
+        inputs.base(),
+        inputs.agents_text()
+    );
+    let context = inputs.context_tar(true)?;
     let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")
         .t(&tag)
         .rm(true)
-        .buildargs(&args)
         .build();
     rt.block_on(async {
         let mut stream = docker.build_image(

@@ -29,6 +29,31 @@ impl Host {
         self.dir.path().join("home")
     }
 
+    /// A directory on the PATH of every `agentbox` this host runs (and so of its bridge
+    /// daemon and its local boxes): stand-ins for host programs go there.
+    pub fn bin(&self) -> PathBuf {
+        self.dir.path().join("hostbin")
+    }
+
+    /// PATH with [`Host::bin`] first.
+    pub fn path(&self) -> String {
+        format!(
+            "{}:{}",
+            self.bin().display(),
+            std::env::var("PATH").unwrap_or_default()
+        )
+    }
+
+    /// Writes an executable script into [`Host::bin`].
+    pub fn program(&self, name: &str, script: &str) -> PathBuf {
+        std::fs::create_dir_all(self.bin()).expect("mkdir");
+        let path = self.bin().join(name);
+        std::fs::write(&path, script).expect("write");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        path
+    }
+
     /// A repo with two commits, an uncommitted edit, untracked and ignored files.
     pub fn repo(&self, name: &str, agentbox_yaml: &str) -> PathBuf {
         let repo = self.dir.path().join(name);
@@ -67,6 +92,7 @@ impl Host {
             .env("AGENTBOX_HOME", self.home())
             .env("AGENTBOX_OPENER", self.dir.path().join("opener"))
             .env("AGENTBOX_GH", self.dir.path().join("gh"))
+            .env("PATH", self.path())
             .stdin(Stdio::null())
             .output()
             .expect("run agentbox")
@@ -166,6 +192,7 @@ impl Host {
             .args(args)
             .current_dir(cwd)
             .env("AGENTBOX_HOME", self.home())
+            .env("PATH", self.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

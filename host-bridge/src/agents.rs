@@ -1,0 +1,158 @@
+//! What the host knows of the agents in its boxes: the latest state each agent reported
+//! through the bridge, per box in `AGENTBOX_HOME/agents/<box>.json`, for `agentbox list`
+//! and `agentbox status`.
+//!
+//! Reports are the box's claims: names are checked, text is cleaned, and a report older
+//! than the one on record (re-delivered, or overtaken) changes nothing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use agentbox_protocol::agent::{clean_detail, valid_agent_name, AgentState, AgentStatus};
+
+/// One bridge daemon per home applies reports; this keeps its concurrent requests from
+/// interleaving their read-modify-write of a file.
+static WRITE: Mutex<()> = Mutex::new(());
+
+/// The agents of one box, by session.
+pub type States = BTreeMap<String, AgentStatus>;
+
+/// The states on record in `path` (none when there is no file or it is unreadable).
+pub fn load(path: &Path) -> States {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// What applying a report did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The state on record before, if any.
+    pub previous: Option<AgentState>,
+    /// Whether the report was newer than the record (and so is now the record).
+    pub recorded: bool,
+}
+
+/// Checks a report from a box; `Err` says why it is refused.
+pub fn check(status: &AgentStatus) -> Result<AgentStatus, String> {
+    if !agentbox_protocol::term::valid_session_name(&status.session) {
+        return Err("the report names an invalid session".into());
+    }
+    if !valid_agent_name(&status.agent) {
+        return Err("the report names an invalid agent".into());
+    }
+    let mut status = status.clone();
+    status.detail = status
+        .detail
+        .as_deref()
+        .map(clean_detail)
+        .filter(|d| !d.is_empty());
+    Ok(status)
+}
+
+/// Records `status` in `path` unless the record is newer.
+pub fn apply(path: &Path, status: &AgentStatus) -> std::io::Result<Applied> {
+    let _guard = WRITE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut states = load(path);
+    let previous = states.get(&status.session).cloned();
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.since_ms >= status.since_ms)
+    {
+        return Ok(Applied {
+            previous: previous.map(|p| p.state),
+            recorded: false,
+        });
+    }
+    states.insert(status.session.clone(), status.clone());
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, &states)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(Applied {
+        previous: previous.map(|p| p.state),
+        recorded: true,
+    })
+}
+
+/// One line for a box's agents, such as `claude waiting, codex idle` (`-` for none).
+pub fn summary(states: &States, box_running: bool) -> String {
+    if states.is_empty() {
+        return "-".into();
+    }
+    states
+        .values()
+        .map(|s| {
+            let state = shown_state(s, box_running);
+            if s.agent == s.session {
+                format!("{} {state}", s.agent)
+            } else {
+                format!("{}({}) {state}", s.agent, s.session)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The state to show: an agent of a box that is not running has exited, whatever it said.
+pub fn shown_state(status: &AgentStatus, box_running: bool) -> AgentState {
+    if box_running {
+        status.state
+    } else {
+        AgentState::Exited
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(state: AgentState, since_ms: u64) -> AgentStatus {
+        AgentStatus {
+            session: "claude".into(),
+            agent: "claude".into(),
+            state,
+            detail: Some("needs \x1b[31myou".into()),
+            since_ms,
+        }
+    }
+
+    #[test]
+    fn newer_reports_win_and_older_ones_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agents").join("b.json");
+        let first = apply(&path, &report(AgentState::Working, 10)).expect("apply");
+        assert_eq!(
+            first,
+            Applied {
+                previous: None,
+                recorded: true
+            }
+        );
+        let second = apply(&path, &report(AgentState::Waiting, 20)).expect("apply");
+        assert_eq!(second.previous, Some(AgentState::Working));
+        let stale = apply(&path, &report(AgentState::Idle, 15)).expect("apply");
+        assert!(!stale.recorded);
+        assert_eq!(load(&path)["claude"].state, AgentState::Waiting);
+        assert_eq!(summary(&load(&path), true), "claude waiting");
+        assert_eq!(summary(&load(&path), false), "claude exited");
+        assert_eq!(summary(&States::new(), true), "-");
+    }
+
+    #[test]
+    fn reports_are_checked_and_cleaned() {
+        let clean = check(&report(AgentState::Waiting, 1)).expect("ok");
+        assert_eq!(clean.detail.as_deref(), Some("needs  [31myou"));
+        let mut bad = report(AgentState::Idle, 1);
+        bad.session = "../x".into();
+        assert!(check(&bad).is_err());
+        let mut bad = report(AgentState::Idle, 1);
+        bad.agent = "$(rm -rf)".into();
+        assert!(check(&bad).is_err());
+    }
+}

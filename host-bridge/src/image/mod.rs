@@ -1,0 +1,204 @@
+//! The box image's inputs and build context, shared by the docker provider (a local
+//! `docker build`) and Daytona (a server-side snapshot build).
+//!
+//! Everything baked is an input here: `Dockerfile.box`, the shims, the box binaries, the
+//! base image, the agents' packages ([`agents`]) and their static configuration from the
+//! host ([`agent_config`]). The image's tag is a checksum of all of them, so an unchanged
+//! image is never rebuilt and a changed one never passes for the old.
+
+pub mod agent_config;
+pub mod agents;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+pub use agents::Agent;
+
+const DOCKERFILE: &str = include_str!("../../../Dockerfile.box");
+const SHIM_GIT: &str = include_str!("../../../box/shims/git");
+const SHIM_GH: &str = include_str!("../../../box/shims/gh");
+const INSTALL_AGENTS: &str = include_str!("../../../box/install-agents");
+const CLAUDE_HOOKS: &str = include_str!("../../../box/agents/claude-managed-settings.json");
+const OPENCODE_PLUGIN: &str = include_str!("../../../box/agents/opencode-agentbox.js");
+
+/// The agents an image carries unless told otherwise.
+pub const DEFAULT_AGENTS: &str = "claude,codex,opencode";
+
+/// How [`Inputs::gather`] finds agent packages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packages {
+    /// Ask the registry for the latest release (and fetch it unless cached).
+    Latest,
+    /// Only what is cached (for telling whether a pinned image is stale, offline).
+    Cached,
+}
+
+/// Everything an image is built from.
+#[derive(Debug)]
+pub struct Inputs {
+    base: String,
+    agents: Vec<Agent>,
+    packages: Vec<(Agent, PathBuf)>,
+    config: Vec<agent_config::ConfigFile>,
+    ctl: Vec<u8>,
+    relay: Vec<u8>,
+}
+
+impl Inputs {
+    /// The inputs of an image on `base` with `agents`: the box binaries this host would
+    /// install, the agents' packages, the host's agent configuration under `$HOME`.
+    pub fn gather(base: &str, agents: &[Agent], packages: Packages) -> anyhow::Result<Self> {
+        let (ctl, relay) = crate::provider::local::box_binaries()?;
+        let mut found = Vec::new();
+        for &agent in agents {
+            let path = match packages {
+                Packages::Latest => agents::fetch(agent)?,
+                Packages::Cached => agents::cached(agent)
+                    .with_context(|| format!("no {} package is cached", agent.name()))?,
+            };
+            found.push((agent, path));
+        }
+        let config = std::env::var_os("HOME")
+            .map(|h| agent_config::collect(std::path::Path::new(&h)))
+            .unwrap_or_default();
+        Ok(Self {
+            base: base.to_string(),
+            agents: agents.to_vec(),
+            packages: found,
+            config,
+            ctl: std::fs::read(&ctl)?,
+            relay: std::fs::read(&relay)?,
+        })
+    }
+
+    /// The base image.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The agents it carries, in `AGENTS=` form.
+    pub fn agents_text(&self) -> String {
+        agents::list_text(&self.agents)
+    }
+
+    /// `Dockerfile.box` with this image's base and agents as its defaults, so that a
+    /// builder needs no build arguments.
+    pub fn dockerfile(&self) -> String {
+        DOCKERFILE
+            .replacen(
+                "ARG BASE_IMAGE=debian:bookworm-slim",
+                &format!("ARG BASE_IMAGE={}", self.base),
+                1,
+            )
+            .replacen(
+                &format!("ARG AGENTS={DEFAULT_AGENTS}"),
+                &format!("ARG AGENTS={}", self.agents_text()),
+                1,
+            )
+    }
+
+    /// The image tag: `agentbox-box:` and a checksum of every input.
+    pub fn tag(&self) -> anyhow::Result<String> {
+        let mut hasher = blake3::Hasher::new();
+        let mut part = |bytes: &[u8]| {
+            hasher.update(&(bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        };
+        part(self.dockerfile().as_bytes());
+        for fixed in [
+            SHIM_GIT,
+            SHIM_GH,
+            INSTALL_AGENTS,
+            CLAUDE_HOOKS,
+            OPENCODE_PLUGIN,
+        ] {
+            part(fixed.as_bytes());
+        }
+        part(&self.ctl);
+        part(&self.relay);
+        for f in &self.config {
+            part(f.path.as_bytes());
+            part(&f.data);
+            part(&f.mode.to_le_bytes());
+        }
+        for (agent, path) in &self.packages {
+            part(agent.name().as_bytes());
+            let mut file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mut file_hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                file_hasher.update(&buf[..n]);
+            }
+            part(file_hasher.finalize().as_bytes());
+        }
+        Ok(format!(
+            "agentbox-box:{}",
+            &hasher.finalize().to_hex()[..16]
+        ))
+    }
+
+    /// The build context as a tar: what the Dockerfile's `COPY`s read, and the Dockerfile
+    /// itself when `with_dockerfile` (Daytona takes it separately).
+    pub fn context_tar(&self, with_dockerfile: bool) -> anyhow::Result<Vec<u8>> {
+        let mut context = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8], mode: u32| -> std::io::Result<()> {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(mode);
+            h.set_mtime(0);
+            h.set_cksum();
+            context.append_data(&mut h, name, data)
+        };
+        if with_dockerfile {
+            add("Dockerfile", self.dockerfile().as_bytes(), 0o644)?;
+        }
+        add("agentbox-ctl", &self.ctl, 0o755)?;
+        add("agentbox-relay", &self.relay, 0o755)?;
+        add("shims/git", SHIM_GIT.as_bytes(), 0o755)?;
+        add("shims/gh", SHIM_GH.as_bytes(), 0o755)?;
+        add("install-agents", INSTALL_AGENTS.as_bytes(), 0o755)?;
+        add(
+            "agentbox-agents/claude-managed-settings.json",
+            CLAUDE_HOOKS.as_bytes(),
+            0o644,
+        )?;
+        add(
+            "agentbox-agents/opencode-agentbox.js",
+            OPENCODE_PLUGIN.as_bytes(),
+            0o644,
+        )?;
+        // The baked list, which also keeps the directory in the context when it is empty.
+        let listing: String = self.config.iter().fold(String::new(), |mut s, f| {
+            s.push_str(&f.path);
+            s.push('\n');
+            s
+        });
+        add(
+            "agent-home/.agentbox/baked-config",
+            listing.as_bytes(),
+            0o644,
+        )?;
+        for f in &self.config {
+            add(&format!("agent-home/{}", f.path), &f.data, f.mode)?;
+        }
+        add("agents/.keep", b"", 0o644)?;
+        for (agent, path) in &self.packages {
+            let mut file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let mut h = tar::Header::new_gnu();
+            h.set_size(file.metadata()?.len());
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            context.append_data(&mut h, format!("agents/{}.tgz", agent.name()), &mut file)?;
+        }
+        Ok(context.into_inner()?)
+    }
+}

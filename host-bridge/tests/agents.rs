@@ -1,0 +1,187 @@
+//! Agents in boxes, end to end on local boxes: a stand-in agent calls the hooks the way
+//! Claude Code does, and its state travels box → ctl daemon → relay → host bridge →
+//! `agentbox list --json`; the change to `waiting` raises one desktop notification.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// The agents of box `name` as `agentbox list --json` shows them.
+fn agents_of(host: &Host, cwd: &Path, name: &str) -> Vec<serde_json::Value> {
+    host.list(cwd)
+        .into_iter()
+        .find(|b| b["name"] == name)
+        .and_then(|b| b["agents"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn state_of(host: &Host, cwd: &Path, name: &str) -> Option<String> {
+    agents_of(host, cwd, name)
+        .first()
+        .and_then(|a| a["state"].as_str().map(str::to_string))
+}
+
+fn wait_state(host: &Host, cwd: &Path, name: &str, want: &str) {
+    assert!(
+        eventually(|| state_of(host, cwd, name).as_deref() == Some(want)),
+        "the host never saw `{want}`; it has {:?}",
+        agents_of(host, cwd, name)
+    );
+}
+
+#[test]
+fn a_stand_in_agent_drives_its_state_to_the_host() {
+    let host = Host::new();
+    let steps = host.dir.path().join("steps");
+    std::fs::create_dir_all(&steps).expect("mkdir");
+    let notified = host.dir.path().join("notified.txt");
+    // The host's desktop notifier: records each notification.
+    host.program(
+        "notify-send",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\n",
+            notified.display()
+        ),
+    );
+    // A stand-in `claude`: reports what Claude Code's hooks report, step by step as the
+    // test allows (the local provider runs this machine's programs).
+    let hook = |event: &str| format!("echo '{event}' | agentbox-ctl agent-state --from claude\n");
+    let wait = |step: &str| {
+        format!(
+            "while [ ! -e {} ]; do sleep 0.05; done\n",
+            steps.join(step).display()
+        )
+    };
+    let script = [
+        "#!/bin/sh\n".to_string(),
+        hook(r#"{"hook_event_name":"SessionStart"}"#),
+        hook(r#"{"hook_event_name":"UserPromptSubmit"}"#),
+        hook(r#"{"hook_event_name":"PreToolUse","tool_name":"Bash"}"#),
+        wait("ask"),
+        hook(
+            r#"{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"Claude needs your permission to use Bash"}"#,
+        ),
+        // Asked again while still waiting: no second notification.
+        hook(
+            r#"{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"Claude needs your permission to use Write"}"#,
+        ),
+        wait("answer"),
+        hook(r#"{"hook_event_name":"PostToolUse","tool_name":"Bash"}"#),
+        hook(r#"{"hook_event_name":"Stop"}"#),
+        // A hook with a payload that is not JSON never fails the agent.
+        "echo 'not json' | agentbox-ctl agent-state --from claude && echo hook-ok\n".into(),
+        wait("exit"),
+    ]
+    .concat();
+    host.program("claude", &script);
+
+    let repo = host.repo("agents", "");
+    host.ok(&repo, &["claude", "-d", "--name", "ag1"]);
+    wait_state(&host, &repo, "ag1", "working");
+    assert!(!notified.exists(), "notified before the agent waited");
+
+    std::fs::write(steps.join("ask"), "").expect("step");
+    wait_state(&host, &repo, "ag1", "waiting");
+    let agent = &agents_of(&host, &repo, "ag1")[0];
+    assert_eq!(agent["agent"], "claude");
+    assert_eq!(agent["session"], "claude");
+    let notifications = || std::fs::read_to_string(&notified).unwrap_or_default();
+    assert!(eventually(
+        || notifications().contains("claude is waiting for you")
+    ));
+
+    std::fs::write(steps.join("answer"), "").expect("step");
+    wait_state(&host, &repo, "ag1", "idle");
+    assert_eq!(
+        notifications().lines().count(),
+        1,
+        "one notification per wait: {}",
+        notifications()
+    );
+    assert!(
+        notifications().contains("agentbox: ag1"),
+        "{}",
+        notifications()
+    );
+
+    // The text view and `status` show it too.
+    let list = host.ok(&repo, &["list"]);
+    assert!(list.contains("claude idle"), "{list}");
+    let status: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["status", "ag1", "--json"])).expect("json");
+    assert_eq!(status["agents"][0]["state"], "idle");
+    // In the box: `session list` carries the state, and the bad hook payload was ignored.
+    let sessions: serde_json::Value = serde_json::from_str(&host.ok(
+        &repo,
+        &[
+            "exec",
+            "ag1",
+            "--",
+            "agentbox-ctl",
+            "session",
+            "list",
+            "--json",
+        ],
+    ))
+    .expect("json");
+    assert_eq!(sessions[0]["agent"]["state"], "idle");
+
+    // The agent's program ends without a last hook: the box notices, the host shows it.
+    std::fs::write(steps.join("exit"), "").expect("step");
+    wait_state(&host, &repo, "ag1", "exited");
+    let audit = host.ok(&repo, &["audit"]);
+    assert!(audit.contains("agent state"), "{audit}");
+
+    // A stopped box's agents have exited, whatever they said last.
+    host.ok(&repo, &["stop", "ag1"]);
+    assert_eq!(state_of(&host, &repo, "ag1").as_deref(), Some("exited"));
+}
+
+#[test]
+fn agent_state_refuses_bad_input_in_the_box() {
+    let host = Host::new();
+    let repo = host.repo("bad-states", "");
+    host.ok(&repo, &["create", "--name", "ag2"]);
+    let run = |args: &[&str]| {
+        let mut all = vec!["exec", "ag2", "--", "agentbox-ctl", "agent-state"];
+        all.extend_from_slice(args);
+        host.run(&repo, &all)
+    };
+    let out = run(&["sleeping", "--session", "s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown agent state `sleeping`"));
+    let out = run(&["idle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTBOX_SESSION"));
+    let out = run(&["idle", "--session", "a:b"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid session name"));
+    let out = run(&["idle", "--session", "s", "--agent", "$(x)"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid agent name"));
+    // Hooks never fail their agent, even on garbage.
+    let out = run(&["--from", "codex", "{not json"]);
+    assert!(out.status.success());
+    // A well-formed report of a session the host has no agent for still shows up.
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "ag2",
+            "--",
+            "agentbox-ctl",
+            "agent-state",
+            "waiting",
+            "--session",
+            "side",
+            "--agent",
+            "codex",
+            "--detail",
+            "approve `rm`?",
+        ],
+    );
+    // (The box marks it exited soon after: it has no such session; the audit keeps both.)
+    assert!(eventually(|| host
+        .ok(&repo, &["audit"])
+        .contains("codex in session side: waiting")));
+}
