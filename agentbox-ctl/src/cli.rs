@@ -223,6 +223,11 @@ pub enum SessionCmd {
         /// Working directory, relative to the workspace.
         #[arg(long)]
         cwd: Option<String>,
+        /// Extra environment for this session only: a JSON object of names to values in a
+        /// file that only you can read. It is deleted once read; the values never appear
+        /// in any command line.
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         argv: Vec<String>,
@@ -409,12 +414,26 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             other => Err(unexpected(&other)),
         },
         Cmd::Logs { name, tail, follow } => logs(&socket, name, tail, follow),
-        Cmd::Session(SessionCmd::Start { name, cwd, argv }) => {
+        Cmd::Session(SessionCmd::Start {
+            name,
+            cwd,
+            env_file,
+            argv,
+        }) => {
+            let env = match env_file {
+                Some(path) => read_env_file(&path).map_err(|e| {
+                    ClientError::Unexpected(format!(
+                        "cannot use the environment file {}: {e}",
+                        path.display()
+                    ))
+                })?,
+                None => Vec::new(),
+            };
             let spec = SessionSpec {
                 name,
                 cwd,
                 argv,
-                env: Vec::new(),
+                env,
                 ends_with_command: false,
             };
             match client::call(&socket, CtlRequest::SessionStart(spec))? {
@@ -694,4 +713,19 @@ fn agent_state(socket: &std::path::Path, value: Option<&str>, flags: AgentFlags)
         Ok(other) => fail(unexpected(&other).to_string()),
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// Reads and deletes a session environment file: a JSON object of names to strings, in a
+/// file no one else can read (a wider file is refused, and deleted all the same).
+fn read_env_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| e.to_string())?;
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(path);
+    if !meta.is_file() || meta.mode() & 0o077 != 0 {
+        return Err("it must be a regular file readable by its owner only (mode 0600)".into());
+    }
+    let map: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text?).map_err(|e| format!("not a JSON object of strings: {e}"))?;
+    Ok(map.into_iter().collect())
 }

@@ -161,6 +161,15 @@ pub enum Cmd {
         #[arg(value_name = "BOX")]
         target: Option<String>,
     },
+    /// Copy this machine's agent credentials (Claude's ~/.claude/.credentials.json, Codex's
+    /// ~/.codex/auth.json, OpenCode's ~/.local/share/opencode/auth.json) into a box again,
+    /// after they were renewed here. A docker box has its own copy; Daytona boxes share the
+    /// organization's credentials volume. Nothing the box writes is copied back.
+    Resync {
+        /// The box.
+        #[arg(value_name = "BOX")]
+        target: Option<String>,
+    },
     /// Destroy a box and every trace of it.
     Destroy {
         /// The box.
@@ -568,7 +577,12 @@ fn parse_window(text: &str) -> Result<std::time::Duration, String> {
 /// Arguments of `claude`, `codex`, `opencode`.
 #[derive(Debug, Args)]
 pub struct AgentArgs {
-    /// Creation options.
+    /// An existing box: attach to its agent session, or resume the agent's last
+    /// conversation there when the session is gone (after a box restart). Without it, a
+    /// new box is created.
+    #[arg(value_name = "BOX")]
+    pub target: Option<String>,
+    /// Creation options (for a new box).
     #[command(flatten)]
     pub opts: CreateOpts,
     /// Do not attach.
@@ -728,9 +742,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ctx::view(&record, name, true, &view)
         }
         Cmd::Run { opts, detach, argv } => ctx.run_in_session(&opts, "agent", &argv, detach),
-        Cmd::Claude(a) => ctx.agent("claude", a),
-        Cmd::Codex(a) => ctx.agent("codex", a),
-        Cmd::Opencode(a) => ctx.agent("opencode", a),
+        Cmd::Claude(a) => ctx.agent("claude", &a),
+        Cmd::Codex(a) => ctx.agent("codex", &a),
+        Cmd::Opencode(a) => ctx.agent("opencode", &a),
         Cmd::Stop { target } => {
             let record = ctx.resolve(target.as_deref())?;
             Ctx::open_box(&record)?.stop()?;
@@ -754,23 +768,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Checkpoint(cmd) => ctx.checkpoint(cmd),
         Cmd::Daytona(DaytonaCmd::Resync { target }) => {
             let record = ctx.resolve(target.as_deref())?;
-            let AnyBox::Daytona(b) = AnyBox::open(&record)? else {
+            if record.provider != "daytona" {
                 bail!(
-                    "box `{}` is a {} box: resync is for daytona boxes",
+                    "box `{}` is a {} box: use `agentbox resync {}`",
                     record.name,
-                    record.provider
+                    record.provider,
+                    record.name
                 );
-            };
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .context("HOME is not set: cannot find the agents' credentials")?;
-            let sent = b.resync(&home)?;
-            if sent.is_empty() {
-                eprintln!("no agent credentials on this machine (looked for ~/.claude/.credentials.json, ~/.codex/auth.json, ~/.local/share/opencode/auth.json)");
-            } else {
-                eprintln!("sent the credentials of: {}", sent.join(", "));
             }
-            Ok(ExitCode::SUCCESS)
+            Ctx::resync(&record)
+        }
+        Cmd::Resync { target } => {
+            let record = ctx.resolve(target.as_deref())?;
+            Ctx::resync(&record)
         }
         Cmd::Daytona(DaytonaCmd::Login { .. }) => {
             unreachable!("handled before the context is made")
@@ -895,6 +905,40 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => ctx.cp(&paths, max_size, json),
     }
+}
+
+/// The command line of an agent session: the agent and the user's arguments, with what
+/// reports its state (Codex takes its `notify` program as a flag; Claude's hooks and the
+/// OpenCode plugin are in the image). With `resume`, a shell picks the agent's way to
+/// continue its last conversation when one is on disk, else starts it afresh; the user's
+/// arguments pass as `"$@"`, never spliced into the script.
+fn agent_argv(agent: &str, args: &[String], resume: bool) -> Vec<String> {
+    let mut base: Vec<String> = vec![agent.to_string()];
+    if agent == "codex" {
+        base.push("-c".into());
+        base.push(r#"notify=["agentbox-ctl","agent-state","--from","codex"]"#.into());
+    }
+    let (history, continue_args) = match agent {
+        "claude" => ("$HOME/.claude/projects", "--continue"),
+        "codex" => ("$HOME/.codex/sessions", "resume --last"),
+        "opencode" => ("$HOME/.local/share/opencode/storage/session", "--continue"),
+        _ => ("", ""),
+    };
+    if !resume || history.is_empty() {
+        base.extend(args.iter().cloned());
+        return base;
+    }
+    let quoted: Vec<String> = base
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
+        .collect();
+    let command = quoted.join(" ");
+    let script = format!(
+        "if [ -n \"$(ls -A \"{history}\" 2>/dev/null)\" ]; then exec {command} {continue_args} \"$@\"; else exec {command} \"$@\"; fi"
+    );
+    let mut argv = vec!["sh".to_string(), "-c".into(), script, agent.to_string()];
+    argv.extend(args.iter().cloned());
+    argv
 }
 
 /// The agents of a box as `list --json` and `status --json` show them.
@@ -1161,6 +1205,19 @@ impl Ctx {
         match Self::build(&record, &b, opts, depth, docker.as_ref()) {
             Ok(url) => {
                 self.state.update(&name, "ready", Some(&url))?;
+                // A docker box gets its own copy of this machine's agent credentials.
+                if record.provider == "docker" {
+                    let sent = std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .map(|home| b.resync(&home));
+                    match sent {
+                        Some(Ok(agents)) if !agents.is_empty() => {
+                            eprintln!("==> agent credentials copied in: {}", agents.join(", "));
+                        }
+                        Some(Err(e)) => eprintln!("warning: agent credentials not copied: {e:#}"),
+                        _ => {}
+                    }
+                }
                 // The box's requests need someone to answer them.
                 if let Err(e) = crate::bridge::ensure_started(&self.home) {
                     eprintln!("warning: {e:#}");
@@ -1464,7 +1521,33 @@ impl Ctx {
     ) -> anyhow::Result<ExitCode> {
         let record = self.create(opts)?;
         let b = Self::open_box(&record)?;
-        let mut args = vec!["session", "start", session, "--"];
+        self.start_session(&b, session, argv)?;
+        Self::attach_or_say(&record, session, detach)
+    }
+
+    /// Starts session `session` running `argv` in box `b`, with the API keys the host
+    /// config forwards (`agents.forwardEnv`) in its environment only.
+    fn start_session(&self, b: &AnyBox, session: &str, argv: &[String]) -> anyhow::Result<()> {
+        let cfg = self.resolved(BTreeMap::new())?;
+        let forwarded = cfg
+            .get("agents.forwardEnv")
+            .map(|(v, _)| crate::credentials::forwarded(v))
+            .unwrap_or_default();
+        let env_file = if forwarded.is_empty() {
+            None
+        } else {
+            let map: BTreeMap<String, String> = forwarded.into_iter().collect();
+            let name = format!(
+                "session-env-{}",
+                agentbox_protocol::files::new_transfer_id()?
+            );
+            Some(b.put_private_file(&name, serde_json::to_string(&map)?.as_bytes())?)
+        };
+        let mut args = vec!["session", "start", session];
+        if let Some(f) = &env_file {
+            args.extend(["--env-file", f.as_str()]);
+        }
+        args.push("--");
         args.extend(argv.iter().map(String::as_str));
         let out = b.ctl(&args)?;
         if !out.status.success() {
@@ -1473,6 +1556,12 @@ impl Ctx {
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
+        Ok(())
+    }
+
+    /// Attaches this terminal to the session, or (detached, or without a terminal) says
+    /// how to.
+    fn attach_or_say(record: &BoxRecord, session: &str, detach: bool) -> anyhow::Result<ExitCode> {
         if detach || !std::io::stdin().is_terminal() {
             println!("{}", record.name);
             eprintln!("running in box `{}`, session `{session}`: attach with `agentbox attach {} --session {session}`", record.name, record.name);
@@ -1486,7 +1575,7 @@ impl Ctx {
             ),
             log: None,
         };
-        Self::view(&record, Some(session.to_string()), false, &view)
+        Self::view(record, Some(session.to_string()), false, &view)
     }
 
     /// Attaches this terminal to a session (or a new shell) of a running box.
@@ -1516,7 +1605,7 @@ impl Ctx {
         })
     }
 
-    fn agent(&self, agent: &str, a: AgentArgs) -> anyhow::Result<ExitCode> {
+    fn agent(&self, agent: &str, a: &AgentArgs) -> anyhow::Result<ExitCode> {
         let mut flags = BTreeMap::new();
         if let Some(p) = &a.opts.provider {
             flags.insert("box.provider".to_string(), p.clone());
@@ -1537,9 +1626,48 @@ impl Ctx {
         if !on_path {
             bail!("`{agent}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
         }
-        let mut argv = vec![agent.to_string()];
-        argv.extend(a.args);
+        if let Some(target) = &a.target {
+            return self.agent_again(agent, target, &a.args, a.detach);
+        }
+        let argv = agent_argv(agent, &a.args, false);
         self.run_in_session(&a.opts, agent, &argv, a.detach)
+    }
+
+    /// `agentbox claude|codex|opencode BOX`: the agent of an existing box. A running
+    /// session is attached to; a session whose agent ended, or none (the box restarted),
+    /// is started again, resuming the agent's last conversation when it has one.
+    fn agent_again(
+        &self,
+        agent: &str,
+        target: &str,
+        args: &[String],
+        detach: bool,
+    ) -> anyhow::Result<ExitCode> {
+        let record = self.resolve(Some(target))?;
+        let b = Self::open_box(&record)?;
+        if !b.running() {
+            eprintln!("==> starting box `{}`", record.name);
+            let url = b.start(&record.bridge_token)?;
+            self.state.update(&record.name, "ready", Some(&url))?;
+        }
+        let sessions: Vec<agentbox_protocol::ctl::SessionInfo> = b
+            .ctl(&["session", "list", "--json"])
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| serde_json::from_slice(&o.stdout).ok())
+            .unwrap_or_default();
+        match sessions.iter().find(|s| s.name == agent) {
+            Some(s) if s.running => {}
+            found => {
+                if found.is_some() {
+                    // The agent ended; its pane stays until the session goes.
+                    let _ = b.ctl(&["session", "kill", agent]);
+                }
+                eprintln!("==> resuming {agent} in box `{}`", record.name);
+                self.start_session(&b, agent, &agent_argv(agent, args, true))?;
+            }
+        }
+        Self::attach_or_say(&record, agent, detach)
     }
 
     fn list(&self, json: bool) -> anyhow::Result<ExitCode> {
@@ -1725,6 +1853,25 @@ impl Ctx {
                 });
             }
             BridgeCmd::Run => unreachable!("handled before the context is built"),
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// `agentbox resync`: the host's agent credentials into the box.
+    fn resync(record: &BoxRecord) -> anyhow::Result<ExitCode> {
+        let b = Self::open_box(record)?;
+        ensure_running(&b, &record.name)?;
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .context("HOME is not set: cannot find the agents' credentials")?;
+        let sent = b.resync(&home)?;
+        if sent.is_empty() {
+            eprintln!(
+                "no agent credentials on this machine (looked for {})",
+                crate::credentials::looked_for()
+            );
+        } else {
+            eprintln!("sent the credentials of: {}", sent.join(", "));
         }
         Ok(ExitCode::SUCCESS)
     }

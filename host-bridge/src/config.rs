@@ -33,6 +33,19 @@ fn provider(v: &str) -> Result<(), String> {
     }
 }
 
+fn var_names(v: &str) -> Result<(), String> {
+    match v
+        .split(',')
+        .map(str::trim)
+        .find(|n| !crate::credentials::valid_var_name(n))
+    {
+        Some(bad) => Err(format!(
+            "`{bad}` is not an environment variable name (comma-separated names, e.g. ANTHROPIC_API_KEY,OPENAI_API_KEY)"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn agents(v: &str) -> Result<(), String> {
     crate::image::agents::parse_list(v).map(|_| ())
 }
@@ -59,7 +72,7 @@ fn verdict(v: &str) -> Result<(), String> {
 /// Whether a key is part of the host's policy, which only host config may set (never a
 /// repository's `agentbox.yaml`, which the box can influence).
 pub fn is_policy_key(name: &str) -> bool {
-    name.starts_with("policy.") || name.starts_with("approvals.")
+    name.starts_with("policy.") || name.starts_with("approvals.") || name == "agents.forwardEnv"
 }
 
 /// Every key agentbox reads.
@@ -123,6 +136,12 @@ pub const KEYS: &[Key] = &[
         help: "how long a request waits for `agentbox approve` before it is refused",
         default: Some("900"),
         check: count,
+    },
+    Key {
+        name: "agents.forwardEnv",
+        help: "API keys from this machine's environment that agent sessions get, e.g. ANTHROPIC_API_KEY,OPENAI_API_KEY (host config only)",
+        default: None,
+        check: var_names,
     },
     Key {
         name: "box.provider",

@@ -5,6 +5,7 @@
 //! - [`bridge`]: the host bridge daemon that answers the boxes' requests, and its records.
 //! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
 //!   [`config`]: layered configuration.
+//! - [`credentials`]: agent credential files and forwarded API keys, host → box.
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`image`]: the box image's inputs (binaries, agents, their config) and build context.
 //! - [`seed`]: packing the repo into a seed.
@@ -20,6 +21,7 @@ pub mod bridge;
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod daytona;
 pub mod download;
 pub mod git;

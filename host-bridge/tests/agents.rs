@@ -185,3 +185,188 @@ fn agent_state_refuses_bad_input_in_the_box() {
         .ok(&repo, &["audit"])
         .contains("codex in session side: waiting")));
 }
+
+/// `agentbox` with extra environment (this machine's API key, a HOME of the test's own).
+fn run_with(
+    host: &Host,
+    cwd: &Path,
+    env: &[(&str, &Path)],
+    secret: &str,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(AGENTBOX);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("AGENTBOX_HOME", host.home())
+        .env("PATH", host.path())
+        .env("ANTHROPIC_API_KEY", secret)
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run agentbox")
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let p = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            found.extend(files_containing(&p, needle));
+        } else if meta.is_file()
+            && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            found.push(p);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_forwarded_key_reaches_the_agent_session_only_and_the_agent_resumes() {
+    let host = Host::new();
+    let secret = format!("sk-ant-test-{}", std::process::id() * 7919);
+    let out_dir = host.dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let home = host.dir.path().join("user-home");
+    std::fs::create_dir_all(&home).expect("mkdir");
+    // The stand-in agent writes its environment and arguments, then waits to be killed.
+    host.program(
+        "claude",
+        &format!(
+            "#!/bin/sh\nenv > {out}/agent-env.$$\necho \"$*\" >> {out}/agent-args\nexec sleep 600\n",
+            out = out_dir.display()
+        ),
+    );
+    let yaml = format!(
+        "services:\n  dump:\n    command: env > {}/service-env; exec sleep 600\n",
+        out_dir.display()
+    );
+    let repo = host.repo("keys", &yaml);
+    host.ok(
+        &repo,
+        &[
+            "config",
+            "set",
+            "--global",
+            "agents.forwardEnv",
+            "ANTHROPIC_API_KEY,OPENAI_API_KEY",
+        ],
+    );
+    // A repository cannot choose what leaves the host.
+    std::fs::write(
+        repo.join("agentbox.yaml"),
+        format!("{yaml}defaults:\n  agents.forwardEnv: HOME\n"),
+    )
+    .expect("write");
+    let refused = run_with(
+        &host,
+        &repo,
+        &[("HOME", &home)],
+        &secret,
+        &["create", "--name", "nope"],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("agents.forwardEnv"));
+    std::fs::write(repo.join("agentbox.yaml"), &yaml).expect("write");
+
+    let made = run_with(
+        &host,
+        &repo,
+        &[("HOME", &home)],
+        &secret,
+        &["claude", "-d", "--name", "ag3"],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let agent_env = || {
+        std::fs::read_dir(&out_dir)
+            .expect("read")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("agent-env."))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert!(eventually(
+        || agent_env().len() == 1 && out_dir.join("service-env").exists()
+    ));
+    assert!(
+        agent_env()[0].contains(&format!("ANTHROPIC_API_KEY={secret}")),
+        "the agent session lacks the key"
+    );
+    let service_env = std::fs::read_to_string(out_dir.join("service-env")).expect("read");
+    assert!(!service_env.contains(&secret), "a service got the key");
+    assert!(service_env.contains("AGENTBOX_WORKSPACE"), "{service_env}");
+    // No command line on this machine carries it, and no file agentbox keeps does.
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    assert!(
+        !String::from_utf8_lossy(&ps.stdout).contains(&secret),
+        "the key is in argv"
+    );
+    let leaks = files_containing(&host.home(), secret.as_bytes());
+    assert!(leaks.is_empty(), "the key is in {leaks:?}");
+
+    // Running: `agentbox claude BOX` attaches to the same agent (detached here: says how).
+    let again = run_with(
+        &host,
+        &repo,
+        &[("HOME", &home)],
+        &secret,
+        &["claude", "ag3", "-d"],
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(agent_env().len(), 1, "the running agent was started again");
+
+    // The agent ended (as after a box restart): it resumes its last conversation when it
+    // has one on disk, with the user's arguments after.
+    std::fs::create_dir_all(home.join(".claude/projects/-ws")).expect("mkdir");
+    std::fs::write(home.join(".claude/projects/-ws/1.jsonl"), "{}\n").expect("write");
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "ag3",
+            "--",
+            "agentbox-ctl",
+            "session",
+            "kill",
+            "claude",
+        ],
+    );
+    let resumed = run_with(
+        &host,
+        &repo,
+        &[("HOME", &home)],
+        &secret,
+        &["claude", "ag3", "-d", "--", "--model", "it's"],
+    );
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(eventually(|| agent_env().len() == 2));
+    let args = std::fs::read_to_string(out_dir.join("agent-args")).expect("args");
+    assert_eq!(
+        args.lines().collect::<Vec<_>>(),
+        ["", "--continue --model it's"]
+    );
+    assert!(agent_env().iter().all(|e| e.contains(&secret)));
+}

@@ -25,18 +25,7 @@ pub const DEFAULT_SIZE: (u32, u32, u32) = (2, 4, 8);
 /// The organization's volume of renewable agent credentials.
 pub const CREDENTIALS_VOLUME: &str = "agentbox-credentials";
 
-/// Each agent's credential file: (agent, file under the host's home, file in its
-/// directory of the credentials volume). The box image links the agents' own paths there.
-pub const CREDENTIALS: [(&str, &str, &str); 3] = [
-    ("claude", ".claude/.credentials.json", ".credentials.json"),
-    ("codex", ".codex/auth.json", "auth.json"),
-    ("opencode", ".local/share/opencode/auth.json", "auth.json"),
-];
-
-/// Where the box mounts an agent's directory of the credentials volume.
-fn credentials_dir(agent: &str) -> String {
-    format!("/home/agent/.agentbox-creds/{agent}")
-}
+use crate::credentials::{box_dir as credentials_dir, FILES as CREDENTIALS};
 
 /// Minutes without activity before Daytona stops the sandbox.
 pub const AUTO_STOP_MINUTES: u32 = 30;
@@ -194,20 +183,26 @@ impl DaytonaBox {
             );
         }
         let mut sent = Vec::new();
-        for (agent, host_file, box_file) in CREDENTIALS {
-            let path = host_home.join(host_file);
-            let bytes = match std::fs::read(&path) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-            };
-            let dest = format!("{}/{box_file}", credentials_dir(agent));
+        for c in crate::credentials::read(host_home)? {
+            let dest = format!("{}/{}", credentials_dir(c.agent), c.file);
             self.runtime
-                .block_on(self.client.upload_file(&sandbox, &dest, bytes))
-                .with_context(|| format!("cannot send the {agent} credentials"))?;
-            sent.push(agent);
+                .block_on(self.client.upload_file(&sandbox, &dest, c.bytes))
+                .with_context(|| format!("cannot send the {} credentials", c.agent))?;
+            sent.push(c.agent);
         }
         Ok(sent)
+    }
+
+    /// Writes `data` as `/run/agentbox/<name>` in the box (through the toolbox).
+    pub fn put_private_file(&self, name: &str, data: &[u8]) -> anyhow::Result<String> {
+        let sandbox = self.get()?;
+        let dest = format!("/run/agentbox/{name}");
+        self.runtime
+            .block_on(self.client.upload_file(&sandbox, &dest, data.to_vec()))
+            .context("cannot send a file to the box")?;
+        // The toolbox may write it with a wider mode: narrow it before anything reads it.
+        self.execute(&format!("chmod 600 {}", shell_quote(&dest)))?;
+        Ok(dest)
     }
 
     /// Captures the box's disk as snapshot `name` and waits until it is active and the box

@@ -177,25 +177,53 @@ impl DockerBox {
             .build();
         rt.block_on(docker.create_container(Some(options), body))
             .with_context(|| format!("cannot create container {} from {image}", self.container))?;
-        // The token file: owned by the agent user (uid 1000), 0600.
+        self.put_private_files("/run/agentbox", &[("bridge.token", token.as_bytes())])
+            .context("cannot put the bridge token into the container")
+    }
+
+    /// Writes files into directory `dir` of the container (running or not), each owned by
+    /// the agent user (uid 1000) and mode 0600. Names may contain `/` below `dir`.
+    pub fn put_private_files(&self, dir: &str, files: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        let (rt, docker) = connect()?;
         let mut tar = tar::Builder::new(Vec::new());
-        let mut h = tar::Header::new_gnu();
-        h.set_size(token.len() as u64);
-        h.set_mode(0o600);
-        h.set_uid(1000);
-        h.set_gid(1000);
-        h.set_cksum();
-        tar.append_data(&mut h, "bridge.token", token.as_bytes())?;
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            h.set_uid(1000);
+            h.set_gid(1000);
+            h.set_cksum();
+            tar.append_data(&mut h, name, *data)?;
+        }
         let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
-            .path("/run/agentbox")
+            .path(dir)
             .build();
         rt.block_on(docker.upload_to_container(
             &self.container,
             Some(options),
             bollard::body_full(bytes::Bytes::from(tar.into_inner()?)),
         ))
-        .context("cannot put the bridge token into the container")?;
+        .with_context(|| format!("cannot write into {dir} of container {}", self.container))?;
         Ok(())
+    }
+
+    /// Copies the host's agent credential files into this box (its own copy; nothing is
+    /// copied back); returns the agents whose credentials went.
+    pub fn resync(&self, host_home: &std::path::Path) -> anyhow::Result<Vec<&'static str>> {
+        let found = crate::credentials::read(host_home)?;
+        let names: Vec<String> = found
+            .iter()
+            .map(|c| format!("{}/{}", c.agent, c.file))
+            .collect();
+        let files: Vec<(&str, &[u8])> = names
+            .iter()
+            .zip(&found)
+            .map(|(n, c)| (n.as_str(), c.bytes.as_slice()))
+            .collect();
+        if !files.is_empty() {
+            self.put_private_files("/home/agent/.agentbox-creds", &files)?;
+        }
+        Ok(found.iter().map(|c| c.agent).collect())
     }
 
     /// Starts the container if needed; returns the bridge URL once the relay and the ctl

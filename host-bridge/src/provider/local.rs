@@ -44,6 +44,16 @@ pub fn box_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((ctl, relay))
 }
 
+/// Keeps this machine's API keys and tokens out of the box's daemon, relay and services
+/// (an agent session gets the ones `agents.forwardEnv` names, by itself).
+fn strip_secrets(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(crate::credentials::is_secret_var) {
+            cmd.env_remove(name);
+        }
+    }
+}
+
 fn which(program: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
@@ -121,10 +131,24 @@ impl LocalBox {
 
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
-        cmd.envs(self.env())
-            .env_remove("AGENTBOX_BRIDGE_TOKEN")
-            .current_dir(self.workspace());
+        cmd.envs(self.env()).current_dir(self.workspace());
+        strip_secrets(&mut cmd);
         cmd
+    }
+
+    /// Writes `data` as `name` in the run directory, mode 0600; returns its path.
+    pub fn put_private_file(&self, name: &str, data: &[u8]) -> anyhow::Result<String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.run_dir().join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        file.write_all(data)?;
+        Ok(path.display().to_string())
     }
 
     fn spawn_detached(
@@ -140,9 +164,8 @@ impl LocalBox {
             .open(self.dir.join("log").join(log))?;
         let mut cmd = Command::new("setsid");
         cmd.arg(program).args(args);
-        cmd.envs(self.env())
-            .env_remove("AGENTBOX_BRIDGE_TOKEN")
-            .current_dir(self.workspace());
+        cmd.envs(self.env()).current_dir(self.workspace());
+        strip_secrets(&mut cmd);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }

@@ -129,6 +129,31 @@ impl AnyBox {
         }
     }
 
+    /// Copies the host's agent credential files (under `host_home`) into the box; returns
+    /// the agents whose credentials went.
+    pub fn resync(&self, host_home: &std::path::Path) -> anyhow::Result<Vec<&'static str>> {
+        match self {
+            Self::Local(_) => anyhow::bail!(
+                "a local box runs as you on this machine and uses your own agent credentials: nothing to resync"
+            ),
+            Self::Docker(b) => b.resync(host_home),
+            Self::Daytona(b) => b.resync(host_home),
+        }
+    }
+
+    /// Writes `data` into the box's run directory as `name`, readable by the box's user
+    /// only; returns its path in the box.
+    pub fn put_private_file(&self, name: &str, data: &[u8]) -> anyhow::Result<String> {
+        match self {
+            Self::Local(b) => b.put_private_file(name, data),
+            Self::Docker(b) => {
+                b.put_private_files("/run/agentbox", &[(name, data)])?;
+                Ok(format!("/run/agentbox/{name}"))
+            }
+            Self::Daytona(b) => b.put_private_file(name, data),
+        }
+    }
+
     /// Removes every trace of it (and the host's records in `dir`).
     pub fn remove(&self, dir: &std::path::Path) -> anyhow::Result<()> {
         match self {
