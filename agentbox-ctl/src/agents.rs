@@ -81,6 +81,15 @@ impl Agents {
         Ok(())
     }
 
+    /// Forgets what an earlier session of this name reported (a new one starts).
+    pub fn forget(&self, session: &str) {
+        let mut states = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        states.remove(session);
+    }
+
     /// Adds each session's agent state to `sessions`.
     pub fn annotate(&self, sessions: &mut [SessionInfo]) {
         let states = self

@@ -136,9 +136,16 @@ async fn dispatch(
         CtlRequest::Logs { name, tail, follow } => {
             return stream_logs(conn, ctx, &name, tail, follow).await
         }
-        CtlRequest::SessionStart(spec) => answer(ctx.tmux.start(&spec).await, |s| {
-            CtlResponse::Sessions(vec![s])
-        }),
+        CtlRequest::SessionStart(spec) => {
+            // A new session of an old name: what the old one's agent said is over (and
+            // forgotten before the new agent's first report can arrive).
+            if !ctx.tmux.exists(&spec.name).await.unwrap_or(true) {
+                ctx.agents.forget(&spec.name);
+            }
+            answer(ctx.tmux.start(&spec).await, |s| {
+                CtlResponse::Sessions(vec![s])
+            })
+        }
         CtlRequest::SessionList => answer(ctx.tmux.list().await, |mut sessions| {
             ctx.agents.annotate(&mut sessions);
             CtlResponse::Sessions(sessions)

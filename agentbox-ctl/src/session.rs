@@ -75,7 +75,8 @@ impl Tmux {
         })
     }
 
-    async fn exists(&self, name: &str) -> Result<bool, ErrorReply> {
+    /// Whether session `name` exists (exact name).
+    pub async fn exists(&self, name: &str) -> Result<bool, ErrorReply> {
         let target = format!("={name}");
         Ok(self
             .tmux(&["has-session", "-t", &target])
@@ -272,6 +273,14 @@ pub fn exec_with_env_file(env_file: &Path, argv: &[String]) -> std::io::Error {
         Err(e) => return e,
     };
     let _ = std::fs::remove_file(env_file);
+    if let (Some(key), Some(home)) = (env.get("ANTHROPIC_API_KEY"), std::env::var_os("HOME")) {
+        // Forwarded on purpose: Claude Code need not ask whether to use it.
+        if let Err(e) = approve_claude_key(&Path::new(&home).join(".claude.json"), key) {
+            eprintln!(
+                "agentbox-ctl: cannot mark the forwarded API key as approved for Claude Code: {e}"
+            );
+        }
+    }
     let Some((program, args)) = argv.split_first() else {
         return std::io::Error::other("no command given");
     };
@@ -283,9 +292,70 @@ pub fn exec_with_env_file(env_file: &Path, argv: &[String]) -> std::io::Error {
     cmd.exec()
 }
 
+/// Adds `key` to Claude Code's approved custom API keys in `path` (`~/.claude.json`),
+/// which it records as the key's last 20 characters, so that it does not stop at "Detected
+/// a custom API key … use it?" for a key the user forwarded on purpose.
+fn approve_claude_key(path: &Path, key: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let suffix: String = {
+        let chars: Vec<char> = key.chars().collect();
+        chars[chars.len().saturating_sub(20)..].iter().collect()
+    };
+    let mut config: serde_json::Value = match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(std::io::Error::other)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(e),
+    };
+    let Some(root) = config.as_object_mut() else {
+        return Err(std::io::Error::other("it is not a JSON object"));
+    };
+    let responses = root
+        .entry("customApiKeyResponses")
+        .or_insert_with(|| serde_json::json!({"approved": [], "rejected": []}));
+    let Some(approved) = responses
+        .as_object_mut()
+        .map(|r| r.entry("approved").or_insert_with(|| serde_json::json!([])))
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Err(std::io::Error::other(
+            "customApiKeyResponses is not an object",
+        ));
+    };
+    if approved.iter().any(|v| v.as_str() == Some(&suffix)) {
+        return Ok(());
+    }
+    approved.push(serde_json::Value::String(suffix));
+    let tmp = path.with_extension("json.agentbox-tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(&config).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::rename(&tmp, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forwarded_key_is_approved_for_claude_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".claude.json");
+        std::fs::write(&path, r#"{"hasCompletedOnboarding":true}"#).expect("write");
+        let key = "sk-ant-api03-abcdefghijklmnopqrstuvwxyz";
+        approve_claude_key(&path, key).expect("approve");
+        approve_claude_key(&path, key).expect("approve again");
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("json");
+        assert_eq!(v["hasCompletedOnboarding"], true);
+        assert_eq!(
+            v["customApiKeyResponses"]["approved"],
+            serde_json::json!(["ghijklmnopqrstuvwxyz"])
+        );
+        std::fs::write(&path, "[1]").expect("write");
+        assert!(approve_claude_key(&path, key).is_err());
+    }
 
     #[test]
     fn names_are_strict() {

@@ -1606,6 +1606,9 @@ impl Ctx {
     }
 
     fn agent(&self, agent: &str, a: &AgentArgs) -> anyhow::Result<ExitCode> {
+        if let Some(target) = &a.target {
+            return self.agent_again(agent, target, &a.args, a.detach);
+        }
         let mut flags = BTreeMap::new();
         if let Some(p) = &a.opts.provider {
             flags.insert("box.provider".to_string(), p.clone());
@@ -1625,9 +1628,6 @@ impl Ctx {
                 .unwrap_or(false);
         if !on_path {
             bail!("`{agent}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
-        }
-        if let Some(target) = &a.target {
-            return self.agent_again(agent, target, &a.args, a.detach);
         }
         let argv = agent_argv(agent, &a.args, false);
         self.run_in_session(&a.opts, agent, &argv, a.detach)

@@ -21,10 +21,15 @@ impl Host {
     }
 
     fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.run_env(cwd, args, &[])
+    }
+
+    fn run_env(&self, cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(bin_path("agentbox"))
             .args(args)
             .current_dir(cwd)
             .env("AGENTBOX_HOME", self.home())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .expect("run agentbox")
@@ -286,4 +291,208 @@ fn a_docker_box_from_prepare_to_destroy() {
         .output()
         .expect("docker ps");
     assert!(left.stdout.is_empty(), "the container survived destroy");
+}
+
+/// `docker exec` in a container as the agent user; stdout.
+fn in_box(container: &str, script: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// An image with `AGENTS=claude`: the real Claude Code answers `--version`, the host's
+/// static agent config is baked and its credentials are not; a box gets its own copy of
+/// the credentials (`resync` renews it, nothing flows back); a forwarded API key is in
+/// the agent's environment only; Claude's own hooks report its state to the host.
+#[test]
+fn an_agent_image_with_claude_credentials_and_keys() {
+    let docker_up = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        docker_up,
+        "this test needs a running Docker engine: run `scripts/test`"
+    );
+    let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
+        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let host = Host {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    // The user's home on this machine: agent config, and credentials.
+    let home = host.dir.path().join("user");
+    let write = |rel: &str, text: &str| {
+        let p = home.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, text).expect("write");
+    };
+    write(
+        ".claude/settings.json",
+        "{\"alwaysThinkingEnabled\": false}\n",
+    );
+    write(".claude/CLAUDE.md", "Use short sentences.\n");
+    write(".claude/.credentials.json", "{\"token\": \"host-1\"}\n");
+    let home_s = home.to_str().expect("utf-8").to_string();
+    let secret = format!("sk-ant-test-{}", std::process::id() * 31);
+    let env = [
+        ("HOME", home_s.as_str()),
+        ("ANTHROPIC_API_KEY", secret.as_str()),
+    ];
+
+    let repo = host.dir.path().join("proj");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.email=t@e",
+            "-c",
+            "user.name=T",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+    );
+
+    let prepare = host.run_env(
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "docker",
+            "--base-image",
+            &base,
+            "--agents",
+            "claude",
+        ],
+        &env,
+    );
+    let tag = agentbox_tests::succeeded(&["prepare"], &prepare);
+    let tag = tag.trim();
+    let image_run = |script: &str| {
+        let out = Command::new("docker")
+            .args(["run", "--rm", "--entrypoint", "sh", tag, "-c", script])
+            .output()
+            .expect("docker run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(
+        image_run("claude --version").contains("(Claude Code)"),
+        "claude does not answer --version"
+    );
+    let baked = image_run(
+        "cat ~/.claude/settings.json ~/.claude/CLAUDE.md; test -e ~/.claude/.credentials.json || echo no-credentials; grep -c agent-state /etc/claude-code/managed-settings.json",
+    );
+    assert!(baked.contains("alwaysThinkingEnabled"), "{baked}");
+    assert!(baked.contains("Use short sentences."), "{baked}");
+    assert!(
+        baked.contains("no-credentials"),
+        "credentials were baked: {baked}"
+    );
+    assert!(baked.trim_end().ends_with('7'), "hooks missing: {baked}");
+
+    host.ok(
+        &repo,
+        &[
+            "config",
+            "set",
+            "--global",
+            "agents.forwardEnv",
+            "ANTHROPIC_API_KEY",
+        ],
+    );
+    let name = format!("ag{}", std::process::id());
+    let container = format!("agentbox-{name}");
+    let made = host.run_env(
+        &repo,
+        &["create", "--provider", "docker", "--name", &name],
+        &env,
+    );
+    let said = agentbox_tests::succeeded(&["create"], &made);
+    assert!(
+        String::from_utf8_lossy(&made.stderr).contains("agent credentials copied in: claude"),
+        "{said}"
+    );
+    assert_eq!(
+        in_box(&container, "cat ~/.claude/.credentials.json; stat -c '%a %U' ~/.agentbox-creds/claude/.credentials.json"),
+        "{\"token\": \"host-1\"}\n600 agent\n"
+    );
+    // The box renews its token: the host's file stays as it was.
+    in_box(
+        &container,
+        "echo '{\"token\": \"box\"}' > ~/.claude/.credentials.json",
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.join(".claude/.credentials.json")).expect("read"),
+        "{\"token\": \"host-1\"}\n"
+    );
+    // The host's token is renewed: `resync` copies it in again.
+    write(".claude/.credentials.json", "{\"token\": \"host-2\"}\n");
+    host.run_env(&repo, &["resync", &name], &env);
+    assert_eq!(
+        in_box(&container, "cat ~/.claude/.credentials.json"),
+        "{\"token\": \"host-2\"}\n"
+    );
+
+    // The real Claude Code in its session: the key in its environment only, and its
+    // SessionStart hook reaches the host.
+    let started = host.run_env(&repo, &["claude", &name, "-d"], &env);
+    agentbox_tests::succeeded(&["claude", &name], &started);
+    let environ = || {
+        in_box(
+            &container,
+            "pid=$(pgrep -x claude | head -n1); [ -n \"$pid\" ] && tr '\\0' '\\n' < /proc/$pid/environ",
+        )
+    };
+    let mut seen = String::new();
+    for _ in 0..100 {
+        seen = environ();
+        if !seen.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        seen.contains(&format!("ANTHROPIC_API_KEY={secret}")),
+        "agent env: {seen}"
+    );
+    assert!(
+        seen.contains("AGENTBOX_SESSION=claude"),
+        "agent env: {seen}"
+    );
+    let elsewhere = in_box(
+        &container,
+        "ps -eo args; for p in $(pgrep -f 'agentbox-ctl daemon|agentbox-relay'); do tr '\\0' '\\n' < /proc/$p/environ; done",
+    );
+    assert!(!elsewhere.contains(&secret), "the key leaked: {elsewhere}");
+    let inspect = Command::new("docker")
+        .args(["inspect", &container])
+        .output()
+        .expect("inspect");
+    assert!(!String::from_utf8_lossy(&inspect.stdout).contains(&secret));
+    let mut state = String::new();
+    for _ in 0..150 {
+        let list = host.ok(&repo, &["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&list).expect("json");
+        state = v[0]["agents"][0]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if !state.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        ["idle", "working", "waiting"].contains(&state.as_str()),
+        "Claude's hooks never reached the host (state {state:?})"
+    );
+    host.ok(&repo, &["destroy", "-y", &name]);
 }
