@@ -228,6 +228,10 @@ pub enum SessionCmd {
         /// in any command line.
         #[arg(long, value_name = "FILE")]
         env_file: Option<PathBuf>,
+        /// Refuse to start unless PROGRAM is installed (on PATH); for a command that wraps
+        /// it in a shell.
+        #[arg(long, value_name = "PROGRAM")]
+        needs: Option<String>,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         argv: Vec<String>,
@@ -418,8 +422,17 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             name,
             cwd,
             env_file,
+            needs,
             argv,
         }) => {
+            if let Some(program) = needs.filter(|p| crate::session::find_program(p).is_none()) {
+                if let Some(f) = &env_file {
+                    let _ = std::fs::remove_file(f);
+                }
+                return Err(ClientError::Unexpected(format!(
+                    "`{program}` is not installed in the box (not on its PATH)"
+                )));
+            }
             let env = match env_file {
                 Some(path) => read_env_file(&path).map_err(|e| {
                     ClientError::Unexpected(format!(

@@ -96,6 +96,15 @@ impl Tmux {
         if spec.argv.is_empty() || spec.argv[0].is_empty() {
             return Err(bad("a session needs a command"));
         }
+        if !spec.argv[0].contains('/') && find_program(&spec.argv[0]).is_none() {
+            return Err(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!(
+                    "`{}` is not installed in the box (not on its PATH)",
+                    spec.argv[0]
+                ),
+            ));
+        }
         if let Some((k, _)) = spec
             .env
             .iter()
@@ -290,6 +299,18 @@ pub fn exec_with_env_file(env_file: &Path, argv: &[String]) -> std::io::Error {
         cmd.env_remove(var);
     }
     cmd.exec()
+}
+
+/// `program` on this process's PATH (the daemon's, which sessions inherit), if it is there.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Adds `key` to Claude Code's approved custom API keys in `path` (`~/.claude.json`),

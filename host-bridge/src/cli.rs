@@ -1521,13 +1521,19 @@ impl Ctx {
     ) -> anyhow::Result<ExitCode> {
         let record = self.create(opts)?;
         let b = Self::open_box(&record)?;
-        self.start_session(&b, session, argv)?;
+        self.start_session(&b, session, argv, None)?;
         Self::attach_or_say(&record, session, detach)
     }
 
     /// Starts session `session` running `argv` in box `b`, with the API keys the host
     /// config forwards (`agents.forwardEnv`) in its environment only.
-    fn start_session(&self, b: &AnyBox, session: &str, argv: &[String]) -> anyhow::Result<()> {
+    fn start_session(
+        &self,
+        b: &AnyBox,
+        session: &str,
+        argv: &[String],
+        needs: Option<&str>,
+    ) -> anyhow::Result<()> {
         let cfg = self.resolved(BTreeMap::new())?;
         let forwarded = cfg
             .get("agents.forwardEnv")
@@ -1544,6 +1550,9 @@ impl Ctx {
             Some(b.put_private_file(&name, serde_json::to_string(&map)?.as_bytes())?)
         };
         let mut args = vec!["session", "start", session];
+        if let Some(program) = needs {
+            args.extend(["--needs", program]);
+        }
         if let Some(f) = &env_file {
             args.extend(["--env-file", f.as_str()]);
         }
@@ -1551,9 +1560,17 @@ impl Ctx {
         args.extend(argv.iter().map(String::as_str));
         let out = b.ctl(&args)?;
         if !out.status.success() {
+            // Daytona's toolbox hands back one stream, as stdout.
+            let said = if out.stderr.trim_ascii().is_empty() {
+                &out.stdout
+            } else {
+                &out.stderr
+            };
             bail!(
                 "cannot start the session: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                String::from_utf8_lossy(said)
+                    .trim()
+                    .trim_start_matches("agentbox-ctl: ")
             );
         }
         Ok(())
@@ -1664,7 +1681,7 @@ impl Ctx {
                     let _ = b.ctl(&["session", "kill", agent]);
                 }
                 eprintln!("==> resuming {agent} in box `{}`", record.name);
-                self.start_session(&b, agent, &agent_argv(agent, args, true))?;
+                self.start_session(&b, agent, &agent_argv(agent, args, true), Some(agent))?;
             }
         }
         Self::attach_or_say(&record, agent, detach)

@@ -407,6 +407,60 @@ fn a_daytona_box_from_login_to_destroy() {
     );
     attach_and_detach(&host, &repo, &name, "hi-from-42");
 
+    // The agent: this image has none, so `daytona claude` says so; a stand-in installed in
+    // the box then runs in the `claude` session, and its reports reach the host through
+    // the preview proxy.
+    let none = host.run(&repo, &["daytona", "claude", &name, "-d"]);
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("`claude` is not installed in the box"),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
+    std::fs::write(
+        repo.join("standin"),
+        "#!/bin/sh
+agentbox-ctl agent-state working --agent claude
+agentbox-ctl agent-state waiting --agent claude --detail 'may I?'
+exec sleep 600
+",
+    )
+    .expect("write");
+    host.ok(&repo, &["cp", "standin", &format!("{name}:standin")]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sudo",
+            "install",
+            "-m",
+            "755",
+            "standin",
+            "/usr/local/bin/claude",
+        ],
+    );
+    host.ok(&repo, &["daytona", "claude", &name, "-d"]);
+    let agent_state = || -> Option<(String, String)> {
+        let list: serde_json::Value =
+            serde_json::from_str(&host.ok(&repo, &["list", "--json"])).ok()?;
+        let a = list
+            .as_array()?
+            .iter()
+            .find(|b| b["name"] == name.as_str())?["agents"][0]
+            .clone();
+        Some((a["state"].as_str()?.into(), a["detail"].as_str()?.into()))
+    };
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = agent_state();
+        if seen.as_ref().is_some_and(|(s, _)| s == "waiting") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(seen, Some(("waiting".into(), "may I?".into())));
+
     // From here on the edge answers 504 to any request without an answer after 2 s, as
     // Daytona's does after ~25 s: the bridge's held polls are cut again and again.
     host.faults(r#"{"gatewayTimeoutMs": 2000}"#);
