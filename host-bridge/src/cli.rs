@@ -63,6 +63,10 @@ pub struct CreateOpts {
     /// its workspace is the checkpoint's, not seeded from here.
     #[arg(long, value_name = "NAME")]
     pub checkpoint: Option<String>,
+    /// Ask nothing: a Daytona snapshot baked from older inputs boots as it is (with a
+    /// warning) instead of offering to bake it again.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
 }
 
 /// The subcommands.
@@ -1181,7 +1185,9 @@ impl Ctx {
                 (Some(_), _) if opts.checkpoint.is_some() => {
                     bail!("--checkpoint is for daytona boxes")
                 }
-                _ if record.provider == "daytona" => image = self.fresh_snapshot(&cfg, image)?,
+                _ if record.provider == "daytona" => {
+                    image = self.fresh_snapshot(&cfg, image, !opts.yes)?;
+                }
                 _ => {}
             }
             let size = match opts.size.as_deref().or(cfg.get("box.size").map(|(v, _)| v)) {
@@ -2029,8 +2035,8 @@ impl Ctx {
     }
 
     /// The pinned snapshot, or a new one when its inputs changed and the user agrees (on
-    /// a terminal); without a terminal a stale snapshot boots after a loud warning.
-    fn fresh_snapshot(&self, cfg: &Resolved, pinned: String) -> anyhow::Result<String> {
+    /// a terminal and `ask`); otherwise (`-y`, or no terminal) a stale snapshot boots after a loud warning.
+    fn fresh_snapshot(&self, cfg: &Resolved, pinned: String, ask: bool) -> anyhow::Result<String> {
         let (base, agents) = Self::image_choice(cfg, None, None)?;
         let inputs =
             match crate::image::Inputs::gather(&base, &agents, crate::image::Packages::Cached) {
@@ -2048,7 +2054,7 @@ impl Ctx {
         let stale = format!(
             "snapshot {pinned} was baked from other inputs than this agentbox's (now {wanted})"
         );
-        if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        if ask && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
             eprint!("{stale}. Bake it again now (a few minutes)? [Y/n] ");
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;

@@ -274,6 +274,34 @@ fn snapshots_build_to_active_or_report_why_they_failed() {
             "{failed}"
         );
 
+        // A slow build: waiting gives up with the state it was in, and waiting again
+        // finds it done.
+        reqwest::Client::new()
+            .post(format!("{}/_fake/faults", f.url.trim_end_matches("/api")))
+            .json(&serde_json::json!({"slowSnapshotMs": 1500}))
+            .send()
+            .await
+            .expect("faults");
+        let slow = agentbox::daytona::CreateSnapshot {
+            name: "slow".into(),
+            image_name: Some("debian:bookworm".into()),
+            ..Default::default()
+        };
+        d.create_snapshot(&slow).await.expect("create");
+        let waited = d
+            .wait_snapshot("slow", Duration::from_millis(600), &|_| {})
+            .await
+            .expect_err("still pending");
+        assert!(
+            matches!(&waited, DaytonaError::SnapshotFailed { state, .. } if state == "pending"),
+            "{waited}"
+        );
+        let slow_done = d
+            .wait_snapshot("slow", Duration::from_secs(10), &|_| {})
+            .await
+            .expect("active");
+        assert_eq!(slow_done.state, "active");
+
         // The fake built it with Docker: leave no image behind.
         if let Some(image) = done.image_name.as_deref() {
             let _ = Command::new("docker").args(["rmi", "-f", image]).output();

@@ -316,6 +316,28 @@ fn a_daytona_box_from_login_to_destroy() {
         "seeded through the preview URL\n"
     );
 
+    // The toolbox's files API both ways (what works before the relay is up).
+    let client = agentbox::daytona::Daytona::new(&host.api, KEY, None);
+    let toolbox = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let id = host.sandboxes()[0]["id"].as_str().expect("id").to_string();
+            let sandbox = client.get_sandbox(&id).await.expect("sandbox");
+            client
+                .upload_file(&sandbox, "/tmp/tb/up.bin", vec![0, 1, 2, 255])
+                .await
+                .expect("upload");
+            let back = client
+                .download_file(&sandbox, "/tmp/tb/up.bin")
+                .await
+                .expect("download");
+            let missing = client.download_file(&sandbox, "/tmp/tb/none").await;
+            (back, missing.is_err())
+        });
+    assert_eq!(toolbox, (vec![0, 1, 2, 255], true));
+
     // The host's agent credentials go into the organization's volume, which the box
     // mounts where the agents look; nothing of the box's comes back.
     let user = host.dir.path().join("user");
@@ -548,23 +570,27 @@ exec sleep 600
     host.ok(&repo, &["destroy", "-y", &name]);
 
     // `daytona claude` does not look for `claude` on this machine (the image has to have
-    // it: agents are baked in by another issue); the box comes up and the session start
-    // says what is missing.
+    // it, and this one was baked with `--agents none`); the box comes up and the session
+    // start says what is missing.
     let claude = host.run(&repo, &["daytona", "claude", "-d", "--name", "cl"]);
     let said = String::from_utf8_lossy(&claude.stderr);
     assert!(
         !said.contains("is not installed in the box (the local provider"),
         "{said}"
     );
-    assert!(said.contains("claude"), "{said}");
+    assert!(
+        said.contains("`claude` is not installed in the box"),
+        "{said}"
+    );
     let _ = host.run(&repo, &["destroy", "-y", "cl"]);
 
-    // A snapshot baked from other inputs: without a terminal, a loud warning, then it boots.
+    // A snapshot baked from other inputs: with -y (or without a terminal), a loud warning,
+    // then it boots.
     host.ok(
         &repo,
         &["config", "set", "box.baseImage", "debian:trixie-slim"],
     );
-    let stale = host.run(&repo, &["daytona", "create", "--name", "stale"]);
+    let stale = host.run(&repo, &["daytona", "create", "-y", "--name", "stale"]);
     let said = String::from_utf8_lossy(&stale.stderr);
     assert!(stale.status.success(), "{said}");
     assert!(

@@ -171,6 +171,27 @@ impl Daytona {
         .await
     }
 
+    /// The bytes of file `path` in the sandbox (the toolbox's `GET files/download`).
+    pub async fn download_file(
+        &self,
+        sandbox: &super::Sandbox,
+        path: &str,
+    ) -> Result<Vec<u8>, DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let url = format!(
+            "{}/{}/files/download?path={}",
+            toolbox.trim_end_matches('/'),
+            sandbox.id,
+            url_encode(path)
+        );
+        let bytes = self
+            .call_raw(true, &|| self.request_url(reqwest::Method::GET, &url))
+            .await?;
+        Ok(bytes.to_vec())
+    }
+
     /// Runs `command` through a shell in the sandbox (the toolbox's `process/execute`),
     /// in `cwd`; never repeated on an ambiguous failure (it may have run).
     pub async fn execute(

@@ -7,6 +7,7 @@
 //! "slowCreateMs": M}` answers the next N calls 429 and holds creates M ms before
 //! answering (the sandbox is created at once, so a client that gave up finds it by label).
 //! `"failNextSnapshot": "reason"` makes the next snapshot end `build_failed`;
+//! `"slowSnapshotMs": M` keeps every new snapshot `building`/`pending` M ms longer;
 //! `"gatewayTimeoutMs": N` makes the preview proxy answer 504 to a request whose answer has
 //! not begun after N ms (0 turns it off). The preview proxy is in [`preview`].
 //! The port in use is printed on stdout as `listening on PORT`. Volume files live under
@@ -33,6 +34,7 @@ use serde_json::{json, Value};
 struct Faults {
     rate_limit_next: u32,
     slow_create_ms: u64,
+    slow_snapshot_ms: u64,
     fail_next_snapshot: Option<String>,
     gateway_timeout_ms: Option<u64>,
 }
@@ -383,6 +385,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     if let Some(ms) = body["gatewayTimeoutMs"].as_u64() {
         f.gateway_timeout_ms = Some(ms).filter(|ms| *ms > 0);
     }
+    if let Some(ms) = body["slowSnapshotMs"].as_u64() {
+        f.slow_snapshot_ms = ms;
+    }
     if let Some(reason) = body["failNextSnapshot"].as_str() {
         f.fail_next_snapshot = Some(reason.to_string());
     }
@@ -461,6 +466,7 @@ async fn main() -> std::io::Result<()> {
         .route("/toolbox/{id}/process/execute", post(runner::execute))
         .route("/api/sandbox/{id}/snapshot", post(runner::snapshot))
         .route("/toolbox/{id}/files/upload", post(runner::upload))
+        .route("/toolbox/{id}/files/download", get(runner::download))
         .route(
             "/_preview/{target}/{*rest}",
             axum::routing::any(preview::proxy),

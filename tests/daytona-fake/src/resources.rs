@@ -7,6 +7,7 @@
 //! Dockerfile it was given so that tests can check what was sent.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,9 +23,17 @@ fn settle_in<F>(fake: &Shared, apply: F)
 where
     F: FnOnce(&crate::Fake) + Send + 'static,
 {
+    settle_in_after(fake, Duration::ZERO, apply);
+}
+
+/// Like [`settle_in`], `extra` later.
+fn settle_in_after<F>(fake: &Shared, extra: Duration, apply: F)
+where
+    F: FnOnce(&crate::Fake) + Send + 'static,
+{
     let fake = fake.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(fake.transition).await;
+        tokio::time::sleep(fake.transition + extra).await;
         apply(&fake);
     });
 }
@@ -219,12 +228,22 @@ pub async fn create_snapshot(
     });
     snapshots.insert(id.clone(), snapshot.clone());
     drop(snapshots);
-    let failure = lock(&fake.faults).fail_next_snapshot.take();
+    let (failure, slow) = {
+        let mut faults = lock(&fake.faults);
+        (
+            faults.fail_next_snapshot.take(),
+            Duration::from_millis(faults.slow_snapshot_ms),
+        )
+    };
     if let (Some(build), None) = (build.cloned(), &failure) {
-        tokio::spawn(self::build(fake.clone(), id, build));
+        let fake = fake.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(slow).await;
+            self::build(fake, id, build).await;
+        });
         return Json(snapshot).into_response();
     }
-    settle_in(&fake, move |f| {
+    settle_in_after(&fake, slow, move |f| {
         if let Some(s) = lock(&f.snapshots).get_mut(&id) {
             match failure {
                 Some(reason) => {

@@ -269,6 +269,49 @@ pub async fn upload(
     }
 }
 
+/// `GET /toolbox/{id}/files/download?path=P`: the file's bytes (`application/octet-stream`),
+/// read as the sandbox's user; 404 when there is no such file.
+pub async fn download(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let path = format!("/toolbox/{id}/files/download");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let Some(src) = q.get("path").filter(|p| !p.is_empty()).cloned() else {
+        return error(StatusCode::BAD_REQUEST, &path, "path is required");
+    };
+    let out = tokio::process::Command::new("docker")
+        .args([
+            "exec",
+            &container(&id),
+            "sh",
+            "-c",
+            r#"test -f "$1" && cat "$1""#,
+            "_",
+            &src,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    match out {
+        Ok(o) if o.status.success() => (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            o.stdout,
+        )
+            .into_response(),
+        Ok(_) => error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("file not found: {src}"),
+        ),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &path, &e.to_string()),
+    }
+}
+
 /// `POST /api/sandbox/{id}/snapshot {name}`: the container's disk becomes image
 /// `daytona-fake-ckpt:<n>` and snapshot `name` of it (`pending`, then `active`); the
 /// sandbox is `snapshotting` meanwhile.
