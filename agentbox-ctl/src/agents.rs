@@ -19,13 +19,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::session::Tmux;
 
-/// How often the watcher looks for agents whose session ended.
+/// How often the watcher looks for agents whose session ended, and at the screens of
+/// agents without a hook for starting work.
 const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Agents whose hooks say when a turn ends but not when one starts: the watcher reads
+/// their screen for the busy indicator they show while working.
+const SCREEN_READ: &[(&str, &str)] = &[("codex", "esc to interrupt")];
 
 /// The agents' states; cheap to clone.
 #[derive(Clone)]
 pub struct Agents {
     states: Arc<Mutex<HashMap<String, AgentStatus>>>,
+    /// Sessions whose `working` came from reading the screen (and so may end the same way).
+    screen_working: Arc<Mutex<std::collections::HashSet<String>>>,
     forward: mpsc::UnboundedSender<AgentStatus>,
 }
 
@@ -36,6 +43,7 @@ impl Agents {
         (
             Self {
                 states: Arc::default(),
+                screen_working: Arc::default(),
                 forward: tx,
             },
             rx,
@@ -44,7 +52,61 @@ impl Agents {
 
     /// Records a report. A report that changes nothing (same state and detail) is not
     /// forwarded; otherwise its time is made later than the previous one's.
-    pub fn report(&self, mut status: AgentStatus) -> Result<(), ErrorReply> {
+    pub fn report(&self, status: AgentStatus) -> Result<(), ErrorReply> {
+        self.screen_working
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&status.session);
+        self.record(status)
+    }
+
+    /// A session started for `agent`: `idle` until it reports, unless it already did.
+    pub fn started(&self, session: &str, agent: &str) {
+        let known = self
+            .states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(session);
+        if !known {
+            let _ = self.record(AgentStatus {
+                session: session.to_string(),
+                agent: agent.to_string(),
+                state: AgentState::Idle,
+                detail: None,
+                since_ms: agentbox_protocol::now_millis(),
+            });
+        }
+    }
+
+    /// What the screen of an agent without a turn-start hook shows: busy or not. Busy
+    /// makes it `working`; no longer busy ends a `working` that the screen began.
+    fn screen_says(&self, status: &AgentStatus, busy: bool) {
+        let mut from_screen = self
+            .screen_working
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = match (busy, status.state) {
+            (true, AgentState::Idle | AgentState::Error) => AgentState::Working,
+            (false, AgentState::Working) if from_screen.contains(&status.session) => {
+                AgentState::Idle
+            }
+            _ => return,
+        };
+        if next == AgentState::Working {
+            from_screen.insert(status.session.clone());
+        } else {
+            from_screen.remove(&status.session);
+        }
+        drop(from_screen);
+        let _ = self.record(AgentStatus {
+            state: next,
+            detail: None,
+            since_ms: agentbox_protocol::now_millis(),
+            ..status.clone()
+        });
+    }
+
+    fn record(&self, mut status: AgentStatus) -> Result<(), ErrorReply> {
         if !crate::session::valid_name(&status.session) {
             return Err(ErrorReply::new(
                 ErrorCode::BadRequest,
@@ -157,6 +219,14 @@ pub async fn watch(agents: Agents, tmux: Tmux, shutdown: CancellationToken) {
                     since_ms: agentbox_protocol::now_millis(),
                     ..status
                 });
+                continue;
+            }
+            let Some((_, busy_text)) = SCREEN_READ.iter().find(|(a, _)| *a == status.agent) else {
+                continue;
+            };
+            if let Ok(screen) = tmux.capture(&status.session).await {
+                let busy = screen.to_ascii_lowercase().contains(busy_text);
+                agents.screen_says(&status, busy);
             }
         }
     }
@@ -189,6 +259,29 @@ mod tests {
         assert_eq!(second.state, AgentState::Waiting);
         assert_eq!(second.since_ms, 101);
         assert!(rx.try_recv().is_err(), "the repeat was forwarded");
+    }
+
+    #[test]
+    fn the_screen_starts_and_ends_work_only_where_hooks_do_not_say() {
+        let (agents, mut rx) = Agents::new();
+        agents.started("cx", "codex");
+        let idle = rx.try_recv().expect("initial");
+        assert_eq!(idle.state, AgentState::Idle);
+        agents.screen_says(&idle, true);
+        let working = rx.try_recv().expect("working");
+        assert_eq!(working.state, AgentState::Working);
+        agents.screen_says(&working, false);
+        assert_eq!(rx.try_recv().expect("idle").state, AgentState::Idle);
+        // A hook's `working` is not ended by the screen.
+        let mut hooked = working.clone();
+        hooked.since_ms += 10;
+        agents.report(hooked).expect("report");
+        let hooked = rx.try_recv().expect("hooked");
+        agents.screen_says(&hooked, false);
+        assert!(rx.try_recv().is_err());
+        // `started` never overrides a report that came first.
+        agents.started("cx", "codex");
+        assert!(rx.try_recv().is_err());
     }
 
     #[test]

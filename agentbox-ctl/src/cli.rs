@@ -232,6 +232,11 @@ pub enum SessionCmd {
         /// it in a shell.
         #[arg(long, value_name = "PROGRAM")]
         needs: Option<String>,
+        /// The agent this session runs (claude, codex, opencode, …): listed as `idle`
+        /// until its hooks report, and watched on screen where it has no hook for starting
+        /// work (Codex).
+        #[arg(long)]
+        agent: Option<String>,
         /// The command and its arguments.
         #[arg(last = true, required = true)]
         argv: Vec<String>,
@@ -423,6 +428,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             cwd,
             env_file,
             needs,
+            agent,
             argv,
         }) => {
             if let Some(program) = needs.filter(|p| crate::session::find_program(p).is_none()) {
@@ -448,6 +454,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 argv,
                 env,
                 ends_with_command: false,
+                agent,
             };
             match client::call(&socket, CtlRequest::SessionStart(spec))? {
                 CtlResponse::Sessions(s) => {

@@ -142,7 +142,11 @@ async fn dispatch(
             if !ctx.tmux.exists(&spec.name).await.unwrap_or(true) {
                 ctx.agents.forget(&spec.name);
             }
+            let agent = spec.agent.clone();
             answer(ctx.tmux.start(&spec).await, |s| {
+                if let Some(agent) = agent {
+                    ctx.agents.started(&s.name, &agent);
+                }
                 CtlResponse::Sessions(vec![s])
             })
         }

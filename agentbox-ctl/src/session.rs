@@ -232,6 +232,20 @@ impl Tmux {
             .collect())
     }
 
+    /// The text on the screen of session `name`'s active pane.
+    pub async fn capture(&self, name: &str) -> Result<String, ErrorReply> {
+        let target = format!("={name}:");
+        let out = self.tmux(&["capture-pane", "-p", "-t", &target]).await?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(ErrorReply::new(
+                ErrorCode::NotFound,
+                format!("no session named `{name}`"),
+            ))
+        }
+    }
+
     /// Kills a session by exact name.
     pub async fn kill(&self, name: &str) -> Result<(), ErrorReply> {
         if !valid_name(name) || !self.exists(name).await? {

@@ -745,7 +745,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let record = ctx.resolve(target.as_deref())?;
             Ctx::view(&record, name, true, &view)
         }
-        Cmd::Run { opts, detach, argv } => ctx.run_in_session(&opts, "agent", &argv, detach),
+        Cmd::Run { opts, detach, argv } => ctx.run_in_session(&opts, "agent", &argv, None, detach),
         Cmd::Claude(a) => ctx.agent("claude", &a),
         Cmd::Codex(a) => ctx.agent("codex", &a),
         Cmd::Opencode(a) => ctx.agent("opencode", &a),
@@ -1523,22 +1523,25 @@ impl Ctx {
         opts: &CreateOpts,
         session: &str,
         argv: &[String],
+        agent: Option<&str>,
         detach: bool,
     ) -> anyhow::Result<ExitCode> {
         let record = self.create(opts)?;
         let b = Self::open_box(&record)?;
-        self.start_session(&b, session, argv, None)?;
+        self.start_session(&b, session, argv, agent)?;
         Self::attach_or_say(&record, session, detach)
     }
 
     /// Starts session `session` running `argv` in box `b`, with the API keys the host
-    /// config forwards (`agents.forwardEnv`) in its environment only.
+    /// config forwards (`agents.forwardEnv`) in its environment only. For an `agent`
+    /// session, the box refuses when the agent is not installed, and lists it as idle
+    /// until its hooks report.
     fn start_session(
         &self,
         b: &AnyBox,
         session: &str,
         argv: &[String],
-        needs: Option<&str>,
+        agent: Option<&str>,
     ) -> anyhow::Result<()> {
         let cfg = self.resolved(BTreeMap::new())?;
         let forwarded = cfg
@@ -1556,8 +1559,8 @@ impl Ctx {
             Some(b.put_private_file(&name, serde_json::to_string(&map)?.as_bytes())?)
         };
         let mut args = vec!["session", "start", session];
-        if let Some(program) = needs {
-            args.extend(["--needs", program]);
+        if let Some(agent) = agent {
+            args.extend(["--needs", agent, "--agent", agent]);
         }
         if let Some(f) = &env_file {
             args.extend(["--env-file", f.as_str()]);
@@ -1653,7 +1656,7 @@ impl Ctx {
             bail!("`{agent}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
         }
         let argv = agent_argv(agent, &a.args, false);
-        self.run_in_session(&a.opts, agent, &argv, a.detach)
+        self.run_in_session(&a.opts, agent, &argv, Some(agent), a.detach)
     }
 
     /// `agentbox claude|codex|opencode BOX`: the agent of an existing box. A running

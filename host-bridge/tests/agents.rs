@@ -237,11 +237,12 @@ fn a_forwarded_key_reaches_the_agent_session_only_and_the_agent_resumes() {
     std::fs::create_dir_all(&out_dir).expect("mkdir");
     let home = host.dir.path().join("user-home");
     std::fs::create_dir_all(&home).expect("mkdir");
-    // The stand-in agent writes its environment and arguments, then waits to be killed.
+    // The stand-in agent writes its arguments and (whole, by a rename) its environment,
+    // then waits to be killed.
     host.program(
         "claude",
         &format!(
-            "#!/bin/sh\nenv > {out}/agent-env.$$\necho \"$*\" >> {out}/agent-args\nexec sleep 600\n",
+            "#!/bin/sh\necho \"$*\" >> {out}/agent-args\nenv > {out}/.partial.$$ && mv {out}/.partial.$$ {out}/agent-env.$$\nexec sleep 600\n",
             out = out_dir.display()
         ),
     );
@@ -302,7 +303,8 @@ fn a_forwarded_key_reaches_the_agent_session_only_and_the_agent_resumes() {
     ));
     assert!(
         agent_env()[0].contains(&format!("ANTHROPIC_API_KEY={secret}")),
-        "the agent session lacks the key"
+        "the agent session lacks the key: {:?}",
+        agent_env()
     );
     let service_env = std::fs::read_to_string(out_dir.join("service-env")).expect("read");
     assert!(!service_env.contains(&secret), "a service got the key");
@@ -369,4 +371,53 @@ fn a_forwarded_key_reaches_the_agent_session_only_and_the_agent_resumes() {
         ["", "--continue --model it's"]
     );
     assert!(agent_env().iter().all(|e| e.contains(&secret)));
+}
+
+#[test]
+fn codex_reports_through_notify_and_its_screen() {
+    let host = Host::new();
+    let steps = host.dir.path().join("steps");
+    std::fs::create_dir_all(&steps).expect("mkdir");
+    let wait = |step: &str| {
+        format!(
+            "while [ ! -e {} ]; do sleep 0.05; done\n",
+            steps.join(step).display()
+        )
+    };
+    let args_file = host.dir.path().join("codex-args");
+    // A stand-in `codex`: shows Codex's busy line while "working", calls its notify
+    // program at the end of the first turn and not at the end of the second.
+    let script = [
+        format!("#!/bin/sh\nprintf '%s\\n' \"$@\" > {}\n", args_file.display()),
+        wait("busy"),
+        "printf 'Working (3s \\342\\200\\242 esc to interrupt)\\n'\n".into(),
+        wait("done"),
+        "printf '\\033[H\\033[2J> '\n".into(),
+        "agentbox-ctl agent-state --from codex '{\"type\":\"agent-turn-complete\",\"last-assistant-message\":\"ok\"}'\n".into(),
+        wait("busy2"),
+        "printf 'Working (1s \\342\\200\\242 esc to interrupt)\\n'\n".into(),
+        wait("quiet"),
+        "printf '\\033[H\\033[2J> '\n".into(),
+        "exec sleep 600\n".into(),
+    ]
+    .concat();
+    host.program("codex", &script);
+    let repo = host.repo("codex", "");
+    host.ok(&repo, &["codex", "-d", "--name", "cx1"]);
+    // Listed as soon as it starts, before any hook.
+    wait_state(&host, &repo, "cx1", "idle");
+    let args = std::fs::read_to_string(&args_file).expect("args");
+    assert!(
+        args.contains(r#"notify=["agentbox-ctl","agent-state","--from","codex"]"#),
+        "{args}"
+    );
+    std::fs::write(steps.join("busy"), "").expect("step");
+    wait_state(&host, &repo, "cx1", "working");
+    std::fs::write(steps.join("done"), "").expect("step");
+    wait_state(&host, &repo, "cx1", "idle");
+    std::fs::write(steps.join("busy2"), "").expect("step");
+    wait_state(&host, &repo, "cx1", "working");
+    std::fs::write(steps.join("quiet"), "").expect("step");
+    wait_state(&host, &repo, "cx1", "idle");
+    assert_eq!(agents_of(&host, &repo, "cx1")[0]["agent"], "codex");
 }

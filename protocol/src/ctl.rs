@@ -96,6 +96,10 @@ pub struct SessionSpec {
     /// pane's last output on screen (an agent).
     #[serde(default)]
     pub ends_with_command: bool,
+    /// The agent the session runs (`claude`, `codex`, …): it shows as `idle` until its
+    /// hooks say more.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// A response from the ctl daemon.

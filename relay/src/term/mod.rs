@@ -204,6 +204,7 @@ impl Terms {
             argv: vec![shell, "-l".into()],
             env: Vec::new(),
             ends_with_command: true,
+            agent: None,
         };
         match crate::ctl_link::call(&self.run_dir, CtlRequest::SessionStart(spec)).await {
             Ok(CtlResponse::Sessions(_)) => Ok(name),
