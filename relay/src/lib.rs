@@ -23,6 +23,7 @@ pub mod bridge;
 pub mod ctl_link;
 pub mod files;
 pub mod journal;
+pub mod outside;
 pub mod proxy;
 pub mod seed;
 pub mod settings;

@@ -106,6 +106,22 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let stop = CancellationToken::new();
     let units = agentbox_relay::ctl_link::follow(settings.run_dir.clone(), stop.clone());
+    let outside = if settings.expose_outside {
+        match agentbox_relay::outside::outside_address() {
+            Some(ip) => Some(tokio::spawn(agentbox_relay::outside::run(
+                ip,
+                units.clone(),
+                vec![web_addr.port(), bridge_addr.port()],
+                stop.clone(),
+            ))),
+            None => {
+                tracing::warn!("AGENTBOX_EXPOSE_OUTSIDE: the box has no outside address");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let proxy_config = ProxyConfig {
         hold: Duration::from_millis(settings.proxy_hold_ms),
         run_dir: settings.run_dir.clone(),
@@ -177,6 +193,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let _ = bridge.await;
     let _ = box_api.await;
     let _ = reaper.await;
+    if let Some(t) = outside {
+        let _ = t.await;
+    }
     for p in proxies {
         let _ = tokio::task::spawn_blocking(move || p.join()).await;
     }

@@ -29,6 +29,9 @@ pub struct Settings {
     /// `AGENTBOX_PROXY_HEADER_TIMEOUT_MS` [10000]: a client must send its request head
     /// within this time (slowloris guard).
     pub proxy_header_timeout_ms: u64,
+    /// `AGENTBOX_EXPOSE_OUTSIDE=1`: relay loopback-bound exposed services from the box's
+    /// outside address (set by the daytona provider).
+    pub expose_outside: bool,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -70,6 +73,7 @@ impl Settings {
                 10_000,
                 "a number of milliseconds",
             )?,
+            expose_outside: parsed::<u8>("AGENTBOX_EXPOSE_OUTSIDE", 0, "0 or 1")? == 1,
         })
     }
 }

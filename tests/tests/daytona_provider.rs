@@ -338,6 +338,67 @@ fn a_daytona_box_from_login_to_destroy() {
         });
     assert_eq!(toolbox, (vec![0, 1, 2, 255], true));
 
+    // A service that listens on 127.0.0.1 only (as dev servers do by default): its
+    // `expose.port` still has a preview link, the relay carrying it from the sandbox's
+    // address.
+    std::fs::copy(bin_path("test-backend"), repo.join("backend")).expect("copy");
+    std::fs::write(
+        repo.join("box.yaml"),
+        "services:\n  web:\n    command: ./backend 3005\n    expose:\n      port: 3005\n    ready_when:\n      port: 3005\n",
+    )
+    .expect("write");
+    host.ok(&repo, &["cp", "backend", &format!("{name}:backend")]);
+    host.ok(&repo, &["cp", "box.yaml", &format!("{name}:agentbox.yaml")]);
+    host.ok(&repo, &["exec", &name, "--", "chmod", "+x", "backend"]);
+    host.ok(&repo, &["exec", &name, "--", "agentbox-ctl", "reload"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "agentbox-ctl",
+            "wait-ready",
+            "--timeout",
+            "20000",
+        ],
+    );
+    let web = host.ok(&repo, &["url", &name, "--port", "3005"]);
+    let mut answer = String::new();
+    for _ in 0..50 {
+        let out = Command::new("curl")
+            .args([
+                "-fsS",
+                &format!("{}/host", web.trim().trim_end_matches('/')),
+            ])
+            .output()
+            .expect("curl");
+        answer = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        answer.contains(r#""backend-port":"3005""#),
+        "{answer}\n{}",
+        String::from_utf8_lossy(
+            &host
+                .run(
+                    &repo,
+                    &[
+                        "exec",
+                        &name,
+                        "--",
+                        "sh",
+                        "-c",
+                        "tail -5 /var/log/agentbox/agentbox-relay.log; agentbox-ctl status"
+                    ],
+                )
+                .stdout
+        )
+    );
+
     // The host's agent credentials go into the organization's volume, which the box
     // mounts where the agents look; nothing of the box's comes back.
     let user = host.dir.path().join("user");

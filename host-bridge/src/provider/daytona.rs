@@ -98,6 +98,9 @@ impl DaytonaBox {
             env: BTreeMap::from([
                 ("AGENTBOX_BRIDGE_TOKEN".to_string(), token.to_string()),
                 ("AGENTBOX_BOX_NAME".to_string(), self.name.clone()),
+                // The preview proxy reaches the sandbox's address: the relay makes
+                // services that listen on loopback only reachable there too.
+                ("AGENTBOX_EXPOSE_OUTSIDE".to_string(), "1".to_string()),
             ]),
             labels: BTreeMap::from([
                 ("agentbox.box".to_string(), self.name.clone()),
