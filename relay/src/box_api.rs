@@ -149,10 +149,10 @@ async fn follow(
     stop: &CancellationToken,
 ) {
     let mut pickup_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(wait_ms));
-    let mut changed = journal.subscribe();
+    let mut changed = journal.watch_request(&id.0);
     let (mut sent_lines, mut sent_attempt) = (0usize, 0u32);
     loop {
-        changed.borrow_and_update();
+        changed.mark_seen();
         let entry = match journal.get(&id.0) {
             Ok(e) => e,
             Err(e) => {
@@ -205,7 +205,7 @@ async fn follow(
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = changed.changed() => {},
+            () = changed.changed() => {},
             // The caller hung up: the request stays journalled and can be followed again.
             _ = conn.next() => return,
             () = async {

@@ -147,7 +147,7 @@ async fn poll(
     );
     let max = q.max.unwrap_or(16).clamp(1, 256);
     let deadline = tokio::time::Instant::now() + wait;
-    let mut changed = state.journal.subscribe();
+    let mut changed = state.journal.subscribe_queue();
     loop {
         changed.borrow_and_update();
         let requests = state

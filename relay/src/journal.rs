@@ -6,8 +6,9 @@
 //! the request wins; later ones are acknowledged as duplicates. A request nobody leased
 //! before its caller's deadline is `expired` and never delivered.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use agentbox_protocol::bridge::{HostRequest, LeasedRequest, Outcome, RequestId};
 use agentbox_protocol::now_millis;
@@ -59,9 +60,50 @@ pub struct Entry {
 }
 
 /// The journal; cheap to share behind an `Arc`.
+///
+/// Waiters are woken only by what concerns them: pollers by new requests
+/// ([`Journal::subscribe_queue`]), a caller following its request by changes to that
+/// request ([`Journal::watch_request`]). (One shared signal made every follower re-read
+/// its request on every change of any request: quadratic in concurrent callers.)
 pub struct Journal {
     conn: Mutex<Connection>,
-    changed: watch::Sender<u64>,
+    queued: watch::Sender<u64>,
+    requests: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+}
+
+/// Changes to one request, for as long as it is held.
+pub struct RequestWatch {
+    id: String,
+    rx: watch::Receiver<u64>,
+    requests: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
+}
+
+impl RequestWatch {
+    /// Marks the current state seen.
+    pub fn mark_seen(&mut self) {
+        self.rx.borrow_and_update();
+    }
+
+    /// Waits for the request's next change.
+    pub async fn changed(&mut self) {
+        if self.rx.changed().await.is_err() {
+            // The sender went with the journal: nothing will change any more.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for RequestWatch {
+    fn drop(&mut self) {
+        let mut map = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // This receiver still counts: the entry goes with the last watcher.
+        if map.get(&self.id).is_some_and(|s| s.receiver_count() <= 1) {
+            map.remove(&self.id);
+        }
+    }
 }
 
 const SCHEMA: &str = "
@@ -97,7 +139,8 @@ impl Journal {
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             conn: Mutex::new(conn),
-            changed: watch::channel(0).0,
+            queued: watch::channel(0).0,
+            requests: Arc::default(),
         })
     }
 
@@ -125,24 +168,46 @@ impl Journal {
             .map_err(|_| JournalError::Db("journal lock poisoned".into()))
     }
 
-    fn bump(&self) {
-        self.changed.send_modify(|n| *n += 1);
+    /// Wakes whoever watches request `id`.
+    fn bump(&self, id: &str) {
+        let map = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = map.get(id) {
+            s.send_modify(|n| *n += 1);
+        }
     }
 
-    /// A receiver that changes whenever any request changes.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.changed.subscribe()
+    /// A receiver that changes whenever a request is queued.
+    pub fn subscribe_queue(&self) -> watch::Receiver<u64> {
+        self.queued.subscribe()
+    }
+
+    /// Changes to request `id` (leased, progress, done, expired) from now on.
+    pub fn watch_request(&self, id: &str) -> RequestWatch {
+        let mut map = self
+            .requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rx = map
+            .entry(id.to_string())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        RequestWatch {
+            id: id.to_string(),
+            rx,
+            requests: self.requests.clone(),
+        }
     }
 
     /// Journals a request; from here on it survives restarts.
     pub fn submit(&self, request: &HostRequest) -> Result<RequestId, JournalError> {
         let now = now_millis();
         let id = new_id(now)?;
-        self.db()?.execute(
-            "INSERT INTO requests (id, created_at_ms, request, state) VALUES (?1, ?2, ?3, 'queued')",
-            params![id, now as i64, serde_json::to_string(request)?],
+        self.db()?.prepare_cached("INSERT INTO requests (id, created_at_ms, request, state) VALUES (?1, ?2, ?3, 'queued')")?.execute(params![id, now as i64, serde_json::to_string(request)?],
         )?;
-        self.bump();
+        self.queued.send_modify(|n| *n += 1);
         Ok(RequestId(id))
     }
 
@@ -152,7 +217,7 @@ impl Journal {
         let mut db = self.db()?;
         let tx = db.transaction()?;
         let rows: Vec<(String, i64, String, u32)> = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "SELECT id, created_at_ms, request, attempt FROM requests
                  WHERE state = 'queued' OR (state = 'leased' AND lease_expires_at_ms <= ?1)
                  ORDER BY rowid LIMIT ?2",
@@ -167,14 +232,10 @@ impl Journal {
             let lease = agentbox_protocol::bridge::new_bridge_token()
                 .map_err(|e| JournalError::Db(e.to_string()))?;
             let expires = now + lease_ms;
-            tx.execute(
-                "UPDATE requests SET state = 'leased', attempt = attempt + 1, lease_expires_at_ms = ?2 WHERE id = ?1",
-                params![id, expires as i64],
+            tx.prepare_cached("UPDATE requests SET state = 'leased', attempt = attempt + 1, lease_expires_at_ms = ?2 WHERE id = ?1")?.execute(params![id, expires as i64],
             )?;
-            tx.execute(
-                "INSERT INTO leases (id, lease) VALUES (?1, ?2)",
-                params![id, lease],
-            )?;
+            tx.prepare_cached("INSERT INTO leases (id, lease) VALUES (?1, ?2)")?
+                .execute(params![id, lease])?;
             leased.push(LeasedRequest {
                 id: RequestId(id),
                 lease,
@@ -185,29 +246,25 @@ impl Journal {
             });
         }
         tx.commit()?;
-        if !leased.is_empty() {
-            self.bump();
+        for l in &leased {
+            self.bump(&l.id.0);
         }
         Ok(leased)
     }
 
     /// When the earliest current lease expires (a poller waits at most until then).
     pub fn next_expiry(&self) -> Result<Option<u64>, JournalError> {
-        let v: Option<i64> = self.db()?.query_row(
-            "SELECT MIN(lease_expires_at_ms) FROM requests WHERE state = 'leased'",
-            [],
-            |r| r.get(0),
-        )?;
+        let v: Option<i64> = self
+            .db()?
+            .prepare_cached("SELECT MIN(lease_expires_at_ms) FROM requests WHERE state = 'leased'")?
+            .query_row([], |r| r.get(0))?;
         Ok(v.map(|v| v as u64))
     }
 
     fn check_lease(db: &Connection, id: &str, lease: &str) -> Result<(), JournalError> {
         let known: Option<i64> = db
-            .query_row(
-                "SELECT 1 FROM leases WHERE id = ?1 AND lease = ?2",
-                params![id, lease],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT 1 FROM leases WHERE id = ?1 AND lease = ?2")?
+            .query_row(params![id, lease], |r| r.get(0))
             .optional()?;
         if known.is_some() {
             Ok(())
@@ -230,23 +287,19 @@ impl Journal {
         let mut db = self.db()?;
         Self::check_lease(&db, id, lease)?;
         let tx = db.transaction()?;
-        let next: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) FROM progress WHERE id = ?1",
-            params![id],
-            |r| r.get(0),
-        )?;
+        let next: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM progress WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))?;
         for (i, line) in lines.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO progress (id, seq, line) VALUES (?1, ?2, ?3)",
-                params![id, next + 1 + i as i64, line],
-            )?;
+            tx.prepare_cached("INSERT INTO progress (id, seq, line) VALUES (?1, ?2, ?3)")?
+                .execute(params![id, next + 1 + i as i64, line])?;
         }
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE requests SET lease_expires_at_ms = ?2 WHERE id = ?1 AND state = 'leased'",
-            params![id, (now_millis() + renew_ms) as i64],
-        )?;
+        )?
+        .execute(params![id, (now_millis() + renew_ms) as i64])?;
         tx.commit()?;
-        self.bump();
+        self.bump(id);
         Ok(())
     }
 
@@ -254,25 +307,25 @@ impl Journal {
     pub fn complete(&self, id: &str, lease: &str, outcome: &Outcome) -> Result<bool, JournalError> {
         let db = self.db()?;
         Self::check_lease(&db, id, lease)?;
-        let n = db.execute(
-            "UPDATE requests SET state = 'done', outcome = ?2, lease_expires_at_ms = NULL WHERE id = ?1 AND state != 'done'",
-            params![id, serde_json::to_string(outcome)?],
+        let n = db.prepare_cached("UPDATE requests SET state = 'done', outcome = ?2, lease_expires_at_ms = NULL WHERE id = ?1 AND state != 'done'")?.execute(params![id, serde_json::to_string(outcome)?],
         )?;
         drop(db);
         if n > 0 {
-            self.bump();
+            self.bump(id);
         }
         Ok(n > 0)
     }
 
     /// Withdraws a request that no poller has taken yet. `false` if it was taken.
     pub fn expire_if_queued(&self, id: &str) -> Result<bool, JournalError> {
-        let n = self.db()?.execute(
-            "UPDATE requests SET state = 'expired' WHERE id = ?1 AND state = 'queued'",
-            params![id],
-        )?;
+        let n = self
+            .db()?
+            .prepare_cached(
+                "UPDATE requests SET state = 'expired' WHERE id = ?1 AND state = 'queued'",
+            )?
+            .execute(params![id])?;
         if n > 0 {
-            self.bump();
+            self.bump(id);
         }
         Ok(n > 0)
     }
@@ -281,15 +334,12 @@ impl Journal {
     pub fn get(&self, id: &str) -> Result<Entry, JournalError> {
         let db = self.db()?;
         let row: Option<(String, u32, Option<String>)> = db
-            .query_row(
-                "SELECT state, attempt, outcome FROM requests WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+            .prepare_cached("SELECT state, attempt, outcome FROM requests WHERE id = ?1")?
+            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let (state, attempt, outcome) =
             row.ok_or_else(|| JournalError::NotFound(id.to_string()))?;
-        let mut stmt = db.prepare("SELECT line FROM progress WHERE id = ?1 ORDER BY seq")?;
+        let mut stmt = db.prepare_cached("SELECT line FROM progress WHERE id = ?1 ORDER BY seq")?;
         let progress = stmt
             .query_map(params![id], |r| r.get(0))?
             .collect::<Result<Vec<String>, _>>()?;

@@ -98,9 +98,11 @@ fn run(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
 /// Shows `message` as a desktop notification from box `box_name`; false when this host
 /// has no notifier (`notify-send`) or it failed.
 pub fn desktop_notify(box_name: &str, message: &str) -> bool {
-    match which("notify-send") {
+    // Looked up once: the daemon's PATH does not change, and every notify would walk it.
+    static NOTIFIER: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    match NOTIFIER.get_or_init(|| which("notify-send")) {
         Some(p) => run(
-            &p,
+            p,
             &[
                 "--app-name=agentbox",
                 "--",

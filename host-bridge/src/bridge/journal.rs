@@ -121,11 +121,10 @@ impl HostJournal {
     pub fn completed(&self, box_name: &str, id: &str) -> rusqlite::Result<Option<Outcome>> {
         let text: Option<String> = self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT outcome FROM completed WHERE box_name = ?1 AND request_id = ?2",
-                params![box_name, id],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![box_name, id], |r| r.get(0))
             .optional()?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
@@ -133,9 +132,7 @@ impl HostJournal {
     /// Records an outcome and its audit entry in one transaction.
     pub fn record(&mut self, entry: &AuditEntry, outcome: &Outcome) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT OR IGNORE INTO completed (box_name, request_id, outcome, ts_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![entry.box_name, entry.request_id, serde_json::to_string(outcome).unwrap_or_default(), entry.ts_ms as i64],
+        tx.prepare_cached("INSERT OR IGNORE INTO completed (box_name, request_id, outcome, ts_ms) VALUES (?1, ?2, ?3, ?4)")?.execute(params![entry.box_name, entry.request_id, serde_json::to_string(outcome).unwrap_or_default(), entry.ts_ms as i64],
         )?;
         Self::insert_audit(&tx, entry)?;
         tx.commit()
@@ -147,18 +144,14 @@ impl HostJournal {
     }
 
     fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
-        conn.execute(
-            "INSERT INTO audit (ts_ms, box_name, request_id, kind, decision, detail, exit_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![e.ts_ms as i64, e.box_name, e.request_id, e.kind, e.decision, e.detail, e.exit_code],
+        conn.prepare_cached("INSERT INTO audit (ts_ms, box_name, request_id, kind, decision, detail, exit_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![e.ts_ms as i64, e.box_name, e.request_id, e.kind, e.decision, e.detail, e.exit_code],
         )?;
         Ok(())
     }
 
     /// Marks pending approvals past their time as expired.
     fn expire(&self) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "UPDATE approvals SET state = 'expired', decided_ms = ?1 WHERE state = 'pending' AND expires_ms < ?1",
-            params![agentbox_protocol::now_millis() as i64],
+        self.conn.prepare_cached("UPDATE approvals SET state = 'expired', decided_ms = ?1 WHERE state = 'pending' AND expires_ms < ?1")?.execute(params![agentbox_protocol::now_millis() as i64],
         )?;
         Ok(())
     }
@@ -205,7 +198,7 @@ impl HostJournal {
     /// Approvals, oldest first; only pending ones unless `all`.
     pub fn approvals(&self, all: bool) -> rusqlite::Result<Vec<Approval>> {
         self.expire()?;
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals \
              WHERE ?1 OR state = 'pending' ORDER BY created_ms",
         )?;
@@ -216,9 +209,7 @@ impl HostJournal {
     /// Approves or denies a pending approval.
     pub fn decide(&self, id: &str, approve: bool) -> Result<Approval, DecideError> {
         self.expire()?;
-        let changed = self.conn.execute(
-            "UPDATE approvals SET state = ?2, decided_ms = ?3 WHERE id = ?1 AND state = 'pending'",
-            params![
+        let changed = self.conn.prepare_cached("UPDATE approvals SET state = ?2, decided_ms = ?3 WHERE id = ?1 AND state = 'pending'")?.execute(params![
                 id,
                 if approve { "approved" } else { "denied" },
                 agentbox_protocol::now_millis() as i64
@@ -226,9 +217,7 @@ impl HostJournal {
         )?;
         let row = self
             .conn
-            .query_row(
-                "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals WHERE id = ?1",
-                params![id],
+            .prepare_cached("SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals WHERE id = ?1")?.query_row(params![id],
                 Self::approval_row,
             )
             .optional()?
@@ -241,7 +230,7 @@ impl HostJournal {
 
     /// The audit log, oldest first.
     pub fn entries(&self) -> rusqlite::Result<Vec<AuditEntry>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT ts_ms, box_name, request_id, kind, decision, detail, exit_code FROM audit ORDER BY rowid",
         )?;
         let rows = stmt.query_map([], |r| {

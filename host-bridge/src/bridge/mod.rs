@@ -29,7 +29,7 @@ use crate::transfer::client::Relay;
 use journal::{AuditEntry, HostJournal};
 
 /// Requests run at once for one box.
-const PER_BOX: usize = 8;
+const PER_BOX: usize = 16;
 /// How long a poll is held by the relay.
 const POLL_WAIT_MS: u64 = 20_000;
 
@@ -208,10 +208,16 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
         if moved(&addresses.borrow_and_update()) {
             break; // destroyed or restarted elsewhere: a new poller takes over
         }
+        // Lease only what can run now: a request leased while every slot is busy would
+        // wait on the host with its lease ticking, and hold up the next poll.
+        let Ok(first) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let max = 1 + slots.available_permits();
         let poll = relay
             .request(
                 reqwest::Method::GET,
-                &format!("/v1/bridge/poll?wait_ms={wait_ms}"),
+                &format!("/v1/bridge/poll?wait_ms={wait_ms}&max={max}"),
             )
             .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
             // Daytona's proxy otherwise counts a held poll as activity, and the box would
@@ -249,9 +255,14 @@ async fn poll_box(shared: Shared, record: BoxRecord) {
         match batch {
             Ok(batch) => {
                 backoff = Duration::from_millis(200);
+                let mut first = Some(first);
                 for leased in batch.requests {
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        break;
+                    let permit = match first.take() {
+                        Some(p) => p,
+                        None => match slots.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
                     };
                     let (shared, record, url) = (shared.clone(), record.clone(), url.clone());
                     let slot = Slot {
