@@ -1207,6 +1207,8 @@ impl Ctx {
             None
         };
         self.state.insert(&record)?;
+        // Whatever an earlier box of this name reported is not this box's.
+        let _ = std::fs::remove_file(self.home.agent_states(&name));
         let b = AnyBox::open(&record)?;
         match Self::build(&record, &b, opts, depth, docker.as_ref()) {
             Ok(url) => {
@@ -1841,6 +1843,7 @@ impl Ctx {
                 .join("locks")
                 .join(format!("push-{}.lock", record.name)),
         );
+        let _ = std::fs::remove_file(self.home.agent_states(&record.name));
         self.state.remove(&record.name)?;
         eprintln!("destroyed {}", record.name);
         Ok(ExitCode::SUCCESS)
