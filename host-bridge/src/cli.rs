@@ -147,11 +147,11 @@ pub enum Cmd {
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
-    /// Create a box running Claude Code.
+    /// Claude Code in a new box (tmux session `claude`); with BOX, that box's again.
     Claude(AgentArgs),
-    /// Create a box running Codex.
+    /// Codex in a new box (tmux session `codex`); with BOX, that box's again.
     Codex(AgentArgs),
-    /// Create a box running OpenCode.
+    /// OpenCode in a new box (tmux session `opencode`); with BOX, that box's again.
     Opencode(AgentArgs),
     /// Stop a box's processes; its workspace is kept.
     Stop {
