@@ -85,3 +85,21 @@ pub fn succeeded(args: &[&str], out: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The base image the Docker tests build the box image on (`AGENTBOX_TEST_BASE_IMAGE`,
+/// default the offline `agentbox-base:bookworm` that `scripts/test` makes), after checking
+/// that a Docker engine answers.
+pub fn docker_base_image() -> String {
+    let up = std::process::Command::new("docker")
+        .arg("info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        up,
+        "this test needs a running Docker engine: run `scripts/test`, which starts one"
+    );
+    std::env::var("AGENTBOX_TEST_BASE_IMAGE")
+        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string())
+}

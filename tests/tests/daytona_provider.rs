@@ -165,18 +165,7 @@ fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
 
 #[test]
 fn a_daytona_box_from_login_to_destroy() {
-    let docker_up = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        docker_up,
-        "this test needs a running Docker engine: run `scripts/test`, which starts one"
-    );
-    let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
-        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let base = agentbox_tests::docker_base_image();
     let data = tempfile::tempdir().expect("tempdir");
     let mut fake = Command::new(bin_path("daytona-fake"))
         .args(["0", KEY])

@@ -120,18 +120,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 #[test]
 fn a_docker_box_from_prepare_to_destroy() {
-    let docker_up = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        docker_up,
-        "this test needs a running Docker engine: run `scripts/test`, which starts one"
-    );
-    let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
-        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let base = agentbox_tests::docker_base_image();
     let host = Host {
         dir: tempfile::tempdir().expect("tempdir"),
     };
@@ -308,18 +297,7 @@ fn in_box(container: &str, script: &str) -> String {
 /// the agent's environment only; Claude's own hooks report its state to the host.
 #[test]
 fn an_agent_image_with_claude_credentials_and_keys() {
-    let docker_up = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        docker_up,
-        "this test needs a running Docker engine: run `scripts/test`"
-    );
-    let base = std::env::var("AGENTBOX_TEST_BASE_IMAGE")
-        .unwrap_or_else(|_| "agentbox-base:bookworm".to_string());
+    let base = agentbox_tests::docker_base_image();
     let host = Host {
         dir: tempfile::tempdir().expect("tempdir"),
     };
