@@ -923,7 +923,12 @@ fn agent_argv(agent: &str, args: &[String], resume: bool) -> Vec<String> {
         base.push(r#"notify=["agentbox-ctl","agent-state","--from","codex"]"#.into());
     }
     let (history, continue_args) = match agent {
-        "claude" => ("$HOME/.claude/projects", "--continue"),
+        // Claude keeps a directory per working directory, named by it with every
+        // character but letters and digits made `-`; `--continue` looks only there.
+        "claude" => (
+            "$HOME/.claude/projects/$(pwd | sed 's/[^A-Za-z0-9]/-/g')",
+            "--continue",
+        ),
         "codex" => ("$HOME/.codex/sessions", "resume --last"),
         "opencode" => ("$HOME/.local/share/opencode/storage/session", "--continue"),
         _ => ("", ""),

@@ -340,38 +340,50 @@ fn a_forwarded_key_reaches_the_agent_session_only_and_the_agent_resumes() {
     assert_eq!(agent_env().len(), 1, "the running agent was started again");
 
     // The agent ended (as after a box restart): it resumes its last conversation when it
-    // has one on disk, with the user's arguments after.
-    std::fs::create_dir_all(home.join(".claude/projects/-ws")).expect("mkdir");
-    std::fs::write(home.join(".claude/projects/-ws/1.jsonl"), "{}\n").expect("write");
-    host.ok(
-        &repo,
-        &[
-            "exec",
-            "ag3",
-            "--",
-            "agentbox-ctl",
-            "session",
-            "kill",
-            "claude",
-        ],
-    );
-    let resumed = run_with(
-        &host,
-        &repo,
-        &[("HOME", &home)],
-        &secret,
-        &["claude", "ag3", "-d", "--", "--model", "it's"],
-    );
-    assert!(
-        resumed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
-    assert!(eventually(|| agent_env().len() == 2));
+    // has one for this workspace on disk (Claude's history directory is the working
+    // directory with `-` for every other character), with the user's arguments after.
+    let restart = |args: &[&str], starts: usize| {
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                "ag3",
+                "--",
+                "agentbox-ctl",
+                "session",
+                "kill",
+                "claude",
+            ],
+        );
+        let mut all = vec!["claude", "ag3", "-d", "--"];
+        all.extend_from_slice(args);
+        let out = run_with(&host, &repo, &[("HOME", &home)], &secret, &all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(eventually(|| agent_env().len() == starts));
+    };
+    let projects = home.join(".claude/projects");
+    std::fs::create_dir_all(projects.join("-elsewhere")).expect("mkdir");
+    std::fs::write(projects.join("-elsewhere/1.jsonl"), "{}\n").expect("write");
+    restart(&["--model", "x"], 2);
+    let encoded: String = host
+        .home()
+        .join("boxes/ag3/workspace")
+        .display()
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    std::fs::create_dir_all(projects.join(&encoded)).expect("mkdir");
+    std::fs::write(projects.join(&encoded).join("1.jsonl"), "{}\n").expect("write");
+    restart(&["--model", "it's"], 3);
     let args = std::fs::read_to_string(out_dir.join("agent-args")).expect("args");
     assert_eq!(
         args.lines().collect::<Vec<_>>(),
-        ["", "--continue --model it's"]
+        ["", "--model x", "--continue --model it's"]
     );
     assert!(agent_env().iter().all(|e| e.contains(&secret)));
 }
