@@ -128,6 +128,9 @@ impl Tmux {
                 format!("session `{}` already exists", spec.name),
             ));
         }
+        if spec.agent.as_deref() == Some("claude") {
+            approve_forwarded_claude_key(&spec.env);
+        }
         let env_file = self.write_env(&spec.name, &spec.env).map_err(|e| {
             ErrorReply::new(
                 ErrorCode::Internal,
@@ -296,14 +299,6 @@ pub fn exec_with_env_file(env_file: &Path, argv: &[String]) -> std::io::Error {
         Err(e) => return e,
     };
     let _ = std::fs::remove_file(env_file);
-    if let (Some(key), Some(home)) = (env.get("ANTHROPIC_API_KEY"), std::env::var_os("HOME")) {
-        // Forwarded on purpose: Claude Code need not ask whether to use it.
-        if let Err(e) = approve_claude_key(&Path::new(&home).join(".claude.json"), key) {
-            eprintln!(
-                "agentbox-ctl: cannot mark the forwarded API key as approved for Claude Code: {e}"
-            );
-        }
-    }
     let Some((program, args)) = argv.split_first() else {
         return std::io::Error::other("no command given");
     };
@@ -325,6 +320,17 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// A Claude session given `ANTHROPIC_API_KEY` (forwarded by the host on purpose) need not
+/// ask whether to use it: the key is marked approved in `~/.claude.json` first.
+fn approve_forwarded_claude_key(env: &[(String, String)]) {
+    let key = env.iter().find(|(k, _)| k == "ANTHROPIC_API_KEY");
+    if let (Some((_, key)), Some(home)) = (key, std::env::var_os("HOME")) {
+        if let Err(e) = approve_claude_key(&Path::new(&home).join(".claude.json"), key) {
+            tracing::warn!("cannot mark the forwarded API key as approved for Claude Code: {e}");
+        }
+    }
 }
 
 /// Adds `key` to Claude Code's approved custom API keys in `path` (`~/.claude.json`),

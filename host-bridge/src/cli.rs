@@ -12,6 +12,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::config::{self, Layer, Resolved};
 use crate::home::Home;
+use crate::image::Agent;
 use crate::provider::{self, AnyBox};
 use crate::state::{BoxRecord, State};
 use crate::{git, seed};
@@ -746,9 +747,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ctx::view(&record, name, true, &view)
         }
         Cmd::Run { opts, detach, argv } => ctx.run_in_session(&opts, "agent", &argv, None, detach),
-        Cmd::Claude(a) => ctx.agent("claude", &a),
-        Cmd::Codex(a) => ctx.agent("codex", &a),
-        Cmd::Opencode(a) => ctx.agent("opencode", &a),
+        Cmd::Claude(a) => ctx.agent(Agent::Claude, &a),
+        Cmd::Codex(a) => ctx.agent(Agent::Codex, &a),
+        Cmd::Opencode(a) => ctx.agent(Agent::Opencode, &a),
         Cmd::Stop { target } => {
             let record = ctx.resolve(target.as_deref())?;
             Ctx::open_box(&record)?.stop()?;
@@ -909,45 +910,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => ctx.cp(&paths, max_size, json),
     }
-}
-
-/// The command line of an agent session: the agent and the user's arguments, with what
-/// reports its state (Codex takes its `notify` program as a flag; Claude's hooks and the
-/// OpenCode plugin are in the image). With `resume`, a shell picks the agent's way to
-/// continue its last conversation when one is on disk, else starts it afresh; the user's
-/// arguments pass as `"$@"`, never spliced into the script.
-fn agent_argv(agent: &str, args: &[String], resume: bool) -> Vec<String> {
-    let mut base: Vec<String> = vec![agent.to_string()];
-    if agent == "codex" {
-        base.push("-c".into());
-        base.push(r#"notify=["agentbox-ctl","agent-state","--from","codex"]"#.into());
-    }
-    let (history, continue_args) = match agent {
-        // Claude keeps a directory per working directory, named by it with every
-        // character but letters and digits made `-`; `--continue` looks only there.
-        "claude" => (
-            "$HOME/.claude/projects/$(pwd | sed 's/[^A-Za-z0-9]/-/g')",
-            "--continue",
-        ),
-        "codex" => ("$HOME/.codex/sessions", "resume --last"),
-        "opencode" => ("$HOME/.local/share/opencode/storage/session", "--continue"),
-        _ => ("", ""),
-    };
-    if !resume || history.is_empty() {
-        base.extend(args.iter().cloned());
-        return base;
-    }
-    let quoted: Vec<String> = base
-        .iter()
-        .map(|w| format!("'{}'", w.replace('\'', "'\\''")))
-        .collect();
-    let command = quoted.join(" ");
-    let script = format!(
-        "if [ -n \"$(ls -A \"{history}\" 2>/dev/null)\" ]; then exec {command} {continue_args} \"$@\"; else exec {command} \"$@\"; fi"
-    );
-    let mut argv = vec!["sh".to_string(), "-c".into(), script, agent.to_string()];
-    argv.extend(args.iter().cloned());
-    argv
 }
 
 /// The agents of a box as `list --json` and `status --json` show them.
@@ -1638,7 +1600,7 @@ impl Ctx {
         })
     }
 
-    fn agent(&self, agent: &str, a: &AgentArgs) -> anyhow::Result<ExitCode> {
+    fn agent(&self, agent: Agent, a: &AgentArgs) -> anyhow::Result<ExitCode> {
         if let Some(target) = &a.target {
             return self.agent_again(agent, target, &a.args, a.detach);
         }
@@ -1652,18 +1614,12 @@ impl Ctx {
             .map_or_else(|| "local".to_string(), |(v, _)| v.to_string());
         // The local provider runs this machine's programs: the agent must be installed here.
         // Other providers run their image's (checked when the session starts).
-        let on_path = provider != "local"
-            || std::env::var_os("PATH")
-                .and_then(|p| {
-                    p.to_str()
-                        .map(|p| p.split(':').any(|d| Path::new(d).join(agent).is_file()))
-                })
-                .unwrap_or(false);
-        if !on_path {
-            bail!("`{agent}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
+        let name = agent.name();
+        if provider == "local" && crate::shell::which(name).is_none() {
+            bail!("`{name}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
         }
-        let argv = agent_argv(agent, &a.args, false);
-        self.run_in_session(&a.opts, agent, &argv, Some(agent), a.detach)
+        let argv = agent.session_argv(&a.args, false);
+        self.run_in_session(&a.opts, name, &argv, Some(name), a.detach)
     }
 
     /// `agentbox claude|codex|opencode BOX`: the agent of an existing box. A running
@@ -1671,7 +1627,7 @@ impl Ctx {
     /// is started again, resuming the agent's last conversation when it has one.
     fn agent_again(
         &self,
-        agent: &str,
+        agent: Agent,
         target: &str,
         args: &[String],
         detach: bool,
@@ -1689,18 +1645,19 @@ impl Ctx {
             .filter(|o| o.status.success())
             .and_then(|o| serde_json::from_slice(&o.stdout).ok())
             .unwrap_or_default();
-        match sessions.iter().find(|s| s.name == agent) {
+        let name = agent.name();
+        match sessions.iter().find(|s| s.name == name) {
             Some(s) if s.running => {}
             found => {
                 if found.is_some() {
                     // The agent ended; its pane stays until the session goes.
-                    let _ = b.ctl(&["session", "kill", agent]);
+                    let _ = b.ctl(&["session", "kill", name]);
                 }
-                eprintln!("==> resuming {agent} in box `{}`", record.name);
-                self.start_session(&b, agent, &agent_argv(agent, args, true), Some(agent))?;
+                eprintln!("==> resuming {name} in box `{}`", record.name);
+                self.start_session(&b, name, &agent.session_argv(args, true), Some(name))?;
             }
         }
-        Self::attach_or_say(&record, agent, detach)
+        Self::attach_or_say(&record, name, detach)
     }
 
     fn list(&self, json: bool) -> anyhow::Result<ExitCode> {

@@ -8,7 +8,7 @@
 //! - [`credentials`]: agent credential files and forwarded API keys, host → box.
 //! - [`provider`]: where boxes run (`local` today).
 //! - [`image`]: the box image's inputs (binaries, agents, their config) and build context.
-//! - [`seed`]: packing the repo into a seed.
+//! - [`seed`]: packing the repo into a seed. [`shell`]: PATH lookups and `sh` quoting.
 //! - [`download`]: `agentbox download`, the box workspace back into the host tree.
 //! - [`daytona`]: Daytona's REST API (sandboxes so far), errors, retries, waiting.
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
@@ -30,6 +30,7 @@ pub mod image;
 pub mod provider;
 pub mod secrets;
 pub mod seed;
+pub mod shell;
 pub mod state;
 pub mod sync;
 pub mod transfer;

@@ -19,6 +19,8 @@ struct Client {
     writer: Box<dyn Write + Send>,
     screen: Arc<Mutex<vt100::Parser>>,
     raw: Arc<Mutex<Vec<u8>>>,
+    /// Says when the reader has taken everything the terminal had (end of file).
+    drained: std::sync::mpsc::Receiver<()>,
 }
 
 impl Client {
@@ -54,6 +56,7 @@ impl Client {
         let screen = Arc::new(Mutex::new(vt100::Parser::new(nz(rows), nz(cols), 0)));
         let raw = Arc::new(Mutex::new(Vec::new()));
         let (s, r) = (screen.clone(), raw.clone());
+        let (drained_tx, drained) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut buf = [0u8; 8192];
             while let Ok(n) = reader.read(&mut buf) {
@@ -63,6 +66,7 @@ impl Client {
                 s.lock().expect("screen").process(&buf[..n]);
                 r.lock().expect("raw").extend_from_slice(&buf[..n]);
             }
+            let _ = drained_tx.send(());
         });
         Self {
             child,
@@ -70,6 +74,7 @@ impl Client {
             writer,
             screen,
             raw,
+            drained,
         }
     }
 
@@ -131,8 +136,8 @@ impl Client {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Let the reader thread take the last bytes.
-                std::thread::sleep(Duration::from_millis(100));
+                // The client is gone: the reader meets the end of the terminal's output.
+                let _ = self.drained.recv_timeout(Duration::from_secs(5));
                 return status;
             }
             assert!(

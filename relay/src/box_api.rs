@@ -62,6 +62,22 @@ pub fn validate(request: &HostRequest) -> Result<(), String> {
         HostRequest::Open { url } if url.chars().any(char::is_control) => {
             Err("the URL contains control characters".into())
         }
+        HostRequest::AgentState(s)
+            if !agentbox_protocol::term::valid_session_name(&s.session)
+                || !agentbox_protocol::agent::valid_agent_name(&s.agent) =>
+        {
+            Err("the agent state names an invalid session or agent".into())
+        }
+        HostRequest::AgentState(s)
+            if s.detail
+                .as_ref()
+                .is_some_and(|d| d.len() > 4 * agentbox_protocol::agent::MAX_DETAIL) =>
+        {
+            Err(format!(
+                "the agent state's detail is longer than {} characters",
+                agentbox_protocol::agent::MAX_DETAIL
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -251,6 +267,19 @@ mod tests {
                 "{bad}"
             );
         }
+        let state = |session: &str, agent: &str, detail: usize| {
+            HostRequest::AgentState(agentbox_protocol::agent::AgentStatus {
+                session: session.into(),
+                agent: agent.into(),
+                state: agentbox_protocol::agent::AgentState::Waiting,
+                detail: Some("x".repeat(detail)),
+                since_ms: 1,
+            })
+        };
+        assert!(validate(&state("claude", "claude", 200)).is_ok());
+        assert!(validate(&state("a:b", "claude", 1)).is_err());
+        assert!(validate(&state("claude", "$(x)", 1)).is_err());
+        assert!(validate(&state("claude", "claude", 1 << 20)).is_err());
         assert!(validate(&HostRequest::Notify {
             message: "x".repeat(5000)
         })

@@ -122,3 +122,31 @@ pub async fn log_tail(run_dir: &Path, unit: &str, n: u32) -> Vec<String> {
     let _ = conn.close().await;
     lines
 }
+
+/// Unit tables for the relay's own tests.
+#[cfg(test)]
+pub(crate) mod test_units {
+    use agentbox_protocol::ctl::{Exposure, UnitKind, UnitState, UnitStatus};
+
+    /// Service `name` in `state`, exposing `port` (the default exposure when `default`).
+    pub fn exposed(name: &str, port: u16, default: bool, state: UnitState) -> UnitStatus {
+        UnitStatus {
+            name: name.into(),
+            kind: UnitKind::Service,
+            state,
+            ready: state == UnitState::Ready,
+            autostart: true,
+            pid: None,
+            restarts: 0,
+            exit_code: None,
+            exit_signal: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            next_restart_at_ms: None,
+            blocked_on: vec![],
+            detail: None,
+            expose: Some(Exposure { port, default }),
+            command: String::new(),
+        }
+    }
+}

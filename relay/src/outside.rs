@@ -132,31 +132,11 @@ async fn pipe_all(listener: TcpListener, inside: SocketAddr, stop: CancellationT
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentbox_protocol::ctl::{Exposure, UnitKind, UnitStatus};
+    use agentbox_protocol::ctl::UnitStatus;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn service(port: u16, state: UnitState) -> UnitStatus {
-        UnitStatus {
-            name: "web".into(),
-            kind: UnitKind::Service,
-            state,
-            ready: state == UnitState::Ready,
-            autostart: true,
-            pid: Some(1),
-            restarts: 0,
-            exit_code: None,
-            exit_signal: None,
-            started_at_ms: None,
-            finished_at_ms: None,
-            next_restart_at_ms: None,
-            blocked_on: vec![],
-            detail: None,
-            expose: Some(Exposure {
-                port,
-                default: true,
-            }),
-            command: "x".into(),
-        }
+        crate::ctl_link::test_units::exposed("web", port, true, state)
     }
 
     /// 127.0.0.2 stands in for the outside address: a loopback-only service on

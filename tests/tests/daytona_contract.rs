@@ -191,7 +191,15 @@ fn the_fake_speaks_daytonas_shapes() {
     assert_eq!(status, 200);
     conforms("VolumeDto", &volume, VOLUME, &[]);
 
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Preview links are for a started sandbox.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while call(&f, "GET", &format!("/sandbox/{id}"), None).1["state"] != "started" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sandbox never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (_, preview) = call(
         &f,
         "GET",

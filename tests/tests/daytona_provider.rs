@@ -282,7 +282,7 @@ fn a_daytona_box_from_login_to_destroy() {
     // Any port of the box has a link: a second relay listening on 3001 answers through one.
     host.ok(
         &repo,
-        &["exec", &name, "--", "sh", "-c", "mkdir -p /tmp/r2/run /tmp/r2/state && AGENTBOX_RUN_DIR=/tmp/r2/run AGENTBOX_STATE_DIR=/tmp/r2/state AGENTBOX_BRIDGE_PORT=3001 AGENTBOX_WEB_PORT=3002 AGENTBOX_BIND_ADDR=0.0.0.0 nohup agentbox-relay >/dev/null 2>&1 & sleep 1"],
+        &["exec", &name, "--", "sh", "-c", "mkdir -p /tmp/r2/run /tmp/r2/state && AGENTBOX_RUN_DIR=/tmp/r2/run AGENTBOX_STATE_DIR=/tmp/r2/state AGENTBOX_BRIDGE_PORT=3001 AGENTBOX_WEB_PORT=3002 AGENTBOX_BIND_ADDR=0.0.0.0 nohup agentbox-relay >/dev/null 2>&1 & for i in $(seq 100); do agentbox-ctl port-open 3001 2>/dev/null && exit 0; sleep 0.05; done; exit 1"],
     );
     let other = host.ok(&repo, &["url", &name, "--port", "3001"]);
     let health = Command::new("curl")

@@ -68,15 +68,7 @@ fn opener() -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("AGENTBOX_OPENER").filter(|v| !v.is_empty()) {
         return Some(p.into());
     }
-    which("xdg-open")
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| std::path::Path::new(d).join(program))
-        .find(|p| p.is_file())
+    crate::shell::which("xdg-open")
 }
 
 fn run(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
@@ -100,7 +92,7 @@ fn run(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
 pub fn desktop_notify(box_name: &str, message: &str) -> bool {
     // Looked up once: the daemon's PATH does not change, and every notify would walk it.
     static NOTIFIER: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
-    match NOTIFIER.get_or_init(|| which("notify-send")) {
+    match NOTIFIER.get_or_init(|| crate::shell::which("notify-send")) {
         Some(p) => run(
             p,
             &[
@@ -236,7 +228,7 @@ fn locked_git(
     lock: &std::path::Path,
     args: &[&str],
 ) -> std::io::Result<std::process::Output> {
-    if which("flock").is_none() {
+    if crate::shell::which("flock").is_none() {
         return git(project, args);
     }
     if let Some(dir) = lock.parent() {
@@ -372,7 +364,7 @@ fn gh_program() -> Option<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("AGENTBOX_GH").filter(|v| !v.is_empty()) {
         return Some(p.into());
     }
-    which("gh")
+    crate::shell::which("gh")
 }
 
 /// `gh pr create|view|list` for a box, run by the host's `gh` in the box's project, with

@@ -41,6 +41,44 @@ impl Agent {
         ALL.into_iter().find(|a| a.name() == name)
     }
 
+    /// The command line of a session running this agent with the user's `args`, with
+    /// what reports its state (Codex takes its `notify` program as a flag; Claude's hooks
+    /// and the OpenCode plugin are in the image). With `resume`, a shell picks the agent's
+    /// way to continue its last conversation when it has one on disk, else starts it
+    /// afresh; the user's arguments pass as `"$@"`, never spliced into the script.
+    pub fn session_argv(self, args: &[String], resume: bool) -> Vec<String> {
+        let mut base: Vec<String> = vec![self.name().to_string()];
+        if self == Self::Codex {
+            base.push("-c".into());
+            base.push(r#"notify=["agentbox-ctl","agent-state","--from","codex"]"#.into());
+        }
+        if !resume {
+            base.extend(args.iter().cloned());
+            return base;
+        }
+        let (history, continue_args) = match self {
+            // Claude keeps a directory per working directory, named by it with every
+            // character but letters and digits made `-`; `--continue` looks only there.
+            Self::Claude => (
+                "$HOME/.claude/projects/$(pwd | sed 's/[^A-Za-z0-9]/-/g')",
+                "--continue",
+            ),
+            Self::Codex => ("$HOME/.codex/sessions", "resume --last"),
+            Self::Opencode => ("$HOME/.local/share/opencode/storage/session", "--continue"),
+        };
+        let command = base
+            .iter()
+            .map(|w| crate::shell::quote(w))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let script = format!(
+            "if [ -n \"$(ls -A \"{history}\" 2>/dev/null)\" ]; then exec {command} {continue_args} \"$@\"; else exec {command} \"$@\"; fi"
+        );
+        let mut argv = vec!["sh".to_string(), "-c".into(), script, self.name().into()];
+        argv.extend(args.iter().cloned());
+        argv
+    }
+
     /// The npm package holding the native binary for `arch` (`x64` or `arm64`), and the
     /// version to ask for (`None`: the latest).
     fn package(self, arch: &str, version: Option<&str>) -> String {
@@ -235,6 +273,23 @@ mod tests {
             .is_some_and(|e| e.contains("unknown agent `emacs`")));
         assert_eq!(list_text(&[Agent::Claude, Agent::Codex]), "claude,codex");
         assert_eq!(list_text(&[]), "none");
+    }
+
+    #[test]
+    fn sessions_carry_the_state_hooks_and_resume_without_splicing() {
+        let args = vec!["--model".to_string(), "it's $(x)".to_string()];
+        assert_eq!(
+            Agent::Claude.session_argv(&args, false),
+            ["claude", "--model", "it's $(x)"]
+        );
+        let codex = Agent::Codex.session_argv(&[], false);
+        assert_eq!(codex[..2], ["codex", "-c"]);
+        assert!(codex[2].contains(r#""--from","codex""#));
+        let resumed = Agent::Codex.session_argv(&args, true);
+        assert_eq!(resumed[..2], ["sh", "-c"]);
+        assert!(resumed[2].contains("exec codex -c 'notify=["));
+        assert!(resumed[2].contains("resume --last \"$@\""));
+        assert_eq!(resumed[3..], ["codex", "--model", "it's $(x)"]);
     }
 
     #[test]

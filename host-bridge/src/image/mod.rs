@@ -26,6 +26,46 @@ const OPENCODE_PLUGIN: &str = include_str!("../../../box/agents/opencode-agentbo
 /// The agents an image carries unless told otherwise.
 pub const DEFAULT_AGENTS: &str = "claude,codex,opencode";
 
+/// The blake3 of a cached package. Kept beside it (`<file>.blake3`, with the size and
+/// modification time it was taken at), so that `create`'s freshness check does not read
+/// hundreds of megabytes each time.
+fn package_digest(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let stamp = format!("{} {mtime}", meta.len());
+    let mut sidecar = path.as_os_str().to_owned();
+    sidecar.push(".blake3");
+    let sidecar = PathBuf::from(sidecar);
+    if let Ok(text) = std::fs::read_to_string(&sidecar) {
+        if let Some((kept, hex)) = text.trim().rsplit_once(' ') {
+            if kept == stamp {
+                if let Ok(hash) = blake3::Hash::from_hex(hex) {
+                    return Ok(*hash.as_bytes());
+                }
+            }
+        }
+    }
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let hash = hasher.finalize();
+    // Best effort: without it the next check reads the file again.
+    let _ = std::fs::write(&sidecar, format!("{stamp} {}\n", hash.to_hex()));
+    Ok(*hash.as_bytes())
+}
+
 /// How [`Inputs::gather`] finds agent packages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packages {
@@ -125,18 +165,7 @@ impl Inputs {
         }
         for (agent, path) in &self.packages {
             part(agent.name().as_bytes());
-            let mut file = std::fs::File::open(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let mut file_hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                file_hasher.update(&buf[..n]);
-            }
-            part(file_hasher.finalize().as_bytes());
+            part(&package_digest(path)?);
         }
         Ok(format!(
             "agentbox-box:{}",
@@ -200,5 +229,24 @@ impl Inputs {
             context.append_data(&mut h, format!("agents/{}.tgz", agent.name()), &mut file)?;
         }
         Ok(context.into_inner()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_package_digest_is_kept_and_taken_again_only_when_the_file_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("claude-linux-x64-1.tgz");
+        std::fs::write(&path, b"one").expect("write");
+        let first = super::package_digest(&path).expect("digest");
+        assert_eq!(first, *blake3::hash(b"one").as_bytes());
+        assert!(dir.path().join("claude-linux-x64-1.tgz.blake3").is_file());
+        assert_eq!(super::package_digest(&path).expect("again"), first);
+        std::fs::write(&path, b"other").expect("write");
+        assert_eq!(
+            super::package_digest(&path).expect("changed"),
+            *blake3::hash(b"other").as_bytes()
+        );
     }
 }

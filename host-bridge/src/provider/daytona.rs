@@ -25,8 +25,6 @@ pub const DEFAULT_SIZE: (u32, u32, u32) = (2, 4, 8);
 /// The organization's volume of renewable agent credentials.
 pub const CREDENTIALS_VOLUME: &str = "agentbox-credentials";
 
-use crate::credentials::{box_dir as credentials_dir, FILES as CREDENTIALS};
-
 /// Minutes without activity before Daytona stops the sandbox.
 pub const AUTO_STOP_MINUTES: u32 = 30;
 
@@ -84,11 +82,11 @@ impl DaytonaBox {
             self.client
                 .ensure_volume(CREDENTIALS_VOLUME, Duration::from_secs(60)),
         )?;
-        let volumes = CREDENTIALS
+        let volumes = crate::credentials::FILES
             .iter()
             .map(|(agent, _, _)| crate::daytona::VolumeMount {
                 volume_id: volume.id.clone(),
-                mount_path: credentials_dir(agent),
+                mount_path: crate::credentials::box_dir(agent),
                 subpath: Some(format!("{agent}/")),
             })
             .collect();
@@ -187,7 +185,7 @@ impl DaytonaBox {
         }
         let mut sent = Vec::new();
         for c in crate::credentials::read(host_home)? {
-            let dest = format!("{}/{}", credentials_dir(c.agent), c.file);
+            let dest = format!("{}/{}", crate::credentials::box_dir(c.agent), c.file);
             self.runtime
                 .block_on(self.client.upload_file(&sandbox, &dest, c.bytes))
                 .with_context(|| format!("cannot send the {} credentials", c.agent))?;
@@ -204,7 +202,7 @@ impl DaytonaBox {
             .block_on(self.client.upload_file(&sandbox, &dest, data.to_vec()))
             .context("cannot send a file to the box")?;
         // The toolbox may write it with a wider mode: narrow it before anything reads it.
-        self.execute(&format!("chmod 600 {}", shell_quote(&dest)))?;
+        self.execute(&format!("chmod 600 {}", crate::shell::quote(&dest)))?;
         Ok(dest)
     }
 
@@ -254,7 +252,7 @@ impl DaytonaBox {
         let mut line = String::from("agentbox-ctl");
         for a in args {
             line.push(' ');
-            line.push_str(&shell_quote(a));
+            line.push_str(&crate::shell::quote(a));
         }
         let done = self.execute(&line)?;
         Ok(std::process::Output {
@@ -290,7 +288,7 @@ impl DaytonaBox {
     pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
         let line = argv
             .iter()
-            .map(|a| shell_quote(a))
+            .map(|a| crate::shell::quote(a))
             .collect::<Vec<_>>()
             .join(" ");
         let done = self.execute(&line)?;
@@ -360,29 +358,4 @@ pub async fn bridge_relay(
         Box::pin(async move { Ok(client.preview_link(&sandbox, BRIDGE_PORT).await?.token) })
     });
     Ok(Relay::new(&link.url, token).with_preview(&link.token, remint))
-}
-
-/// `'…'` around anything but plain words, for the toolbox's shell.
-fn shell_quote(arg: &str) -> String {
-    if !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn shell_quoting_keeps_words_and_quotes_the_rest() {
-        assert_eq!(super::shell_quote("status"), "status");
-        assert_eq!(super::shell_quote("a b"), "'a b'");
-        assert_eq!(super::shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(super::shell_quote(""), "''");
-        assert_eq!(super::shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
-    }
 }

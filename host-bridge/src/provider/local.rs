@@ -54,14 +54,6 @@ fn strip_secrets(cmd: &mut Command) {
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file())
-}
-
 impl LocalBox {
     /// The box at `dir`.
     pub fn new(name: &str, dir: PathBuf) -> Self {
@@ -113,7 +105,7 @@ impl LocalBox {
     pub fn env(&self) -> Vec<(String, String)> {
         let d = |p: PathBuf| p.display().to_string();
         let path = std::env::var("PATH").unwrap_or_default();
-        let real_git = which("git").map_or_else(|| "/usr/bin/git".to_string(), d);
+        let real_git = crate::shell::which("git").map_or_else(|| "/usr/bin/git".to_string(), d);
         vec![
             ("AGENTBOX".into(), "1".into()),
             ("AGENTBOX_BOX_NAME".into(), self.name.clone()),

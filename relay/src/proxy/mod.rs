@@ -666,27 +666,9 @@ async fn forward_upgrade(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentbox_protocol::ctl::Exposure;
 
     fn unit(name: &str, port: u16, default: bool) -> UnitStatus {
-        UnitStatus {
-            name: name.into(),
-            kind: UnitKind::Service,
-            state: UnitState::Ready,
-            ready: true,
-            autostart: true,
-            pid: None,
-            restarts: 0,
-            exit_code: None,
-            exit_signal: None,
-            started_at_ms: None,
-            finished_at_ms: None,
-            next_restart_at_ms: None,
-            blocked_on: vec![],
-            detail: None,
-            expose: Some(Exposure { port, default }),
-            command: String::new(),
-        }
+        crate::ctl_link::test_units::exposed(name, port, default, UnitState::Ready)
     }
 
     #[test]
