@@ -30,6 +30,8 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         env(&mut cmd, dir.path());
+        // The daemon's own log level; the CLI calls run without RUST_LOG, as hooks do.
+        cmd.env("RUST_LOG", "warn");
         let child = cmd.spawn().expect("daemon");
         let d = Self { dir, child };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -40,10 +42,16 @@ impl Daemon {
         d
     }
 
-    fn ctl(&self, args: &[&str]) -> std::process::ExitStatus {
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(CTL);
-        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args(args);
         env(&mut cmd, self.dir.path());
+        cmd
+    }
+
+    fn ctl(&self, args: &[&str]) -> std::process::ExitStatus {
+        let mut cmd = self.command(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
         cmd.status().expect("ctl")
     }
 
@@ -70,7 +78,7 @@ fn env(cmd: &mut Command, dir: &Path) {
         .env("AGENTBOX_RUN_DIR", dir.join("run"))
         .env("AGENTBOX_LOG_DIR", dir.join("log"))
         .env("AGENTBOX_STATE_DIR", dir.join("state"))
-        .env("RUST_LOG", "warn");
+        .env_remove("RUST_LOG");
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -78,16 +86,12 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-fn time_runs(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
-    let mut v: Vec<Duration> = (0..n)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
-    v
+/// How long `cmd` takes from spawn to exit, its output discarded.
+fn timed(mut cmd: Command) -> Duration {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let t = Instant::now();
+    cmd.status().expect("spawn");
+    t.elapsed()
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
@@ -168,20 +172,24 @@ fn main() {
     let rss = idle.rss_kib();
     println!("{{\"measure\":\"daemon_idle_rss_kib\",\"value\":{rss},\"target_max\":8192}}");
 
-    // 2. status round trip vs. process spawn floor.
+    // 2. status round trip vs. process spawn floors, interleaved so that all three see
+    //    the same machine (this one's spawn cost drifts by ±30 % over seconds).
     for _ in 0..20 {
         idle.ctl(&["status"]);
     }
-    let status = time_runs(300, || {
-        idle.ctl(&["status"]);
-    });
-    let floor = time_runs(300, || {
-        Command::new("/bin/true").status().expect("true");
-    });
     let exe = std::env::current_exe().expect("bench exe");
-    let rust_floor = time_runs(300, || {
-        Command::new(&exe).arg("--noop").status().expect("noop");
-    });
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for _ in 0..500 {
+        samples[0].push(timed(idle.command(&["status"])));
+        samples[1].push(timed(Command::new("/bin/true")));
+        let mut noop = Command::new(&exe);
+        noop.arg("--noop");
+        samples[2].push(timed(noop));
+    }
+    for s in &mut samples {
+        s.sort();
+    }
+    let [status, floor, rust_floor] = samples;
     println!(
         "{{\"measure\":\"status_round_trip_ms\",\"p50\":{:.3},\"p99\":{:.3},\"spawn_floor_p50\":{:.3},\"spawn_floor_p99\":{:.3},\"rust_noop_p50\":{:.3},\"target_p50_max\":2.0}}",
         percentile(&status, 0.5),

@@ -49,6 +49,49 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// Recognises the hot invocations without building clap's command tree: `status
+/// [--json|-j]`, which scripts poll, and `agent-state --from claude` / `agent-state --from
+/// codex PAYLOAD`, which the agents' hooks run before and after every tool call. Building
+/// the whole tree of subcommands allocates and touches more memory than the rest of such a
+/// call, a third of its time. Any other shape (options, `--help`, a different order) is
+/// `None` and goes through clap, which parses these shapes to the same [`Cli`] (tested).
+pub fn quick_parse<I>(args: I) -> Option<Cli>
+where
+    I: IntoIterator<Item = std::ffi::OsString>,
+{
+    // One more than the longest shape, so that a longer command line matches none.
+    let args: Vec<std::ffi::OsString> = args.into_iter().take(5).collect();
+    let args: Vec<&str> = args
+        .iter()
+        .map(|a| a.to_str())
+        .collect::<Option<Vec<_>>>()?;
+    let command = match args.as_slice() {
+        ["status"] => Cmd::Status { json: false },
+        ["status", "--json" | "-j"] => Cmd::Status { json: true },
+        ["agent-state", "--from", "claude"] => Cmd::AgentState {
+            value: None,
+            agent: None,
+            session: None,
+            detail: None,
+            from: Some("claude".to_owned()),
+        },
+        ["agent-state", "--from", "codex", payload] if !payload.starts_with('-') => {
+            Cmd::AgentState {
+                value: Some((*payload).to_owned()),
+                agent: None,
+                session: None,
+                detail: None,
+                from: Some("codex".to_owned()),
+            }
+        }
+        _ => return None,
+    };
+    Some(Cli {
+        log_format: LogFormat::default(),
+        command,
+    })
+}
+
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
@@ -748,4 +791,53 @@ fn read_env_file(path: &std::path::Path) -> Result<Vec<(String, String)>, String
     let map: std::collections::BTreeMap<String, String> =
         serde_json::from_str(&text?).map_err(|e| format!("not a JSON object of strings: {e}"))?;
     Ok(map.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<std::ffi::OsString> {
+        args.iter().map(std::ffi::OsString::from).collect()
+    }
+
+    /// Every shape the quick path takes parses to the same thing through clap, and the
+    /// shapes it leaves alone are left to clap.
+    #[test]
+    fn the_quick_path_agrees_with_clap() {
+        let taken: &[&[&str]] = &[
+            &["status"],
+            &["status", "--json"],
+            &["status", "-j"],
+            &["agent-state", "--from", "claude"],
+            &[
+                "agent-state",
+                "--from",
+                "codex",
+                r#"{"type":"agent-turn-complete"}"#,
+            ],
+        ];
+        for args in taken {
+            let quick = quick_parse(argv(args)).expect("taken by the quick path");
+            let mut full = argv(&["agentbox-ctl"]);
+            full.extend(argv(args));
+            let clap = Cli::try_parse_from(full).expect("clap parses it");
+            assert_eq!(format!("{quick:?}"), format!("{clap:?}"), "{args:?}");
+        }
+        let left: &[&[&str]] = &[
+            &[],
+            &["status", "--help"],
+            &["status", "--json", "--json"],
+            &["status", "--log-format", "json"],
+            &["--log-format", "json", "status"],
+            &["status", "--json", "x", "y", "z", "w"],
+            &["agent-state", "--from", "codex", "--detail"],
+            &["agent-state", "--from", "gemini"],
+            &["agent-state", "--from", "claude", "--detail", "x"],
+            &["wait-ready"],
+        ];
+        for args in left {
+            assert!(quick_parse(argv(args)).is_none(), "{args:?}");
+        }
+    }
 }
