@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 /// The in-box relay: the WebProxy on AGENTBOX_WEB_PORT (8080) and the bridge API on
 /// AGENTBOX_BRIDGE_PORT (8788) that the host talks to. Configured by the environment
 /// contract (AGENTBOX_RUN_DIR, AGENTBOX_WORKSPACE, AGENTBOX_BIND_ADDR,
-/// AGENTBOX_BRIDGE_TOKEN, AGENTBOX_MAX_UPLOAD_BYTES, AGENTBOX_PROXY_HOLD_MS); it takes no
-/// subcommand. Port 0 picks a free port; the ports in use are written to
+/// AGENTBOX_BRIDGE_TOKEN, AGENTBOX_MAX_UPLOAD_BYTES, AGENTBOX_PROXY_HOLD_MS,
+/// AGENTBOX_PROXY_HEADER_TIMEOUT_MS, AGENTBOX_PROXY_THREADS); it takes no subcommand. Port 0 picks a free port; the ports in use are written to
 /// $AGENTBOX_RUN_DIR/relay.json.
 #[derive(Debug, Parser)]
 #[command(name = "agentbox-relay", version)]
@@ -72,11 +72,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 bind(settings.bridge_port)
             )
         })?;
-    // One WebProxy listener per core, each on its own single-threaded runtime, sharing the
-    // port with SO_REUSEPORT: a request and its service connection stay on one thread.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, 8);
+    // One WebProxy listener per proxy thread, each on its own single-threaded runtime,
+    // sharing the port with SO_REUSEPORT: a request and its service connection stay on one
+    // thread.
+    let threads = settings.proxy_threads;
     let first = reuseport_listener(bind(settings.web_port)).with_context(|| {
         format!(
             "cannot listen on {} (AGENTBOX_WEB_PORT)",

@@ -30,3 +30,18 @@ fn a_bad_port_is_named() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("AGENTBOX_WEB_PORT=\"eighty\" is not a port number"));
 }
+
+#[test]
+fn a_bad_thread_count_is_named() {
+    for bad in ["0", "65", "many"] {
+        let out = Command::new(RELAY)
+            .env("AGENTBOX_PROXY_THREADS", bad)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("AGENTBOX_PROXY_THREADS"),
+            "{bad}"
+        );
+    }
+}

@@ -552,3 +552,186 @@ fn bad_input_gets_431_or_400_and_slow_clients_are_cut_off() {
     );
     let _ = b.run_dir();
 }
+
+/// A service the test scripts byte by byte: each connection reads request heads (and
+/// `Content-Length` bodies) and answers by path, the way no framework would.
+fn scripted_service(listener: &std::net::TcpListener) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { return };
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            loop {
+                let Some(end) = read_head(&mut conn, &mut buf) else {
+                    return;
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                buf.drain(..end);
+                let mut words = head.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < length {
+                    let mut chunk = [0u8; 16384];
+                    match conn.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                buf.drain(..length);
+                let reply: Vec<u8> = match (method, path) {
+                    ("HEAD", "/len") => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+                    (_, "/len") => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+                    (_, "/info") => b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                    (_, "/chunked") => CHUNKED.to_vec(),
+                    (_, "/big") => {
+                        let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", big_body().len()).into_bytes();
+                        r.extend_from_slice(&big_body());
+                        r
+                    }
+                    (_, "/upload") => {
+                        let text = format!("got {length}");
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{text}", text.len()).into_bytes()
+                    }
+                    (_, "/bye") => {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye");
+                        return;
+                    }
+                    (_, "/close") => {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\n\r\nuntil-close");
+                        return;
+                    }
+                    // `/die` and anything else: the connection ends with no answer.
+                    _ => return,
+                };
+                if conn.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+const CHUNKED: &[u8] =
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n";
+
+fn big_body() -> Vec<u8> {
+    (0..1_048_576u32).map(|i| (i % 251) as u8).collect()
+}
+
+/// Reads until `buf` holds a whole head; its length, or `None` at the end of the stream.
+fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Reads exactly `expected.len()` bytes and compares them.
+fn expect_exactly(conn: &mut TcpStream, expected: &[u8], what: &str) {
+    let mut got = vec![0u8; expected.len()];
+    conn.read_exact(&mut got)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        got == expected,
+        "{what}: got {:?}",
+        String::from_utf8_lossy(&got[..got.len().min(300)])
+    );
+}
+
+#[test]
+fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_survived() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || scripted_service(&listener));
+    let b = WebBox::start(
+        &format!(
+            "services:\n  raw:\n    command: exec sleep 1000\n    ready_when: {{port: {port}}}\n    expose: {{port: {port}}}\n"
+        ),
+        &[],
+    );
+    b.wait_ready();
+    let mut c = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let len_reply: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+    c.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(&mut c, len_reply, "length-framed");
+    // Two requests in one write are answered in order; HEAD gets no body.
+    c.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\nHEAD /len HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(&mut c, len_reply, "pipelined GET");
+    expect_exactly(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+        "pipelined HEAD",
+    );
+    c.write_all(b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(
+        &mut c,
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        "informational then final",
+    );
+    c.write_all(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(&mut c, CHUNKED, "chunked with trailers");
+    // A large body moves through the pipe (splice) byte for byte.
+    c.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut big = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+    big.extend_from_slice(&big_body());
+    expect_exactly(&mut c, &big, "1 MiB body");
+    // The service closes its connection after answering, without saying so: the next
+    // request on the same client connection still gets through.
+    c.write_all(b"GET /bye HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
+        "bye",
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    c.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(&mut c, len_reply, "after the service closed");
+    // A body larger than what arrives with the head streams through.
+    let upload = vec![b'u'; 300_000];
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        upload.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(&upload);
+    c.write_all(&request).expect("write");
+    expect_exactly(
+        &mut c,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ngot 300000",
+        "streamed upload",
+    );
+    // A body that ends with the service's connection ends the client's.
+    c.write_all(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut rest = Vec::new();
+    c.read_to_end(&mut rest).expect("read to end");
+    assert_eq!(
+        String::from_utf8_lossy(&rest),
+        "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close"
+    );
+    // A POST the service drops without answering is not sent twice: it gets a 502 page.
+    let reply = raw(
+        b.port,
+        b"POST /die HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
+    assert!(reply.contains("\"service\":\"raw\""), "{reply}");
+}

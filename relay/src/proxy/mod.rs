@@ -12,6 +12,7 @@
 //! - HTTP/1.1 and HTTP/2 (prior knowledge) from clients; oversized heads get 431,
 //!   malformed ones 400, and a client that does not finish its head in 10 s is cut off.
 
+mod fast;
 pub mod pages;
 
 use std::convert::Infallible;
@@ -188,42 +189,60 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
-        let header_timeout = shared.config.header_timeout;
-        let first_request = Arc::new(tokio::sync::Notify::new());
-        let seen = first_request.clone();
-        let upstream = Arc::new(tokio::sync::Mutex::new(Upstream::default()));
-        let service = hyper::service::service_fn(move |req| {
-            seen.notify_one();
-            handle(req, shared.clone(), peer, upstream.clone())
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            // A client that never completes its first request head is cut off (hyper's
-            // own header timeout covers the requests after it).
-            let cutoff = async {
-                if tokio::time::timeout(header_timeout, first_request.notified())
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!(%peer, "no request head in time; closing");
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                result = conn => if let Err(e) = result {
-                    tracing::debug!(error = %e, %peer, "connection ended with an error");
-                },
-                () = cutoff => {},
+            // Shutdown waits for this connection until `watcher` is dropped.
+            if let Some(handoff) = fast::serve(stream, peer, &shared, &stop).await {
+                serve_general(handoff, peer, shared, &builder, watcher).await;
             }
         });
     }
     tokio::select! {
         () = graceful.shutdown() => {},
         () = tokio::time::sleep(Duration::from_secs(10)) => tracing::info!("open proxy connections cut after 10 s"),
+    }
+}
+
+/// Serves the rest of a connection the fast path handed over, with hyper: every kind of
+/// request, held requests and error pages included.
+async fn serve_general(
+    handoff: fast::Handoff,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let header_timeout = shared.config.header_timeout;
+    let first_request = Arc::new(tokio::sync::Notify::new());
+    let seen = first_request.clone();
+    let upstream = Arc::new(tokio::sync::Mutex::new(Upstream::default()));
+    let service = hyper::service::service_fn(move |req| {
+        seen.notify_one();
+        handle(req, shared.clone(), peer, upstream.clone())
+    });
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(fast::Rewind::new(handoff)), service)
+        .into_owned();
+    let conn = watcher.watch(conn);
+    // A client that never completes its first request head here is cut off (hyper's own
+    // header timeout covers the requests after it).
+    let cutoff = async {
+        if tokio::time::timeout(header_timeout, first_request.notified())
+            .await
+            .is_err()
+        {
+            tracing::debug!(%peer, "no request head in time; closing");
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = conn => if let Err(e) = result {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        },
+        () = cutoff => {},
     }
 }
 
