@@ -125,8 +125,7 @@ pub(super) async fn serve(
             }
             Exchange::Unanswered(error) => {
                 // Nothing reached the client yet: it gets the 502 page, not a reset.
-                let message = format!("service `{name}` did not answer on port {port}: {error}");
-                write_problem(&mut client, shared, &name, message, request.json).await;
+                write_problem(&mut client, shared, (&name, port), &error, request.json).await;
                 return None;
             }
             Exchange::Broken => return None,
@@ -191,26 +190,11 @@ fn ready_port(shared: &Shared, host: Option<&str>) -> Option<(String, u16)> {
 async fn write_problem(
     client: &mut TcpStream,
     shared: &Shared,
-    name: &str,
-    message: String,
+    (name, port): (&str, u16),
+    error: &str,
     json: bool,
 ) {
-    let unit = shared
-        .units
-        .borrow()
-        .units
-        .iter()
-        .find(|u| u.name == name)
-        .cloned();
-    let response = super::problem(
-        shared,
-        hyper::StatusCode::BAD_GATEWAY,
-        agentbox_protocol::ErrorCode::Internal,
-        message,
-        unit.as_ref(),
-        json,
-    )
-    .await;
+    let response = super::did_not_answer(shared, name, port, error, json).await;
     let (parts, body) = response.into_parts();
     let body = http_body_util::BodyExt::collect(body)
         .await

@@ -467,26 +467,35 @@ async fn handle(
     };
     match result {
         Ok(response) => Ok(response),
-        Err(e) => {
-            let unit = shared
-                .units
-                .borrow()
-                .units
-                .iter()
-                .find(|u| u.name == name)
-                .cloned();
-            let message = format!("service `{name}` did not answer on port {port}: {e}");
-            Ok(problem(
-                &shared,
-                StatusCode::BAD_GATEWAY,
-                ErrorCode::Internal,
-                message,
-                unit.as_ref(),
-                json,
-            )
-            .await)
-        }
+        Err(e) => Ok(did_not_answer(&shared, &name, port, &e, json).await),
     }
+}
+
+/// The 502 page for a service that took the connection but gave no (whole) answer.
+async fn did_not_answer(
+    shared: &Shared,
+    name: &str,
+    port: u16,
+    error: &str,
+    json: bool,
+) -> Response<Body> {
+    let unit = shared
+        .units
+        .borrow()
+        .units
+        .iter()
+        .find(|u| u.name == name)
+        .cloned();
+    let message = format!("service `{name}` did not answer on port {port}: {error}");
+    problem(
+        shared,
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::Internal,
+        message,
+        unit.as_ref(),
+        json,
+    )
+    .await
 }
 
 fn is_upgrade(req: &Request<Incoming>) -> bool {
