@@ -656,7 +656,7 @@ fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_surviv
         &format!(
             "services:\n  raw:\n    command: exec sleep 1000\n    ready_when: {{port: {port}}}\n    expose: {{port: {port}}}\n"
         ),
-        &[],
+        &[("AGENTBOX_PROXY_HEADER_TIMEOUT_MS", "700")],
     );
     b.wait_ready();
     let mut c = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
@@ -734,4 +734,21 @@ fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_surviv
     );
     assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
     assert!(reply.contains("\"service\":\"raw\""), "{reply}");
+    // A kept-alive client that starts a second head and stalls is cut off like a first.
+    let mut slow = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
+    slow.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    slow.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    expect_exactly(&mut slow, len_reply, "before stalling");
+    std::thread::sleep(Duration::from_millis(1000));
+    slow.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let t0 = Instant::now();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty() && t0.elapsed() < Duration::from_secs(3),
+        "{rest:?}"
+    );
 }

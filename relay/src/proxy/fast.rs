@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use nix::fcntl::{splice, FcntlArg, OFlag, SpliceFFlags};
@@ -35,6 +36,8 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 /// Bodies at least this long (after what came with the head) are spliced.
 const SPLICE_MIN: u64 = 64 * 1024;
+/// How long a kept-alive client connection may sit idle between requests.
+const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(120);
 /// The pipe between the two sockets while splicing.
 const PIPE_SIZE: usize = 1024 * 1024;
 
@@ -66,10 +69,16 @@ pub(super) async fn serve(
     let mut head = Vec::with_capacity(1024);
     let mut first = true;
     loop {
-        // 1. A whole request head (the first within the header timeout of the accept, later
-        //    ones within the timeout of their first byte; an idle connection may wait).
-        let deadline = first.then(|| tokio::time::Instant::now() + shared.config.header_timeout);
-        let request = match read_request(&mut client, &mut buf, deadline, stop, shared).await {
+        // 1. A whole request head: the first within the header timeout of the accept, later
+        //    ones within the header timeout of their first byte, after at most
+        //    KEEP_ALIVE_IDLE of silence.
+        let idle = if first {
+            shared.config.header_timeout
+        } else {
+            KEEP_ALIVE_IDLE
+        };
+        let idle_deadline = tokio::time::Instant::now() + idle;
+        let request = match read_request(&mut client, &mut buf, idle_deadline, stop, shared).await {
             ReadHead::Request(r) => r,
             ReadHead::Closed => return None,
             ReadHead::Other => {
@@ -142,10 +151,12 @@ enum ReadHead {
 async fn read_request(
     client: &mut TcpStream,
     buf: &mut BytesMut,
-    mut deadline: Option<tokio::time::Instant>,
+    idle_deadline: tokio::time::Instant,
     stop: &CancellationToken,
     shared: &Shared,
 ) -> ReadHead {
+    let mut deadline = idle_deadline;
+    let mut started = false;
     loop {
         if !buf.is_empty() {
             match RequestHead::parse(buf) {
@@ -154,20 +165,20 @@ async fn read_request(
                 Parsed::Partial if buf.len() >= MAX_HEAD => return ReadHead::Other,
                 Parsed::Partial => {}
             }
-            deadline
-                .get_or_insert_with(|| tokio::time::Instant::now() + shared.config.header_timeout);
+            if !started {
+                started = true;
+                deadline = deadline.min(tokio::time::Instant::now() + shared.config.header_timeout);
+            }
         }
         let read = async {
-            match deadline {
-                Some(d) => tokio::time::timeout_at(d, client.read_buf(buf))
-                    .await
-                    .unwrap_or(Ok(0)),
-                None => client.read_buf(buf).await,
-            }
+            tokio::time::timeout_at(deadline, client.read_buf(buf))
+                .await
+                .unwrap_or(Ok(0))
         };
         let n = tokio::select! {
             n = read => n,
             // Stopping: an idle connection ends now; one in the middle of a head too.
+            // Past the deadline the read above reports the end of the connection.
             () = stop.cancelled() => return ReadHead::Closed,
         };
         match n {
@@ -383,6 +394,12 @@ impl ResponseHead {
             return Parsed::Other;
         };
         let named = connection_tokens(res.headers);
+        // With Transfer-Encoding, a Content-Length is wrong and is not passed on (a client
+        // that believed it would read the next response from the middle of this body).
+        let has_coding = res
+            .headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case("transfer-encoding"));
         let mut length = None;
         let mut chunked = None;
         let mut close = version == 0;
@@ -401,6 +418,9 @@ impl ResponseHead {
                 continue;
             }
             if h.name.eq_ignore_ascii_case("content-length") {
+                if has_coding {
+                    continue;
+                }
                 let Some(n) = parse_length(h.value) else {
                     return Parsed::Other;
                 };
@@ -1056,6 +1076,15 @@ mod tests {
             false,
         );
         assert_eq!((r.framing, r.keep_alive), (Framing::Chunked, false));
+        assert_eq!(
+            head,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let (r, head) = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(r.framing, Framing::Chunked);
         assert_eq!(
             head,
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
