@@ -741,7 +741,7 @@ fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_surviv
     slow.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
     expect_exactly(&mut slow, len_reply, "before stalling");
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     slow.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n")
         .expect("write");
     let t0 = Instant::now();
