@@ -15,6 +15,7 @@
 //! malformed or oversized heads (431/400 come from there), and a service connection that
 //! failed before the request was sent (hyper retries and answers 502 itself).
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::pin::Pin;
@@ -66,7 +67,6 @@ pub(super) async fn serve(
     let mut buf = BytesMut::with_capacity(8 * 1024);
     let mut service: Option<Service> = None;
     let mut pipe: Option<Pipe> = None;
-    let mut head = Vec::with_capacity(1024);
     let mut first = true;
     loop {
         // 1. A whole request head: the first within the header timeout of the accept, later
@@ -78,7 +78,8 @@ pub(super) async fn serve(
             KEEP_ALIVE_IDLE
         };
         let idle_deadline = tokio::time::Instant::now() + idle;
-        let request = match read_request(&mut client, &mut buf, idle_deadline, stop, shared).await {
+        let read = read_request((&mut client, peer), &mut buf, idle_deadline, stop, shared);
+        let request = match read.await {
             ReadHead::Request(r) => r,
             ReadHead::Closed => return None,
             ReadHead::Other => {
@@ -112,9 +113,7 @@ pub(super) async fn serve(
             },
         };
         // 4. Send it and pass the response back.
-        head.clear();
-        request.write_upstream_head(&buf[..request.head_len], peer, &mut head);
-        match exchange(&mut client, &mut buf, &mut svc, &request, &head, &mut pipe).await {
+        match exchange(&mut client, &mut buf, &mut svc, &request, &mut pipe).await {
             Exchange::Done { keep_service } => {
                 if keep_service {
                     service = Some(svc);
@@ -149,7 +148,7 @@ enum ReadHead {
 }
 
 async fn read_request(
-    client: &mut TcpStream,
+    (client, peer): (&mut TcpStream, SocketAddr),
     buf: &mut BytesMut,
     idle_deadline: tokio::time::Instant,
     stop: &CancellationToken,
@@ -159,7 +158,7 @@ async fn read_request(
     let mut started = false;
     loop {
         if !buf.is_empty() {
-            match RequestHead::parse(buf) {
+            match RequestHead::parse(buf, peer) {
                 Parsed::Complete(r) => return ReadHead::Request(r),
                 Parsed::Other => return ReadHead::Other,
                 Parsed::Partial if buf.len() >= MAX_HEAD => return ReadHead::Other,
@@ -245,6 +244,8 @@ struct RequestHead {
     head_len: usize,
     /// Bytes of the body (`Content-Length`).
     body_len: u64,
+    /// The head as the service gets it.
+    upstream: Vec<u8>,
     /// `HEAD`: the response has no body whatever its headers say.
     is_head: bool,
     /// A request that may be sent twice (GET, HEAD, OPTIONS).
@@ -258,7 +259,8 @@ struct RequestHead {
 }
 
 impl RequestHead {
-    fn parse(buf: &[u8]) -> Parsed<Self> {
+    /// Parses the head at the start of `buf`, and rewrites it when it is taken.
+    fn parse(buf: &[u8], peer: SocketAddr) -> Parsed<Self> {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         let head_len = match req.parse(buf) {
@@ -306,9 +308,12 @@ impl RequestHead {
                     .any(|w| w == b"application/json");
             }
         }
+        let mut upstream = Vec::with_capacity(head_len + 128);
+        write_upstream_head(&req, host.as_deref(), peer, &mut upstream);
         Parsed::Complete(Self {
             head_len,
             body_len: body_len.unwrap_or(0),
+            upstream,
             is_head: method == "HEAD",
             idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS"),
             json,
@@ -316,49 +321,47 @@ impl RequestHead {
             host,
         })
     }
+}
 
-    /// The head as the service gets it: same request line target and headers, minus
-    /// hop-by-hop ones, plus `X-Forwarded-For/-Host/-Proto`.
-    fn write_upstream_head(&self, raw: &[u8], peer: SocketAddr, out: &mut Vec<u8>) {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        // Parsed before: this cannot fail.
-        if !matches!(req.parse(raw), Ok(httparse::Status::Complete(_))) {
-            return;
+/// The head as the service gets it: same request line and headers, minus hop-by-hop
+/// ones, plus `X-Forwarded-For/-Host/-Proto`.
+fn write_upstream_head(
+    req: &httparse::Request<'_, '_>,
+    host: Option<&str>,
+    peer: SocketAddr,
+    out: &mut Vec<u8>,
+) {
+    out.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    let named = connection_tokens(req.headers);
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    let mut has_proto = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            forwarded_for.push(h.value);
+            continue;
         }
-        out.extend_from_slice(req.method.unwrap_or("GET").as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(req.path.unwrap_or("/").as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        let named = connection_tokens(req.headers);
-        let mut forwarded_for: Vec<&[u8]> = Vec::new();
-        let mut has_proto = false;
-        for h in req.headers.iter() {
-            if h.name.eq_ignore_ascii_case("x-forwarded-for") {
-                forwarded_for.push(h.value);
-                continue;
-            }
-            if h.name.eq_ignore_ascii_case("x-forwarded-host") || is_hop_by_hop(h.name, &named) {
-                continue;
-            }
-            has_proto |= h.name.eq_ignore_ascii_case("x-forwarded-proto");
-            push_header(out, h.name.as_bytes(), h.value);
+        if h.name.eq_ignore_ascii_case("x-forwarded-host") || is_hop_by_hop(h.name, &named) {
+            continue;
         }
-        if let Some(host) = &self.host {
-            push_header(out, b"X-Forwarded-Host", host.as_bytes());
-        }
-        out.extend_from_slice(b"X-Forwarded-For: ");
-        for prior in forwarded_for {
-            out.extend_from_slice(prior);
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(peer.ip().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        if !has_proto {
-            out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
+        has_proto |= h.name.eq_ignore_ascii_case("x-forwarded-proto");
+        push_header(out, h.name.as_bytes(), h.value);
     }
+    if let Some(host) = host {
+        push_header(out, b"X-Forwarded-Host", host.as_bytes());
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for prior in forwarded_for {
+        out.extend_from_slice(prior);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{}\r\n", peer.ip());
+    if !has_proto {
+        out.extend_from_slice(b"X-Forwarded-Proto: http\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How a response body ends.
@@ -403,9 +406,7 @@ impl ResponseHead {
         let mut length = None;
         let mut chunked = None;
         let mut close = version == 0;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(status.to_string().as_bytes());
-        out.push(b' ');
+        let _ = write!(out, "HTTP/1.1 {status} ");
         out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
         for h in res.headers.iter() {
@@ -480,9 +481,9 @@ async fn exchange(
     buf: &mut BytesMut,
     svc: &mut Service,
     request: &RequestHead,
-    head: &[u8],
     pipe: &mut Option<Pipe>,
 ) -> Exchange {
+    let head = &request.upstream[..];
     let in_buffer = (buf.len() - request.head_len) as u64;
     let whole = request.body_len <= in_buffer;
     let sent = if whole {
@@ -587,14 +588,24 @@ async fn exchange(
     }
 }
 
+/// Writes `a` then `b` with as few system calls as the socket allows (one, usually).
 async fn write_two(stream: &mut TcpStream, a: &[u8], b: &[u8]) -> std::io::Result<()> {
-    if b.is_empty() {
-        return stream.write_all(a).await;
+    let (mut a, mut b) = (a, b);
+    while !a.is_empty() {
+        let n = stream
+            .write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        if n < a.len() {
+            a = &a[n..];
+        } else {
+            b = &b[n - a.len()..];
+            a = &[];
+        }
     }
-    let mut joined = Vec::with_capacity(a.len() + b.len());
-    joined.extend_from_slice(a);
-    joined.extend_from_slice(b);
-    stream.write_all(&joined).await
+    stream.write_all(b).await
 }
 
 /// A body of `n` bytes: what the service sent with its head goes out with ours, the rest
@@ -886,7 +897,7 @@ impl Pipe {
 }
 
 /// Headers of one hop: the fixed list and those the `Connection` header names.
-fn is_hop_by_hop(name: &str, named: &[String]) -> bool {
+fn is_hop_by_hop(name: &str, named: &[&str]) -> bool {
     const FIXED: [&str; 8] = [
         "connection",
         "keep-alive",
@@ -901,13 +912,13 @@ fn is_hop_by_hop(name: &str, named: &[String]) -> bool {
         || named.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn connection_tokens(headers: &[httparse::Header<'_>]) -> Vec<String> {
+fn connection_tokens<'h>(headers: &[httparse::Header<'h>]) -> Vec<&'h str> {
     headers
         .iter()
         .filter(|h| h.name.eq_ignore_ascii_case("connection"))
         .filter_map(|h| std::str::from_utf8(h.value).ok())
         .flat_map(|v| v.split(','))
-        .map(|t| t.trim().to_owned())
+        .map(str::trim)
         .filter(|t| !t.is_empty())
         .collect()
 }
@@ -994,7 +1005,7 @@ mod tests {
     use super::*;
 
     fn request(raw: &str) -> Parsed<RequestHead> {
-        RequestHead::parse(raw.as_bytes())
+        RequestHead::parse(raw.as_bytes(), "127.0.0.1:1".parse().expect("addr"))
     }
 
     #[test]
@@ -1034,15 +1045,11 @@ mod tests {
     #[test]
     fn the_service_gets_the_host_unchanged_and_forwarded_headers() {
         let raw = "GET /p HTTP/1.1\r\nHost: web.box:8080\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Host: forged\r\nAccept: */*\r\n\r\n";
-        let Parsed::Complete(r) = request(raw) else {
+        let peer = "127.0.0.9:5555".parse().expect("addr");
+        let Parsed::Complete(r) = RequestHead::parse(raw.as_bytes(), peer) else {
             panic!("taken")
         };
-        let mut out = Vec::new();
-        r.write_upstream_head(
-            &raw.as_bytes()[..r.head_len],
-            "127.0.0.9:5555".parse().expect("addr"),
-            &mut out,
-        );
+        let out = r.upstream;
         assert_eq!(
             String::from_utf8(out).expect("utf-8"),
             "GET /p HTTP/1.1\r\nHost: web.box:8080\r\nAccept: */*\r\nX-Forwarded-Host: web.box:8080\r\nX-Forwarded-For: 10.0.0.1, 127.0.0.9\r\nX-Forwarded-Proto: http\r\n\r\n"
