@@ -700,6 +700,8 @@ fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_surviv
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
         "bye",
     );
+    // Give the service's close time to arrive first (there is no event to wait on from
+    // here); if the request overtakes it, it is re-sent the other way and still answered.
     std::thread::sleep(Duration::from_millis(50));
     c.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");

@@ -486,8 +486,9 @@ async fn exchange(
     let head = &request.upstream[..];
     let in_buffer = (buf.len() - request.head_len) as u64;
     let whole = request.body_len <= in_buffer;
+    // Where the request ends in `buf` when it is whole there.
+    let body_end = request.head_len + usize::try_from(request.body_len).unwrap_or(0);
     let sent = if whole {
-        let body_end = request.head_len + usize::try_from(request.body_len).unwrap_or(0);
         write_two(&mut svc.stream, head, &buf[request.head_len..body_end]).await
     } else {
         svc.stream.write_all(head).await
@@ -501,7 +502,6 @@ async fn exchange(
     }
     // A whole request stays in `buf` until the service answers: the general path may
     // need to send it again.
-    let body_end = request.head_len + usize::try_from(request.body_len).unwrap_or(0);
     if !whole {
         // Stream the body: what came with the head, then the rest from the client.
         let mut left = request.body_len - in_buffer;
@@ -896,20 +896,14 @@ impl Pipe {
     }
 }
 
-/// Headers of one hop: the fixed list and those the `Connection` header names.
+/// Headers of one hop: the shared list, `Upgrade`, and those the `Connection` header names.
+/// (A response's `Transfer-Encoding` is dealt with before this is asked.)
 fn is_hop_by_hop(name: &str, named: &[&str]) -> bool {
-    const FIXED: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-    ];
-    FIXED.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || named.iter().any(|h| name.eq_ignore_ascii_case(h))
+    super::HOP_BY_HOP
+        .iter()
+        .chain(&["upgrade"])
+        .chain(named)
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 fn connection_tokens<'h>(headers: &[httparse::Header<'h>]) -> Vec<&'h str> {
@@ -1044,7 +1038,7 @@ mod tests {
 
     #[test]
     fn the_service_gets_the_host_unchanged_and_forwarded_headers() {
-        let raw = "GET /p HTTP/1.1\r\nHost: web.box:8080\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Host: forged\r\nAccept: */*\r\n\r\n";
+        let raw = "GET /p HTTP/1.1\r\nHost: web.box:8080\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Host: forged\r\nAccept: */*\r\n\r\n";
         let peer = "127.0.0.9:5555".parse().expect("addr");
         let Parsed::Complete(r) = RequestHead::parse(raw.as_bytes(), peer) else {
             panic!("taken")

@@ -11,6 +11,8 @@
 //!   state and last log lines. A service that is down gets a 502 the same way.
 //! - HTTP/1.1 and HTTP/2 (prior knowledge) from clients; oversized heads get 431,
 //!   malformed ones 400, and a client that does not finish its head in 10 s is cut off.
+//! - Plain HTTP/1.1 requests to a ready service take the fast path (`fast.rs`); every other
+//!   connection is served here with hyper, from the first request that needs it.
 
 mod fast;
 pub mod pages;
@@ -502,15 +504,18 @@ fn is_upgrade(req: &Request<Incoming>) -> bool {
     req.version() <= Version::HTTP_11 && req.headers().contains_key(header::UPGRADE)
 }
 
-/// Headers that belong to one hop, not to the request.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
+/// Headers that belong to one hop, not to the request (lower case). `Upgrade` too,
+/// except on the way to an upgrade; the fast path passes a response's
+/// `Transfer-Encoding` on with the body it frames.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
 ];
 
 /// Removes hop-by-hop headers (and those named in `Connection`), keeping `Upgrade` and
@@ -523,8 +528,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        if keep_upgrade && (*name == header::UPGRADE || *name == header::CONNECTION) {
+    for name in named.iter().map(HeaderName::as_str).chain(HOP_BY_HOP) {
+        if keep_upgrade && (name == "upgrade" || name == "connection") {
             continue;
         }
         headers.remove(name);
