@@ -29,7 +29,9 @@ Exit codes:
 Environment: AGENTBOX_WORKSPACE, AGENTBOX_RUN_DIR, AGENTBOX_STATE_DIR, AGENTBOX_LOG_DIR,
 AGENTBOX_CONFIG (see DESIGN.md §2); RUST_LOG filters the daemon's own log.
 AGENTBOX_RELAY=auto|PATH makes the daemon run agentbox-relay as its built-in unit
-`agentbox-relay` (the only unit that receives AGENTBOX_BRIDGE_TOKEN).";
+`agentbox-relay` (the only unit that receives AGENTBOX_BRIDGE_TOKEN).
+AGENTBOX_DIND=1 (docker boxes made with `agentbox create --dind`) makes it run the box's
+own Docker engine as the built-in unit `agentbox-dockerd`.";
 
 /// The in-box supervisor of agentbox.yaml services and tasks, agent tmux sessions, and
 /// the CLI the agent uses.

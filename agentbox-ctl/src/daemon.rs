@@ -81,38 +81,76 @@ fn bind(paths: &Paths) -> anyhow::Result<UnixListener> {
 /// The units the daemon runs whatever `agentbox.yaml` says: with `AGENTBOX_RELAY` set (a
 /// path, or `auto` for the `agentbox-relay` next to this executable), the relay as service
 /// `agentbox-relay`, restarted always. It is the only unit that gets the bridge token.
+/// With `AGENTBOX_DIND=1` (a docker box made with `create --dind`), the box's own Docker
+/// engine as service `agentbox-dockerd`.
 fn builtin_units() -> anyhow::Result<Vec<UnitSpec>> {
-    let Some(setting) = std::env::var_os("AGENTBOX_RELAY").filter(|v| !v.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    let path = if setting == "auto" {
-        std::env::current_exe()?.with_file_name("agentbox-relay")
-    } else {
-        std::path::PathBuf::from(setting)
-    };
-    if !path.is_file() {
-        bail!("AGENTBOX_RELAY: {} is not a file", path.display());
+    let mut units = Vec::new();
+    if let Some(setting) = std::env::var_os("AGENTBOX_RELAY").filter(|v| !v.is_empty()) {
+        let path = if setting == "auto" {
+            std::env::current_exe()?.with_file_name("agentbox-relay")
+        } else {
+            std::path::PathBuf::from(setting)
+        };
+        if !path.is_file() {
+            bail!("AGENTBOX_RELAY: {} is not a file", path.display());
+        }
+        let mut env = std::collections::BTreeMap::new();
+        if let Ok(token) = std::env::var("AGENTBOX_BRIDGE_TOKEN") {
+            env.insert("AGENTBOX_BRIDGE_TOKEN".to_string(), token);
+        }
+        units.push(builtin_service(
+            "agentbox-relay",
+            vec![path.display().to_string()],
+            env,
+            None,
+        ));
     }
-    let mut env = std::collections::BTreeMap::new();
-    if let Ok(token) = std::env::var("AGENTBOX_BRIDGE_TOKEN") {
-        env.insert("AGENTBOX_BRIDGE_TOKEN".to_string(), token);
+    match std::env::var("AGENTBOX_DIND").as_deref() {
+        Err(_) | Ok("" | "0") => {}
+        Ok("1") => units.push(builtin_service(
+            "agentbox-dockerd",
+            vec!["sudo".into(), "-n".into(), DIND_START.into()],
+            std::collections::BTreeMap::new(),
+            Some(config::Probe {
+                kind: config::ProbeKind::LogMatch(regex::Regex::new("API listen on")?),
+                interval: Duration::from_millis(200),
+                initial_delay: Duration::ZERO,
+                timeout: Duration::from_secs(60),
+                on_timeout: config::OnTimeout::MarkUnhealthy,
+            }),
+        )),
+        Ok(other) => bail!("AGENTBOX_DIND={other}: use 1 (run the box's Docker engine) or 0"),
     }
-    Ok(vec![UnitSpec {
-        name: "agentbox-relay".into(),
+    Ok(units)
+}
+
+/// What starts the box's Docker engine (box/dind in the image), run as root.
+const DIND_START: &str = "/usr/local/lib/agentbox/dind";
+
+/// A built-in service: started with the daemon, restarted always, not exposed.
+fn builtin_service(
+    name: &str,
+    argv: Vec<String>,
+    env: std::collections::BTreeMap<String, String>,
+    ready_when: Option<config::Probe>,
+) -> UnitSpec {
+    UnitSpec {
+        name: name.into(),
         kind: agentbox_protocol::ctl::UnitKind::Service,
-        command: config::Command::Argv(vec![path.display().to_string()]),
+        command: config::Command::Argv(argv),
         cwd: None,
         env,
         needs: Vec::new(),
         autostart: true,
         restart: config::RestartPolicy::Always,
         backoff: config::Backoff::default(),
-        ready_when: None,
+        ready_when,
         expose: None,
         run_once: None,
-        stop_grace: Duration::from_secs(10),
+        // dockerd stops its containers first (10 s each by default).
+        stop_grace: Duration::from_secs(15),
         pos: config::Pos::default(),
-    }])
+    }
 }
 
 /// Runs the daemon until a signal or a `Shutdown` request.

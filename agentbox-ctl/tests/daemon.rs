@@ -251,3 +251,12 @@ fn sigterm_stops_the_daemon_and_its_units() {
     let mut child = b.daemon.take().expect("daemon");
     assert!(child.wait().expect("wait").success());
 }
+
+#[test]
+fn a_bad_dind_setting_is_named() {
+    let b = TestBox::new("").with_env("AGENTBOX_DIND", "maybe");
+    let out = b.ctl(&["daemon"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("AGENTBOX_DIND=maybe: use 1"), "{stderr}");
+}

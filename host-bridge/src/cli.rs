@@ -68,6 +68,11 @@ pub struct CreateOpts {
     /// warning) instead of offering to bake it again.
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// Run a Docker engine inside a docker box (its image made with `prepare --dind`).
+    /// The container gets CAP_SYS_ADMIN and NET_ADMIN without seccomp or AppArmor
+    /// confinement: whatever runs in the box can then act as root on this machine.
+    #[arg(long)]
+    pub dind: bool,
 }
 
 /// The subcommands.
@@ -311,6 +316,10 @@ pub enum Cmd {
         /// (AGENTBOX_AGENT_CACHE).
         #[arg(long, value_name = "LIST")]
         agents: Option<String>,
+        /// Bake a Docker engine into the image, for boxes created with `--dind` (default:
+        /// config `box.dind`, else no; about 150 MB more).
+        #[arg(long)]
+        dind: bool,
     },
     /// Print a link to the box's desktop (noVNC on port 6080), when its image has one.
     Screen {
@@ -797,7 +806,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             base_image,
             force,
             agents,
-        } => ctx.prepare(&provider, base_image, agents, force),
+            dind,
+        } => ctx.prepare(&provider, base_image, agents, dind, force),
         Cmd::Screen { target, ttl } => {
             let record = ctx.resolve(target.as_deref())?;
             let b = AnyBox::open(&record)?;
@@ -1092,6 +1102,9 @@ impl Ctx {
                 bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
             }
         }
+        if opts.dind && provider_name != "docker" {
+            bail!("--dind is for docker boxes; a {provider_name} box cannot run a Docker engine of its own yet");
+        }
         let name = match &opts.name {
             Some(n) if valid_box_name(n) => n.clone(),
             Some(n) => bail!("invalid box name `{n}`: use letters, digits, `-` and `_` (not only digits), at most 63"),
@@ -1169,6 +1182,7 @@ impl Ctx {
                 home_label: provider::docker::home_label(self.home.root()),
                 size,
                 seeded,
+                dind: opts.dind,
             })
         } else {
             None
@@ -1872,7 +1886,7 @@ impl Ctx {
         cfg: &Resolved,
         base_image: Option<String>,
         agents: Option<String>,
-    ) -> anyhow::Result<(String, Vec<crate::image::Agent>)> {
+    ) -> anyhow::Result<(String, Vec<crate::image::Agent>, bool)> {
         let base = base_image
             .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
             .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
@@ -1880,7 +1894,8 @@ impl Ctx {
             .or_else(|| cfg.get("box.agents").map(|(v, _)| v.to_string()))
             .unwrap_or_else(|| crate::image::DEFAULT_AGENTS.to_string());
         let agents = crate::image::agents::parse_list(&agents).map_err(anyhow::Error::msg)?;
-        Ok((base, agents))
+        let dind = cfg.get("box.dind").is_some_and(|(v, _)| v == "yes");
+        Ok((base, agents, dind))
     }
 
     fn prepare(
@@ -1888,6 +1903,7 @@ impl Ctx {
         provider: &str,
         base_image: Option<String>,
         agents: Option<String>,
+        dind: bool,
         force: bool,
     ) -> anyhow::Result<ExitCode> {
         if provider != "docker" && provider != "daytona" {
@@ -1898,8 +1914,9 @@ impl Ctx {
         let cfg = self.resolved(BTreeMap::new())?;
         let explicit_base = base_image.is_some();
         let explicit_agents = agents.is_some();
-        let (base, agents) = Self::image_choice(&cfg, base_image, agents)?;
-        let inputs = crate::image::Inputs::gather(&base, &agents, crate::image::Packages::Latest)?;
+        let (base, agents, dind_config) = Self::image_choice(&cfg, base_image, agents)?;
+        let inputs = crate::image::Inputs::gather(&base, &agents, crate::image::Packages::Latest)?
+            .with_dind(dind || dind_config);
         let (key, pinned) = if provider == "daytona" {
             let home = self.home.root().to_path_buf();
             (
@@ -1921,6 +1938,9 @@ impl Ctx {
         }
         if explicit_agents {
             values.insert("box.agents".into(), inputs.agents_text());
+        }
+        if dind {
+            values.insert("box.dind".into(), "yes".into());
         }
         config::write_file(&path, &values)?;
         eprintln!("==> {key} = {pinned} (in {})", path.display());
@@ -2005,10 +2025,10 @@ impl Ctx {
     /// The pinned snapshot, or a new one when its inputs changed and the user agrees (on
     /// a terminal and `ask`); otherwise (`-y`, or no terminal) a stale snapshot boots after a loud warning.
     fn fresh_snapshot(&self, cfg: &Resolved, pinned: String, ask: bool) -> anyhow::Result<String> {
-        let (base, agents) = Self::image_choice(cfg, None, None)?;
+        let (base, agents, dind) = Self::image_choice(cfg, None, None)?;
         let inputs =
             match crate::image::Inputs::gather(&base, &agents, crate::image::Packages::Cached) {
-                Ok(i) => i,
+                Ok(i) => i.with_dind(dind),
                 Err(e) => {
                     // Without the agents' packages here, the inputs cannot be compared.
                     eprintln!("note: cannot tell whether snapshot {pinned} is up to date ({e:#})");
@@ -2027,7 +2047,7 @@ impl Ctx {
             let mut answer = String::new();
             std::io::stdin().read_line(&mut answer)?;
             if !answer.trim().eq_ignore_ascii_case("n") {
-                self.prepare("daytona", Some(base), None, false)?;
+                self.prepare("daytona", Some(base), None, false, false)?;
                 return Ok(wanted);
             }
         }

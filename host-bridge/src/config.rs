@@ -50,6 +50,13 @@ fn agents(v: &str) -> Result<(), String> {
     crate::image::agents::parse_list(v).map(|_| ())
 }
 
+fn yes_no(v: &str) -> Result<(), String> {
+    match v {
+        "yes" | "no" => Ok(()),
+        _ => Err(format!("`{v}` is not yes or no")),
+    }
+}
+
 fn count(v: &str) -> Result<(), String> {
     v.parse::<u32>()
         .map(|_| ())
@@ -172,6 +179,12 @@ pub const KEYS: &[Key] = &[
         help: "agents baked into the box image: claude,codex,opencode or none",
         default: Some("claude,codex,opencode"),
         check: agents,
+    },
+    Key {
+        name: "box.dind",
+        help: "whether `prepare` bakes a Docker engine into the box image (for `create --dind`): yes or no",
+        default: Some("no"),
+        check: yes_no,
     },
     Key {
         name: "box.imageDaytona",

@@ -56,7 +56,7 @@ impl Drop for Host {
             .output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
             }
         }
     }
@@ -118,14 +118,9 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-#[test]
-fn a_docker_box_from_prepare_to_destroy() {
-    let base = agentbox_tests::docker_base_image();
-    let host = Host {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+/// A repository `proj` in the host's directory with one commit (`a.txt`).
+fn project(host: &Host) -> PathBuf {
     let repo = host.dir.path().join("proj");
-    let remote = host.dir.path().join("remote.git");
     std::fs::create_dir_all(&repo).expect("mkdir");
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["config", "user.email", "t@example.com"]);
@@ -133,6 +128,17 @@ fn a_docker_box_from_prepare_to_destroy() {
     std::fs::write(repo.join("a.txt"), "hello\n").expect("write");
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "first"]);
+    repo
+}
+
+#[test]
+fn a_docker_box_from_prepare_to_destroy() {
+    let base = agentbox_tests::docker_base_image();
+    let host = Host {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let repo = project(&host);
+    let remote = host.dir.path().join("remote.git");
     git(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
     git(
         &repo,
@@ -280,6 +286,129 @@ fn a_docker_box_from_prepare_to_destroy() {
         .output()
         .expect("docker ps");
     assert!(left.stdout.is_empty(), "the container survived destroy");
+}
+
+/// `create --dind`: refused on an image without an engine; on one made with
+/// `prepare --dind` the box's own engine starts with the box (a ctl unit), runs a
+/// container of an image made inside the box, comes back after stop/start with its
+/// images kept, and destroy removes its storage volume.
+#[test]
+fn a_dind_box_runs_containers_of_its_own() {
+    let base = agentbox_tests::docker_base_image();
+    let host = Host {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let repo = project(&host);
+    let plain = [
+        "prepare",
+        "--provider",
+        "docker",
+        "--base-image",
+        &base,
+        "--agents",
+        "none",
+    ];
+    host.ok(&repo, &plain);
+    let name = format!("dind{}", std::process::id());
+    let refused = host.run(
+        &repo,
+        &["create", "--provider", "docker", "--dind", "--name", &name],
+    );
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("has no Docker engine") && why.contains("prepare --provider docker --dind"),
+        "{why}"
+    );
+    let local = host.run(&repo, &["create", "--provider", "local", "--dind"]);
+    assert!(String::from_utf8_lossy(&local.stderr).contains("--dind is for docker boxes"));
+
+    let tag = host.ok(&repo, &[&plain[..], &["--dind"]].concat());
+    assert!(tag.trim().starts_with("agentbox-box:"), "{tag}");
+    let name = format!("dind{}b", std::process::id());
+    let created = host.run(
+        &repo,
+        &["create", "--provider", "docker", "--dind", "--name", &name],
+    );
+    agentbox_tests::succeeded(&["create", "--dind"], &created);
+    assert!(
+        String::from_utf8_lossy(&created.stderr).contains("can act as root on this machine"),
+        "create --dind does not warn"
+    );
+    let container = format!("agentbox-{name}");
+    let inspect = |fmt: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", fmt, &container])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(inspect("{{.HostConfig.Privileged}}"), "false");
+    let volume = inspect(
+        "{{range .Mounts}}{{if eq .Destination \"/var/lib/docker\"}}{{.Name}}{{end}}{{end}}",
+    );
+    assert!(!volume.is_empty(), "no volume for the engine's storage");
+
+    // The engine is a ctl unit: ready once it listens; the agent may use it.
+    let engine_up = |what: &str| {
+        let waited = host.run(
+            &repo,
+            &[
+                "exec",
+                &name,
+                "--",
+                "agentbox-ctl",
+                "wait-ready",
+                "agentbox-dockerd",
+                "--timeout",
+                "60000",
+            ],
+        );
+        assert!(
+            waited.status.success(),
+            "{what}: the engine is not ready: {}{}",
+            String::from_utf8_lossy(&waited.stdout),
+            String::from_utf8_lossy(&waited.stderr)
+        );
+    };
+    engine_up("after create");
+    // An image made in the box (no registry needed): `echo` and the libraries it loads.
+    let made = "tar -ch $(ldd /usr/bin/echo | grep -o '/[^ ]*') /usr/bin/echo 2>/dev/null | docker import - tiny:1 >/dev/null && docker run --rm tiny:1 /usr/bin/echo nested-ok";
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "sh", "-c", made])
+            .trim(),
+        "nested-ok"
+    );
+
+    // Stop and start: the engine starts again and still has the image.
+    host.ok(&repo, &["stop", &name]);
+    host.ok(&repo, &["start", &name]);
+    engine_up("after start");
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                &name,
+                "--",
+                "docker",
+                "run",
+                "--rm",
+                "tiny:1",
+                "/usr/bin/echo",
+                "again"
+            ]
+        )
+        .trim(),
+        "again"
+    );
+
+    host.ok(&repo, &["destroy", "-y", &name]);
+    let gone = Command::new("docker")
+        .args(["volume", "inspect", &volume])
+        .output()
+        .expect("docker volume inspect");
+    assert!(!gone.status.success(), "volume {volume} survived destroy");
 }
 
 /// `docker exec` in a container as the agent user; stdout.

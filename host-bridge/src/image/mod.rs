@@ -3,7 +3,7 @@
 //!
 //! Everything baked is an input here: `Dockerfile.box`, the shims, the box binaries, the
 //! base image, the agents' packages ([`agents`]) and their static configuration from the
-//! host ([`agent_config`]). The image's tag is a checksum of all of them, so an unchanged
+//! host ([`agent_config`]), and whether it carries a Docker engine (`--dind`). The image's tag is a checksum of all of them, so an unchanged
 //! image is never rebuilt and a changed one never passes for the old.
 
 pub mod agent_config;
@@ -22,6 +22,7 @@ const SHIM_GH: &str = include_str!("../../../box/shims/gh");
 const INSTALL_AGENTS: &str = include_str!("../../../box/install-agents");
 const CLAUDE_HOOKS: &str = include_str!("../../../box/agents/claude-managed-settings.json");
 const OPENCODE_PLUGIN: &str = include_str!("../../../box/agents/opencode-agentbox.js");
+const START_DIND: &str = include_str!("../../../box/dind");
 
 /// The agents an image carries unless told otherwise.
 pub const DEFAULT_AGENTS: &str = "claude,codex,opencode";
@@ -80,6 +81,7 @@ pub enum Packages {
 pub struct Inputs {
     base: String,
     agents: Vec<Agent>,
+    dind: bool,
     packages: Vec<(Agent, PathBuf)>,
     config: Vec<agent_config::ConfigFile>,
     ctl: Vec<u8>,
@@ -106,11 +108,24 @@ impl Inputs {
         Ok(Self {
             base: base.to_string(),
             agents: agents.to_vec(),
+            dind: false,
             packages: found,
             config,
             ctl: std::fs::read(&ctl)?,
             relay: std::fs::read(&relay)?,
         })
+    }
+
+    /// The same inputs with a Docker engine in the image (`prepare --dind`) or without.
+    #[must_use]
+    pub fn with_dind(mut self, dind: bool) -> Self {
+        self.dind = dind;
+        self
+    }
+
+    /// Whether the image carries a Docker engine for `create --dind`.
+    pub fn dind(&self) -> bool {
+        self.dind
     }
 
     /// The base image.
@@ -123,8 +138,8 @@ impl Inputs {
         agents::list_text(&self.agents)
     }
 
-    /// `Dockerfile.box` with this image's base and agents as its defaults, so that a
-    /// builder needs no build arguments.
+    /// `Dockerfile.box` with this image's base, agents and engine choice as its defaults,
+    /// so that a builder needs no build arguments.
     pub fn dockerfile(&self) -> String {
         DOCKERFILE
             .replacen(
@@ -135,6 +150,15 @@ impl Inputs {
             .replacen(
                 &format!("ARG AGENTS={DEFAULT_AGENTS}"),
                 &format!("ARG AGENTS={}", self.agents_text()),
+                1,
+            )
+            .replacen(
+                "ARG DIND=no",
+                if self.dind {
+                    "ARG DIND=yes"
+                } else {
+                    "ARG DIND=no"
+                },
                 1,
             )
     }
@@ -153,6 +177,7 @@ impl Inputs {
             INSTALL_AGENTS,
             CLAUDE_HOOKS,
             OPENCODE_PLUGIN,
+            START_DIND,
         ] {
             part(fixed.as_bytes());
         }
@@ -193,6 +218,7 @@ impl Inputs {
         add("shims/git", SHIM_GIT.as_bytes(), 0o755)?;
         add("shims/gh", SHIM_GH.as_bytes(), 0o755)?;
         add("install-agents", INSTALL_AGENTS.as_bytes(), 0o755)?;
+        add("dind", START_DIND.as_bytes(), 0o755)?;
         add(
             "agentbox-agents/claude-managed-settings.json",
             CLAUDE_HOOKS.as_bytes(),

@@ -24,6 +24,8 @@ pub const LABEL_BOX: &str = "agentbox.box";
 pub const LABEL_HOME: &str = "agentbox.home";
 /// The default base image.
 pub const DEFAULT_BASE: &str = "debian:bookworm-slim";
+/// Image label saying whether the image carries a Docker engine (`yes`; `prepare --dind`).
+pub const LABEL_DIND: &str = "dev.agentbox.dind";
 
 /// A runtime and a connected, version-negotiated Docker client.
 fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
@@ -85,9 +87,14 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
         return Ok(tag);
     }
     eprintln!(
-        "==> building {tag} from Dockerfile.box on {} with agents {}",
+        "==> building {tag} from Dockerfile.box on {} with agents {}{}",
         inputs.base(),
-        inputs.agents_text()
+        inputs.agents_text(),
+        if inputs.dind() {
+            " and a Docker engine"
+        } else {
+            ""
+        }
     );
     let context = inputs.context_tar(true)?;
     let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
@@ -136,15 +143,33 @@ impl DockerBox {
         }
     }
 
-    /// Creates the container (not started) with the token file in place.
+    /// Creates the container (not started) with the token file in place. With `dind`, the
+    /// container may run a Docker engine of its own (see [`dind_host_config`]).
     pub fn create(
         &self,
         image: &str,
         token: &str,
         home_label: &str,
         size: Option<Size>,
+        dind: bool,
     ) -> anyhow::Result<()> {
         let (rt, docker) = connect()?;
+        if dind {
+            let inspected = rt
+                .block_on(docker.inspect_image(image))
+                .with_context(|| format!("cannot inspect image {image}"))?;
+            let has_engine = inspected
+                .config
+                .and_then(|c| c.labels)
+                .is_some_and(|l| l.get(LABEL_DIND).is_some_and(|v| v == "yes"));
+            if !has_engine {
+                bail!("image {image} has no Docker engine: make one with `agentbox prepare --provider docker --dind`");
+            }
+            note(&format!(
+                "box {} runs its own Docker engine: it has CAP_SYS_ADMIN and can act as root on this machine",
+                self.name
+            ));
+        }
         let bindings = |port: &str| {
             (
                 format!("{port}/tcp"),
@@ -154,17 +179,30 @@ impl DockerBox {
                 }]),
             )
         };
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             init: Some(true),
             port_bindings: Some(HashMap::from([bindings("8080"), bindings("8788")])),
             nano_cpus: size.map(|s| i64::from(s.cpus) * 1_000_000_000),
             memory: size.map(|s| i64::from(s.mem_gib) << 30),
             ..HostConfig::default()
         };
+        let mut env = vec![format!("AGENTBOX_BOX_NAME={}", self.name)];
+        let mut volumes = None;
+        if dind {
+            host_config = dind_host_config(host_config);
+            env.push("AGENTBOX_DIND=1".into());
+            // The engine's storage: an anonymous volume (overlay2 cannot sit on the
+            // container's own overlay), removed with the container. The API's type for
+            // it is a map to empty objects.
+            #[allow(clippy::zero_sized_map_values)]
+            let storage = HashMap::from([("/var/lib/docker".to_string(), HashMap::new())]);
+            volumes = Some(storage);
+        }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             hostname: Some(self.name.chars().take(63).collect()),
-            env: Some(vec![format!("AGENTBOX_BOX_NAME={}", self.name)]),
+            env: Some(env),
+            volumes,
             labels: Some(HashMap::from([
                 (LABEL_BOX.to_string(), self.name.clone()),
                 (LABEL_HOME.to_string(), home_label.to_string()),
@@ -401,6 +439,24 @@ impl DockerBox {
             }) => Ok(()),
             Err(e) => Err(e).with_context(|| format!("cannot remove {}", self.container)),
         }
+    }
+}
+
+/// A container that may run a Docker engine inside: the capabilities dockerd needs
+/// (mounts, namespaces and cgroups: SYS_ADMIN; bridges and iptables: NET_ADMIN), no seccomp
+/// or AppArmor profile (they refuse the mounts), and a cgroup namespace of its own so
+/// that `box/dind` can mount the cgroup hierarchies writable. Not `--privileged`: that asks
+/// for every capability, which engines that lack one (CAP_SYS_RESOURCE, on some hosts)
+/// cannot grant, and adds the host's devices, which a nested engine does not need.
+fn dind_host_config(base: HostConfig) -> HostConfig {
+    HostConfig {
+        cap_add: Some(vec!["SYS_ADMIN".into(), "NET_ADMIN".into()]),
+        security_opt: Some(vec![
+            "seccomp=unconfined".into(),
+            "apparmor=unconfined".into(),
+        ]),
+        cgroupns_mode: Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE),
+        ..base
     }
 }
 

@@ -28,6 +28,8 @@ pub struct DockerSettings {
     pub size: Option<docker::Size>,
     /// The image is a checkpoint that holds the workspace already: no seeding.
     pub seeded: bool,
+    /// `--dind`: the box runs a Docker engine of its own (docker boxes only).
+    pub dind: bool,
 }
 
 /// A box of any provider, for the commands that work the same on all of them.
@@ -66,7 +68,13 @@ impl AnyBox {
                 // The host keeps its records of the box (sync state) here.
                 std::fs::create_dir_all(&record.dir)?;
                 let s = docker.ok_or_else(|| anyhow::anyhow!("docker settings missing"))?;
-                b.create(&s.image, &record.bridge_token, &s.home_label, s.size)
+                b.create(
+                    &s.image,
+                    &record.bridge_token,
+                    &s.home_label,
+                    s.size,
+                    s.dind,
+                )
             }
             Self::Daytona(b) => {
                 std::fs::create_dir_all(&record.dir)?;
