@@ -68,9 +68,10 @@ pub struct CreateOpts {
     /// warning) instead of offering to bake it again.
     #[arg(short = 'y', long)]
     pub yes: bool,
-    /// Run a Docker engine inside a docker box (its image made with `prepare --dind`).
-    /// The container gets CAP_SYS_ADMIN and NET_ADMIN without seccomp or AppArmor
-    /// confinement: whatever runs in the box can then act as root on this machine.
+    /// Run a Docker engine inside the box (its image or snapshot made with
+    /// `prepare --dind`). A docker box's container gets CAP_SYS_ADMIN and NET_ADMIN
+    /// without seccomp or AppArmor confinement: whatever runs in it can then act as root on
+    /// this machine. Daytona starts the engine of such a snapshot in every sandbox itself.
     #[arg(long)]
     pub dind: bool,
 }
@@ -1102,8 +1103,14 @@ impl Ctx {
                 bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
             }
         }
-        if opts.dind && provider_name != "docker" {
-            bail!("--dind is for docker boxes; a {provider_name} box cannot run a Docker engine of its own yet");
+        if opts.dind {
+            match provider_name.as_str() {
+                "docker" => {}
+                // Daytona starts the engine itself on every boot when the snapshot has one.
+                "daytona" if cfg.get("box.dind").is_some_and(|(v, _)| v == "yes") => {}
+                "daytona" => bail!("the Daytona snapshot has no Docker engine: bake one with `agentbox prepare --provider daytona --dind`"),
+                other => bail!("--dind is for docker and daytona boxes; a {other} box runs on this machine and can use its Docker"),
+            }
         }
         let name = match &opts.name {
             Some(n) if valid_box_name(n) => n.clone(),

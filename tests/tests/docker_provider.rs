@@ -321,7 +321,11 @@ fn a_dind_box_runs_containers_of_its_own() {
         "{why}"
     );
     let local = host.run(&repo, &["create", "--provider", "local", "--dind"]);
-    assert!(String::from_utf8_lossy(&local.stderr).contains("--dind is for docker boxes"));
+    assert!(
+        String::from_utf8_lossy(&local.stderr).contains("--dind is for docker and daytona boxes")
+    );
+    let cloud = host.run(&repo, &["create", "--provider", "daytona", "--dind"]);
+    assert!(String::from_utf8_lossy(&cloud.stderr).contains("prepare --provider daytona --dind"));
 
     let tag = host.ok(&repo, &[&plain[..], &["--dind"]].concat());
     assert!(tag.trim().starts_with("agentbox-box:"), "{tag}");

@@ -260,6 +260,33 @@ impl Inputs {
 
 #[cfg(test)]
 mod tests {
+    fn inputs(dind: bool) -> super::Inputs {
+        super::Inputs {
+            base: "debian:bookworm-slim".into(),
+            agents: Vec::new(),
+            dind: false,
+            packages: Vec::new(),
+            config: Vec::new(),
+            ctl: b"ctl".to_vec(),
+            relay: b"relay".to_vec(),
+        }
+        .with_dind(dind)
+    }
+
+    #[test]
+    fn the_engine_choice_is_in_the_dockerfile_and_the_tag() {
+        let (plain, dind) = (inputs(false), inputs(true));
+        // The substitution must find its line: a renamed ARG would silently build without.
+        assert!(plain.dockerfile().contains("\nARG DIND=no\n"));
+        assert!(dind.dockerfile().contains("\nARG DIND=yes\n"));
+        assert!(!dind.dockerfile().contains("ARG DIND=no"));
+        assert_ne!(
+            plain.tag().expect("tag"),
+            dind.tag().expect("tag"),
+            "an image with an engine must not pass for one without"
+        );
+    }
+
     #[test]
     fn a_package_digest_is_kept_and_taken_again_only_when_the_file_changed() {
         let dir = tempfile::tempdir().expect("tempdir");
