@@ -2084,15 +2084,19 @@ impl Ctx {
             bail!("`prune` cleans up docker containers or Daytona sandboxes; not `{provider}`");
         }
         let label = provider::docker::home_label(self.home.root());
-        for (container, name) in provider::docker::containers(&label)? {
+        // Containers, and the engine volumes of `--dind` boxes (one may outlive its
+        // container when that was removed by hand).
+        let containers = provider::docker::containers(&label)?;
+        let volumes = provider::docker::volumes(&label)?;
+        for (item, name) in containers.into_iter().chain(volumes) {
             if known.contains(&name) {
                 continue;
             }
             if dry_run {
-                println!("{container}");
+                println!("{item}");
             } else {
                 provider::docker::DockerBox::new(&name).remove()?;
-                println!("removed {container}");
+                println!("removed {item}");
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -59,6 +59,14 @@ impl Drop for Host {
                 let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
             }
         }
+        if let Ok(out) = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("docker").args(["volume", "rm", name]).output();
+            }
+        }
     }
 }
 
@@ -351,7 +359,22 @@ fn a_dind_box_runs_containers_of_its_own() {
     let volume = inspect(
         "{{range .Mounts}}{{if eq .Destination \"/var/lib/docker\"}}{{.Name}}{{end}}{{end}}",
     );
-    assert!(!volume.is_empty(), "no volume for the engine's storage");
+    assert_eq!(
+        volume,
+        format!("{container}-docker"),
+        "the engine's storage"
+    );
+    let volume_label = Command::new("docker")
+        .args([
+            "volume",
+            "inspect",
+            "-f",
+            "{{index .Labels \"agentbox.box\"}}",
+            &volume,
+        ])
+        .output()
+        .expect("docker volume inspect");
+    assert_eq!(String::from_utf8_lossy(&volume_label.stdout).trim(), name);
 
     // The engine is a ctl unit: ready once it listens; the agent may use it.
     let engine_up = |what: &str| {
@@ -413,6 +436,31 @@ fn a_dind_box_runs_containers_of_its_own() {
         .output()
         .expect("docker volume inspect");
     assert!(!gone.status.success(), "volume {volume} survived destroy");
+
+    // An engine volume whose container was removed by hand is ours: prune finds it.
+    let stray = format!("agentbox-{name}x-docker");
+    let home_label = agentbox::provider::docker::home_label(&host.home());
+    let made = Command::new("docker")
+        .args([
+            "volume",
+            "create",
+            "--label",
+            &format!("agentbox.box={name}x"),
+        ])
+        .args(["--label", &format!("agentbox.home={home_label}"), &stray])
+        .output()
+        .expect("docker volume create");
+    assert!(made.status.success());
+    assert_eq!(host.ok(&repo, &["prune", "--dry-run"]).trim(), stray);
+    assert_eq!(
+        host.ok(&repo, &["prune"]).trim(),
+        format!("removed {stray}")
+    );
+    let gone = Command::new("docker")
+        .args(["volume", "inspect", &stray])
+        .output()
+        .expect("docker volume inspect");
+    assert!(!gone.status.success(), "prune left {stray}");
 }
 
 /// `docker exec` in a container as the agent user; stdout.

@@ -187,22 +187,29 @@ impl DockerBox {
             ..HostConfig::default()
         };
         let mut env = vec![format!("AGENTBOX_BOX_NAME={}", self.name)];
-        let mut volumes = None;
         if dind {
             host_config = dind_host_config(host_config);
             env.push("AGENTBOX_DIND=1".into());
-            // The engine's storage: an anonymous volume (overlay2 cannot sit on the
-            // container's own overlay), removed with the container. The API's type for
-            // it is a map to empty objects.
-            #[allow(clippy::zero_sized_map_values)]
-            let storage = HashMap::from([("/var/lib/docker".to_string(), HashMap::new())]);
-            volumes = Some(storage);
+            // The engine's storage: a volume (overlay2 cannot sit on the container's own
+            // overlay), labelled like the container so that `prune` finds a stray one.
+            let volume = self.engine_volume();
+            // A volume of this name left by an earlier box must not hand its images on.
+            self.remove_engine_volume(&rt, &docker)?;
+            rt.block_on(docker.create_volume(bollard::models::VolumeCreateOptions {
+                name: Some(volume.clone()),
+                labels: Some(HashMap::from([
+                    (LABEL_BOX.to_string(), self.name.clone()),
+                    (LABEL_HOME.to_string(), home_label.to_string()),
+                ])),
+                ..Default::default()
+            }))
+            .with_context(|| format!("cannot create volume {volume}"))?;
+            host_config.binds = Some(vec![format!("{volume}:/var/lib/docker")]);
         }
         let body = ContainerCreateBody {
             image: Some(image.to_string()),
             hostname: Some(self.name.chars().take(63).collect()),
             env: Some(env),
-            volumes,
             labels: Some(HashMap::from([
                 (LABEL_BOX.to_string(), self.name.clone()),
                 (LABEL_HOME.to_string(), home_label.to_string()),
@@ -425,7 +432,7 @@ impl DockerBox {
         Ok(status.code().unwrap_or(1))
     }
 
-    /// Removes the container and its anonymous volumes.
+    /// Removes the container, its anonymous volumes and its engine's volume (`--dind`).
     pub fn remove(&self) -> anyhow::Result<()> {
         let (rt, docker) = connect()?;
         let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
@@ -436,8 +443,32 @@ impl DockerBox {
             Ok(())
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
+            }) => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", self.container)),
+        }
+        self.remove_engine_volume(&rt, &docker)
+    }
+
+    /// The volume of the box's own Docker engine (`--dind`): `agentbox-<box>-docker`.
+    pub fn engine_volume(&self) -> String {
+        format!("{}-docker", self.container)
+    }
+
+    fn remove_engine_volume(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        docker: &Docker,
+    ) -> anyhow::Result<()> {
+        let volume = self.engine_volume();
+        match rt.block_on(docker.remove_volume(
+            &volume,
+            None::<bollard::query_parameters::RemoveVolumeOptions>,
+        )) {
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
             }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove {}", self.container)),
+            Err(e) => Err(e).with_context(|| format!("cannot remove volume {volume}")),
         }
     }
 }
@@ -475,6 +506,25 @@ pub fn containers(home_label: &str) -> anyhow::Result<Vec<(String, String)>> {
             let name = c.names?.first()?.trim_start_matches('/').to_string();
             let boxed = c.labels?.get(LABEL_BOX)?.clone();
             Some((name, boxed))
+        })
+        .collect())
+}
+
+/// Our volumes (by the home label): `(volume name, box name)`.
+pub fn volumes(home_label: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let (rt, docker) = connect()?;
+    let filters = HashMap::from([("label", vec![format!("{LABEL_HOME}={home_label}")])]);
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let list = rt.block_on(docker.list_volumes(Some(options)))?;
+    Ok(list
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|v| {
+            let boxed = v.labels.get(LABEL_BOX)?.clone();
+            Some((v.name, boxed))
         })
         .collect())
 }
