@@ -16,6 +16,12 @@ struct Host {
 }
 
 impl Host {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
     fn home(&self) -> PathBuf {
         self.dir.path().join("home")
     }
@@ -142,9 +148,7 @@ fn project(host: &Host) -> PathBuf {
 #[test]
 fn a_docker_box_from_prepare_to_destroy() {
     let base = agentbox_tests::docker_base_image();
-    let host = Host {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let host = Host::new();
     let repo = project(&host);
     let remote = host.dir.path().join("remote.git");
     git(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
@@ -186,13 +190,7 @@ fn a_docker_box_from_prepare_to_destroy() {
     let name = format!("dk{}", std::process::id());
     host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
     let container = format!("agentbox-{name}");
-    let inspect = |fmt: &str| {
-        let out = Command::new("docker")
-            .args(["inspect", "-f", fmt, &container])
-            .output()
-            .expect("docker inspect");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let inspect = |fmt: &str| docker_inspect(&container, fmt);
     assert_eq!(inspect("{{.Config.User}}"), "agent");
     assert!(
         !inspect("{{.Config.Env}}").contains("TOKEN"),
@@ -303,9 +301,7 @@ fn a_docker_box_from_prepare_to_destroy() {
 #[test]
 fn a_dind_box_runs_containers_of_its_own() {
     let base = agentbox_tests::docker_base_image();
-    let host = Host {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let host = Host::new();
     let repo = project(&host);
     let plain = [
         "prepare",
@@ -348,13 +344,7 @@ fn a_dind_box_runs_containers_of_its_own() {
         "create --dind does not warn"
     );
     let container = format!("agentbox-{name}");
-    let inspect = |fmt: &str| {
-        let out = Command::new("docker")
-            .args(["inspect", "-f", fmt, &container])
-            .output()
-            .expect("docker inspect");
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let inspect = |fmt: &str| docker_inspect(&container, fmt);
     assert_eq!(inspect("{{.HostConfig.Privileged}}"), "false");
     let volume = inspect(
         "{{range .Mounts}}{{if eq .Destination \"/var/lib/docker\"}}{{.Name}}{{end}}{{end}}",
@@ -364,17 +354,10 @@ fn a_dind_box_runs_containers_of_its_own() {
         format!("{container}-docker"),
         "the engine's storage"
     );
-    let volume_label = Command::new("docker")
-        .args([
-            "volume",
-            "inspect",
-            "-f",
-            "{{index .Labels \"agentbox.box\"}}",
-            &volume,
-        ])
-        .output()
-        .expect("docker volume inspect");
-    assert_eq!(String::from_utf8_lossy(&volume_label.stdout).trim(), name);
+    assert_eq!(
+        docker_inspect(&volume, "{{index .Labels \"agentbox.box\"}}"),
+        name
+    );
 
     // The engine is a ctl unit: ready once it listens; the agent may use it.
     let engine_up = |what: &str| {
@@ -431,11 +414,7 @@ fn a_dind_box_runs_containers_of_its_own() {
     );
 
     host.ok(&repo, &["destroy", "-y", &name]);
-    let gone = Command::new("docker")
-        .args(["volume", "inspect", &volume])
-        .output()
-        .expect("docker volume inspect");
-    assert!(!gone.status.success(), "volume {volume} survived destroy");
+    assert!(!volume_exists(&volume), "volume {volume} survived destroy");
 
     // An engine volume whose container was removed by hand is ours: prune finds it.
     let stray = format!("agentbox-{name}x-docker");
@@ -456,11 +435,26 @@ fn a_dind_box_runs_containers_of_its_own() {
         host.ok(&repo, &["prune"]).trim(),
         format!("removed {stray}")
     );
-    let gone = Command::new("docker")
-        .args(["volume", "inspect", &stray])
+    assert!(!volume_exists(&stray), "prune left {stray}");
+}
+
+/// `docker inspect -f FMT OBJECT`, trimmed.
+fn docker_inspect(object: &str, fmt: &str) -> String {
+    let out = Command::new("docker")
+        .args(["inspect", "-f", fmt, object])
         .output()
-        .expect("docker volume inspect");
-    assert!(!gone.status.success(), "prune left {stray}");
+        .expect("docker inspect");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether the engine has a volume of this name.
+fn volume_exists(name: &str) -> bool {
+    Command::new("docker")
+        .args(["volume", "inspect", name])
+        .output()
+        .expect("docker volume inspect")
+        .status
+        .success()
 }
 
 /// `docker exec` in a container as the agent user; stdout.
@@ -479,9 +473,7 @@ fn in_box(container: &str, script: &str) -> String {
 #[test]
 fn an_agent_image_with_claude_credentials_and_keys() {
     let base = agentbox_tests::docker_base_image();
-    let host = Host {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
+    let host = Host::new();
     // The user's home on this machine: agent config, and credentials.
     let home = host.dir.path().join("user");
     let write = |rel: &str, text: &str| {
