@@ -1634,13 +1634,51 @@ impl Ctx {
             .get("box.provider")
             .map_or_else(|| "local".to_string(), |(v, _)| v.to_string());
         // The local provider runs this machine's programs: the agent must be installed here.
-        // Other providers run their image's (checked when the session starts).
+        // Other providers run their image's: checked before a box is made for nothing (and
+        // again by the box when the session starts).
         let name = agent.name();
         if provider == "local" && crate::shell::which(name).is_none() {
             bail!("`{name}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
         }
+        self.ensure_image_has(&provider, name)?;
         let argv = agent.session_argv(&a.args, false);
         self.run_in_session(&a.opts, name, &argv, Some(name), a.detach)
+    }
+
+    /// Refuses, before any box is made, an agent that the pinned docker image (by its
+    /// label) or Daytona snapshot (by `box.agents`, which its freshness check follows)
+    /// was built without.
+    fn ensure_image_has(&self, provider: &str, agent: &str) -> anyhow::Result<()> {
+        let cfg = self.resolved(BTreeMap::new())?;
+        let baked = match provider {
+            "docker" => match cfg.get("box.image") {
+                Some((image, _)) => provider::docker::image_agents(image),
+                None => None,
+            },
+            "daytona" => {
+                let list = cfg
+                    .get("box.agents")
+                    .map_or(crate::image::DEFAULT_AGENTS, |(v, _)| v);
+                crate::image::agents::parse_list(list)
+                    .ok()
+                    .map(|a| a.iter().map(|a| a.name().to_string()).collect())
+            }
+            _ => None,
+        };
+        match baked {
+            Some(list) if !list.iter().any(|a| a == agent) => {
+                let has = if list.is_empty() {
+                    "no agents".to_string()
+                } else {
+                    list.join(", ")
+                };
+                let wanted = [list, vec![agent.to_string()]].concat().join(",");
+                bail!(
+                    "the {provider} box image has no {agent} (it has {has}); make one with it: `agentbox prepare --provider {provider} --agents {wanted}`"
+                )
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `agentbox claude|codex|opencode BOX`: the agent of an existing box. A running

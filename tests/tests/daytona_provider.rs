@@ -619,20 +619,27 @@ exec sleep 600
 
     host.ok(&repo, &["destroy", "-y", &name]);
 
-    // `daytona claude` does not look for `claude` on this machine (the image has to have
-    // it, and this one was baked with `--agents none`); the box comes up and the session
-    // start says what is missing.
+    // `daytona claude` does not look for `claude` on this machine (the snapshot has to
+    // have it, and this one was baked with `--agents none`): refused before a sandbox is
+    // made for nothing, saying how to bake one with it.
     let claude = host.run(&repo, &["daytona", "claude", "-d", "--name", "cl"]);
     let said = String::from_utf8_lossy(&claude.stderr);
+    assert!(!claude.status.success());
     assert!(
         !said.contains("is not installed in the box (the local provider"),
         "{said}"
     );
     assert!(
-        said.contains("`claude` is not installed in the box"),
+        said.contains("has no claude (it has no agents)")
+            && said.contains("prepare --provider daytona --agents claude"),
         "{said}"
     );
-    let _ = host.run(&repo, &["destroy", "-y", "cl"]);
+    let boxes: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["list", "--json"])).expect("list --json");
+    assert!(
+        !boxes.to_string().contains("\"cl\""),
+        "a box was made: {boxes}"
+    );
 
     // A snapshot baked from other inputs: with -y (or without a terminal), a loud warning,
     // then it boots.

@@ -187,6 +187,23 @@ fn a_docker_box_from_prepare_to_destroy() {
         tag
     );
 
+    // An agent the image was built without is refused before a box is made for nothing.
+    let refused = host.run(
+        &repo,
+        &["codex", "--provider", "docker", "--name", "nocodex"],
+    );
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("has no codex (it has no agents)")
+            && why.contains("prepare --provider docker --agents codex"),
+        "{why}"
+    );
+    assert!(
+        docker_inspect("agentbox-nocodex", "{{.Name}}").is_empty(),
+        "a box was made"
+    );
+
     let name = format!("dk{}", std::process::id());
     host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
     let container = format!("agentbox-{name}");

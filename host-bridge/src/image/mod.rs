@@ -147,10 +147,10 @@ impl Inputs {
                 &format!("ARG BASE_IMAGE={}", self.base),
                 1,
             )
-            .replacen(
+            // Both stages declare it: the one that installs, the one that labels.
+            .replace(
                 &format!("ARG AGENTS={DEFAULT_AGENTS}"),
                 &format!("ARG AGENTS={}", self.agents_text()),
-                1,
             )
             .replacen(
                 "ARG DIND=no",
@@ -274,8 +274,10 @@ mod tests {
     }
 
     #[test]
-    fn the_engine_choice_is_in_the_dockerfile_and_the_tag() {
+    fn the_agents_and_engine_choices_are_in_the_dockerfile_and_the_tag() {
         let (plain, dind) = (inputs(false), inputs(true));
+        // No agents: both stages' AGENTS say so (one installs, one labels the image).
+        assert_eq!(plain.dockerfile().matches("\nARG AGENTS=none\n").count(), 2);
         // The substitution must find its line: a renamed ARG would silently build without.
         assert!(plain.dockerfile().contains("\nARG DIND=no\n"));
         assert!(dind.dockerfile().contains("\nARG DIND=yes\n"));

@@ -26,6 +26,8 @@ pub const LABEL_HOME: &str = "agentbox.home";
 pub const DEFAULT_BASE: &str = "debian:bookworm-slim";
 /// Image label saying whether the image carries a Docker engine (`yes`; `prepare --dind`).
 pub const LABEL_DIND: &str = "dev.agentbox.dind";
+/// Image label listing the agents baked in (`AGENTS=` form: `claude,codex` or `none`).
+pub const LABEL_AGENTS: &str = "dev.agentbox.agents";
 
 /// A runtime and a connected, version-negotiated Docker client.
 fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
@@ -471,6 +473,20 @@ impl DockerBox {
             Err(e) => Err(e).with_context(|| format!("cannot remove volume {volume}")),
         }
     }
+}
+
+/// The agents image `image` carries, from its label; `None` when it has no such label
+/// (made by an older agentbox) or the engine cannot tell.
+pub fn image_agents(image: &str) -> Option<Vec<String>> {
+    let (rt, docker) = connect().ok()?;
+    let inspected = rt.block_on(docker.inspect_image(image)).ok()?;
+    let list = inspected.config?.labels?.get(LABEL_AGENTS)?.clone();
+    Some(
+        list.split(',')
+            .filter(|a| !a.is_empty() && *a != "none")
+            .map(str::to_string)
+            .collect(),
+    )
 }
 
 /// A container that may run a Docker engine inside: the capabilities dockerd needs
