@@ -404,7 +404,7 @@ async fn send_http(
     false
 }
 
-/// Input sent over the WebSocket and maybe not yet taken: the last [`RESEND_KEEP`] bytes.
+/// Input sent over the WebSocket and maybe not yet taken: the last `RESEND_KEEP` bytes.
 #[derive(Debug, Default)]
 pub struct Unacked {
     bytes: VecDeque<u8>,

@@ -7,7 +7,7 @@
 //! The bridge token is written into the container as `/run/agentbox/bridge.token` (0600)
 //! before it starts — never in its environment, which every `docker exec` would inherit.
 //! Interactive `exec` and `attach` use the `docker` CLI, which owns terminal handling.
-//! A `--dind` box runs a Docker engine of its own: see [`dind_host_config`] for what its
+//! A `--dind` box runs a Docker engine of its own: see `dind_host_config` for what its
 //! container is given, and `box/dind` for how the engine starts inside.
 
 use std::collections::HashMap;
@@ -148,7 +148,7 @@ impl DockerBox {
     }
 
     /// Creates the container (not started) with the token file in place. With `dind`, the
-    /// container may run a Docker engine of its own (see [`dind_host_config`]).
+    /// container may run a Docker engine of its own (see `dind_host_config`).
     pub fn create(
         &self,
         image: &str,

@@ -142,7 +142,7 @@ impl Relay {
         format!("{}{path}", self.base)
     }
 
-    /// The bridge token, for clients other than [`Relay::http`] (WebSocket).
+    /// The bridge token, for clients other than `Relay::http` (WebSocket).
     pub fn token(&self) -> &str {
         &self.token
     }
