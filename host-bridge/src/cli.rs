@@ -1629,8 +1629,8 @@ impl Ctx {
         if let Some(p) = &a.opts.provider {
             flags.insert("box.provider".to_string(), p.clone());
         }
-        let provider = self
-            .resolved(flags)?
+        let cfg = self.resolved(flags)?;
+        let provider = cfg
             .get("box.provider")
             .map_or_else(|| "local".to_string(), |(v, _)| v.to_string());
         // The local provider runs this machine's programs: the agent must be installed here.
@@ -1640,7 +1640,7 @@ impl Ctx {
         if provider == "local" && crate::shell::which(name).is_none() {
             bail!("`{name}` is not installed in the box (the local provider runs this machine's programs: install it, or use a provider whose image has it)");
         }
-        self.ensure_image_has(&provider, name)?;
+        Self::ensure_image_has(&cfg, &provider, name)?;
         let argv = agent.session_argv(&a.args, false);
         self.run_in_session(&a.opts, name, &argv, Some(name), a.detach)
     }
@@ -1648,8 +1648,7 @@ impl Ctx {
     /// Refuses, before any box is made, an agent that the pinned docker image (by its
     /// label) or Daytona snapshot (by `box.agents`, which its freshness check follows)
     /// was built without.
-    fn ensure_image_has(&self, provider: &str, agent: &str) -> anyhow::Result<()> {
-        let cfg = self.resolved(BTreeMap::new())?;
+    fn ensure_image_has(cfg: &Resolved, provider: &str, agent: &str) -> anyhow::Result<()> {
         let baked = match provider {
             "docker" => match cfg.get("box.image") {
                 Some((image, _)) => provider::docker::image_agents(image),

@@ -132,6 +132,19 @@ fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `agentbox prepare` of a docker image on `base` with `agents`.
+fn prepare_args<'a>(base: &'a str, agents: &'a str) -> Vec<&'a str> {
+    vec![
+        "prepare",
+        "--provider",
+        "docker",
+        "--base-image",
+        base,
+        "--agents",
+        agents,
+    ]
+}
+
 /// A repository `proj` in the host's directory with one commit (`a.txt`).
 fn project(host: &Host) -> PathBuf {
     let repo = host.dir.path().join("proj");
@@ -157,35 +170,10 @@ fn a_docker_box_from_prepare_to_destroy() {
         &["remote", "add", "origin", remote.to_str().expect("utf-8")],
     );
 
-    let tag = host.ok(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "docker",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    let tag = host.ok(&repo, &prepare_args(&base, "none"));
     assert!(tag.trim().starts_with("agentbox-box:"), "{tag}");
     // Unchanged inputs: nothing to build, the same tag.
-    assert_eq!(
-        host.ok(
-            &repo,
-            &[
-                "prepare",
-                "--provider",
-                "docker",
-                "--base-image",
-                &base,
-                "--agents",
-                "none"
-            ]
-        ),
-        tag
-    );
+    assert_eq!(host.ok(&repo, &prepare_args(&base, "none")), tag);
 
     // An agent the image was built without is refused before a box is made for nothing.
     let refused = host.run(
@@ -320,15 +308,7 @@ fn a_dind_box_runs_containers_of_its_own() {
     let base = agentbox_tests::docker_base_image();
     let host = Host::new();
     let repo = project(&host);
-    let plain = [
-        "prepare",
-        "--provider",
-        "docker",
-        "--base-image",
-        &base,
-        "--agents",
-        "none",
-    ];
+    let plain = prepare_args(&base, "none");
     host.ok(&repo, &plain);
     let name = format!("dind{}", std::process::id());
     let refused = host.run(
@@ -529,19 +509,7 @@ fn an_agent_image_with_claude_credentials_and_keys() {
         ],
     );
 
-    let prepare = host.run_env(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "docker",
-            "--base-image",
-            &base,
-            "--agents",
-            "claude",
-        ],
-        &env,
-    );
+    let prepare = host.run_env(&repo, &prepare_args(&base, "claude"), &env);
     let tag = agentbox_tests::succeeded(&["prepare"], &prepare);
     let tag = tag.trim();
     let image_run = |script: &str| {

@@ -159,14 +159,7 @@ impl DockerBox {
     ) -> anyhow::Result<()> {
         let (rt, docker) = connect()?;
         if dind {
-            let inspected = rt
-                .block_on(docker.inspect_image(image))
-                .with_context(|| format!("cannot inspect image {image}"))?;
-            let has_engine = inspected
-                .config
-                .and_then(|c| c.labels)
-                .is_some_and(|l| l.get(LABEL_DIND).is_some_and(|v| v == "yes"));
-            if !has_engine {
+            if image_label(image, LABEL_DIND)?.as_deref() != Some("yes") {
                 bail!("image {image} has no Docker engine: make one with `agentbox prepare --provider docker --dind`");
             }
             note(&format!(
@@ -477,12 +470,22 @@ impl DockerBox {
     }
 }
 
+/// Label `key` of image `image`, if it has one.
+pub fn image_label(image: &str, key: &str) -> anyhow::Result<Option<String>> {
+    let (rt, docker) = connect()?;
+    let inspected = rt
+        .block_on(docker.inspect_image(image))
+        .with_context(|| format!("cannot inspect image {image}"))?;
+    Ok(inspected
+        .config
+        .and_then(|c| c.labels)
+        .and_then(|mut l| l.remove(key)))
+}
+
 /// The agents image `image` carries, from its label; `None` when it has no such label
 /// (made by an older agentbox) or the engine cannot tell.
 pub fn image_agents(image: &str) -> Option<Vec<String>> {
-    let (rt, docker) = connect().ok()?;
-    let inspected = rt.block_on(docker.inspect_image(image)).ok()?;
-    let list = inspected.config?.labels?.get(LABEL_AGENTS)?.clone();
+    let list = image_label(image, LABEL_AGENTS).ok()??;
     Some(
         list.split(',')
             .filter(|a| !a.is_empty() && *a != "none")
