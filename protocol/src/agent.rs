@@ -85,7 +85,7 @@ pub struct AgentStatus {
 
 /// Whether `name` can name an agent: 1–32 of `[A-Za-z0-9_-]`.
 pub fn valid_agent_name(name: &str) -> bool {
-    name.len() <= 32 && crate::term::valid_session_name(name)
+    name.len() <= 32 && crate::names::valid_session_name(name)
 }
 
 /// `text` made fit for a detail: control characters gone, at most [`MAX_DETAIL`] characters.

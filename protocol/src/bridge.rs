@@ -16,16 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{EpochMillis, ErrorReply};
 
-/// A new bridge token: 256 random bits as 64 lowercase hex characters.
-pub fn new_bridge_token() -> std::io::Result<String> {
-    use std::fmt::Write;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
-    Ok(bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
-}
+pub use crate::token::new_bridge_token;
 
 /// A request id, assigned by the relay when it journals the request. Unique per box.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

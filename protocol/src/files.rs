@@ -123,7 +123,7 @@ pub struct DownloadDigest {
 
 /// A fresh random transfer id (32 hex digits).
 pub fn new_transfer_id() -> std::io::Result<String> {
-    let mut id = crate::bridge::new_bridge_token()?;
+    let mut id = crate::token::new_bridge_token()?;
     id.truncate(32);
     Ok(id)
 }

@@ -20,6 +20,8 @@
 //! - [`term`]: the relay's terminal API (a tmux viewer over WebSocket or HTTP streaming).
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
 //! - [`error`]: the error body shared by every boundary.
+//! - `names`, `token` (private, re-exported by [`term`] and [`bridge`]): the session-name
+//!   check and the random-token generator several modules share.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
 
 pub mod agent;
@@ -32,11 +34,13 @@ pub mod hello;
 pub mod land;
 #[cfg(feature = "logging")]
 pub mod logging;
+mod names;
 pub mod part_file;
 pub mod proxy;
 pub mod status;
 pub mod sync;
 pub mod term;
+mod token;
 pub mod transfer;
 
 pub use error::{ErrorCode, ErrorReply};

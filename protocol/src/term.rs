@@ -22,6 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::names::valid_session_name;
+
 /// How long an HTTP output stream stays open without a byte to send.
 pub const STREAM_IDLE_MS: u64 = 15_000;
 
@@ -30,15 +32,6 @@ pub const DEFAULT_KEEP_MS: u64 = 5 * 60 * 1000;
 
 /// The longest a viewer may ask its term to wait for a reconnect.
 pub const MAX_KEEP_MS: u64 = 60 * 60 * 1000;
-
-/// Whether `name` can name a tmux session of the box: 1–64 of `[A-Za-z0-9_-]`.
-pub fn valid_session_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
 
 /// Whether `term` can be a `TERM` value: 1–64 of `[A-Za-z0-9._+-]`.
 pub fn valid_term_name(term: &str) -> bool {
@@ -198,7 +191,7 @@ pub fn is_term_id(id: &str) -> bool {
 
 /// A new random term id.
 pub fn new_term_id() -> std::io::Result<String> {
-    let mut token = crate::bridge::new_bridge_token()?;
+    let mut token = crate::token::new_bridge_token()?;
     token.truncate(32);
     Ok(format!("t{token}"))
 }
