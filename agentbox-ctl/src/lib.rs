@@ -12,6 +12,8 @@
 //! - [`copy`]: `cp --to-host|--from-host` through the host bridge.
 //! - [`cli`]: argument parsing and output.
 //! - [`paths`]: the environment contract.
+//! - [`http_target`]: the URL of an `http:` readiness probe (checked by [`config`], used
+//!   by [`supervisor`]).
 
 pub mod agents;
 pub mod cli;
@@ -23,6 +25,7 @@ pub mod gh;
 pub mod git;
 pub mod hooks;
 pub mod host;
+pub mod http_target;
 pub mod logs;
 pub mod paths;
 pub mod server;

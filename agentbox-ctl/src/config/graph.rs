@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::{Diagnostic, UnitSpec};
+use super::error::Diagnostic;
+use super::spec::UnitSpec;
 
 /// Errors for references to unknown units and for each dependency cycle.
 pub(super) fn check(units: &[UnitSpec]) -> Vec<Diagnostic> {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use agentbox_protocol::ctl::UnitKind;
 
-use super::yaml::{parse_bool, Node, Pos};
-use super::{
-    Backoff, Command, Config, Diagnostic, Expose, OnTimeout, Probe, ProbeKind, RestartPolicy,
-    RunOnce, UnitSpec,
+use super::error::Diagnostic;
+use super::spec::{
+    Backoff, Command, Config, Expose, OnTimeout, Probe, ProbeKind, RestartPolicy, RunOnce, UnitSpec,
 };
+use super::yaml::{parse_bool, Node, Pos};
+use crate::http_target::HttpTarget;
 
 const TOP_KEYS: &[&str] = &[
     "services",
@@ -583,7 +584,7 @@ impl Reader {
             "http" => {
                 let n = f.get("http")?;
                 let url = self.string(n, "`ready_when.http`")?;
-                if let Err(e) = crate::supervisor::probe::HttpTarget::parse(&url) {
+                if let Err(e) = HttpTarget::parse(&url) {
                     self.error(n.pos(), format!("`ready_when.http`: {e}"));
                     return None;
                 }

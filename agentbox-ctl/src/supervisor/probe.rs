@@ -9,62 +9,10 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::config::{Probe, ProbeKind};
+pub use crate::http_target::HttpTarget;
 
 /// The first pause between probe attempts.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
-
-/// Where an `http:` probe connects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpTarget {
-    /// Host name or address.
-    pub host: String,
-    /// Port (80 by default).
-    pub port: u16,
-    /// Path and query, at least `/`.
-    pub path: String,
-}
-
-impl HttpTarget {
-    /// Parses `http://host[:port][/path]`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if url.starts_with("https://") {
-            return Err(
-                "https probes are not supported: probe the plain http port, or use `port:`".into(),
-            );
-        }
-        let Some(rest) = url.strip_prefix("http://") else {
-            return Err(format!("`{url}` is not an http:// URL"));
-        };
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        let path = if path.starts_with('?') {
-            format!("/{path}")
-        } else {
-            path.to_string()
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err(format!("`{url}` has no usable host"));
-        }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p
-                    .parse::<u16>()
-                    .map_err(|_| format!("`{url}` has an invalid port"))?;
-                (
-                    h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                    port,
-                )
-            }
-            _ => (authority.to_string(), 80),
-        };
-        if host.is_empty() || path.contains(['\r', '\n', ' ']) {
-            return Err(format!("`{url}` is not a valid URL"));
-        }
-        Ok(Self { host, port, path })
-    }
-}
 
 /// One probe attempt. `Ok(())` means ready.
 async fn attempt(kind: &ProbeKind, per_try: Duration) -> Result<(), String> {
@@ -186,29 +134,5 @@ pub async fn until_ready(probe: &Probe) {
             return;
         }
         tokio::time::sleep(probe.interval).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_targets_parse() {
-        let t = HttpTarget::parse("http://localhost:3000/health?x=1").expect("parse");
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("localhost", 3000, "/health?x=1")
-        );
-        let t = HttpTarget::parse("http://127.0.0.1").expect("parse");
-        assert_eq!((t.port, t.path.as_str()), (80, "/"));
-        let t = HttpTarget::parse("http://[::1]:8080/").expect("parse");
-        assert_eq!((t.host.as_str(), t.port), ("::1", 8080));
-        assert!(HttpTarget::parse("https://x")
-            .expect_err("https")
-            .contains("not supported"));
-        assert!(HttpTarget::parse("ftp://x").is_err());
-        assert!(HttpTarget::parse("http://x:99999/").is_err());
-        assert!(HttpTarget::parse("http://x/a b").is_err());
     }
 }
