@@ -28,7 +28,7 @@ fn fake() -> Fake {
 
 fn fake_keyed(key: &str) -> Fake {
     let mut child = Command::new(bin_path("daytona-fake"))
-        .args(["0", key])
+        .args(["--port", "0", "--api-key", key])
         .env("DAYTONA_FAKE_TRANSITION_MS", "100")
         .stdout(Stdio::piped())
         .spawn()

@@ -23,7 +23,7 @@ impl Drop for Fake {
 
 fn fake() -> Fake {
     let mut child = Command::new(bin_path("daytona-fake"))
-        .args(["0", "k"])
+        .args(["--port", "0", "--api-key", "k"])
         .env("DAYTONA_FAKE_TRANSITION_MS", "50")
         .stdout(Stdio::piped())
         .spawn()
@@ -234,4 +234,34 @@ fn the_fake_speaks_daytonas_shapes() {
         &[],
     );
     assert_eq!(missing["message"], "Sandbox with ID or name nope not found");
+}
+
+/// `daytona-fake --help` prints its usage and exits; it does not start serving.
+#[test]
+fn help_prints_usage_and_starts_nothing() {
+    let mut child = Command::new(bin_path("daytona-fake"))
+        .arg("--help")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("daytona-fake");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().expect("try_wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("daytona-fake --help did not exit within 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "exit: {:?}\n{stdout}", out.status);
+    assert!(stdout.contains("Usage:"), "{stdout}");
+    assert!(stdout.contains("--port"), "{stdout}");
+    // The help mentions the `listening on PORT` line; the fake serving would print it as a line.
+    assert!(
+        !stdout.lines().any(|l| l.starts_with("listening on")),
+        "{stdout}"
+    );
 }

@@ -35,7 +35,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// The fake, a started sandbox whose port 8788 is a real relay, and a Daytona client.
 fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
     let mut fake = Command::new(bin_path("daytona-fake"))
-        .args(["0", "test-key"])
+        .args(["--port", "0", "--api-key", "test-key"])
         .env("DAYTONA_FAKE_TRANSITION_MS", "50")
         .stdout(Stdio::piped())
         .spawn()

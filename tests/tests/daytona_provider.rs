@@ -168,7 +168,7 @@ fn a_daytona_box_from_login_to_destroy() {
     let base = agentbox_tests::docker_base_image();
     let data = tempfile::tempdir().expect("tempdir");
     let mut fake = Command::new(bin_path("daytona-fake"))
-        .args(["0", KEY])
+        .args(["--port", "0", "--api-key", KEY])
         .env("DAYTONA_FAKE_TRANSITION_MS", "100")
         .env("DAYTONA_FAKE_DATA", data.path())
         .stdout(Stdio::piped())

@@ -1,6 +1,6 @@
-//! `daytona-fake [PORT] [API_KEY]`: a fake of Daytona's sandbox API, following its real
-//! shapes (`/api/sandbox…`, `Sandbox` JSON in camelCase, `{path, timestamp, statusCode,
-//! error, message}` errors, 409 while a state change is in progress, 429 with
+//! `daytona-fake [--port PORT] [--api-key KEY]`: a fake of Daytona's sandbox API, following
+//! its real shapes (`/api/sandbox…`, `Sandbox` JSON in camelCase, `{path, timestamp,
+//! statusCode, error, message}` errors, 409 while a state change is in progress, 429 with
 //! `Retry-After`). State changes take `DAYTONA_FAKE_TRANSITION_MS` (default 150 ms).
 //!
 //! Test controls (not Daytona's): `POST /_fake/faults` with `{"rateLimitNext": N,
@@ -13,7 +13,7 @@
 //! The port in use is printed on stdout as `listening on PORT`. Volume files live under
 //! `DAYTONA_FAKE_DATA` (default: a directory in the system's temp dir). Volumes, snapshots and
 //! preview links are in [`resources`]; a sandbox's preview token changes on every start,
-//! as Daytona's does.
+//! as Daytona's does. The command line is [`Cli`]; its help says all of the above.
 
 mod preview;
 mod resources;
@@ -28,7 +28,46 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use clap::Parser;
 use serde_json::{json, Value};
+
+/// A fake of Daytona's sandbox API for the tests: Daytona's paths (`/api/sandbox…`,
+/// `/api/volumes…`, `/api/snapshots…`, the toolbox and the preview proxy), its JSON shapes,
+/// sandbox states and errors (409 while a state change is in progress, 429 with
+/// `Retry-After`). Serves plain HTTP on 127.0.0.1 and prints `listening on PORT` on stdout
+/// when it is ready.
+#[derive(Debug, Parser)]
+#[command(name = "daytona-fake", version, after_long_help = AFTER_HELP)]
+struct Cli {
+    /// The port to listen on, on 127.0.0.1; 0 picks a free one (printed on stdout).
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    port: u16,
+    /// The API key clients must send as `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY", default_value = "fake-key")]
+    api_key: String,
+}
+
+/// The environment and the test controls, at the end of `--help`.
+const AFTER_HELP: &str = "\
+Environment:
+  DAYTONA_FAKE_TRANSITION_MS  How long a state change (create, start, stop, delete,
+                              a snapshot's build) takes, in ms [default: 150]
+  DAYTONA_FAKE_DATA           The directory volume files live in [default: a directory
+                              in the system's temp dir]
+
+Test controls (not Daytona's API):
+  POST /_fake/faults {\"rateLimitNext\": N}     answer the next N calls 429 (Retry-After: 0)
+  POST /_fake/faults {\"slowCreateMs\": M}      hold creates M ms before answering (the
+                                              sandbox exists at once)
+  POST /_fake/faults {\"failNextSnapshot\": R}  the next snapshot ends build_failed, reason R
+  POST /_fake/faults {\"slowSnapshotMs\": M}    new snapshots stay building/pending M ms longer
+  POST /_fake/faults {\"gatewayTimeoutMs\": N}  the preview proxy answers 504 when an answer
+                                              has not begun after N ms (0: off)
+  POST /_fake/upstream {\"sandbox\": ID, \"port\": P, \"target\": \"127.0.0.1:Q\"}
+                                              serve sandbox ID's port P from 127.0.0.1:Q
+
+A sandbox created from a snapshot whose image is in the local Docker engine runs as
+container daytona-fake-<id>; otherwise a sandbox is only a record.";
 
 #[derive(Default)]
 struct Faults {
@@ -394,11 +433,17 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     StatusCode::NO_CONTENT
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::io::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let port: u16 = args.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-    let key = args.next().unwrap_or_else(|| "fake-key".to_string());
+fn main() -> std::io::Result<()> {
+    let cli = Cli::parse();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(cli))
+}
+
+/// Serves the fake on `cli.port` until the process is killed.
+async fn serve(cli: Cli) -> std::io::Result<()> {
+    let Cli { port, api_key: key } = cli;
     let transition = std::env::var("DAYTONA_FAKE_TRANSITION_MS")
         .ok()
         .and_then(|v| v.parse().ok())
