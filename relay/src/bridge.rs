@@ -1,35 +1,37 @@
-//! The bridge API on `AGENTBOX_BRIDGE_PORT`: what the host talks to.
+//! The bridge's own routes: what the host polls and posts, and what it does to the
+//! workspace.
 //!
-//! Every route is under `/v1/` and needs `Authorization: Bearer <bridge token>`, except
-//! `GET /healthz`, which reveals liveness and version only. Errors are JSON
-//! `{"error":{"code","message"}}` with a matching status.
+//! - `GET /v1/bridge/poll` (a held long-poll leasing box → host requests),
+//!   `POST /v1/bridge/progress`, `POST /v1/bridge/result`;
+//! - `GET /v1/blobs/{blake3}`: blobs the box left for the host (git bundles);
+//! - `POST /v1/seed/{upload id}`, `POST /v1/sync/{upload id}`: a verified upload checked
+//!   out as the workspace, or applied to it;
+//! - `POST /v1/workspace/digests`, `POST /v1/workspace/listing`: what the workspace holds.
+//!
+//! The token check and `/healthz` live in [`crate::routes`]; errors are [`ApiError`]s.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use agentbox_protocol::bridge::Health;
-use agentbox_protocol::error::ErrorBody;
 use agentbox_protocol::land::Cleanup;
 use agentbox_protocol::transfer::{is_blake3_hex, unpack};
-use agentbox_protocol::{ErrorCode, ErrorReply, PROTOCOL_VERSION};
+use agentbox_protocol::ErrorCode;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
+use crate::files::Uploads;
+use crate::http::{internal, ApiError};
 use crate::seed;
-use crate::token::Token;
 
-/// Shared by every request.
-pub struct AppState {
-    /// The bridge token.
-    pub token: Token,
+/// What the bridge routes serve from.
+pub struct BridgeState {
     /// The box workspace.
     pub workspace: PathBuf,
-    /// The cap on one upload.
+    /// The cap on one upload (a seed or sync archive unpacks within it).
     pub max_upload_bytes: u64,
     /// The box → host request journal.
     pub journal: Arc<crate::journal::Journal>,
@@ -39,81 +41,25 @@ pub struct AppState {
     pub blob_dir: PathBuf,
     /// Cancelled when the relay stops: held polls answer at once so shutdown is prompt.
     pub stop: tokio_util::sync::CancellationToken,
-    /// Uploads in progress (`/v1/uploads`).
-    pub uploads: Arc<crate::files::Uploads>,
-    /// Downloads of this run (`/v1/downloads`).
-    pub downloads: Arc<crate::files::Downloads>,
-    /// Terminal viewers (`/v1/terms`).
-    pub terms: Arc<crate::term::Terms>,
+    /// Uploads in progress: seeds and syncs arrive through them.
+    pub uploads: Arc<Uploads>,
 }
+
 /// The longest a poll is held (below Daytona's ~25 s idle cut).
 pub const MAX_POLL_WAIT_MS: u64 = 20_000;
 
-/// An error answer.
-#[derive(Debug)]
-pub struct ApiError(pub StatusCode, pub ErrorReply);
-
-impl ApiError {
-    /// An error with its status and code.
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self(status, ErrorReply::new(code, message))
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: self.1 })).into_response()
-    }
-}
-
-/// The router, with the token check on `/v1/`.
-pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/seed/{id}", axum::routing::post(apply_seed))
-        .route("/v1/sync/{id}", axum::routing::post(apply_sync))
-        .route("/v1/workspace/digests", axum::routing::post(digests))
-        .route("/v1/workspace/listing", axum::routing::post(listing))
+/// The bridge routes (the token check is the caller's).
+pub fn routes(state: Arc<BridgeState>) -> Router {
+    Router::new()
+        .route("/v1/seed/{id}", post(apply_seed))
+        .route("/v1/sync/{id}", post(apply_sync))
+        .route("/v1/workspace/digests", post(digests))
+        .route("/v1/workspace/listing", post(listing))
         .route("/v1/bridge/poll", get(poll))
         .route("/v1/blobs/{digest}", get(get_blob))
-        .route("/v1/bridge/progress", axum::routing::post(progress))
-        .route("/v1/bridge/result", axum::routing::post(result))
-        .merge(crate::files::routes())
-        .merge(crate::term::http::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .merge(v1)
+        .route("/v1/bridge/progress", post(progress))
+        .route("/v1/bridge/result", post(result))
         .with_state(state)
-}
-
-async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".into(),
-        program: "agentbox-relay".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        protocol_version: PROTOCOL_VERSION,
-    })
-}
-
-async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if state.token.matches(t) => next.run(request).await,
-        _ => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            "missing or wrong bridge token",
-        )
-        .into_response(),
-    }
 }
 
 /// `GET /v1/bridge/poll` query.
@@ -139,7 +85,7 @@ fn journal_error(e: &crate::journal::JournalError) -> ApiError {
 
 /// Held long-poll: answers as soon as something is deliverable, or empty after `wait_ms`.
 async fn poll(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     axum::extract::Query(q): axum::extract::Query<PollQuery>,
 ) -> Result<Json<agentbox_protocol::bridge::PollResponse>, ApiError> {
     let wait = std::time::Duration::from_millis(
@@ -177,7 +123,7 @@ async fn poll(
 }
 
 async fn progress(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     Json(p): Json<agentbox_protocol::bridge::ProgressPost>,
 ) -> Result<StatusCode, ApiError> {
     state
@@ -188,7 +134,7 @@ async fn progress(
 }
 
 async fn result(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     Json(r): Json<agentbox_protocol::bridge::ResultPost>,
 ) -> Result<Json<agentbox_protocol::bridge::ResultAck>, ApiError> {
     let recorded = state
@@ -204,7 +150,7 @@ async fn result(
 /// `GET /v1/blobs/{blake3}`: a blob the box left for the host, streamed. The host checks
 /// the digest itself; the name is only ever a digest.
 async fn get_blob(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     axum::extract::Path(digest): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
     if !is_blake3_hex(&digest) {
@@ -230,7 +176,7 @@ async fn get_blob(
 /// `POST /v1/seed/{upload id}`: a seed tar sent through the upload API, verified,
 /// extracted with the hardened extractor, then checked out.
 async fn apply_seed(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
     Json(req): Json<agentbox_protocol::files::UseUpload>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -241,7 +187,7 @@ async fn apply_seed(
             "the workspace is already seeded",
         ));
     }
-    let claimed = crate::files::claim_verified(&state, &id, &req.blake3, req.size).await?;
+    let claimed = crate::files::claim_verified(&state.uploads, &id, &req.blake3, req.size).await?;
     let staging = Cleanup(state.workspace.join(format!(".agentbox-seed-{id}")));
     std::fs::create_dir_all(&staging.0).map_err(internal)?;
     let workspace = state.workspace.clone();
@@ -263,7 +209,7 @@ const MAX_DIGEST_PATHS: usize = 100_000;
 
 /// `POST /v1/workspace/digests`: what the box has at the paths the host wants to sync.
 async fn digests(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     Json(req): Json<agentbox_protocol::sync::DigestsRequest>,
 ) -> Result<Json<agentbox_protocol::sync::DigestsResponse>, ApiError> {
     use agentbox_protocol::sync::{entry_digest, is_sync_path};
@@ -295,7 +241,7 @@ async fn digests(
 
 /// `POST /v1/workspace/listing`: what `agentbox download` may bring back.
 async fn listing(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     Json(req): Json<agentbox_protocol::sync::ListingRequest>,
 ) -> Result<Json<agentbox_protocol::sync::Listing>, ApiError> {
     let workspace = state.workspace.clone();
@@ -316,11 +262,11 @@ async fn listing(
 /// `POST /v1/sync/{upload id}`: a verified sync archive, applied with the box winning
 /// every conflict.
 async fn apply_sync(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<BridgeState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
     Json(req): Json<agentbox_protocol::files::UseUpload>,
 ) -> Result<Json<agentbox_protocol::sync::SyncReport>, ApiError> {
-    let claimed = crate::files::claim_verified(&state, &id, &req.blake3, req.size).await?;
+    let claimed = crate::files::claim_verified(&state.uploads, &id, &req.blake3, req.size).await?;
     let staging = Cleanup(state.workspace.join(format!(".agentbox-sync-{id}")));
     std::fs::create_dir_all(&staging.0).map_err(internal)?;
     let workspace = state.workspace.clone();
@@ -384,22 +330,4 @@ fn apply_archive(
         ),
         other => internal(other),
     })
-}
-
-/// `413` naming the cap.
-pub fn too_large(max: u64) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorCode::TooLarge,
-        format!("the upload exceeds the {max}-byte limit (AGENTBOX_MAX_UPLOAD_BYTES in the box)"),
-    )
-}
-
-/// `500` with the error's text.
-pub fn internal(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorCode::Internal,
-        e.to_string(),
-    )
 }

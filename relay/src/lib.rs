@@ -2,8 +2,12 @@
 //!
 //! - [`settings`]: the environment contract (ports, bind address, directories).
 //! - [`token`]: the bridge token (`bridge.token`, 256-bit, 0600), compared in constant time.
-//! - [`bridge`]: the HTTP API on `AGENTBOX_BRIDGE_PORT` that the host talks to: `GET
-//!   /healthz` (no token) and, behind the token, the bridge, seed and transfer routes.
+//! - [`routes`]: the HTTP API on `AGENTBOX_BRIDGE_PORT` that the host talks to, put
+//!   together: `GET /healthz` (no token) and, behind the token, each route family's
+//!   routes — [`bridge`], [`files`], [`term`].
+//! - [`http`]: the plumbing those families share: the error answer and the token check.
+//! - [`bridge`]: the bridge's own routes: the long-poll, progress and results of box → host
+//!   requests, blobs, seed, sync and workspace listings.
 //! - [`files`]: resumable, blake3-verified uploads and ranged downloads (`/v1/uploads`,
 //!   `/v1/downloads`), landed atomically with `docker cp` semantics.
 //! - [`seed`]: checks out an uploaded workspace seed; [`sync`]: applies a later sync
@@ -22,9 +26,11 @@ pub mod box_api;
 pub mod bridge;
 pub mod ctl_link;
 pub mod files;
+pub mod http;
 pub mod journal;
 pub mod outside;
 pub mod proxy;
+pub mod routes;
 pub mod seed;
 pub mod settings;
 pub mod sync;

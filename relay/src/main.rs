@@ -7,8 +7,9 @@ use std::sync::Arc;
 use agentbox_protocol::logging::LogFormat;
 use std::time::Duration;
 
-use agentbox_relay::bridge::{router, AppState};
+use agentbox_relay::bridge::BridgeState;
 use agentbox_relay::proxy::ProxyConfig;
+use agentbox_relay::routes::{router, ApiState};
 use agentbox_relay::Settings;
 use anyhow::Context;
 use clap::Parser;
@@ -158,20 +159,32 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let terms = Arc::new(agentbox_relay::term::Terms::new(
         settings.run_dir.clone(),
         settings.workspace.clone(),
+        stop.clone(),
     ));
-    let reaper = tokio::spawn(terms.clone().reap(stop.clone()));
-    let state = Arc::new(AppState {
-        terms,
-        uploads: Arc::new(agentbox_relay::files::Uploads::new(transfers.clone())),
-        downloads: Arc::new(agentbox_relay::files::Downloads::new(transfers)),
-        journal,
-        lease_ms: settings.lease_ms,
-        blob_dir: settings.run_dir.join("blobs"),
-        stop: stop.clone(),
+    let reaper = tokio::spawn(terms.clone().reap());
+    let uploads = Arc::new(agentbox_relay::files::Uploads::new(
+        transfers.clone(),
+        settings.workspace.clone(),
+        settings.max_upload_bytes,
+    ));
+    let state = ApiState {
         token,
-        workspace: settings.workspace.clone(),
-        max_upload_bytes: settings.max_upload_bytes,
-    });
+        bridge: Arc::new(BridgeState {
+            workspace: settings.workspace.clone(),
+            max_upload_bytes: settings.max_upload_bytes,
+            journal,
+            lease_ms: settings.lease_ms,
+            blob_dir: settings.run_dir.join("blobs"),
+            stop: stop.clone(),
+            uploads: uploads.clone(),
+        }),
+        uploads,
+        downloads: Arc::new(agentbox_relay::files::Downloads::new(
+            transfers,
+            settings.workspace.clone(),
+        )),
+        terms,
+    };
     let bridge_stop = stop.clone();
     let bridge = tokio::spawn(async move {
         axum::serve(bridge_listener, router(state))

@@ -19,7 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use tokio::sync::watch;
 
-use crate::bridge::{internal, ApiError, AppState};
+use super::paths::{box_path, checked_id};
+use crate::http::{internal, ApiError};
 
 /// The digest of a download: pending, known, or why it cannot be trusted.
 type Digest = Option<Result<String, String>>;
@@ -39,14 +40,17 @@ struct Entry {
 pub struct Downloads {
     dir: PathBuf,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The box workspace: a relative path is under it.
+    workspace: PathBuf,
 }
 
 impl Downloads {
-    /// Downloads staged in `dir` (which must exist).
-    pub fn new(dir: PathBuf) -> Self {
+    /// Downloads staged in `dir` (which must exist), of paths relative to `workspace`.
+    pub fn new(dir: PathBuf, workspace: PathBuf) -> Self {
         Self {
             dir,
             entries: Mutex::new(HashMap::new()),
+            workspace,
         }
     }
 
@@ -93,11 +97,11 @@ fn changed(path: &Path) -> ApiError {
 
 /// `POST /v1/downloads`.
 pub async fn start(
-    State(state): State<Arc<AppState>>,
+    State(downloads): State<Arc<Downloads>>,
     Json(req): Json<DownloadRequest>,
 ) -> Result<Json<DownloadInfo>, ApiError> {
     use std::os::unix::fs::PermissionsExt;
-    let (path, _) = super::box_path(&state.workspace, &req.path);
+    let (path, _) = box_path(&downloads.workspace, &req.path);
     let meta = std::fs::symlink_metadata(&path).map_err(|e| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -121,7 +125,6 @@ pub async fn start(
         )
     })?;
     let id = new_transfer_id().map_err(internal)?;
-    let downloads = Arc::clone(&state.downloads);
     let (tx, rx) = watch::channel::<Digest>(None);
     let mode = meta.permissions().mode() & 0o7777;
     let (kind, entry) = match req.files {
@@ -260,12 +263,12 @@ fn range_start(headers: &HeaderMap, size: u64) -> Result<u64, ApiError> {
 
 /// `GET /v1/downloads/{id}`, optionally from an offset.
 pub async fn fetch(
-    State(state): State<Arc<AppState>>,
+    State(downloads): State<Arc<Downloads>>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    super::checked_id(&id)?;
-    let (path, size, mtime, _) = state.downloads.get(&id)?;
+    checked_id(&id)?;
+    let (path, size, mtime, _) = downloads.get(&id)?;
     let from = range_start(&headers, size)?;
     if !unchanged(&path, size, mtime) {
         return Err(changed(&path));
@@ -290,11 +293,11 @@ pub async fn fetch(
 
 /// `GET /v1/downloads/{id}/digest`: waits for the hash.
 pub async fn digest(
-    State(state): State<Arc<AppState>>,
+    State(downloads): State<Arc<Downloads>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<DownloadDigest>, ApiError> {
-    super::checked_id(&id)?;
-    let (path, size, mtime, mut rx) = state.downloads.get(&id)?;
+    checked_id(&id)?;
+    let (path, size, mtime, mut rx) = downloads.get(&id)?;
     let digest = rx
         .wait_for(Option::is_some)
         .await
@@ -314,11 +317,11 @@ pub async fn digest(
 
 /// `DELETE /v1/downloads/{id}`.
 pub async fn finish(
-    State(state): State<Arc<AppState>>,
+    State(downloads): State<Arc<Downloads>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    super::checked_id(&id)?;
-    let entry = state.downloads.lock().remove(&id);
+    checked_id(&id)?;
+    let entry = downloads.lock().remove(&id);
     match entry {
         Some(e) => {
             if e.snapshot {

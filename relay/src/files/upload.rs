@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
 
-use crate::bridge::{internal, too_large, ApiError, AppState};
+use super::paths::{box_path, checked_id};
+use crate::http::{internal, ApiError};
 
 /// One upload the relay knows about in this run.
 #[derive(Default)]
@@ -31,18 +32,25 @@ struct Entry {
     hashed: Option<blake3::Hasher>,
 }
 
-/// The uploads in progress.
+/// The uploads in progress, where they land, and the cap on one.
 pub struct Uploads {
     dir: PathBuf,
     entries: Mutex<HashMap<String, Entry>>,
+    /// The box workspace: a relative landing path is under it.
+    workspace: PathBuf,
+    /// The cap on one upload.
+    max_upload_bytes: u64,
 }
 
 impl Uploads {
-    /// Uploads staged in `dir` (which must exist).
-    pub fn new(dir: PathBuf) -> Self {
+    /// Uploads staged in `dir` (which must exist), landing relative to `workspace`, at
+    /// most `max_upload_bytes` each.
+    pub fn new(dir: PathBuf, workspace: PathBuf, max_upload_bytes: u64) -> Self {
         Self {
             dir,
             entries: Mutex::new(HashMap::new()),
+            workspace,
+            max_upload_bytes,
         }
     }
 
@@ -63,6 +71,15 @@ impl Uploads {
             e.hashed = hashed;
         }
     }
+}
+
+/// `413` naming the cap.
+fn too_large(max: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::TooLarge,
+        format!("the upload exceeds the {max}-byte limit (AGENTBOX_MAX_UPLOAD_BYTES in the box)"),
+    )
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -94,11 +111,10 @@ fn wrong_offset(have: u64, message: String) -> Response {
 
 /// `GET /v1/uploads/{id}`.
 pub async fn status(
-    State(state): State<Arc<AppState>>,
+    State(uploads): State<Arc<Uploads>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Json<UploadStatus>, ApiError> {
-    super::checked_id(&id)?;
-    let uploads = &state.uploads;
+    checked_id(&id)?;
     let busy = uploads.lock().get(&id).is_some_and(|e| e.busy);
     let part = uploads.part(&id);
     if !busy && !part.exists() {
@@ -116,18 +132,17 @@ pub async fn status(
 
 /// `PUT /v1/uploads/{id}` with the offset and total size headers.
 pub async fn put(
-    State(state): State<Arc<AppState>>,
+    State(uploads): State<Arc<Uploads>>,
     UrlPath(id): UrlPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    super::checked_id(&id)?;
+    checked_id(&id)?;
     let offset = header_u64(&headers, OFFSET_HEADER)?;
     let size = header_u64(&headers, SIZE_HEADER)?;
-    if size > state.max_upload_bytes {
-        return Err(too_large(state.max_upload_bytes));
+    if size > uploads.max_upload_bytes {
+        return Err(too_large(uploads.max_upload_bytes));
     }
-    let uploads = Arc::clone(&state.uploads);
     let part_path = uploads.part(&id);
     let hashed = {
         let mut entries = uploads.lock();
@@ -227,11 +242,10 @@ pub async fn put(
 
 /// `DELETE /v1/uploads/{id}`.
 pub async fn abort(
-    State(state): State<Arc<AppState>>,
+    State(uploads): State<Arc<Uploads>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    super::checked_id(&id)?;
-    let uploads = &state.uploads;
+    checked_id(&id)?;
     let mut entries = uploads.lock();
     if entries.get(&id).is_some_and(|e| e.busy) {
         return Err(ApiError::new(
@@ -264,12 +278,12 @@ impl Drop for Claimed {
 /// Claims upload `id`, which must be complete at `size` bytes, and checks that its blake3
 /// is `blake3`. A mismatch removes it: the bytes cannot be trusted for anything.
 pub async fn claim_verified(
-    state: &AppState,
+    uploads: &Arc<Uploads>,
     id: &str,
     blake3: &str,
     size: u64,
 ) -> Result<Claimed, ApiError> {
-    super::checked_id(id)?;
+    checked_id(id)?;
     if !is_blake3_hex(blake3) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -277,7 +291,7 @@ pub async fn claim_verified(
             "blake3 must be 64 lowercase hex digits",
         ));
     }
-    let uploads = Arc::clone(&state.uploads);
+    let uploads = Arc::clone(uploads);
     let part = uploads.part(id);
     let hashed = {
         let mut entries = uploads.lock();
@@ -329,13 +343,13 @@ pub async fn claim_verified(
 
 /// `POST /v1/uploads/{id}/land`: the digest must match before anything is written.
 pub async fn land(
-    State(state): State<Arc<AppState>>,
+    State(uploads): State<Arc<Uploads>>,
     UrlPath(id): UrlPath<String>,
     Json(req): Json<LandRequest>,
 ) -> Result<Json<Landed>, ApiError> {
-    let claimed = claim_verified(&state, &id, &req.blake3, req.size).await?;
-    let workspace = state.workspace.clone();
-    let max = state.max_upload_bytes;
+    let claimed = claim_verified(&uploads, &id, &req.blake3, req.size).await?;
+    let workspace = uploads.workspace.clone();
+    let max = uploads.max_upload_bytes;
     let landed = tokio::task::spawn_blocking(move || {
         land_verified(&claimed.part, &id, &req, &workspace, max)
     })
@@ -357,7 +371,7 @@ fn land_verified(
     workspace: &Path,
     max: u64,
 ) -> Result<Landed, ApiError> {
-    let (dest, slash) = super::box_path(workspace, &req.dest);
+    let (dest, slash) = box_path(workspace, &req.dest);
     match req.kind {
         TransferKind::File => {
             let name = req

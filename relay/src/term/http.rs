@@ -11,60 +11,42 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 
-use super::log::Read;
-use super::viewer::{InputError, ViewerGuard};
-use crate::bridge::{ApiError, AppState};
+use super::output::{next_output, offset_error, OffsetQuery, Step};
+use super::registry::Terms;
+use super::viewer::InputError;
+use crate::http::{internal, ApiError};
 
-/// Most output bytes in one body chunk or WebSocket message.
-pub const CHUNK: usize = 64 << 10;
-
-/// The `/v1/terms` routes (the token check is the caller's).
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/terms", post(open).get(list))
-        .route("/v1/terms/{id}", get(info).delete(close))
-        .route("/v1/terms/{id}/input", post(input))
-        .route("/v1/terms/{id}/resize", post(resize))
-        .route("/v1/terms/{id}/output", get(output))
-        .route("/v1/terms/{id}/ws", get(super::ws::upgrade))
-}
-
-/// `?offset=N` of the output and input routes.
-#[derive(Debug, serde::Deserialize)]
-pub struct OffsetQuery {
-    /// The byte offset.
-    #[serde(default)]
-    pub offset: u64,
-}
-
-async fn open(
-    State(state): State<Arc<AppState>>,
+/// `POST /v1/terms`: opens a viewer.
+pub(super) async fn open(
+    State(terms): State<Arc<Terms>>,
     Json(open): Json<TermOpen>,
 ) -> Result<(StatusCode, Json<TermInfo>), ApiError> {
-    let term = state.terms.open(open).await?;
+    let term = terms.open(open).await?;
     tracing::info!(term = %term.spec.id, session = %term.spec.session, read_only = term.spec.read_only, "term opened");
     Ok((StatusCode::CREATED, Json(term.info())))
 }
 
-async fn list(State(state): State<Arc<AppState>>) -> Json<Vec<TermInfo>> {
-    Json(state.terms.list())
+/// `GET /v1/terms`.
+pub(super) async fn list(State(terms): State<Arc<Terms>>) -> Json<Vec<TermInfo>> {
+    Json(terms.list())
 }
 
-async fn info(
-    State(state): State<Arc<AppState>>,
+/// `GET /v1/terms/{id}`.
+pub(super) async fn info(
+    State(terms): State<Arc<Terms>>,
     Path(id): Path<String>,
 ) -> Result<Json<TermInfo>, ApiError> {
-    Ok(Json(state.terms.get(&id)?.info()))
+    Ok(Json(terms.get(&id)?.info()))
 }
 
-async fn close(
-    State(state): State<Arc<AppState>>,
+/// `DELETE /v1/terms/{id}`: ends the term.
+pub(super) async fn close(
+    State(terms): State<Arc<Terms>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.terms.close(&id)?;
+    terms.close(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -84,13 +66,14 @@ pub fn input_error(e: &InputError) -> ApiError {
     }
 }
 
-async fn input(
-    State(state): State<Arc<AppState>>,
+/// `POST /v1/terms/{id}/input?offset=N`: keys, numbered by byte offset.
+pub(super) async fn input(
+    State(terms): State<Arc<Terms>>,
     Path(id): Path<String>,
     Query(q): Query<OffsetQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let term = state.terms.get(&id)?;
+    let term = terms.get(&id)?;
     match term.input(q.offset, &body) {
         Ok(next) => {
             Ok(([(OFFSET_HEADER, next.to_string())], StatusCode::NO_CONTENT).into_response())
@@ -107,12 +90,13 @@ async fn input(
     }
 }
 
-async fn resize(
-    State(state): State<Arc<AppState>>,
+/// `POST /v1/terms/{id}/resize`.
+pub(super) async fn resize(
+    State(terms): State<Arc<Terms>>,
     Path(id): Path<String>,
     Json(size): Json<TermSize>,
 ) -> Result<StatusCode, ApiError> {
-    let term = state.terms.get(&id)?;
+    let term = terms.get(&id)?;
     if !size.is_valid() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -123,80 +107,21 @@ async fn resize(
             ),
         ));
     }
-    term.resize(size).map_err(crate::bridge::internal)?;
+    term.resize(size).map_err(internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The answer for an offset the term cannot serve.
-pub fn offset_error(read: &Read) -> ApiError {
-    match read {
-        Read::Gone(held) => ApiError::new(
-            StatusCode::GONE,
-            ErrorCode::NotFound,
-            format!("output before offset {held} is no longer held: attach again"),
-        ),
-        Read::Ahead(produced) => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::BadRequest,
-            format!("offset is past the end of the output ({produced})"),
-        ),
-        _ => crate::bridge::internal("unexpected read state"),
-    }
-}
-
-/// What a stream step found.
-pub enum Step {
-    /// Bytes to send.
-    Bytes(Vec<u8>),
-    /// The term ended after the last byte.
-    Ended(agentbox_protocol::term::TermEnd),
-    /// A newer connection took over, the offset fell out, or nothing came for `idle`.
-    Stop,
-}
-
-/// Waits for the next output from `offset`, up to `idle` (forever when `None`).
-pub async fn next_output(
-    guard: &ViewerGuard,
-    rx: &mut tokio::sync::watch::Receiver<u64>,
-    offset: u64,
-    idle: Option<Duration>,
-) -> Step {
-    let deadline = idle.map(|d| tokio::time::Instant::now() + d);
-    loop {
-        if guard.superseded() {
-            return Step::Stop;
-        }
-        rx.borrow_and_update();
-        match guard.term().log.read(offset, CHUNK) {
-            Read::Bytes(b) => return Step::Bytes(b),
-            Read::Ended(reason) => return Step::Ended(reason),
-            Read::Gone(_) | Read::Ahead(_) => return Step::Stop,
-            Read::Pending => {}
-        }
-        // Wake at least every second to notice a newer connection.
-        let tick = tokio::time::Instant::now() + Duration::from_secs(1);
-        let until = deadline.map_or(tick, |d| d.min(tick));
-        tokio::select! {
-            changed = rx.changed() => if changed.is_err() { return Step::Stop },
-            () = tokio::time::sleep_until(until) => {
-                if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
-                    return Step::Stop;
-                }
-            }
-        }
-    }
-}
-
-async fn output(
-    State(state): State<Arc<AppState>>,
+/// `GET /v1/terms/{id}/output?offset=N`: the output as a streamed body.
+pub(super) async fn output(
+    State(terms): State<Arc<Terms>>,
     Path(id): Path<String>,
     Query(q): Query<OffsetQuery>,
 ) -> Result<Response, ApiError> {
-    let term = state.terms.get(&id)?;
+    let term = terms.get(&id)?;
     term.log.check(q.offset).map_err(|r| offset_error(&r))?;
     let guard = term.connect();
     let rx = term.log.subscribe();
-    let stop = state.stop.clone();
+    let stop = terms.shutdown().clone();
     let idle = Duration::from_millis(STREAM_IDLE_MS);
     let body =
         futures_util::stream::unfold((guard, rx, q.offset), move |(guard, mut rx, offset)| {

@@ -2,261 +2,40 @@
 //! attach` and `agentbox shell`, over WebSocket or HTTP streaming (see
 //! [`agentbox_protocol::term`] for the wire contract).
 //!
-//! - [`log`]: a term's output numbered by byte offset, bounded, with backpressure.
+//! - [`registry`]: [`Terms`], every term of this relay run: it opens terms (checking the
+//!   session, or starting a shell session through the ctl daemon), and its reaper ends a
+//!   term whose viewer has been gone longer than its keep window, then forgets it.
 //! - [`viewer`]: a term — `tmux attach` in a PTY, its reader and writer threads.
-//! - [`ws`] and [`http`]: the two transports over the same term.
-//!
-//! [`Terms`] is the registry: it opens terms (checking the session, or starting a shell
-//! session through the ctl daemon), and its reaper ends a term whose viewer has been gone
-//! longer than its keep window, then forgets it.
+//! - [`log`]: a term's output numbered by byte offset, bounded, with backpressure.
+//! - [`output`]: reading that output from an offset, for both transports.
+//! - [`http`]: `POST`/`GET /v1/terms`, `GET`/`DELETE /v1/terms/{id}`,
+//!   `POST /v1/terms/{id}/input`, `POST /v1/terms/{id}/resize`,
+//!   `GET /v1/terms/{id}/output` (output as a streamed body).
+//! - [`ws`]: `GET /v1/terms/{id}/ws`, the same term over one WebSocket.
 
 pub mod http;
 pub mod log;
+pub mod output;
+pub mod registry;
 pub mod viewer;
 pub mod ws;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use agentbox_protocol::ctl::{CtlRequest, CtlResponse, SessionSpec};
-use agentbox_protocol::term::{
-    is_term_id, new_term_id, valid_session_name, valid_term_name, TermEnd, TermInfo, TermOpen,
-    DEFAULT_KEEP_MS, MAX_KEEP_MS,
-};
-use agentbox_protocol::ErrorCode;
-use axum::http::StatusCode;
-use tokio_util::sync::CancellationToken;
+use axum::routing::{get, post};
+use axum::Router;
 
-use crate::bridge::ApiError;
+pub use registry::{Terms, MAX_TERMS};
 pub use viewer::Term;
 
-/// Terms open at once, over every viewer.
-pub const MAX_TERMS: usize = 32;
-/// How long an ended term stays readable for a viewer that was cut just before the end.
-const ENDED_LINGER: Duration = Duration::from_secs(60);
-
-/// Every term of this relay run.
-pub struct Terms {
-    map: Mutex<HashMap<String, Arc<Term>>>,
-    run_dir: PathBuf,
-    workspace: PathBuf,
-}
-
-impl Terms {
-    /// A registry for the tmux server under `run_dir` (`tmux.sock`, as `agentbox-ctl`
-    /// runs it); shells start in `workspace`.
-    pub fn new(run_dir: PathBuf, workspace: PathBuf) -> Self {
-        Self {
-            map: Mutex::new(HashMap::new()),
-            run_dir,
-            workspace,
-        }
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Term>>> {
-        self.map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn tmux_socket(&self) -> PathBuf {
-        self.run_dir.join("tmux.sock")
-    }
-
-    /// The term `id`, or a `404` a viewer knows to re-attach after.
-    pub fn get(&self, id: &str) -> Result<Arc<Term>, ApiError> {
-        let found = is_term_id(id)
-            .then(|| self.map().get(id).cloned())
-            .flatten();
-        let term = found.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("no term `{id}` (it ended, or the relay restarted)"),
-            )
-        })?;
-        term.touch();
-        Ok(term)
-    }
-
-    /// Every term.
-    pub fn list(&self) -> Vec<TermInfo> {
-        let mut all: Vec<TermInfo> = self.map().values().map(|t| t.info()).collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all
-    }
-
-    /// Opens a viewer as `open` asks.
-    pub async fn open(&self, open: TermOpen) -> Result<Arc<Term>, ApiError> {
-        let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m);
-        if !open.size.is_valid() {
-            return Err(bad(format!(
-                "terminal size {}x{} is out of range (1-1000 each)",
-                open.size.cols, open.size.rows
-            )));
-        }
-        let term_name = open.term.unwrap_or_else(|| "xterm-256color".into());
-        if !valid_term_name(&term_name) {
-            return Err(bad("TERM must be 1-64 of letters, digits, `._+-`".into()));
-        }
-        if let Some(s) = open.session.as_deref().filter(|s| !valid_session_name(s)) {
-            return Err(bad(format!(
-                "`{s}` is not a session name (1-64 of letters, digits, `_`, `-`)"
-            )));
-        }
-        let keep_ms = open.keep_ms.unwrap_or(DEFAULT_KEEP_MS);
-        if keep_ms > MAX_KEEP_MS {
-            return Err(bad(format!(
-                "keep_ms {keep_ms} is over the limit of {MAX_KEEP_MS}"
-            )));
-        }
-        if self.map().len() >= MAX_TERMS {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::BadRequest,
-                format!("{MAX_TERMS} terminals are open in this box already"),
-            ));
-        }
-        let session = if open.shell {
-            self.start_shell(open.session).await?
-        } else {
-            self.pick_session(open.session).await?
-        };
-        let id = new_term_id().map_err(crate::bridge::internal)?;
-        let spec = viewer::Spec {
-            id: id.clone(),
-            session,
-            size: open.size,
-            term: term_name,
-            read_only: open.read_only,
-            keep: Duration::from_millis(keep_ms),
-        };
-        let term = Term::start(spec, &self.tmux_socket(), &self.workspace)
-            .map_err(|e| crate::bridge::internal(format!("cannot start tmux attach: {e}")))?;
-        self.map().insert(id, term.clone());
-        Ok(term)
-    }
-
-    /// The session to view: the one named (it must exist), or the only one.
-    async fn pick_session(&self, wanted: Option<String>) -> Result<String, ApiError> {
-        let sessions = self.sessions().await;
-        let names = || {
-            if sessions.is_empty() {
-                "the box has no session".to_string()
-            } else {
-                format!("sessions: {}", sessions.join(", "))
-            }
-        };
-        match wanted {
-            Some(s) if sessions.contains(&s) => Ok(s),
-            Some(s) => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("no session named `{s}` ({})", names()),
-            )),
-            None if sessions.len() == 1 => Ok(sessions[0].clone()),
-            None => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                format!("name the session to attach to ({})", names()),
-            )),
-        }
-    }
-
-    /// Session names on the box's tmux server (none when it is not running).
-    async fn sessions(&self) -> Vec<String> {
-        let out = tokio::process::Command::new("tmux")
-            .arg("-S")
-            .arg(self.tmux_socket())
-            .args(["list-sessions", "-F", "#{session_name}"])
-            .output()
-            .await;
-        match out {
-            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .map(str::to_string)
-                .collect(),
-            _ => Vec::new(),
-        }
-    }
-
-    /// Starts a login shell in a new session through the ctl daemon.
-    async fn start_shell(&self, name: Option<String>) -> Result<String, ApiError> {
-        let name = match name {
-            Some(n) => n,
-            None => {
-                let taken = self.sessions().await;
-                (1..=MAX_TERMS + 1)
-                    .map(|i| format!("shell-{i}"))
-                    .find(|n| !taken.contains(n))
-                    .unwrap_or_else(|| "shell".into())
-            }
-        };
-        let shell = std::env::var("SHELL")
-            .ok()
-            .filter(|s| s.starts_with('/'))
-            .unwrap_or_else(|| "/bin/bash".into());
-        let spec = SessionSpec {
-            name: name.clone(),
-            cwd: None,
-            argv: vec![shell, "-l".into()],
-            env: Vec::new(),
-            ends_with_command: true,
-            agent: None,
-        };
-        match crate::ctl_link::call(&self.run_dir, CtlRequest::SessionStart(spec)).await {
-            Ok(CtlResponse::Sessions(_)) => Ok(name),
-            Ok(CtlResponse::Error(e)) => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                e.code,
-                format!("cannot start a shell session: {}", e.message),
-            )),
-            Ok(other) => Err(crate::bridge::internal(format!(
-                "the box supervisor answered {other:?} to a session start"
-            ))),
-            Err(e) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Internal,
-                format!("cannot reach the box supervisor to start a shell: {e}"),
-            )),
-        }
-    }
-
-    /// Ends and forgets term `id`.
-    pub fn close(&self, id: &str) -> Result<(), ApiError> {
-        let term = self.get(id)?;
-        term.stop(TermEnd::Closed);
-        self.map().remove(id);
-        Ok(())
-    }
-
-    /// Ends terms whose viewer stayed away past their keep window, and forgets ended
-    /// ones nobody reads, every second until `stop`; then ends them all.
-    pub async fn reap(self: Arc<Self>, stop: CancellationToken) {
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            let mut map = self.map();
-            map.retain(|_, term| {
-                if term.has_viewer() {
-                    return true;
-                }
-                let ended = term.log.summary().3.is_some();
-                if ended {
-                    return term.idle_for() < ENDED_LINGER;
-                }
-                if term.idle_for() > term.spec.keep {
-                    term.stop(TermEnd::Expired);
-                }
-                true
-            });
-        }
-        for term in self.map().drain().map(|(_, t)| t) {
-            term.stop(TermEnd::Closed);
-        }
-    }
+/// The `/v1/terms` routes (the token check is the caller's).
+pub fn routes(terms: Arc<Terms>) -> Router {
+    Router::new()
+        .route("/v1/terms", post(http::open).get(http::list))
+        .route("/v1/terms/{id}", get(http::info).delete(http::close))
+        .route("/v1/terms/{id}/input", post(http::input))
+        .route("/v1/terms/{id}/resize", post(http::resize))
+        .route("/v1/terms/{id}/output", get(http::output))
+        .route("/v1/terms/{id}/ws", get(ws::upgrade))
+        .with_state(terms)
 }

@@ -10,23 +10,24 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 
-use super::http::{next_output, offset_error, OffsetQuery, Step};
+use super::output::{next_output, offset_error, OffsetQuery, Step};
+use super::registry::Terms;
 use super::viewer::{InputError, ViewerGuard};
-use crate::bridge::{ApiError, AppState};
+use crate::http::ApiError;
 
 /// A ping this often keeps proxies from cutting a quiet connection.
 const PING_EVERY: Duration = Duration::from_secs(15);
 
 /// `GET /v1/terms/{id}/ws?offset=N`.
 pub async fn upgrade(
-    State(state): State<Arc<AppState>>,
+    State(terms): State<Arc<Terms>>,
     Path(id): Path<String>,
     Query(q): Query<OffsetQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let term = state.terms.get(&id)?;
+    let term = terms.get(&id)?;
     term.log.check(q.offset).map_err(|r| offset_error(&r))?;
-    let stop = state.stop.clone();
+    let stop = terms.shutdown().clone();
     Ok(ws.on_upgrade(move |socket| async move {
         let guard = term.connect();
         tokio::select! {

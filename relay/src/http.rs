@@ -1,0 +1,67 @@
+//! The HTTP plumbing every route family of the bridge API shares: the error answer
+//! ([`ApiError`], JSON `{"error":{"code","message"}}` with a matching status) and the
+//! bridge-token check ([`require_token`]).
+//!
+//! It uses no route family: [`crate::bridge`], [`crate::files`] and [`crate::term`] use
+//! it, and [`crate::routes`] puts them together behind the token check.
+
+use std::sync::Arc;
+
+use agentbox_protocol::error::ErrorBody;
+use agentbox_protocol::{ErrorCode, ErrorReply};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::token::Token;
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub ErrorReply);
+
+impl ApiError {
+    /// An error with its status and code.
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(status, ErrorReply::new(code, message))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+/// `500` with the error's text.
+pub fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::Internal,
+        e.to_string(),
+    )
+}
+
+/// Middleware: the request goes on only with `Authorization: Bearer <bridge token>`;
+/// anything else is answered `401`.
+pub async fn require_token(
+    State(token): State<Arc<Token>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(t) if token.matches(t) => next.run(request).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing or wrong bridge token",
+        )
+        .into_response(),
+    }
+}
