@@ -57,7 +57,7 @@ impl HttpTarget {
 
 #[cfg(test)]
 mod tests {
-    use super::HttpTarget;
+    use super::*;
 
     #[test]
     fn http_targets_parse() {

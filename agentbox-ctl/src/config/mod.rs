@@ -5,9 +5,16 @@
 //! backoff, autostart, expose, env, cwd, run_once) with two changes: several services may
 //! be exposed (one may be `default: true`), and every error carries its position.
 //! Unknown keys are warnings, for configs written for newer versions.
+//!
+//! - [`yaml`]: the YAML tree with positions; `reader`: typed values read out of it with
+//!   every error collected; `schema`: the rules that turn it into a [`Config`];
+//!   `graph`: the `needs` references and cycles checked.
+//! - `spec`: the types a config is made of ([`UnitSpec`], [`Probe`], …); `error`:
+//!   [`Diagnostic`] and [`ConfigError`].
 
 mod error;
 mod graph;
+mod reader;
 mod schema;
 mod spec;
 pub mod yaml;

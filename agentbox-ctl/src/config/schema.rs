@@ -9,6 +9,7 @@ use std::time::Duration;
 use agentbox_protocol::ctl::UnitKind;
 
 use super::error::Diagnostic;
+use super::reader::Reader;
 use super::spec::{
     Backoff, Command, Config, Expose, OnTimeout, Probe, ProbeKind, RestartPolicy, RunOnce, UnitSpec,
 };
@@ -70,13 +71,13 @@ const EXPOSE_KEYS: &[&str] = &["port", "as", "default"];
 
 /// Reads the document; returns the config (valid only when the error list is empty).
 pub(super) fn read(root: Option<&Node>) -> (Config, Vec<Diagnostic>) {
-    let mut r = Reader::default();
+    let mut schema = Schema::default();
     let mut config = Config::default();
     if let Some(root) = root.filter(|n| !n.is_null()) {
-        if let Some(top) = r.fields(root, TOP_KEYS, "the top level") {
+        if let Some(top) = schema.r.fields(root, TOP_KEYS, "the top level") {
             for key in ["ide", "defaults"] {
                 if let Some(node) = top.get(key) {
-                    r.expect_map(node, key);
+                    schema.r.expect_map(node, key);
                 }
             }
             let mut names: HashSet<String> = HashSet::new();
@@ -84,212 +85,57 @@ pub(super) fn read(root: Option<&Node>) -> (Config, Vec<Diagnostic>) {
                 let Some(node) = top.get(section).filter(|n| !n.is_null()) else {
                     continue;
                 };
-                let Some(entries) = r.entries(node, section) else {
+                let Some(entries) = schema.r.entries(node, section) else {
                     continue;
                 };
                 for (key, value) in entries {
-                    let Some(name) = r.unit_name(key) else {
+                    let Some(name) = schema.unit_name(key) else {
                         continue;
                     };
                     if !names.insert(name.clone()) {
-                        r.error(key.pos(), format!("`{name}` is defined twice (tasks and services share one namespace)"));
+                        schema.r.error(key.pos(), format!("`{name}` is defined twice (tasks and services share one namespace)"));
                         continue;
                     }
-                    if let Some(unit) = r.unit(&name, kind, value) {
+                    if let Some(unit) = schema.unit(&name, kind, value) {
                         config.units.push(unit);
                     }
                 }
             }
-            r.settle_default_exposure(&mut config.units);
+            schema.settle_default_exposure(&mut config.units);
         }
     }
-    config.warnings = r.warnings;
-    (config, r.errors)
+    config.warnings = schema.r.warnings;
+    (config, schema.r.errors)
 }
 
-/// The keys of one mapping, checked.
-struct Fields<'a> {
-    entries: Vec<(&'a str, &'a Node)>,
-    pos: Pos,
-}
-
-impl<'a> Fields<'a> {
-    fn get(&self, key: &str) -> Option<&'a Node> {
-        self.entries
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
-    }
-}
-
+/// The reader of `agentbox.yaml`: a [`Reader`] and what the rules remember across units.
 #[derive(Default)]
-struct Reader {
-    errors: Vec<Diagnostic>,
-    warnings: Vec<String>,
+struct Schema {
+    r: Reader,
     /// Position of the first service marked `default: true`.
     explicit_default: Option<Pos>,
 }
 
-impl Reader {
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.errors.push(Diagnostic {
-            pos,
-            message: message.into(),
-        });
-    }
-
-    fn warn(&mut self, pos: Pos, message: impl std::fmt::Display) {
-        self.warnings
-            .push(format!("{}:{}: warning: {message}", pos.line, pos.col));
-    }
-
-    fn expect_map(&mut self, node: &Node, what: &str) -> bool {
-        if matches!(node, Node::Map { .. }) {
-            true
-        } else {
-            self.error(
-                node.pos(),
-                format!("{what} must be a mapping, found {}", node.describe()),
-            );
-            false
-        }
-    }
-
-    fn entries<'a>(&mut self, node: &'a Node, what: &str) -> Option<&'a [(Node, Node)]> {
-        match node {
-            Node::Map { entries, .. } => Some(entries),
-            other => {
-                self.error(
-                    other.pos(),
-                    format!("{what} must be a mapping, found {}", other.describe()),
-                );
-                None
-            }
-        }
-    }
-
-    /// A mapping whose keys must be strings, unique, and (else a warning) in `allowed`.
-    fn fields<'a>(&mut self, node: &'a Node, allowed: &[&str], what: &str) -> Option<Fields<'a>> {
-        let entries = self.entries(node, what)?;
-        let mut out: Vec<(&'a str, &'a Node)> = Vec::new();
-        for (key, value) in entries {
-            let Node::Scalar { value: k, .. } = key else {
-                self.error(key.pos(), format!("keys in {what} must be strings"));
-                continue;
-            };
-            if out.iter().any(|(seen, _)| seen == k) {
-                self.error(key.pos(), format!("duplicate key `{k}` in {what}"));
-                continue;
-            }
-            if !allowed.contains(&k.as_str()) {
-                self.warn(key.pos(), format!("unknown key `{k}` in {what} (ignored)"));
-                continue;
-            }
-            out.push((k.as_str(), value));
-        }
-        Some(Fields {
-            entries: out,
-            pos: node.pos(),
-        })
-    }
-
+impl Schema {
     fn unit_name(&mut self, key: &Node) -> Option<String> {
         match key {
             Node::Scalar { value, .. } if value.starts_with("agentbox-") => {
-                self.error(key.pos(), format!("`{value}`: names starting with `agentbox-` are reserved for agentbox's own units"));
+                self.r.error(key.pos(), format!("`{value}`: names starting with `agentbox-` are reserved for agentbox's own units"));
                 None
             }
             Node::Scalar { value, .. } if is_name(value) => Some(value.clone()),
             Node::Scalar { value, .. } => {
-                self.error(
+                self.r.error(
                     key.pos(),
                     format!("invalid unit name `{value}`: use letters, digits, `_` and `-`"),
                 );
                 None
             }
             other => {
-                self.error(other.pos(), "unit names must be strings");
+                self.r.error(other.pos(), "unit names must be strings");
                 None
             }
         }
-    }
-
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        match node {
-            Node::Scalar { value, .. } if !node.is_null() => Some(value.clone()),
-            other => {
-                self.error(
-                    other.pos(),
-                    format!("{what} must be a string, found {}", other.describe()),
-                );
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match node {
-            Node::Scalar {
-                value,
-                quoted: false,
-                ..
-            } if parse_bool(value).is_some() => parse_bool(value),
-            other => {
-                self.error(
-                    other.pos(),
-                    format!("{what} must be true or false, found {}", other.describe()),
-                );
-                None
-            }
-        }
-    }
-
-    fn number(&mut self, node: &Node, what: &str) -> Option<f64> {
-        match node {
-            Node::Scalar {
-                value,
-                quoted: false,
-                ..
-            } => match value.parse::<f64>() {
-                Ok(n) if n.is_finite() => Some(n),
-                _ => {
-                    self.error(
-                        node.pos(),
-                        format!("{what} must be a number, found `{value}`"),
-                    );
-                    None
-                }
-            },
-            other => {
-                self.error(
-                    other.pos(),
-                    format!("{what} must be a number, found {}", other.describe()),
-                );
-                None
-            }
-        }
-    }
-
-    /// An integer in `min..=max` (floats are floored, as the original did).
-    fn integer(&mut self, node: &Node, what: &str, min: u64, max: u64) -> Option<u64> {
-        let n = self.number(node, what)?.floor();
-        if n < min as f64 || n > max as f64 {
-            self.error(
-                node.pos(),
-                format!("{what} must be between {min} and {max}, found {n}"),
-            );
-            return None;
-        }
-        Some(n as u64)
-    }
-
-    fn millis(&mut self, node: &Node, what: &str, min: u64) -> Option<Duration> {
-        self.integer(node, what, min, u64::from(u32::MAX))
-            .map(Duration::from_millis)
-    }
-
-    fn port(&mut self, node: &Node, what: &str) -> Option<u16> {
-        self.integer(node, what, 1, 65535).map(|p| p as u16)
     }
 
     fn command(&mut self, node: &Node, what: &str) -> Option<Command> {
@@ -298,11 +144,14 @@ impl Reader {
                 Some(Command::Shell(value.clone()))
             }
             Node::Seq { items, .. } if !items.is_empty() => {
-                let argv: Vec<String> = items.iter().filter_map(|i| self.string(i, what)).collect();
+                let argv: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| self.r.string(i, what))
+                    .collect();
                 (argv.len() == items.len()).then_some(Command::Argv(argv))
             }
             other => {
-                self.error(
+                self.r.error(
                     other.pos(),
                     format!(
                         "{what} must be a non-empty string or list, found {}",
@@ -316,15 +165,15 @@ impl Reader {
 
     fn env(&mut self, node: &Node, what: &str) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
-        let Some(entries) = self.entries(node, what) else {
+        let Some(entries) = self.r.entries(node, what) else {
             return env;
         };
         for (key, value) in entries {
-            let Some(name) = self.string(key, "an environment variable name") else {
+            let Some(name) = self.r.string(key, "an environment variable name") else {
                 continue;
             };
             if name.is_empty() || name.contains('=') || name.contains('\0') {
-                self.error(
+                self.r.error(
                     key.pos(),
                     format!("invalid environment variable name `{name}`"),
                 );
@@ -333,12 +182,13 @@ impl Reader {
             match value {
                 Node::Scalar { value: v, .. } if !value.is_null() => {
                     if v.contains('\0') {
-                        self.error(value.pos(), format!("`{name}` contains a NUL byte"));
+                        self.r
+                            .error(value.pos(), format!("`{name}` contains a NUL byte"));
                     } else {
                         env.insert(name, v.clone());
                     }
                 }
-                other => self.error(
+                other => self.r.error(
                     other.pos(),
                     format!(
                         "`{name}` in {what} must be a string, number or boolean, found {}",
@@ -355,7 +205,7 @@ impl Reader {
             Node::Seq { items, .. } => items.iter().collect(),
             n if n.is_null() => Vec::new(),
             other => {
-                self.error(
+                self.r.error(
                     other.pos(),
                     format!("`needs` of `{unit}` must be a list of unit names"),
                 );
@@ -364,13 +214,15 @@ impl Reader {
         };
         let mut needs: Vec<String> = Vec::new();
         for item in items {
-            let Some(name) = self.string(item, "a `needs` entry") else {
+            let Some(name) = self.r.string(item, "a `needs` entry") else {
                 continue;
             };
             if !is_name(&name) {
-                self.error(item.pos(), format!("invalid unit name `{name}` in `needs`"));
+                self.r
+                    .error(item.pos(), format!("invalid unit name `{name}` in `needs`"));
             } else if name == unit {
-                self.error(item.pos(), format!("`{unit}` cannot need itself"));
+                self.r
+                    .error(item.pos(), format!("`{unit}` cannot need itself"));
             } else if !needs.contains(&name) {
                 needs.push(name);
             }
@@ -389,7 +241,7 @@ impl Reader {
                 for (k, _) in entries {
                     if let Node::Scalar { value, .. } = k {
                         if SERVICE_ONLY_KEYS.contains(&value.as_str()) {
-                            self.warn(
+                            self.r.warn(
                                 k.pos(),
                                 format!("`{value}` applies to services only; ignored for {label}"),
                             );
@@ -407,22 +259,22 @@ impl Reader {
         } else {
             allowed.to_vec()
         };
-        let f = self.fields(node, &allowed_here, &label)?;
-        let errors_before = self.errors.len();
+        let f = self.r.fields(node, &allowed_here, &label)?;
+        let errors_before = self.r.errors.len();
 
         if let Some(image) = f.get("image").filter(|_| kind == UnitKind::Service) {
-            self.error(image.pos(), format!("{label}: `image` services are not supported; use `command: docker run …` instead"));
+            self.r.error(image.pos(), format!("{label}: `image` services are not supported; use `command: docker run …` instead"));
         }
         let command = match f.get("command") {
             Some(node) => self.command(node, &format!("`command` of {label}")),
             None => {
-                self.error(f.pos, format!("{label} has no `command`"));
+                self.r.error(f.pos, format!("{label} has no `command`"));
                 None
             }
         };
         let cwd = f
             .get("cwd")
-            .and_then(|n| self.string(n, &format!("`cwd` of {label}")));
+            .and_then(|n| self.r.string(n, &format!("`cwd` of {label}")));
         let env = f
             .get("env")
             .map(|n| self.env(n, &format!("`env` of {label}")))
@@ -433,7 +285,7 @@ impl Reader {
             .unwrap_or_default();
         let stop_grace = f
             .get("stop_grace_ms")
-            .and_then(|n| self.millis(n, "`stop_grace_ms`", 0))
+            .and_then(|n| self.r.millis(n, "`stop_grace_ms`", 0))
             .unwrap_or(Duration::from_secs(5));
 
         let mut spec = UnitSpec {
@@ -455,7 +307,7 @@ impl Reader {
         match kind {
             UnitKind::Service => {
                 if let Some(n) = f.get("autostart") {
-                    spec.autostart = self.boolean(n, "`autostart`").unwrap_or(true);
+                    spec.autostart = self.r.boolean(n, "`autostart`").unwrap_or(true);
                 }
                 if let Some(n) = f.get("restart") {
                     spec.restart = self.restart(n).unwrap_or(RestartPolicy::OnFailure);
@@ -476,16 +328,16 @@ impl Reader {
                 }
             }
         }
-        (self.errors.len() == errors_before).then_some(spec)
+        (self.r.errors.len() == errors_before).then_some(spec)
     }
 
     fn restart(&mut self, node: &Node) -> Option<RestartPolicy> {
-        match self.string(node, "`restart`")?.as_str() {
+        match self.r.string(node, "`restart`")?.as_str() {
             "always" => Some(RestartPolicy::Always),
             "on-failure" => Some(RestartPolicy::OnFailure),
             "never" => Some(RestartPolicy::Never),
             other => {
-                self.error(
+                self.r.error(
                     node.pos(),
                     format!("`restart` must be always, on-failure or never, found `{other}`"),
                 );
@@ -496,21 +348,25 @@ impl Reader {
 
     fn backoff(&mut self, node: &Node, label: &str) -> Backoff {
         let mut b = Backoff::default();
-        let Some(f) = self.fields(node, BACKOFF_KEYS, &format!("`backoff` of {label}")) else {
+        let Some(f) = self
+            .r
+            .fields(node, BACKOFF_KEYS, &format!("`backoff` of {label}"))
+        else {
             return b;
         };
         if let Some(n) = f.get("initial_ms") {
             b.initial = self
+                .r
                 .millis(n, "`backoff.initial_ms`", 0)
                 .unwrap_or(b.initial);
         }
         if let Some(n) = f.get("max_ms") {
-            b.max = self.millis(n, "`backoff.max_ms`", 0).unwrap_or(b.max);
+            b.max = self.r.millis(n, "`backoff.max_ms`", 0).unwrap_or(b.max);
         }
         if let Some(n) = f.get("factor") {
-            match self.number(n, "`backoff.factor`") {
+            match self.r.number(n, "`backoff.factor`") {
                 Some(x) if x >= 1.0 => b.factor = x,
-                Some(x) => self.error(
+                Some(x) => self.r.error(
                     n.pos(),
                     format!("`backoff.factor` must be at least 1, found {x}"),
                 ),
@@ -519,11 +375,12 @@ impl Reader {
         }
         if let Some(n) = f.get("reset_after_ms") {
             b.reset_after = self
+                .r
                 .millis(n, "`backoff.reset_after_ms`", 0)
                 .unwrap_or(b.reset_after);
         }
         if b.max < b.initial {
-            self.error(
+            self.r.error(
                 f.pos,
                 format!(
                     "`backoff.max_ms` ({}) is below `initial_ms` ({})",
@@ -537,13 +394,13 @@ impl Reader {
 
     fn probe(&mut self, node: &Node, label: &str) -> Option<Probe> {
         let what = format!("`ready_when` of {label}");
-        let f = self.fields(node, PROBE_KEYS, &what)?;
+        let f = self.r.fields(node, PROBE_KEYS, &what)?;
         let kinds: Vec<&str> = ["port", "http", "log_match"]
             .into_iter()
             .filter(|k| f.get(k).is_some())
             .collect();
         if kinds.len() != 1 {
-            self.error(
+            self.r.error(
                 f.pos,
                 format!(
                     "{what} needs exactly one of `port`, `http` or `log_match`, found {}",
@@ -564,7 +421,7 @@ impl Reader {
         };
         for key in misplaced {
             if let Some(n) = f.get(key) {
-                self.error(
+                self.r.error(
                     n.pos(),
                     format!("`{key}` cannot be used with a `{kind_name}` probe"),
                 );
@@ -574,29 +431,29 @@ impl Reader {
             "port" => {
                 let port = f
                     .get("port")
-                    .and_then(|n| self.port(n, "`ready_when.port`"))?;
+                    .and_then(|n| self.r.port(n, "`ready_when.port`"))?;
                 let host = match f.get("host") {
-                    Some(n) => self.string(n, "`ready_when.host`")?,
+                    Some(n) => self.r.string(n, "`ready_when.host`")?,
                     None => "127.0.0.1".to_string(),
                 };
                 ProbeKind::Port { host, port }
             }
             "http" => {
                 let n = f.get("http")?;
-                let url = self.string(n, "`ready_when.http`")?;
+                let url = self.r.string(n, "`ready_when.http`")?;
                 if let Err(e) = HttpTarget::parse(&url) {
-                    self.error(n.pos(), format!("`ready_when.http`: {e}"));
+                    self.r.error(n.pos(), format!("`ready_when.http`: {e}"));
                     return None;
                 }
                 let expect_status = match f.get("expect_status") {
-                    Some(n) => Some(self.integer(n, "`expect_status`", 100, 599)? as u16),
+                    Some(n) => Some(self.r.integer(n, "`expect_status`", 100, 599)? as u16),
                     None => None,
                 };
                 ProbeKind::Http { url, expect_status }
             }
             _ => {
                 let n = f.get("log_match")?;
-                let source = self.string(n, "`ready_when.log_match`")?;
+                let source = self.r.string(n, "`ready_when.log_match`")?;
                 match regex::Regex::new(&source) {
                     Ok(re) => ProbeKind::LogMatch(re),
                     Err(e) => {
@@ -608,7 +465,8 @@ impl Reader {
                             .unwrap_or_default()
                             .trim_start_matches("error: ")
                             .to_string();
-                        self.error(n.pos(), format!("`log_match` is not a valid regex: {why}"));
+                        self.r
+                            .error(n.pos(), format!("`log_match` is not a valid regex: {why}"));
                         return None;
                     }
                 }
@@ -616,19 +474,19 @@ impl Reader {
         };
         let interval = f
             .get("interval_ms")
-            .and_then(|n| self.millis(n, "`interval_ms`", 1));
+            .and_then(|n| self.r.millis(n, "`interval_ms`", 1));
         let initial_delay = f
             .get("initial_delay_ms")
-            .and_then(|n| self.millis(n, "`initial_delay_ms`", 0));
+            .and_then(|n| self.r.millis(n, "`initial_delay_ms`", 0));
         let timeout = f
             .get("timeout_ms")
-            .and_then(|n| self.millis(n, "`timeout_ms`", 1));
+            .and_then(|n| self.r.millis(n, "`timeout_ms`", 1));
         let on_timeout = match f.get("on_timeout") {
-            Some(n) => match self.string(n, "`on_timeout`")?.as_str() {
+            Some(n) => match self.r.string(n, "`on_timeout`")?.as_str() {
                 "kill" => OnTimeout::Kill,
                 "mark_unhealthy" => OnTimeout::MarkUnhealthy,
                 other => {
-                    self.error(
+                    self.r.error(
                         n.pos(),
                         format!("`on_timeout` must be kill or mark_unhealthy, found `{other}`"),
                     );
@@ -647,24 +505,27 @@ impl Reader {
     }
 
     fn expose(&mut self, node: &Node, label: &str) -> Option<Expose> {
-        let f = self.fields(node, EXPOSE_KEYS, &format!("`expose` of {label}"))?;
+        let f = self
+            .r
+            .fields(node, EXPOSE_KEYS, &format!("`expose` of {label}"))?;
         let Some(port_node) = f.get("port") else {
-            self.error(f.pos, format!("`expose` of {label} needs a `port`"));
+            self.r
+                .error(f.pos, format!("`expose` of {label} needs a `port`"));
             return None;
         };
-        let port = self.port(port_node, "`expose.port`")?;
+        let port = self.r.port(port_node, "`expose.port`")?;
         if let Some(n) = f.get("as") {
-            if self.integer(n, "`expose.as`", 1, 65535)? != 80 {
-                self.error(n.pos(), "`expose.as` must be 80 (each exposed service is routed by name; see `default`)");
+            if self.r.integer(n, "`expose.as`", 1, 65535)? != 80 {
+                self.r.error(n.pos(), "`expose.as` must be 80 (each exposed service is routed by name; see `default`)");
             }
         }
         let default = match f.get("default") {
-            Some(n) => self.boolean(n, "`expose.default`")?,
+            Some(n) => self.r.boolean(n, "`expose.default`")?,
             None => false,
         };
         if default {
             if let Some(first) = self.explicit_default {
-                self.error(
+                self.r.error(
                     node.pos(),
                     format!(
                         "only one service can be the default exposure (the first is at line {})",
@@ -701,22 +562,26 @@ impl Reader {
             } if parse_bool(value) == Some(false) => None,
             n if n.is_null() => None,
             Node::Map { .. } => {
-                let f = self.fields(node, &["check"], &format!("`run_once` of {label}"))?;
+                let f = self
+                    .r
+                    .fields(node, &["check"], &format!("`run_once` of {label}"))?;
                 let Some(check) = f.get("check") else {
-                    self.error(f.pos, "`run_once` as a mapping needs `check: COMMAND`");
+                    self.r
+                        .error(f.pos, "`run_once` as a mapping needs `check: COMMAND`");
                     return None;
                 };
-                match self.string(check, "`run_once.check`") {
+                match self.r.string(check, "`run_once.check`") {
                     Some(c) if !c.trim().is_empty() => Some(RunOnce::Check(c)),
                     Some(_) => {
-                        self.error(check.pos(), "`run_once.check` must not be empty");
+                        self.r
+                            .error(check.pos(), "`run_once.check` must not be empty");
                         None
                     }
                     None => None,
                 }
             }
             other => {
-                self.error(
+                self.r.error(
                     other.pos(),
                     format!(
                         "`run_once` must be true or {{check: COMMAND}}, found {}",

@@ -220,9 +220,7 @@ fn fix_block_start(node: &mut Node) {
 
 #[cfg(test)]
 mod tests {
-    // By its full path rather than `super::*`, which the module-graph check (issue 18)
-    // reads as an import of the parent module.
-    use crate::config::yaml::{parse, Node, Pos};
+    use super::*;
 
     #[test]
     fn positions_are_one_based() {

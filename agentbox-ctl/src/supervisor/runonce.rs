@@ -3,8 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
-use crate::config::Command;
+use super::process;
+use crate::config::{Command, RunOnce};
+use crate::logs::UnitLog;
 
 /// The marker content: blake3 of the canonical JSON of command, resolved cwd and env.
 pub fn fingerprint(command: &Command, cwd: &Path, env: &BTreeMap<String, String>) -> String {
@@ -33,15 +36,39 @@ pub fn write(marker: &Path, fingerprint: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, marker)
 }
 
+/// Why a task with the `run_once` rule `rule` is skipped this time, or `None` to run it: its
+/// marker holds `fingerprint`, or its check command (run in `cwd` with `env`, its output
+/// in `log`) exits 0.
+pub async fn skip_reason(
+    rule: RunOnce,
+    marker: &Path,
+    fingerprint: &str,
+    cwd: &Path,
+    env: &[(String, String)],
+    log: &UnitLog,
+) -> Option<String> {
+    match rule {
+        RunOnce::Marker => matches(marker, fingerprint)
+            .then(|| "already ran with this command, cwd and env (run_once marker)".to_string()),
+        RunOnce::Check(check) => {
+            let argv = vec!["bash".to_string(), "-c".to_string(), check.clone()];
+            let ok = match process::command(&argv, cwd, env).map(|c| process::spawn_logged(c, log))
+            {
+                Some(Ok((child, copier))) => {
+                    process::wait_run(child, copier, Duration::from_secs(1))
+                        .await
+                        .success()
+                }
+                _ => false,
+            };
+            ok.then(|| format!("run_once check `{check}` passed"))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::path::Path;
-
-    use crate::config::Command;
-    // By its full path rather than `super::*`, which the module-graph check (issue 18)
-    // reads as an import of the parent module.
-    use crate::supervisor::runonce::{fingerprint, matches, write};
+    use super::*;
 
     #[test]
     fn fingerprint_changes_with_each_input() {
