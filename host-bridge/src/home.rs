@@ -61,3 +61,30 @@ impl Home {
             .join("config.yaml")
     }
 }
+
+/// The project's id in `AGENTBOX_HOME/projects/`: readable name + hash of the root path.
+pub fn project_id(root: &Path) -> String {
+    let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
+    format!("{}-{}", slug(root, 40), &hash[..12])
+}
+
+/// The last component of `path`, lowercased, with anything but letters, digits and `-`
+/// turned into `-`, trimmed, at most `max` characters.
+pub fn slug(path: &Path, max: usize) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(max)
+        .collect();
+    s.trim_matches('-').to_string()
+}

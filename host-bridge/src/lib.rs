@@ -1,7 +1,8 @@
 //! `agentbox`: the host CLI.
 //!
 //! - [`agents`]: the agents' states the boxes report, as the host records them.
-//! - [`cli`]: commands and their output.
+//! - [`cli`]: the command line's arguments, one module per command family;
+//!   [`commands`]: what each command does, in modules of the same names.
 //! - [`bridge`]: the host bridge daemon that answers the boxes' requests, and its records.
 //! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
 //!   [`config`]: layered configuration.
@@ -13,13 +14,14 @@
 //! - [`daytona`]: Daytona's REST API (sandboxes so far), errors, retries, waiting.
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
-//! - [`git`]: running the host's git.
+//! - [`git`]: running the host's git. [`text`]: text from a box made safe to show.
 
 pub mod agents;
 pub mod attach;
 pub mod bridge;
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod daytona;
@@ -33,4 +35,5 @@ pub mod seed;
 pub mod shell;
 pub mod state;
 pub mod sync;
+pub mod text;
 pub mod transfer;

@@ -1,17 +1,84 @@
-//! `agentbox` entry point.
+//! `agentbox` entry point: parses the command line and hands each command to its family
+//! in [`agentbox::commands`].
 
 use std::process::ExitCode;
 
+use agentbox::cli::{self, BridgeCmd, Cmd, DaytonaCmd};
+use agentbox::commands::{
+    agents, boxes, config, daytona, exec, files, git, images, setup, url, Ctx,
+};
+use agentbox::daytona::login::LoginArgs;
+use agentbox::home::Home;
+use agentbox::image::Agent;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = agentbox::cli::Cli::parse_from(agentbox::cli::provider_prefix(std::env::args_os()));
+    let cli = cli::Cli::parse_from(cli::provider_prefix(std::env::args_os()));
     agentbox_protocol::logging::init(cli.log_format, "warn");
-    match agentbox::cli::run(cli) {
+    match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("agentbox: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Runs one command. The commands that need no box records (the bridge daemon, `install`,
+/// `daytona login`, `completions`) run without opening them.
+fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
+    let ctx = Ctx::new;
+    match command {
+        Cmd::Completions(a) => Ok(setup::completions(&a)),
+        Cmd::Install(a) => setup::install(&Home::from_env()?, &a),
+        Cmd::Bridge(BridgeCmd::Run) => git::bridge(&Home::from_env()?, &BridgeCmd::Run),
+        Cmd::Daytona(DaytonaCmd::Login {
+            api_key,
+            org_id,
+            api_url,
+            status,
+            json,
+        }) => daytona::login(
+            &Home::from_env()?,
+            LoginArgs {
+                api_key,
+                org_id,
+                api_url,
+            },
+            status,
+            json,
+        ),
+        Cmd::Create(a) => boxes::create(&ctx()?, &a),
+        Cmd::Run(a) => boxes::run(&ctx()?, &a),
+        Cmd::List(a) => boxes::list(&ctx()?, &a),
+        Cmd::Status(a) => boxes::status(&ctx()?, &a),
+        Cmd::Stop(a) => boxes::stop(&ctx()?, &a),
+        Cmd::Start(a) => boxes::start(&ctx()?, &a),
+        Cmd::Destroy(a) => boxes::destroy(&ctx()?, &a),
+        Cmd::Exec(a) => exec::exec(&ctx()?, &a),
+        Cmd::Attach(a) => exec::attach(&ctx()?, &a),
+        Cmd::Shell(a) => exec::shell(&ctx()?, &a),
+        Cmd::Cp(a) => files::cp(&ctx()?, &a),
+        Cmd::Sync(a) => files::sync(&ctx()?, &a),
+        Cmd::Download(a) => files::download(&ctx()?, &a),
+        Cmd::Git(a) => git::git(&ctx()?, &a),
+        Cmd::Approvals(a) => git::approvals(&ctx()?, &a),
+        Cmd::Approve(a) => git::decide(&ctx()?, &a, true),
+        Cmd::Deny(a) => git::decide(&ctx()?, &a, false),
+        Cmd::Audit(a) => git::audit(&ctx()?, &a),
+        Cmd::Bridge(cmd) => git::bridge(&ctx()?.home, &cmd),
+        Cmd::Config(cmd) => config::config(&ctx()?, cmd),
+        Cmd::Prepare(a) => images::prepare(&ctx()?, &a),
+        Cmd::Prune(a) => images::prune(&ctx()?, &a),
+        Cmd::Url(a) => url::url(&ctx()?, &a),
+        Cmd::Screen(a) => url::screen(&ctx()?, &a),
+        Cmd::Daytona(DaytonaCmd::Resync { target }) => {
+            daytona::resync_daytona(&ctx()?, target.as_deref())
+        }
+        Cmd::Checkpoint(cmd) => daytona::checkpoint(&ctx()?, cmd),
+        Cmd::Claude(a) => agents::agent(&ctx()?, Agent::Claude, &a),
+        Cmd::Codex(a) => agents::agent(&ctx()?, Agent::Codex, &a),
+        Cmd::Opencode(a) => agents::agent(&ctx()?, Agent::Opencode, &a),
+        Cmd::Resync(a) => agents::resync(&ctx()?, &a),
     }
 }

@@ -59,7 +59,7 @@ async fn failure(relay: &Relay, response: reqwest::Response) -> ApiFailure {
         |b| b.error.message,
     );
     // The box wrote this: no escape sequences reach the user's terminal through it.
-    let message = crate::bridge::exec::clean_text(&message, 500).replace('\n', " ");
+    let message = crate::text::clean_text(&message, 500).replace('\n', " ");
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         ApiFailure::Gone(message)
     } else {

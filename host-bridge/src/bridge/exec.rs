@@ -4,6 +4,8 @@
 
 use agentbox_protocol::bridge::{HostRequest, Outcome};
 
+use crate::text::clean_text;
+
 /// The result of one request: what goes back to the box and into the audit log.
 pub struct Done {
     /// Back to the box.
@@ -33,14 +35,6 @@ fn refused(why: String) -> Done {
         decision: "refused",
         detail: why,
     }
-}
-
-/// Text from the box made safe to show: control characters removed, length capped.
-pub fn clean_text(s: &str, max: usize) -> String {
-    s.chars()
-        .filter(|c| !c.is_control() || *c == '\n')
-        .take(max)
-        .collect()
 }
 
 /// An http(s) URL with nothing that could be read as a flag or escape a single argument.
@@ -565,11 +559,5 @@ mod tests {
             },
         );
         assert_eq!((done.decision, done.outcome.exit_code), ("refused", 1));
-    }
-
-    #[test]
-    fn text_is_cleaned() {
-        assert_eq!(clean_text("a\u{1b}[31mb\u{7}", 100), "a[31mb");
-        assert_eq!(clean_text(&"x".repeat(50), 10).len(), 10);
     }
 }

@@ -36,7 +36,7 @@ impl Cache {
     /// The policy of `project`.
     pub fn get(&self, home: &Home, project: &Path) -> anyhow::Result<Arc<Policy>> {
         let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let project_file = home.project_config(&crate::cli::project_id(project));
+        let project_file = home.project_config(&crate::home::project_id(project));
         let stamp = (mtime(&home.config()), mtime(&project_file));
         if let Ok(entries) = self.entries.lock() {
             if let Some((_, p)) = entries.get(project).filter(|(s, _)| *s == stamp) {
@@ -59,7 +59,7 @@ pub struct Policy {
 impl Policy {
     /// Loads the policy that applies to boxes of `project`.
     pub fn load(home: &Home, project: &Path) -> anyhow::Result<Self> {
-        let project_file = home.project_config(&crate::cli::project_id(project));
+        let project_file = home.project_config(&crate::home::project_id(project));
         let resolved = Resolved::load(&home.config(), Some(&project_file), None, BTreeMap::new())
             .map_err(anyhow::Error::msg)?;
         Ok(Self { resolved })
@@ -113,7 +113,7 @@ impl Policy {
 
 /// One line saying what a request would do, for `agentbox approvals`.
 pub fn summary(request: &HostRequest, box_name: &str, own_branch: &str, project: &Path) -> String {
-    use crate::bridge::exec::clean_text;
+    use crate::text::clean_text;
     match request {
         HostRequest::Notify { message } => format!("notify: {}", clean_text(message, 120)),
         HostRequest::AgentState(s) => format!(

@@ -1,0 +1,168 @@
+//! One long-poll loop per ready box: leases what can run now, hands each request to
+//! [`super::request`] exactly once, backs off on errors, renews a Daytona preview token,
+//! and stops when the box is gone or has moved.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentbox_protocol::bridge::{LeasedRequest, PollResponse};
+
+use super::request::handle_once;
+use super::shared::{Shared, Slot};
+use crate::state::BoxRecord;
+use crate::transfer::client::Relay;
+
+/// Requests run at once for one box.
+const PER_BOX: usize = 16;
+/// How long a poll is held by the relay.
+const POLL_WAIT_MS: u64 = 20_000;
+
+/// Polls one box until it is gone from the state.
+pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
+    let Some(url) = record.bridge_url.clone() else {
+        return;
+    };
+    let slots = Arc::new(tokio::sync::Semaphore::new(PER_BOX));
+    let mut backoff = Duration::from_millis(200);
+    let mut addresses = shared.addresses.subscribe();
+    let moved = |map: &std::collections::HashMap<String, String>| {
+        map.get(&record.name).map(String::as_str) != Some(url.as_str())
+    };
+    if record.provider == "daytona" {
+        // Daytona's preview proxy wants its own token besides the bridge token.
+        loop {
+            if moved(&addresses.borrow_and_update()) {
+                return forget(&shared, &record);
+            }
+            let home = shared.home.root().to_path_buf();
+            match crate::provider::daytona::bridge_relay(&home, &record.name, &record.bridge_token)
+                .await
+            {
+                Ok(relay) if relay.url("") == url => {
+                    if let Ok(mut map) = shared.relays.lock() {
+                        map.insert(record.name.clone(), relay);
+                    }
+                    break;
+                }
+                Ok(_) => return forget(&shared, &record), // its address changed
+                Err(e) => {
+                    tracing::info!(box_name = %record.name, error = %e, "no preview link yet");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    if let Ok(mut map) = shared.relays.lock() {
+        map.entry(record.name.clone())
+            .or_insert_with(|| Relay::new(&url, &record.bridge_token));
+    }
+    let relay = shared.relay(&record, &url);
+    // How long the relay holds a poll; halved whenever an edge in between cuts held
+    // requests (Daytona's answers 504 after about 25 s of silence).
+    let mut wait_ms = POLL_WAIT_MS;
+    loop {
+        if moved(&addresses.borrow_and_update()) {
+            break; // destroyed or restarted elsewhere: a new poller takes over
+        }
+        // Lease only what can run now: a request leased while every slot is busy would
+        // wait on the host with its lease ticking, and hold up the next poll.
+        let Ok(first) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let max = 1 + slots.available_permits();
+        let poll = relay
+            .request(
+                reqwest::Method::GET,
+                &format!("/v1/bridge/poll?wait_ms={wait_ms}&max={max}"),
+            )
+            .timeout(Duration::from_millis(POLL_WAIT_MS + 10_000))
+            // Daytona's proxy otherwise counts a held poll as activity, and the box would
+            // never reach its auto-stop (a header of Daytona's proxy, not of its docs).
+            .header("x-daytona-skip-last-activity-update", "true")
+            .send();
+        let response = tokio::select! {
+            r = poll => r.and_then(reqwest::Response::error_for_status),
+            () = async {
+                while addresses.changed().await.is_ok() {
+                    if moved(&addresses.borrow_and_update()) {
+                        return;
+                    }
+                }
+                std::future::pending::<()>().await;
+            } => break,
+        };
+        let batch = match response {
+            Ok(r) => r.json::<PollResponse>().await,
+            Err(e) if e.status() == Some(reqwest::StatusCode::GATEWAY_TIMEOUT) => {
+                wait_ms = (wait_ms / 2).max(1000);
+                tracing::info!(box_name = %record.name, wait_ms, "the edge cut a held poll; holding shorter");
+                continue;
+            }
+            Err(e) => {
+                if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) && relay.has_preview() {
+                    // The preview token rotated (the sandbox was started again).
+                    if let Err(why) = relay.renew_preview().await {
+                        tracing::info!(box_name = %record.name, error = %why, "cannot renew the preview token");
+                    }
+                }
+                Err(e)
+            }
+        };
+        match batch {
+            Ok(batch) => {
+                backoff = Duration::from_millis(200);
+                let mut first = Some(first);
+                for leased in batch.requests {
+                    let permit = match first.take() {
+                        Some(p) => p,
+                        None => match slots.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    };
+                    let (shared, record, url) = (shared.clone(), record.clone(), url.clone());
+                    let slot = Slot {
+                        permit: Some(permit),
+                        slots: slots.clone(),
+                    };
+                    tokio::spawn(async move {
+                        handle(&shared, &record, &url, leased, slot).await;
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::debug!(box_name = %record.name, error = %e, "poll failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    forget(&shared, &record);
+}
+
+/// The poller of `record` is gone: the next scan may start another.
+fn forget(shared: &Shared, record: &BoxRecord) {
+    if let Ok(mut p) = shared.polled.lock() {
+        p.remove(&record.name);
+    }
+    if let Ok(mut r) = shared.relays.lock() {
+        r.remove(&record.name);
+    }
+}
+
+/// Runs one request exactly once and answers it (again, from the record, if re-delivered).
+async fn handle(shared: &Shared, record: &BoxRecord, url: &str, leased: LeasedRequest, slot: Slot) {
+    let key = format!("{}/{}", record.name, leased.id);
+    if !shared
+        .inflight
+        .lock()
+        .is_ok_and(|mut f| f.insert(key.clone()))
+    {
+        return; // already being carried out: that run answers
+    }
+    handle_once(shared, record, url, leased, slot).await;
+    if let Ok(mut f) = shared.inflight.lock() {
+        f.remove(&key);
+    }
+}

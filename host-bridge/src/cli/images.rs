@@ -1,0 +1,39 @@
+//! Arguments of the commands that make and clean up box images and containers: `prepare`,
+//! `prune`.
+
+use clap::Args;
+
+/// `agentbox prepare`.
+#[derive(Debug, Args)]
+pub struct PrepareArgs {
+    /// The provider (docker, or daytona: the image is then made a Daytona snapshot).
+    #[arg(long, default_value = "docker")]
+    pub provider: String,
+    /// The base image (default: config `box.baseImage`, else debian:bookworm-slim).
+    #[arg(long, value_name = "IMG")]
+    pub base_image: Option<String>,
+    /// Rebuild even when the inputs are unchanged.
+    #[arg(long)]
+    pub force: bool,
+    /// The agents to bake in: a comma-separated list of claude, codex and opencode, or
+    /// `none` (default: config `box.agents`, else all three). Their packages are fetched
+    /// on this machine with `npm pack`, cached in ~/.cache/agentbox/agents
+    /// (AGENTBOX_AGENT_CACHE).
+    #[arg(long, value_name = "LIST")]
+    pub agents: Option<String>,
+    /// Bake a Docker engine into the image, for boxes created with `--dind` (default:
+    /// config `box.dind`, else no; about 150 MB more).
+    #[arg(long)]
+    pub dind: bool,
+}
+
+/// `agentbox prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The provider (docker or daytona).
+    #[arg(long, default_value = "docker")]
+    pub provider: String,
+    /// Only list them.
+    #[arg(long)]
+    pub dry_run: bool,
+}

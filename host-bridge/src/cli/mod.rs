@@ -1,0 +1,196 @@
+//! The `agentbox` command line: argument definitions only, one file per command family.
+//! What each command does is in [`crate::commands`], under the same family name.
+//!
+//! | family | commands | arguments | behaviour |
+//! |---|---|---|---|
+//! | boxes | create, run, list, status, stop, start, destroy | [`boxes`] | `commands::boxes` |
+//! | exec | exec, attach, shell | [`exec`] | `commands::exec` |
+//! | files | cp, sync, download | [`files`] | `commands::files` |
+//! | git | git, approvals, approve, deny, audit, bridge | [`git`] | `commands::git` |
+//! | config | config get/set/unset/list | [`config`] | `commands::config` |
+//! | images | prepare, prune | [`images`] | `commands::images` |
+//! | url | url, screen | [`url`] | `commands::url` |
+//! | daytona | daytona login/resync, checkpoint | [`daytona`] | `commands::daytona` |
+//! | agents | claude, codex, opencode, resync | [`agents`] | `commands::agents` |
+//! | setup | install, completions | [`setup`] | `commands::setup` |
+
+pub mod agents;
+pub mod boxes;
+pub mod config;
+pub mod daytona;
+mod duration;
+pub mod exec;
+pub mod files;
+pub mod git;
+pub mod images;
+pub mod setup;
+pub mod url;
+
+use agentbox_protocol::logging::LogFormat;
+use clap::{Parser, Subcommand};
+
+pub use agents::{AgentArgs, ResyncArgs};
+pub use boxes::{BoxArg, CreateArgs, CreateOpts, DestroyArgs, ListArgs, RunArgs, StatusArgs};
+pub use config::{ConfigCmd, Scope};
+pub use daytona::{CheckpointCmd, DaytonaCmd};
+pub use exec::{AttachArgs, ExecArgs, ShellArgs, ViewArgs};
+pub use files::{CpArgs, DownloadArgs, SyncArgs};
+pub use git::{ApprovalIdArg, ApprovalsArgs, AuditArgs, BridgeCmd, GitArgs};
+pub use images::{PrepareArgs, PruneArgs};
+pub use setup::{CompletionsArgs, InstallArgs};
+pub use url::{ScreenArgs, UrlArgs};
+
+/// Run coding agents (Claude Code, Codex, OpenCode, any command) in sandboxes seeded from
+/// your repo. The box never holds your git credentials: a push in the box becomes a
+/// request that this host answers.
+///
+/// BOX may be a name, an index from `agentbox list`, or omitted when the current project
+/// has exactly one box.
+#[derive(Debug, Parser)]
+#[command(
+    name = "agentbox",
+    version,
+    after_help = "State lives in $AGENTBOX_HOME (default ~/.agentbox)."
+)]
+pub struct Cli {
+    /// Log format (stderr).
+    #[arg(
+        long,
+        global = true,
+        default_value = "pretty",
+        value_name = "pretty|json"
+    )]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// The subcommands, in the order `--help` lists them.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a box from the repo you are in: commits, uncommitted changes and untracked files.
+    Create(CreateArgs),
+    /// List boxes.
+    List(ListArgs),
+    /// Show a box: its processes, services and sessions.
+    Status(StatusArgs),
+    /// Run a command in a box (cwd = workspace, box environment); exits with its exit code.
+    Exec(ExecArgs),
+    /// Attach the terminal to a tmux session of a box (detach with Ctrl-a d).
+    ///
+    /// Goes through the box relay's bridge port, so it works the same on every provider:
+    /// WebSocket when the path allows it, HTTP streaming otherwise. A connection cut for
+    /// less than --reconnect-window resumes byte for byte; after a longer one the session
+    /// is attached again and tmux redraws the screen.
+    Attach(AttachArgs),
+    /// Open a fresh login shell in a new tmux session of a box and attach to it; the
+    /// session ends when the shell exits (detach with Ctrl-a d to keep it).
+    Shell(ShellArgs),
+    /// Create a box and run a command in its tmux session `agent`; attach unless -d.
+    Run(RunArgs),
+    /// Claude Code in a new box (tmux session `claude`); with BOX, that box's again.
+    Claude(AgentArgs),
+    /// Codex in a new box (tmux session `codex`); with BOX, that box's again.
+    Codex(AgentArgs),
+    /// OpenCode in a new box (tmux session `opencode`); with BOX, that box's again.
+    Opencode(AgentArgs),
+    /// Stop a box's processes; its workspace is kept.
+    Stop(BoxArg),
+    /// Start a stopped box again.
+    Start(BoxArg),
+    /// Copy this machine's agent credentials (Claude's ~/.claude/.credentials.json, Codex's
+    /// ~/.codex/auth.json, OpenCode's ~/.local/share/opencode/auth.json) into a box again,
+    /// after they were renewed here. A docker box has its own copy; Daytona boxes share the
+    /// organization's credentials volume. Nothing the box writes is copied back.
+    Resync(ResyncArgs),
+    /// Destroy a box and every trace of it.
+    Destroy(DestroyArgs),
+    /// Copy files between the host and a box, like `docker cp`.
+    ///
+    /// Exactly one side is `BOX:PATH`; a relative box path is relative to the box
+    /// workspace. Directories are copied whole; into an existing directory (or a path
+    /// ending in `/`) entries keep their names. Several sources need a directory as the
+    /// destination. Every transfer is verified by blake3 before it lands, lands atomically,
+    /// and resumes after a cut connection.
+    ///
+    /// Examples: `agentbox cp notes.md mybox:docs/`, `agentbox cp mybox:target/report.html .`
+    Cp(CpArgs),
+    /// Run `git push|pull|fetch` in a box, from the host: the same request the box makes,
+    /// answered by the host bridge under the same policy.
+    Git(GitArgs),
+    /// Bring a box up to date with the host tree: new commits, uncommitted changes and
+    /// changed untracked files.
+    ///
+    /// Only what changed since the last seed or sync travels (commits as a git bundle). The
+    /// box wins every conflict: its own uncommitted changes are kept, a merge that
+    /// conflicts is left undone (the host's commits wait at refs/agentbox/host), and an
+    /// untracked file the box changed is not overwritten.
+    Sync(SyncArgs),
+    /// Bring the box workspace back into the host tree.
+    ///
+    /// Lists the files that git does not ignore in the box and differ from the host's, and
+    /// asks before writing them. `.git/` is never written; files the host executes
+    /// (`.envrc`, `.vscode/tasks.json`, hook directories, …) are held back unless
+    /// `--allow-host-executed`. Nothing on the host is deleted.
+    Download(DownloadArgs),
+    /// Read and change configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// The host bridge daemon that answers the boxes' requests (started on demand).
+    #[command(subcommand)]
+    Bridge(BridgeCmd),
+    /// Daytona: credentials (`login`, `resync`), and the provider sugar.
+    #[command(subcommand)]
+    Daytona(DaytonaCmd),
+    /// Checkpoints of daytona boxes: a box's disk that new boxes start from.
+    #[command(subcommand)]
+    Checkpoint(CheckpointCmd),
+    /// What boxes asked the host to do, and what the host answered.
+    Audit(AuditArgs),
+    /// Requests from boxes that wait for your decision (see `approve`, `deny`).
+    Approvals(ApprovalsArgs),
+    /// Let a waiting box request run (the ID is in `agentbox approvals`).
+    Approve(ApprovalIdArg),
+    /// Refuse a waiting box request.
+    Deny(ApprovalIdArg),
+    /// Build the box image of a provider (docker: from Dockerfile.box) and pin it in the
+    /// project config (`box.image`). Does nothing when its inputs are unchanged.
+    Prepare(PrepareArgs),
+    /// Print a link to the box's desktop (noVNC on port 6080), when its image has one.
+    Screen(ScreenArgs),
+    /// Print the host URL of a box's WebProxy, or of a service by the port it exposes.
+    ///
+    /// A docker box publishes only the WebProxy (8080) and the bridge (8788) on 127.0.0.1;
+    /// a service is reached through the WebProxy as `http://<service>.localhost:<port>`.
+    Url(UrlArgs),
+    /// Remove containers of this AGENTBOX_HOME that no box record knows.
+    Prune(PruneArgs),
+    /// Check what agentbox needs on this machine (tmux, git, docker, Daytona credentials)
+    /// and, on a terminal, offer to log in to Daytona.
+    Install(InstallArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+/// Commands that `agentbox daytona CMD …` runs as `agentbox CMD --provider daytona …`.
+pub const PROVIDER_SUGAR: [&str; 5] = ["create", "run", "claude", "codex", "opencode"];
+
+/// Rewrites `agentbox daytona create …` (and the rest of [`PROVIDER_SUGAR`]) into
+/// `agentbox create --provider daytona …`; anything else is left alone.
+pub fn provider_prefix(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    let sugar = args.get(1).is_some_and(|a| a == "daytona")
+        && args
+            .get(2)
+            .and_then(|a| a.to_str())
+            .is_some_and(|a| PROVIDER_SUGAR.contains(&a));
+    if sugar {
+        args.remove(1);
+        args.insert(2, "--provider".into());
+        args.insert(3, "daytona".into());
+    }
+    args
+}

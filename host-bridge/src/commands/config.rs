@@ -1,0 +1,85 @@
+//! `agentbox config get|set|unset|list`.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use super::context::Ctx;
+use crate::cli::ConfigCmd;
+use crate::config::{self, Layer};
+
+/// `agentbox config …`.
+pub fn config(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ConfigCmd::Get { key, all } => {
+            config::key(&key).map_err(anyhow::Error::msg)?;
+            let cfg = ctx.resolved(BTreeMap::new())?;
+            if all {
+                for (layer, value) in cfg.all(&key) {
+                    if layer != Layer::Flag {
+                        println!("{:<14} {}", layer.as_str(), value.unwrap_or("-"));
+                    }
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            match cfg.get(&key) {
+                Some((v, _)) => {
+                    println!("{v}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Ok(ExitCode::from(1)),
+            }
+        }
+        ConfigCmd::Set { key, value, scope } => {
+            config::check(&key, &value).map_err(anyhow::Error::msg)?;
+            let path = ctx.config_file(&scope)?;
+            let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+            values.insert(key, value);
+            config::write_file(&path, &values)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCmd::Unset { key, scope } => {
+            config::key(&key).map_err(anyhow::Error::msg)?;
+            let path = ctx.config_file(&scope)?;
+            let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+            values.remove(&key);
+            config::write_file(&path, &values)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ConfigCmd::List { json } => {
+            let cfg = ctx.resolved(BTreeMap::new())?;
+            let rows: Vec<serde_json::Value> = config::KEYS
+                .iter()
+                .map(|k| {
+                    let (value, layer) = cfg.get(k.name).map_or((None, None), |(v, l)| (Some(v), Some(l.as_str())));
+                    serde_json::json!({ "key": k.name, "value": value, "from": layer, "help": k.help })
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in rows {
+                    println!(
+                        "{:<30} {:<20} {:<14} {}",
+                        r["key"].as_str().unwrap_or(""),
+                        r["value"].as_str().unwrap_or("-"),
+                        r["from"].as_str().unwrap_or(""),
+                        r["help"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Sets each key to its value in the project config file (where `prepare` and
+/// `checkpoint --set-default` pin what they made); returns the file.
+pub(crate) fn pin(ctx: &Ctx, pins: &[(&str, String)]) -> anyhow::Result<std::path::PathBuf> {
+    let path = ctx.project_config_file()?;
+    let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
+    for (key, value) in pins {
+        values.insert((*key).to_string(), value.clone());
+    }
+    config::write_file(&path, &values)?;
+    Ok(path)
+}

@@ -1,0 +1,132 @@
+//! Running and watching things in a box: `exec`, `attach`, `shell`, and the agent
+//! sessions that `run` and the agent commands start.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use agentbox_protocol::term::TermEnd;
+use anyhow::bail;
+
+use super::context::{ensure_running, relay_of, Ctx};
+use crate::cli::{AttachArgs, ExecArgs, ShellArgs, ViewArgs};
+use crate::provider::AnyBox;
+use crate::state::BoxRecord;
+
+/// `agentbox exec`: exits with the command's exit code.
+pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let record = ctx.resolve(args.target.as_deref())?;
+    let code = AnyBox::open(&record)?.exec(&args.argv)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `agentbox attach`.
+pub fn attach(ctx: &Ctx, args: &AttachArgs) -> anyhow::Result<ExitCode> {
+    let record = ctx.resolve(args.target.as_deref())?;
+    view(&record, args.session.clone(), false, &args.view)
+}
+
+/// `agentbox shell`.
+pub fn shell(ctx: &Ctx, args: &ShellArgs) -> anyhow::Result<ExitCode> {
+    let record = ctx.resolve(args.target.as_deref())?;
+    view(&record, args.name.clone(), true, &args.view)
+}
+
+/// Starts session `session` running `argv` in box `b`, with the API keys the host
+/// config forwards (`agents.forwardEnv`) in its environment only. For an `agent`
+/// session, the box refuses when the agent is not installed, and lists it as idle
+/// until its hooks report.
+pub fn start_session(
+    ctx: &Ctx,
+    b: &AnyBox,
+    session: &str,
+    argv: &[String],
+    agent: Option<&str>,
+) -> anyhow::Result<()> {
+    let cfg = ctx.resolved(BTreeMap::new())?;
+    let forwarded = cfg
+        .get("agents.forwardEnv")
+        .map(|(v, _)| crate::credentials::forwarded(v))
+        .unwrap_or_default();
+    let env_file = if forwarded.is_empty() {
+        None
+    } else {
+        let map: BTreeMap<String, String> = forwarded.into_iter().collect();
+        let name = format!(
+            "session-env-{}",
+            agentbox_protocol::files::new_transfer_id()?
+        );
+        Some(b.put_private_file(&name, serde_json::to_string(&map)?.as_bytes())?)
+    };
+    let mut args = vec!["session", "start", session];
+    if let Some(agent) = agent {
+        args.extend(["--needs", agent, "--agent", agent]);
+    }
+    if let Some(f) = &env_file {
+        args.extend(["--env-file", f.as_str()]);
+    }
+    args.push("--");
+    args.extend(argv.iter().map(String::as_str));
+    let out = b.ctl(&args)?;
+    if !out.status.success() {
+        // Daytona's toolbox hands back one stream, as stdout.
+        let said = if out.stderr.trim_ascii().is_empty() {
+            &out.stdout
+        } else {
+            &out.stderr
+        };
+        bail!(
+            "cannot start the session: {}",
+            String::from_utf8_lossy(said)
+                .trim()
+                .trim_start_matches("agentbox-ctl: ")
+        );
+    }
+    Ok(())
+}
+
+/// Attaches this terminal to the session, or (detached, or without a terminal) says
+/// how to.
+pub fn attach_or_say(record: &BoxRecord, session: &str, detach: bool) -> anyhow::Result<ExitCode> {
+    if detach || !std::io::stdin().is_terminal() {
+        println!("{}", record.name);
+        eprintln!("running in box `{}`, session `{session}`: attach with `agentbox attach {} --session {session}`", record.name, record.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let view_args = ViewArgs {
+        read_only: false,
+        transport: crate::attach::wire::Transport::Auto,
+        reconnect_window: std::time::Duration::from_millis(
+            agentbox_protocol::term::DEFAULT_KEEP_MS,
+        ),
+        log: None,
+    };
+    view(record, Some(session.to_string()), false, &view_args)
+}
+
+/// Attaches this terminal to a session (or a new shell) of a running box.
+fn view(
+    record: &BoxRecord,
+    session: Option<String>,
+    shell: bool,
+    view: &ViewArgs,
+) -> anyhow::Result<ExitCode> {
+    let b = AnyBox::open(record)?;
+    ensure_running(&b, &record.name)?;
+    let relay = relay_of(record)?;
+    let options = crate::attach::Options {
+        session,
+        shell,
+        read_only: view.read_only,
+        keep: view.reconnect_window,
+        transport: view.transport,
+        term: std::env::var("TERM")
+            .ok()
+            .filter(|t| agentbox_protocol::term::valid_term_name(t)),
+    };
+    let outcome = crate::attach::attach_terminal(&relay, &options, view.log.as_deref())?;
+    Ok(match outcome.end {
+        TermEnd::Detached | TermEnd::SessionEnded => ExitCode::SUCCESS,
+        TermEnd::Expired | TermEnd::Closed => ExitCode::from(1),
+    })
+}

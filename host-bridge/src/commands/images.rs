@@ -1,0 +1,163 @@
+//! Box images and what is left of boxes: `prepare`, `prune`, and the freshness check of
+//! a pinned Daytona snapshot.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+use super::config::pin;
+use super::context::Ctx;
+use crate::cli::{PrepareArgs, PruneArgs};
+use crate::config::Resolved;
+use crate::image::{self, Agent, Inputs, Packages};
+use crate::provider;
+
+/// The base image and agents of the box image: flags, else config, else defaults.
+fn image_choice(
+    cfg: &Resolved,
+    base_image: Option<String>,
+    agents: Option<String>,
+) -> anyhow::Result<(String, Vec<Agent>, bool)> {
+    let base = base_image
+        .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
+        .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
+    let agents = agents
+        .or_else(|| cfg.get("box.agents").map(|(v, _)| v.to_string()))
+        .unwrap_or_else(|| image::DEFAULT_AGENTS.to_string());
+    let agents = image::agents::parse_list(&agents).map_err(anyhow::Error::msg)?;
+    let dind = cfg.get("box.dind").is_some_and(|(v, _)| v == "yes");
+    Ok((base, agents, dind))
+}
+
+/// `agentbox prepare`: builds (or finds) the image and pins it in the project config.
+pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
+    let PrepareArgs {
+        provider,
+        base_image,
+        force,
+        agents,
+        dind,
+    } = args;
+    if provider != "docker" && provider != "daytona" {
+        bail!("`prepare` makes the box image of the docker or daytona provider; not `{provider}`");
+    }
+    let cfg = ctx.resolved(BTreeMap::new())?;
+    let explicit_base = base_image.is_some();
+    let explicit_agents = agents.is_some();
+    let (base, agents, dind_config) = image_choice(&cfg, base_image.clone(), agents.clone())?;
+    let inputs = Inputs::gather(&base, &agents, Packages::Latest)?.with_dind(*dind || dind_config);
+    let (key, pinned) = if provider == "daytona" {
+        let home = ctx.home.root().to_path_buf();
+        (
+            "box.imageDaytona",
+            crate::daytona::prepare::snapshot(&home, &inputs, *force)?,
+        )
+    } else {
+        ("box.image", provider::docker::prepare(&inputs, *force)?)
+    };
+    let mut pins = vec![(key, pinned.clone())];
+    if explicit_base {
+        // What the image was made from, so that `create` can tell when it is stale.
+        pins.push(("box.baseImage", base.clone()));
+    }
+    if explicit_agents {
+        pins.push(("box.agents", inputs.agents_text()));
+    }
+    if *dind {
+        pins.push(("box.dind", "yes".into()));
+    }
+    let path = pin(ctx, &pins)?;
+    eprintln!("==> {key} = {pinned} (in {})", path.display());
+    println!("{pinned}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The pinned snapshot, or a new one when its inputs changed and the user agrees (on
+/// a terminal and `ask`); otherwise (`-y`, or no terminal) a stale snapshot boots after a
+/// loud warning.
+pub fn fresh_snapshot(
+    ctx: &Ctx,
+    cfg: &Resolved,
+    pinned: String,
+    ask: bool,
+) -> anyhow::Result<String> {
+    let (base, agents, dind) = image_choice(cfg, None, None)?;
+    let inputs = match Inputs::gather(&base, &agents, Packages::Cached) {
+        Ok(i) => i.with_dind(dind),
+        Err(e) => {
+            // Without the agents' packages here, the inputs cannot be compared.
+            eprintln!("note: cannot tell whether snapshot {pinned} is up to date ({e:#})");
+            return Ok(pinned);
+        }
+    };
+    let wanted = crate::daytona::prepare::snapshot_name(&inputs.tag()?);
+    if wanted == pinned {
+        return Ok(pinned);
+    }
+    let stale = format!(
+        "snapshot {pinned} was baked from other inputs than this agentbox's (now {wanted})"
+    );
+    if ask && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        eprint!("{stale}. Bake it again now (a few minutes)? [Y/n] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !answer.trim().eq_ignore_ascii_case("n") {
+            let again = PrepareArgs {
+                provider: "daytona".into(),
+                base_image: Some(base),
+                force: false,
+                agents: None,
+                dind: false,
+            };
+            prepare(ctx, &again)?;
+            return Ok(wanted);
+        }
+    }
+    eprintln!("WARNING: {stale}; booting it anyway. Run `agentbox prepare --provider daytona` to bring it up to date.");
+    Ok(pinned)
+}
+
+/// `agentbox prune`: containers, engine volumes or sandboxes of this `AGENTBOX_HOME`
+/// that no box record knows.
+pub fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<ExitCode> {
+    let (provider, dry_run) = (args.provider.as_str(), args.dry_run);
+    let known: std::collections::BTreeSet<String> =
+        ctx.state.all()?.into_iter().map(|b| b.name).collect();
+    if provider == "daytona" {
+        let label = provider::docker::home_label(ctx.home.root());
+        for (sandbox, name) in provider::daytona::sandboxes(ctx.home.root(), &label)? {
+            if known.contains(&name) {
+                continue;
+            }
+            if dry_run {
+                println!("{sandbox}");
+            } else {
+                provider::daytona::DaytonaBox::new(&name, ctx.home.root())?.remove()?;
+                println!("removed {sandbox}");
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if provider != "docker" {
+        bail!("`prune` cleans up docker containers or Daytona sandboxes; not `{provider}`");
+    }
+    let label = provider::docker::home_label(ctx.home.root());
+    // Containers, and the engine volumes of `--dind` boxes (one may outlive its
+    // container when that was removed by hand).
+    let containers = provider::docker::containers(&label)?;
+    let volumes = provider::docker::volumes(&label)?;
+    for (item, name) in containers.into_iter().chain(volumes) {
+        if known.contains(&name) {
+            continue;
+        }
+        if dry_run {
+            println!("{item}");
+        } else {
+            provider::docker::DockerBox::new(&name).remove()?;
+            println!("removed {item}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

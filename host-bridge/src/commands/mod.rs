@@ -1,0 +1,17 @@
+//! What each `agentbox` command does, one module per command family (the families of
+//! [`crate::cli`], whose argument types each function takes). Every command is a plain
+//! function; those that need the box records take a [`Ctx`].
+
+pub mod agents;
+pub mod boxes;
+pub mod config;
+mod context;
+pub mod daytona;
+pub mod exec;
+pub mod files;
+pub mod git;
+pub mod images;
+pub mod setup;
+pub mod url;
+
+pub use context::{ensure_running, relay_of, Ctx};

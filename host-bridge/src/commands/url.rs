@@ -1,0 +1,83 @@
+//! Addresses of a box for this machine: `url` (the WebProxy, a service, the bridge) and
+//! `screen` (its desktop).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use super::context::{ensure_running, Ctx};
+use crate::cli::{ScreenArgs, UrlArgs};
+use crate::provider::AnyBox;
+
+/// How long a Daytona preview link lasts when `--ttl` is not given.
+const DEFAULT_TTL: Duration = Duration::from_secs(3600);
+
+/// `agentbox screen`: a link to the box's noVNC desktop.
+pub fn screen(ctx: &Ctx, args: &ScreenArgs) -> anyhow::Result<ExitCode> {
+    let record = ctx.resolve(args.target.as_deref())?;
+    let b = AnyBox::open(&record)?;
+    ensure_running(&b, &record.name)?;
+    let probe = b.ctl(&["port-open", "6080"]);
+    let serving = probe.is_ok_and(|o| o.status.success());
+    if !serving {
+        bail!(
+            "box `{}` has no desktop: nothing serves port 6080 in it (its image has no VNC/noVNC)",
+            record.name
+        );
+    }
+    match b {
+        AnyBox::Daytona(b) => println!("{}", b.signed_url(6080, args.ttl.unwrap_or(DEFAULT_TTL))?),
+        _ => {
+            bail!("a desktop is shown through a preview link: only daytona boxes have one")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `agentbox url`.
+pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
+    let (port, ttl) = (args.port, args.ttl);
+    let record = ctx.resolve(args.target.as_deref())?;
+    let b = AnyBox::open(&record)?;
+    if ttl.is_some() && !matches!(b, AnyBox::Daytona(_)) {
+        bail!(
+            "--ttl is for Daytona preview links; box `{}` is a {} box",
+            record.name,
+            record.provider
+        );
+    }
+    match b {
+        AnyBox::Docker(b) => match port {
+            None | Some(8080 | 8788) => println!("{}", b.url(port)?),
+            // A service port is reached through the WebProxy, by its name.
+            Some(p) => {
+                let out = b.ctl(&["status", "--json"])?;
+                let status: serde_json::Value =
+                    serde_json::from_slice(&out.stdout).unwrap_or_default();
+                let service = status["units"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(p)))
+                    .and_then(|u| u["name"].as_str())
+                    .with_context(|| {
+                        format!("no service of box `{}` exposes port {p}", record.name)
+                    })?
+                    .to_string();
+                let web = b.url(None)?;
+                println!(
+                    "{}",
+                    web.replacen("127.0.0.1", &format!("{service}.localhost"), 1)
+                );
+            }
+        },
+        AnyBox::Local(l) => println!("{}", l.web_url(port)?),
+        // A signed link: it carries its own token and expires.
+        AnyBox::Daytona(b) => println!(
+            "{}",
+            b.signed_url(port.unwrap_or(8080), ttl.unwrap_or(DEFAULT_TTL))?
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
