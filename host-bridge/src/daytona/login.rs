@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::{Daytona, DaytonaError};
+use super::client::Daytona;
+use super::error::DaytonaError;
 use crate::secrets::{self, Source, DEFAULT_API_URL};
 
 /// What `login` was given.

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::error::DaytonaError;
 use super::login::Settings;
-use super::{CreateSnapshot, DaytonaError};
+use super::snapshots::{BuildInfo, CreateSnapshot};
 
 /// How long a snapshot may take to become active.
 const BAKE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -54,7 +55,7 @@ pub fn snapshot(home: &Path, inputs: &crate::image::Inputs, force: bool) -> anyh
         let hash = client.push_context(&context).await?;
         let request = CreateSnapshot {
             name: name.clone(),
-            build_info: Some(super::BuildInfo {
+            build_info: Some(BuildInfo {
                 dockerfile_content: dockerfile,
                 context_hashes: vec![hash],
             }),

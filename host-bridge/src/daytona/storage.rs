@@ -9,7 +9,8 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::{Daytona, DaytonaError};
+use super::client::Daytona;
+use super::error::DaytonaError;
 
 /// `StorageAccessDto`.
 #[derive(Debug, Clone, Deserialize)]
@@ -114,7 +115,7 @@ pub fn sign(
 /// Percent-encodes a key path, keeping `/`.
 fn encode_path(path: &str) -> String {
     path.split('/')
-        .map(super::url_encode)
+        .map(super::client::url_encode)
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use super::size::Size;
 use crate::daytona::login::Settings;
 use crate::daytona::{CreateSandbox, Daytona, DaytonaError, Sandbox};
 use crate::transfer::client::{Relay, Remint};
@@ -68,7 +69,7 @@ impl DaytonaBox {
         snapshot: &str,
         token: &str,
         home_label: &str,
-        size: Option<super::docker::Size>,
+        size: Option<Size>,
     ) -> anyhow::Result<()> {
         if let Some(s) = size {
             // Daytona gives a sandbox made from a snapshot the snapshot's resources.

@@ -20,6 +20,9 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 use bollard::Docker;
 use futures_util::StreamExt;
 
+// The box size lives in `provider::size`; `provider::docker::Size` still names it.
+pub use super::size::Size;
+
 /// Label holding the box name.
 pub const LABEL_BOX: &str = "agentbox.box";
 /// Label holding which `AGENTBOX_HOME` made the container.
@@ -49,36 +52,6 @@ fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
 /// What identifies an `AGENTBOX_HOME` on the labels.
 pub fn home_label(home: &std::path::Path) -> String {
     blake3::hash(home.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string()
-}
-
-/// `CPU-MEM-DISK` (e.g. `2-4-8`: 2 CPUs, 4 GiB memory, 8 GiB disk).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Size {
-    /// CPUs.
-    pub cpus: u32,
-    /// Memory in GiB.
-    pub mem_gib: u32,
-    /// Disk in GiB (not enforced by Docker's default storage driver).
-    pub disk_gib: u32,
-}
-
-impl std::str::FromStr for Size {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let parts: Vec<u32> = s
-            .split('-')
-            .map(|p| p.parse::<u32>().map_err(|_| ()))
-            .collect::<Result<_, _>>()
-            .map_err(|()| format!("`{s}` is not CPU-MEM-DISK (e.g. 2-4-8)"))?;
-        match parts[..] {
-            [cpus, mem_gib, disk_gib] if cpus > 0 && mem_gib > 0 => Ok(Self {
-                cpus,
-                mem_gib,
-                disk_gib,
-            }),
-            _ => Err(format!("`{s}` is not CPU-MEM-DISK (e.g. 2-4-8)")),
-        }
-    }
 }
 
 /// Builds the box image unless an image with the same inputs exists; returns its tag.
@@ -554,24 +527,4 @@ pub fn volumes(home_label: &str) -> anyhow::Result<Vec<(String, String)>> {
 pub fn note(line: &str) {
     let mut err = std::io::stderr();
     let _ = writeln!(err, "==> {line}");
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        assert_eq!(
-            "2-4-8".parse::<Size>(),
-            Ok(Size {
-                cpus: 2,
-                mem_gib: 4,
-                disk_gib: 8
-            })
-        );
-        for bad in ["2-4", "0-4-8", "a-b-c", "", "2-4-8-1"] {
-            assert!(bad.parse::<Size>().is_err(), "{bad}");
-        }
-    }
 }

@@ -1,0 +1,185 @@
+//! The Daytona API client ([`Daytona`]): the API base and key, Daytona's auth headers, one
+//! attempt's answer or the [`DaytonaError`] it means, and retries by Daytona's own SDK's
+//! classification with jittered backoff. The calls themselves are in the sibling modules
+//! ([`super::sandbox`], [`super::volumes`], …), each an `impl Daytona` of its own.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::error::DaytonaError;
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    message: serde_json::Value,
+}
+
+/// A Daytona API client (cheap to clone: the HTTP client is shared).
+#[derive(Clone)]
+pub struct Daytona {
+    base: String,
+    api_key: String,
+    org_id: Option<String>,
+    /// The HTTP client (object storage uploads use it too, without Daytona's headers).
+    pub(super) http: reqwest::Client,
+    /// Waits between attempts (Daytona's SDK: 1, 2, 4 s), jittered by up to a quarter.
+    pub backoff: Vec<Duration>,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
+}
+
+impl Daytona {
+    /// A client for `base` (e.g. `https://app.daytona.io/api`).
+    pub fn new(base: &str, api_key: &str, org_id: Option<&str>) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            api_key: api_key.to_string(),
+            org_id: org_id.map(str::to_string),
+            http: reqwest::Client::new(),
+            backoff: vec![
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4),
+            ],
+            attempt_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// From `DAYTONA_API_KEY`, `DAYTONA_ORGANIZATION_ID`, `DAYTONA_API_URL`.
+    pub fn from_env() -> Result<Self, DaytonaError> {
+        let key = std::env::var("DAYTONA_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| DaytonaError::Auth("DAYTONA_API_KEY is not set".into()))?;
+        let url = std::env::var("DAYTONA_API_URL")
+            .unwrap_or_else(|_| "https://app.daytona.io/api".into());
+        let org = std::env::var("DAYTONA_ORGANIZATION_ID").ok();
+        Ok(Self::new(&url, &key, org.as_deref()))
+    }
+
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request_url(method, &format!("{}{path}", self.base))
+    }
+
+    /// A request to a full URL (the toolbox) with Daytona's auth headers.
+    pub(super) fn request_url(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, url)
+            .bearer_auth(&self.api_key)
+            .timeout(self.attempt_timeout)
+            .header("X-Daytona-Source", "agentbox");
+        if let Some(org) = &self.org_id {
+            r = r.header("X-Daytona-Organization-ID", org);
+        }
+        r
+    }
+
+    /// One attempt: the body of a 2xx answer, or the error it means.
+    pub(super) async fn once_raw(
+        &self,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<bytes::Bytes, DaytonaError> {
+        let unreachable = |e: reqwest::Error| DaytonaError::Unreachable {
+            url: self.base.clone(),
+            why: e.to_string(),
+        };
+        let response = build().send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        if (200..300).contains(&status) {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .ok()
+            .map_or_else(
+                || String::from_utf8_lossy(&bytes).into_owned(),
+                |b| match b.message {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Array(a) => a
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    other => other.to_string(),
+                },
+            );
+        Err(match status {
+            401 => DaytonaError::Auth(message),
+            403 => DaytonaError::Forbidden(message),
+            404 => DaytonaError::NotFound(message),
+            409 => DaytonaError::Conflict(message),
+            400 | 422 => DaytonaError::Invalid(message),
+            429 => DaytonaError::RateLimited,
+            _ => DaytonaError::Server { status, message },
+        })
+    }
+
+    /// One call with retries as Daytona's own SDK classifies them; the answer's body.
+    pub(super) async fn call_raw(
+        &self,
+        idempotent: bool,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<bytes::Bytes, DaytonaError> {
+        let mut attempt = 0;
+        loop {
+            match self.once_raw(build).await {
+                Err(e) if e.retriable(idempotent) && attempt < self.backoff.len() => {
+                    let base = self.backoff[attempt];
+                    let jitter = base.mul_f64(f64::from(jitter_percent()) / 400.0);
+                    tracing::info!(error = %e, attempt = attempt + 1, "daytona call failed; retrying");
+                    tokio::time::sleep(base + jitter).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Daytona::call_raw`], the answer read as JSON.
+    pub(super) async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        idempotent: bool,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<T, DaytonaError> {
+        let bytes = self.call_raw(idempotent, build).await?;
+        serde_json::from_slice(&bytes).map_err(|e| DaytonaError::Server {
+            status: 200,
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// A call whose answer body does not matter (some deletes answer plain text).
+    pub(super) async fn call_no_body(
+        &self,
+        idempotent: bool,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<(), DaytonaError> {
+        self.call_raw(idempotent, build).await.map(drop)
+    }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub(super) fn url_encode(s: &str) -> String {
+    use std::fmt::Write;
+    s.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}
+
+/// 0..100 from the clock's nanoseconds: enough spread for retry jitter.
+fn jitter_percent() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 100)
+}

@@ -1,0 +1,77 @@
+//! Why a Daytona call failed ([`DaytonaError`]), in sentences a user can act on, and which
+//! failures a retry could help.
+
+/// Why a Daytona call failed, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DaytonaError {
+    /// 401.
+    #[error("Daytona rejected the API key: run `agentbox daytona login` ({0})")]
+    Auth(String),
+    /// 403.
+    #[error("Daytona refused: {0}")]
+    Forbidden(String),
+    /// 404.
+    #[error("not found on Daytona: {0}")]
+    NotFound(String),
+    /// 409: a state change is in progress (or another conflict).
+    #[error("Daytona: {0}")]
+    Conflict(String),
+    /// 400 / 422.
+    #[error("Daytona refused the request: {0}")]
+    Invalid(String),
+    /// 429 after every retry.
+    #[error("Daytona is rate-limiting this account; try again in a minute")]
+    RateLimited,
+    /// Another status.
+    #[error("Daytona answered {status}: {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// No answer in time, or no connection.
+    #[error("cannot reach Daytona at {url}: {why}")]
+    Unreachable {
+        /// The API base.
+        url: String,
+        /// What happened.
+        why: String,
+    },
+    /// The pinned snapshot is not on Daytona any more.
+    #[error("snapshot {0} was deleted: run `agentbox prepare --provider daytona`")]
+    SnapshotGone(String),
+    /// A snapshot build ended in `error` or `build_failed`.
+    #[error("snapshot {name} failed to build ({state}): {reason}")]
+    SnapshotFailed {
+        /// Snapshot name.
+        name: String,
+        /// `error` or `build_failed`.
+        state: String,
+        /// Daytona's reason.
+        reason: String,
+    },
+    /// A state that will not become the wanted one.
+    #[error("sandbox {id} is `{state}` ({reason})")]
+    BadState {
+        /// Sandbox id.
+        id: String,
+        /// Its state.
+        state: String,
+        /// Daytona's error reason, if any.
+        reason: String,
+    },
+}
+
+impl DaytonaError {
+    /// Whether a retry could help: 429 always; 5xx and no answer only when the call may be
+    /// repeated without effect (`idempotent`).
+    pub(super) fn retriable(&self, idempotent: bool) -> bool {
+        match self {
+            Self::RateLimited => true,
+            Self::Server { status, .. } => idempotent && *status >= 500,
+            Self::Unreachable { .. } => idempotent,
+            _ => false,
+        }
+    }
+}

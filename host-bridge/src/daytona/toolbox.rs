@@ -1,0 +1,91 @@
+//! A sandbox's toolbox (`{toolboxProxyUrl}/{sandboxId}/…`): files up and down
+//! (`files/upload`, `files/download`) and commands (`process/execute`), with Daytona's auth
+//! headers and the client's retries.
+
+use serde::Deserialize;
+
+use super::client::{url_encode, Daytona};
+use super::error::DaytonaError;
+use super::sandbox::Sandbox;
+
+/// `ExecuteResponse` of the toolbox.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Executed {
+    /// The exit code (`-1`: it could not start).
+    pub exit_code: i32,
+    /// stdout and stderr together.
+    pub result: String,
+}
+
+impl Daytona {
+    /// Writes `bytes` to `path` in the sandbox through the toolbox (`files/upload`,
+    /// multipart), as the sandbox's user: the content never appears in a command line.
+    pub async fn upload_file(
+        &self,
+        sandbox: &Sandbox,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let url = format!(
+            "{}/{}/files/upload?path={}",
+            toolbox.trim_end_matches('/'),
+            sandbox.id,
+            url_encode(path)
+        );
+        // Writing the same bytes again is harmless: retried like an idempotent call.
+        self.call_no_body(true, &|| {
+            let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name("file");
+            self.request_url(reqwest::Method::POST, &url)
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+        })
+        .await
+    }
+
+    /// The bytes of file `path` in the sandbox (the toolbox's `GET files/download`).
+    pub async fn download_file(
+        &self,
+        sandbox: &Sandbox,
+        path: &str,
+    ) -> Result<Vec<u8>, DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let url = format!(
+            "{}/{}/files/download?path={}",
+            toolbox.trim_end_matches('/'),
+            sandbox.id,
+            url_encode(path)
+        );
+        let bytes = self
+            .call_raw(true, &|| self.request_url(reqwest::Method::GET, &url))
+            .await?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Runs `command` through a shell in the sandbox (the toolbox's `process/execute`),
+    /// in `cwd`; never repeated on an ambiguous failure (it may have run).
+    pub async fn execute(
+        &self,
+        sandbox: &Sandbox,
+        command: &str,
+        cwd: Option<&str>,
+    ) -> Result<Executed, DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let url = format!(
+            "{}/{}/process/execute",
+            toolbox.trim_end_matches('/'),
+            sandbox.id
+        );
+        let body = serde_json::json!({ "command": command, "cwd": cwd });
+        self.call(false, &|| {
+            self.request_url(reqwest::Method::POST, &url).json(&body)
+        })
+        .await
+    }
+}
