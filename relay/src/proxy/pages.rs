@@ -1,6 +1,6 @@
 //! The WebProxy's own answers: a small HTML page, or JSON for `Accept: application/json`.
 
-use agentbox_protocol::ctl::UnitState;
+use agentbox_protocol::ctl::{UnitState, UnitStatus};
 use agentbox_protocol::proxy::ProxyError;
 use agentbox_protocol::{ErrorCode, ErrorReply};
 use bytes::Bytes;
@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 
-use super::Body;
+use super::shared::{Body, Shared};
 
 /// A full body of `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -87,4 +87,57 @@ pub fn render(problem: &Problem, wants_json: bool) -> Response<Body> {
         h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
     }
     response
+}
+
+/// The page for `unit` (with its last log lines) or for no service at all.
+pub(super) async fn problem(
+    shared: &Shared,
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
+    unit: Option<&UnitStatus>,
+    json: bool,
+) -> Response<Body> {
+    let log_tail = match unit {
+        Some(u) => crate::ctl_link::log_tail(&shared.config.run_dir, &u.name, 10).await,
+        None => Vec::new(),
+    };
+    render(
+        &Problem {
+            status,
+            code,
+            message,
+            service: unit.map(|u| u.name.clone()),
+            state: unit.map(|u| u.state),
+            log_tail,
+        },
+        json,
+    )
+}
+
+/// The 502 page for a service that took the connection but gave no (whole) answer.
+pub(super) async fn did_not_answer(
+    shared: &Shared,
+    name: &str,
+    port: u16,
+    error: &str,
+    json: bool,
+) -> Response<Body> {
+    let unit = shared
+        .units
+        .borrow()
+        .units
+        .iter()
+        .find(|u| u.name == name)
+        .cloned();
+    let message = format!("service `{name}` did not answer on port {port}: {error}");
+    problem(
+        shared,
+        StatusCode::BAD_GATEWAY,
+        ErrorCode::Internal,
+        message,
+        unit.as_ref(),
+        json,
+    )
+    .await
 }
