@@ -5,9 +5,9 @@
 //! audit log. The host policy ([`policy`]) decides what runs unasked, what waits for
 //! `agentbox approve` (without holding up the box's other requests) and what is refused.
 //!
-//! - [`daemon`]: the lock, start/stop, the main loop that starts pollers.
-//! - [`poll`]: one long-poll loop per box; [`request`]: one request from lease to answer.
-//! - [`shared`]: what pollers and handlers share. [`policy`]: what runs, waits or is
+//! - `daemon`: the lock, start/stop, the main loop that starts pollers.
+//! - `poll`: one long-poll loop per box; `request`: one request from lease to answer.
+//! - `shared`: what pollers and handlers share. [`policy`]: what runs, waits or is
 //!   refused. [`exec`]: carrying a request out. [`copy`]: landing copies on the host.
 //!   [`journal`]: the host's records (completed requests, approvals, audit).
 
