@@ -2,6 +2,10 @@
 //!
 //! All errors are collected (not just the first), each at the position of the offending
 //! node. Unknown keys are warnings.
+//!
+//! It stays one file (about 600 lines) on purpose: it is the schema, key lists and rules
+//! side by side, so that a reader sees every rule of `agentbox.yaml` in one place; the
+//! rule-free typed readers are in [`super::reader`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
