@@ -58,14 +58,42 @@ pub fn looked_for() -> String {
         .join(", ")
 }
 
-/// Whether an environment variable holds an API key or token that must stay out of a
-/// box's daemon and services (the local provider starts them from this environment).
-pub fn is_secret_var(name: &str) -> bool {
-    name.ends_with("_API_KEY")
-        || matches!(
-            name,
-            "ANTHROPIC_AUTH_TOKEN" | "CLAUDE_CODE_OAUTH_TOKEN" | "AGENTBOX_BRIDGE_TOKEN"
-        )
+/// This machine's environment variables a `local` box inherits: the ones a shell and a
+/// terminal program need to behave (identity, locale, terminal, time zone, temp dir,
+/// XDG directories, logging) and agentbox's own tuning knobs. Everything else — tokens
+/// (`GITHUB_TOKEN`, `NPM_TOKEN`, `AWS_*`), `SSH_AUTH_SOCK`, `DATABASE_URL`, whatever a
+/// user keeps in their shell — stays out: an allowlist, because a denylist cannot know
+/// every secret's name. API keys reach an agent session only through `agents.forwardEnv`.
+pub fn box_inherits_var(name: &str) -> bool {
+    const EXACT: [&str; 26] = [
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TERM",
+        "COLORTERM",
+        "TZ",
+        "TMPDIR",
+        "NO_COLOR",
+        "EDITOR",
+        "VISUAL",
+        "PAGER",
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_CACHE_HOME",
+        "XDG_STATE_HOME",
+        "RUST_LOG",
+        "RUST_BACKTRACE",
+        "AGENTBOX_LOG_MAX_BYTES",
+        "AGENTBOX_MAX_UPLOAD_BYTES",
+        "AGENTBOX_PROXY_HOLD_MS",
+        "AGENTBOX_PROXY_THREADS",
+        "AGENTBOX_PROXY_HEADER_TIMEOUT_MS",
+        "AGENTBOX_BRIDGE_LEASE_MS",
+    ];
+    EXACT.contains(&name) || (name.starts_with("LC_") && valid_var_name(name))
 }
 
 /// Whether `name` can be an environment variable name.
@@ -92,10 +120,39 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_box_inherits_only_the_allowlist() {
+        for name in ["HOME", "LANG", "LC_ALL", "TERM", "AGENTBOX_PROXY_THREADS"] {
+            assert!(box_inherits_var(name), "{name}");
+        }
+        for name in [
+            "GITHUB_TOKEN",
+            "GH_TOKEN",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "NPM_TOKEN",
+            "SSH_AUTH_SOCK",
+            "DATABASE_URL",
+            "ANTHROPIC_API_KEY",
+            "AGENTBOX_BRIDGE_TOKEN",
+            "AGENTBOX_HOME",
+            "LC_",
+            "home",
+        ] {
+            assert!(!box_inherits_var(name), "{name}");
+        }
+    }
+
+    #[test]
     fn secret_vars_and_names() {
-        assert!(is_secret_var("ANTHROPIC_API_KEY"));
-        assert!(is_secret_var("OPENAI_API_KEY"));
-        assert!(!is_secret_var("PATH"));
+        for key in [
+            "ANTHROPIC_API_KEY",
+            "OPENAI_API_KEY",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+        ] {
+            assert!(!box_inherits_var(key), "{key}");
+        }
+        // PATH is the box's own (its shims first), built from this one, not inherited.
+        assert!(!box_inherits_var("PATH"));
         assert!(valid_var_name("OPENAI_API_KEY"));
         assert!(!valid_var_name("A-B"));
         assert!(!valid_var_name("1A"));

@@ -363,3 +363,76 @@ fn config_layers() {
         "one\nedited\n"
     );
 }
+
+/// Issue 20 #13: the local provider passes this machine's environment through an
+/// allowlist. Tokens, cloud keys, the SSH agent and database URLs in the user's shell
+/// reach neither the box's daemon and services nor an `exec` in it.
+#[test]
+fn host_secrets_stay_out_of_a_local_box() {
+    let host = Host::new();
+    let out_dir = host.dir.path().join("out");
+    std::fs::create_dir_all(&out_dir).expect("mkdir");
+    let yaml = format!(
+        "services:\n  dump:\n    command: env > {}/.partial && mv {}/.partial {}/service-env; exec sleep 600\n",
+        out_dir.display(),
+        out_dir.display(),
+        out_dir.display()
+    );
+    let repo = host.repo("secrets", &yaml);
+    let secrets: Vec<(&str, String)> = [
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "NPM_TOKEN",
+        "SSH_AUTH_SOCK",
+        "DATABASE_URL",
+        "MY_COMPANY_SECRET",
+    ]
+    .into_iter()
+    .map(|k| (k, format!("leak-{k}-{}", std::process::id())))
+    .collect();
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(AGENTBOX);
+        cmd.args(args)
+            .current_dir(&repo)
+            .env("AGENTBOX_HOME", host.home())
+            .env("PATH", host.path())
+            .env("LC_TIME", "C")
+            .stdin(std::process::Stdio::null());
+        for (k, v) in &secrets {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run agentbox");
+        assert!(
+            out.status.success(),
+            "agentbox {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["create", "--name", "sec"]);
+    let exec_env = run(&["exec", "sec", "--", "env"]);
+    assert!(eventually(|| out_dir.join("service-env").exists()));
+    let service_env = std::fs::read_to_string(out_dir.join("service-env")).expect("read");
+    let daemon_pid = std::fs::read_to_string(host.home().join("boxes/sec/run/ctl.lock"))
+        .expect("ctl.lock")
+        .trim()
+        .to_string();
+    let daemon_env = std::fs::read(format!("/proc/{daemon_pid}/environ")).expect("environ");
+    let daemon_env = String::from_utf8_lossy(&daemon_env).replace('\0', "\n");
+    for (what, env) in [
+        ("exec", &exec_env),
+        ("a service", &service_env),
+        ("the ctl daemon", &daemon_env),
+    ] {
+        // Each dump is the box's environment: the contract is there, and what the
+        // allowlist keeps (the locale) came through.
+        assert!(env.contains("AGENTBOX_BOX_NAME=sec"), "{what}: {env}");
+        assert!(env.contains("LC_TIME=C"), "{what}: {env}");
+        for (k, v) in &secrets {
+            assert!(!env.contains(v.as_str()), "{what} got {k}: {env}");
+        }
+    }
+    run(&["destroy", "-y", "sec"]);
+}

@@ -44,12 +44,18 @@ pub fn box_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((ctl, relay))
 }
 
-/// Keeps this machine's API keys and tokens out of the box's daemon, relay and services
-/// (an agent session gets the ones `agents.forwardEnv` names, by itself).
-fn strip_secrets(cmd: &mut Command) {
-    for (name, _) in std::env::vars_os() {
-        if name.to_str().is_some_and(crate::credentials::is_secret_var) {
-            cmd.env_remove(name);
+/// Gives a box process only the allowlisted part of this machine's environment
+/// ([`crate::credentials::box_inherits_var`]): tokens, keys and sockets stay out of the
+/// box's daemon, relay, services and `exec`s (an agent session gets the keys
+/// `agents.forwardEnv` names, by itself). The box's own contract is added after this.
+fn inherit_allowlisted_env(cmd: &mut Command) {
+    cmd.env_clear();
+    for (name, value) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(crate::credentials::box_inherits_var)
+        {
+            cmd.env(name, value);
         }
     }
 }
@@ -123,8 +129,8 @@ impl LocalBox {
 
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
+        inherit_allowlisted_env(&mut cmd);
         cmd.envs(self.env()).current_dir(self.workspace());
-        strip_secrets(&mut cmd);
         cmd
     }
 
@@ -156,8 +162,8 @@ impl LocalBox {
             .open(self.dir.join("log").join(log))?;
         let mut cmd = Command::new("setsid");
         cmd.arg(program).args(args);
+        inherit_allowlisted_env(&mut cmd);
         cmd.envs(self.env()).current_dir(self.workspace());
-        strip_secrets(&mut cmd);
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
