@@ -259,17 +259,31 @@ impl Layer {
 /// Reads a flat config file; a missing file is empty. Nested mappings are flattened to
 /// dotted keys so that `box: {provider: x}` and `box.provider: x` mean the same.
 pub fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match agentbox_protocol::yaml_guard::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let docs = load_bounded(&text, path)?;
     let mut out = BTreeMap::new();
     if let Some(doc) = docs.first() {
         flatten(doc, "", &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     Ok(out)
+}
+
+/// Loads YAML that may come from a repository or a box: refused first when it is too
+/// large, too deep or an alias bomb ([`agentbox_protocol::yaml_guard`]), since the loader
+/// copies an anchor for every alias.
+fn load_bounded(text: &str, path: &Path) -> Result<Vec<Yaml>, String> {
+    agentbox_protocol::yaml_guard::check(text).map_err(|e| {
+        if e.line == 0 {
+            format!("{}: {}", path.display(), e.message)
+        } else {
+            format!("{}:{}:{}: {}", path.display(), e.line, e.col, e.message)
+        }
+    })?;
+    YamlLoader::load_from_str(text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn scalar(y: &Yaml) -> Option<String> {
@@ -327,10 +341,10 @@ pub fn write_file(path: &Path, values: &BTreeMap<String, String>) -> std::io::Re
 /// The repo's `agentbox.yaml` `defaults:` section (other sections are the box's).
 pub fn read_repo_defaults(repo: &Path) -> Result<BTreeMap<String, String>, String> {
     let path = repo.join("agentbox.yaml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
+    let Ok(text) = agentbox_protocol::yaml_guard::read(&path) else {
         return Ok(BTreeMap::new());
     };
-    let docs = YamlLoader::load_from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let docs = load_bounded(&text, &path)?;
     let mut out = BTreeMap::new();
     if let Some(defaults) = docs
         .first()

@@ -436,3 +436,49 @@ fn host_secrets_stay_out_of_a_local_box() {
     }
     run(&["destroy", "-y", "sec"]);
 }
+
+/// Issue 20 #11: a small `agentbox.yaml` of nested aliases (which a box can hand back
+/// through `download`) is refused by the host's config reader and by the box's
+/// validator with its position, under a memory limit that the expansion would blow.
+#[test]
+fn yaml_alias_bombs_are_refused_by_host_and_box() {
+    use std::fmt::Write as _;
+    let host = Host::new();
+    let repo = host.repo("bomb", "services: {}\n");
+    let mut bomb = String::from("defaults:\n  box.size: 2-4-8\nx0: &x0 [lol]\n");
+    for i in 1..=9 {
+        let refs = vec![format!("*x{}", i - 1); 10].join(", ");
+        let _ = writeln!(bomb, "x{i}: &x{i} [{refs}]");
+    }
+    assert!(bomb.len() < 1000, "a small file: {} bytes", bomb.len());
+    std::fs::write(repo.join("agentbox.yaml"), &bomb).expect("write");
+    let ctl = std::path::Path::new(AGENTBOX)
+        .with_file_name("agentbox-ctl")
+        .display()
+        .to_string();
+    // 1 GiB of address space: the expansion needs tens of GiB.
+    let limited = |program: &str, args: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -v 1048576; exec {program} {args}"))
+            .current_dir(&repo)
+            .env("AGENTBOX_HOME", host.home())
+            .env("PATH", host.path())
+            .output()
+            .expect("sh")
+    };
+    for (what, out) in [
+        ("agentbox config list", limited(AGENTBOX, "config list")),
+        (
+            "agentbox-ctl validate",
+            limited(&ctl, "validate agentbox.yaml"),
+        ),
+    ] {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert!(
+            stderr.contains("agentbox.yaml:") && stderr.contains("more than 100000 nodes"),
+            "{what}: {stderr}"
+        );
+    }
+}

@@ -20,6 +20,7 @@
 //! - [`term`]: the relay's terminal API (a tmux viewer over WebSocket or HTTP streaming).
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
 //! - [`error`]: the error body shared by every boundary.
+//! - [`yaml_guard`]: size, depth and alias-expansion bounds on YAML from the other side.
 //! - `names`, `token` (private, re-exported by [`term`] and [`bridge`]): the session-name
 //!   check and the random-token generator several modules share.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
@@ -42,6 +43,7 @@ pub mod sync;
 pub mod term;
 mod token;
 pub mod transfer;
+pub mod yaml_guard;
 
 pub use error::{ErrorCode, ErrorReply};
 pub use frame::{FrameCodec, FrameError, MAX_FRAME_LEN};

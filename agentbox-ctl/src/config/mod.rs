@@ -30,7 +30,7 @@ pub use yaml::Pos;
 /// Reads and validates `path`. A missing file is an empty config; an unreadable one is an
 /// error. Warnings carry their positions too.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    match std::fs::read_to_string(path) {
+    match agentbox_protocol::yaml_guard::read(path) {
         Ok(source) => parse_str(&source, path),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
         Err(e) => Err(ConfigError {

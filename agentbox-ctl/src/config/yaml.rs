@@ -107,8 +107,17 @@ pub struct SyntaxError {
     pub message: String,
 }
 
-/// Parses the first document of `source`. An empty source gives `None`.
+/// Parses the first document of `source`. An empty source gives `None`. A document over
+/// the bounds of [`agentbox_protocol::yaml_guard`] (size, depth, alias expansion) is
+/// refused before any node is built.
 pub fn parse(source: &str) -> Result<Option<Node>, SyntaxError> {
+    agentbox_protocol::yaml_guard::check(source).map_err(|e| SyntaxError {
+        pos: Pos {
+            line: e.line,
+            col: e.col,
+        },
+        message: e.message,
+    })?;
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
     parser.load(&mut builder, false).map_err(|e| SyntaxError {
@@ -257,6 +266,19 @@ mod tests {
         assert!(matches!(&entries[1].1, Node::Map { entries, .. } if entries.len() == 1));
         assert_eq!(parse("").expect("parse"), None);
         assert_eq!(parse("# only a comment\n").expect("parse"), None);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_before_it_is_built() {
+        use std::fmt::Write as _;
+        let mut doc = String::from("a0: &a0 [x]\n");
+        for i in 1..=9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            let _ = writeln!(doc, "a{i}: &a{i} [{refs}]");
+        }
+        let err = parse(&doc).expect_err("bomb");
+        assert!(err.message.contains("nodes"), "{err:?}");
+        assert!(err.pos.line > 1, "{err:?}");
     }
 
     #[test]
