@@ -156,8 +156,9 @@ pub fn agent_state(
 pub fn execute(box_name: &str, request: &HostRequest) -> Done {
     match request {
         HostRequest::Notify { message } => {
-            let message = clean_text(message, 1000);
-            let how = if desktop_notify(box_name, &message) {
+            // The audit keeps the text as sent (escaped where it is shown); the desktop
+            // notification gets it without control characters.
+            let how = if desktop_notify(box_name, &clean_text(message, 1000)) {
                 "desktop notification"
             } else {
                 "no desktop notifier; recorded"
@@ -165,7 +166,7 @@ pub fn execute(box_name: &str, request: &HostRequest) -> Done {
             Done {
                 outcome: outcome(0, String::new(), String::new()),
                 decision: "done",
-                detail: format!("{how}: {message}"),
+                detail: format!("{how}: {}", crate::text::capped(message, 1000)),
             }
         }
         HostRequest::Open { url } => {

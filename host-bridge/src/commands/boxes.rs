@@ -13,6 +13,7 @@ use crate::cli::{BoxArg, CreateArgs, CreateOpts, DestroyArgs, ListArgs, RunArgs,
 use crate::home::{project_id, slug};
 use crate::provider::{self, AnyBox};
 use crate::state::BoxRecord;
+use crate::text::shown;
 use crate::{git, seed};
 
 /// `agentbox create`: prints the new box's name (or its record as JSON).
@@ -373,7 +374,7 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
                 r["name"].as_str().unwrap_or(""),
                 r["provider"].as_str().unwrap_or(""),
                 r["state"].as_str().unwrap_or(""),
-                r["agents_summary"].as_str().unwrap_or(""),
+                shown(r["agents_summary"].as_str().unwrap_or("")),
                 r["project"].as_str().unwrap_or("")
             );
         }
@@ -424,24 +425,24 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     for u in units.as_array().into_iter().flatten() {
         println!(
             "  {:<8} {:<20} {:<9} {}",
-            u["kind"].as_str().unwrap_or(""),
-            u["name"].as_str().unwrap_or(""),
-            u["state"].as_str().unwrap_or(""),
-            u["detail"].as_str().unwrap_or("")
+            shown(u["kind"].as_str().unwrap_or("")),
+            shown(u["name"].as_str().unwrap_or("")),
+            shown(u["state"].as_str().unwrap_or("")),
+            shown(u["detail"].as_str().unwrap_or(""))
         );
     }
     for a in agents.values() {
         println!(
             "  agent    {:<20} {:<9} {}",
-            format!("{} ({})", a.agent, a.session),
+            shown(&format!("{} ({})", a.agent, a.session)),
             crate::agents::shown_state(a, running),
-            a.detail.as_deref().unwrap_or("")
+            shown(a.detail.as_deref().unwrap_or(""))
         );
     }
     for s in sessions.as_array().into_iter().flatten() {
         println!(
             "  session  {:<20} {}",
-            s["name"].as_str().unwrap_or(""),
+            shown(s["name"].as_str().unwrap_or("")),
             if s["running"] == true {
                 "running"
             } else {

@@ -6,6 +6,7 @@ use anyhow::bail;
 
 use super::context::{relay_of, Ctx};
 use crate::cli::{CpArgs, DownloadArgs, SyncArgs};
+use crate::text::shown;
 
 /// `agentbox download`: the box workspace back into the host tree, after showing what
 /// changes and asking.
@@ -40,7 +41,7 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             };
-            eprintln!("  {what:<9}{}{note}", f.path);
+            eprintln!("  {what:<9}{}{note}", shown(&f.path));
         }
         if plan.files.is_empty() {
             eprintln!(
@@ -119,7 +120,7 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         outcome.bytes_sent
     );
     for p in r.kept_box_version.iter().chain(&outcome.kept_in_box) {
-        println!("kept the box's version of {p}");
+        println!("kept the box's version of {}", shown(p));
     }
     if outcome.skipped_names > 0 {
         println!(
@@ -179,7 +180,7 @@ pub fn cp(ctx: &Ctx, args: &CpArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::json!({ "written": written }));
     } else {
         for w in written {
-            println!("{w}");
+            println!("{}", shown(&w));
         }
     }
     Ok(ExitCode::SUCCESS)

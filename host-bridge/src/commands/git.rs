@@ -10,6 +10,7 @@ use crate::bridge::journal::HostJournal;
 use crate::cli::{ApprovalIdArg, ApprovalsArgs, AuditArgs, BridgeCmd, GitArgs};
 use crate::home::Home;
 use crate::provider::AnyBox;
+use crate::text::shown;
 
 /// `agentbox git BOX push|pull|fetch …`: the box's own request, made from the host.
 pub fn git(ctx: &Ctx, args: &GitArgs) -> anyhow::Result<ExitCode> {
@@ -41,10 +42,10 @@ pub fn approvals(ctx: &Ctx, args: &ApprovalsArgs) -> anyhow::Result<ExitCode> {
             let left = a.expires_ms.saturating_sub(now) / 1000;
             println!(
                 "{}  {:<8}  {:<12} {}  ({})",
-                a.id,
+                shown(&a.id),
                 a.state,
-                a.box_name,
-                a.summary,
+                shown(&a.box_name),
+                shown(&a.summary),
                 if a.state == "pending" {
                     format!("expires in {}m{:02}s", left / 60, left % 60)
                 } else {
@@ -63,8 +64,8 @@ pub fn decide(ctx: &Ctx, args: &ApprovalIdArg, approve: bool) -> anyhow::Result<
     println!(
         "{} {}: {}",
         if approve { "approved" } else { "denied" },
-        a.id,
-        a.summary
+        shown(&a.id),
+        shown(&a.summary)
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -80,7 +81,12 @@ pub fn audit(ctx: &Ctx, args: &AuditArgs) -> anyhow::Result<ExitCode> {
         for e in entries {
             println!(
                 "{} {:<16} {:<10} {:<9} exit {} {}",
-                e.ts_ms, e.box_name, e.kind, e.decision, e.exit_code, e.detail
+                e.ts_ms,
+                shown(&e.box_name),
+                shown(&e.kind),
+                shown(&e.decision),
+                e.exit_code,
+                shown(&e.detail)
             );
         }
     }
