@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use agentbox_protocol::bridge::{GitOp, HostRequest};
+use agentbox_protocol::bridge::{BlobRef, GhRequest, GitFlag, GitOp, GitRequest, HostRequest};
 
 use crate::config::Resolved;
 use crate::home::Home;
+use crate::text::capped;
 
 /// What the policy says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,38 +112,239 @@ impl Policy {
     }
 }
 
-/// One line saying what a request would do, for `agentbox approvals`.
+/// The first 12 hex digits of a blob's digest, enough to tell two blobs apart on screen.
+fn short(blob: &BlobRef) -> String {
+    blob.blake3.chars().take(12).collect()
+}
+
+/// What a git request would do, every flag included.
+fn git_summary(g: &GitRequest, box_name: &str, own_branch: &str) -> String {
+    let remote = capped(g.remote.as_deref().unwrap_or("origin"), 60);
+    let branch = g.branch.as_deref().unwrap_or(own_branch);
+    let mut out = match g.op {
+        GitOp::Push => {
+            let whose = if branch == own_branch {
+                "the box's own branch"
+            } else {
+                "NOT the box's own branch"
+            };
+            let bundle = g.bundle.as_ref().map_or_else(
+                || "no bundle".to_string(),
+                |b| format!("bundle of {} bytes, blake3 {}", b.size, short(b)),
+            );
+            format!(
+                "git push to remote `{remote}`: refs/agentbox/{box_name}/head (the box's commits, {bundle}) → refs/heads/{} ({whose})",
+                capped(branch, 100)
+            )
+        }
+        GitOp::Fetch | GitOp::Pull => {
+            let what = match &g.branch {
+                Some(b) => {
+                    let b = capped(b, 100);
+                    format!("refs/heads/{b} → refs/remotes/{remote}/{b}")
+                }
+                None => format!("refs/heads/* → refs/remotes/{remote}/*"),
+            };
+            let then = if g.op == GitOp::Pull {
+                "merged into the box's checkout"
+            } else {
+                "sent to the box"
+            };
+            format!(
+                "git {} from remote `{remote}`: {what} on the host, {then}",
+                if g.op == GitOp::Pull { "pull" } else { "fetch" }
+            )
+        }
+    };
+    for flag in &g.flags {
+        out.push_str(match (g.op, flag) {
+            (GitOp::Push, GitFlag::ForceWithLease) => {
+                "; FORCED (--force-with-lease): may overwrite the remote branch's history"
+            }
+            (GitOp::Push, GitFlag::Tags) => {
+                "; --tags: also pushes every tag of the host repository"
+            }
+            (_, GitFlag::DryRun) => "; --dry-run: a dry run, nothing is changed",
+            (_, GitFlag::ForceWithLease) => "; --force-with-lease",
+            (_, GitFlag::Tags) => "; --tags",
+            (_, GitFlag::Quiet) => "; -q",
+            (_, GitFlag::Verbose) => "; -v",
+        });
+    }
+    out
+}
+
+/// One line saying what a request would do, for `agentbox approvals`: everything that
+/// decides its effect (flags, remote and exact ref update of a push; title, body, base of
+/// a pull request; sizes, digests and destinations of copies). Strings from the box are
+/// kept as they are (capped): whoever prints the line escapes it with
+/// [`crate::text::shown`].
 pub fn summary(request: &HostRequest, box_name: &str, own_branch: &str, project: &Path) -> String {
-    use crate::text::clean_text;
     match request {
-        HostRequest::Notify { message } => format!("notify: {}", clean_text(message, 120)),
+        HostRequest::Notify { message } => format!("notify: {}", capped(message, 200)),
         HostRequest::AgentState(s) => format!(
             "agent {} in session {}: {}",
-            clean_text(&s.agent, 40),
-            clean_text(&s.session, 70),
+            capped(&s.agent, 40),
+            capped(&s.session, 70),
             s.state
         ),
-        HostRequest::Open { url } => format!("open {}", clean_text(url, 200)),
-        HostRequest::Git(g) => format!(
-            "git {:?} of {} to remote {}",
-            g.op,
-            clean_text(g.branch.as_deref().unwrap_or(own_branch), 100),
-            clean_text(g.remote.as_deref().unwrap_or("origin"), 60)
-        )
-        .to_lowercase(),
-        HostRequest::Gh(_) => format!("{} for box {box_name}", request.kind()),
-        HostRequest::CopyToHost {
-            name, dest, blob, ..
-        } => format!(
-            "write `{}` ({} bytes) from box {box_name} into {}",
-            clean_text(name, 100),
+        HostRequest::Open { url } => format!("open {}", capped(url, 400)),
+        HostRequest::Git(g) => git_summary(g, box_name, own_branch),
+        HostRequest::Gh(GhRequest::PrCreate {
+            title,
+            body,
+            base,
+            draft,
+        }) => format!(
+            "gh pr create{} from {own_branch} into {}: title `{}`, body ({} characters) `{}`",
+            if *draft { " (draft)" } else { "" },
+            base.as_deref().map_or_else(
+                || "the repository's default branch".to_string(),
+                |b| capped(b, 100)
+            ),
+            capped(title, 256),
+            body.chars().count(),
+            capped(body, 2000)
+        ),
+        HostRequest::Gh(GhRequest::PrView { number }) => match number {
+            Some(n) => format!("gh pr view #{n}"),
+            None => format!("gh pr view of {own_branch}"),
+        },
+        HostRequest::Gh(GhRequest::PrList { state, limit }) => format!(
+            "gh pr list --state={} --limit={}",
+            capped(state.as_deref().unwrap_or("open"), 40),
+            limit.unwrap_or(30).min(200)
+        ),
+        HostRequest::CopyToHost { name, dest, blob } => format!(
+            "write `{}` (a tar of {} bytes, blake3 {}) from box {box_name} into {}",
+            capped(name, 200),
             blob.size,
-            project.join(clean_text(dest, 200)).display()
+            short(blob),
+            project.join(capped(dest, 400)).display()
         ),
         HostRequest::CopyFromHost { src, dest } => format!(
             "send {} to box {box_name} at {}",
-            project.join(clean_text(src, 200)).display(),
-            clean_text(dest, 200)
+            project.join(capped(src, 400)).display(),
+            capped(dest, 400)
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentbox_protocol::bridge::GhRequest;
+
+    fn push(branch: Option<&str>, flags: Vec<GitFlag>) -> HostRequest {
+        HostRequest::Git(GitRequest {
+            op: GitOp::Push,
+            remote: Some("origin".into()),
+            branch: branch.map(str::to_string),
+            flags,
+            bundle: Some(BlobRef {
+                blake3: "ab".repeat(32),
+                size: 1234,
+            }),
+        })
+    }
+
+    fn shown(r: &HostRequest) -> String {
+        summary(r, "b1", "agentbox/b1", Path::new("/p"))
+    }
+
+    #[test]
+    fn a_forced_push_to_main_shows_the_force_and_the_exact_ref_update() {
+        let s = shown(&push(Some("main"), vec![GitFlag::ForceWithLease]));
+        for part in [
+            "FORCED",
+            "--force-with-lease",
+            "remote `origin`",
+            "refs/agentbox/b1/head",
+            "→ refs/heads/main",
+            "NOT the box's own branch",
+            "1234 bytes",
+            "abababababab",
+        ] {
+            assert!(s.contains(part), "{part}: {s}");
+        }
+        let own = shown(&push(None, Vec::new()));
+        assert!(
+            own.contains("→ refs/heads/agentbox/b1 (the box's own branch)"),
+            "{own}"
+        );
+        assert!(!own.contains("FORCE") && !own.contains("--"), "{own}");
+    }
+
+    #[test]
+    fn every_flag_changes_the_summary() {
+        let flags = [
+            GitFlag::ForceWithLease,
+            GitFlag::Tags,
+            GitFlag::DryRun,
+            GitFlag::Quiet,
+            GitFlag::Verbose,
+        ];
+        for op in [GitOp::Push, GitOp::Fetch, GitOp::Pull] {
+            let with = |flags: Vec<GitFlag>| {
+                shown(&HostRequest::Git(GitRequest {
+                    op,
+                    remote: None,
+                    branch: Some("main".into()),
+                    flags,
+                    bundle: None,
+                }))
+            };
+            let bare = with(Vec::new());
+            for f in flags {
+                let s = with(vec![f]);
+                assert!(s != bare && s.contains(f.as_arg()), "{op:?} {f:?}: {s}");
+            }
+        }
+        let tags = shown(&push(None, vec![GitFlag::Tags]));
+        assert!(tags.contains("every tag"), "{tags}");
+    }
+
+    #[test]
+    fn a_pull_request_shows_title_body_base_and_draft() {
+        let s = shown(&HostRequest::Gh(GhRequest::PrCreate {
+            title: "Fix it".into(),
+            body: "Also deletes CI".into(),
+            base: Some("release".into()),
+            draft: true,
+        }));
+        for part in [
+            "(draft)",
+            "from agentbox/b1 into release",
+            "`Fix it`",
+            "`Also deletes CI`",
+            "15 characters",
+        ] {
+            assert!(s.contains(part), "{part}: {s}");
+        }
+        let long = shown(&HostRequest::Gh(GhRequest::PrCreate {
+            title: "t".into(),
+            body: "x".repeat(5000),
+            base: None,
+            draft: false,
+        }));
+        assert!(
+            long.contains("5000 characters") && long.contains("3000 more characters"),
+            "a long body says how much is not shown"
+        );
+    }
+
+    #[test]
+    fn copies_show_sizes_digests_and_destinations() {
+        let s = shown(&HostRequest::CopyToHost {
+            blob: BlobRef {
+                blake3: "cd".repeat(32),
+                size: 99,
+            },
+            name: "r.txt".into(),
+            dest: "docs/".into(),
+        });
+        for part in ["`r.txt`", "99 bytes", "cdcdcdcdcdcd", "/p/docs/"] {
+            assert!(s.contains(part), "{part}: {s}");
+        }
     }
 }
