@@ -45,8 +45,23 @@ pub struct Approval {
     pub created_ms: u64,
     /// When it stops waiting.
     pub expires_ms: u64,
-    /// `pending`, `approved`, `denied` or `expired`.
+    /// `pending`, `approved`, `denied`, `expired`, or `changed` (the box put another
+    /// request under its id: it is never run under this approval).
     pub state: String,
+    /// The digest of the exact request it shows ([`crate::bridge::policy::digest`]); `None`
+    /// for an approval recorded before approvals were bound to their request, which
+    /// therefore approves nothing.
+    pub digest: Option<String>,
+}
+
+/// What the record says of a request id that was carried out before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// The answer it was given.
+    pub outcome: Outcome,
+    /// The digest of the request that got it; `None` when recorded before outcomes were
+    /// bound to their request.
+    pub digest: Option<String>,
 }
 
 /// Why `approve` / `deny` did nothing.
@@ -71,12 +86,13 @@ pub struct HostJournal {
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS completed (
     box_name TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL, ts_ms INTEGER NOT NULL,
+    digest TEXT,
     PRIMARY KEY (box_name, request_id)
 );
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY, box_name TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL,
     summary TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL,
-    state TEXT NOT NULL, decided_ms INTEGER,
+    state TEXT NOT NULL, decided_ms INTEGER, digest TEXT,
     UNIQUE (box_name, request_id)
 );
 CREATE TABLE IF NOT EXISTS audit (
@@ -93,6 +109,19 @@ impl HostJournal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
+        // A state.db made before requests were bound to their digest gains the column.
+        for table in ["completed", "approvals"] {
+            let has: bool = conn.query_row(
+                &format!(
+                    "SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = 'digest'"
+                ),
+                [],
+                |r| r.get(0),
+            )?;
+            if !has {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN digest TEXT"))?;
+            }
+        }
         Ok(Self { conn })
     }
 
@@ -117,22 +146,33 @@ impl HostJournal {
         Ok(())
     }
 
-    /// The recorded outcome of a request, if it ran before.
-    pub fn completed(&self, box_name: &str, id: &str) -> rusqlite::Result<Option<Outcome>> {
-        let text: Option<String> = self
+    /// The recorded outcome of a request, and the digest of the request it answered, if
+    /// that id was carried out before.
+    pub fn completed(&self, box_name: &str, id: &str) -> rusqlite::Result<Option<Completed>> {
+        let row: Option<(String, Option<String>)> = self
             .conn
             .prepare_cached(
-                "SELECT outcome FROM completed WHERE box_name = ?1 AND request_id = ?2",
+                "SELECT outcome, digest FROM completed WHERE box_name = ?1 AND request_id = ?2",
             )?
-            .query_row(params![box_name, id], |r| r.get(0))
+            .query_row(params![box_name, id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
-        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(row.and_then(|(text, digest)| {
+            serde_json::from_str(&text)
+                .ok()
+                .map(|outcome| Completed { outcome, digest })
+        }))
     }
 
-    /// Records an outcome and its audit entry in one transaction.
-    pub fn record(&mut self, entry: &AuditEntry, outcome: &Outcome) -> rusqlite::Result<()> {
+    /// Records an outcome of the request whose digest is `digest` and its audit entry in
+    /// one transaction.
+    pub fn record(
+        &mut self,
+        entry: &AuditEntry,
+        outcome: &Outcome,
+        digest: &str,
+    ) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        tx.prepare_cached("INSERT OR IGNORE INTO completed (box_name, request_id, outcome, ts_ms) VALUES (?1, ?2, ?3, ?4)")?.execute(params![entry.box_name, entry.request_id, serde_json::to_string(outcome).unwrap_or_default(), entry.ts_ms as i64],
+        tx.prepare_cached("INSERT OR IGNORE INTO completed (box_name, request_id, outcome, ts_ms, digest) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![entry.box_name, entry.request_id, serde_json::to_string(outcome).unwrap_or_default(), entry.ts_ms as i64, digest],
         )?;
         Self::insert_audit(&tx, entry)?;
         tx.commit()
@@ -166,16 +206,21 @@ impl HostJournal {
             created_ms: r.get::<_, i64>(5)? as u64,
             expires_ms: r.get::<_, i64>(6)? as u64,
             state: r.get(7)?,
+            digest: r.get(8)?,
         })
     }
 
-    /// The approval of a request, creating a pending one (valid `ttl_ms`) the first time.
+    /// The approval of a request, creating a pending one (valid `ttl_ms`) bound to
+    /// `digest` the first time. The caller compares the returned approval's digest with
+    /// its request's: a pending approval of another digest is marked `changed` here, so
+    /// that nobody approves what will never run.
     pub fn approval_for(
         &self,
         box_name: &str,
         request_id: &str,
         kind: &str,
         summary: &str,
+        digest: &str,
         ttl_ms: u64,
     ) -> rusqlite::Result<Approval> {
         self.expire()?;
@@ -183,12 +228,17 @@ impl HostJournal {
         let id = agentbox_protocol::files::new_transfer_id()
             .map_or_else(|_| format!("{now:x}"), |t| t[..8].to_string());
         self.conn.execute(
-            "INSERT OR IGNORE INTO approvals (id, box_name, request_id, kind, summary, created_ms, expires_ms, state) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
-            params![id, box_name, request_id, kind, summary, now as i64, now.saturating_add(ttl_ms) as i64],
+            "INSERT OR IGNORE INTO approvals (id, box_name, request_id, kind, summary, created_ms, expires_ms, state, digest) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+            params![id, box_name, request_id, kind, summary, now as i64, now.saturating_add(ttl_ms) as i64, digest],
+        )?;
+        self.conn.execute(
+            "UPDATE approvals SET state = 'changed', decided_ms = ?4 \
+             WHERE box_name = ?1 AND request_id = ?2 AND state = 'pending' AND digest IS NOT ?3",
+            params![box_name, request_id, digest, now as i64],
         )?;
         self.conn.query_row(
-            "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals \
+            "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state, digest FROM approvals \
              WHERE box_name = ?1 AND request_id = ?2",
             params![box_name, request_id],
             Self::approval_row,
@@ -199,7 +249,7 @@ impl HostJournal {
     pub fn approvals(&self, all: bool) -> rusqlite::Result<Vec<Approval>> {
         self.expire()?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals \
+            "SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state, digest FROM approvals \
              WHERE ?1 OR state = 'pending' ORDER BY created_ms",
         )?;
         let rows = stmt.query_map(params![all], Self::approval_row)?;
@@ -217,7 +267,7 @@ impl HostJournal {
         )?;
         let row = self
             .conn
-            .prepare_cached("SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state FROM approvals WHERE id = ?1")?.query_row(params![id],
+            .prepare_cached("SELECT id, box_name, request_id, kind, summary, created_ms, expires_ms, state, digest FROM approvals WHERE id = ?1")?.query_row(params![id],
                 Self::approval_row,
             )
             .optional()?
@@ -245,5 +295,104 @@ impl HostJournal {
             })
         })?;
         rows.collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok() -> Outcome {
+        Outcome {
+            exit_code: 0,
+            stdout: "done\n".into(),
+            stderr: String::new(),
+            bundle: None,
+        }
+    }
+
+    fn entry(id: &str) -> AuditEntry {
+        AuditEntry {
+            ts_ms: 1,
+            box_name: "b1".into(),
+            request_id: id.into(),
+            kind: "notify".into(),
+            decision: "done".into(),
+            detail: String::new(),
+            exit_code: 0,
+        }
+    }
+
+    #[test]
+    fn a_state_db_from_before_digests_opens_and_binds_nothing_new_to_old_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE completed (box_name TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL, ts_ms INTEGER NOT NULL, PRIMARY KEY (box_name, request_id));
+                 CREATE TABLE approvals (id TEXT PRIMARY KEY, box_name TEXT NOT NULL, request_id TEXT NOT NULL, kind TEXT NOT NULL, summary TEXT NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, state TEXT NOT NULL, decided_ms INTEGER, UNIQUE (box_name, request_id));
+                 INSERT INTO approvals VALUES ('old1', 'b1', 'r-old', 'git push', 'git push of main', 1, 99999999999999, 'approved', 2);",
+            )
+            .expect("old schema");
+            conn.execute(
+                "INSERT INTO completed VALUES ('b1', 'r-done', ?1, 1)",
+                [serde_json::to_string(&ok()).expect("json")],
+            )
+            .expect("old row");
+        }
+        let j = HostJournal::open(&path).expect("an old state.db opens");
+        // Opening twice does not add the column twice.
+        drop(HostJournal::open(&path).expect("reopens"));
+        let done = j.completed("b1", "r-done").expect("read").expect("kept");
+        assert_eq!((done.outcome, done.digest), (ok(), None));
+        // An approval made before binding approves no digest.
+        let a = j
+            .approval_for("b1", "r-old", "git push", "s", "d1", 1000)
+            .expect("approval");
+        assert_eq!((a.state.as_str(), a.digest), ("approved", None));
+    }
+
+    #[test]
+    fn approvals_and_records_keep_the_digest_they_were_made_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = HostJournal::open(&dir.path().join("state.db")).expect("open");
+        let a = j
+            .approval_for("b1", "r1", "cp to host", "shown", "d1", 60_000)
+            .expect("approval");
+        assert_eq!(
+            (a.state.as_str(), a.digest.as_deref()),
+            ("pending", Some("d1"))
+        );
+        // Asked again with the same request: the same approval.
+        let again = j
+            .approval_for("b1", "r1", "cp to host", "shown", "d1", 60_000)
+            .expect("approval");
+        assert_eq!(again, a);
+        // Another request under the id: the approval keeps its digest and, pending, is
+        // marked changed so that nobody approves it.
+        let swapped = j
+            .approval_for("b1", "r1", "cp to host", "other", "d2", 60_000)
+            .expect("approval");
+        assert_eq!(
+            (
+                swapped.state.as_str(),
+                swapped.digest.as_deref(),
+                swapped.summary.as_str()
+            ),
+            ("changed", Some("d1"), "shown")
+        );
+        assert!(matches!(
+            j.decide(&a.id, true),
+            Err(DecideError::Decided(..))
+        ));
+
+        j.record(&entry("r2"), &ok(), "d3").expect("record");
+        let done = j.completed("b1", "r2").expect("read").expect("kept");
+        assert_eq!(done.digest.as_deref(), Some("d3"));
+        // A second record for the id changes nothing.
+        j.record(&entry("r2"), &ok(), "d4").expect("record");
+        let done = j.completed("b1", "r2").expect("read").expect("kept");
+        assert_eq!(done.digest.as_deref(), Some("d3"));
     }
 }

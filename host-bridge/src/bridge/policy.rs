@@ -112,6 +112,18 @@ impl Policy {
     }
 }
 
+/// The digest an approval and a recorded outcome are bound to: blake3 of the box's name
+/// and the canonical serialisation (serde JSON of the typed value, fields in declaration
+/// order) of the exact request. Another request under the same id has another digest.
+pub fn digest(box_name: &str, request: &HostRequest) -> Result<String, serde_json::Error> {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"agentbox host request v1\0");
+    hasher.update(&(box_name.len() as u64).to_le_bytes());
+    hasher.update(box_name.as_bytes());
+    serde_json::to_writer(&mut hasher, request)?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
 /// The first 12 hex digits of a blob's digest, enough to tell two blobs apart on screen.
 fn short(blob: &BlobRef) -> String {
     blob.blake3.chars().take(12).collect()
@@ -345,6 +357,44 @@ mod tests {
         });
         for part in ["`r.txt`", "99 bytes", "cdcdcdcdcdcd", "/p/docs/"] {
             assert!(s.contains(part), "{part}: {s}");
+        }
+    }
+
+    #[test]
+    fn the_digest_binds_the_box_and_every_part_of_the_request() {
+        let base = push(Some("main"), vec![GitFlag::Quiet]);
+        let d = |name: &str, r: &HostRequest| digest(name, r).expect("digest");
+        assert_eq!(d("b1", &base), d("b1", &base.clone()));
+        assert_eq!(d("b1", &base).len(), 64);
+        let mut others = vec![
+            push(Some("main"), vec![GitFlag::Quiet, GitFlag::ForceWithLease]),
+            push(Some("main"), Vec::new()),
+            push(Some("mai"), vec![GitFlag::Quiet]),
+            push(None, vec![GitFlag::Quiet]),
+        ];
+        let HostRequest::Git(g) = &base else {
+            unreachable!("a push")
+        };
+        let mut other_remote = g.clone();
+        other_remote.remote = Some("upstream".into());
+        let mut other_bundle = g.clone();
+        other_bundle.bundle = Some(BlobRef {
+            blake3: "ab".repeat(32),
+            size: 1235,
+        });
+        let mut fetch = g.clone();
+        fetch.op = GitOp::Fetch;
+        others.extend([other_remote, other_bundle, fetch].map(HostRequest::Git));
+        others.push(HostRequest::Notify {
+            message: "main".into(),
+        });
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(d("b1", &base)));
+        assert!(seen.insert(d("b2", &base)), "another box, another digest");
+        // The box name and the request cannot be shifted into each other.
+        assert!(seen.insert(d("b", &base)));
+        for o in &others {
+            assert!(seen.insert(d("b1", o)), "{o:?}");
         }
     }
 }

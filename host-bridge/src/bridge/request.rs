@@ -53,24 +53,46 @@ pub(super) async fn handle_once(
     mut slot: Slot,
 ) {
     let (name, id) = (record.name.clone(), leased.id.0.clone());
+    // What approvals and the record are bound to: this exact request from this box.
+    let digest = match policy::digest(&name, &leased.request) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot digest a request; it will be re-delivered");
+            return;
+        }
+    };
     let replay = {
         let (name, id) = (name.clone(), id.clone());
         with_journal(shared, move |j| Ok(j.completed(&name, &id)?)).await
     };
     let outcome = match replay {
-        Ok(Some(outcome)) => {
+        // Recorded for this very request (or before records were bound to requests).
+        Ok(Some(done)) if done.digest.as_deref().is_none_or(|d| d == digest) => {
             let entry = audit_entry(
                 record,
                 &leased,
                 "replayed",
                 "re-delivered; answered from the record".into(),
-                outcome.exit_code,
+                done.outcome.exit_code,
             );
             let _ = with_journal(shared, move |j| Ok(j.audit(&entry)?)).await;
-            outcome
+            done.outcome
+        }
+        // Another request under an id that was carried out: neither run nor answered
+        // with the other one's outcome.
+        Ok(Some(_)) => {
+            let done = refusal(
+                "refused",
+                format!(
+                    "the request under id {id} changed after it was carried out; it is not run again under that id"
+                ),
+            );
+            let entry = audit_entry(record, &leased, done.decision, done.detail, 1);
+            let _ = with_journal(shared, move |j| Ok(j.audit(&entry)?)).await;
+            done.outcome
         }
         Ok(None) => {
-            let done = decide_and_run(shared, record, url, &leased, &mut slot).await;
+            let done = decide_and_run(shared, record, url, &leased, &digest, &mut slot).await;
             let entry = audit_entry(
                 record,
                 &leased,
@@ -80,7 +102,9 @@ pub(super) async fn handle_once(
             );
             let outcome = done.outcome;
             let kept = outcome.clone();
-            if let Err(e) = with_journal(shared, move |j| Ok(j.record(&entry, &kept)?)).await {
+            if let Err(e) =
+                with_journal(shared, move |j| Ok(j.record(&entry, &kept, &digest)?)).await
+            {
                 tracing::warn!(error = %e, "cannot record a request; it will be re-delivered");
                 return;
             }
@@ -101,6 +125,7 @@ async fn decide_and_run(
     record: &BoxRecord,
     url: &str,
     leased: &LeasedRequest,
+    digest: &str,
     slot: &mut Slot,
 ) -> exec::Done {
     let policy = match shared.policies.get(&shared.home, &record.project) {
@@ -119,7 +144,8 @@ async fn decide_and_run(
         }
         policy::Verdict::Ask => {
             slot.release();
-            match wait_for_approval(shared, record, url, leased, policy.approval_ttl_ms()).await {
+            let ttl = policy.approval_ttl_ms();
+            match wait_for_approval(shared, record, url, leased, digest, ttl).await {
                 Ok(approval) => approved_by = Some(approval),
                 Err(done) => return done,
             }
@@ -134,12 +160,15 @@ async fn decide_and_run(
 }
 
 /// Waits until `agentbox approve` or `deny` decides the request, or its approval expires,
-/// keeping the lease alive and telling the box what to run.
+/// keeping the lease alive and telling the box what to run. The approval is bound to the
+/// request's `digest`: one that showed another request under the same id (the box's
+/// journal is the box's to rewrite) approves nothing here.
 async fn wait_for_approval(
     shared: &Shared,
     record: &BoxRecord,
     url: &str,
     leased: &LeasedRequest,
+    digest: &str,
     ttl_ms: u64,
 ) -> Result<String, exec::Done> {
     let summary = policy::summary(
@@ -151,17 +180,27 @@ async fn wait_for_approval(
     let mut told = false;
     let mut renewed = std::time::Instant::now();
     loop {
-        let (name, id, kind, text) = (
+        let (name, id, kind, text, bound) = (
             record.name.clone(),
             leased.id.0.clone(),
             leased.request.kind().to_string(),
             summary.clone(),
+            digest.to_string(),
         );
         let approval = with_journal(shared, move |j| {
-            Ok(j.approval_for(&name, &id, &kind, &text, ttl_ms)?)
+            Ok(j.approval_for(&name, &id, &kind, &text, &bound, ttl_ms)?)
         })
         .await
         .map_err(|e| refusal("refused", format!("cannot record the approval: {e:#}")))?;
+        if approval.digest.as_deref() != Some(digest) {
+            return Err(refusal(
+                "refused",
+                format!(
+                    "the request under id {} changed after approval {} showed it (it showed: {}); the changed request is not run",
+                    leased.id, approval.id, approval.summary
+                ),
+            ));
+        }
         match approval.state.as_str() {
             "approved" => return Ok(approval.id),
             "denied" => {
