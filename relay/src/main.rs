@@ -126,6 +126,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         hold: Duration::from_millis(settings.proxy_hold_ms),
         run_dir: settings.run_dir.clone(),
         header_timeout: Duration::from_millis(settings.proxy_header_timeout_ms),
+        token: Some(token.clone()),
     };
     let proxies: Vec<std::thread::JoinHandle<()>> = web_listeners
         .into_iter()

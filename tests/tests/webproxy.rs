@@ -35,6 +35,14 @@ fn service(name: &str, port: u16, delay_ms: u64, extra: &str) -> String {
 }
 
 impl WebBox {
+    /// The box's bridge token (the relay wrote it to its run dir).
+    fn token(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("run/bridge.token"))
+            .expect("bridge.token")
+            .trim()
+            .to_string()
+    }
+
     fn start(config: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join("ws")).expect("ws");
@@ -320,9 +328,14 @@ fn past_the_hold_time_a_503_names_the_service_state_and_logs() {
         &format!("services:\n{}", service("web", free_port(), 60_000, "")),
         &[("AGENTBOX_PROXY_HOLD_MS", "400")],
     );
+    // The owner (the bridge token in X-Agentbox-Token) sees the last log lines.
+    let token = b.token();
     let html = raw(
         b.port,
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Agentbox-Token: {token}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     );
     assert!(html.starts_with("HTTP/1.1 503"), "{html}");
     assert!(
@@ -334,7 +347,8 @@ fn past_the_hold_time_a_503_names_the_service_state_and_logs() {
     assert!(html.contains("started (pid"), "no log lines: {html}");
     let json = raw(
         b.port,
-        b"GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+        format!("GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\nX-Agentbox-Token: {token}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
     );
     let body: serde_json::Value =
         serde_json::from_str(json.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json");
@@ -347,6 +361,73 @@ fn past_the_hold_time_a_503_names_the_service_state_and_logs() {
     );
 }
 
+/// Issue 20 #10: the WebProxy can be public (a Daytona preview of 8080); its error pages
+/// show a visitor the service's state, never its log lines (which carry what the
+/// command printed), unless the request carries the bridge token — and a wrong token
+/// is no token.
+#[test]
+fn a_visitor_without_the_token_sees_the_state_and_no_log_lines() {
+    let b = WebBox::start(
+        &format!(
+            "services:\n{}",
+            service(
+                "web",
+                free_port(),
+                60_000,
+                "    env: {DATABASE_URL: postgres://u:pw@db/x}\n"
+            )
+        ),
+        &[("AGENTBOX_PROXY_HOLD_MS", "400")],
+    );
+    let wrong = "0".repeat(b.token().len());
+    for extra in [String::new(), format!("X-Agentbox-Token: {wrong}\r\n")] {
+        let html = raw(
+            b.port,
+            format!("GET / HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
+        );
+        assert!(
+            html.starts_with("HTTP/1.1 503") && html.contains("state: <b>starting</b>"),
+            "{html}"
+        );
+        assert!(html.contains("owner only"), "{html}");
+        assert!(!html.contains("started (pid"), "log lines shown: {html}");
+        let json = raw(
+            b.port,
+            format!("GET / HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n{extra}Connection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        let body: serde_json::Value =
+            serde_json::from_str(json.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json");
+        assert_eq!(body["state"], "starting", "{body}");
+        assert_eq!(body["log_tail"], serde_json::json!([]), "{body}");
+    }
+}
+
+/// The bridge token a request shows the WebProxy is the owner's: no service sees it, on
+/// either proxy path (the general path answers such requests; both drop the header).
+#[test]
+fn the_bridge_token_never_reaches_a_service() {
+    let b = WebBox::start(
+        &format!("services:\n{}", service("web", free_port(), 0, "")),
+        &[],
+    );
+    b.wait_ready();
+    let token = b.token();
+    for close in ["close", "keep-alive"] {
+        let reply = raw(
+            b.port,
+            format!("GET /host HTTP/1.1\r\nHost: x\r\nX-Agentbox-Token: {token}\r\nConnection: {close}\r\n\r\nGET /host HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("\"x-agentbox-token\":null"), "{reply}");
+        assert!(
+            !reply.contains(&token),
+            "the service saw the token: {reply}"
+        );
+    }
+}
+
 #[test]
 fn a_service_that_is_down_gets_a_502() {
     let port = free_port();
@@ -355,11 +436,12 @@ fn a_service_that_is_down_gets_a_502() {
         &[],
     );
     let deadline = Instant::now() + Duration::from_secs(10);
+    let owner = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Agentbox-Token: {}\r\nConnection: close\r\n\r\n",
+        b.token()
+    );
     let reply = loop {
-        let reply = raw(
-            b.port,
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
+        let reply = raw(b.port, owner.as_bytes());
         if reply.starts_with("HTTP/1.1 502") || Instant::now() > deadline {
             break reply;
         }
@@ -369,6 +451,15 @@ fn a_service_that_is_down_gets_a_502() {
     assert!(
         reply.contains("is not running (failed)") && reply.contains("dying"),
         "{reply}"
+    );
+    // A visitor gets the state, not what the service printed.
+    let visitor = raw(
+        b.port,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        visitor.contains("is not running (failed)") && !visitor.contains("dying"),
+        "{visitor}"
     );
 }
 

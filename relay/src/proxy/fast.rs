@@ -33,7 +33,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::http1::{push_header, ChunkedEnd, Framing, Parsed, RequestHead, ResponseHead, MAX_HEAD};
-use super::pages::did_not_answer;
+use super::pages::{did_not_answer, Viewer};
 use super::shared::{route, Shared};
 
 /// Bodies at least this long (after what came with the head) are spliced.
@@ -205,7 +205,9 @@ async fn write_problem(
     error: &str,
     json: bool,
 ) {
-    let response = did_not_answer(shared, name, port, error, json).await;
+    // A request with the bridge token never takes the fast path: this viewer is no owner.
+    let viewer = Viewer { json, owner: false };
+    let response = did_not_answer(shared, name, port, error, viewer).await;
     let (parts, body) = response.into_parts();
     let body = http_body_util::BodyExt::collect(body)
         .await

@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::fast;
-use super::pages::{did_not_answer, full, problem};
+use super::pages::{did_not_answer, full, problem, Viewer, TOKEN_HEADER};
 use super::shared::{exposed, route, Body, Shared, HOP_BY_HOP};
 use crate::ctl_link::Units;
 
@@ -263,7 +263,16 @@ async fn handle(
     peer: SocketAddr,
     upstream: Arc<tokio::sync::Mutex<Upstream>>,
 ) -> Result<Response<Body>, Infallible> {
-    let json = wants_json(&req);
+    let owner = shared.config.token.as_ref().is_some_and(|token| {
+        req.headers()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| token.matches(v))
+    });
+    let viewer = Viewer {
+        json: wants_json(&req),
+        owner,
+    };
     if req.uri().path() == "/_agentbox/services" {
         let units = shared.units.borrow().clone();
         return Ok(services_json(&units));
@@ -283,7 +292,7 @@ async fn handle(
             ErrorCode::NotFound,
             message,
             None,
-            json,
+            viewer,
         )
         .await);
     };
@@ -302,7 +311,7 @@ async fn handle(
                 ErrorCode::Internal,
                 message,
                 unit.as_ref(),
-                json,
+                viewer,
             )
             .await);
         }
@@ -317,7 +326,7 @@ async fn handle(
                 ErrorCode::Timeout,
                 message,
                 unit.as_ref(),
-                json,
+                viewer,
             )
             .await);
         }
@@ -329,7 +338,7 @@ async fn handle(
     };
     match result {
         Ok(response) => Ok(response),
-        Err(e) => Ok(did_not_answer(&shared, &name, port, &e, json).await),
+        Err(e) => Ok(did_not_answer(&shared, &name, port, &e, viewer).await),
     }
 }
 

@@ -6,6 +6,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
+use super::pages::TOKEN_HEADER;
 use super::shared::HOP_BY_HOP;
 
 /// The largest request or response head the fast path reads (hyper's limit too: a larger
@@ -69,6 +70,8 @@ impl RequestHead {
             if name.eq_ignore_ascii_case("upgrade")
                 || name.eq_ignore_ascii_case("expect")
                 || name.eq_ignore_ascii_case("transfer-encoding")
+                // The owner's requests are checked on the general path.
+                || name.eq_ignore_ascii_case(TOKEN_HEADER)
             {
                 return Parsed::Other;
             } else if name.eq_ignore_ascii_case("content-length") {

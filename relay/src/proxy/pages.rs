@@ -24,6 +24,22 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Who asked for a page: the format they want, and whether they showed the bridge token
+/// (`X-Agentbox-Token`). The WebProxy can be public (a Daytona preview of port 8080), and
+/// a service's log lines carry what its command printed — database URLs, tokens — so
+/// only the box's owner gets them.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    /// `Accept: application/json`.
+    pub json: bool,
+    /// The request carried the bridge token.
+    pub owner: bool,
+}
+
+/// The header that carries the bridge token to the WebProxy (not `Authorization`:
+/// Daytona's preview proxy reads that as a Daytona API key). Never forwarded to a service.
+pub const TOKEN_HEADER: &str = "x-agentbox-token";
+
 /// What went wrong, for whom.
 pub struct Problem {
     /// 502 or 503.
@@ -36,8 +52,10 @@ pub struct Problem {
     pub service: Option<String>,
     /// Its state.
     pub state: Option<UnitState>,
-    /// Its last log lines.
+    /// Its last log lines (empty unless the viewer is the owner).
     pub log_tail: Vec<String>,
+    /// Log lines exist but were kept from a viewer without the token.
+    pub logs_withheld: bool,
 }
 
 /// Renders a problem as JSON or HTML.
@@ -57,7 +75,9 @@ pub fn render(problem: &Problem, wants_json: bool) -> Response<Body> {
         let state = problem
             .state
             .map_or(String::new(), |s| format!("<p>state: <b>{s}</b></p>"));
-        let logs = if problem.log_tail.is_empty() {
+        let logs = if problem.logs_withheld {
+            "<p>Its log lines are shown to the box's owner only: <code>agentbox exec BOX -- agentbox-ctl logs NAME</code>, or send the bridge token as <code>X-Agentbox-Token</code>.</p>".to_string()
+        } else if problem.log_tail.is_empty() {
             String::new()
         } else {
             format!(
@@ -89,18 +109,20 @@ pub fn render(problem: &Problem, wants_json: bool) -> Response<Body> {
     response
 }
 
-/// The page for `unit` (with its last log lines) or for no service at all.
+/// The page for `unit` (with its last log lines, for the owner) or for no service at all.
 pub(super) async fn problem(
     shared: &Shared,
     status: StatusCode,
     code: ErrorCode,
     message: String,
     unit: Option<&UnitStatus>,
-    json: bool,
+    viewer: Viewer,
 ) -> Response<Body> {
     let log_tail = match unit {
-        Some(u) => crate::ctl_link::log_tail(&shared.config.run_dir, &u.name, 10).await,
-        None => Vec::new(),
+        Some(u) if viewer.owner => {
+            crate::ctl_link::log_tail(&shared.config.run_dir, &u.name, 10).await
+        }
+        _ => Vec::new(),
     };
     render(
         &Problem {
@@ -110,8 +132,9 @@ pub(super) async fn problem(
             service: unit.map(|u| u.name.clone()),
             state: unit.map(|u| u.state),
             log_tail,
+            logs_withheld: unit.is_some() && !viewer.owner,
         },
-        json,
+        viewer.json,
     )
 }
 
@@ -121,7 +144,7 @@ pub(super) async fn did_not_answer(
     name: &str,
     port: u16,
     error: &str,
-    json: bool,
+    viewer: Viewer,
 ) -> Response<Body> {
     let unit = shared
         .units
@@ -137,7 +160,7 @@ pub(super) async fn did_not_answer(
         ErrorCode::Internal,
         message,
         unit.as_ref(),
-        json,
+        viewer,
     )
     .await
 }

@@ -26,6 +26,9 @@ pub struct ProxyConfig {
     pub run_dir: PathBuf,
     /// How long a client may take to send its request head.
     pub header_timeout: Duration,
+    /// The bridge token: a request carrying it (`X-Agentbox-Token`) sees services' log
+    /// lines on error pages. `None`: nobody does.
+    pub token: Option<crate::token::Token>,
 }
 
 /// What every connection of one proxy thread shares.
@@ -56,7 +59,7 @@ pub(super) fn route(units: &Units, host: Option<&str>) -> Option<String> {
 /// Headers that belong to one hop, not to the request (lower case). `Upgrade` too,
 /// except on the way to an upgrade; the fast path passes a response's
 /// `Transfer-Encoding` on with the body it frames.
-pub(super) const HOP_BY_HOP: [&str; 8] = [
+pub(super) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -65,6 +68,8 @@ pub(super) const HOP_BY_HOP: [&str; 8] = [
     "te",
     "trailer",
     "transfer-encoding",
+    // Ours: the bridge token never reaches a service.
+    super::pages::TOKEN_HEADER,
 ];
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ async fn host(headers: HeaderMap) -> Json<std::collections::BTreeMap<String, Opt
         "x-forwarded-proto",
         "x-forwarded-host",
         "connection",
+        "x-agentbox-token",
     ] {
         m.insert(name.to_string(), header(&headers, name));
     }
