@@ -18,7 +18,11 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("agentbox: {e:#}");
+            // An error can carry a box's words (a relay's error message): escaped.
+            eprintln!(
+                "agentbox: {}",
+                agentbox::text::shown_lines(&format!("{e:#}"))
+            );
             ExitCode::from(1)
         }
     }

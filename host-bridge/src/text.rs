@@ -49,6 +49,13 @@ pub fn shown(s: &str) -> String {
     out
 }
 
+/// Like [`shown`], but newlines stay newlines: for messages of several lines (an error
+/// chain) that may carry a box's words, where an escape or a carriage return must not
+/// act but the host's own line breaks should.
+pub fn shown_lines(s: &str) -> String {
+    s.split('\n').map(shown).collect::<Vec<_>>().join("\n")
+}
+
 /// At most `max` characters of `s` as they are (nothing dropped: escape with [`shown`]
 /// where it is printed), with the number of characters left out when it is longer.
 pub fn capped(s: &str, max: usize) -> String {
@@ -62,7 +69,7 @@ pub fn capped(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{capped, clean_text, shown};
+    use super::{capped, clean_text, shown, shown_lines};
 
     #[test]
     fn text_is_cleaned() {
@@ -92,6 +99,7 @@ mod tests {
         }
         // Escaped text cannot be mistaken for what a different raw string shows.
         assert_ne!(shown("a\u{1b}"), shown("a\\x1b"));
+        assert_eq!(shown_lines("one\ntwo\u{1b}[2K\r"), "one\ntwo\\x1b[2K\\r");
     }
 
     #[test]

@@ -359,6 +359,21 @@ fn box_strings_reach_the_terminal_escaped() {
         .collect();
     assert_shown("download", &plan, HOSTILE.len());
 
+    // An error that carries the relay's words (here the box path it could not send).
+    let out = host.run(
+        &repo,
+        &[
+            "cp",
+            &format!("e1:{}", HOSTILE[0].0),
+            host.dir.path().join("got").to_str().expect("utf-8"),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !err.contains('\u{1b}') && err.contains(HOSTILE[0].1),
+        "{err:?}"
+    );
+
     // Notifications, for `audit`.
     for (raw, _) in HOSTILE {
         host.ok(&repo, &["exec", "--", "agentbox-ctl", "notify", raw]);
