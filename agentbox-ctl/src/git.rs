@@ -352,20 +352,34 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
         _ => return refuse("there is no commit to push"),
     };
     let tmp = blob_dir.join(format!(".bundle-{}", std::process::id()));
-    let out = Command::new(real_git())
-        .args(["bundle", "create", "-q"])
-        .arg(&tmp)
-        .args(["HEAD", "^refs/agentbox/seed"])
-        .output();
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => return refuse(&format!("cannot run git: {e}")),
+    // The commits the host lacks: those since what it gave the box (the seed, or the last
+    // sync) and since what it took in an earlier answered push. When that leaves nothing
+    // — the host has this HEAD from an earlier push, maybe a dry run or one to another
+    // branch or remote — the host is asked all the same, with the commits since the seed:
+    // only its push knows what the remote has. The box never concludes "up to date" from
+    // its own records, except for a HEAD the seed already holds (the host's own commit).
+    let mut bases: Vec<&str> = [SEED_REF, HOST_HAS_REF]
+        .into_iter()
+        .filter(|r| ref_exists(r))
+        .collect();
+    let out = loop {
+        let out = match bundle(&tmp, &bases) {
+            Ok(o) => o,
+            Err(e) => return refuse(&format!("cannot run git: {e}")),
+        };
+        let empty =
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("empty bundle");
+        if empty && bases.contains(&HOST_HAS_REF) {
+            bases.retain(|r| *r != HOST_HAS_REF);
+            continue;
+        }
+        break out;
     };
     if !out.status.success() {
         let _ = std::fs::remove_file(&tmp);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("empty bundle") {
-            eprintln!("Everything up-to-date");
+            eprintln!("Everything up-to-date (the box has no commits since the host's)");
             return ExitCode::SUCCESS;
         }
         return refuse(&format!("git bundle failed: {}", stderr.trim()));
@@ -390,15 +404,38 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
     });
     let wait = crate::host::Wait::Follow(Duration::from_secs(600));
     let (code, answer) = crate::host::submit_with_status(&paths.run_dir, request, wait);
-    // Answered: the host has these commits now (in its quarantine ref), so the next push
-    // sends only what comes after them, and the blob is no longer needed.
+    // Answered: the host has these commits now (it fetched the bundle before pushing), so
+    // the next bundle can leave them out; and the blob is no longer needed. This records
+    // what the host holds, not what any remote has.
     let _ = std::fs::remove_file(&blob);
     if answer == Some(0) {
         let _ = Command::new(real_git())
-            .args(["update-ref", "refs/agentbox/seed", &head])
+            .args(["update-ref", HOST_HAS_REF, &head])
             .status();
     }
     code
+}
+
+/// What the host gave the box: set by the seed and by each sync.
+const SEED_REF: &str = "refs/agentbox/seed";
+/// The last HEAD the host took in an answered push (it then holds its commits).
+const HOST_HAS_REF: &str = "refs/agentbox/host-has";
+
+fn ref_exists(name: &str) -> bool {
+    Command::new(real_git())
+        .args(["rev-parse", "--verify", "-q", name])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// `git bundle create PATH HEAD ^BASE…`.
+fn bundle(path: &Path, bases: &[&str]) -> std::io::Result<std::process::Output> {
+    let mut cmd = Command::new(real_git());
+    cmd.args(["bundle", "create", "-q"]).arg(path).arg("HEAD");
+    for base in bases {
+        cmd.arg(format!("^{base}"));
+    }
+    cmd.output()
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
