@@ -15,6 +15,8 @@
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
 //! - [`git`]: running the host's git. [`text`]: text from a box made safe to show.
+//! - [`tls`]: the one TLS configuration of every connection the host makes, and
+//!   certificate problems in words.
 
 pub mod agents;
 pub mod attach;
@@ -36,4 +38,5 @@ pub mod shell;
 pub mod state;
 pub mod sync;
 pub mod text;
+pub mod tls;
 pub mod transfer;

@@ -68,7 +68,7 @@ async fn failure(relay: &Relay, response: reqwest::Response) -> ApiFailure {
 }
 
 fn network(e: &reqwest::Error) -> ApiFailure {
-    ApiFailure::Network(e.to_string())
+    ApiFailure::Network(crate::tls::explain(e))
 }
 
 /// `POST /v1/terms`.
@@ -195,7 +195,13 @@ pub async fn connect_ws(
             .map_err(|_| WsRefused::Network(format!("the {name} token is not a valid header")))?;
         request.headers_mut().insert(name, value);
     }
-    let connecting = tokio_tungstenite::connect_async(request);
+    let host = request.uri().host().unwrap_or("the relay").to_string();
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        None,
+        false,
+        Some(crate::tls::ws_connector()),
+    );
     let (socket, _) = match tokio::time::timeout(Duration::from_secs(15), connecting).await {
         Err(_) => return Err(WsRefused::Network("timed out opening the WebSocket".into())),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
@@ -216,7 +222,11 @@ pub async fn connect_ws(
                 },
             );
         }
-        Ok(Err(e)) => return Err(WsRefused::Network(e.to_string())),
+        Ok(Err(e)) => {
+            return Err(WsRefused::Network(
+                crate::tls::untrusted(&e, &host).unwrap_or_else(|| e.to_string()),
+            ))
+        }
         Ok(Ok(ok)) => ok,
     };
     let (mut write, mut read) = socket.split();

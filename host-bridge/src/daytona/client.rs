@@ -21,7 +21,8 @@ pub struct Daytona {
     base: String,
     api_key: String,
     org_id: Option<String>,
-    /// The HTTP client (object storage uploads use it too, without Daytona's headers).
+    /// The HTTP client on the host's TLS configuration ([`crate::tls`]); object storage
+    /// uploads use it too, without Daytona's headers.
     pub(super) http: reqwest::Client,
     /// Waits between attempts (Daytona's SDK: 1, 2, 4 s), jittered by up to a quarter.
     pub backoff: Vec<Duration>,
@@ -36,7 +37,7 @@ impl Daytona {
             base: base.trim_end_matches('/').to_string(),
             api_key: api_key.to_string(),
             org_id: org_id.map(str::to_string),
-            http: reqwest::Client::new(),
+            http: crate::tls::http_client(),
             backoff: vec![
                 Duration::from_secs(1),
                 Duration::from_secs(2),
@@ -85,10 +86,7 @@ impl Daytona {
         &self,
         build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
     ) -> Result<bytes::Bytes, DaytonaError> {
-        let unreachable = |e: reqwest::Error| DaytonaError::Unreachable {
-            url: self.base.clone(),
-            why: e.to_string(),
-        };
+        let unreachable = |e: reqwest::Error| DaytonaError::network(&self.base, &e);
         let response = build().send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(unreachable)?;

@@ -38,6 +38,10 @@ pub enum DaytonaError {
         /// What happened.
         why: String,
     },
+    /// The server's TLS certificate is not one the host trusts (a TLS-inspecting proxy, a
+    /// private CA, a wrong host): the whole sentence, with what to do.
+    #[error("{0}")]
+    Untrusted(String),
     /// The pinned snapshot is not on Daytona any more.
     #[error("snapshot {0} was deleted: run `agentbox prepare --provider daytona`")]
     SnapshotGone(String),
@@ -64,6 +68,22 @@ pub enum DaytonaError {
 }
 
 impl DaytonaError {
+    /// What a request to `url` that got no answer means: an untrusted certificate, or
+    /// Daytona unreachable (with the causes, not only reqwest's "error sending request").
+    pub(super) fn network(url: &str, e: &reqwest::Error) -> Self {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| url.to_string());
+        match crate::tls::untrusted(e, &host) {
+            Some(sentence) => Self::Untrusted(sentence),
+            None => Self::Unreachable {
+                url: url.to_string(),
+                why: crate::tls::with_causes(e),
+            },
+        }
+    }
+
     /// Whether a retry could help: 429 always; 5xx and no answer only when the call may be
     /// repeated without effect (`idempotent`).
     pub(super) fn retriable(&self, idempotent: bool) -> bool {

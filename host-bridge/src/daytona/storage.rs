@@ -151,10 +151,7 @@ impl Daytona {
             "{prefix}/{}/{}/{hash}/context.tar",
             access.bucket, access.organization_id
         ));
-        let unreachable = |e: reqwest::Error| DaytonaError::Unreachable {
-            url: base.clone(),
-            why: e.to_string(),
-        };
+        let unreachable = |e: reqwest::Error| DaytonaError::network(&base, &e);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

@@ -76,21 +76,20 @@ impl std::fmt::Display for CallError {
         match self {
             Self::Status(s, m, _) => write!(f, "{m} ({s})"),
             Self::Reminted => f.write_str("the preview token was renewed"),
-            Self::Network(e) => write!(f, "{e}"),
+            Self::Network(e) => f.write_str(&crate::tls::explain(e)),
         }
     }
 }
 
 impl Relay {
-    /// A client for the bridge API at `base` (e.g. `http://127.0.0.1:8788`).
+    /// A client for the bridge API at `base` (e.g. `http://127.0.0.1:8788`, or a preview
+    /// URL over `https://`). Its connections are kept: clones share them, so a caller that
+    /// keeps its `Relay` handshakes once per host, not once per call.
     pub fn new(base: &str, token: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(10))
-                .build()
-                .unwrap_or_default(),
+            http: crate::tls::http_client(),
             preview: None,
         }
     }
