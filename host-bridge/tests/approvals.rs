@@ -282,14 +282,19 @@ fn a_recorded_outcome_answers_only_the_request_it_was_for() {
         .trim()
         .to_string();
     audit_of(&host, &repo, &id, 1);
-    // Re-delivered unchanged: answered from the record.
+    // Re-delivered unchanged: answered from the record. (The bridge is restarted around
+    // each rewrite so that it polls at once, not after its 20 s hold.)
+    host.ok(&repo, &["bridge", "stop"]);
     requeue_changed(&host, "r1", &id, |_| {});
+    host.ok(&repo, &["bridge", "start"]);
     let entries = audit_of(&host, &repo, &id, 2);
     assert_eq!(entries[1]["decision"], "replayed", "{entries:?}");
     // Re-delivered changed: not answered with another request's outcome.
+    host.ok(&repo, &["bridge", "stop"]);
     requeue_changed(&host, "r1", &id, |v| {
         v["notify"]["message"] = "second".into();
     });
+    host.ok(&repo, &["bridge", "start"]);
     let entries = audit_of(&host, &repo, &id, 3);
     assert_eq!(entries[2]["decision"], "refused", "{entries:?}");
     assert!(
