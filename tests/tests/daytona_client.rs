@@ -3,23 +3,17 @@
 //! instead of creating twice, and the errors a user can act on.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agentbox::daytona::{CreateSandbox, Daytona, DaytonaError};
 use agentbox_tests::bin_path;
+use agentbox_tests::fake_tls::DaytonaFake;
 
 struct Fake {
-    child: Child,
+    /// Killed when the test ends.
+    _fake: DaytonaFake,
     url: String,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn fake() -> Fake {
@@ -27,20 +21,13 @@ fn fake() -> Fake {
 }
 
 fn fake_keyed(key: &str) -> Fake {
-    let mut child = Command::new(bin_path("daytona-fake"))
-        .args(["--port", "0", "--api-key", key])
-        .env("DAYTONA_FAKE_TRANSITION_MS", "100")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("daytona-fake");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
-    let port = line.trim().trim_start_matches("listening on ").to_string();
+    let fake = DaytonaFake::start(
+        &["--port", "0", "--api-key", key],
+        &[("DAYTONA_FAKE_TRANSITION_MS", "100")],
+    );
     Fake {
-        child,
-        url: format!("http://127.0.0.1:{port}/api"),
+        url: fake.api(),
+        _fake: fake,
     }
 }
 
@@ -60,7 +47,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 fn faults(f: &Fake, body: &str) {
     rt().block_on(async {
-        reqwest::Client::new()
+        agentbox_tests::fake_tls::http_client()
             .post(format!("{}/_fake/faults", f.url.trim_end_matches("/api")))
             .header("content-type", "application/json")
             .body(body.to_string())
@@ -253,7 +240,7 @@ fn snapshots_build_to_active_or_report_why_they_failed() {
         let twice = d.create_snapshot(&request).await.expect_err("conflict");
         assert!(matches!(twice, DaytonaError::Conflict(_)), "{twice}");
 
-        reqwest::Client::new()
+        agentbox_tests::fake_tls::http_client()
             .post(format!("{}/_fake/faults", f.url.trim_end_matches("/api")))
             .json(&serde_json::json!({"failNextSnapshot": "COPY failed: no such file"}))
             .send()
@@ -276,7 +263,7 @@ fn snapshots_build_to_active_or_report_why_they_failed() {
 
         // A slow build: waiting gives up with the state it was in, and waiting again
         // finds it done.
-        reqwest::Client::new()
+        agentbox_tests::fake_tls::http_client()
             .post(format!("{}/_fake/faults", f.url.trim_end_matches("/api")))
             .json(&serde_json::json!({"slowSnapshotMs": 1500}))
             .send()
@@ -461,4 +448,76 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
     assert_eq!(revoked.status.code(), Some(1));
     let out = String::from_utf8_lossy(&revoked.stdout);
     assert!(out.contains("run `agentbox daytona login`"), "{out}");
+}
+
+/// A Daytona whose certificate this host does not trust (behind a TLS-inspecting proxy, or
+/// signed by a private CA): `login` says so in one sentence and saves nothing; once
+/// `SSL_CERT_FILE` names that CA, the same login goes through.
+#[test]
+fn login_to_a_daytona_whose_certificate_is_not_trusted_says_so_and_saves_nothing() {
+    // This process (and what it starts) trusts the tests' shared CA, not this fake's own.
+    agentbox_tests::fake_tls::shared_ca();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let own_ca = dir.path().join("own-ca.pem");
+    let own_ca_arg = own_ca.to_string_lossy().into_owned();
+    let fake = DaytonaFake::start_with(
+        &["--port", "0", "--api-key", "k", "--ca-out", &own_ca_arg],
+        &[],
+        "https",
+    );
+    assert!(agentbox_tests::fake_tls::is_pem_certificate(&own_ca));
+    let home = dir.path().join("home");
+    let login = |trust: Option<&std::path::Path>| {
+        let mut command = Command::new(bin_path("agentbox"));
+        command
+            .args([
+                "daytona",
+                "login",
+                "--api-key",
+                "k",
+                "--api-url",
+                &fake.api(),
+            ])
+            .env("AGENTBOX_HOME", &home)
+            .env_remove("DAYTONA_API_KEY")
+            .env_remove("DAYTONA_ORGANIZATION_ID")
+            .env_remove("DAYTONA_API_URL")
+            .stdin(Stdio::null());
+        if let Some(ca) = trust {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output().expect("agentbox")
+    };
+    let refused = login(None);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{said}");
+    assert!(
+        said.contains(
+            "the certificate of 127.0.0.1 is not trusted (it is signed by an authority this \
+             host does not trust); if a proxy or private CA signs it, point SSL_CERT_FILE at \
+             its CA; nothing was saved"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("error sending request"), "{said}");
+    assert!(!home.join("secrets.env").exists());
+
+    // The same through the library: the error is the certificate's, and not retried.
+    let rt = rt();
+    let mut d = Daytona::new(&fake.api(), "k", None);
+    d.backoff = vec![Duration::from_secs(5); 3];
+    let started = std::time::Instant::now();
+    let e = rt
+        .block_on(d.list_sandboxes(&BTreeMap::new()))
+        .expect_err("untrusted");
+    assert!(matches!(e, DaytonaError::Untrusted(_)), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(5), "it was retried");
+
+    let trusted = login(Some(&own_ca));
+    assert!(
+        trusted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trusted.stderr)
+    );
+    assert!(home.join("secrets.env").exists());
 }

@@ -3,49 +3,26 @@
 //! have), so that the client is tested against Daytona's shapes, not the fake's own.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use agentbox_tests::bin_path;
+use agentbox_tests::fake_tls::DaytonaFake;
 use serde_json::{json, Value};
 
-struct Fake {
-    child: Child,
-    root: String,
+fn fake() -> DaytonaFake {
+    DaytonaFake::start(
+        &["--port", "0", "--api-key", "k"],
+        &[("DAYTONA_FAKE_TRANSITION_MS", "50")],
+    )
 }
 
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn fake() -> Fake {
-    let mut child = Command::new(bin_path("daytona-fake"))
-        .args(["--port", "0", "--api-key", "k"])
-        .env("DAYTONA_FAKE_TRANSITION_MS", "50")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("daytona-fake");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
-    let root = format!(
-        "http://127.0.0.1:{}",
-        line.trim().trim_start_matches("listening on ")
-    );
-    Fake { child, root }
-}
-
-fn call(f: &Fake, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+fn call(f: &DaytonaFake, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("rt");
     rt.block_on(async {
-        let client = reqwest::Client::new();
+        let client = agentbox_tests::fake_tls::http_client();
         let url = format!("{}/api{path}", f.root);
         let mut request = match method {
             "POST" => client.post(url),
@@ -258,10 +235,81 @@ fn help_prints_usage_and_starts_nothing() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "exit: {:?}\n{stdout}", out.status);
     assert!(stdout.contains("Usage:"), "{stdout}");
-    assert!(stdout.contains("--port"), "{stdout}");
+    for option in [
+        "--port",
+        "--api-key",
+        "--ca-out",
+        "--ca-key",
+        "--plain-http",
+    ] {
+        assert!(stdout.contains(option), "{option}: {stdout}");
+    }
     // The help mentions the `listening on PORT` line; the fake serving would print it as a line.
     assert!(
         !stdout.lines().any(|l| l.starts_with("listening on")),
         "{stdout}"
     );
+}
+
+/// The fake serves HTTPS by default and every URL it hands out (toolbox, object storage,
+/// preview) is `https://` on its own address; `--ca-out` writes the CA that signs it, and
+/// `--plain-http` turns it all to `http://`.
+#[test]
+fn urls_follow_the_scheme_the_fake_serves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = dir.path().join("ca.pem");
+    let ca_arg = ca.to_string_lossy().into_owned();
+    let env = [("DAYTONA_FAKE_TRANSITION_MS", "50")];
+    for scheme in ["https", "http"] {
+        let mut f = if scheme == "https" {
+            DaytonaFake::start(&["--api-key", "k", "--ca-out", &ca_arg], &env)
+        } else {
+            DaytonaFake::start_with(&["--api-key", "k", "--plain-http"], &env, scheme)
+        };
+        if scheme == "https" {
+            assert!(agentbox_tests::fake_tls::is_pem_certificate(&ca));
+            // A client that trusts only what `--ca-out` wrote (the CA certificate the key
+            // given with `--ca-key` makes) reaches it.
+            let pem = std::fs::read(&ca).expect("ca");
+            let own = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("pem")])
+                .build()
+                .expect("client");
+            let status = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt")
+                .block_on(own.get(format!("{}/_fake/stats", f.root)).send())
+                .expect("stats over the CA from --ca-out")
+                .status();
+            assert!(status.is_success(), "{status}");
+        }
+        let origin = format!("{scheme}://127.0.0.1:{}", f.port);
+        let (_, created) = call(&f, "POST", "/sandbox", Some(json!({})));
+        let id = created["id"].as_str().expect("id").to_string();
+        assert!(
+            created["toolboxProxyUrl"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&origin)),
+            "{created}"
+        );
+        let (_, link) = call(
+            &f,
+            "GET",
+            &format!("/sandbox/{id}/ports/8788/preview-url"),
+            None,
+        );
+        assert!(
+            link["url"].as_str().is_some_and(|u| u.starts_with(&origin)),
+            "{link}"
+        );
+        let (_, access) = call(&f, "GET", "/object-storage/push-access", None);
+        assert!(
+            access["storageUrl"]
+                .as_str()
+                .is_some_and(|u| u.starts_with(&origin)),
+            "{access}"
+        );
+        let _ = f.child.kill();
+    }
 }

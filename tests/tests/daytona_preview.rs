@@ -3,8 +3,7 @@
 //! carried on, and attach falling back to HTTP streaming because private previews refuse
 //! WebSocket upgrades.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,13 +11,18 @@ use std::time::Duration;
 use agentbox::daytona::{CreateSandbox, Daytona};
 use agentbox::transfer::client::{Relay, Remint};
 use agentbox_protocol::files::{DownloadRequest, LandRequest, TransferKind};
-use agentbox_tests::{bin_path, spawn_relay, TEST_TOKEN};
+use agentbox_tests::fake_tls::DaytonaFake;
+use agentbox_tests::{spawn_relay, TEST_TOKEN};
 
-struct Procs(Vec<Child>);
+/// The relay, and the fake (both ended when dropped).
+struct Procs {
+    children: Vec<Child>,
+    _fake: DaytonaFake,
+}
 
 impl Drop for Procs {
     fn drop(&mut self) {
-        for c in &mut self.0 {
+        for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -32,22 +36,22 @@ fn rt() -> tokio::runtime::Runtime {
         .expect("rt")
 }
 
-/// The fake, a started sandbox whose port 8788 is a real relay, and a Daytona client.
+/// The fake (over HTTPS), a started sandbox whose port 8788 is a real relay, and a Daytona
+/// client.
 fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
-    let mut fake = Command::new(bin_path("daytona-fake"))
-        .args(["--port", "0", "--api-key", "test-key"])
-        .env("DAYTONA_FAKE_TRANSITION_MS", "50")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("daytona-fake");
-    let mut line = String::new();
-    BufReader::new(fake.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
-    let root = format!(
-        "http://127.0.0.1:{}",
-        line.trim().trim_start_matches("listening on ")
-    );
+    setup_on(dir, true)
+}
+
+/// [`setup`], the fake over HTTPS or (`https` false) plain HTTP.
+fn setup_on(dir: &std::path::Path, https: bool) -> (Procs, String, Daytona, String) {
+    let args = ["--port", "0", "--api-key", "test-key"];
+    let env = [("DAYTONA_FAKE_TRANSITION_MS", "50")];
+    let fake = if https {
+        DaytonaFake::start(&args, &env)
+    } else {
+        DaytonaFake::start_with(&[&args[..], &["--plain-http"]].concat(), &env, "http")
+    };
+    let root = fake.root.clone();
     for d in ["run", "state", "ws"] {
         std::fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
@@ -59,7 +63,7 @@ fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
         d.wait_for_state(&s.id, "started", Duration::from_secs(5))
             .await
             .expect("started");
-        reqwest::Client::new()
+        agentbox_tests::fake_tls::http_client()
             .post(format!("{root}/_fake/upstream"))
             .json(&serde_json::json!({"sandbox": s.id, "port": 8788, "target": format!("127.0.0.1:{relay_port}")}))
             .send()
@@ -67,7 +71,11 @@ fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
             .expect("upstream");
         s.id
     });
-    (Procs(vec![fake, relay]), root, d, id)
+    let procs = Procs {
+        children: vec![relay],
+        _fake: fake,
+    };
+    (procs, root, d, id)
 }
 
 /// A tmux session `main` running `sh` on the relay's tmux socket (no config: prefix C-b).
@@ -101,6 +109,7 @@ fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
     let (_procs, _root, d, id) = setup(dir.path());
     let rt = rt();
     let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    assert!(link.url.starts_with("https://"), "{}", link.url);
 
     // Without the preview token, the proxy says so (and nothing reaches the relay).
     let bare = Relay::new(&link.url, TEST_TOKEN);
@@ -300,7 +309,7 @@ fn an_attach_survives_a_restart_that_rotates_the_preview_token() {
     );
     // Every byte, once: the relay's own count and digest of the term's output.
     let info: TermInfo = rt().block_on(async {
-        reqwest::Client::new()
+        agentbox_tests::fake_tls::http_client()
             .get(format!(
                 "http://127.0.0.1:{}/v1/terms/{}",
                 relay_port(dir.path()),
@@ -326,4 +335,68 @@ fn relay_port(dir: &std::path::Path) -> u64 {
         serde_json::from_slice(&std::fs::read(dir.join("run/relay.json")).expect("relay.json"))
             .expect("json");
     v["bridge_port"].as_u64().expect("port")
+}
+
+/// 1000 sequential relay calls through the fake's HTTPS preview proxy, as the bridge makes
+/// them (one `Relay` kept): the connection is reused, so the fake sees at most 2 TLS
+/// handshakes. Also prints the p50 of a call over HTTPS and over plain HTTP.
+#[test]
+fn a_thousand_relay_calls_through_the_https_preview_reuse_the_connection() {
+    let mut p50 = Vec::new();
+    for https in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_procs, root, d, id) = setup_on(dir.path(), https);
+        let rt = rt();
+        let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+        let reminted = Arc::new(AtomicU32::new(0));
+        let relay =
+            Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+        let stats_client = agentbox_tests::fake_tls::http_client();
+        let stats = |what: &str| -> u64 {
+            rt.block_on(async {
+                let v: serde_json::Value = stats_client
+                    .get(format!("{root}/_fake/stats"))
+                    .send()
+                    .await
+                    .expect("stats")
+                    .json()
+                    .await
+                    .expect("stats json");
+                v[what].as_u64().expect("a count")
+            })
+        };
+        let (handshakes, connections) = (stats("handshakes"), stats("connections"));
+        let mut took = rt.block_on(async {
+            let mut took = Vec::with_capacity(1000);
+            for _ in 0..1000 {
+                let at = std::time::Instant::now();
+                let answer = relay
+                    .request(reqwest::Method::GET, "/healthz")
+                    .send()
+                    .await
+                    .expect("healthz");
+                assert!(answer.status().is_success(), "{}", answer.status());
+                answer.bytes().await.expect("body");
+                took.push(at.elapsed());
+            }
+            took
+        });
+        let made = stats("connections") - connections;
+        let shook = stats("handshakes") - handshakes;
+        took.sort();
+        let median = took[took.len() / 2];
+        eprintln!(
+            "{}: 1000 relay calls through the preview proxy: {made} new connections, \
+             {shook} TLS handshakes, p50 {median:?}, p99 {:?}",
+            if https { "https" } else { "http" },
+            took[took.len() * 99 / 100]
+        );
+        assert!(made <= 2, "{made} new connections for 1000 calls");
+        if https {
+            assert!(shook <= 2, "{shook} TLS handshakes for 1000 calls");
+            assert!(shook >= 1, "the relay calls did not go over TLS");
+        }
+        p50.push(median);
+    }
+    eprintln!("p50 https {:?} vs http {:?}", p50[0], p50[1]);
 }

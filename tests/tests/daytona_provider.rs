@@ -8,18 +8,19 @@
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use agentbox_tests::bin_path;
+use agentbox_tests::fake_tls::DaytonaFake;
 
 const KEY: &str = "dtn_e2e0123456789abcdef";
 
 struct Host {
     dir: tempfile::TempDir,
-    fake: Child,
+    fake: DaytonaFake,
     api: String,
 }
 
@@ -86,8 +87,8 @@ impl Host {
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.command(self.dir.path(), &["bridge", "stop"]).output();
-        let _ = self.fake.kill();
-        let _ = self.fake.wait();
+        let _ = self.fake.child.kill();
+        let _ = self.fake.child.wait();
         // The fake's containers are named after its sandboxes; this fake made only ours.
         if let Ok(out) = Command::new("docker")
             .args([
@@ -167,21 +168,17 @@ fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
 fn a_daytona_box_from_login_to_destroy() {
     let base = agentbox_tests::docker_base_image();
     let data = tempfile::tempdir().expect("tempdir");
-    let mut fake = Command::new(bin_path("daytona-fake"))
-        .args(["--port", "0", "--api-key", KEY])
-        .env("DAYTONA_FAKE_TRANSITION_MS", "100")
-        .env("DAYTONA_FAKE_DATA", data.path())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("daytona-fake");
-    let mut line = String::new();
-    BufReader::new(fake.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port line");
-    let api = format!(
-        "http://127.0.0.1:{}/api",
-        line.trim().trim_start_matches("listening on ")
+    // Over HTTPS, as Daytona is: this process and every `agentbox` it starts trust the
+    // fake's CA through SSL_CERT_FILE (curl through CURL_CA_BUNDLE).
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let fake = DaytonaFake::start(
+        &["--port", "0", "--api-key", KEY],
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
+            ("DAYTONA_FAKE_DATA", &data_dir),
+        ],
     );
+    let api = fake.api();
     let host = Host {
         dir: tempfile::tempdir().expect("tempdir"),
         fake,

@@ -10,7 +10,13 @@
 //! `"slowSnapshotMs": M` keeps every new snapshot `building`/`pending` M ms longer;
 //! `"gatewayTimeoutMs": N` makes the preview proxy answer 504 to a request whose answer has
 //! not begun after N ms (0 turns it off). The preview proxy is in [`preview`].
-//! The port in use is printed on stdout as `listening on PORT`. Volume files live under
+//! `GET /_fake/stats` counts connections and TLS handshakes (how well clients reuse
+//! connections). The port in use is printed on stdout as `listening on PORT`.
+//!
+//! HTTPS by default, as Daytona is: the fake is its own CA (`--ca-key` to use a given
+//! one, `--ca-out` to write its certificate for clients to trust) and its certificate
+//! covers `127.0.0.1`, `localhost` and `*.localhost`, where every URL it hands out points
+//! (API, toolbox, object storage, preview). `--plain-http` serves plain HTTP instead. Volume files live under
 //! `DAYTONA_FAKE_DATA` (default: a directory in the system's temp dir). Volumes, snapshots and
 //! preview links are in [`resources`]; a sandbox's preview token changes on every start,
 //! as Daytona's does. The command line is [`Cli`]; its help says all of the above.
@@ -20,6 +26,7 @@ mod resources;
 mod runner;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,8 +41,8 @@ use serde_json::{json, Value};
 /// A fake of Daytona's sandbox API for the tests: Daytona's paths (`/api/sandbox…`,
 /// `/api/volumes…`, `/api/snapshots…`, the toolbox and the preview proxy), its JSON shapes,
 /// sandbox states and errors (409 while a state change is in progress, 429 with
-/// `Retry-After`). Serves plain HTTP on 127.0.0.1 and prints `listening on PORT` on stdout
-/// when it is ready.
+/// `Retry-After`). Serves HTTPS (or, with `--plain-http`, HTTP) on 127.0.0.1 and prints
+/// `listening on PORT` on stdout when it is ready.
 #[derive(Debug, Parser)]
 #[command(name = "daytona-fake", version, after_long_help = AFTER_HELP)]
 struct Cli {
@@ -45,6 +52,18 @@ struct Cli {
     /// The API key clients must send as `Authorization: Bearer KEY`.
     #[arg(long, value_name = "KEY", default_value = "fake-key")]
     api_key: String,
+    /// Write the certificate of the CA that signs the fake's own (PEM) to FILE, for
+    /// clients to trust (e.g. through SSL_CERT_FILE).
+    #[arg(long, value_name = "FILE", conflicts_with = "plain_http")]
+    ca_out: Option<std::path::PathBuf>,
+    /// Sign the fake's certificate with this CA key (PEM, PKCS#8) instead of a new one; the
+    /// CA certificate is the one `--ca-out` writes for it (always the same for a key).
+    #[arg(long, value_name = "FILE", conflicts_with = "plain_http")]
+    ca_key: Option<std::path::PathBuf>,
+    /// Serve plain HTTP instead of HTTPS (for debugging with a sniffer); every URL the
+    /// fake hands out is then `http://`.
+    #[arg(long)]
+    plain_http: bool,
 }
 
 /// The environment and the test controls, at the end of `--help`.
@@ -65,6 +84,8 @@ Test controls (not Daytona's API):
                                               has not begun after N ms (0: off)
   POST /_fake/upstream {\"sandbox\": ID, \"port\": P, \"target\": \"127.0.0.1:Q\"}
                                               serve sandbox ID's port P from 127.0.0.1:Q
+  GET /_fake/stats                            {\"connections\": N, \"handshakes\": N,
+                                              \"failedHandshakes\": N} since the start
 
 A sandbox created from a snapshot whose image is in the local Docker engine runs as
 container daytona-fake-<id>; otherwise a sandbox is only a record.";
@@ -101,12 +122,32 @@ struct Fake {
     faults: Mutex<Faults>,
     next: Mutex<u64>,
     port: std::sync::OnceLock<u16>,
+    /// `https` or `http` (`--plain-http`): the scheme of every URL the fake hands out.
+    scheme: &'static str,
+    /// Connections accepted, TLS handshakes completed and failed (`GET /_fake/stats`).
+    connections: AtomicU64,
+    handshakes: AtomicU64,
+    failed_handshakes: AtomicU64,
 }
 
 impl Fake {
     fn port(&self) -> u16 {
         self.port.get().copied().unwrap_or(0)
     }
+
+    /// `SCHEME://127.0.0.1:PORT`: where the fake's own URLs point.
+    fn origin(&self) -> String {
+        format!("{}://127.0.0.1:{}", self.scheme, self.port())
+    }
+}
+
+/// `GET /_fake/stats`.
+async fn stats(State(fake): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "connections": fake.connections.load(Ordering::Relaxed),
+        "handshakes": fake.handshakes.load(Ordering::Relaxed),
+        "failedHandshakes": fake.failed_handshakes.load(Ordering::Relaxed),
+    }))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -265,7 +306,7 @@ async fn create(
         "desiredState": "started",
         "autoStopInterval": body.get("autoStopInterval").cloned().unwrap_or(json!(15)),
         "volumes": body.get("volumes").cloned().unwrap_or(json!([])),
-        "toolboxProxyUrl": format!("http://127.0.0.1:{}/toolbox", fake.port()),
+        "toolboxProxyUrl": format!("{}/toolbox", fake.origin()),
         "sandboxClass": "container",
     });
     fake.sandboxes
@@ -443,7 +484,18 @@ fn main() -> std::io::Result<()> {
 
 /// Serves the fake on `cli.port` until the process is killed.
 async fn serve(cli: Cli) -> std::io::Result<()> {
-    let Cli { port, api_key: key } = cli;
+    let Cli {
+        port,
+        api_key: key,
+        ca_out,
+        ca_key,
+        plain_http,
+    } = cli;
+    let tls = if plain_http {
+        None
+    } else {
+        Some(tls_acceptor(ca_key.as_deref(), ca_out.as_deref())?)
+    };
     let transition = std::env::var("DAYTONA_FAKE_TRANSITION_MS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -466,6 +518,10 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         faults: Mutex::default(),
         next: Mutex::new(0),
         port: std::sync::OnceLock::new(),
+        scheme: if plain_http { "http" } else { "https" },
+        connections: AtomicU64::new(0),
+        handshakes: AtomicU64::new(0),
+        failed_handshakes: AtomicU64::new(0),
     });
     let app = Router::new()
         .route("/api/sandbox", post(create).get(list))
@@ -507,6 +563,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/_fake/faults", post(faults))
+        .route("/_fake/stats", get(stats))
         .route("/_fake/upstream", post(preview::set_upstream))
         .route("/toolbox/{id}/process/execute", post(runner::execute))
         .route("/api/sandbox/{id}/snapshot", post(runner::snapshot))
@@ -521,5 +578,73 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
     let bound = listener.local_addr()?.port();
     let _ = fake.port.set(bound);
     println!("listening on {bound}");
-    axum::serve(listener, app).await
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                eprintln!("daytona-fake: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        fake.connections.fetch_add(1, Ordering::Relaxed);
+        let (app, tls, fake) = (app.clone(), tls.clone(), fake.clone());
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            match tls {
+                None => serve_connection(tcp, app).await,
+                Some(acceptor) => match acceptor.accept(tcp).await {
+                    Ok(stream) => {
+                        fake.handshakes.fetch_add(1, Ordering::Relaxed);
+                        serve_connection(stream, app).await;
+                    }
+                    Err(_) => {
+                        fake.failed_handshakes.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            }
+        });
+    }
+}
+
+/// Serves one connection (HTTP/1.1 with upgrades, or HTTP/2) with `app`.
+async fn serve_connection<I>(io: I, app: Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(io), service)
+        .await;
+}
+
+/// The TLS side: the CA (from `ca_key`, or new), its certificate written to `ca_out`, and
+/// a leaf for 127.0.0.1 / localhost / *.localhost that it signs.
+fn tls_acceptor(
+    ca_key: Option<&std::path::Path>,
+    ca_out: Option<&std::path::Path>,
+) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use agentbox_tests::fake_tls::FakeCa;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ca = match ca_key {
+        Some(path) => FakeCa::from_key_pem(&std::fs::read_to_string(path)?),
+        None => FakeCa::generate(),
+    }
+    .map_err(std::io::Error::other)?;
+    if let Some(out) = ca_out {
+        std::fs::write(out, &ca.cert_pem)?;
+    }
+    let (chain, key) = ca.leaf().map_err(std::io::Error::other)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_no_client_auth()
+        .with_single_cert(
+            chain.into_iter().map(CertificateDer::from).collect(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .map_err(std::io::Error::other)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }

@@ -366,7 +366,7 @@ pub async fn preview_url(
             )
         }
     };
-    let base = format!("http://127.0.0.1:{}/_preview", fake.port());
+    let base = format!("{}/_preview", fake.origin());
     match kind.as_str() {
         "preview-url" => {
             let token = lock(&fake.tokens)
@@ -418,7 +418,7 @@ pub async fn push_access(State(fake): State<Shared>, headers: HeaderMap) -> Resp
         "accessKey": "fake-access",
         "secret": "fake-secret",
         "sessionToken": "fake-session",
-        "storageUrl": format!("http://127.0.0.1:{}/_s3", fake.port()),
+        "storageUrl": format!("{}/_s3", fake.origin()),
         "organizationId": "org-fake",
         "bucket": "daytona-volume-builds",
     }))
