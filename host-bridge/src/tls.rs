@@ -85,12 +85,7 @@ pub fn untrusted(error: &(dyn StdError + 'static), host: &str) -> Option<String>
 pub fn explain(error: &reqwest::Error) -> String {
     let host = error
         .url()
-        .and_then(|u| {
-            u.host_str().map(|h| {
-                u.port()
-                    .map_or_else(|| h.to_string(), |p| format!("{h}:{p}"))
-            })
-        })
+        .and_then(|u| u.host_str().map(str::to_string))
         .unwrap_or_else(|| "the server".to_string());
     untrusted(error, &host).unwrap_or_else(|| with_causes(error))
 }

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agentbox::daytona::{CreateSandbox, Daytona, DaytonaError};
+use agentbox::transfer::client::Relay;
 use agentbox_tests::bin_path;
 use agentbox_tests::fake_tls::DaytonaFake;
 
@@ -512,6 +513,26 @@ fn login_to_a_daytona_whose_certificate_is_not_trusted_says_so_and_saves_nothing
         .expect_err("untrusted");
     assert!(matches!(e, DaytonaError::Untrusted(_)), "{e}");
     assert!(started.elapsed() < Duration::from_secs(5), "it was retried");
+
+    // A relay behind a preview URL of that Daytona: its calls and attach's WebSocket
+    // (`wss://`) say the same.
+    let sentence = "the certificate of 127.0.0.1 is not trusted (it is signed by an authority \
+                    this host does not trust); if a proxy or private CA signs it, point \
+                    SSL_CERT_FILE at its CA";
+    let relay = Relay::new(&format!("{}/_preview/8788-x", fake.root), "t");
+    let e = rt
+        .block_on(relay.post_json::<_, serde_json::Value>("/v1/terms", &serde_json::json!({})))
+        .expect_err("untrusted");
+    assert!(e.to_string().contains(sentence), "{e}");
+    let (events, _) = tokio::sync::mpsc::unbounded_channel();
+    let unacked = agentbox::attach::wire::Unacked::default();
+    let refused = rt.block_on(agentbox::attach::wire::connect_ws(
+        &relay, "t1", 0, events, &unacked,
+    ));
+    let Err(agentbox::attach::wire::WsRefused::Network(why)) = refused else {
+        panic!("a WebSocket to an untrusted server was opened, or refused for another reason");
+    };
+    assert!(why.contains(sentence), "{why}");
 
     let trusted = login(Some(&own_ca));
     assert!(

@@ -234,6 +234,65 @@ fn attach_through_a_private_preview_falls_back_to_http_streaming() {
     );
 }
 
+/// Where the preview proxy passes WebSockets on, attach takes `wss://` through it: the
+/// upgrade over TLS with the host's TLS configuration, both tokens on the upgrade request.
+#[test]
+fn attach_over_wss_where_the_preview_passes_websockets() {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{run, Io, Options};
+    use agentbox_protocol::term::{TermEnd, TermSize};
+    let dir = tempfile::tempdir().expect("tempdir");
+    tmux_session(dir.path());
+    let (_procs, root, d, id) = setup(dir.path());
+    let rt = rt();
+    rt.block_on(async {
+        agentbox_tests::fake_tls::http_client()
+            .post(format!("{root}/_fake/faults"))
+            .json(&serde_json::json!({"passWebSockets": true}))
+            .send()
+            .await
+            .expect("faults");
+    });
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    assert!(link.url.starts_with("https://"), "{}", link.url);
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    keys_tx
+        .send(b"echo via-wss-$((6*7))\n".to_vec())
+        .expect("keys");
+    let io = Io {
+        keys,
+        resizes,
+        size: TermSize { cols: 80, rows: 24 },
+        output: Box::new(move |b| {
+            let mut seen = s.lock().expect("seen");
+            seen.extend_from_slice(b);
+            if String::from_utf8_lossy(&seen).contains("via-wss-42") {
+                let _ = keys_tx.send(b"\x02d".to_vec());
+            }
+            Ok(())
+        }),
+        notice: Box::new(|_| {}),
+    };
+    let options = Options {
+        session: Some("main".into()),
+        shell: false,
+        read_only: false,
+        keep: Duration::from_secs(60),
+        transport: Transport::Ws,
+        term: None,
+    };
+    let outcome = rt.block_on(run(&relay, &options, io)).expect("attach");
+    assert_eq!(outcome.end, TermEnd::Detached);
+    assert_eq!(outcome.transport, Transport::Ws);
+    assert_eq!(reminted.load(Ordering::SeqCst), 0);
+}
+
 #[test]
 fn an_attach_survives_a_restart_that_rotates_the_preview_token() {
     use agentbox::attach::wire::Transport;

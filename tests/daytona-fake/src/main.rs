@@ -82,6 +82,9 @@ Test controls (not Daytona's API):
   POST /_fake/faults {\"slowSnapshotMs\": M}    new snapshots stay building/pending M ms longer
   POST /_fake/faults {\"gatewayTimeoutMs\": N}  the preview proxy answers 504 when an answer
                                               has not begun after N ms (0: off)
+  POST /_fake/faults {\"passWebSockets\": true} the preview proxy passes WebSocket upgrades
+                                              on (by default it answers 307, as Daytona's
+                                              private previews do)
   POST /_fake/upstream {\"sandbox\": ID, \"port\": P, \"target\": \"127.0.0.1:Q\"}
                                               serve sandbox ID's port P from 127.0.0.1:Q
   GET /_fake/stats                            {\"connections\": N, \"handshakes\": N,
@@ -97,6 +100,7 @@ struct Faults {
     slow_snapshot_ms: u64,
     fail_next_snapshot: Option<String>,
     gateway_timeout_ms: Option<u64>,
+    pass_websockets: bool,
 }
 
 /// A signed preview token: sandbox, port, expiry.
@@ -464,6 +468,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     }
     if let Some(ms) = body["gatewayTimeoutMs"].as_u64() {
         f.gateway_timeout_ms = Some(ms).filter(|ms| *ms > 0);
+    }
+    if let Some(pass) = body["passWebSockets"].as_bool() {
+        f.pass_websockets = pass;
     }
     if let Some(ms) = body["slowSnapshotMs"].as_u64() {
         f.slow_snapshot_ms = ms;

@@ -2,8 +2,10 @@
 //! `x-daytona-preview-token`) and `/_preview/{port}-{signedToken}/…` (signed links, which
 //! expire), as Daytona's proxy authenticates them; the token header is removed before the
 //! request goes on. A WebSocket upgrade gets the `307` to a login page that Daytona's
-//! private previews answer. Knob `gatewayTimeoutMs`: a request whose answer has not begun
-//! by then gets `504`, like Daytona's edge.
+//! private previews answer, unless knob `passWebSockets` is on: then the upgrade goes
+//! through to the sandbox and the two connections are piped (as a proxy that passes
+//! WebSockets does). Knob `gatewayTimeoutMs`: a request whose answer has not begun by then
+//! gets `504`, like Daytona's edge.
 //!
 //! Where a sandbox's port goes is a test control, not Daytona's API:
 //! `POST /_fake/upstream {"sandbox": ID, "port": P, "target": "127.0.0.1:Q"}`.
@@ -112,12 +114,12 @@ pub async fn proxy(
     if !started {
         return refuse(StatusCode::BAD_GATEWAY, "sandbox is not started");
     }
-    if request
+    let websocket = request
         .headers()
         .get("upgrade")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
-    {
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if websocket && !lock(&fake.faults).pass_websockets {
         let mut r = refuse(StatusCode::TEMPORARY_REDIRECT, "");
         if let Ok(location) = "https://auth.fake/login".parse() {
             r.headers_mut().insert("location", location);
@@ -138,6 +140,9 @@ pub async fn proxy(
         .query()
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
+    if websocket {
+        return tunnel(request, &upstream, &format!("/{rest}{query}")).await;
+    }
     let url = format!("http://{upstream}/{rest}{query}");
     let mut forward = fake.http.request(request.method().clone(), url);
     for (name, value) in request.headers() {
@@ -170,5 +175,76 @@ pub async fn proxy(
         .map(|chunk| chunk.map_err(std::io::Error::other));
     response
         .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "bad upstream answer"))
+}
+
+/// A WebSocket upgrade passed to `upstream` as `path`: the request head is sent on (less
+/// the preview token), the upstream's `101` comes back, and once the client's connection
+/// is upgraded the two are piped until either ends.
+async fn tunnel(mut request: Request, upstream: &str, path: &str) -> Response {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    let Ok(mut tcp) = tokio::net::TcpStream::connect(upstream).await else {
+        return refuse(StatusCode::BAD_GATEWAY, "nothing listens on that port");
+    };
+    let mut head = format!(
+        "{} {path} HTTP/1.1\r\nhost: {upstream}\r\n",
+        request.method()
+    )
+    .into_bytes();
+    for (name, value) in request.headers() {
+        if name.as_str() != "host" && name.as_str() != "x-daytona-preview-token" {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+    }
+    head.extend_from_slice(b"\r\n");
+    if tcp.write_all(&head).await.is_err() {
+        return refuse(StatusCode::BAD_GATEWAY, "upstream closed");
+    }
+    // The answer's head, and whatever came after it (the first frames, already).
+    let mut answer = Vec::new();
+    let end = loop {
+        if let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        match tcp.read(&mut chunk).await {
+            Ok(n) if n > 0 && answer.len() < 64 * 1024 => answer.extend_from_slice(&chunk[..n]),
+            _ => return refuse(StatusCode::BAD_GATEWAY, "upstream sent no answer"),
+        }
+    };
+    let text = String::from_utf8_lossy(&answer[..end]).into_owned();
+    let mut lines = text.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut response = Response::builder().status(status);
+    for line in lines.filter(|l| !l.is_empty()) {
+        if let Some((name, value)) = line.split_once(':') {
+            response = response.header(name.trim(), value.trim());
+        }
+    }
+    if status != StatusCode::SWITCHING_PROTOCOLS {
+        return response
+            .body(Body::empty())
+            .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "bad upstream answer"));
+    }
+    let early = answer.split_off(end);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let mut client = hyper_util::rt::TokioIo::new(upgraded);
+            if client.write_all(&early).await.is_ok() {
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut tcp).await;
+            }
+        }
+    });
+    response
+        .body(Body::empty())
         .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "bad upstream answer"))
 }
