@@ -2,8 +2,9 @@
 //! a hardened tar extractor.
 //!
 //! [`unpack`] is the only way a tar from the other side is written to disk. It refuses
-//! absolute paths, `..`, device files and FIFOs, symlinks that point outside the target,
-//! hard links, and writing through a symlink; it caps the total size; and it never keeps
+//! absolute paths, `..`, device files and FIFOs, symlinks that point outside the target
+//! (alone or through other links: a link may climb with `..` only at the start of its
+//! target), hard links, and writing through a symlink; it caps the total size; and it never keeps
 //! set-uid, set-gid or sticky bits. Extract into a fresh staging directory, verify, then
 //! rename into place: a refused archive leaves the real target untouched.
 
@@ -144,26 +145,39 @@ fn clean_path(raw: &[u8]) -> Result<PathBuf, UnpackError> {
     Ok(out)
 }
 
-/// Whether symlink `target`, placed at `link` (relative to the root), stays inside.
-fn link_stays_inside(link: &Path, target: &Path) -> bool {
-    if target.is_absolute() {
-        return false;
-    }
-    let mut depth: i64 = link.components().count() as i64 - 1;
+/// Why symlink `target`, placed at `link` (relative to the root), is refused, if it is.
+///
+/// A target may climb with `..` only at its start, through the link's own parents (real
+/// directories: nothing is ever written through a symlink, and a directory is never
+/// replaced), and never above the root; after that it only descends. Checking it lexically
+/// is then exact, and it stays true whatever is written later, here or by a later
+/// transfer into the same tree: a `..` after a name would climb from wherever that name
+/// resolves, and a link there (`x/y -> ..`, then `z -> x/y/x/y/../../../etc`) could take
+/// it out of the root. Descending through links cannot leave the root, since every link
+/// made here obeys the same rule.
+fn link_refusal(link: &Path, target: &Path) -> Option<&'static str> {
+    let mut depth = link.components().count().saturating_sub(1);
+    let mut descended = false;
     for c in target.components() {
         match c {
-            Component::Normal(_) => depth += 1,
+            Component::Normal(_) => descended = true,
             Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
+            Component::ParentDir if descended => {
+                return Some(
+                    "symlink points outside the target: `..` after a name could climb out \
+                     through another link",
+                )
             }
-            Component::RootDir | Component::Prefix(_) => return false,
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return Some("symlink points outside the target"),
+            },
+            Component::RootDir | Component::Prefix(_) => {
+                return Some("symlink points outside the target")
+            }
         }
     }
-    true
+    None
 }
 
 /// Refuses to write through a symlink: no parent of `rel` under `root` may be one.
@@ -258,10 +272,15 @@ pub fn unpack(reader: impl Read, dest: &Path, max_bytes: u64) -> Result<UnpackRe
                     .map(std::borrow::Cow::into_owned)
                     .unwrap_or_default();
                 let link_path = PathBuf::from(OsStr::from_bytes(&link));
-                if link.is_empty() || !link_stays_inside(&rel, &link_path) {
+                let refusal = if link.is_empty() {
+                    Some("symlink has an empty target")
+                } else {
+                    link_refusal(&rel, &link_path)
+                };
+                if let Some(reason) = refusal {
                     return Err(UnpackError::Refused {
                         path: shown,
-                        reason: "symlink points outside the target",
+                        reason,
                     });
                 }
                 remove_existing(&target)?;
@@ -539,6 +558,130 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
             0o755
         );
+    }
+
+    /// Every path under `dest` that resolves at all resolves inside it: each entry on disk,
+    /// and every path of plain names (through the links) up to four deep.
+    fn assert_nothing_resolves_outside(dest: &Path) {
+        let root = dest.canonicalize().expect("canonical dest");
+        let mut stack = vec![dest.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("ls").flatten() {
+                let path = entry.path();
+                if let Ok(real) = path.canonicalize() {
+                    assert!(
+                        real.starts_with(&root),
+                        "{} resolves to {}",
+                        path.display(),
+                        real.display()
+                    );
+                }
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    stack.push(path);
+                }
+            }
+        }
+        let names = ["x", "y", "z", "w"];
+        let mut paths = vec![PathBuf::new()];
+        for _ in 0..4 {
+            let mut next = Vec::new();
+            for p in &paths {
+                for n in names {
+                    let q = p.join(n);
+                    if let Ok(real) = dest.join(&q).canonicalize() {
+                        assert!(
+                            real.starts_with(&root),
+                            "{} resolves to {}",
+                            q.display(),
+                            real.display()
+                        );
+                    }
+                    next.push(q);
+                }
+            }
+            paths = next;
+        }
+    }
+
+    /// Issue 20, hole 7: `x/y -> ..` is inside, and so is `z` read lexically, but through
+    /// the link `x/y/x/y/…/../..` climbs out of the destination to `/etc/passwd`.
+    #[test]
+    fn a_symlink_chain_cannot_reach_outside() {
+        let mut target = "x/y/".repeat(8);
+        target.push_str(&"../".repeat(16));
+        target.push_str("etc/passwd");
+        let bytes = archive(|b| {
+            raw_entry(b, tar::EntryType::Symlink, b"x/y", Some(b".."), b"");
+            raw_entry(
+                b,
+                tar::EntryType::Symlink,
+                b"z",
+                Some(target.as_bytes()),
+                b"",
+            );
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("dest");
+        std::fs::create_dir(&dest).expect("mkdir");
+        let result = unpack(&bytes[..], &dest, 1 << 20);
+        assert_nothing_resolves_outside(&dest);
+        let err = result.expect_err("the chain must be refused").to_string();
+        assert!(err.contains("symlink"), "{err}");
+    }
+
+    /// One entry of a random archive: a directory, a file, or a symlink.
+    #[derive(Debug, Clone)]
+    enum Random {
+        Dir(Vec<&'static str>),
+        File(Vec<&'static str>),
+        Link(Vec<&'static str>, Vec<&'static str>),
+    }
+
+    fn random_entry() -> impl proptest::strategy::Strategy<Value = Random> {
+        use proptest::prelude::*;
+        // Few names and many `..`, so that links often pass through each other.
+        let name = prop::sample::select(vec!["x", "y", "z"]);
+        let part = prop::sample::select(vec!["x", "y", "z", "..", "..", "..", ".", "etc"]);
+        let path = prop::collection::vec(name, 1..3);
+        prop_oneof![
+            1 => path.clone().prop_map(Random::Dir),
+            1 => path.clone().prop_map(Random::File),
+            2 => (path, prop::collection::vec(part, 1..7)).prop_map(|(p, t)| Random::Link(p, t)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Issue 20, hole 7: whatever chain of links an archive builds, nothing under the
+        /// destination resolves outside it afterwards (refused archives included: what was
+        /// extracted before the refusal must be safe too).
+        #[test]
+        fn no_link_chain_resolves_outside(entries in proptest::collection::vec(random_entry(), 1..12)) {
+            let bytes = archive(|b| {
+                for e in &entries {
+                    match e {
+                        Random::Dir(p) => raw_entry(b, tar::EntryType::Directory, p.join("/").as_bytes(), None, b""),
+                        Random::File(p) => raw_entry(b, tar::EntryType::Regular, p.join("/").as_bytes(), None, b"f"),
+                        Random::Link(p, t) => raw_entry(
+                            b,
+                            tar::EntryType::Symlink,
+                            p.join("/").as_bytes(),
+                            Some(t.join("/").as_bytes()),
+                            b"",
+                        ),
+                    }
+                }
+            });
+            let dir = tempfile::tempdir().expect("tempdir");
+            // Deep enough below the temp dir that climbing out lands somewhere real.
+            let dest = dir.path().join("a/b/c/dest");
+            std::fs::create_dir_all(&dest).expect("mkdir");
+            for outside in ["a/etc", "a/b/etc", "a/b/c/etc", "a/b/c/x/y/z", "a/b/c/y/x/z", "a/b/c/z/x/y", "a/x/y/z", "a/b/x/y/z"] {
+                std::fs::create_dir_all(dir.path().join(outside)).expect("mkdir");
+            }
+            let _ = unpack(&bytes[..], &dest, 1 << 20);
+            assert_nothing_resolves_outside(&dest);
+        }
     }
 
     #[test]
