@@ -2,14 +2,15 @@
 //!
 //! The box lists the files git does not ignore there, with digests; the host compares them
 //! with its tree and shows what is new or modified before writing anything. `.git/` is
-//! never written. Files the host executes or that configure what it runs (`.envrc`,
-//! editor tasks, hook directories, …) are held back unless the user approves them
-//! explicitly. The files travel as one verified download and land one `rename` each.
+//! never written, at any depth or in any case ([`refused_in_host_tree`]). Files the host
+//! executes or that configure what it runs (`.envrc`, editor tasks, `.cargo/config.toml`,
+//! `.npmrc`, hook directories, …, at any depth: [`is_host_executed`]) are held back unless
+//! the user approves them explicitly. The files travel as one verified download and land one `rename` each.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use agentbox_protocol::files::DownloadRequest;
+use agentbox_protocol::files::{new_transfer_id, DownloadRequest};
 use agentbox_protocol::land::Cleanup;
 use agentbox_protocol::sync::{entry_digest, is_sync_path, Listing, ListingRequest};
 use agentbox_protocol::transfer::unpack;
@@ -18,13 +19,20 @@ use serde::Serialize;
 
 use crate::transfer::client::{Progress, Relay};
 
-/// Files the host runs, or that make the host run something, matched exactly.
-const HOST_EXECUTED_FILES: &[&str] = &[
+// What the box may write into the host's project tree, for every write the box starts or
+// shapes (`agentbox download`, `cp --to-host` through the bridge): one predicate for both.
+// `agentbox cp BOX:… HOST-PATH` is the user's own `docker cp` (they chose source and
+// destination), so it lands what they asked for; it still goes through the hardened
+// extractor.
+//
+// Names are compared as a case-insensitive host would see them: Unicode lowercase of the
+// whole name, code points HFS+ ignores removed, trailing dots and spaces dropped (Windows),
+// so `.GIT`, `.Git`, `.git.`, `.git ` and `.g\u{200c}it` are all `.git`.
+
+/// File names the host runs, or that make it run something, at any depth.
+const HOST_EXECUTED_NAMES: &[&str] = &[
     ".envrc",
     ".env.sh",
-    ".vscode/tasks.json",
-    ".vscode/launch.json",
-    ".vscode/settings.json",
     ".pre-commit-config.yaml",
     ".gitmodules",
     ".lefthook.yml",
@@ -32,14 +40,70 @@ const HOST_EXECUTED_FILES: &[&str] = &[
     ".tool-versions",
     ".mise.toml",
     "mise.toml",
+    ".npmrc",
+    ".pnpmfile.cjs",
+    "rust-toolchain",
+    "rust-toolchain.toml",
 ];
 
-/// Directories whose files the host runs.
-const HOST_EXECUTED_DIRS: &[&str] = &[".git/", ".githooks/", ".husky/", ".devcontainer/", ".idea/"];
+/// File names that make the host run something when they sit in one of these directories.
+const HOST_EXECUTED_IN: &[(&str, &[&str])] = &[
+    (".vscode", &["tasks.json", "launch.json", "settings.json"]),
+    (".cargo", &["config", "config.toml"]),
+];
 
-/// Whether the host would run `path` (or be configured by it to run something).
+/// Directories whose every file the host may run, at any depth.
+const HOST_EXECUTED_DIRS: &[&str] = &[".githooks", ".husky", ".devcontainer", ".idea", ".lefthook"];
+
+/// A name as a case-insensitive host (macOS, Windows) compares it.
+fn folded(name: &str) -> String {
+    const HFS_IGNORED: &[char] = &[
+        '\u{200c}', '\u{200d}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202b}', '\u{202c}',
+        '\u{202d}', '\u{202e}', '\u{206a}', '\u{206b}', '\u{206c}', '\u{206d}', '\u{206e}',
+        '\u{206f}', '\u{feff}',
+    ];
+    let kept: String = name.chars().filter(|c| !HFS_IGNORED.contains(c)).collect();
+    kept.to_lowercase().trim_end_matches(['.', ' ']).to_string()
+}
+
+/// Whether a path component is `.git` on some host: any case, trailing dots or spaces,
+/// ignorable code points, an NTFS stream (`.git::$INDEX_ALLOCATION`) or its 8.3 short
+/// name `GIT~1`.
+pub fn is_git_name(name: &str) -> bool {
+    let f = folded(name);
+    f == ".git" || f == "git~1" || f.starts_with(".git:")
+}
+
+/// Why the box may never write `path` (relative, `/`-separated) into the host tree: `.git`
+/// at any depth, or agentbox's own staging names. `None` when it may.
+pub fn refused_in_host_tree(path: &str) -> Option<&'static str> {
+    for part in path.split('/') {
+        if is_git_name(part) {
+            return Some("`.git` is never written by a box, at any depth or in any case");
+        }
+        if folded(part).starts_with(".agentbox-tmp-") {
+            return Some("`.agentbox-tmp-*` names are agentbox's staging; a box never writes them");
+        }
+    }
+    None
+}
+
+/// Whether the host would run `path` (relative, `/`-separated), or be configured by it to
+/// run something, at any depth: held back unless the user asks for it. Paths under `.git`
+/// count too (they are refused outright by [`refused_in_host_tree`]).
 pub fn is_host_executed(path: &str) -> bool {
-    HOST_EXECUTED_FILES.contains(&path) || HOST_EXECUTED_DIRS.iter().any(|d| path.starts_with(d))
+    let parts: Vec<String> = path.split('/').map(folded).collect();
+    let file = parts.last().map_or("", String::as_str);
+    let dir = parts.len().checked_sub(2).map_or("", |i| parts[i].as_str());
+    refused_in_host_tree(path).is_some()
+        || HOST_EXECUTED_NAMES.contains(&file)
+        || file.starts_with(".yarnrc")
+        || HOST_EXECUTED_IN
+            .iter()
+            .any(|(d, files)| dir == *d && files.contains(&file))
+        || parts[..parts.len().saturating_sub(1)]
+            .iter()
+            .any(|p| HOST_EXECUTED_DIRS.contains(&p.as_str()))
 }
 
 /// How a file differs from the host's.
@@ -70,6 +134,8 @@ pub struct Plan {
     pub files: Vec<Planned>,
     /// Box files left out for a name that is not UTF-8.
     pub skipped_names: u64,
+    /// Box files never written, whatever the user allows ([`refused_in_host_tree`]).
+    pub refused: Vec<String>,
 }
 
 /// Compares the box workspace with the host tree at `repo`.
@@ -78,9 +144,14 @@ pub async fn plan(relay: &Relay, repo: &Path, with_env: bool) -> anyhow::Result<
         .post_json("/v1/workspace/listing", &ListingRequest { with_env })
         .await?;
     let mut files = Vec::new();
+    let mut refused = Vec::new();
     for f in listing.files {
         if !is_sync_path(&f.path) {
             bail!("the box listed `{}`, which is not a workspace path", f.path);
+        }
+        if refused_in_host_tree(&f.path).is_some() {
+            refused.push(f.path);
+            continue;
         }
         let ours = entry_digest(&repo.join(&f.path))
             .with_context(|| format!("cannot read {}", repo.join(&f.path).display()))?;
@@ -98,6 +169,7 @@ pub async fn plan(relay: &Relay, repo: &Path, with_env: bool) -> anyhow::Result<
     Ok(Plan {
         files,
         skipped_names: listing.skipped_names,
+        refused,
     })
 }
 
@@ -114,29 +186,38 @@ pub async fn apply(
         return Ok(Vec::new());
     }
     if let Some(bad) = paths.iter().find(|p| !is_sync_path(p)) {
-        bail!("refusing to download `{bad}`");
+        bail!("refusing to download `{bad}`: it is not a relative path inside the workspace");
+    }
+    if let Some((bad, why)) = paths
+        .iter()
+        .find_map(|p| refused_in_host_tree(p).map(|why| (p, why)))
+    {
+        bail!("refusing to download `{bad}`: {why}");
     }
     let req = DownloadRequest {
         path: ".".into(),
         files: Some(paths.clone()),
     };
     let info = relay.start_download(&req).await?;
-    let part = Cleanup(repo.join(format!(".agentbox-tmp-{}.part", info.id)));
-    let info = relay.download(&req, info, &part.0, max, progress).await?;
-    relay.finish_download(&info.id).await;
+    // Staging names are the host's own: nothing the box sends names a host path.
+    let staging = new_transfer_id()?;
+    let part = Cleanup::create_file(repo.join(format!(".agentbox-tmp-{staging}.part")))?;
+    let info = relay
+        .download(&req, info, part.path(), max, progress)
+        .await?;
+    relay.finish_download(info.id.as_str()).await;
     let repo = repo.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let staged = Cleanup(repo.join(format!(".agentbox-tmp-{}", info.id)));
-        std::fs::create_dir(&staged.0)?;
-        let file = std::fs::File::open(&part.0)?;
-        unpack(std::io::BufReader::new(file), &staged.0, max).map_err(|e| {
+        let staged = Cleanup::create_dir(repo.join(format!(".agentbox-tmp-{staging}")))?;
+        let file = std::fs::File::open(part.path())?;
+        unpack(std::io::BufReader::new(file), staged.path(), max).map_err(|e| {
             anyhow::anyhow!("the box sent an archive that was refused, nothing was written: {e}")
         })?;
         let wanted: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
-        check_only_wanted(&staged.0, &staged.0, &wanted)?;
+        check_only_wanted(staged.path(), staged.path(), &wanted)?;
         let mut written = Vec::new();
         for path in &paths {
-            if place(&repo, &staged.0.join(path), path)? {
+            if place(&repo, &staged.path().join(path), path)? {
                 written.push(path.clone());
             }
         }
@@ -214,6 +295,52 @@ mod tests {
             "docs/.envrc.md",
             "README.md",
         ] {
+            assert!(!is_host_executed(p), "{p}");
+        }
+    }
+
+    /// Issue 20, hole 6: the predicate holds at any depth and in any case.
+    #[test]
+    fn host_executed_files_are_recognised_at_any_depth_and_case() {
+        for p in [
+            "nested/.envrc",
+            ".ENVRC",
+            "a/b/.vscode/tasks.json",
+            ".VSCode/settings.json",
+            ".cargo/config.toml",
+            "crate/.cargo/config",
+            ".npmrc",
+            "web/.npmrc",
+            ".yarnrc",
+            ".yarnrc.yml",
+            "sub/.husky/pre-commit",
+            "nested/.git/config",
+            ".GIT/config",
+            ".Git/hooks/post-checkout",
+            ".git./config",
+            ".git /config",
+            "a/.g\u{200c}it/config",
+            "GIT~1/config",
+            ".agentbox-tmp-0123456789abcdef/x",
+        ] {
+            assert!(is_host_executed(p), "{p}");
+        }
+        for p in [
+            "a/.git/config",
+            ".GIT/x",
+            "x/.Git./y",
+            ".agentbox-tmp-x.part",
+        ] {
+            assert!(refused_in_host_tree(p).is_some(), "{p}");
+        }
+        for p in [
+            "src/main.rs",
+            ".vscode/extensions.json",
+            ".github/workflows/ci.yml",
+            ".gitignore",
+            "docs/.envrc.md",
+        ] {
+            assert!(refused_in_host_tree(p).is_none(), "{p}");
             assert!(!is_host_executed(p), "{p}");
         }
     }

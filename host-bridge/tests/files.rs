@@ -235,3 +235,132 @@ fn download_shows_changes_holds_host_executed_files_and_never_writes_git() {
     assert_eq!(again["plan"]["files"], serde_json::json!([]), "{again}");
     host.ok(&repo, &["destroy", "-y", "d1"]);
 }
+
+/// Every path under `root` that resolves at all resolves inside `root`.
+fn nothing_resolves_outside(root: &std::path::Path) -> Result<(), String> {
+    let real_root = root.canonicalize().map_err(|e| e.to_string())?;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+        {
+            let path = entry.path();
+            if let Ok(real) = path.canonicalize() {
+                if !real.starts_with(&real_root) {
+                    return Err(format!("{} resolves to {}", path.display(), real.display()));
+                }
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Issue 20, holes 6 and 7, end to end: a box that hides `.git` or host-executed files
+/// deeper down, or builds a chain of symlinks that climbs out, gets none of it into the
+/// host tree through `download`, `agentbox cp` or `cp --to-host`.
+#[test]
+fn hostile_trees_from_the_box_never_land_on_the_host() {
+    let host = Host::new();
+    let repo = host.repo("hostile", "");
+    host.ok(&repo, &["create", "--name", "h1"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p t/nested/.GIT t/.cargo t/sub \
+             && printf '[core]\\n\\tfsmonitor = touch /tmp/pwned\\n' > t/nested/.GIT/config \
+             && echo '[build]' > t/.cargo/config.toml && echo 'rm -rf ~' > t/sub/.envrc \
+             && echo fine > t/ok.txt",
+        ],
+    );
+    let done: serde_json::Value = serde_json::from_str(&host.ok(
+        &repo,
+        &["download", "-y", "--json", "--allow-host-executed"],
+    ))
+    .expect("json");
+    assert!(
+        !repo.join("t/nested/.GIT").exists(),
+        "a nested .GIT was written: {done}"
+    );
+    assert_eq!(
+        done["plan"]["refused"],
+        serde_json::json!(["t/nested/.GIT/config"]),
+        "{done}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("t/ok.txt")).expect("ok"),
+        "fine\n"
+    );
+    // Host-executed files at any depth were listed as such (and came only because asked).
+    let held: Vec<&str> = done["plan"]["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| f["host_executed"] == true)
+        .filter_map(|f| f["path"].as_str())
+        .collect();
+    assert_eq!(held, ["t/.cargo/config.toml", "t/sub/.envrc"], "{done}");
+    host.ok(&repo, &["exec", "--", "rm", "-r", "t"]);
+    std::fs::remove_dir_all(repo.join("t")).expect("rm");
+
+    // x/y -> .. and z -> x/y/…/../../…/etc/passwd: inside when read lexically.
+    let chain = format!("{}{}etc/passwd", "x/y/".repeat(16), "../".repeat(33));
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            &format!("mkdir -p d/x && ln -s .. d/x/y && ln -s {chain} d/z"),
+        ],
+    );
+    let out = host.run(&repo, &["cp", "h1:d", "got"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("symlink"),
+        "{stderr}"
+    );
+    nothing_resolves_outside(&repo).expect("agentbox cp");
+
+    host.ok(
+        &repo,
+        &["config", "set", "--project", "policy.copyToHost", "allow"],
+    );
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "mkdir -p u/deep/.Git u/.cargo && echo x > u/deep/.Git/config \
+             && echo x > u/.cargo/config.toml",
+        ],
+    );
+    for (src, why) in [
+        ("d", "symlink"),
+        ("u/deep", ".git"),
+        ("u/.cargo", "run by the host"),
+    ] {
+        let out = host.run(
+            &repo,
+            &["exec", "--", "agentbox-ctl", "cp", "--to-host", src, "."],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{src}: {stderr}"
+        );
+    }
+    nothing_resolves_outside(&repo).expect("cp --to-host");
+    assert!(!repo.join("deep").exists() && !repo.join(".cargo").exists());
+    host.ok(&repo, &["destroy", "-y", "h1"]);
+}

@@ -19,10 +19,46 @@ use crate::{EpochMillis, ErrorReply};
 pub use crate::token::new_bridge_token;
 
 /// A request id, assigned by the relay when it journals the request. Unique per box.
+///
+/// The host receives it from the box, so it is checked when it is made (also when
+/// deserialized, through [`RequestId::try_from`]): 1 to 64 lowercase ASCII letters, digits
+/// or `-`, so it can never name a path or carry terminal controls.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
-#[serde(transparent)]
-pub struct RequestId(pub String);
+#[serde(try_from = "String", into = "String")]
+pub struct RequestId(#[cfg_attr(test, proptest(regex = "[0-9a-z-]{1,64}"))] String);
+
+impl RequestId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for RequestId {
+    type Error = String;
+
+    /// The one way a `RequestId` is made.
+    fn try_from(s: String) -> Result<Self, String> {
+        let plain = (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if plain {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "`{}` is not a request id (1 to 64 lowercase letters, digits or `-`)",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+impl From<RequestId> for String {
+    fn from(id: RequestId) -> Self {
+        id.0
+    }
+}
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

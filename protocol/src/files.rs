@@ -14,7 +14,8 @@
 //!   travel; `DELETE` drops it.
 //!
 //! Transfer ids are chosen by the side that starts the transfer and checked with
-//! [`is_transfer_id`].
+//! [`is_transfer_id`]; one the other side sends is a [`TransferId`], which only parses
+//! when it is plain (it may end up in a staging file name).
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +30,57 @@ pub fn is_transfer_id(s: &str) -> bool {
     (16..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b) || b == b'-')
+}
+
+/// A transfer id received from the other side, checked by [`is_transfer_id`] when it is
+/// made (also when deserialized): it holds no `/`, `.` or anything else a path could use,
+/// so it can name a staging file.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(try_from = "String", into = "String")]
+pub struct TransferId(#[cfg_attr(test, proptest(regex = "[0-9a-f-]{16,64}"))] String);
+
+impl TransferId {
+    /// A fresh random id (32 hex digits).
+    pub fn random() -> std::io::Result<Self> {
+        let mut id = crate::token::new_bridge_token()?;
+        id.truncate(32);
+        Self::try_from(id).map_err(std::io::Error::other)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TransferId {
+    type Error = String;
+
+    /// The one way a `TransferId` is made: refuses anything but 16 to 64 lowercase hex
+    /// digits or `-`.
+    fn try_from(s: String) -> Result<Self, String> {
+        if is_transfer_id(&s) {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "`{}` is not a transfer id (16 to 64 lowercase hex digits or `-`)",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+impl From<TransferId> for String {
+    fn from(id: TransferId) -> Self {
+        id.0
+    }
+}
+
+impl std::fmt::Display for TransferId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// What the bytes of a transfer are.
@@ -99,8 +151,8 @@ pub struct DownloadRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct DownloadInfo {
-    /// The transfer id for the `GET`s.
-    pub id: String,
+    /// The transfer id for the `GET`s (checked when parsed).
+    pub id: TransferId,
     /// A regular file's bytes, or a tar whose one top-level entry is `name`.
     pub kind: TransferKind,
     /// Bytes to fetch.
@@ -123,9 +175,7 @@ pub struct DownloadDigest {
 
 /// A fresh random transfer id (32 hex digits).
 pub fn new_transfer_id() -> std::io::Result<String> {
-    let mut id = crate::token::new_bridge_token()?;
-    id.truncate(32);
-    Ok(id)
+    TransferId::random().map(String::from)
 }
 
 /// `POST /v1/seed/{id}` and `POST /v1/sync/{id}`: use a finished upload, after checking

@@ -153,8 +153,46 @@ pub fn land_tree(staged: &Path, dest: &Path, dest_slash: bool) -> Result<Vec<Pat
     Ok(targets)
 }
 
-/// Removes a staging directory or file however the landing ends.
-pub struct Cleanup(pub PathBuf);
+/// A staging directory or file this process made, removed however the landing ends.
+///
+/// It is armed only by creating the path ([`Cleanup::create_dir`], [`Cleanup::create_file`]),
+/// never by naming one: a path that already existed (whatever chose its name) makes the
+/// constructor fail and is left alone.
+pub struct Cleanup(PathBuf);
+
+impl Cleanup {
+    /// Creates the directory `path` (its parent must exist; `path` must not) and arms the
+    /// guard for it.
+    pub fn create_dir(path: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir(&path).map_err(|e| staging_error(&path, &e))?;
+        Ok(Self(path))
+    }
+
+    /// Creates the empty file `path` (mode 0600; `path` must not exist) and arms the guard
+    /// for it.
+    pub fn create_file(path: PathBuf) -> io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| staging_error(&path, &e))?;
+        Ok(Self(path))
+    }
+
+    /// The staging path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn staging_error(path: &Path, e: &io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("cannot create the staging path {}: {e}", path.display()),
+    )
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -180,6 +218,30 @@ mod tests {
             std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
             std::fs::write(path, content).expect("write");
         }
+    }
+
+    /// Issue 20, hole 1: a staging path that already exists (a box-chosen id made it name
+    /// a host directory) must survive the guard.
+    #[test]
+    fn a_cleanup_guard_removes_only_what_it_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        tree(&victim, &[("keep.txt", "precious")]);
+        let err = Cleanup::create_dir(victim.clone())
+            .err()
+            .expect("it exists");
+        assert!(err.to_string().contains("staging path"), "{err}");
+        assert!(Cleanup::create_file(victim.join("keep.txt")).is_err());
+        assert!(
+            victim.join("keep.txt").exists(),
+            "the guard deleted what it did not make"
+        );
+        let made = dir.path().join("made");
+        {
+            let guard = Cleanup::create_dir(made.clone()).expect("create");
+            tree(guard.path(), &[("a/b", "x")]);
+        }
+        assert!(!made.exists(), "what the guard made stays behind");
     }
 
     #[test]

@@ -264,7 +264,7 @@ fn golden_poll_response() {
     let p = PollResponse {
         requests: vec![
             LeasedRequest {
-                id: RequestId("r1".into()),
+                id: RequestId::try_from("r1".to_string()).expect("id"),
                 lease: "l1".into(),
                 lease_expires_at_ms: 10,
                 attempt: 1,
@@ -274,7 +274,7 @@ fn golden_poll_response() {
                 },
             },
             LeasedRequest {
-                id: RequestId("r2".into()),
+                id: RequestId::try_from("r2".to_string()).expect("id"),
                 lease: "l2".into(),
                 lease_expires_at_ms: 10,
                 attempt: 2,
@@ -328,7 +328,7 @@ fn golden_gh_and_open_requests() {
 #[test]
 fn golden_result_and_ack() {
     let r = ResultPost {
-        id: RequestId("r1".into()),
+        id: RequestId::try_from("r1".to_string()).expect("id"),
         lease: "l1".into(),
         outcome: Outcome {
             exit_code: 0,
@@ -343,7 +343,7 @@ fn golden_result_and_ack() {
     );
     assert_eq!(
         serde_json::to_value(ResultAck {
-            id: RequestId("r1".into()),
+            id: RequestId::try_from("r1".to_string()).expect("id"),
             recorded: true
         })
         .expect("json"),
@@ -351,7 +351,7 @@ fn golden_result_and_ack() {
     );
     assert_eq!(
         serde_json::to_value(ProgressPost {
-            id: RequestId("r1".into()),
+            id: RequestId::try_from("r1".to_string()).expect("id"),
             lease: "l".into(),
             lines: vec!["a".into()]
         })
@@ -446,7 +446,7 @@ fn golden_file_transfers() {
         json!({"blake3": "ab", "size": 3, "kind": "file", "dest": "src/", "name": "a.txt", "mode": 420})
     );
     let info = DownloadInfo {
-        id: "0123456789abcdef".into(),
+        id: "0123456789abcdef".to_string().try_into().expect("id"),
         kind: TransferKind::Tar,
         size: 10240,
         name: "dir".into(),
@@ -485,4 +485,28 @@ fn golden_agent_state_request() {
         json!({"agent_state": {"session": "claude", "agent": "claude", "state": "waiting",
                "detail": "Claude needs your permission to use Bash", "since_ms": 5}})
     );
+}
+
+/// Issue 20, hole 1: an id the box (or a hostile relay) chooses ends up in host staging
+/// paths, so one that is not a plain token must not even parse.
+#[test]
+fn box_chosen_ids_that_could_name_a_path_do_not_parse() {
+    for hostile in [
+        "/../../victim",
+        "a/../../../victim",
+        "..",
+        "",
+        "0123456789abcdef/../../x",
+        "0123456789abcdef\u{0}",
+    ] {
+        let info = json!({"id": hostile, "kind": "tar", "size": 1, "name": "x", "mode": 420});
+        let parsed = serde_json::from_value::<crate::files::DownloadInfo>(info);
+        assert!(parsed.is_err(), "download id {hostile:?} was accepted");
+        let poll = json!({"requests": [{
+            "id": hostile, "lease": "l", "lease_expires_at_ms": 1, "attempt": 1,
+            "created_at_ms": 1, "request": {"notify": {"message": "hi"}}
+        }]});
+        let parsed = serde_json::from_value::<PollResponse>(poll);
+        assert!(parsed.is_err(), "request id {hostile:?} was accepted");
+    }
 }

@@ -165,11 +165,11 @@ async fn follow(
     stop: &CancellationToken,
 ) {
     let mut pickup_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(wait_ms));
-    let mut changed = journal.watch_request(&id.0);
+    let mut changed = journal.watch_request(id.as_str());
     let (mut sent_lines, mut sent_attempt) = (0usize, 0u32);
     loop {
         changed.mark_seen();
-        let entry = match journal.get(&id.0) {
+        let entry = match journal.get(id.as_str()) {
             Ok(e) => e,
             Err(e) => {
                 let _ = conn
@@ -231,7 +231,7 @@ async fn follow(
                 }
             } => {
                 pickup_deadline = None;
-                if journal.expire_if_queued(&id.0).unwrap_or(false) {
+                if journal.expire_if_queued(id.as_str()).unwrap_or(false) {
                     let message = format!(
                         "no host picked up request {id} within {} s: is the host bridge running (`agentbox bridge status` on the host)? The request was withdrawn and will not run.",
                         wait_ms / 1000

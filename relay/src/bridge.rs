@@ -128,7 +128,7 @@ async fn progress(
 ) -> Result<StatusCode, ApiError> {
     state
         .journal
-        .progress(&p.id.0, &p.lease, &p.lines, state.lease_ms)
+        .progress(p.id.as_str(), &p.lease, &p.lines, state.lease_ms)
         .map_err(|e| journal_error(&e))?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -139,7 +139,7 @@ async fn result(
 ) -> Result<Json<agentbox_protocol::bridge::ResultAck>, ApiError> {
     let recorded = state
         .journal
-        .complete(&r.id.0, &r.lease, &r.outcome)
+        .complete(r.id.as_str(), &r.lease, &r.outcome)
         .map_err(|e| journal_error(&e))?;
     Ok(Json(agentbox_protocol::bridge::ResultAck {
         id: r.id,
@@ -188,11 +188,11 @@ async fn apply_seed(
         ));
     }
     let claimed = crate::files::claim_verified(&state.uploads, &id, &req.blake3, req.size).await?;
-    let staging = Cleanup(state.workspace.join(format!(".agentbox-seed-{id}")));
-    std::fs::create_dir_all(&staging.0).map_err(internal)?;
+    let staging = Cleanup::create_dir(state.workspace.join(format!(".agentbox-seed-{id}")))
+        .map_err(internal)?;
     let workspace = state.workspace.clone();
     let max = state.max_upload_bytes;
-    let staging_dir = staging.0.clone();
+    let staging_dir = staging.path().to_path_buf();
     let manifest = tokio::task::spawn_blocking(move || {
         apply_archive(&claimed.part, &staging_dir, &workspace, max)
     })
@@ -267,11 +267,11 @@ async fn apply_sync(
     Json(req): Json<agentbox_protocol::files::UseUpload>,
 ) -> Result<Json<agentbox_protocol::sync::SyncReport>, ApiError> {
     let claimed = crate::files::claim_verified(&state.uploads, &id, &req.blake3, req.size).await?;
-    let staging = Cleanup(state.workspace.join(format!(".agentbox-sync-{id}")));
-    std::fs::create_dir_all(&staging.0).map_err(internal)?;
+    let staging = Cleanup::create_dir(state.workspace.join(format!(".agentbox-sync-{id}")))
+        .map_err(internal)?;
     let workspace = state.workspace.clone();
     let max = state.max_upload_bytes;
-    let staging_dir = staging.0.clone();
+    let staging_dir = staging.path().to_path_buf();
     let report = tokio::task::spawn_blocking(move || {
         let file = std::fs::File::open(&claimed.part).map_err(internal)?;
         unpack(std::io::BufReader::new(file), &staging_dir, max).map_err(|e| {

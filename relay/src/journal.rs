@@ -208,7 +208,7 @@ impl Journal {
         self.db()?.prepare_cached("INSERT INTO requests (id, created_at_ms, request, state) VALUES (?1, ?2, ?3, 'queued')")?.execute(params![id, now as i64, serde_json::to_string(request)?],
         )?;
         self.queued.send_modify(|n| *n += 1);
-        Ok(RequestId(id))
+        RequestId::try_from(id).map_err(JournalError::Db)
     }
 
     /// Leases up to `max` deliverable requests (queued, or leased with an expired lease).
@@ -237,7 +237,7 @@ impl Journal {
             tx.prepare_cached("INSERT INTO leases (id, lease) VALUES (?1, ?2)")?
                 .execute(params![id, lease])?;
             leased.push(LeasedRequest {
-                id: RequestId(id),
+                id: RequestId::try_from(id).map_err(JournalError::Db)?,
                 lease,
                 lease_expires_at_ms: expires,
                 attempt: attempt + 1,
@@ -247,7 +247,7 @@ impl Journal {
         }
         tx.commit()?;
         for l in &leased {
-            self.bump(&l.id.0);
+            self.bump(l.id.as_str());
         }
         Ok(leased)
     }
@@ -386,19 +386,20 @@ mod tests {
             "a live lease is not re-delivered"
         );
         assert!(
-            j.complete(&id.0, &first[0].lease, &ok()).expect("complete"),
+            j.complete(id.as_str(), &first[0].lease, &ok())
+                .expect("complete"),
             "the old lease's result still counts"
         );
         assert!(
-            !j.complete(&id.0, &second[0].lease, &ok())
+            !j.complete(id.as_str(), &second[0].lease, &ok())
                 .expect("complete"),
             "a second result is a duplicate"
         );
         assert!(matches!(
-            j.complete(&id.0, "forged", &ok()),
+            j.complete(id.as_str(), "forged", &ok()),
             Err(JournalError::UnknownLease { .. })
         ));
-        let e = j.get(&id.0).expect("get");
+        let e = j.get(id.as_str()).expect("get");
         assert_eq!((e.state.as_str(), e.outcome), ("done", Some(ok())));
     }
 
@@ -416,17 +417,17 @@ mod tests {
         let j = Journal::open(&path).expect("reopen");
         let leased = j.lease(1, 60_000).expect("lease");
         assert_eq!(leased[0].id, a, "oldest first");
-        j.progress(&a.0, &leased[0].lease, &["50%".into()], 60_000)
+        j.progress(a.as_str(), &leased[0].lease, &["50%".into()], 60_000)
             .expect("progress");
         assert!(
-            !j.expire_if_queued(&a.0).expect("expire"),
+            !j.expire_if_queued(a.as_str()).expect("expire"),
             "a leased request is not withdrawn"
         );
-        assert!(j.expire_if_queued(&b.0).expect("expire"));
+        assert!(j.expire_if_queued(b.as_str()).expect("expire"));
         assert!(
             j.lease(10, 60_000).expect("lease").is_empty(),
             "an expired request is never delivered"
         );
-        assert_eq!(j.get(&a.0).expect("get").progress, ["50%"]);
+        assert_eq!(j.get(a.as_str()).expect("get").progress, ["50%"]);
     }
 }

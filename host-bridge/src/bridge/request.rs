@@ -24,7 +24,7 @@ fn audit_entry(
     AuditEntry {
         ts_ms: agentbox_protocol::now_millis(),
         box_name: record.name.clone(),
-        request_id: leased.id.0.clone(),
+        request_id: leased.id.to_string(),
         kind: leased.request.kind().to_string(),
         decision: decision.to_string(),
         detail,
@@ -52,7 +52,7 @@ pub(super) async fn handle_once(
     leased: LeasedRequest,
     mut slot: Slot,
 ) {
-    let (name, id) = (record.name.clone(), leased.id.0.clone());
+    let (name, id) = (record.name.clone(), leased.id.to_string());
     // What approvals and the record are bound to: this exact request from this box.
     let digest = match policy::digest(&name, &leased.request) {
         Ok(d) => d,
@@ -182,7 +182,7 @@ async fn wait_for_approval(
     loop {
         let (name, id, kind, text, bound) = (
             record.name.clone(),
-            leased.id.0.clone(),
+            leased.id.to_string(),
             leased.request.kind().to_string(),
             summary.clone(),
             digest.to_string(),
@@ -329,10 +329,9 @@ async fn run_request(
                 Ok(p) => p,
                 Err(e) => return refusal("refused", e),
             };
-            let id = leased.id.0.clone();
             blocking(move || {
                 let _keep = staged;
-                match copy::to_host(&project, &path, &entry, &dest, &id) {
+                match copy::to_host(&project, &path, &entry, &dest) {
                     Ok(paths) => {
                         let shown: Vec<String> =
                             paths.iter().map(|p| p.display().to_string()).collect();

@@ -43,6 +43,10 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
             };
             eprintln!("  {what:<9}{}{note}", shown(&f.path));
         }
+        for path in &plan.refused {
+            let why = download::refused_in_host_tree(path).unwrap_or_default();
+            eprintln!("  refused  {path}   (never written: {why})");
+        }
         if plan.files.is_empty() {
             eprintln!(
                 "the host tree already has everything in box `{}`",

@@ -241,6 +241,11 @@ fn expected_name(box_path: &str, from_box: &str) -> anyhow::Result<String> {
 }
 
 /// Downloads box path `source` to host `dest`, landing only a verified copy.
+///
+/// The user chose both ends, as with `docker cp`, so the tree lands whole, `.git` and
+/// host-executed files included (`agentbox download` and `cp --to-host`, which the box
+/// starts or shapes, refuse those). It still goes through the hardened extractor: no
+/// path or link in it leaves the destination's directory.
 pub async fn download(
     relay: &Relay,
     source: &str,
@@ -256,14 +261,14 @@ pub async fn download(
     let info = relay.start_download(&req).await?;
     let name = expected_name(source, &info.name)?;
     let target = land::target_for(dest, dest_slash, OsStr::new(&name))?;
-    let part = Cleanup(land::staging_next_to(&target, &format!("{}.part", info.id)));
-    let result = relay.download(&req, info, &part.0, max, progress).await;
-    let info = match result {
-        Ok(info) => info,
-        Err(e) => return Err(e),
-    };
-    relay.finish_download(&info.id).await;
-    let (part_path, id) = (part.0.clone(), info.id.clone());
+    // Staging names are the host's own: nothing the box sends names a host path.
+    let id = new_transfer_id()?;
+    let part = Cleanup::create_file(land::staging_next_to(&target, &format!("{id}.part")))?;
+    let info = relay
+        .download(&req, info, part.path(), max, progress)
+        .await?;
+    relay.finish_download(info.id.as_str()).await;
+    let part_path = part.path().to_path_buf();
     let dest = dest.to_path_buf();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<PathBuf>> {
         let _part = part;
@@ -273,17 +278,16 @@ pub async fn download(
             return Ok(vec![target]);
         }
         let parent = target.parent().map(Path::to_path_buf).unwrap_or_default();
-        let staged = Cleanup(land::staging_next_to(&parent.join("x"), &id));
-        std::fs::create_dir(&staged.0)?;
+        let staged = Cleanup::create_dir(land::staging_next_to(&parent.join("x"), &id))?;
         let file = std::fs::File::open(&part_path)?;
-        unpack(std::io::BufReader::new(file), &staged.0, max).map_err(|e| {
+        unpack(std::io::BufReader::new(file), staged.path(), max).map_err(|e| {
             anyhow::anyhow!("the box sent an archive that was refused, nothing was written: {e}")
         })?;
-        let entries: Vec<_> = std::fs::read_dir(&staged.0)?.collect::<Result<_, _>>()?;
+        let entries: Vec<_> = std::fs::read_dir(staged.path())?.collect::<Result<_, _>>()?;
         if entries.len() != 1 || entries[0].file_name() != OsStr::new(&name) {
             bail!("the box sent other entries than `{name}`; nothing was written");
         }
-        Ok(land::land_tree(&staged.0, &dest, dest_slash)?)
+        Ok(land::land_tree(staged.path(), &dest, dest_slash)?)
     })
     .await?
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use agentbox_protocol::files::{
-    new_transfer_id, DownloadDigest, DownloadInfo, DownloadRequest, TransferKind,
+    DownloadDigest, DownloadInfo, DownloadRequest, TransferId, TransferKind,
 };
 use agentbox_protocol::part_file::{hash_file, read_stream};
 use agentbox_protocol::transfer::{append_entry, HashingWriter};
@@ -124,7 +124,7 @@ pub async fn start(
             "the name of a downloaded path must be UTF-8 (names inside a directory need not be)",
         )
     })?;
-    let id = new_transfer_id().map_err(internal)?;
+    let id = TransferId::random().map_err(internal)?;
     let (tx, rx) = watch::channel::<Digest>(None);
     let mode = meta.permissions().mode() & 0o7777;
     let (kind, entry) = match req.files {
@@ -205,7 +205,7 @@ pub async fn start(
         }
     };
     let size = entry.size;
-    downloads.lock().insert(id.clone(), entry);
+    downloads.lock().insert(id.to_string(), entry);
     Ok(Json(DownloadInfo {
         id,
         kind,

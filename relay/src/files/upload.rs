@@ -406,17 +406,18 @@ fn land_verified(
                     dest.display()
                 )));
             }
-            let staged = Cleanup(land::staging_next_to(&parent.join("x"), id));
-            std::fs::create_dir(&staged.0).map_err(internal)?;
+            let staged = Cleanup::create_dir(land::staging_next_to(&parent.join("x"), id))
+                .map_err(internal)?;
             let file = std::fs::File::open(part).map_err(internal)?;
-            let report = unpack(std::io::BufReader::new(file), &staged.0, max).map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    ErrorCode::BadRequest,
-                    format!("archive refused, nothing was written: {e}"),
-                )
-            })?;
-            let targets = land::land_tree(&staged.0, &dest, slash).map_err(refused)?;
+            let report =
+                unpack(std::io::BufReader::new(file), staged.path(), max).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        ErrorCode::BadRequest,
+                        format!("archive refused, nothing was written: {e}"),
+                    )
+                })?;
+            let targets = land::land_tree(staged.path(), &dest, slash).map_err(refused)?;
             Ok(Landed {
                 paths: targets.iter().map(|t| t.display().to_string()).collect(),
                 files: report.files,
