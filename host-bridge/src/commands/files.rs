@@ -45,7 +45,7 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
         }
         for path in &plan.refused {
             let why = download::refused_in_host_tree(path).unwrap_or_default();
-            eprintln!("  refused  {path}   (never written: {why})");
+            eprintln!("  refused  {}   (never written: {why})", shown(path));
         }
         if plan.files.is_empty() {
             eprintln!(
