@@ -93,7 +93,7 @@ pub fn box_inherits_var(name: &str) -> bool {
         "AGENTBOX_PROXY_HEADER_TIMEOUT_MS",
         "AGENTBOX_BRIDGE_LEASE_MS",
     ];
-    EXACT.contains(&name) || (name.starts_with("LC_") && valid_var_name(name))
+    EXACT.contains(&name) || (name.len() > 3 && name.starts_with("LC_") && valid_var_name(name))
 }
 
 /// Whether `name` can be an environment variable name.

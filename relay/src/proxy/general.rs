@@ -17,8 +17,8 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::fast;
-use super::pages::{did_not_answer, full, problem, Viewer, TOKEN_HEADER};
-use super::shared::{exposed, route, Body, Shared, HOP_BY_HOP};
+use super::pages::{did_not_answer, full, problem, Viewer};
+use super::shared::{exposed, route, Body, Shared, HOP_BY_HOP, TOKEN_HEADER};
 use crate::ctl_link::Units;
 
 /// The service connection of one client connection. HTTP/1.1 clients send one request at

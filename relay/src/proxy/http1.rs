@@ -6,8 +6,7 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 
-use super::pages::TOKEN_HEADER;
-use super::shared::HOP_BY_HOP;
+use super::shared::{HOP_BY_HOP, TOKEN_HEADER};
 
 /// The largest request or response head the fast path reads (hyper's limit too: a larger
 /// request head gets its 431 there).

@@ -36,10 +36,6 @@ pub struct Viewer {
     pub owner: bool,
 }
 
-/// The header that carries the bridge token to the WebProxy (not `Authorization`:
-/// Daytona's preview proxy reads that as a Daytona API key). Never forwarded to a service.
-pub const TOKEN_HEADER: &str = "x-agentbox-token";
-
 /// What went wrong, for whom.
 pub struct Problem {
     /// 502 or 503.

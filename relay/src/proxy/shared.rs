@@ -59,6 +59,10 @@ pub(super) fn route(units: &Units, host: Option<&str>) -> Option<String> {
 /// Headers that belong to one hop, not to the request (lower case). `Upgrade` too,
 /// except on the way to an upgrade; the fast path passes a response's
 /// `Transfer-Encoding` on with the body it frames.
+/// The header that carries the bridge token to the WebProxy (not `Authorization`:
+/// Daytona's preview proxy reads that as a Daytona API key). Never forwarded to a service.
+pub const TOKEN_HEADER: &str = "x-agentbox-token";
+
 pub(super) const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -69,7 +73,7 @@ pub(super) const HOP_BY_HOP: [&str; 9] = [
     "trailer",
     "transfer-encoding",
     // Ours: the bridge token never reaches a service.
-    super::pages::TOKEN_HEADER,
+    TOKEN_HEADER,
 ];
 
 #[cfg(test)]
