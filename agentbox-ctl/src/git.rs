@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use agentbox_protocol::bridge::{BlobRef, GitFlag, GitOp, GitRequest, HostRequest};
+use agentbox_protocol::bridge::{BlobRef, GitFlag, GitOp, GitRequest, HostRequest, TagRef};
 
 use crate::paths::Paths;
 
@@ -266,6 +266,7 @@ fn fetch(paths: &Paths, op: &str, args: &[String], config: &[String]) -> ExitCod
         branch: parsed.branch.clone(),
         flags: parsed.flags,
         bundle: None,
+        tags: Vec::new(),
     });
     let wait = crate::host::Wait::Follow(Duration::from_secs(600));
     let (code, outcome) = crate::host::submit_for_outcome(&paths.run_dir, request, wait);
@@ -358,12 +359,22 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
     // branch or remote — the host is asked all the same, with the commits since the seed:
     // only its push knows what the remote has. The box never concludes "up to date" from
     // its own records, except for a HEAD the seed already holds (the host's own commit).
+    // `--tags` pushes the box's own tags, by name: each travels as its ref in the bundle
+    // (with its objects when the host lacks them) and by name and object in the request.
+    let tags = if parsed.flags.contains(&GitFlag::Tags) {
+        match box_tags() {
+            Ok(t) => t,
+            Err(e) => return refuse(&e),
+        }
+    } else {
+        Vec::new()
+    };
     let mut bases: Vec<&str> = [SEED_REF, HOST_HAS_REF]
         .into_iter()
         .filter(|r| ref_exists(r))
         .collect();
     let out = loop {
-        let out = match bundle(&tmp, &bases) {
+        let out = match bundle(&tmp, &bases, &tags) {
             Ok(o) => o,
             Err(e) => return refuse(&format!("cannot run git: {e}")),
         };
@@ -401,6 +412,7 @@ fn push(paths: &Paths, args: &[String]) -> ExitCode {
             blake3: digest,
             size,
         }),
+        tags,
     });
     let wait = crate::host::Wait::Follow(Duration::from_secs(600));
     let (code, answer) = crate::host::submit_with_status(&paths.run_dir, request, wait);
@@ -428,14 +440,60 @@ fn ref_exists(name: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// `git bundle create PATH HEAD ^BASE…`.
-fn bundle(path: &Path, bases: &[&str]) -> std::io::Result<std::process::Output> {
+/// `git bundle create PATH HEAD refs/tags/TAG… ^BASE…`.
+fn bundle(path: &Path, bases: &[&str], tags: &[TagRef]) -> std::io::Result<std::process::Output> {
     let mut cmd = Command::new(real_git());
     cmd.args(["bundle", "create", "-q"]).arg(path).arg("HEAD");
+    for tag in tags {
+        cmd.arg(format!("refs/tags/{}", tag.name));
+    }
     for base in bases {
         cmd.arg(format!("^{base}"));
     }
     cmd.output()
+}
+
+/// The most tags one push sends.
+const MAX_TAGS: usize = 1000;
+
+/// The box's tags, by name and object; a name the host would not take is refused here.
+fn box_tags() -> Result<Vec<TagRef>, String> {
+    let out = Command::new(real_git())
+        .args([
+            "for-each-ref",
+            "--format=%(objectname) %(refname:strip=2)",
+            "refs/tags",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot list the box's tags: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let mut tags = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some((object, name)) = line.split_once(' ') else {
+            continue;
+        };
+        if !valid_branch(name) || name.starts_with("refs/") {
+            return Err(format!(
+                "tag `{name}` cannot be pushed: use letters, digits, `/-_.` in tag names"
+            ));
+        }
+        tags.push(TagRef {
+            name: name.to_string(),
+            object: object.to_string(),
+        });
+    }
+    if tags.len() > MAX_TAGS {
+        return Err(format!(
+            "the box has {} tags; --tags pushes at most {MAX_TAGS}",
+            tags.len()
+        ));
+    }
+    Ok(tags)
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {

@@ -113,3 +113,65 @@ fn a_push_after_a_dry_run_or_another_branch_still_reaches_the_remote() {
     );
     host.ok(&repo, &["destroy", "-y", "rec"]);
 }
+
+/// Issue 20 #5: `git push --tags` in the box made the host run `git push --tags`, which
+/// published every tag of the host's repository. Now the box's tags go, by name, at the
+/// objects the box gave them — lightweight and annotated — and no tag of the host's.
+#[test]
+fn push_tags_sends_the_boxs_tags_and_none_of_the_hosts() {
+    let host = Host::new();
+    let repo = host.repo("tags", "");
+    let remote = host.dir.path().join("remote.git");
+    git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+    git_in(
+        &repo,
+        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
+    );
+    host.ok(&repo, &["create", "--name", "tg"]);
+    // A tag the host keeps to itself (a release not yet public, say).
+    git_in(&repo, &["tag", "host-private"]);
+    let out = host.run(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo t > t.txt && git add t.txt && git -c user.name=a -c user.email=a@b commit -qm tagged \
+             && git tag box-light && git -c user.name=a -c user.email=a@b tag -a box-annotated -m 'a release' \
+             && git push --tags",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote_tags = git_out(&remote, &["tag", "--list"]);
+    assert!(
+        remote_tags.contains("box-light") && remote_tags.contains("box-annotated"),
+        "the box's tags did not arrive: {remote_tags:?}"
+    );
+    assert!(
+        !remote_tags.contains("host-private"),
+        "a tag of the host's repository was published: {remote_tags:?}"
+    );
+    // Each at the box's object: the annotated one is a tag object with its message.
+    let box_head = String::from_utf8_lossy(
+        &host
+            .run(&repo, &["exec", "--", "git", "rev-parse", "HEAD"])
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    assert_eq!(
+        git_out(&remote, &["rev-parse", "box-light"]).trim(),
+        box_head
+    );
+    assert_eq!(
+        git_out(&remote, &["cat-file", "-t", "box-annotated"]).trim(),
+        "tag"
+    );
+    assert!(git_out(&remote, &["cat-file", "-p", "box-annotated"]).contains("a release"));
+    host.ok(&repo, &["destroy", "-y", "tg"]);
+}

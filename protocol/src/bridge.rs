@@ -207,6 +207,22 @@ pub struct GitRequest {
     pub flags: Vec<GitFlag>,
     /// For a push: the bundle of the box's commits, already uploaded to the relay.
     pub bundle: Option<BlobRef>,
+    /// For a push with `--tags`: the box's own tags, by name and object. The host pushes
+    /// these and no tag of its own repository; their objects are in the bundle or are
+    /// commits the host already has. (Always serialised: bincode, between ctl and relay,
+    /// has no optional fields.)
+    #[serde(default)]
+    pub tags: Vec<TagRef>,
+}
+
+/// One tag of the box that a push with `--tags` sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct TagRef {
+    /// The tag's name (`v1.2`), without `refs/tags/`.
+    pub name: String,
+    /// The object it points to (a commit, or an annotated tag object), in hex.
+    pub object: String,
 }
 
 /// A GitHub pull-request operation.

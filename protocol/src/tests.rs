@@ -288,6 +288,7 @@ fn golden_poll_response() {
                         blake3: "ab".into(),
                         size: 3,
                     }),
+                    tags: Vec::new(),
                 }),
             },
         ],
@@ -299,7 +300,7 @@ fn golden_poll_response() {
              "request": {"notify": {"message": "done"}}},
             {"id": "r2", "lease": "l2", "lease_expires_at_ms": 10, "attempt": 2, "created_at_ms": 6,
              "request": {"git": {"op": "push", "remote": "origin", "branch": null,
-                                 "flags": ["force_with_lease"], "bundle": {"blake3": "ab", "size": 3}}}}
+                                 "flags": ["force_with_lease"], "bundle": {"blake3": "ab", "size": 3}, "tags": []}}}
         ]})
     );
 }

@@ -2,7 +2,7 @@
 //! program names and validated values; nothing from the box is ever a command line, a
 //! flag or a path.
 
-use agentbox_protocol::bridge::{HostRequest, Outcome};
+use agentbox_protocol::bridge::{GitFlag, HostRequest, Outcome};
 
 use crate::text::clean_text;
 
@@ -279,6 +279,44 @@ fn plain_branch(b: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || b"/-_.".contains(&c))
 }
 
+/// The most tags one push takes.
+const MAX_TAGS: usize = 1000;
+
+/// The tags a push names, checked: only with `--tags`, plain names, hex object ids.
+fn push_tags(
+    request: &agentbox_protocol::bridge::GitRequest,
+) -> Result<Vec<agentbox_protocol::bridge::TagRef>, String> {
+    if request.tags.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !request.flags.contains(&GitFlag::Tags) {
+        return Err("tags were sent without --tags".into());
+    }
+    if request.tags.len() > MAX_TAGS {
+        return Err(format!(
+            "{} tags in one push; at most {MAX_TAGS}",
+            request.tags.len()
+        ));
+    }
+    for tag in &request.tags {
+        if !plain_branch(&tag.name) || tag.name.starts_with("refs/") || tag.name.len() > 200 {
+            return Err(format!(
+                "`{}` is not a plain tag name",
+                clean_text(&tag.name, 100)
+            ));
+        }
+        let hex = tag.object.len() == 40 || tag.object.len() == 64;
+        if !hex || !tag.object.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "tag `{}`: `{}` is not an object id",
+                tag.name,
+                clean_text(&tag.object, 80)
+            ));
+        }
+    }
+    Ok(request.tags.clone())
+}
+
 /// `git push` for a box: the bundle (already downloaded and verified) is fetched into a
 /// quarantine ref, then the host pushes that ref to the box's own branch (or, once the
 /// policy allowed it, another plain branch) on a remote *name* it has, with allowlisted
@@ -301,6 +339,10 @@ pub fn git_push(
             clean_text(target, 100)
         ));
     }
+    let tags = match push_tags(request) {
+        Ok(t) => t,
+        Err(why) => return refused(why),
+    };
     let bundle_arg = bundle.display().to_string();
     match git(facts.project, &["bundle", "verify", "-q", &bundle_arg]) {
         Ok(o) if o.status.success() => {}
@@ -313,6 +355,9 @@ pub fn git_push(
         Err(e) => return refused(format!("cannot run git: {e}")),
     }
     let quarantine = format!("refs/agentbox/{}/head", facts.name);
+    // The bundle's tag refs (annotated tags' objects with them) go to a scratch namespace;
+    // only the tags the request names are pushed, each at the object it names.
+    let tag_space = format!("refs/agentbox/{}/tags", facts.name);
     match git(
         facts.project,
         &[
@@ -321,6 +366,7 @@ pub fn git_push(
             "--no-tags",
             &bundle_arg,
             &format!("+HEAD:{quarantine}"),
+            &format!("+refs/tags/*:{tag_space}/*"),
         ],
     ) {
         Ok(o) if o.status.success() => {}
@@ -332,11 +378,33 @@ pub fn git_push(
         }
         Err(e) => return refused(format!("cannot run git: {e}")),
     }
+    for tag in &tags {
+        let local = format!("{tag_space}/{}", tag.name);
+        match git(facts.project, &["update-ref", &local, &tag.object]) {
+            Ok(o) if o.status.success() => {}
+            _ => {
+                return refused(format!(
+                    "tag `{}`: the host has no object {} (it is neither in the bundle nor here)",
+                    tag.name, tag.object
+                ))
+            }
+        }
+    }
     let mut args: Vec<String> = vec!["push".into()];
-    args.extend(request.flags.iter().map(|f| f.as_arg().to_string()));
+    // `--tags` would push every tag of the host's repository: the box's tags go by name.
+    args.extend(
+        request
+            .flags
+            .iter()
+            .filter(|f| **f != GitFlag::Tags)
+            .map(|f| f.as_arg().to_string()),
+    );
     args.push("--".into());
     args.push(remote.to_string());
     args.push(format!("{quarantine}:refs/heads/{target}"));
+    for tag in &tags {
+        args.push(format!("{tag_space}/{}:refs/tags/{}", tag.name, tag.name));
+    }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     match locked_git(facts.project, facts.push_lock, &refs) {
         Ok(o) => {

@@ -169,13 +169,39 @@ fn git_summary(g: &GitRequest, box_name: &str, own_branch: &str) -> String {
         }
     };
     for flag in &g.flags {
+        if (g.op, *flag) == (GitOp::Push, GitFlag::Tags) {
+            // The box's own tags, each by name at its object; never the host's.
+            let names: Vec<String> = g
+                .tags
+                .iter()
+                .take(20)
+                .map(|t| format!("{} at {}", capped(&t.name, 60), capped(&t.object, 12)))
+                .collect();
+            let more = g.tags.len().saturating_sub(names.len());
+            let _ = std::fmt::Write::write_fmt(
+                &mut out,
+                format_args!(
+                    "; --tags: also refs/tags/… for the box's {} tag(s): {}{}",
+                    g.tags.len(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
+            continue;
+        }
         out.push_str(match (g.op, flag) {
             (GitOp::Push, GitFlag::ForceWithLease) => {
                 "; FORCED (--force-with-lease): may overwrite the remote branch's history"
             }
-            (GitOp::Push, GitFlag::Tags) => {
-                "; --tags: also pushes every tag of the host repository"
-            }
+            (GitOp::Push, GitFlag::Tags) => "",
             (_, GitFlag::DryRun) => "; --dry-run: a dry run, nothing is changed",
             (_, GitFlag::ForceWithLease) => "; --force-with-lease",
             (_, GitFlag::Tags) => "; --tags",
@@ -257,6 +283,7 @@ mod tests {
                 blake3: "ab".repeat(32),
                 size: 1234,
             }),
+            tags: Vec::new(),
         })
     }
 
@@ -304,6 +331,7 @@ mod tests {
                     branch: Some("main".into()),
                     flags,
                     bundle: None,
+                    tags: Vec::new(),
                 }))
             };
             let bare = with(Vec::new());
@@ -312,8 +340,15 @@ mod tests {
                 assert!(s != bare && s.contains(f.as_arg()), "{op:?} {f:?}: {s}");
             }
         }
-        let tags = shown(&push(None, vec![GitFlag::Tags]));
-        assert!(tags.contains("every tag"), "{tags}");
+        let HostRequest::Git(mut g) = push(None, vec![GitFlag::Tags]) else {
+            unreachable!("push() makes a git request")
+        };
+        g.tags = vec![agentbox_protocol::bridge::TagRef {
+            name: "v9".into(),
+            object: "c0ffee".repeat(7).chars().take(40).collect(),
+        }];
+        let tags = shown(&HostRequest::Git(g));
+        assert!(tags.contains("1 tag(s): v9 at c0ffeec0ffee"), "{tags}");
     }
 
     #[test]
