@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::transfer::capped::{read_error_body, read_json_capped, ERROR_CAP, SMALL_CAP};
 use crate::transfer::client::Relay;
 
 /// Input kept for a resend after a WebSocket reconnect.
@@ -41,7 +42,7 @@ impl std::fmt::Display for ApiFailure {
 
 async fn failure(relay: &Relay, response: reqwest::Response) -> ApiFailure {
     let status = response.status();
-    let bytes = response.bytes().await.unwrap_or_default();
+    let bytes = read_error_body(response, ERROR_CAP).await;
     let relay_error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
     if status == StatusCode::UNAUTHORIZED && relay_error.is_none() && relay.has_preview() {
         // The preview proxy's token rotated (the sandbox started again): renew it, and the
@@ -87,7 +88,9 @@ pub async fn open(relay: &Relay, open: &TermOpen) -> Result<TermInfo, ApiFailure
             other => other,
         });
     }
-    response.json().await.map_err(|e| network(&e))
+    read_json_capped(response, SMALL_CAP)
+        .await
+        .map_err(|e| ApiFailure::Network(e.to_string()))
 }
 
 /// `GET /v1/terms/{id}`.
@@ -101,7 +104,9 @@ pub async fn info(relay: &Relay, id: &str) -> Result<TermInfo, ApiFailure> {
     if !response.status().is_success() {
         return Err(failure(relay, response).await);
     }
-    response.json().await.map_err(|e| network(&e))
+    read_json_capped(response, SMALL_CAP)
+        .await
+        .map_err(|e| ApiFailure::Network(e.to_string()))
 }
 
 /// `DELETE /v1/terms/{id}` (best effort: the relay forgets idle terms by itself).

@@ -7,15 +7,23 @@ use std::time::Duration;
 
 use agentbox_protocol::bridge::{LeasedRequest, PollResponse};
 
+use super::journal::AuditEntry;
 use super::request::handle_once;
-use super::shared::{Shared, Slot};
+use super::shared::{with_journal, Shared, Slot};
 use crate::state::BoxRecord;
+use crate::transfer::capped::{read_json_capped, CappedError, POLL_CAP};
 use crate::transfer::client::Relay;
 
 /// Requests run at once for one box.
 const PER_BOX: usize = 16;
 /// How long a poll is held by the relay.
 const POLL_WAIT_MS: u64 = 20_000;
+/// The first wait after a box answered a poll larger than [`POLL_CAP`]; doubled on each
+/// further one up to [`OVERSIZE_MAX_BACKOFF`]. Such a box is misbehaving (or hostile):
+/// it is not polled again in a tight loop.
+const OVERSIZE_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest wait between polls of a box that keeps answering too much.
+const OVERSIZE_MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Polls one box until it is gone from the state.
 pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
@@ -24,6 +32,7 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(PER_BOX));
     let mut backoff = Duration::from_millis(200);
+    let mut oversize_backoff = OVERSIZE_BACKOFF;
     let mut addresses = shared.addresses.subscribe();
     let moved = |map: &std::collections::HashMap<String, String>| {
         map.get(&record.name).map(String::as_str) != Some(url.as_str())
@@ -93,7 +102,16 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
             } => break,
         };
         let batch = match response {
-            Ok(r) => r.json::<PollResponse>().await,
+            Ok(r) => match read_json_capped::<PollResponse>(r, POLL_CAP).await {
+                Ok(batch) => Ok(batch),
+                Err(CappedError::Network(e)) => Err(e),
+                Err(e) => {
+                    refused_poll(&shared, &record, &e, oversize_backoff).await;
+                    tokio::time::sleep(oversize_backoff).await;
+                    oversize_backoff = (oversize_backoff * 2).min(OVERSIZE_MAX_BACKOFF);
+                    continue;
+                }
+            },
             Err(e) if e.status() == Some(reqwest::StatusCode::GATEWAY_TIMEOUT) => {
                 wait_ms = (wait_ms / 2).max(1000);
                 tracing::info!(box_name = %record.name, wait_ms, "the edge cut a held poll; holding shorter");
@@ -112,6 +130,7 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
         match batch {
             Ok(batch) => {
                 backoff = Duration::from_millis(200);
+                oversize_backoff = OVERSIZE_BACKOFF;
                 let mut first = Some(first);
                 for leased in batch.requests {
                     let permit = match first.take() {
@@ -139,6 +158,29 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
         }
     }
     forget(&shared, &record);
+}
+
+/// A poll answer the host will not read (past [`POLL_CAP`], or not a poll): logged and
+/// audited under the box's name, with how long the host now waits before polling it again.
+async fn refused_poll(shared: &Shared, record: &BoxRecord, why: &CappedError, wait: Duration) {
+    let detail = format!(
+        "box {}: poll answer refused ({why}; the cap is {POLL_CAP} bytes); polling again in {} s",
+        record.name,
+        wait.as_secs()
+    );
+    tracing::warn!(box_name = %record.name, cap = POLL_CAP, wait_s = wait.as_secs(), error = %why, "refused the box's poll answer");
+    let entry = AuditEntry {
+        ts_ms: agentbox_protocol::now_millis(),
+        box_name: record.name.clone(),
+        request_id: String::new(),
+        kind: "poll".to_string(),
+        decision: "refused".to_string(),
+        detail,
+        exit_code: 0,
+    };
+    if let Err(e) = with_journal(shared, move |j| Ok(j.audit(&entry)?)).await {
+        tracing::warn!(box_name = %record.name, error = %e, "cannot audit the refused poll");
+    }
 }
 
 /// The poller of `record` is gone: the next scan may start another.

@@ -14,6 +14,10 @@ use agentbox_protocol::files::{
 use agentbox_protocol::part_file::{spawn_writer, PartFile};
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
+
+use super::capped::{
+    read_error_body, read_json_capped, CappedError, ERROR_CAP, LISTING_CAP, SMALL_CAP,
+};
 use futures_util::StreamExt;
 
 /// Consecutive failed attempts (no byte of progress) before a transfer gives up.
@@ -69,6 +73,17 @@ enum CallError {
     Reminted,
     /// The request or its body did not make it.
     Network(reqwest::Error),
+    /// The answer was too large or not the JSON expected (not retried: the box chose it).
+    Answer(CappedError),
+}
+
+impl From<CappedError> for CallError {
+    fn from(e: CappedError) -> Self {
+        match e {
+            CappedError::Network(e) => Self::Network(e),
+            other => Self::Answer(other),
+        }
+    }
 }
 
 impl std::fmt::Display for CallError {
@@ -77,6 +92,7 @@ impl std::fmt::Display for CallError {
             Self::Status(s, m, _) => write!(f, "{m} ({s})"),
             Self::Reminted => f.write_str("the preview token was renewed"),
             Self::Network(e) => f.write_str(&crate::tls::explain(e)),
+            Self::Answer(e) => write!(f, "{e}"),
         }
     }
 }
@@ -163,7 +179,7 @@ impl Relay {
             .headers()
             .get(OFFSET_HEADER)
             .and_then(|v| v.to_str().ok()?.parse().ok());
-        let bytes = response.bytes().await.unwrap_or_default();
+        let bytes = read_error_body(response, ERROR_CAP).await;
         let relay_error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
         if status == reqwest::StatusCode::UNAUTHORIZED && relay_error.is_none() {
             if let Some(preview) = &self.preview {
@@ -185,9 +201,11 @@ impl Relay {
         Err(CallError::Status(status, message, offset))
     }
 
+    /// Sends `request` and reads its JSON answer, at most `cap` bytes of it.
     async fn json<T: serde::de::DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
+        cap: usize,
     ) -> Result<T, CallError> {
         // Once more after a renewed preview token (a JSON body can be sent again).
         let again = request.try_clone();
@@ -207,24 +225,28 @@ impl Relay {
             }
             (other, _) => other,
         };
-        checked?.json().await.map_err(CallError::Network)
+        Ok(read_json_capped(checked?, cap).await?)
     }
 
-    /// `POST {path}` with a JSON body, answering JSON.
+    /// `POST {path}` with a JSON body, answering JSON (a listing or digests: at most
+    /// [`LISTING_CAP`] bytes of it are read).
     pub async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        self.json(self.http.post(self.url(path)).json(body))
+        self.json(self.http.post(self.url(path)).json(body), LISTING_CAP)
             .await
             .map_err(|e| anyhow!("the box refused {path}: {e}"))
     }
 
     /// Where the box is with upload `id`.
     async fn upload_status(&self, id: &str) -> Result<UploadStatus, CallError> {
-        self.json(self.http.get(self.url(&format!("/v1/uploads/{id}"))))
-            .await
+        self.json(
+            self.http.get(self.url(&format!("/v1/uploads/{id}"))),
+            SMALL_CAP,
+        )
+        .await
     }
 
     /// Sends `file` as upload `id` and lands it as `land` says (digest and size filled in
@@ -243,6 +265,7 @@ impl Relay {
             self.http
                 .post(self.url(&format!("/v1/uploads/{id}/land")))
                 .json(&land),
+            SMALL_CAP,
         )
         .await
         .map_err(|e| anyhow!("the box did not land the upload: {e}"))
@@ -262,6 +285,7 @@ impl Relay {
             self.http
                 .post(self.url(&format!("{path}/{id}")))
                 .json(&sent),
+            SMALL_CAP,
         )
         .await
         .map_err(|e| anyhow!("the box refused it: {e}"))
@@ -295,11 +319,10 @@ impl Relay {
             let before = offset;
             let outcome = match sent {
                 Ok(r) => match self.check(r).await {
-                    Ok(r) => r
-                        .json::<UploadStatus>()
+                    Ok(r) => read_json_capped::<UploadStatus>(r, SMALL_CAP)
                         .await
                         .map(|s| s.offset)
-                        .map_err(CallError::Network),
+                        .map_err(CallError::from),
                     Err(e) => Err(e),
                 },
                 Err(e) => Err(CallError::Network(e)),
@@ -317,6 +340,7 @@ impl Relay {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(CallError::Status(s, m, _)) => bail!("the box refused the upload: {m} ({s})"),
+                Err(e @ CallError::Answer(_)) => bail!("the box refused the upload: {e}"),
                 // Nothing reached the box: send again with the new preview token.
                 Err(CallError::Reminted) => {}
                 Err(CallError::Network(e)) => {
@@ -368,9 +392,12 @@ impl Relay {
 
     /// Starts a download.
     pub async fn start_download(&self, req: &DownloadRequest) -> anyhow::Result<DownloadInfo> {
-        self.json(self.http.post(self.url("/v1/downloads")).json(req))
-            .await
-            .map_err(|e| anyhow!("the box cannot send {}: {e}", req.path))
+        self.json(
+            self.http.post(self.url("/v1/downloads")).json(req),
+            SMALL_CAP,
+        )
+        .await
+        .map_err(|e| anyhow!("the box cannot send {}: {e}", req.path))
     }
 
     /// Fetches download `info` (started with `req`) into the staging file `part` (created
@@ -423,6 +450,7 @@ impl Relay {
                 Err(CallError::Status(s, m, _)) => {
                     bail!("the box stopped sending {path}: {m} ({s})")
                 }
+                Err(e @ CallError::Answer(_)) => bail!("the box stopped sending {path}: {e}"),
                 Err(CallError::Network(e)) => {
                     tracing::info!(error = %e, have, "download interrupted; resuming");
                     tokio::time::sleep(backoff(stalled)).await;
@@ -451,6 +479,7 @@ impl Relay {
             .json(
                 self.http
                     .get(self.url(&format!("/v1/downloads/{}/digest", info.id))),
+                SMALL_CAP,
             )
             .await
             .map_err(|e| anyhow!("the box cannot vouch for {path}: {e}"))?;

@@ -1,5 +1,7 @@
 //! Files between the host and a box: the resumable, verified client of the relay's
-//! transfer API ([`client`]) and `agentbox cp` on top of it ([`cp`]).
+//! transfer API ([`client`]), `agentbox cp` on top of it ([`cp`]), and the bounded reads
+//! every answer from a box goes through ([`capped`]).
 
+pub mod capped;
 pub mod client;
 pub mod cp;
