@@ -3,8 +3,10 @@
 //! Order matters: the lock is taken first (a second daemon refuses to start instead of
 //! stealing the socket), the socket is bound before any unit is spawned, and on SIGTERM,
 //! SIGINT or a `Shutdown` request every unit's process group is stopped before exit.
-//! A broken config does not stop the daemon: it runs with no units and reports the error
-//! through `status`, and `reload` picks up the fixed file.
+//! Units a daemon killed with SIGKILL left behind are ended (see `supervisor::groups`)
+//! right after the lock is taken. A broken config does not stop the daemon: it runs
+//! with no units and reports the error through `status`, and `reload` picks up the
+//! fixed file.
 
 use std::fs::File;
 use std::io::Write;
@@ -158,6 +160,17 @@ pub async fn run(paths: Paths) -> anyhow::Result<()> {
     create_dir(&paths.run_dir, 0o700)?;
     create_dir(&paths.log_dir, 0o755)?;
     let _lock = lock(&paths)?;
+    // A daemon killed with SIGKILL left its units running: end them before anything of
+    // ours binds a port, then record our own.
+    let ledger = crate::supervisor::groups::ledger_path(&paths.run_dir);
+    let reaped = crate::supervisor::groups::reap(&ledger);
+    if reaped > 0 {
+        tracing::warn!(
+            groups = reaped,
+            "killed the units a previous daemon left running"
+        );
+    }
+    crate::supervisor::groups::init(ledger);
     if let Err(e) = create_dir(&paths.state_dir, 0o755) {
         tracing::warn!("{e:#}; run_once markers will not persist");
     }

@@ -260,3 +260,42 @@ fn a_bad_dind_setting_is_named() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("AGENTBOX_DIND=maybe: use 1"), "{stderr}");
 }
+
+#[test]
+fn a_new_daemon_ends_the_units_a_killed_one_left() {
+    let mut b = TestBox::new(
+        "services:\n  a: {command: 'sleep 1000 & echo $! > a.pid; exec sleep 1000'}\n",
+    );
+    b.start();
+    b.ok(&["wait-ready"]);
+    let leader = b.unit("a")["pid"].as_u64().expect("pid") as u32;
+    let child = read_pid(&b.workspace().join("a.pid"));
+    // SIGKILL: the daemon gets no chance to stop its units.
+    let mut daemon = b.daemon.take().expect("daemon");
+    daemon.kill().expect("kill -9 the daemon");
+    daemon.wait().expect("wait");
+    assert!(
+        pid_alive(leader) && pid_alive(child),
+        "the unit died with the daemon"
+    );
+    std::fs::remove_file(b.workspace().join("a.pid")).expect("rm a.pid");
+
+    b.start();
+    let orphans_gone = eventually(Duration::from_secs(5), || {
+        !pid_alive(leader) && !pid_alive(child)
+    });
+    for pid in [leader, child] {
+        if pid_alive(pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+    assert!(
+        orphans_gone,
+        "the new daemon left the old unit's group running"
+    );
+    // Its own run of the unit is up and recorded.
+    b.ok(&["wait-ready"]);
+    assert_ne!(b.unit("a")["pid"].as_u64(), Some(u64::from(leader)));
+}

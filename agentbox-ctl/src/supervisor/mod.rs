@@ -12,9 +12,11 @@
 //! - `unit`: one unit's bookkeeping and status; `reload`: a new config reconciled with
 //!   the running units.
 //! - [`process`]: spawning into a process group, logging, ending the group.
+//! - [`groups`]: the ledger of unit process groups a killed daemon leaves to the next.
 //! - [`probe`]: readiness probes; [`runonce`]: `run_once` markers and checks.
 
 mod actor;
+pub mod groups;
 mod handle;
 pub mod probe;
 pub mod process;

@@ -84,13 +84,17 @@ pub fn command(argv: &[String], cwd: &Path, env: &[(String, String)]) -> Option<
 }
 
 /// Spawns `cmd` with stdout and stderr piped into `log`. Returns the child (its pid is the
-/// process group id) and a task that copies the output until both pipes close.
+/// process group id, recorded in the daemon's group ledger) and a task that copies the
+/// output until both pipes close.
 pub fn spawn_logged(
     mut cmd: Command,
     log: &UnitLog,
 ) -> std::io::Result<(Child, tokio::task::JoinHandle<()>)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn()?;
+    if let Some(pgid) = child.id() {
+        super::groups::record(pgid);
+    }
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (l1, l2) = (log.clone(), log.clone());
