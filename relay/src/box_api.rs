@@ -17,7 +17,17 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::host_seen::HostSeen;
 use crate::journal::Journal;
+
+/// How long a request waits before its caller hears that the host is not polling.
+const ABSENT_NOTICE_AFTER: Duration = Duration::from_secs(3);
+/// How long without a poll means the host bridge is not running (polls are held 20 s,
+/// and a busy host polls again as soon as a slot frees).
+const HOST_ABSENT: Duration = Duration::from_secs(25);
+/// What a waiting caller is told, once, when nobody on the host polls.
+pub const HOST_ABSENT_NOTICE: &str =
+    "the host bridge is not running; start it with `agentbox bridge start` (the request keeps waiting)";
 
 type Conn = Connection<UnixStream, RelayRequest, RelayEvent>;
 
@@ -83,7 +93,12 @@ pub fn validate(request: &HostRequest) -> Result<(), String> {
 }
 
 /// Serves `relay.sock` until `stop`.
-pub async fn serve(listener: UnixListener, journal: Arc<Journal>, stop: CancellationToken) {
+pub async fn serve(
+    listener: UnixListener,
+    journal: Arc<Journal>,
+    host_seen: Arc<HostSeen>,
+    stop: CancellationToken,
+) {
     loop {
         let stream = tokio::select! {
             () = stop.cancelled() => return,
@@ -92,7 +107,7 @@ pub async fn serve(listener: UnixListener, journal: Arc<Journal>, stop: Cancella
                 Err(_) => continue,
             },
         };
-        let (journal, stop) = (journal.clone(), stop.clone());
+        let (journal, host_seen, stop) = (journal.clone(), host_seen.clone(), stop.clone());
         tokio::spawn(async move {
             let hello = Hello::new("agentbox-relay", env!("CARGO_PKG_VERSION"));
             let Ok(Ok((mut conn, _))) = tokio::time::timeout(
@@ -151,19 +166,34 @@ pub async fn serve(listener: UnixListener, journal: Arc<Journal>, stop: Cancella
                 }
                 RelayRequest::Follow { id, wait_ms } => (id, wait_ms),
             };
-            follow(&mut conn, &journal, &id, wait_ms.min(MAX_WAIT_MS), &stop).await;
+            let waits = Waits {
+                wait_ms: wait_ms.min(MAX_WAIT_MS),
+                host_seen: &host_seen,
+            };
+            follow(&mut conn, &journal, &id, &waits, &stop).await;
         });
     }
 }
 
+/// How long a followed request may wait, and who can tell whether the host is polling.
+struct Waits<'a> {
+    wait_ms: u64,
+    host_seen: &'a HostSeen,
+}
+
 /// Streams a request's progress to the caller until it is done or its pickup deadline passes.
+/// While it waits unleased and the host has not polled for [`HOST_ABSENT`], the caller is
+/// told once ([`HOST_ABSENT_NOTICE`]) and the request keeps waiting.
 async fn follow(
     conn: &mut Conn,
     journal: &Journal,
     id: &RequestId,
-    wait_ms: u64,
+    waits: &Waits<'_>,
     stop: &CancellationToken,
 ) {
+    let wait_ms = waits.wait_ms;
+    let began = tokio::time::Instant::now();
+    let mut absent_told = false;
     let mut pickup_deadline = Some(tokio::time::Instant::now() + Duration::from_millis(wait_ms));
     let mut changed = journal.watch_request(id.as_str());
     let (mut sent_lines, mut sent_attempt) = (0usize, 0u32);
@@ -219,9 +249,34 @@ async fn follow(
             }
             _ => {}
         }
+        let waiting_unleased = entry.state == "queued";
+        if waiting_unleased
+            && !absent_told
+            && began.elapsed() >= ABSENT_NOTICE_AFTER
+            && waits.host_seen.absent_for() >= HOST_ABSENT
+        {
+            absent_told = true;
+            if conn
+                .send(RelayEvent::Progress {
+                    line: HOST_ABSENT_NOTICE.to_string(),
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
         tokio::select! {
             () = stop.cancelled() => return,
             () = changed.changed() => {},
+            // Look again at whether the host polls while the request waits for it.
+            () = async {
+                if waiting_unleased && !absent_told {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {},
             // The caller hung up: the request stays journalled and can be followed again.
             _ = conn.next() => return,
             () = async {

@@ -43,6 +43,9 @@ pub struct BridgeState {
     pub stop: tokio_util::sync::CancellationToken,
     /// Uploads in progress: seeds and syncs arrive through them.
     pub uploads: Arc<Uploads>,
+    /// When the host last polled (shared with `relay.sock`, which tells waiting callers
+    /// when nobody on the host is polling).
+    pub host_seen: Arc<crate::host_seen::HostSeen>,
 }
 
 /// The longest a poll is held (below Daytona's ~25 s idle cut).
@@ -92,6 +95,7 @@ async fn poll(
         q.wait_ms.unwrap_or(MAX_POLL_WAIT_MS).min(MAX_POLL_WAIT_MS),
     );
     let max = q.max.unwrap_or(16).clamp(1, 256);
+    let _held = state.host_seen.poll_began();
     let deadline = tokio::time::Instant::now() + wait;
     let mut changed = state.journal.subscribe_queue();
     loop {

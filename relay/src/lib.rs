@@ -26,6 +26,7 @@ pub mod box_api;
 pub mod bridge;
 pub mod ctl_link;
 pub mod files;
+pub mod host_seen;
 pub mod http;
 pub mod journal;
 pub mod outside;

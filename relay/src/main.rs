@@ -149,9 +149,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             })
         })
         .collect();
+    let host_seen = Arc::new(agentbox_relay::host_seen::HostSeen::default());
     let box_api = tokio::spawn(agentbox_relay::box_api::serve(
         box_listener,
         journal.clone(),
+        host_seen.clone(),
         stop.clone(),
     ));
     let transfers = settings.state_dir.join("transfers");
@@ -178,6 +180,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             blob_dir: settings.run_dir.join("blobs"),
             stop: stop.clone(),
             uploads: uploads.clone(),
+            host_seen,
         }),
         uploads,
         downloads: Arc::new(agentbox_relay::files::Downloads::new(

@@ -1,0 +1,120 @@
+//! A stopped host bridge (issue 20 #17): a request in the box hears within seconds that
+//! nobody on the host is picking it up, keeps waiting, and completes once the bridge is
+//! started again.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SENTENCE: &str = "the host bridge is not running; start it with `agentbox bridge start`";
+
+#[test]
+fn a_request_made_while_the_host_bridge_is_stopped_says_so_and_waits() {
+    let host = Host::new();
+    let repo = host.repo("waits", "");
+    host.ok(&repo, &["create", "--name", "waiter"]);
+    // `exec` itself starts a stopped bridge; the request is made later, from inside, while
+    // the bridge is down (as an agent in a tmux session would).
+    let delay = 22;
+    let mut child = std::process::Command::new(AGENTBOX)
+        .args([
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "sleep {delay}; agentbox-ctl notify --wait 120000 'made while the bridge was down'"
+            ),
+        ])
+        .current_dir(&repo)
+        .env("AGENTBOX_HOME", host.home())
+        .env("AGENTBOX_OPENER", host.dir.path().join("opener"))
+        .env("PATH", host.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn exec");
+    std::thread::sleep(Duration::from_secs(2));
+    host.ok(&repo, &["bridge", "stop"]);
+    let stopped = Instant::now();
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send((Instant::now(), line)).is_err() {
+                break;
+            }
+        }
+    });
+    // The request is made `delay` s after the exec began; the sentence must follow it within
+    // about 10 s.
+    let asked = stopped + Duration::from_secs(delay - 2);
+    let deadline = asked + Duration::from_secs(12);
+    let mut lines = Vec::new();
+    let told_at = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((at, line)) => {
+                let told = line.contains(SENTENCE);
+                lines.push(line);
+                if told {
+                    break at;
+                }
+            }
+            Err(_) => {
+                let waited = stopped.elapsed().as_secs();
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("exec output");
+                panic!(
+                    "no word that the bridge is down within {} s of stopping it ({}); stderr so far: {lines:?}; stdout: {}",
+                    waited,
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout)
+                )
+            }
+        }
+    };
+    eprintln!(
+        "told {} s after the bridge stopped ({} s after the request)",
+        told_at.duration_since(stopped).as_secs(),
+        told_at.saturating_duration_since(asked).as_secs()
+    );
+    assert!(
+        !host.run(&repo, &["bridge", "status"]).status.success(),
+        "the bridge must still be down"
+    );
+    host.ok(&repo, &["bridge", "start"]);
+    let status = child.wait().expect("wait exec");
+    let rest: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
+    assert!(status.success(), "the request failed: {lines:?} {rest:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .chain(&rest)
+            .filter(|l| l.contains(SENTENCE))
+            .count(),
+        1,
+        "the sentence is said once: {lines:?} {rest:?}"
+    );
+    let audit: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("json");
+    let done = audit
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| {
+            e["kind"] == "notify"
+                && e["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("made while the bridge was down"))
+        })
+        .count();
+    assert_eq!(done, 1, "the notify must run exactly once: {audit}");
+}
