@@ -193,7 +193,10 @@ impl Viewer {
 /// Prints a lot through the session, so the cut lands mid-output.
 fn flood(viewer: &Viewer) {
     // A shell loop, not `seq`: tmux skips drawing what scrolls by faster than a frame.
-    viewer.type_keys("for i in $(seq 1 3000); do echo line-$i; done; echo flood-$((1+1))-done\r");
+    // Lines of ~90 columns: on a loaded machine tmux may draw only a few frames of the
+    // flood, and each frame must still carry thousands of bytes for the cut to land
+    // mid-output (short lines made a coalesced flood smaller than the cut point).
+    viewer.type_keys("p=$(printf %080d 0); for i in $(seq 1 3000); do echo line-$i-$p; done; echo flood-$((1+1))-done\r");
     viewer.wait_for("flood-2-done");
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use super::context::Ctx;
-use super::{exec, images};
+use super::{exec, images, interrupt};
 use crate::cli::{BoxArg, CreateArgs, CreateOpts, DestroyArgs, ListArgs, RunArgs, StatusArgs};
 use crate::home::{project_id, slug};
 use crate::provider::{self, AnyBox};
@@ -148,13 +148,38 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
     } else {
         None
     };
-    ctx.state.insert(&record)?;
+    let armed = {
+        let _step = interrupt::step();
+        ctx.state.insert(&record)?;
+        // Ctrl-C from here on undoes what `build` did, like a failure (only once the
+        // name is ours: the record of another box of this name is never touched).
+        let (undo, db) = (record.clone(), ctx.home.state_db());
+        interrupt::arm(format!("the half-made box `{name}`"), move || {
+            if let Ok(b) = AnyBox::open(&undo) {
+                roll_back(&undo, &b);
+            }
+            if let Err(e) = crate::state::State::open(&db).and_then(|s| s.remove(&undo.name)) {
+                eprintln!("warning: the record of box `{}` stays: {e}", undo.name);
+            }
+        })
+    };
+    let armed = match armed {
+        Ok(armed) => armed,
+        Err(e) => {
+            let _ = ctx.state.remove(&name);
+            return Err(e.context("cannot watch for Ctrl-C"));
+        }
+    };
     // Whatever an earlier box of this name reported is not this box's.
     let _ = std::fs::remove_file(ctx.home.agent_states(&name));
     let b = AnyBox::open(&record)?;
     match build(&record, &b, opts, depth, docker.as_ref()) {
         Ok(url) => {
-            ctx.state.update(&name, "ready", Some(&url))?;
+            {
+                let _step = interrupt::step();
+                ctx.state.update(&name, "ready", Some(&url))?;
+                armed.disarm();
+            }
             // A docker box gets its own copy of this machine's agent credentials.
             if record.provider == "docker" {
                 let sent = std::env::var_os("HOME")
@@ -180,13 +205,21 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
         }
         Err(e) => {
             // Nothing half-made stays behind: processes, directory, record.
-            if record.dir.exists() || record.provider != "local" {
-                let _ = b.stop();
-                let _ = b.remove(&record.dir);
-            }
+            let _step = interrupt::step();
+            armed.disarm();
+            roll_back(&record, &b);
             let _ = ctx.state.remove(&name);
             Err(e.context(format!("could not create box `{name}`")))
         }
+    }
+}
+
+/// Ends a half-made box's processes and removes its directory (the record is the
+/// caller's): after a failed step of `create`, or Ctrl-C.
+fn roll_back(record: &BoxRecord, b: &AnyBox) {
+    if record.dir.exists() || record.provider != "local" {
+        let _ = b.stop();
+        let _ = b.remove(&record.dir);
     }
 }
 
@@ -203,11 +236,14 @@ fn build(
         "creating box `{}` ({} provider)",
         record.name, record.provider
     ));
-    b.lay_out(record, docker)?;
+    // Steps that make things run under `interrupt::step`, so Ctrl-C undoes them whole.
+    interrupt::step_of(|| b.lay_out(record, docker))?;
     if docker.is_some_and(|d| d.seeded) {
         progress("starting the box daemon and relay (the checkpoint holds the workspace)");
-        std::fs::create_dir_all(&record.dir)?;
-        return b.start(&record.bridge_token);
+        return interrupt::step_of(|| {
+            std::fs::create_dir_all(&record.dir)?;
+            b.start(&record.bridge_token)
+        });
     }
     progress(&format!(
         "packing the seed (history depth {})",
@@ -223,7 +259,7 @@ fn build(
     };
     let seed = seed::pack(&record.project, &record.branch, depth, &source)?;
     progress("starting the box daemon and relay");
-    let url = b.start(&record.bridge_token)?;
+    let url = interrupt::step_of(|| b.start(&record.bridge_token))?;
     progress(&format!(
         "uploading the seed ({:.1} MiB{}, {} untracked file(s))",
         seed.size as f64 / 1_048_576.0,
@@ -245,15 +281,15 @@ fn build(
             &|_, _| {},
         ))
         .context("the box refused the seed")?;
-    crate::sync::SyncRecord {
+    let sync = crate::sync::SyncRecord {
         head: seed.manifest.head.clone(),
         changes_tree: match &seed.manifest.stash {
             Some(s) => git::run(&record.project, &["rev-parse", &format!("{s}^{{tree}}")])?,
             None => String::new(),
         },
         files: seed.digests.clone(),
-    }
-    .save(&record.dir)?;
+    };
+    interrupt::step_of(|| sync.save(&record.dir))?;
     let reload = b.ctl(&["reload"])?;
     if !reload.status.success() {
         bail!(

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod files;
 pub mod git;
 pub mod images;
+mod interrupt;
 pub mod setup;
 pub mod url;
 

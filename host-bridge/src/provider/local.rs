@@ -287,9 +287,11 @@ impl LocalBox {
         self.run_dir().join("ctl.sock").exists().then_some(pid)
     }
 
-    /// Stops the daemon (which stops its units), the relay and the tmux server.
+    /// Stops the daemon (which stops its units), the relay and the tmux server, then
+    /// SIGKILLs whatever of the box still runs (see [`LocalBox::kill_leftovers`]): what
+    /// `exec` started in the background, or the units of a daemon killed with SIGKILL.
     pub fn stop(&self) -> anyhow::Result<()> {
-        if let Some(pid) = self.ctl_pid() {
+        if let Some(pid) = self.ctl_pid().filter(|p| pid_alive(*p)) {
             let _ = self.ctl(&["shutdown"]);
             wait_gone(pid, Duration::from_secs(30));
         }
@@ -307,7 +309,37 @@ impl LocalBox {
             .arg("kill-server")
             .stderr(Stdio::null())
             .status();
+        self.kill_leftovers();
         Ok(())
+    }
+
+    /// SIGKILLs every process of this box that is still running. Each one (daemon,
+    /// relay, units, sessions, `exec`s and all they start) inherits the box's
+    /// environment contract, so `AGENTBOX_RUN_DIR=<this box's run dir>` in
+    /// `/proc/PID/environ` marks it; this process and its ancestors are spared (an
+    /// `agentbox` run from inside the box). Repeated until none is found, so a fork
+    /// during the sweep is caught by the next round.
+    pub fn kill_leftovers(&self) {
+        let marker = format!("AGENTBOX_RUN_DIR={}", self.run_dir().display());
+        let spared = ancestors();
+        for _ in 0..20 {
+            let found: Vec<i32> = box_processes(marker.as_bytes())
+                .into_iter()
+                .filter(|p| !spared.contains(p))
+                .collect();
+            if found.is_empty() {
+                return;
+            }
+            for pid in &found {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(*pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            for pid in found {
+                wait_gone(pid, Duration::from_secs(2));
+            }
+        }
     }
 
     /// Runs a command in the box with the terminal's stdio; returns its exit code.
@@ -324,8 +356,9 @@ impl LocalBox {
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    /// Removes every trace of the box on disk.
+    /// Ends what of the box still runs, then removes every trace of it on disk.
     pub fn remove(&self) -> anyhow::Result<()> {
+        self.kill_leftovers();
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -349,4 +382,38 @@ fn wait_gone(pid: i32, timeout: Duration) {
     while pid_alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The live processes whose environment holds the entry `marker` (`NAME=value`).
+/// Processes of other users, whose environment cannot be read, are not among them.
+fn box_processes(marker: &[u8]) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|entry| entry == marker))
+        })
+        .filter(|pid| pid_alive(*pid))
+        .collect()
+}
+
+/// This process and its ancestors, by `/proc/PID/stat`'s parent field.
+fn ancestors() -> Vec<i32> {
+    let mut chain = Vec::new();
+    let mut pid = i32::try_from(std::process::id()).unwrap_or(0);
+    while pid > 1 && !chain.contains(&pid) {
+        chain.push(pid);
+        pid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(')')?.1.to_string();
+                rest.split_whitespace().nth(1)?.parse().ok()
+            })
+            .unwrap_or(0);
+    }
+    chain
 }

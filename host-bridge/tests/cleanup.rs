@@ -1,0 +1,197 @@
+//! A local box leaves no process behind: not after its ctl daemon is killed with
+//! SIGKILL (issue 20 #12), not after `exec` backgrounds something, not after Ctrl-C
+//! during `create` (issue 20 #18).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{eventually, free_port, pid_alive, web_service, Host};
+
+/// The pids of the processes whose environment points at `run_dir` (every process of a
+/// local box has `AGENTBOX_RUN_DIR` in its environment).
+fn box_processes(run_dir: &Path) -> Vec<u32> {
+    let needle = format!("AGENTBOX_RUN_DIR={}", run_dir.display());
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ.split(|b| *b == 0).any(|v| v == needle.as_bytes()) && pid_alive(u64::from(pid)) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// SIGKILLs what a failing test would otherwise leave running.
+fn kill_all(pids: &[u32]) {
+    for pid in pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn ctl_pid(run_dir: &Path) -> i32 {
+    std::fs::read_to_string(run_dir.join("ctl.lock"))
+        .expect("ctl.lock")
+        .trim()
+        .parse()
+        .expect("pid in ctl.lock")
+}
+
+fn kill9(pid: i32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -9 {pid}");
+    assert!(
+        eventually(|| !pid_alive(pid as u64)),
+        "{pid} survived SIGKILL"
+    );
+}
+
+#[test]
+fn a_killed_ctl_daemon_does_not_wedge_the_box() {
+    let host = Host::new();
+    let port = free_port();
+    let repo = host.repo("proj", &web_service(port));
+    host.ok(&repo, &["create", "--name", "b1"]);
+    let run_dir = host.home().join("boxes/b1/run");
+    assert!(!port_free(port), "the service is not listening");
+
+    // SIGKILL the daemon: `start` finds the relay and the service still holding their
+    // ports and must end them, then come up.
+    kill9(ctl_pid(&run_dir));
+    let out = host.run(&repo, &["start", "b1"]);
+    if !out.status.success() {
+        kill_all(&box_processes(&run_dir));
+        panic!(
+            "start after kill -9 of the daemon failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        eventually(|| host
+            .ok(&repo, &["exec", "--", "agentbox-ctl", "status"])
+            .contains("ready")),
+        "the service did not come back"
+    );
+
+    // SIGKILL it again: `stop` ends everything the dead daemon left.
+    kill9(ctl_pid(&run_dir));
+    host.ok(&repo, &["stop", "b1"]);
+    let left = box_processes(&run_dir);
+    kill_all(&left);
+    assert!(left.is_empty(), "stop left box processes: {left:?}");
+    assert!(
+        port_free(port),
+        "the service's port is still held after stop"
+    );
+}
+
+#[test]
+fn destroy_ends_what_exec_left_running() {
+    let host = Host::new();
+    let repo = host.repo("proj", "services: {}\n");
+    host.ok(&repo, &["create", "--name", "b1"]);
+    let pidfile = host.dir.path().join("sleep.pid");
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "sleep 1000 >/dev/null 2>&1 </dev/null & echo $! > {}",
+                pidfile.display()
+            ),
+        ],
+    );
+    let pid: u64 = std::fs::read_to_string(&pidfile)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert!(pid_alive(pid), "the backgrounded sleep is not running");
+    host.ok(&repo, &["destroy", "-y", "b1"]);
+    let gone = eventually(|| !pid_alive(pid));
+    if !gone {
+        kill_all(&[pid as u32]);
+    }
+    assert!(
+        gone,
+        "destroy left the exec's background process {pid} running"
+    );
+}
+
+#[test]
+fn ctrl_c_during_create_leaves_nothing() {
+    let host = Host::new();
+    let port = free_port();
+    // A service that is never ready: create waits for it until interrupted.
+    let repo = host.repo(
+        "proj",
+        &format!(
+            "services:\n  slow:\n    command: exec sleep 1000\n    ready_when: {{port: {port}}}\n"
+        ),
+    );
+    let box_dir = host.home().join("boxes/b1");
+    let run_dir = box_dir.join("run");
+    let child = host.spawn(&repo, &["create", "--name", "b1"]);
+    let pid = child.id();
+    // sync.json is written after the seed went in, just before the wait for services.
+    let waiting = eventually(|| box_dir.join("sync.json").exists());
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+    let out = child.wait_with_output().expect("wait for create");
+    let left = box_processes(&run_dir);
+    kill_all(&left);
+    assert!(waiting, "create never got to the wait for services");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "create after SIGINT: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        left.is_empty(),
+        "Ctrl-C during create left processes: {left:?}"
+    );
+    assert!(
+        host.list(&repo).is_empty(),
+        "Ctrl-C during create left a record"
+    );
+    assert!(
+        !box_dir.exists(),
+        "Ctrl-C during create left {}",
+        box_dir.display()
+    );
+
+    // The name is free again (and this time the service gets ready at once).
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    host.ok(&repo, &["create", "--name", "b1"]);
+    drop(listener);
+}
