@@ -209,6 +209,9 @@ pub async fn sync(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Outc
     }
     let manifest = SyncManifest {
         head: head_moved.then(|| head.clone()),
+        base: stash
+            .as_ref()
+            .and((!record.changes_tree.is_empty()).then(|| record.changes_tree.clone())),
         stash,
         files: send,
     };

@@ -25,6 +25,12 @@ pub struct SyncManifest {
     pub head: Option<String>,
     /// A `git stash create` commit of the host's uncommitted changes (in `bundle`).
     pub stash: Option<String>,
+    /// The tree of the host's uncommitted changes as the seed or last sync gave them
+    /// (`None`: there were none; the box compares with the stash's parent, the host's
+    /// HEAD). A file the box still has as given takes the host's new version; one the box
+    /// changed too is a conflict and stays as the box has it.
+    #[serde(default)]
+    pub base: Option<String>,
     /// Untracked files under `files/`, each replacing what the box has only if that is
     /// still what the host saw.
     pub files: Vec<SyncFile>,

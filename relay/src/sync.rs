@@ -44,6 +44,7 @@ impl Git<'_> {
             .args(args)
             .env("GIT_TERMINAL_PROMPT", "0")
             .env("GIT_MERGE_AUTOEDIT", "no")
+            .env("GIT_LITERAL_PATHSPECS", "1")
             .env_remove("AGENTBOX_BRIDGE_TOKEN")
             .output()
     }
@@ -94,7 +95,12 @@ fn is_object_id(s: &str) -> bool {
 pub fn apply(workspace: &Path, tree: &Path) -> Result<SyncReport, SyncError> {
     let manifest: SyncManifest = serde_json::from_slice(&std::fs::read(tree.join("sync.json"))?)
         .map_err(|e| SyncError::Malformed(format!("sync.json: {e}")))?;
-    for id in manifest.head.iter().chain(&manifest.stash) {
+    for id in manifest
+        .head
+        .iter()
+        .chain(&manifest.stash)
+        .chain(&manifest.base)
+    {
         if !is_object_id(id) {
             return Err(SyncError::Malformed(format!("`{id}` is not an object id")));
         }
@@ -121,7 +127,7 @@ pub fn apply(workspace: &Path, tree: &Path) -> Result<SyncReport, SyncError> {
         }
     }
     match &manifest.stash {
-        Some(stash) => apply_host_changes(&git, stash, &mut report)?,
+        Some(stash) => apply_host_changes(&git, stash, manifest.base.as_deref(), &mut report)?,
         None => report.changes = "the host has no uncommitted changes".into(),
     }
     for file in &manifest.files {
@@ -245,46 +251,107 @@ fn restore_box_changes(git: &Git<'_>, report: &mut SyncReport) -> Result<(), Syn
     Ok(())
 }
 
-/// Applies the host's uncommitted changes, unless the box has changes of its own in the
-/// same files (then the box's stay and the host's are reported).
+/// Applies the host's uncommitted changes file by file. `base` is the tree of the changes
+/// the host gave before (seed or last sync; `None`: none, so the host's HEAD, the stash's
+/// parent). A file the box still has as given takes the host's new version; a file the box
+/// changed too is a conflict: it stays as the box has it and is reported by name.
 fn apply_host_changes(
+    git: &Git<'_>,
+    stash: &str,
+    base: Option<&str>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let parent = format!("{stash}^1");
+    let base = match base {
+        Some(b) if git.ok(&["cat-file", "-e", &format!("{b}^{{tree}}")]) => b.to_string(),
+        // The box lost what it was given (gc): it cannot tell its changes apart.
+        Some(_) => return refuse_host_changes(git, stash, report),
+        None => parent.clone(),
+    };
+    let mut touched = std::collections::BTreeSet::new();
+    for from in [parent.as_str(), base.as_str()] {
+        let names = git.run(&["diff", "--no-renames", "--name-only", "-z", from, stash])?;
+        touched.extend(
+            names
+                .split('\0')
+                .filter(|l| !l.is_empty())
+                .map(ToString::to_string),
+        );
+    }
+    if touched.is_empty() {
+        report.changes = "the host has no uncommitted changes".into();
+        return Ok(());
+    }
+    let mut applied = 0;
+    let mut conflicts = Vec::new();
+    for path in &touched {
+        if same_as(git, &base, path)? {
+            // As the host gave it: the host's new version (or its deletion).
+            let source = format!("--source={stash}");
+            if git.ok(&["cat-file", "-e", &format!("{stash}:{path}")]) {
+                git.run(&["restore", &source, "--worktree", "--", path])?;
+                // A file new on the host is added, as `git stash apply` would.
+                if !git.ok(&["ls-files", "--error-unmatch", "--", path]) {
+                    git.run(&["add", "--", path])?;
+                }
+            } else if std::fs::symlink_metadata(git.workspace.join(path)).is_ok() {
+                git.run(&["rm", "-q", "--cached", "--ignore-unmatch", "--", path])?;
+                std::fs::remove_file(git.workspace.join(path))?;
+            }
+            applied += 1;
+        } else if !same_as(git, stash, path)? {
+            conflicts.push(path.clone());
+        }
+    }
+    report.changes = if conflicts.is_empty() {
+        format!("applied the host's uncommitted changes ({applied} file(s))")
+    } else {
+        format!(
+            "applied the host's uncommitted changes to {applied} file(s); {} file(s) the box changed too kept as the box has them ({}); the host's are at refs/agentbox/host-stash",
+            conflicts.len(),
+            conflicts.join(", ")
+        )
+    };
+    report.kept_box_version.extend(conflicts);
+    Ok(())
+}
+
+/// Whether the box's working file at `path` is what `tree` has there (both absent
+/// counts).
+fn same_as(git: &Git<'_>, tree: &str, path: &str) -> Result<bool, SyncError> {
+    let in_tree = git.ok(&["cat-file", "-e", &format!("{tree}:{path}")]);
+    let on_disk = std::fs::symlink_metadata(git.workspace.join(path)).is_ok();
+    if !in_tree {
+        return Ok(!on_disk);
+    }
+    if !on_disk {
+        return Ok(false);
+    }
+    // An untracked file is invisible to `git diff TREE`: compare the blobs.
+    if !git.ok(&["ls-files", "--error-unmatch", "--", path]) {
+        let ours = git.run(&["hash-object", "--", path])?;
+        let theirs = git.run(&["rev-parse", &format!("{tree}:{path}")])?;
+        return Ok(ours == theirs);
+    }
+    Ok(git.ok(&["diff", "--quiet", tree, "--", path]))
+}
+
+/// The host's changes left unapplied, every file they touch reported as kept.
+fn refuse_host_changes(
     git: &Git<'_>,
     stash: &str,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     let touched = git.run(&["diff", "--name-only", &format!("{stash}^1"), stash])?;
-    let touched: Vec<&str> = touched.lines().filter(|l| !l.is_empty()).collect();
-    if touched.is_empty() {
-        report.changes = "the host has no uncommitted changes".into();
-        return Ok(());
-    }
-    let mut status_args = vec!["status", "--porcelain", "--"];
-    status_args.extend(&touched);
-    let busy = git.run(&status_args)?;
-    if !busy.is_empty() {
-        report.changes = "not applied: the box has its own changes in the same files (kept); \
-                          the host's are at refs/agentbox/host-stash"
-            .into();
-        report
-            .kept_box_version
-            .extend(touched.iter().map(ToString::to_string));
-        return Ok(());
-    }
-    if git.ok(&["stash", "apply", "-q", stash]) {
-        report.changes = format!(
-            "applied the host's uncommitted changes ({} file(s))",
-            touched.len()
-        );
-        return Ok(());
-    }
-    // A failed apply may leave conflict markers in files that were clean: put them back.
-    let mut restore = vec!["checkout", "HEAD", "--"];
-    restore.extend(&touched);
-    let _ = git.run(&restore);
-    let _ = git.run(&["reset", "-q"]);
-    report.changes = "not applied: they conflict with the box's commits; \
+    report.changes = "not applied: the box no longer has what the host gave it, so it cannot tell its own changes apart; \
                       the host's are at refs/agentbox/host-stash"
         .into();
+    report.kept_box_version.extend(
+        touched
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(ToString::to_string),
+    );
     Ok(())
 }
 
