@@ -433,6 +433,71 @@ const SEED_REF: &str = "refs/agentbox/seed";
 /// The last HEAD the host took in an answered push (it then holds its commits).
 const HOST_HAS_REF: &str = "refs/agentbox/host-has";
 
+/// `agentbox-ctl unpushed`: prints, as JSON, `commits`: how many commits of the
+/// workspace's HEAD the host has not received — neither given by the seed or a sync
+/// (`refs/agentbox/seed`, and the host's commits a sync brought, `refs/agentbox/host`),
+/// nor fetched from the host's remotes (`refs/remotes/`), nor taken by an answered push
+/// (`refs/agentbox/host-has`), 0 when HEAD is unborn — and
+/// `changed`: the paths with uncommitted changes (tracked, against HEAD) or untracked and
+/// not ignored.
+pub fn unpushed(paths: &Paths) -> ExitCode {
+    match unpushed_work(&paths.workspace) {
+        Ok(v) => {
+            println!("{v}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => refuse(&e),
+    }
+}
+
+fn unpushed_work(workspace: &Path) -> Result<serde_json::Value, String> {
+    let git = |args: &[&str]| -> Result<Vec<u8>, String> {
+        let out = Command::new(real_git())
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .env_remove("AGENTBOX_BRIDGE_TOKEN")
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if out.status.success() {
+            Ok(out.stdout)
+        } else {
+            Err(format!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    let has = |r: &str| git(&["rev-parse", "--verify", "-q", &format!("{r}^{{commit}}")]).is_ok();
+    let names = |raw: Vec<u8>| -> Vec<String> {
+        raw.split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect()
+    };
+    let (commits, mut changed) = if has("HEAD") {
+        // `--remotes`: what `git fetch|pull` imported came from the host's remotes.
+        let mut args = vec!["rev-list", "--count", "HEAD", "--not", "--remotes"];
+        args.extend(
+            [SEED_REF, HOST_HAS_REF, "refs/agentbox/host"]
+                .into_iter()
+                .filter(|r| has(r)),
+        );
+        let count = String::from_utf8_lossy(&git(&args)?).trim().to_string();
+        let count: u64 = count
+            .parse()
+            .map_err(|_| format!("git rev-list --count said `{count}`"))?;
+        (count, names(git(&["diff", "-z", "--name-only", "HEAD"])?))
+    } else {
+        (0, names(git(&["ls-files", "-z", "-c"])?))
+    };
+    changed.extend(names(git(&["ls-files", "-z", "-o", "--exclude-standard"])?));
+    changed.sort();
+    changed.dedup();
+    Ok(serde_json::json!({ "commits": commits, "changed": changed }))
+}
+
 fn ref_exists(name: &str) -> bool {
     Command::new(real_git())
         .args(["rev-parse", "--verify", "-q", name])

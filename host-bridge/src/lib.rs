@@ -14,6 +14,8 @@
 //! - [`daytona`]: Daytona's REST API (sandboxes so far), errors, retries, waiting.
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
+//! - [`unsaved`]: the box's work the host does not have (what `destroy` names) and the
+//!   base both sides are compared with.
 //! - [`git`]: running the host's git. [`text`]: text from a box made safe to show.
 //! - [`tls`]: the one TLS configuration of every connection the host makes, and
 //!   certificate problems in words.
@@ -40,3 +42,4 @@ pub mod sync;
 pub mod text;
 pub mod tls;
 pub mod transfer;
+pub mod unsaved;

@@ -138,7 +138,7 @@ fn a_stand_in_agent_drives_its_state_to_the_host() {
     host.ok(&repo, &["stop", "ag1"]);
     assert_eq!(state_of(&host, &repo, "ag1").as_deref(), Some("exited"));
     // A destroyed box leaves no record of its agents for a later box of its name.
-    host.ok(&repo, &["destroy", "-y", "ag1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "ag1"]);
     assert!(!host.home().join("agents/ag1.json").exists());
 }
 

@@ -150,7 +150,7 @@ fn a_forced_push_shows_the_force_and_the_exact_ref_update_in_its_approval() {
         assert!(listed.contains(&summary), "{listed}");
     }
     assert_eq!(git(&remote, &["rev-parse", "main"]).stdout, main_before);
-    host.ok(&repo, &["destroy", "-y", "f1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "f1"]);
 }
 
 #[test]
@@ -265,7 +265,7 @@ fn an_approval_runs_only_the_request_it_showed() {
         std::fs::read_to_string(repo.join("shown.txt")).expect("landed"),
         "report\n"
     );
-    host.ok(&repo, &["destroy", "-y", "b1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "b1"]);
 }
 
 #[test]
@@ -430,5 +430,5 @@ fn box_strings_reach_the_terminal_escaped() {
     }
     let all = host.ok(&repo, &["approvals", "--all"]);
     assert_shown("approvals", &all, HOSTILE.len());
-    host.ok(&repo, &["destroy", "-y", "e1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "e1"]);
 }

@@ -472,7 +472,7 @@ fn copies_to_and_from_the_host_wait_for_approval_and_stay_in_the_project() {
             "refused", "refused", "refused", "refused"
         ]
     );
-    host.ok(&repo, &["destroy", "-y", "cpy"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "cpy"]);
 }
 
 #[test]
@@ -743,7 +743,7 @@ fn fetch_and_pull_in_the_box_go_through_the_host() {
         );
     }
     assert!(!sentinel.exists());
-    host.ok(&repo, &["destroy", "-y", "f1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "f1"]);
 }
 
 #[test]

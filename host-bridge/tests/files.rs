@@ -40,7 +40,7 @@ fn cp_both_ways_through_the_cli() {
     );
     host.fails(&repo, &["cp", "nobox:x", "y"], "no box named `nobox`");
     host.fails(&repo, &["cp", "c1:missing", "y"], "missing");
-    host.ok(&repo, &["destroy", "-y", "c1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "c1"]);
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn sync_sends_only_what_changed_and_the_box_wins_conflicts() {
         ),
         "host\n"
     );
-    host.ok(&repo, &["destroy", "-y", "s1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "s1"]);
 }
 
 #[test]
@@ -362,5 +362,5 @@ fn hostile_trees_from_the_box_never_land_on_the_host() {
     }
     nothing_resolves_outside(&repo).expect("cp --to-host");
     assert!(!repo.join("deep").exists() && !repo.join(".cargo").exists());
-    host.ok(&repo, &["destroy", "-y", "h1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "h1"]);
 }

@@ -134,7 +134,7 @@ fn create_exec_stop_start_destroy() {
         .parse()
         .expect("pid");
     host.fails(&repo, &["destroy", "b1"], "pass -y");
-    host.ok(&repo, &["destroy", "-y", "b1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "b1"]);
     assert!(host.list(&repo).is_empty());
     assert!(!host.home().join("boxes/b1").exists());
     assert!(

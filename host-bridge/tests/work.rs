@@ -6,6 +6,52 @@ mod common;
 use common::*;
 
 #[test]
+fn destroy_names_the_work_it_would_lose_and_wants_force_for_it() {
+    let host = Host::new();
+    // Seeded from a dirty tree (an uncommitted edit, an untracked file): what the host
+    // gave is not the box's work.
+    let repo = host.repo("workproj", "");
+    host.ok(&repo, &["create", "--name", "clean"]);
+    host.ok(&repo, &["destroy", "-y", "clean"]);
+    assert!(host.list(&repo).is_empty());
+
+    host.ok(&repo, &["create", "--name", "w1"]);
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "git config user.email b@b && git config user.name b \
+             && echo a > a.txt && git add a.txt && git commit -qm one \
+             && echo b > b.txt && git add b.txt && git commit -qm two \
+             && echo box > src/lib.txt && echo new > notes/box.md",
+        ],
+    );
+    host.fails(
+        &repo,
+        &["destroy", "-y", "w1"],
+        "box `w1` has 2 commits not pushed and 2 changed files not brought back",
+    );
+    host.fails(&repo, &["destroy", "w1"], "-y also needs --force");
+    assert_eq!(host.list(&repo).len(), 1, "the box is still there");
+    assert_eq!(
+        host.ok(&repo, &["exec", "--", "cat", "src/lib.txt"]),
+        "box\n"
+    );
+    host.ok(&repo, &["destroy", "-y", "--force", "w1"]);
+    assert!(host.list(&repo).is_empty());
+
+    // A stopped box cannot be checked: --force is the only way.
+    host.ok(&repo, &["create", "--name", "w2"]);
+    host.ok(&repo, &["stop", "w2"]);
+    host.fails(&repo, &["destroy", "-y", "w2"], "is stopped");
+    host.ok(&repo, &["destroy", "-y", "--force", "w2"]);
+    assert!(host.list(&repo).is_empty());
+}
+
+#[test]
 fn sync_after_a_seed_from_a_dirty_tree_applies_what_the_box_did_not_touch() {
     let host = Host::new();
     // Seeded with an uncommitted edit of src/lib.txt.
@@ -45,5 +91,5 @@ fn sync_after_a_seed_from_a_dirty_tree_applies_what_the_box_did_not_touch() {
         serde_json::json!(["agentbox.yaml"]),
         "{out}"
     );
-    host.ok(&repo, &["destroy", "-y", "d1"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "d1"]);
 }

@@ -192,6 +192,10 @@ pub enum Cmd {
         /// The destination.
         dest: String,
     },
+    /// Internal: how many commits of the workspace the host has not received (what
+    /// `agentbox destroy` asks before it deletes them).
+    #[command(hide = true)]
+    Unpushed,
     /// git push|pull|fetch|clone through the host (what the `git` shim calls).
     #[command(disable_help_flag = true)]
     Git {

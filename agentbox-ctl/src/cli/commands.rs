@@ -66,6 +66,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             ))
         }
         Cmd::Git { args } => Ok(crate::git::run(paths, &args)),
+        Cmd::Unpushed => Ok(crate::git::unpushed(paths)),
         Cmd::AgentState {
             value,
             agent,

@@ -97,4 +97,8 @@ pub struct DestroyArgs {
     /// Do not ask.
     #[arg(short, long)]
     pub yes: bool,
+    /// Destroy even a box with commits the host has not received or changed files not
+    /// brought back, or one that cannot be checked (stopped); `-y` alone refuses those.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -513,14 +513,37 @@ pub fn start(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
 /// `agentbox destroy`: the box, its workspace, its record and what the host kept of it.
 pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
+    let b = AnyBox::open(&record)?;
+    // The work that would be lost, in words (`None`: nothing of the box's is at stake).
+    let at_stake = if args.force {
+        None
+    } else {
+        unsaved_work(&record, &b)
+    };
+    if let (Some(what), true) = (&at_stake, args.yes) {
+        bail!(
+            "box `{}` {what}: bring it back first (`agentbox download`, `git push` in the box), or pass --force to destroy it anyway",
+            shown(&record.name)
+        );
+    }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             bail!(
-                "destroying box `{}` deletes its workspace: pass -y to confirm",
-                record.name
+                "destroying box `{}` deletes its workspace{}: pass -y to confirm",
+                record.name,
+                at_stake
+                    .as_ref()
+                    .map(|w| format!(" (it {w}; -y also needs --force)"))
+                    .unwrap_or_default()
             );
         }
-        eprint!("destroy box `{}` and its workspace? [y/N] ", record.name);
+        match &at_stake {
+            Some(what) => eprint!(
+                "box `{}` {what}: destroy anyway? [y/N] ",
+                shown(&record.name)
+            ),
+            None => eprint!("destroy box `{}` and its workspace? [y/N] ", record.name),
+        }
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -528,7 +551,6 @@ pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     }
-    let b = AnyBox::open(&record)?;
     if b.running() {
         b.stop()?;
     }
@@ -543,4 +565,83 @@ pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
     ctx.state.remove(&record.name)?;
     eprintln!("destroyed {}", record.name);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What of box `b`'s work the host does not have, as the rest of a sentence starting with
+/// the box's name ("has 3 commits not pushed and 2 changed files not brought back"), or
+/// `None` when there is none. A box that cannot be checked (stopped, unreachable) says so:
+/// its work is at stake until someone looks.
+fn unsaved_work(record: &BoxRecord, b: &AnyBox) -> Option<String> {
+    if !b.running() {
+        return Some(
+            "is stopped, so its unpushed commits and changed files cannot be checked (start it to check)"
+                .into(),
+        );
+    }
+    let work = match b.ctl(&["unpushed"]) {
+        Ok(out) if out.status.success() => {
+            match serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                Ok(v) => v,
+                Err(_) => return Some("cannot count its work the host has not received".into()),
+            }
+        }
+        Ok(out) => {
+            return Some(format!(
+                "cannot count its work the host has not received ({})",
+                shown(String::from_utf8_lossy(&out.stderr).trim())
+            ))
+        }
+        Err(e) => {
+            return Some(format!(
+                "cannot count its work the host has not received ({e})"
+            ))
+        }
+    };
+    let Some(commits) = work["commits"].as_u64() else {
+        return Some("cannot count its commits the host has not received".into());
+    };
+    // Uncommitted in the box (its `git status`), and not what the host has or gave it.
+    let uncommitted: std::collections::BTreeSet<&str> = work["changed"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let files = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| {
+            let relay = super::context::relay_of(record)?;
+            rt.block_on(crate::unsaved::changed_in_box(
+                &relay,
+                &record.project,
+                &record.dir,
+            ))
+        });
+    let files = match files {
+        Ok(f) => f
+            .iter()
+            .filter(|p| uncommitted.contains(p.as_str()))
+            .count(),
+        Err(e) => return Some(format!("cannot list its changed files ({e:#})")),
+    };
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    match (commits, files) {
+        (0, 0) => None,
+        (c, 0) => Some(format!(
+            "has {} not pushed",
+            plural(c as usize, "commit", "commits")
+        )),
+        (0, f) => Some(format!(
+            "has {} not brought back",
+            plural(f, "changed file", "changed files")
+        )),
+        (c, f) => Some(format!(
+            "has {} not pushed and {} not brought back",
+            plural(c as usize, "commit", "commits"),
+            plural(f, "changed file", "changed files")
+        )),
+    }
 }

@@ -136,7 +136,7 @@ impl Drop for Host {
         if let Ok(serde_json::Value::Array(boxes)) = serde_json::from_slice(&out.stdout) {
             for b in boxes {
                 let name = b["name"].as_str().unwrap_or_default().to_string();
-                let _ = self.run(self.dir.path(), &["destroy", "-y", &name]);
+                let _ = self.run(self.dir.path(), &["destroy", "-y", "--force", &name]);
             }
         }
         let _ = self.run(self.dir.path(), &["bridge", "stop"]);
