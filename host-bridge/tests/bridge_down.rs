@@ -118,3 +118,33 @@ fn a_request_made_while_the_host_bridge_is_stopped_says_so_and_waits() {
         .count();
     assert_eq!(done, 1, "the notify must run exactly once: {audit}");
 }
+
+#[test]
+fn list_and_status_say_the_bridge_is_down_and_exec_starts_it() {
+    let host = Host::new();
+    let repo = host.repo("down", "");
+    host.ok(&repo, &["create", "--name", "downer"]);
+    host.ok(&repo, &["bridge", "stop"]);
+    let down = "host bridge not running: boxes' requests wait; `agentbox bridge start`";
+    let list = host.ok(&repo, &["list"]);
+    assert!(
+        list.contains(down),
+        "list must say the bridge is down: {list}"
+    );
+    let status = host.ok(&repo, &["status", "downer"]);
+    assert!(status.contains(down), "status must say so: {status}");
+    assert_eq!(host.list(&repo)[0]["bridge_running"], false);
+    let json: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["status", "downer", "--json"])).expect("json");
+    assert_eq!(json["bridge_running"], false);
+
+    // `exec` starts the bridge on demand, as `create` does.
+    host.ok(&repo, &["exec", "--", "true"]);
+    assert!(
+        host.run(&repo, &["bridge", "status"]).status.success(),
+        "exec must start the stopped bridge"
+    );
+    assert_eq!(host.list(&repo)[0]["bridge_running"], true);
+    let list = host.ok(&repo, &["list"]);
+    assert!(!list.contains(down), "{list}");
+}

@@ -19,6 +19,8 @@ use crate::state::BoxRecord;
 /// `agentbox claude|codex|opencode [BOX]`.
 pub fn agent(ctx: &Ctx, agent: Agent, a: &AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(target) = &a.target {
+        // A new box starts the bridge as `create` does; an existing one may find it stopped.
+        super::exec::bridge_on_demand(ctx);
         return agent_again(ctx, agent, target, &a.args, a.detach);
     }
     let mut flags = BTreeMap::new();

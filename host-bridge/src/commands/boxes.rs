@@ -370,9 +370,13 @@ fn agents_json(agents: &crate::agents::States, running: bool) -> serde_json::Val
         .collect()
 }
 
+/// What `list` and `status` say while the host bridge is not running.
+const BRIDGE_DOWN: &str = "host bridge not running: boxes' requests wait; `agentbox bridge start`";
+
 /// `agentbox list`.
 pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
     let boxes = ctx.state.all()?;
+    let bridge_running = crate::bridge::running_pid(&ctx.home).is_some();
     let rows: Vec<serde_json::Value> = boxes
         .iter()
         .enumerate()
@@ -391,6 +395,7 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
                 "project": b.project, "branch": b.branch, "created_at_ms": b.created_at_ms,
                 "agents": agents_json(&agents, running),
                 "agents_summary": crate::agents::summary(&agents, running),
+                "bridge_running": bridge_running,
             })
         })
         .collect();
@@ -413,6 +418,9 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
                 shown(r["agents_summary"].as_str().unwrap_or("")),
                 r["project"].as_str().unwrap_or("")
             );
+        }
+        if !bridge_running {
+            println!("{BRIDGE_DOWN}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -439,10 +447,11 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
         (serde_json::json!([]), serde_json::json!([]))
     };
     let agents = crate::agents::load(&ctx.home.agent_states(&record.name));
+    let bridge_running = crate::bridge::running_pid(&ctx.home).is_some();
     if args.json {
         let v = serde_json::json!({
             "box": record, "running": running, "units": units, "sessions": sessions,
-            "agents": agents_json(&agents, running),
+            "agents": agents_json(&agents, running), "bridge_running": bridge_running,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(ExitCode::SUCCESS);
@@ -455,6 +464,9 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     );
     println!("project:   {}", record.project.display());
     println!("branch:    {}", record.branch);
+    if !bridge_running {
+        println!("{BRIDGE_DOWN}");
+    }
     if let AnyBox::Local(l) = &b {
         println!("workspace: {}", l.workspace().display());
     }

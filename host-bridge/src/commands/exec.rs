@@ -13,9 +13,19 @@ use crate::cli::{AttachArgs, ExecArgs, ShellArgs, ViewArgs};
 use crate::provider::AnyBox;
 use crate::state::BoxRecord;
 
+/// Starts the host bridge unless it runs, as `create` does: what runs in the box (a `git
+/// push`, a `notify --wait`) waits on it. Failing to start it is a warning; the command
+/// goes on.
+pub fn bridge_on_demand(ctx: &Ctx) {
+    if let Err(e) = crate::bridge::ensure_started(&ctx.home) {
+        eprintln!("warning: {e:#}");
+    }
+}
+
 /// `agentbox exec`: exits with the command's exit code.
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
+    bridge_on_demand(ctx);
     let code = AnyBox::open(&record)?.exec(&args.argv)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
@@ -23,12 +33,14 @@ pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<ExitCode> {
 /// `agentbox attach`.
 pub fn attach(ctx: &Ctx, args: &AttachArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
+    bridge_on_demand(ctx);
     view(&record, args.session.clone(), false, &args.view)
 }
 
 /// `agentbox shell`.
 pub fn shell(ctx: &Ctx, args: &ShellArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
+    bridge_on_demand(ctx);
     view(&record, args.name.clone(), true, &args.view)
 }
 
