@@ -125,6 +125,12 @@ pub struct Planned {
     pub change: Change,
     /// Whether the host executes it (held back without approval).
     pub host_executed: bool,
+    /// Changed on the host too since the seed or last sync: held back unless the user
+    /// takes the box's version (`--theirs`).
+    pub conflict: bool,
+    /// The box's [`entry_digest`] of it.
+    #[serde(skip)]
+    pub digest: String,
 }
 
 /// The change list.
@@ -136,15 +142,29 @@ pub struct Plan {
     pub skipped_names: u64,
     /// Box files never written, whatever the user allows ([`refused_in_host_tree`]).
     pub refused: Vec<String>,
+    /// Files changed on both sides since the seed or last sync (also in `files`, marked
+    /// `conflict`): the host's stay unless the user takes the box's.
+    pub conflicts: Vec<String>,
+    /// Files only the host changed since (the box still has what it was given): never
+    /// written, the host's edit stays.
+    pub host_newer: Vec<String>,
 }
 
-/// Compares the box workspace with the host tree at `repo`.
-pub async fn plan(relay: &Relay, repo: &Path, with_env: bool) -> anyhow::Result<Plan> {
+/// Compares the box workspace with the host tree at `repo`, three ways: against `base`,
+/// what both last had in common (the seed or last sync, and earlier downloads).
+pub async fn plan(
+    relay: &Relay,
+    repo: &Path,
+    base: &crate::unsaved::Base,
+    with_env: bool,
+) -> anyhow::Result<Plan> {
     let listing: Listing = relay
         .post_json("/v1/workspace/listing", &ListingRequest { with_env })
         .await?;
     let mut files = Vec::new();
     let mut refused = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut host_newer = Vec::new();
     for f in listing.files {
         if !is_sync_path(&f.path) {
             bail!("the box listed `{}`, which is not a workspace path", f.path);
@@ -155,21 +175,40 @@ pub async fn plan(relay: &Relay, repo: &Path, with_env: bool) -> anyhow::Result<
         }
         let ours = entry_digest(&repo.join(&f.path))
             .with_context(|| format!("cannot read {}", repo.join(&f.path).display()))?;
-        let change = match ours {
-            Some(d) if d == f.digest => continue,
-            Some(_) => Change::Modified,
-            None => Change::New,
-        };
+        if ours.as_deref() == Some(f.digest.as_str()) {
+            continue;
+        }
+        let mut conflict = false;
+        if base.known() {
+            let common = base.digest(repo, &f.path)?;
+            if common.as_deref() == Some(f.digest.as_str()) {
+                // Only the host changed it since: its edit stays.
+                host_newer.push(f.path);
+                continue;
+            }
+            conflict = common != ours;
+        }
+        if conflict {
+            conflicts.push(f.path.clone());
+        }
         files.push(Planned {
             host_executed: is_host_executed(&f.path),
+            change: if ours.is_some() {
+                Change::Modified
+            } else {
+                Change::New
+            },
             path: f.path,
-            change,
+            conflict,
+            digest: f.digest,
         });
     }
     Ok(Plan {
         files,
         skipped_names: listing.skipped_names,
         refused,
+        conflicts,
+        host_newer,
     })
 }
 

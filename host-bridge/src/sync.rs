@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
 use crate::git;
 use crate::transfer::client::Relay;
 
+/// The name, in the box's host directory, of the digests of the files `agentbox download`
+/// wrote since the last sync (a sync removes it: its record then covers them).
+pub const DOWNLOADED: &str = "downloaded.json";
+
 /// What the host last sent a box.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRecord {
@@ -172,6 +176,7 @@ pub async fn sync(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Outc
     let head_moved = head != record.head;
     if !head_moved && stash.is_none() && send.is_empty() {
         next.save(dir)?;
+        let _ = std::fs::remove_file(dir.join(DOWNLOADED));
         return Ok(Outcome {
             report: SyncReport {
                 commits: "the host has no new commits".into(),
@@ -251,6 +256,8 @@ pub async fn sync(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Outc
         next.head = record.head;
     }
     next.save(dir)?;
+    // The record now covers what `download` wrote since the last sync.
+    let _ = std::fs::remove_file(dir.join(DOWNLOADED));
     Ok(Outcome {
         report,
         bytes_sent,

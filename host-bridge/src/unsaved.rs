@@ -6,14 +6,65 @@
 //! ([`host_gave`]: the per-file digests of `sync.json` for untracked files, the seeded
 //! head and changes tree in the host repository for tracked ones).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use agentbox_protocol::sync::{entry_digest, is_sync_path, Listing, ListingRequest};
 use anyhow::{bail, Context};
 
-use crate::sync::SyncRecord;
+use crate::sync::{SyncRecord, DOWNLOADED};
 use crate::transfer::client::Relay;
+
+/// What both sides last had in common: what the host gave the box (seed or last sync,
+/// `sync.json`) and the files `agentbox download` wrote since (`downloaded.json`).
+#[derive(Debug, Default)]
+pub struct Base {
+    record: Option<SyncRecord>,
+    downloaded: BTreeMap<String, String>,
+}
+
+impl Base {
+    /// The base of box directory `dir` (empty when the box was never seeded by this host).
+    pub fn load(dir: &Path) -> Self {
+        let downloaded = std::fs::read(dir.join(DOWNLOADED))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Self {
+            record: SyncRecord::load(dir).ok(),
+            downloaded,
+        }
+    }
+
+    /// Records that `download` wrote these `(path, digest)`s into the host tree: both
+    /// sides have them now.
+    pub fn save_downloaded(
+        dir: &Path,
+        written: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<()> {
+        let mut all = Self::load(dir).downloaded;
+        all.extend(written);
+        let tmp = dir.join(".downloaded.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
+        std::fs::rename(&tmp, dir.join(DOWNLOADED))?;
+        Ok(())
+    }
+
+    /// Whether there is anything to compare with.
+    pub fn known(&self) -> bool {
+        self.record.is_some()
+    }
+
+    /// The [`entry_digest`] both sides last had at `path`; `None` when that was nothing
+    /// (or is unknown: see [`Base::known`]).
+    pub fn digest(&self, repo: &Path, path: &str) -> anyhow::Result<Option<String>> {
+        if let Some(d) = self.downloaded.get(path) {
+            return Ok(Some(d.clone()));
+        }
+        host_gave(repo, self.record.as_ref(), path)
+    }
+}
 
 /// The [`entry_digest`] of what the host gave the box at `path` (relative) at the seed or
 /// last sync, per `record`; `None` when it gave nothing there (or there is no record).
@@ -81,7 +132,7 @@ pub fn host_gave(
 /// The box files (sorted) that the host has neither now nor gave the box: changed in the
 /// box and not brought back.
 pub async fn changed_in_box(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {
-    let record = SyncRecord::load(dir).ok();
+    let base = Base::load(dir);
     let listing: Listing = relay
         .post_json("/v1/workspace/listing", &ListingRequest { with_env: false })
         .await?;
@@ -95,7 +146,7 @@ pub async fn changed_in_box(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::R
         if ours.as_deref() == Some(f.digest.as_str()) {
             continue;
         }
-        if host_gave(repo, record.as_ref(), &f.path)?.as_deref() == Some(f.digest.as_str()) {
+        if base.digest(repo, &f.path)?.as_deref() == Some(f.digest.as_str()) {
             continue;
         }
         changed.push(f.path);

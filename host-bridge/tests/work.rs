@@ -93,3 +93,78 @@ fn sync_after_a_seed_from_a_dirty_tree_applies_what_the_box_did_not_touch() {
     );
     host.ok(&repo, &["destroy", "-y", "--force", "d1"]);
 }
+
+#[test]
+fn download_leaves_host_edits_made_since_the_seed_unless_told() {
+    let host = Host::new();
+    // Seeded with an uncommitted edit of src/lib.txt and an untracked notes/deep/todo.md.
+    let repo = host.repo("dlconflict", "");
+    host.ok(&repo, &["create", "--name", "c1"]);
+    let read = |p: &str| std::fs::read_to_string(repo.join(p)).expect("read");
+    // Both sides change src/lib.txt and the untracked todo; only the host agentbox.yaml;
+    // only the box makes out.txt.
+    std::fs::write(repo.join("src/lib.txt"), "host edit\n").expect("write");
+    std::fs::write(repo.join("notes/deep/todo.md"), "host todo\n").expect("write");
+    std::fs::write(repo.join("agentbox.yaml"), "# host\n").expect("write");
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo box edit > src/lib.txt && echo box todo > notes/deep/todo.md && echo made > out.txt",
+        ],
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json"])).expect("json");
+    assert_eq!(
+        plan["plan"]["conflicts"],
+        serde_json::json!(["notes/deep/todo.md", "src/lib.txt"]),
+        "{plan}"
+    );
+    assert_eq!(
+        plan["plan"]["host_newer"],
+        serde_json::json!(["agentbox.yaml"]),
+        "{plan}"
+    );
+
+    // The conflicts stay the host's; the box's own new file comes.
+    let done: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "-y", "--json"])).expect("json");
+    assert_eq!(done["written"], serde_json::json!(["out.txt"]), "{done}");
+    assert_eq!(read("src/lib.txt"), "host edit\n");
+    assert_eq!(read("notes/deep/todo.md"), "host todo\n");
+    assert_eq!(read("agentbox.yaml"), "# host\n");
+    assert_eq!(read("out.txt"), "made\n");
+    let text = host.run(&repo, &["download", "--dry-run"]);
+    let text = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        text.contains("conflict src/lib.txt") && text.contains("--theirs"),
+        "{text}"
+    );
+
+    // Asked for, the box's versions win.
+    let done: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "-y", "--theirs", "--json"]))
+            .expect("json");
+    assert_eq!(
+        done["written"],
+        serde_json::json!(["notes/deep/todo.md", "src/lib.txt"]),
+        "{done}"
+    );
+    assert_eq!(read("src/lib.txt"), "box edit\n");
+    assert_eq!(read("agentbox.yaml"), "# host\n");
+
+    // What a download wrote is common ground: the box's next edit is no conflict.
+    host.ok(
+        &repo,
+        &["exec", "--", "sh", "-c", "echo box edit 2 > src/lib.txt"],
+    );
+    let plan: serde_json::Value =
+        serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json"])).expect("json");
+    assert_eq!(plan["plan"]["conflicts"], serde_json::json!([]), "{plan}");
+    host.ok(&repo, &["download", "-y"]);
+    assert_eq!(read("src/lib.txt"), "box edit 2\n");
+    host.ok(&repo, &["destroy", "-y", "--force", "c1"]);
+}

@@ -47,6 +47,10 @@ pub struct DownloadArgs {
     /// Also write the files the host executes (review them in the change list first).
     #[arg(long)]
     pub allow_host_executed: bool,
+    /// Take the box's version of files changed on both sides since the seed or last sync
+    /// (conflicts; without it the host's stay).
+    #[arg(long)]
+    pub theirs: bool,
     /// Print the change list (and what was written) as JSON.
     #[arg(long)]
     pub json: bool,

@@ -23,18 +23,22 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let plan = runtime.block_on(download::plan(&relay, &record.project, o.with_env))?;
+    let base = crate::unsaved::Base::load(&record.dir);
+    let plan = runtime.block_on(download::plan(&relay, &record.project, &base, o.with_env))?;
     let (go, held): (Vec<_>, Vec<_>) = plan
         .files
         .iter()
-        .partition(|f| !f.host_executed || o.allow_host_executed);
+        .partition(|f| (!f.host_executed || o.allow_host_executed) && (!f.conflict || o.theirs));
     if !o.json {
         for f in &plan.files {
             let what = match f.change {
                 Change::New => "new",
                 Change::Modified => "modified",
             };
-            let note = if f.host_executed && !o.allow_host_executed {
+            let what = if f.conflict { "conflict" } else { what };
+            let note = if f.conflict && !o.theirs {
+                "   (changed on the host too: the host's stays; --theirs takes the box's)"
+            } else if f.host_executed && !o.allow_host_executed {
                 "   (held back: the host runs it; --allow-host-executed)"
             } else if f.host_executed {
                 "   (runs on the host)"
@@ -42,6 +46,12 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
                 ""
             };
             eprintln!("  {what:<9}{}{note}", shown(&f.path));
+        }
+        for path in &plan.host_newer {
+            eprintln!(
+                "  kept     {}   (changed on the host only: its edit stays)",
+                shown(path)
+            );
         }
         for path in &plan.refused {
             let why = download::refused_in_host_tree(path).unwrap_or_default();
@@ -84,6 +94,13 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
     let paths: Vec<String> = go.iter().map(|f| f.path.clone()).collect();
     let shown = crate::transfer::cp::progress_line("download");
     let written = runtime.block_on(download::apply(&relay, &record.project, paths, max, &shown))?;
+    // Both sides have these now: the base of the next download.
+    crate::unsaved::Base::save_downloaded(
+        &record.dir,
+        go.iter()
+            .filter(|f| written.contains(&f.path))
+            .map(|f| (f.path.clone(), f.digest.clone())),
+    )?;
     if o.json {
         println!(
             "{}",
