@@ -195,3 +195,28 @@ fn ctrl_c_during_create_leaves_nothing() {
     host.ok(&repo, &["create", "--name", "b1"]);
     drop(listener);
 }
+
+#[test]
+fn a_start_that_fails_leaves_no_daemon_behind() {
+    let host = Host::new();
+    let repo = host.repo("proj", "services: {}\n");
+    host.ok(&repo, &["create", "--name", "b1"]);
+    host.ok(&repo, &["stop", "b1"]);
+    let box_dir = host.home().join("boxes/b1");
+    let run_dir = box_dir.join("run");
+    let ports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(box_dir.join("ports.json")).expect("ports.json"))
+            .expect("json");
+    let bridge = u16::try_from(ports["bridge"].as_u64().expect("bridge port")).expect("port");
+    // Someone else holds the relay's port: the relay cannot come up.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", bridge)).expect("bind");
+    let out = host.run(&repo, &["start", "b1"]);
+    let left = box_processes(&run_dir);
+    kill_all(&left);
+    drop(squatter);
+    assert!(!out.status.success(), "start succeeded without its port");
+    assert!(
+        left.is_empty(),
+        "a failed start left a restart-looping daemon: {left:?}"
+    );
+}

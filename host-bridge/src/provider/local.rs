@@ -202,7 +202,8 @@ impl LocalBox {
     }
 
     /// Starts the ctl daemon, which runs the relay as its built-in unit (restarted if it
-    /// dies); returns the bridge URL once both answer.
+    /// dies); returns the bridge URL once both answer. When they do not within 15 s, what
+    /// was started is stopped again before the error.
     pub fn start(&self, token: &str) -> anyhow::Result<String> {
         let (ctl, relay) = box_binaries()?;
         let _ = std::fs::remove_file(self.run_dir().join("relay.json"));
@@ -226,6 +227,8 @@ impl LocalBox {
                 break format!("http://127.0.0.1:{port}");
             }
             if Instant::now() > deadline {
+                // Not a daemon restarting a relay that cannot come up, forever.
+                let _ = self.stop();
                 bail!(
                     "the relay did not start; see {} and `agentbox-ctl logs agentbox-relay`",
                     self.dir.join("log/ctl-daemon.log").display()
@@ -235,6 +238,7 @@ impl LocalBox {
         };
         while !self.ctl(&["status"]).is_ok_and(|o| o.status.success()) {
             if Instant::now() > deadline {
+                let _ = self.stop();
                 bail!(
                     "the ctl daemon did not start; see {}",
                     self.dir.join("log/ctl-daemon.log").display()
