@@ -291,7 +291,14 @@ fn a_docker_box_from_prepare_to_destroy() {
 
     // prune knows the box; destroy leaves nothing of ours.
     assert_eq!(host.ok(&repo, &["prune", "--dry-run"]), "");
-    host.ok(&repo, &["destroy", "-y", &name]);
+    // The box holds work the host lacks (`backend`, its agentbox.yaml): -y alone refuses.
+    let refused = host.run(&repo, &["destroy", "-y", &name]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("changed files not brought back"),
+        "{said}"
+    );
+    host.ok(&repo, &["destroy", "-y", "--force", &name]);
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("name=^{container}$")])
         .output()
