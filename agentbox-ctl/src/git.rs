@@ -2,6 +2,9 @@
 //! a push is a request to the host. The commits since the seed travel as a git bundle
 //! named by its blake3; the host fetches it into a quarantine ref and pushes the box's
 //! own branch itself. Only allowlisted flags and a remote *name* cross over.
+//!
+//! Past 600 lines only with its tests (the code is ~570): the argument allowlists and
+//! their attack tables stay in one file.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};

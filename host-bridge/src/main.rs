@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use agentbox::cli::{self, BridgeCmd, Cmd, DaytonaCmd};
 use agentbox::commands::{
-    agents, boxes, config, daytona, exec, files, git, images, setup, url, Ctx,
+    agents, boxes, config, create, daytona, exec, files, git, images, setup, url, Ctx,
 };
 use agentbox::daytona::login::LoginArgs;
 use agentbox::home::Home;
@@ -52,8 +52,8 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             status,
             json,
         ),
-        Cmd::Create(a) => boxes::create(&ctx()?, &a),
-        Cmd::Run(a) => boxes::run(&ctx()?, &a),
+        Cmd::Create(a) => create::create(&ctx()?, &a),
+        Cmd::Run(a) => create::run(&ctx()?, &a),
         Cmd::List(a) => boxes::list(&ctx()?, &a),
         Cmd::Status(a) => boxes::status(&ctx()?, &a),
         Cmd::Stop(a) => boxes::stop(&ctx()?, &a),

@@ -1,6 +1,9 @@
 //! Carrying out a box's request on the host. Every command is built here from fixed
 //! program names and validated values; nothing from the box is ever a command line, a
 //! flag or a path.
+//!
+//! Just past 600 lines with its tests: each executor (notify, open, push, fetch, gh) is
+//! small and they share the validators; splitting them would scatter the checks.
 
 use agentbox_protocol::bridge::{GitFlag, HostRequest, Outcome};
 

@@ -3,7 +3,7 @@
 //!
 //! | family | commands | arguments | behaviour |
 //! |---|---|---|---|
-//! | boxes | create, run, list, status, stop, start, destroy | [`boxes`] | `commands::boxes` |
+//! | boxes | create, run, list, status, stop, start, destroy | [`boxes`] | `commands::create` (create, run), `commands::boxes` |
 //! | exec | exec, attach, shell | [`exec`] | `commands::exec` |
 //! | files | cp, sync, download | [`files`] | `commands::files` |
 //! | git | git, approvals, approve, deny, audit, bridge | [`git`] | `commands::git` |

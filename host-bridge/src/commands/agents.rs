@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 
-use super::boxes::run_in_session;
 use super::context::{ensure_running, Ctx};
+use super::create::run_in_session;
 use super::exec::{attach_or_say, start_session};
 use crate::cli::{AgentArgs, ResyncArgs};
 use crate::config::Resolved;

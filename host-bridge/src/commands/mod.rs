@@ -6,6 +6,7 @@ pub mod agents;
 pub mod boxes;
 pub mod config;
 mod context;
+pub mod create;
 pub mod daytona;
 pub mod exec;
 pub mod files;

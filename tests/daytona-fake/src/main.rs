@@ -20,6 +20,10 @@
 //! `DAYTONA_FAKE_DATA` (default: a directory in the system's temp dir). Volumes, snapshots and
 //! preview links are in [`resources`]; a sandbox's preview token changes on every start,
 //! as Daytona's does. The command line is [`Cli`]; its help says all of the above.
+//!
+//! Over 600 lines on purpose: this file is the sandbox API's route table and handlers in
+//! Daytona's order (its paths, states, errors), read side by side with Daytona's spec;
+//! volumes, snapshots, the runner and the preview proxy are in their own modules.
 
 mod preview;
 mod resources;
