@@ -79,7 +79,13 @@ fn verdict(v: &str) -> Result<(), String> {
 /// Whether a key is part of the host's policy, which only host config may set (never a
 /// repository's `agentbox.yaml`, which the box can influence).
 pub fn is_policy_key(name: &str) -> bool {
-    name.starts_with("policy.") || name.starts_with("approvals.") || name == "agents.forwardEnv"
+    name.starts_with("policy.")
+        || name.starts_with("approvals.")
+        || name == "agents.forwardEnv"
+        // Where boxes run (a local box runs agentbox.yaml's commands on this machine) and
+        // how much a box may send: a repository a box can edit must not choose them.
+        || name == "box.provider"
+        || name == "transfer.maxBytes"
 }
 
 /// Every key agentbox reads.

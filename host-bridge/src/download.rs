@@ -31,6 +31,8 @@ use crate::transfer::client::{Progress, Relay};
 
 /// File names the host runs, or that make it run something, at any depth.
 const HOST_EXECUTED_NAMES: &[&str] = &[
+    // Its services run on this machine in a local box (`create` starts them).
+    "agentbox.yaml",
     ".envrc",
     ".env.sh",
     ".pre-commit-config.yaml",
@@ -343,6 +345,9 @@ mod tests {
     fn host_executed_files_are_recognised_at_any_depth_and_case() {
         for p in [
             "nested/.envrc",
+            // A local box runs its services on this machine.
+            "agentbox.yaml",
+            "AgentBox.YAML",
             ".ENVRC",
             "a/b/.vscode/tasks.json",
             ".VSCode/settings.json",

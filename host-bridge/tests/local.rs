@@ -482,3 +482,34 @@ fn yaml_alias_bombs_are_refused_by_host_and_box() {
         );
     }
 }
+
+/// Review of issue 20: a local box writes its own `run/relay.json` and `ctl.lock`. A pid
+/// planted there (any process of this machine) is never signalled by `stop`; and a
+/// repository (which the box can edit and `download` bring back) cannot choose where
+/// boxes run or how much a box may send.
+#[test]
+fn a_pid_planted_in_the_box_dir_is_never_signalled_and_the_repo_cannot_pick_the_provider() {
+    let host = Host::new();
+    let repo = host.repo("planted", "services: {}\n");
+    host.ok(&repo, &["create", "--name", "pl"]);
+    let mut victim = Command::new("sleep").arg("60").spawn().expect("sleep");
+    let run = host.home().join("boxes/pl/run");
+    let info = run.join("relay.json");
+    let mut relay: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&info).expect("relay.json")).expect("json");
+    relay["pid"] = serde_json::json!(victim.id());
+    std::fs::write(&info, relay.to_string()).expect("plant");
+    host.ok(&repo, &["stop", "pl"]);
+    assert!(
+        victim.try_wait().expect("wait").is_none(),
+        "agentbox stop signalled a host process named in the box's relay.json"
+    );
+    victim.kill().expect("kill");
+    let _ = victim.wait();
+    host.ok(&repo, &["destroy", "-y", "--force", "pl"]);
+
+    for key in ["box.provider: local", "transfer.maxBytes: 99999999999"] {
+        std::fs::write(repo.join("agentbox.yaml"), format!("defaults:\n  {key}\n")).expect("write");
+        host.fails(&repo, &["create", "--name", "nope"], "defaults may not set");
+    }
+}

@@ -292,7 +292,13 @@ fn unsaved_work(record: &BoxRecord, b: &AnyBox) -> Option<String> {
             .iter()
             .filter(|p| uncommitted.contains(p.as_str()))
             .count(),
-        Err(e) => return Some(format!("cannot list its changed files ({e:#})")),
+        // The error can carry the relay's words: escaped, they cannot redraw the prompt.
+        Err(e) => {
+            return Some(format!(
+                "cannot list its changed files ({})",
+                shown(&format!("{e:#}"))
+            ))
+        }
     };
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });

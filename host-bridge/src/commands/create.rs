@@ -301,7 +301,7 @@ fn build(
     if !wait.status.success() {
         eprintln!(
             "warning: not every unit is ready:\n{}(see `agentbox status {}`)",
-            String::from_utf8_lossy(&wait.stdout),
+            crate::text::shown_lines(&String::from_utf8_lossy(&wait.stdout)),
             record.name
         );
     }

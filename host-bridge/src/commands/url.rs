@@ -65,6 +65,20 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
                         format!("no service of box `{}` exposes port {p}", record.name)
                     })?
                     .to_string();
+                // The name comes from the box: it becomes part of a host name only as one
+                // plain DNS label, never `evil.com/x?` or escapes.
+                let label = !service.is_empty()
+                    && service.len() <= 63
+                    && service
+                        .bytes()
+                        .all(|c| c.is_ascii_alphanumeric() || c == b'-');
+                if !label {
+                    bail!(
+                        "box `{}` names the service on port {p} `{}`, which is not a host name label",
+                        record.name,
+                        crate::text::shown(&service)
+                    );
+                }
                 let web = b.url(None)?;
                 println!(
                     "{}",

@@ -277,30 +277,43 @@ impl LocalBox {
 
     /// Whether both processes are alive.
     pub fn running(&self) -> bool {
-        let relay = self
-            .relay_info()
-            .and_then(|v| v["pid"].as_u64())
-            .is_some_and(|p| pid_alive(p as i32));
-        relay && self.ctl_pid().is_some_and(pid_alive)
+        self.relay_pid().is_some() && self.ctl_pid().is_some()
+    }
+
+    /// A pid read from the box's own files (`relay.json`, `ctl.lock`), which the box can
+    /// write: taken only when it is a live process of this box — its environment carries
+    /// this box's run dir — and not this process or an ancestor. A planted `-1`, `0` or
+    /// the pid of any other process of this machine is never signalled or waited on.
+    fn box_pid(&self, pid: Option<i64>) -> Option<i32> {
+        let pid = i32::try_from(pid?).ok().filter(|p| *p > 1)?;
+        let marker = format!("AGENTBOX_RUN_DIR={}", self.run_dir().display());
+        let ours = std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|env| env.split(|b| *b == 0).any(|e| e == marker.as_bytes()));
+        (ours && pid_alive(pid) && !ancestors().contains(&pid)).then_some(pid)
+    }
+
+    fn relay_pid(&self) -> Option<i32> {
+        self.box_pid(self.relay_info().and_then(|v| v["pid"].as_i64()))
     }
 
     fn ctl_pid(&self) -> Option<i32> {
         let text = std::fs::read_to_string(self.run_dir().join("ctl.lock")).ok()?;
-        let pid: i32 = text.trim().parse().ok()?;
         // The lock file keeps the pid after the daemon exits; the socket tells if it serves.
-        self.run_dir().join("ctl.sock").exists().then_some(pid)
+        if !self.run_dir().join("ctl.sock").exists() {
+            return None;
+        }
+        self.box_pid(text.trim().parse().ok())
     }
 
     /// Stops the daemon (which stops its units), the relay and the tmux server, then
     /// SIGKILLs whatever of the box still runs (see [`LocalBox::kill_leftovers`]): what
     /// `exec` started in the background, or the units of a daemon killed with SIGKILL.
     pub fn stop(&self) -> anyhow::Result<()> {
-        if let Some(pid) = self.ctl_pid().filter(|p| pid_alive(*p)) {
+        if let Some(pid) = self.ctl_pid() {
             let _ = self.ctl(&["shutdown"]);
             wait_gone(pid, Duration::from_secs(30));
         }
-        if let Some(pid) = self.relay_info().and_then(|v| v["pid"].as_u64()) {
-            let pid = pid as i32;
+        if let Some(pid) = self.relay_pid() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGTERM,
