@@ -607,14 +607,16 @@ exec sleep 600
         host.ok(&repo, &["exec", "fromck", "--", "cat", "in.txt"]),
         "to the box\n"
     );
-    host.ok(&repo, &["destroy", "-y", "fromck"]);
+    // These boxes hold work the host lacks (in.txt, copied in): `-y` alone refuses them
+    // (issue 20 #16, tested in host-bridge's work.rs and the docker e2e); --force goes.
+    host.ok(&repo, &["destroy", "-y", "--force", "fromck"]);
     let missing = host.run(&repo, &["daytona", "create", "--checkpoint", "nope"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no checkpoint named `nope`"));
     host.ok(&repo, &["checkpoint", "rm", "ck1"]);
     host.ok(&repo, &["config", "unset", "box.defaultCheckpointDaytona"]);
     assert_eq!(host.ok(&repo, &["checkpoint", "list"]), "");
 
-    host.ok(&repo, &["destroy", "-y", &name]);
+    host.ok(&repo, &["destroy", "-y", "--force", &name]);
 
     // `daytona claude` does not look for `claude` on this machine (the snapshot has to
     // have it, and this one was baked with `--agents none`): refused before a sandbox is
@@ -651,7 +653,7 @@ exec sleep 600
         said.contains("WARNING: snapshot agentbox-base-") && said.contains("booting it anyway"),
         "{said}"
     );
-    host.ok(&repo, &["destroy", "-y", "stale"]);
+    host.ok(&repo, &["destroy", "-y", "--force", "stale"]);
     assert!(host.sandboxes().is_empty(), "the sandbox survived destroy");
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", "label=daytona-fake=1"])
