@@ -229,7 +229,9 @@ pub fn unpack(reader: impl Read, dest: &Path, max_bytes: u64) -> Result<UnpackRe
         let shown = String::from_utf8_lossy(&raw).into_owned();
         let rel = clean_path(&raw)?;
         let kind = entry.header().entry_type();
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777;
+        // The box chose the mode: no setuid/setgid/sticky, no write for group or others
+        // (a umask of 022); the owner's bits, its x bit included, are kept.
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
         check_parents(dest, &rel, &shown)?;
         let target = dest.join(&rel);
         if let Some(parent) = target.parent() {
@@ -561,6 +563,60 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
             0o755
         );
+    }
+
+    #[test]
+    fn group_and_other_write_and_special_bits_are_masked_owner_bits_kept() {
+        // (mode in the archive, the mode on disk): files keep the owner's bits (x too) and
+        // lose group/other write and setuid/setgid/sticky; directories stay usable.
+        let files = [
+            (0o777, 0o755),
+            (0o666, 0o644),
+            (0o6777, 0o755),
+            (0o1777, 0o755),
+            (0o2775, 0o755),
+            (0o4777, 0o755),
+            (0o622, 0o600),
+            (0o600, 0o600),
+            (0o744, 0o744),
+        ];
+        let dirs = [
+            (0o777, 0o755),
+            (0o1777, 0o755),
+            (0o2770, 0o750),
+            (0o000, 0o700),
+        ];
+        let bytes = archive(|b| {
+            for (i, (mode, _)) in files.iter().enumerate() {
+                let mut h = header(tar::EntryType::Regular, 1);
+                h.set_mode(*mode);
+                h.set_path(format!("f{i}")).expect("path");
+                h.set_cksum();
+                b.append(&h, &b"x"[..]).expect("append");
+            }
+            for (i, (mode, _)) in dirs.iter().enumerate() {
+                let mut h = header(tar::EntryType::Directory, 0);
+                h.set_mode(*mode);
+                h.set_path(format!("d{i}")).expect("path");
+                h.set_cksum();
+                b.append(&h, &[][..]).expect("append");
+            }
+        });
+        let dest = tempfile::tempdir().expect("tempdir");
+        unpack(&bytes[..], dest.path(), 100).expect("unpack");
+        let mode_of = |name: String| {
+            std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(dest.path().join(&name))
+                    .expect("meta")
+                    .permissions(),
+            ) & 0o7777
+        };
+        for (i, (given, want)) in files.iter().enumerate() {
+            assert_eq!(mode_of(format!("f{i}")), *want, "file given {given:o}");
+        }
+        for (i, (given, want)) in dirs.iter().enumerate() {
+            assert_eq!(mode_of(format!("d{i}")), *want, "dir given {given:o}");
+        }
     }
 
     /// Every path under `dest` that resolves at all resolves inside it: each entry on disk,
