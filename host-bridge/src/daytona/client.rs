@@ -8,6 +8,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::error::DaytonaError;
+use crate::transfer::capped::{read_capped, read_error_body, CappedError, ERROR_CAP};
+
+/// The most of one answer that is read (Daytona's own answers: sandboxes, snapshots,
+/// volumes); a longer one is refused as [`DaytonaError::TooLarge`].
+pub const ANSWER_CAP: usize = 16 << 20;
 
 #[derive(Deserialize)]
 struct ErrorBody {
@@ -81,18 +86,29 @@ impl Daytona {
         r
     }
 
-    /// One attempt: the body of a 2xx answer, or the error it means.
+    /// One attempt: the body of a 2xx answer (at most `cap` bytes of it: a longer one is
+    /// [`DaytonaError::TooLarge`]), or the error it means (its first
+    /// [`ERROR_CAP`] bytes read).
     pub(super) async fn once_raw(
         &self,
+        cap: usize,
         build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
     ) -> Result<bytes::Bytes, DaytonaError> {
         let unreachable = |e: reqwest::Error| DaytonaError::network(&self.base, &e);
         let response = build().send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(unreachable)?;
         if (200..300).contains(&status) {
-            return Ok(bytes);
+            let url = response.url().clone();
+            return match read_capped(response, cap).await {
+                Ok(body) => Ok(body.into()),
+                Err(CappedError::Network(e)) => Err(unreachable(e)),
+                Err(_) => Err(DaytonaError::TooLarge {
+                    url: url_without_query(&url),
+                    cap,
+                }),
+            };
         }
+        let bytes = read_error_body(response, ERROR_CAP).await;
         let message = serde_json::from_slice::<ErrorBody>(&bytes)
             .ok()
             .map_or_else(
@@ -118,15 +134,27 @@ impl Daytona {
         })
     }
 
-    /// One call with retries as Daytona's own SDK classifies them; the answer's body.
+    /// One call with retries as Daytona's own SDK classifies them; the answer's body (at
+    /// most [`ANSWER_CAP`] bytes).
     pub(super) async fn call_raw(
         &self,
         idempotent: bool,
         build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
     ) -> Result<bytes::Bytes, DaytonaError> {
+        self.call_raw_capped(idempotent, ANSWER_CAP, build).await
+    }
+
+    /// [`Daytona::call_raw`] reading at most `cap` bytes of the answer (a sandbox's toolbox
+    /// answers with what the box chose).
+    pub(super) async fn call_raw_capped(
+        &self,
+        idempotent: bool,
+        cap: usize,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<bytes::Bytes, DaytonaError> {
         let mut attempt = 0;
         loop {
-            match self.once_raw(build).await {
+            match self.once_raw(cap, build).await {
                 Err(e) if e.retriable(idempotent) && attempt < self.backoff.len() => {
                     let base = self.backoff[attempt];
                     let jitter = base.mul_f64(f64::from(jitter_percent()) / 400.0);
@@ -145,7 +173,17 @@ impl Daytona {
         idempotent: bool,
         build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
     ) -> Result<T, DaytonaError> {
-        let bytes = self.call_raw(idempotent, build).await?;
+        self.call_capped(idempotent, ANSWER_CAP, build).await
+    }
+
+    /// [`Daytona::call`] reading at most `cap` bytes of the answer.
+    pub(super) async fn call_capped<T: serde::de::DeserializeOwned>(
+        &self,
+        idempotent: bool,
+        cap: usize,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<T, DaytonaError> {
+        let bytes = self.call_raw_capped(idempotent, cap, build).await?;
         serde_json::from_slice(&bytes).map_err(|e| DaytonaError::Server {
             status: 200,
             message: format!("unexpected answer: {e}"),
@@ -160,6 +198,13 @@ impl Daytona {
     ) -> Result<(), DaytonaError> {
         self.call_raw(idempotent, build).await.map(drop)
     }
+}
+
+/// `url` without its query (which may carry a path or a token) for an error message.
+fn url_without_query(url: &reqwest::Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.to_string()
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.

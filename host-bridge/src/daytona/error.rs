@@ -22,6 +22,17 @@ pub enum DaytonaError {
     /// 429 after every retry.
     #[error("Daytona is rate-limiting this account; try again in a minute")]
     RateLimited,
+    /// An answer longer than the host reads (a sandbox's toolbox answers with what the
+    /// box chose): refused, never retried.
+    #[error(
+        "the answer from {url} was more than {cap} bytes, the most the host reads; it was refused"
+    )]
+    TooLarge {
+        /// Where it came from (without the query).
+        url: String,
+        /// The cap.
+        cap: usize,
+    },
     /// Another status.
     #[error("Daytona answered {status}: {message}")]
     Server {

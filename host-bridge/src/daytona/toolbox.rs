@@ -1,12 +1,19 @@
 //! A sandbox's toolbox (`{toolboxProxyUrl}/{sandboxId}/…`): files up and down
 //! (`files/upload`, `files/download`) and commands (`process/execute`), with Daytona's auth
-//! headers and the client's retries.
+//! headers and the client's retries. The box writes what these answer: each is read
+//! under a cap ([`EXECUTE_CAP`], [`FILE_CAP`]).
 
 use serde::Deserialize;
 
 use super::client::{url_encode, Daytona};
 use super::error::DaytonaError;
 use super::sandbox::Sandbox;
+
+/// The most of a command's answer (`process/execute`: its output, which the box writes)
+/// that is read; a longer one is [`DaytonaError::TooLarge`].
+pub const EXECUTE_CAP: usize = 16 << 20;
+/// The most of a file from the box (`files/download`) that is read.
+pub const FILE_CAP: usize = 64 << 20;
 
 /// `ExecuteResponse` of the toolbox.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -61,7 +68,9 @@ impl Daytona {
             url_encode(path)
         );
         let bytes = self
-            .call_raw(true, &|| self.request_url(reqwest::Method::GET, &url))
+            .call_raw_capped(true, FILE_CAP, &|| {
+                self.request_url(reqwest::Method::GET, &url)
+            })
             .await?;
         Ok(bytes.to_vec())
     }
@@ -83,7 +92,7 @@ impl Daytona {
             sandbox.id
         );
         let body = serde_json::json!({ "command": command, "cwd": cwd });
-        self.call(false, &|| {
+        self.call_capped(false, EXECUTE_CAP, &|| {
             self.request_url(reqwest::Method::POST, &url).json(&body)
         })
         .await
