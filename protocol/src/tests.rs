@@ -12,6 +12,9 @@ use crate::error::ErrorBody;
 use crate::status::BoxStatus;
 use crate::{ErrorCode, ErrorReply, FrameCodec, Hello};
 
+mod decoders;
+use decoders::{decode_garbage, json_garbage, json_value, GARBAGE_CAP};
+
 fn frame_round_trip<T>(value: &T)
 where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug + Clone,
@@ -34,18 +37,6 @@ where
     let text = serde_json::to_string(value).expect("to json");
     let back: T = serde_json::from_str(&text).expect("from json");
     assert_eq!(&back, value);
-}
-
-/// Decoding arbitrary bytes as `T` must return, never panic, never allocate wildly.
-fn decode_garbage<T: DeserializeOwned>(bytes: &[u8]) {
-    let mut codec = FrameCodec::<T, T>::new();
-    let mut buf = BytesMut::from(bytes);
-    for _ in 0..8 {
-        if !matches!(codec.decode(&mut buf), Ok(Some(_))) {
-            break;
-        }
-    }
-    let _ = codec.decode_eof(&mut buf);
 }
 
 /// Every prefix of a valid frame is "need more" or an error, never a wrong value or panic.
@@ -95,7 +86,13 @@ macro_rules! message_properties {
                 #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
                 $(
                     #[test]
-                    fn $name(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+                    fn $name(
+                        near_cap in proptest::option::of(0u32..(2 * GARBAGE_CAP as u32)),
+                        tail in proptest::collection::vec(any::<u8>(), 0..512),
+                    ) {
+                        // Random bytes, or a length near the cap (either side) before them.
+                        let mut bytes = near_cap.map(|l| l.to_be_bytes().to_vec()).unwrap_or_default();
+                        bytes.extend_from_slice(&tail);
                         decode_garbage::<$ty>(&bytes);
                     }
                 )*
@@ -172,9 +169,26 @@ mod term_json {
         }
         #[test]
         fn term_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
-            let _ = serde_json::from_slice::<TermOpen>(&bytes);
-            let _ = serde_json::from_slice::<TermEvent>(&bytes);
-            let _ = serde_json::from_slice::<TermControl>(&bytes);
+            json_garbage::<TermOpen>(&bytes);
+            json_garbage::<TermEvent>(&bytes);
+            json_garbage::<TermControl>(&bytes);
+        }
+        #[test]
+        fn term_json_garbage(
+            value in json_value(),
+            kind in prop_oneof![Just("resize".to_string()), Just("hello".to_string()), Just("ended".to_string()), "[a-z_]{0,12}"],
+        ) {
+            // A well-formed document of the wrong shape, tagged or not.
+            let mut tagged = value.clone();
+            if let serde_json::Value::Object(map) = &mut tagged {
+                map.insert("type".into(), serde_json::Value::String(kind));
+            }
+            for doc in [value, tagged] {
+                let bytes = serde_json::to_vec(&doc).expect("json");
+                json_garbage::<TermOpen>(&bytes);
+                json_garbage::<TermEvent>(&bytes);
+                json_garbage::<TermControl>(&bytes);
+            }
         }
     }
 
