@@ -55,13 +55,37 @@ pub fn client_config() -> Arc<rustls::ClientConfig> {
 /// An HTTP client on [`client_config`] (one per API client or relay: its connections are
 /// kept and reused, so only the first call to a host pays for a handshake).
 pub fn http_client() -> reqwest::Client {
+    build(true)
+}
+
+/// [`http_client`] that never follows a redirect, for the relays behind preview URLs: a
+/// preview proxy answers a missing or stale token with a redirect to its login page
+/// (Daytona's `307`), which the caller must see to renew the token, not follow to an HTML
+/// page it would take for the relay's answer.
+pub fn preview_client() -> reqwest::Client {
+    build(false)
+}
+
+/// A client on [`client_config`]; `follow` says whether it follows redirects.
+fn build(follow: bool) -> reqwest::Client {
+    let policy = || {
+        if follow {
+            reqwest::redirect::Policy::default()
+        } else {
+            reqwest::redirect::Policy::none()
+        }
+    };
     reqwest::Client::builder()
         .tls_backend_preconfigured(rustls::ClientConfig::clone(&client_config()))
         .connect_timeout(Duration::from_secs(10))
+        .redirect(policy())
         .build()
         .unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot build the TLS client; using reqwest's defaults");
-            reqwest::Client::new()
+            reqwest::Client::builder()
+                .redirect(policy())
+                .build()
+                .unwrap_or_default()
         })
 }
 

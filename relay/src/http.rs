@@ -1,6 +1,6 @@
 //! The HTTP plumbing every route family of the bridge API shares: the error answer
 //! ([`ApiError`], JSON `{"error":{"code","message"}}` with a matching status) and the
-//! bridge-token check ([`require_token`]).
+//! bridge-token check ([`require_token`]: `x-agentbox-token`, or `Authorization: Bearer`).
 //!
 //! It uses no route family: [`crate::bridge`], [`crate::files`] and [`crate::term`] use
 //! it, and [`crate::routes`] puts them together behind the token check.
@@ -43,25 +43,31 @@ pub fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Middleware: the request goes on only with `Authorization: Bearer <bridge token>`;
-/// anything else is answered `401`.
+/// Middleware: the request goes on only with the bridge token, in `x-agentbox-token` (what
+/// the host sends: Daytona's preview proxy takes `Authorization: Bearer` for a Daytona API
+/// key, sends it to Daytona's API to check, and passes it on) or as `Authorization: Bearer`
+/// (local clients); anything else is answered `401`.
 pub async fn require_token(
     State(token): State<Arc<Token>>,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
+    let headers = request.headers();
+    let ours = headers
+        .get(crate::proxy::TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok());
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if token.matches(t) => next.run(request).await,
-        _ => ApiError::new(
+    if ours.is_some_and(|t| token.matches(t)) || bearer.is_some_and(|t| token.matches(t)) {
+        next.run(request).await
+    } else {
+        ApiError::new(
             StatusCode::UNAUTHORIZED,
             ErrorCode::Unauthorized,
             "missing or wrong bridge token",
         )
-        .into_response(),
+        .into_response()
     }
 }

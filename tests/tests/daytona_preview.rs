@@ -111,13 +111,15 @@ fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
     let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
     assert!(link.url.starts_with("https://"), "{}", link.url);
 
-    // Without the preview token, the proxy says so (and nothing reaches the relay).
+    // Without the preview token, the proxy sends the client to its sign-in page, as
+    // Daytona's does (and nothing reaches the relay); the redirect is not followed.
     let bare = Relay::new(&link.url, TEST_TOKEN);
     let refused = rt
         .block_on(bare.post_json::<_, serde_json::Value>("/v1/downloads", &serde_json::json!({})))
         .expect_err("no preview token");
     assert!(
-        refused.to_string().contains("missing authentication"),
+        refused.to_string().contains("login page or redirect to")
+            && refused.to_string().contains("/_auth/authorize"),
         "{refused}"
     );
 
@@ -178,6 +180,50 @@ fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
     rt.block_on(relay.download(&req, info, &part, 1 << 30, &quiet))
         .expect("download");
     assert_eq!(std::fs::read(&part).expect("part"), payload);
+}
+
+/// The bridge token goes in `x-agentbox-token`: Daytona's proxy takes a bearer token for a
+/// Daytona API key (sends it to Daytona's API to check it), and the fake drops one that is
+/// not, so a bridge token sent as a bearer never reaches the relay.
+#[test]
+fn the_bridge_token_travels_in_our_header_not_as_a_bearer_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_procs, _root, d, id) = setup(dir.path());
+    let rt = rt();
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let names: Vec<&str> = relay.auth_headers().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["x-agentbox-token", "x-daytona-preview-token"]);
+    let poll = "/v1/bridge/poll?wait_ms=0&max=1";
+    let status = rt.block_on(async {
+        relay
+            .request(reqwest::Method::GET, poll)
+            .send()
+            .await
+            .expect("poll")
+            .status()
+    });
+    assert_eq!(status, 200);
+    // The same token as a bearer, with a good preview token: the proxy lets the request in
+    // but not the bearer, and the relay refuses it.
+    let (status, body) = rt.block_on(async {
+        let r = agentbox_tests::fake_tls::http_client()
+            .get(format!("{}{poll}", link.url))
+            .bearer_auth(TEST_TOKEN)
+            .header("x-daytona-preview-token", &link.token)
+            .send()
+            .await
+            .expect("poll");
+        (
+            r.status(),
+            r.json::<serde_json::Value>().await.unwrap_or_default(),
+        )
+    });
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert_eq!(reminted.load(Ordering::SeqCst), 0);
 }
 
 #[test]

@@ -35,18 +35,26 @@ impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Gone(m) | Self::Network(m) => f.write_str(m),
-            Self::Refused(s, m) => write!(f, "{m} ({s})"),
+            Self::Refused(s, m) => f.write_str(&crate::transfer::refusal::refusal(*s, m)),
         }
     }
 }
 
+/// Whether `response` is the relay's success (not a preview proxy's login page).
+fn succeeded(relay: &Relay, response: &reqwest::Response) -> bool {
+    response.status().is_success() && !relay.preview_refused(response.status(), response.headers())
+}
+
 async fn failure(relay: &Relay, response: reqwest::Response) -> ApiFailure {
     let status = response.status();
+    let login = relay.preview_refused(status, response.headers());
     let bytes = read_error_body(response, ERROR_CAP).await;
     let relay_error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
-    if status == StatusCode::UNAUTHORIZED && relay_error.is_none() && relay.has_preview() {
-        // The preview proxy's token rotated (the sandbox started again): renew it, and the
-        // caller's retry goes through.
+    if login || (status == StatusCode::UNAUTHORIZED && relay_error.is_none() && relay.has_preview())
+    {
+        // The preview proxy's token rotated (the sandbox started again) and it answers with
+        // a redirect to its login page (or a 401): renew it, and the caller's retry goes
+        // through.
         return match relay.renew_preview().await {
             Ok(()) => ApiFailure::Network("the preview token was renewed".into()),
             Err(e) => ApiFailure::Refused(
@@ -80,7 +88,7 @@ pub async fn open(relay: &Relay, open: &TermOpen) -> Result<TermInfo, ApiFailure
         .send()
         .await
         .map_err(|e| network(&e))?;
-    if !response.status().is_success() {
+    if !succeeded(relay, &response) {
         let f = failure(relay, response).await;
         // A 404 here is "no such session", not a vanished term.
         return Err(match f {
@@ -101,7 +109,7 @@ pub async fn info(relay: &Relay, id: &str) -> Result<TermInfo, ApiFailure> {
         .send()
         .await
         .map_err(|e| network(&e))?;
-    if !response.status().is_success() {
+    if !succeeded(relay, &response) {
         return Err(failure(relay, response).await);
     }
     read_json_capped(response, SMALL_CAP)
@@ -293,7 +301,7 @@ pub fn stream_http(relay: &Relay, id: &str, offset: u64, events: mpsc::Unbounded
     tokio::spawn(async move {
         let path = format!("/v1/terms/{term}/output?offset={offset}");
         let response = match r.request(Method::GET, &path).send().await {
-            Ok(resp) if resp.status().is_success() => resp,
+            Ok(resp) if succeeded(&r, &resp) => resp,
             Ok(resp) => {
                 let event = match failure(&r, resp).await {
                     ApiFailure::Gone(m) => Event::Gone(m),
@@ -380,7 +388,7 @@ async fn send_http(
                 .json(size),
         };
         match request.timeout(Duration::from_secs(10)).send().await {
-            Ok(r) if r.status().is_success() => return true,
+            Ok(r) if succeeded(relay, &r) => return true,
             Ok(r) if r.status() == StatusCode::CONFLICT => {
                 // Input ahead of what the relay took: some was lost in a cut the relay
                 // never saw. Nothing to do but say so; the screen shows what was typed.

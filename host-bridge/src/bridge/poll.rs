@@ -91,7 +91,7 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
             .header("x-daytona-skip-last-activity-update", "true")
             .send();
         let response = tokio::select! {
-            r = poll => r.and_then(reqwest::Response::error_for_status),
+            r = poll => r,
             () = async {
                 while addresses.changed().await.is_ok() {
                     if moved(&addresses.borrow_and_update()) {
@@ -100,6 +100,33 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
                 }
                 std::future::pending::<()>().await;
             } => break,
+        };
+        let response = match response {
+            Ok(r) if stale_preview(&relay, &r) => {
+                // The sandbox was started again (Daytona mints a new preview token on each
+                // start) and its proxy answers with a redirect to its login page: mint a
+                // new token and poll again, soon but not in a tight loop.
+                tracing::info!(box_name = %record.name, status = %r.status(), "the preview proxy refused its token; minting a new one");
+                if let Err(why) = relay.renew_preview().await {
+                    tracing::info!(box_name = %record.name, error = %why, "cannot renew the preview token");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            Ok(r) if r.status().is_redirection() => {
+                let location = r
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|l| crate::text::clean_text(l, 200))
+                    .unwrap_or_default();
+                tracing::info!(box_name = %record.name, status = %r.status(), %location, "the relay's address redirects; not following");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+            other => other.and_then(reqwest::Response::error_for_status),
         };
         let batch = match response {
             Ok(r) => match read_json_capped::<PollResponse>(r, POLL_CAP).await {
@@ -117,15 +144,7 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
                 tracing::info!(box_name = %record.name, wait_ms, "the edge cut a held poll; holding shorter");
                 continue;
             }
-            Err(e) => {
-                if e.status() == Some(reqwest::StatusCode::UNAUTHORIZED) && relay.has_preview() {
-                    // The preview token rotated (the sandbox was started again).
-                    if let Err(why) = relay.renew_preview().await {
-                        tracing::info!(box_name = %record.name, error = %why, "cannot renew the preview token");
-                    }
-                }
-                Err(e)
-            }
+            Err(e) => Err(e),
         };
         match batch {
             Ok(batch) => {
@@ -158,6 +177,16 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
         }
     }
     forget(&shared, &record);
+}
+
+/// Whether a poll's answer is the preview proxy refusing its token rather than the relay's:
+/// a redirect to a login page or an HTML page (Daytona's answer), or a `401` (a proxy that
+/// says so plainly; the relay's own `401` would also mean a token to fix, and renewing the
+/// preview token costs one API call).
+fn stale_preview(relay: &Relay, response: &reqwest::Response) -> bool {
+    relay.has_preview()
+        && (relay.preview_refused(response.status(), response.headers())
+            || response.status() == reqwest::StatusCode::UNAUTHORIZED)
 }
 
 /// A poll answer the host will not read (past [`POLL_CAP`], or not a poll): logged and

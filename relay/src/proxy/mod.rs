@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ctl_link::Units;
 use shared::Shared;
-pub use shared::{Body, ProxyConfig};
+pub use shared::{Body, ProxyConfig, TOKEN_HEADER};
 
 /// Serves the proxy on `listener` until `stop` is cancelled, then lets open requests end.
 pub async fn serve(

@@ -25,6 +25,7 @@
 //! Daytona's order (its paths, states, errors), read side by side with Daytona's spec;
 //! volumes, snapshots, the runner and the preview proxy are in their own modules.
 
+mod activity;
 mod preview;
 mod resources;
 mod runner;
@@ -75,6 +76,8 @@ const AFTER_HELP: &str = "\
 Environment:
   DAYTONA_FAKE_TRANSITION_MS  How long a state change (create, start, stop, delete,
                               a snapshot's build) takes, in ms [default: 150]
+  DAYTONA_FAKE_MINUTE_MS      How long a minute of a sandbox's autoStopInterval lasts,
+                              in ms [default: 60000]
   DAYTONA_FAKE_DATA           The directory volume files live in [default: a directory
                               in the system's temp dir]
 
@@ -539,6 +542,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         .route("/api/sandbox/{id}", get(get_one).delete(delete))
         .route("/api/sandbox/{id}/start", post(start))
         .route("/api/sandbox/{id}/stop", post(stop))
+        .route("/api/sandbox/{id}/last-activity", post(activity::update))
         .route(
             "/api/sandbox/{id}/ports/{port}/{kind}",
             get(resources::preview_url),
@@ -576,6 +580,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         .route("/_fake/faults", post(faults))
         .route("/_fake/stats", get(stats))
         .route("/_fake/upstream", post(preview::set_upstream))
+        .route(preview::LOGIN_PATH, get(preview::login_page))
         .route("/toolbox/{id}/process/execute", post(runner::execute))
         .route("/api/sandbox/{id}/snapshot", post(runner::snapshot))
         .route("/toolbox/{id}/files/upload", post(runner::upload))
@@ -585,6 +590,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
             axum::routing::any(preview::proxy),
         )
         .with_state(fake.clone());
+    activity::spawn_auto_stop(fake.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let bound = listener.local_addr()?.port();
     let _ = fake.port.set(bound);

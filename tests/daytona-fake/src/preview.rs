@@ -1,7 +1,17 @@
 //! The fake's preview proxy: `/_preview/{port}-{sandboxId}/…` (standard links, the token in
 //! `x-daytona-preview-token`) and `/_preview/{port}-{signedToken}/…` (signed links, which
-//! expire), as Daytona's proxy authenticates them; the token header is removed before the
-//! request goes on. A WebSocket upgrade gets the `307` to a login page that Daytona's
+//! expire), as Daytona's proxy authenticates them (`apps/proxy/pkg/proxy/auth.go` of
+//! Daytona v0.190): an `Authorization: Bearer` token first, tried as a Daytona API key
+//! (the fake's key passes, and is removed); then the preview token header (removed before
+//! the request goes on); then a signed token. When nothing passes, the answer is Daytona's:
+//! a `307` redirect to its sign-in page ([`LOGIN_PATH`], an HTML page), not a `401` — a
+//! missing token, a stale one (tokens change on every start), an expired signed link.
+//!
+//! Stricter than Daytona in one thing: a bearer token that is not a Daytona credential is
+//! removed before the request goes on (Daytona hands it on after sending it to its own API
+//! to check), so a client that puts its own token there fails here instead of leaking it.
+//!
+//! A WebSocket upgrade gets the `307` to a login page that Daytona's
 //! private previews answer, unless knob `passWebSockets` is on: then the upgrade goes
 //! through to the sandbox and the two connections are piped (as a proxy that passes
 //! WebSockets does). Knob `gatewayTimeoutMs`: a request whose answer has not begun by then
@@ -32,8 +42,42 @@ const HOP_BY_HOP: [&str; 7] = [
     "x-daytona-preview-token",
 ];
 
+/// Where a refused preview request is sent to sign in (Daytona's is its OIDC provider's
+/// authorize page).
+pub const LOGIN_PATH: &str = "/_auth/authorize";
+
 fn refuse(status: StatusCode, message: &str) -> Response {
     (status, message.to_string()).into_response()
+}
+
+/// Daytona's answer to a preview request without valid credentials: `307` to the sign-in
+/// page, which would come back to `target` (the state Daytona's redirect carries).
+fn to_login(fake: &Shared, target: &str, why: &str) -> Response {
+    let mut r = refuse(StatusCode::TEMPORARY_REDIRECT, "");
+    let location = format!(
+        "{}{LOGIN_PATH}?client_id=daytona-proxy&response_type=code&state={target}",
+        fake.origin()
+    );
+    if let Ok(location) = location.parse() {
+        r.headers_mut().insert("location", location);
+    }
+    if let Ok(why) = why.parse() {
+        r.headers_mut().insert("x-fake-auth-failure", why);
+    }
+    r
+}
+
+/// `GET /_auth/authorize`: the sign-in page a refused preview request is redirected to (a
+/// `200` HTML page, as an OIDC provider's is: a client that follows redirects gets this
+/// instead of its answer).
+pub async fn login_page() -> Response {
+    (
+        [("content-type", "text/html; charset=utf-8")],
+        "<!doctype html><html><head><title>Sign in - Daytona</title></head>\
+         <body><form method=\"post\"><input name=\"email\"><input type=\"password\" \
+         name=\"password\"><button>Continue</button></form></body></html>",
+    )
+        .into_response()
 }
 
 /// `POST /_fake/upstream`.
@@ -49,65 +93,72 @@ pub async fn set_upstream(State(fake): State<Shared>, Json(body): Json<Value>) -
     StatusCode::NO_CONTENT
 }
 
-/// Which sandbox and port a request is for, once its credentials pass.
+/// Which sandbox and port a request is for, once its credentials pass, in Daytona's order:
+/// a bearer token (a Daytona API key: removed from `headers` once it passes; any other
+/// bearer token is removed too, see the module doc), the preview token header, a signed
+/// token. `Err` is the redirect to the sign-in page.
 fn authenticate(
     fake: &Shared,
     target: &str,
-    headers: &HeaderMap,
+    headers: &mut HeaderMap,
 ) -> Result<(String, u16), Box<Response>> {
-    let unauthorized = |m: &str| Box::new(refuse(StatusCode::UNAUTHORIZED, m));
     let (port, who) = target
         .split_once('-')
         .and_then(|(p, w)| Some((p.parse::<u16>().ok()?, w)))
-        .ok_or_else(|| Box::new(refuse(StatusCode::NOT_FOUND, "no such preview")))?;
-    if let Some((sandbox, signed_port, expires)) = lock(&fake.signed).get(who).cloned() {
-        if signed_port != port {
-            return Err(unauthorized(
-                "authentication failed: the signed URL is for another port",
-            ));
-        }
-        if Instant::now() > expires {
-            return Err(unauthorized(
-                "authentication failed: the signed URL has expired",
-            ));
-        }
-        return Ok((sandbox, port));
-    }
-    let expected = lock(&fake.tokens).get(who).cloned();
-    let Some(expected) = expected else {
-        return Err(Box::new(refuse(StatusCode::NOT_FOUND, "sandbox not found")));
-    };
-    match headers
-        .get("x-daytona-preview-token")
+        .ok_or_else(|| Box::new(refuse(StatusCode::BAD_REQUEST, "invalid host format")))?;
+    let standard = lock(&fake.tokens).get(who).cloned();
+    let bearer = headers
+        .get("authorization")
         .and_then(|v| v.to_str().ok())
-    {
-        None => Err(unauthorized("missing authentication: no preview token")),
-        Some(t) if t == expected => Ok((who.to_string(), port)),
-        Some(_) => Err(unauthorized("authentication failed: invalid preview token")),
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string);
+    headers.remove("authorization");
+    if bearer.as_deref() == Some(fake.key.as_str()) && standard.is_some() {
+        return Ok((who.to_string(), port));
     }
+    let presented = headers
+        .remove("x-daytona-preview-token")
+        .and_then(|v| v.to_str().ok().map(str::to_string));
+    if let (Some(t), Some(expected)) = (&presented, &standard) {
+        if t == expected {
+            return Ok((who.to_string(), port));
+        }
+    }
+    if let Some((sandbox, signed_port, expires)) = lock(&fake.signed).get(who).cloned() {
+        if signed_port == port && Instant::now() <= expires {
+            return Ok((sandbox, port));
+        }
+        return Err(Box::new(to_login(
+            fake,
+            target,
+            "the signed URL has expired or is for another port",
+        )));
+    }
+    let why = match (presented, bearer) {
+        (Some(_), _) => "invalid preview token",
+        (None, Some(_)) => "the bearer token is not a Daytona credential",
+        (None, None) => "no credentials",
+    };
+    Err(Box::new(to_login(fake, target, why)))
 }
 
 /// Everything under `/_preview/{target}/…`.
 pub async fn proxy(
     State(fake): State<Shared>,
     Path((target, rest)): Path<(String, String)>,
-    request: Request,
+    mut request: Request,
 ) -> Response {
-    let (sandbox, port) = match authenticate(&fake, &target, request.headers()) {
+    let (sandbox, port) = match authenticate(&fake, &target, request.headers_mut()) {
         Ok(found) => found,
         Err(r) => return *r,
     };
     // Daytona's proxy counts a request as activity (what keeps a sandbox from its
-    // auto-stop) unless it says not to.
+    // auto-stop) for as long as it is open, unless it says not to.
     let skip_activity = request
         .headers()
         .get("x-daytona-skip-last-activity-update")
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
-    if !skip_activity {
-        if let Some(s) = lock(&fake.sandboxes).get_mut(&sandbox) {
-            s["lastActivityAt"] = serde_json::json!(crate::now_ms());
-        }
-    }
+        .is_some_and(|v| v.as_bytes() == b"true");
+    let active = (!skip_activity).then(|| crate::activity::open(&fake, &sandbox));
     let started = lock(&fake.sandboxes)
         .get(&sandbox)
         .is_some_and(|s| s["state"] == "started");
@@ -141,7 +192,7 @@ pub async fn proxy(
         .map(|q| format!("?{q}"))
         .unwrap_or_default();
     if websocket {
-        return tunnel(request, &upstream, &format!("/{rest}{query}")).await;
+        return tunnel(request, &upstream, &format!("/{rest}{query}"), active).await;
     }
     let url = format!("http://{upstream}/{rest}{query}");
     let mut forward = fake.http.request(request.method().clone(), url);
@@ -170,9 +221,11 @@ pub async fn proxy(
             response = response.header(name.as_str(), value.as_bytes());
         }
     }
-    let stream = upstream_response
-        .bytes_stream()
-        .map(|chunk| chunk.map_err(std::io::Error::other));
+    let stream = upstream_response.bytes_stream().map(move |chunk| {
+        // Open (and active) until the answer's body has gone.
+        let _open = &active;
+        chunk.map_err(std::io::Error::other)
+    });
     response
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "bad upstream answer"))
@@ -181,7 +234,12 @@ pub async fn proxy(
 /// A WebSocket upgrade passed to `upstream` as `path`: the request head is sent on (less
 /// the preview token), the upstream's `101` comes back, and once the client's connection
 /// is upgraded the two are piped until either ends.
-async fn tunnel(mut request: Request, upstream: &str, path: &str) -> Response {
+async fn tunnel(
+    mut request: Request,
+    upstream: &str,
+    path: &str,
+    active: Option<crate::activity::Open>,
+) -> Response {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let on_upgrade = hyper::upgrade::on(&mut request);
     let Ok(mut tcp) = tokio::net::TcpStream::connect(upstream).await else {
@@ -237,6 +295,8 @@ async fn tunnel(mut request: Request, upstream: &str, path: &str) -> Response {
     }
     let early = answer.split_off(end);
     tokio::spawn(async move {
+        // Active for as long as the tunnel is open.
+        let _open = active;
         if let Ok(upgraded) = on_upgrade.await {
             let mut client = hyper_util::rt::TokioIo::new(upgraded);
             if client.write_all(&early).await.is_ok() {
