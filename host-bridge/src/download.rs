@@ -169,7 +169,10 @@ pub async fn plan(
     let mut host_newer = Vec::new();
     for f in listing.files {
         if !is_sync_path(&f.path) {
-            bail!("the box listed `{}`, which is not a workspace path", f.path);
+            bail!(
+                "the box listed `{}`, which is not a workspace path",
+                crate::text::shown(&f.path)
+            );
         }
         if refused_in_host_tree(&f.path).is_some() {
             refused.push(f.path);

@@ -12,12 +12,13 @@ pub fn clean_text(s: &str, max: usize) -> String {
 }
 
 /// Whether `c` changes how the text around it is laid out without showing itself: the
-/// bidirectional controls (which can reorder what is shown) and zero-width characters.
+/// bidirectional controls (which can reorder what is shown), zero-width characters, and
+/// the line and paragraph separators (a new line to whatever honours them).
 fn invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{200b}'..='\u{200f}'
-            | '\u{202a}'..='\u{202e}'
+            | '\u{2028}'..='\u{202e}'
             | '\u{2060}'..='\u{2069}'
             | '\u{feff}'
             | '\u{061c}'
@@ -90,6 +91,8 @@ mod tests {
             ("csi\u{9b}2J", "csi\\x9b2J"),
             ("rtl\u{202e}txt", "rtl\\u{202e}txt"),
             ("zero\u{200b}width", "zero\\u{200b}width"),
+            ("ls\u{2028}forged", "ls\\u{2028}forged"),
+            ("ps\u{2029}forged", "ps\\u{2029}forged"),
             ("back\\x1b", "back\\\\x1b"),
             ("ünïcødé ✓", "ünïcødé ✓"),
         ] {

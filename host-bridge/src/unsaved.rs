@@ -139,7 +139,10 @@ pub async fn changed_in_box(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::R
     let mut changed = Vec::new();
     for f in listing.files {
         if !is_sync_path(&f.path) {
-            bail!("the box listed `{}`, which is not a workspace path", f.path);
+            bail!(
+                "the box listed `{}`, which is not a workspace path",
+                crate::text::shown(&f.path)
+            );
         }
         let ours = entry_digest(&repo.join(&f.path))
             .with_context(|| format!("cannot read {}", repo.join(&f.path).display()))?;

@@ -293,7 +293,7 @@ fn build(
     if !reload.status.success() {
         bail!(
             "the box rejected agentbox.yaml: {}",
-            String::from_utf8_lossy(&reload.stderr).trim()
+            crate::text::shown(String::from_utf8_lossy(&reload.stderr).trim())
         );
     }
     progress("waiting for services");

@@ -89,9 +89,11 @@ pub fn start_session(
         };
         bail!(
             "cannot start the session: {}",
-            String::from_utf8_lossy(said)
-                .trim()
-                .trim_start_matches("agentbox-ctl: ")
+            crate::text::shown(
+                String::from_utf8_lossy(said)
+                    .trim()
+                    .trim_start_matches("agentbox-ctl: ")
+            )
         );
     }
     Ok(())

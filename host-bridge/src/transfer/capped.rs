@@ -33,7 +33,12 @@ impl std::fmt::Display for CappedError {
                 "the box answered more than {cap} bytes, the most the host reads; the answer was refused"
             ),
             Self::Network(e) => f.write_str(&crate::tls::explain(e)),
-            Self::Json(e) => write!(f, "the box's answer is not what the host expects: {e}"),
+            // serde quotes what it did not expect (a variant, a field): the box's words.
+            Self::Json(e) => write!(
+                f,
+                "the box's answer is not what the host expects: {}",
+                crate::text::shown(&e.to_string())
+            ),
         }
     }
 }

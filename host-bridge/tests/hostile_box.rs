@@ -1,0 +1,220 @@
+//! A compromised box's relay (issue 20's siblings): the host reads strings, ids, sizes and
+//! times from a relay the box controls. Each test runs `agentbox` against a relay of the
+//! test's own that answers what a compromised box would, and checks that nothing of it
+//! forges the host's output, reaches a URL or path unchecked, or outlasts its bounds.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::Host;
+
+/// One request the fake relay saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Vec<u8>,
+}
+
+/// What the fake relay answers: status, content type, body.
+type Answer = (u16, &'static str, Vec<u8>);
+
+/// A relay that answers each request with `answer(method, path, body)` and records every
+/// request it saw.
+fn fake_relay(
+    answer: impl Fn(&str, &str, &[u8]) -> Answer + Send + Sync + 'static,
+) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let log = log.clone();
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    return;
+                }
+                let mut parts = first.split_whitespace();
+                let method = parts.next().unwrap_or_default().to_string();
+                let path = parts.next().unwrap_or_default().to_string();
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {
+                            if let Some(v) =
+                                line.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                length = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let (status, kind, reply) = answer(&method, &path, &body);
+                log.lock().expect("log").push(Seen { method, path, body });
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    reply.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&reply);
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// A JSON answer.
+fn json(status: u16, value: &serde_json::Value) -> Answer {
+    (
+        status,
+        "application/json",
+        serde_json::to_vec(value).expect("json"),
+    )
+}
+
+/// The relay's error answer, with `message` as the box chose it.
+fn relay_error(status: u16, message: &str) -> Answer {
+    json(
+        status,
+        &serde_json::json!({"error": {"code": "internal", "message": message}}),
+    )
+}
+
+/// Registers a ready local box `name` of project `project` whose relay is on `port`.
+fn register(host: &Host, project: &Path, name: &str, port: u16) {
+    // Creates the state database.
+    host.ok(project, &["list"]);
+    let boxdir = host.dir.path().join(format!("box-{name}"));
+    std::fs::create_dir_all(&boxdir).expect("mkdir");
+    let db = rusqlite::Connection::open(host.home().join("state.db")).expect("state.db");
+    db.execute(
+        "INSERT INTO boxes (name, provider, project, branch, dir, created_at_ms, phase, bridge_url, bridge_token) \
+         VALUES (?1, 'local', ?2, ?3, ?4, 0, 'ready', ?5, 'token')",
+        rusqlite::params![
+            name,
+            project.display().to_string(),
+            format!("agentbox/{name}"),
+            boxdir.display().to_string(),
+            format!("http://127.0.0.1:{port}")
+        ],
+    )
+    .expect("insert the box");
+}
+
+/// A project directory that is a git repository with one commit.
+fn project(host: &Host) -> std::path::PathBuf {
+    let dir = host.dir.path().join("project");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    common::git_in(&dir, &["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README"), "hi\n").expect("write");
+    common::git_in(&dir, &["add", "."]);
+    common::git_in(&dir, &["commit", "-q", "-m", "one"]);
+    dir
+}
+
+/// Lines a box tries to forge in the host's error output; none may start a line.
+const FORGED: &str = "FORGED";
+
+/// The box's words in every shape that could start a line of its own on a terminal.
+fn forgeries() -> Vec<String> {
+    [
+        "x\nFORGED: all files downloaded",
+        "x\rFORGED: carriage return",
+        "x\r\nFORGED: crlf",
+        "x\u{1b}[2K\u{1b}[1GFORGED: erased and rewritten",
+        "x\u{1b}EFORGED: ESC E (next line)",
+        "x\u{85}FORGED: NEL",
+        "x\u{2028}FORGED: line separator",
+        "x\u{b}FORGED: vertical tab",
+        "x\u{c}FORGED: form feed",
+    ]
+    .iter()
+    .map(|s| (*s).to_string())
+    .collect()
+}
+
+/// Whether `stderr` shows a line (as a terminal would break it) that starts with the
+/// forged text, or holds a raw escape or carriage return.
+fn forged(stderr: &str) -> bool {
+    stderr
+        .split(['\n', '\r', '\u{b}', '\u{c}', '\u{85}', '\u{2028}'])
+        .any(|line| line.starts_with(FORGED))
+        || stderr.contains('\u{1b}')
+        || stderr.contains('\r')
+}
+
+#[test]
+fn a_box_cannot_forge_lines_in_the_hosts_error_output() {
+    let host = Host::new();
+    let here = project(&host);
+    let cases = forgeries();
+    let mut tried = 0;
+    for (i, text) in cases.iter().enumerate() {
+        // The relay's error message carries the text (an error answer the host prints).
+        let message = text.clone();
+        let (port, _) = fake_relay(move |_, _, _| relay_error(500, &message));
+        let name = format!("err{i}");
+        register(&host, &here, &name, port);
+        let out = host.run(&here, &["download", &name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "download against a failing relay");
+        assert!(
+            !forged(&stderr),
+            "an error message of the box forged a line ({text:?}):\n{stderr}"
+        );
+        assert!(
+            stderr.contains("FORGED"),
+            "the box's words are shown, escaped: {stderr}"
+        );
+        tried += 1;
+
+        // The listing names a path with the text (the host refuses it and says which).
+        let path = format!("/{text}");
+        let (port, seen) = fake_relay(move |_, p, _| {
+            if p.starts_with("/v1/workspace/listing") {
+                json(
+                    200,
+                    &serde_json::json!({"files": [{"path": path, "digest": "0".repeat(64)}], "skipped_names": 0}),
+                )
+            } else {
+                relay_error(404, "no")
+            }
+        });
+        let name = format!("list{i}");
+        register(&host, &here, &name, port);
+        let out = host.run(&here, &["download", &name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "download of a hostile listing");
+        // Refused at the listing: nothing was fetched from the box after it.
+        let asked = seen.lock().expect("log").clone();
+        assert!(
+            asked.iter().all(|s| s.method == "POST"
+                && s.path == "/v1/workspace/listing"
+                && serde_json::from_slice::<serde_json::Value>(&s.body).is_ok()),
+            "the host went on after a hostile listing: {asked:?}"
+        );
+        assert!(
+            !forged(&stderr),
+            "a path listed by the box forged a line ({text:?}):\n{stderr}"
+        );
+        tried += 1;
+    }
+    eprintln!("{tried} hostile answers tried");
+}
