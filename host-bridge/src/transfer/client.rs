@@ -25,6 +25,22 @@ const MAX_STALLED_ATTEMPTS: u32 = 8;
 /// Read size for uploads.
 const CHUNK: usize = 1 << 20;
 
+/// The header that carries the bridge token to the relay. Not `Authorization: Bearer`:
+/// Daytona's preview proxy takes a bearer token for a Daytona API key, sends it to
+/// Daytona's API to check, and (when the preview token passes) hands it on unchanged.
+pub const BRIDGE_TOKEN_HEADER: &str = "x-agentbox-token";
+
+/// Whether an answer is a preview proxy's login rather than the relay's: a redirect (how
+/// Daytona's proxy answers a missing or stale preview token: `307` to its sign-in page) or
+/// an HTML page (the relay's bridge API answers JSON only).
+pub fn is_login_answer(status: reqwest::StatusCode, headers: &reqwest::header::HeaderMap) -> bool {
+    status.is_redirection()
+        || headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.trim_start().to_ascii_lowercase().starts_with("text/html"))
+}
+
 /// Progress callback: bytes done, bytes in all.
 pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
@@ -89,7 +105,7 @@ impl From<CappedError> for CallError {
 impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Status(s, m, _) => write!(f, "{m} ({s})"),
+            Self::Status(s, m, _) => f.write_str(&super::refusal::refusal(*s, m)),
             Self::Reminted => f.write_str("the preview token was renewed"),
             Self::Network(e) => f.write_str(&crate::tls::explain(e)),
             Self::Answer(e) => write!(f, "{e}"),
@@ -100,19 +116,21 @@ impl std::fmt::Display for CallError {
 impl Relay {
     /// A client for the bridge API at `base` (e.g. `http://127.0.0.1:8788`, or a preview
     /// URL over `https://`). Its connections are kept: clones share them, so a caller that
-    /// keeps its `Relay` handshakes once per host, not once per call.
+    /// keeps its `Relay` handshakes once per host, not once per call. It follows no
+    /// redirect: behind a preview proxy one means the preview token is stale.
     pub fn new(base: &str, token: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_string(),
             token: token.to_string(),
-            http: crate::tls::http_client(),
+            http: crate::tls::preview_client(),
             preview: None,
         }
     }
 
     /// The same relay behind a preview proxy that wants `token` in
-    /// `x-daytona-preview-token`; when the proxy refuses it, `remint` gets a new one and
-    /// the call is made again.
+    /// `x-daytona-preview-token`; when the proxy refuses it (a redirect to its login page,
+    /// an HTML page, or a `401` that is not the relay's), `remint` gets a new one and the
+    /// call is made again.
     #[must_use]
     pub fn with_preview(mut self, token: &str, remint: Remint) -> Self {
         self.preview = Some(Arc::new(PreviewAuth {
@@ -135,9 +153,20 @@ impl Relay {
         }
     }
 
-    /// The headers every call carries: the bridge token, and the preview token if any.
+    /// Whether `status` and `headers` are the preview proxy refusing its token: a login
+    /// answer ([`is_login_answer`]) from a relay behind a preview proxy.
+    pub fn preview_refused(
+        &self,
+        status: reqwest::StatusCode,
+        headers: &reqwest::header::HeaderMap,
+    ) -> bool {
+        self.preview.is_some() && is_login_answer(status, headers)
+    }
+
+    /// The headers every call carries: the bridge token (in [`BRIDGE_TOKEN_HEADER`]), and
+    /// the preview token if any.
     pub fn auth_headers(&self) -> Vec<(&'static str, String)> {
-        let mut headers = vec![("authorization", format!("Bearer {}", self.token))];
+        let mut headers = vec![(BRIDGE_TOKEN_HEADER, self.token.clone())];
         if let Some(p) = &self.preview {
             headers.push((crate::daytona::PREVIEW_TOKEN_HEADER, p.current()));
         }
@@ -167,23 +196,29 @@ impl Relay {
         self.authorize(self.http.request(method, self.url(path)))
     }
 
-    /// The response if it is a success; otherwise the relay's error. A `401` that is not
-    /// the relay's own (JSON) but a preview proxy's renews the preview token and says to
-    /// try again.
+    /// The response if it is a success; otherwise the relay's error. A preview proxy's
+    /// refusal — a redirect to its login page, an HTML page, or a `401` that is not the
+    /// relay's own (JSON) — renews the preview token and says to try again.
     async fn check(&self, response: reqwest::Response) -> Result<reqwest::Response, CallError> {
         let status = response.status();
-        if status.is_success() {
+        let login = is_login_answer(status, response.headers());
+        if status.is_success() && !login {
             return Ok(response);
         }
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| crate::text::clean_text(l, 200));
         let offset = response
             .headers()
             .get(OFFSET_HEADER)
             .and_then(|v| v.to_str().ok()?.parse().ok());
         let bytes = read_error_body(response, ERROR_CAP).await;
         let relay_error = serde_json::from_slice::<ErrorBody>(&bytes).ok();
-        if status == reqwest::StatusCode::UNAUTHORIZED && relay_error.is_none() {
+        if login || (status == reqwest::StatusCode::UNAUTHORIZED && relay_error.is_none()) {
             if let Some(preview) = &self.preview {
-                tracing::info!("the preview proxy refused its token; minting a new one");
+                tracing::info!(%status, "the preview proxy refused its token; minting a new one");
                 return match preview.renew().await {
                     Ok(()) => Err(CallError::Reminted),
                     Err(e) => Err(CallError::Status(
@@ -193,6 +228,14 @@ impl Relay {
                     )),
                 };
             }
+        }
+        if login {
+            let whither = location.map_or_else(String::new, |l| format!(" to {l}"));
+            return Err(CallError::Status(
+                status,
+                format!("something between here and the box answered with a login page or redirect{whither}, not the relay"),
+                None,
+            ));
         }
         let message = relay_error.map_or_else(
             || String::from_utf8_lossy(&bytes).into_owned(),
@@ -345,7 +388,12 @@ impl Relay {
                     offset = at;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(CallError::Status(s, m, _)) => bail!("the box refused the upload: {m} ({s})"),
+                Err(CallError::Status(s, m, _)) => {
+                    bail!(
+                        "the box refused the upload: {}",
+                        super::refusal::refusal(s, &m)
+                    )
+                }
                 Err(e @ CallError::Answer(_)) => bail!("the box refused the upload: {e}"),
                 // Nothing reached the box: send again with the new preview token.
                 Err(CallError::Reminted) => {}
@@ -454,7 +502,10 @@ impl Relay {
                     info = again;
                 }
                 Err(CallError::Status(s, m, _)) => {
-                    bail!("the box stopped sending {path}: {m} ({s})")
+                    bail!(
+                        "the box stopped sending {path}: {}",
+                        super::refusal::refusal(s, &m)
+                    )
                 }
                 Err(e @ CallError::Answer(_)) => bail!("the box stopped sending {path}: {e}"),
                 Err(CallError::Network(e)) => {
