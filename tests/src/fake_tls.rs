@@ -6,6 +6,11 @@
 //! A test process makes one CA ([`shared_ca`]), trusts it through `SSL_CERT_FILE` (the way
 //! a user trusts a corporate proxy's CA), and hands its key to every fake it starts
 //! (`--ca-key`), so in-process clients and spawned `agentbox` processes alike trust them all.
+//!
+//! Every fake a test starts checks each call against Daytona's API spec (the fake's
+//! `contract` module) and writes what broke it to a file of its [`DaytonaFake`]: dropping
+//! the fake fails the test if there is anything in it, so every Daytona test is also the
+//! contract test of the requests it made and the answers it got.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -128,7 +133,9 @@ pub struct SharedCa {
     pub key: PathBuf,
 }
 
-/// A running `daytona-fake` (killed when dropped).
+/// A running `daytona-fake` (killed when dropped). Dropping it panics when the fake saw a
+/// call that breaks Daytona's API spec (a request body the client sent, or an answer the
+/// fake gave): the violations are printed in the panic message.
 pub struct DaytonaFake {
     /// The process.
     pub child: Child,
@@ -136,6 +143,9 @@ pub struct DaytonaFake {
     pub port: u16,
     /// `https://127.0.0.1:PORT` (no trailing slash; the API is under `/api`).
     pub root: String,
+    /// Where the fake appends its contract violations (`DAYTONA_FAKE_VIOLATIONS`).
+    violations: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl DaytonaFake {
@@ -149,9 +159,15 @@ impl DaytonaFake {
     /// Starts the fake with exactly `args` (no CA given: it makes its own), its URLs on
     /// `scheme`.
     pub fn start_with(args: &[&str], env: &[(&str, &str)], scheme: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("daytona-fake")
+            .tempdir()
+            .expect("tempdir");
+        let violations = dir.path().join("violations");
         let mut command = Command::new(crate::bin_path("daytona-fake"));
         command
             .args(args)
+            .env("DAYTONA_FAKE_VIOLATIONS", &violations)
             .envs(env.iter().copied())
             .stdout(Stdio::piped());
         let mut child = command.spawn().expect("daytona-fake");
@@ -168,6 +184,8 @@ impl DaytonaFake {
             child,
             port,
             root: format!("{scheme}://127.0.0.1:{port}"),
+            violations,
+            _dir: dir,
         }
     }
 
@@ -175,12 +193,35 @@ impl DaytonaFake {
     pub fn api(&self) -> String {
         format!("{}/api", self.root)
     }
+
+    /// The contract violations the fake has seen so far (one line each) and forgets them,
+    /// for a test that makes one on purpose.
+    pub fn take_violations(&self) -> Vec<String> {
+        let seen = std::fs::read_to_string(&self.violations).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.violations);
+        seen.lines().map(str::to_string).collect()
+    }
 }
 
 impl Drop for DaytonaFake {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let seen = self.take_violations();
+        if seen.is_empty() {
+            return;
+        }
+        let list = seen.join("\n  ");
+        let message = format!(
+            "daytona-fake saw {} call(s) that break Daytona's API spec \
+             (tests/daytona-fake/spec; fix the fake or the client):\n  {list}",
+            seen.len()
+        );
+        if std::thread::panicking() {
+            eprintln!("{message}");
+        } else {
+            panic!("{message}");
+        }
     }
 }
 

@@ -1,8 +1,13 @@
-//! Contract tests: the JSON `daytona-fake` answers has the field names of Daytona's API as
-//! the reference's Part B lists them (required fields present, no field Daytona does not
-//! have), so that the client is tested against Daytona's shapes, not the fake's own.
+//! The contract test (issue 19 #4): `daytona-fake` checks every call it serves against
+//! Daytona's API spec (`tests/daytona-fake/spec`, from Daytona v0.190.0's `openapi.yaml`
+//! and `toolbox-swagger.yaml`) — the client's request bodies and query parameters, and its
+//! own answers, by JSON Schema made from the spec's components — and `DaytonaFake` fails a
+//! test whose fake saw a violation when it is dropped. So every Daytona test
+//! (`daytona_client`, `daytona_provider`, `daytona_preview`, …) is a contract test of the
+//! calls it makes; this file drives each route of the fake once, and shows that a wrong
+//! shape is caught and fails the test. The validator's own unit tests (bad bodies of each
+//! kind) are in `daytona-fake/src/contract.rs`.
 
-use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 
 use agentbox_tests::bin_path;
@@ -16,16 +21,21 @@ fn fake() -> DaytonaFake {
     )
 }
 
-fn call(f: &DaytonaFake, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("rt");
-    rt.block_on(async {
+        .expect("rt")
+}
+
+/// `METHOD {root}{path}` with the API key and `body` as JSON.
+fn call_at(f: &DaytonaFake, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    rt().block_on(async {
         let client = agentbox_tests::fake_tls::http_client();
-        let url = format!("{}/api{path}", f.root);
+        let url = format!("{}{path}", f.root);
         let mut request = match method {
             "POST" => client.post(url),
+            "DELETE" => client.delete(url),
             _ => client.get(url),
         }
         .bearer_auth("k");
@@ -38,115 +48,48 @@ fn call(f: &DaytonaFake, method: &str, path: &str, body: Option<Value>) -> (u16,
     })
 }
 
-fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default()
+/// [`call_at`] under `/api`.
+fn call(f: &DaytonaFake, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    call_at(f, method, &format!("/api{path}"), body)
 }
 
-/// Every `required` key is there and every key is `required` or `optional`.
-fn conforms(what: &str, v: &Value, required: &[&str], optional: &[&str]) {
-    let have = keys(v);
-    for k in required {
-        assert!(have.contains(*k), "{what} lacks `{k}`: {v}");
-    }
-    for k in &have {
+/// `GET /_fake/violations`.
+fn violations(f: &DaytonaFake) -> Vec<String> {
+    let (status, list) = call_at(f, "GET", "/_fake/violations", None);
+    assert_eq!(status, 200, "{list}");
+    serde_json::from_value(list).expect("a list of lines")
+}
+
+fn wait_for(f: &DaytonaFake, id: &str, state: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while call(f, "GET", &format!("/sandbox/{id}"), None).1["state"] != state {
         assert!(
-            required.contains(&k.as_str()) || optional.contains(&k.as_str()),
-            "{what} has `{k}`, which Daytona's {what} does not: {v}"
+            std::time::Instant::now() < deadline,
+            "the sandbox never became {state}"
         );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
-const SANDBOX_REQUIRED: &[&str] = &[
-    "id",
-    "organizationId",
-    "name",
-    "user",
-    "env",
-    "labels",
-    "public",
-    "networkBlockAll",
-    "target",
-    "cpu",
-    "gpu",
-    "memory",
-    "disk",
-    "toolboxProxyUrl",
-];
-const SANDBOX_OPTIONAL: &[&str] = &[
-    "snapshot",
-    "gpuType",
-    "state",
-    "desiredState",
-    "errorReason",
-    "recoverable",
-    "backupState",
-    "backupCreatedAt",
-    "autoStopInterval",
-    "autoArchiveInterval",
-    "autoDeleteInterval",
-    "volumes",
-    "buildInfo",
-    "createdAt",
-    "updatedAt",
-    "lastActivityAt",
-    "sandboxClass",
-    "daemonVersion",
-    "runnerId",
-    "linkedSandboxId",
-    "networkAllowList",
-    "domainAllowList",
-];
-const SNAPSHOT: &[&str] = &[
-    "id",
-    "organizationId",
-    "general",
-    "name",
-    "imageName",
-    "state",
-    "size",
-    "entrypoint",
-    "cpu",
-    "gpu",
-    "gpuType",
-    "mem",
-    "disk",
-    "errorReason",
-    "createdAt",
-    "updatedAt",
-    "lastUsedAt",
-    "buildInfo",
-    "regionIds",
-    "initialRunnerId",
-    "ref",
-    "sandboxClass",
-];
-const VOLUME: &[&str] = &[
-    "id",
-    "name",
-    "organizationId",
-    "state",
-    "createdAt",
-    "updatedAt",
-    "lastUsedAt",
-    "errorReason",
-];
-
+/// Each of the fake's API routes answers as Daytona's spec says, for requests shaped as
+/// the spec says: no violation recorded.
 #[test]
-fn the_fake_speaks_daytonas_shapes() {
+fn every_route_of_the_fake_answers_by_daytonas_spec() {
     let f = fake();
-    let (status, sandbox) = call(&f, "POST", "/sandbox", Some(json!({"labels": {"a": "b"}})));
-    assert_eq!(status, 200);
-    conforms("Sandbox", &sandbox, SANDBOX_REQUIRED, SANDBOX_OPTIONAL);
-    let id = sandbox["id"].as_str().expect("id").to_string();
-    let (_, list) = call(&f, "GET", "/sandbox?labels=%7B%22a%22%3A%22b%22%7D", None);
-    conforms(
-        "ListSandboxesResponse",
-        &list,
-        &["items", "nextCursor"],
-        &[],
+    let (status, sandbox) = call(
+        &f,
+        "POST",
+        "/sandbox",
+        Some(
+            json!({"name": "c1", "labels": {"a": "b"}, "autoStopInterval": 30,
+            "env": {"K": "V"}}),
+        ),
     );
+    assert_eq!(status, 200, "{sandbox}");
+    let id = sandbox["id"].as_str().expect("id").to_string();
+    call(&f, "GET", "/sandbox?labels=%7B%22a%22%3A%22b%22%7D", None);
+    call(&f, "GET", "/sandbox", None);
+    wait_for(&f, &id, "started");
 
     let (status, snapshot) = call(
         &f,
@@ -154,63 +97,98 @@ fn the_fake_speaks_daytonas_shapes() {
         "/snapshots",
         Some(json!({"name": "s1", "imageName": "debian:bookworm"})),
     );
-    assert_eq!(status, 200);
-    conforms("SnapshotDto", &snapshot, SNAPSHOT, &[]);
-    let (_, page) = call(&f, "GET", "/snapshots?page=1&limit=10", None);
-    conforms(
-        "PaginatedSnapshots",
-        &page,
-        &["items", "total", "page", "totalPages"],
-        &[],
-    );
+    assert_eq!(status, 200, "{snapshot}");
+    let snapshot_id = snapshot["id"].as_str().expect("id").to_string();
+    call(&f, "GET", "/snapshots?page=1&limit=10&name=s1", None);
+    call(&f, "GET", "/snapshots/s1", None);
+    call(&f, "GET", &format!("/snapshots/{snapshot_id}"), None);
 
     let (status, volume) = call(&f, "POST", "/volumes", Some(json!({"name": "v1"})));
-    assert_eq!(status, 200);
-    conforms("VolumeDto", &volume, VOLUME, &[]);
+    assert_eq!(status, 200, "{volume}");
+    let volume_id = volume["id"].as_str().expect("id").to_string();
+    call(&f, "GET", "/volumes", None);
+    call(&f, "GET", "/volumes/by-name/v1", None);
+    call(&f, "GET", &format!("/volumes/{volume_id}"), None);
 
-    // Preview links are for a started sandbox.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while call(&f, "GET", &format!("/sandbox/{id}"), None).1["state"] != "started" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the sandbox never started"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let (_, preview) = call(
+    call(
         &f,
         "GET",
         &format!("/sandbox/{id}/ports/8080/preview-url"),
         None,
     );
-    conforms(
-        "PortPreviewUrl",
-        &preview,
-        &["sandboxId", "url", "token"],
-        &[],
-    );
-    let (_, signed) = call(
+    call(
         &f,
         "GET",
         &format!("/sandbox/{id}/ports/8080/signed-preview-url?expiresInSeconds=60"),
         None,
     );
-    conforms(
-        "SignedPortPreviewUrl",
-        &signed,
-        &["sandboxId", "port", "token", "url"],
-        &[],
+    call(&f, "GET", "/object-storage/push-access", None);
+    call_at(
+        &f,
+        "POST",
+        &format!("/toolbox/{id}/process/execute"),
+        Some(json!({"command": "true", "timeout": 10})),
     );
 
+    // Errors: Daytona's error body.
     let (status, missing) = call(&f, "GET", "/sandbox/nope", None);
     assert_eq!(status, 404);
-    conforms(
-        "error body",
-        &missing,
-        &["path", "timestamp", "statusCode", "error", "message"],
-        &[],
-    );
     assert_eq!(missing["message"], "Sandbox with ID or name nope not found");
+    call(&f, "POST", "/volumes", Some(json!({"name": "v1"})));
+    let status = rt().block_on(async {
+        agentbox_tests::fake_tls::http_client()
+            .get(format!("{}/api/sandbox", f.root))
+            .bearer_auth("wrong")
+            .send()
+            .await
+            .expect("send")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 401);
+
+    // The lifecycle, to the end.
+    call(&f, "POST", &format!("/sandbox/{id}/stop"), None);
+    wait_for(&f, &id, "stopped");
+    call(&f, "POST", &format!("/sandbox/{id}/start"), None);
+    wait_for(&f, &id, "started");
+    call(&f, "DELETE", &format!("/volumes/{volume_id}"), None);
+    call(&f, "DELETE", &format!("/snapshots/{snapshot_id}"), None);
+    call(&f, "DELETE", &format!("/sandbox/{id}"), None);
+
+    assert_eq!(violations(&f), Vec::<String>::new());
+}
+
+/// A request body that breaks the spec is caught (by the field and the operation), served
+/// at `/_fake/violations`, and fails the test when its fake is dropped.
+#[test]
+fn a_wrong_shape_is_caught_and_fails_the_test() {
+    let f = fake();
+    call(
+        &f,
+        "POST",
+        "/sandbox",
+        Some(json!({"cpu": "two", "size": "2-4-8"})),
+    );
+    call(&f, "POST", "/sandbox/x/teleport", None);
+    let seen = violations(&f).join("\n");
+    for expected in ["createSandbox", "/cpu", "size", "teleport"] {
+        assert!(seen.contains(expected), "{expected} in:\n{seen}");
+    }
+    // What the harness reads when it drops the fake: the same, and dropping fails.
+    let taken = f.take_violations().join("\n");
+    assert!(taken.contains("/cpu"), "{taken}");
+    call(&f, "POST", "/volumes", Some(json!({"name": 7})));
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(f)));
+    let message = dropped.expect_err("dropping a fake that saw a violation panics");
+    let message = message
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        message.contains("createVolume") && message.contains("/name"),
+        "{message}"
+    );
 }
 
 /// `daytona-fake --help` prints its usage and exits; it does not start serving.
@@ -310,6 +288,7 @@ fn urls_follow_the_scheme_the_fake_serves() {
                 .is_some_and(|u| u.starts_with(&origin)),
             "{access}"
         );
+        assert_eq!(violations(&f), Vec::<String>::new());
         let _ = f.child.kill();
     }
 }

@@ -26,6 +26,7 @@
 //! volumes, snapshots, the runner and the preview proxy are in their own modules.
 
 mod activity;
+mod contract;
 mod preview;
 mod resources;
 mod runner;
@@ -96,6 +97,9 @@ Test controls (not Daytona's API):
                                               serve sandbox ID's port P from 127.0.0.1:Q
   GET /_fake/stats                            {\"connections\": N, \"handshakes\": N,
                                               \"failedHandshakes\": N} since the start
+  GET /_fake/violations                       every request and answer that broke Daytona's
+                                              API spec (also on stderr, and appended to the
+                                              file DAYTONA_FAKE_VIOLATIONS names, if set)
 
 A sandbox created from a snapshot whose image is in the local Docker engine runs as
 container daytona-fake-<id>; otherwise a sandbox is only a record.";
@@ -298,7 +302,7 @@ async fn create(
     let id = next_id(&fake, "sbx");
     let token = new_token(&fake);
     lock(&fake.tokens).insert(id.clone(), token);
-    let sandbox = json!({
+    let mut sandbox = json!({
         "id": id,
         "organizationId": "org-fake",
         "name": body.get("name").cloned().unwrap_or(json!(id)),
@@ -320,6 +324,10 @@ async fn create(
         "toolboxProxyUrl": format!("{}/toolbox", fake.origin()),
         "sandboxClass": "container",
     });
+    // Daytona's Sandbox has no null `snapshot`: without one, it is absent.
+    if let Some(o) = sandbox.as_object_mut().filter(|o| o["snapshot"].is_null()) {
+        o.remove("snapshot");
+    }
     fake.sandboxes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -368,6 +376,15 @@ async fn list(
         .values()
         .filter(|s| wanted.iter().all(|(k, v)| s["labels"][k] == json!(v)))
         .cloned()
+        .map(|mut s| {
+            // A list item is Daytona's SandboxListItem: no env, volumes or networkBlockAll.
+            if let Some(o) = s.as_object_mut() {
+                for k in ["env", "volumes", "networkBlockAll"] {
+                    o.remove(k);
+                }
+            }
+            s
+        })
         .collect();
     Json(json!({ "items": items, "nextCursor": "" })).into_response()
 }
@@ -579,6 +596,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         )
         .route("/_fake/faults", post(faults))
         .route("/_fake/stats", get(stats))
+        .route("/_fake/violations", get(contract::violations))
         .route("/_fake/upstream", post(preview::set_upstream))
         .route(preview::LOGIN_PATH, get(preview::login_page))
         .route("/toolbox/{id}/process/execute", post(runner::execute))
@@ -589,6 +607,9 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
             "/_preview/{target}/{*rest}",
             axum::routing::any(preview::proxy),
         )
+        // Every call but the fake's own and the preview proxy's is checked against
+        // Daytona's spec ([`contract`]).
+        .layer(axum::middleware::from_fn(contract::check))
         .with_state(fake.clone());
     activity::spawn_auto_stop(fake.clone());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

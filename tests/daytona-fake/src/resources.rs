@@ -215,7 +215,7 @@ pub async fn create_snapshot(
     } else {
         "pending"
     };
-    let snapshot = json!({
+    let mut snapshot = json!({
         "id": id, "organizationId": "org-fake", "general": false, "name": name,
         "imageName": image, "state": first, "size": null,
         "entrypoint": body.get("entrypoint").cloned().unwrap_or(json!([])),
@@ -226,6 +226,24 @@ pub async fn create_snapshot(
         "buildInfo": build.cloned().unwrap_or(Value::Null), "regionIds": ["us"],
         "initialRunnerId": null, "ref": null, "sandboxClass": "container",
     });
+    // Daytona's SnapshotDto: a field without a value is absent, not null (only size,
+    // entrypoint, errorReason and lastUsedAt may be null), `gpuType` is one type, and
+    // `buildInfo` is the build's record, with its ref and times.
+    if let Some(o) = snapshot.as_object_mut() {
+        o.retain(|k, v| {
+            !v.is_null()
+                || ["size", "entrypoint", "errorReason", "lastUsedAt"].contains(&k.as_str())
+        });
+        o.remove("gpuType");
+        if let Some(b) = o.get_mut("buildInfo").and_then(Value::as_object_mut) {
+            b.insert(
+                "snapshotRef".into(),
+                json!(format!("daytona-fake-build:{id}")),
+            );
+            b.insert("createdAt".into(), json!(NOW));
+            b.insert("updatedAt".into(), json!(NOW));
+        }
+    }
     snapshots.insert(id.clone(), snapshot.clone());
     drop(snapshots);
     let (failure, slow) = {
