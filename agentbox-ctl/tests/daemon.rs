@@ -28,47 +28,85 @@ fn a_second_daemon_refuses_to_start() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
+    // … under a run dir only the box's user may enter.
+    let mode = std::fs::metadata(b.run_dir())
+        .expect("run dir")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700, "run dir mode {:o}", mode & 0o777);
+}
+
+/// Reads what the daemon sends until it closes the connection; a daemon that holds a
+/// hostile connection open instead fails the read with a timeout.
+fn read_until_closed(s: &mut UnixStream, what: &str) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut reply = Vec::new();
+    if let Err(e) = s.read_to_end(&mut reply) {
+        panic!("{what}: the daemon did not close the connection ({e}); read so far: {reply:?}");
+    }
+    reply
+}
+
+/// Splits `bytes` into whole length-prefixed frames; panics on a partial one.
+fn frames(bytes: &[u8], what: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        assert!(rest.len() >= 4, "{what}: a partial header in {bytes:?}");
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        assert!(
+            rest.len() >= 4 + len,
+            "{what}: a partial frame in {bytes:?}"
+        );
+        out.push(rest[4..4 + len].to_vec());
+        rest = &rest[4 + len..];
+    }
+    out
 }
 
 #[test]
 fn hostile_clients_get_errors_and_the_daemon_keeps_serving() {
+    use agentbox_protocol::ctl::CtlResponse;
+    use agentbox_protocol::frame::{decode_message, encode_message};
+    use agentbox_protocol::{ErrorCode, Hello};
     let mut b = TestBox::new("");
     b.start();
     let socket = b.run_dir().join("ctl.sock");
-    let attacks: Vec<Vec<u8>> = vec![
-        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
-        vec![0xff; 4],                      // a 4 GiB length prefix
-        vec![0, 0, 0, 5, 1, 2],             // truncated frame
-        vec![0, 0, 0, 3, 0xde, 0xad, 0xbe], // garbage hello
-        Vec::new(),                         // connect and close
+    // Nothing of these can be answered in a frame the client would read (no hello came):
+    // each is closed at once, with nothing sent.
+    let attacks: Vec<(&str, Vec<u8>)> = vec![
+        ("HTTP", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        ("a 4 GiB length prefix", vec![0xff; 4]),
+        ("a truncated frame", vec![0, 0, 0, 5, 1, 2]),
+        ("a garbage hello", vec![0, 0, 0, 3, 0xde, 0xad, 0xbe]),
+        ("connect and close", Vec::new()),
     ];
-    for attack in attacks {
+    for (what, attack) in attacks {
         let mut s = UnixStream::connect(&socket).expect("connect");
         let _ = s.write_all(&attack);
         let _ = s.shutdown(std::net::Shutdown::Write);
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let mut sink = Vec::new();
-        let _ = s.read_to_end(&mut sink);
+        let reply = read_until_closed(&mut s, what);
+        assert!(reply.is_empty(), "{what}: answered {reply:?}");
     }
-    // A valid hello followed by a garbage request gets an error reply.
-    {
-        use agentbox_protocol::{frame::encode_message, Hello};
-        let mut s = UnixStream::connect(&socket).expect("connect");
-        let hello = encode_message(&Hello::new("test", "0")).expect("encode");
-        s.write_all(&(hello.len() as u32).to_be_bytes())
-            .expect("write");
-        s.write_all(&hello).expect("write");
-        s.write_all(&[0, 0, 0, 2, 0xee, 0xee]).expect("write");
-        s.set_read_timeout(Some(Duration::from_secs(5)))
-            .expect("timeout");
-        let mut reply = Vec::new();
-        let _ = s.read_to_end(&mut reply);
-        let text = String::from_utf8_lossy(&reply);
-        assert!(
-            text.contains("unreadable request"),
-            "no error reply: {reply:?}"
-        );
+    // A valid hello followed by a garbage request: the daemon's hello, then an error reply.
+    let mut s = UnixStream::connect(&socket).expect("connect");
+    let hello = encode_message(&Hello::new("test", "0")).expect("encode");
+    s.write_all(&(hello.len() as u32).to_be_bytes())
+        .expect("write");
+    s.write_all(&hello).expect("write");
+    s.write_all(&[0, 0, 0, 2, 0xee, 0xee]).expect("write");
+    let reply = read_until_closed(&mut s, "a garbage request");
+    let frames = frames(&reply, "a garbage request");
+    assert_eq!(frames.len(), 2, "expected a hello and an error: {reply:?}");
+    let theirs: Hello = decode_message(&frames[0]).expect("the daemon's hello");
+    assert_eq!(theirs.program, "agentbox-ctl daemon");
+    match decode_message::<CtlResponse>(&frames[1]).expect("a response") {
+        CtlResponse::Error(e) => {
+            assert_eq!(e.code, ErrorCode::BadRequest, "{e:?}");
+            assert!(e.message.starts_with("unreadable request"), "{e:?}");
+        }
+        other => panic!("a garbage request was answered {other:?}"),
     }
     b.ok(&["status"]);
 }

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use common::{eventually, TestBox};
 
+/// `session list --json`: an array, or the test fails (an empty list must be one the
+/// daemon gave, not an answer that failed to parse).
 fn sessions(b: &TestBox) -> Vec<serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(&b.ok(&["session", "list", "--json"]))
-        .expect("json")
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let text = b.ok(&["session", "list", "--json"]);
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Array(list)) => list,
+        other => panic!("session list --json is no JSON array: {other:?} from {text:?}"),
+    }
 }
 
 #[test]

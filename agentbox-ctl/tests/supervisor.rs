@@ -193,19 +193,27 @@ fn backoff_resets_after_a_stable_run() {
 #[test]
 fn port_probe_and_crash_after_ready() {
     let port = free_port();
+    // The server listens only once the test says so: until then the unit is `starting`,
+    // however slowly this machine runs.
+    let go = tempfile::tempdir().expect("tempdir");
+    let go = go.path().join("go");
     let mut b = TestBox::new(&format!(
         "services:
   web:
-    command: 'sleep 0.3; exec python3 -m http.server {port} --bind 127.0.0.1'
+    command: 'while [ ! -e {go} ]; do sleep 0.02; done; exec python3 -m http.server {port} --bind 127.0.0.1'
     ready_when: {{port: {port}, interval_ms: 50}}
     restart: never
   api:
     command: 'exec sleep 100'
     needs: [web]
-"
+",
+        go = go.display()
     ));
     b.start();
-    assert_eq!(b.unit("web")["state"], "starting");
+    let web = b.wait_unit("web", "starting", |u| u["pid"].as_u64().is_some());
+    assert_eq!(web["state"], "starting", "{web}");
+    assert_eq!(b.unit("api")["state"], "pending", "{}", b.unit("api"));
+    std::fs::write(&go, "").expect("go");
     b.ok(&["wait-ready", "--timeout", "10000"]);
     assert_eq!(b.unit("web")["state"], "ready");
     assert_eq!(b.unit("api")["state"], "running");
