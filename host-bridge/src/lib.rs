@@ -14,6 +14,7 @@
 //! - [`daytona`]: Daytona's REST API (sandboxes so far), errors, retries, waiting.
 //! - [`sync`]: `agentbox sync`, sending only what changed since the seed or last sync.
 //! - [`transfer`]: `agentbox cp` and the resumable, verified transfer client.
+//! - [`relay_exec`]: one-off commands in a box through its relay, output streamed apart.
 //! - [`unsaved`]: the box's work the host does not have (what `destroy` names) and the
 //!   base both sides are compared with.
 //! - [`git`]: running the host's git. [`text`]: text from a box made safe to show.
@@ -34,6 +35,7 @@ pub mod git;
 pub mod home;
 pub mod image;
 pub mod provider;
+pub mod relay_exec;
 pub mod secrets;
 pub mod seed;
 pub mod shell;

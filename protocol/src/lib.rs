@@ -19,6 +19,7 @@
 //! - [`sync`]: `agentbox sync` — the sync archive, the digests both sides compare, the report.
 //! - [`term`]: the relay's terminal API (a tmux viewer over WebSocket or HTTP streaming).
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
+//! - [`exec`]: the relay's command API (a one-off command, its output streamed apart).
 //! - [`error`]: the error body shared by every boundary.
 //! - [`yaml_guard`]: size, depth and alias-expansion bounds on YAML from the other side.
 //! - `names`, `token` (private, re-exported by [`term`] and [`bridge`]): the session-name
@@ -29,6 +30,7 @@ pub mod agent;
 pub mod bridge;
 pub mod ctl;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod frame;
 pub mod hello;

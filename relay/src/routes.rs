@@ -5,7 +5,8 @@
 //! - `/v1/bridge/*` (poll, progress, result), `/v1/blobs/*`, `/v1/seed/*`, `/v1/sync/*`
 //!   and `/v1/workspace/*` are in [`crate::bridge`];
 //! - `/v1/uploads/*` and `/v1/downloads/*` are in [`crate::files`];
-//! - `/v1/terms/*` are in [`crate::term`].
+//! - `/v1/terms/*` are in [`crate::term`];
+//! - `/v1/exec*` (one-off commands) are in [`crate::exec`].
 //!
 //! Each family serves from its own state; this is the only module that knows them all.
 
@@ -40,6 +41,7 @@ pub struct ApiState {
 /// The router: `/healthz`, and every family's routes behind the token check.
 pub fn router(state: ApiState) -> Router {
     let v1 = Router::new()
+        .merge(crate::exec::routes(state.bridge.workspace.clone()))
         .merge(crate::bridge::routes(state.bridge))
         .merge(crate::files::routes(state.uploads, state.downloads))
         .merge(crate::term::routes(state.terms))
