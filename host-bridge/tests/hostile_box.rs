@@ -218,3 +218,101 @@ fn a_box_cannot_forge_lines_in_the_hosts_error_output() {
     }
     eprintln!("{tried} hostile answers tried");
 }
+
+/// A term as the relay describes it, with the id and session the box chose.
+fn term_info(id: &str, session: &str) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "session": session, "produced": 0, "digest": "0".repeat(64),
+        "input": 0, "held_from": 0, "read_only": false, "ended": null
+    })
+}
+
+#[test]
+fn a_term_id_or_session_the_host_cannot_use_is_refused_before_any_url_is_built() {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{self, Io, Options};
+    use agentbox_protocol::term::TermSize;
+    let good_id = format!("t{}", "0123456789abcdef".repeat(2));
+    let hostile: Vec<(String, String)> = [
+        "../../v1/bridge/result",
+        "t0123456789abcdef/../../../v1/blobs",
+        "t0123456789abcdef0123456789abcde?",
+        "t0123456789abcdef0123456789abcde#",
+        "t0123456789abcdef0123456789abcd%2F",
+        "http://elsewhere.example/",
+        "t0123456789abcdef0123456789abcde\n",
+        "T0123456789ABCDEF0123456789ABCDEF",
+        "",
+    ]
+    .iter()
+    .map(|id| ((*id).to_string(), "main".to_string()))
+    .chain(
+        ["a\nFORGED: detached", "\u{1b}[2Jx", "../x", "a:b", ""]
+            .iter()
+            .map(|s| (good_id.clone(), (*s).to_string())),
+    )
+    .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    for (id, session) in &hostile {
+        let answer = term_info(id, session);
+        let (port, seen) = fake_relay(move |method, path, _| {
+            if method == "POST" && path == "/v1/terms" {
+                json(201, &answer)
+            } else {
+                relay_error(404, "no such term")
+            }
+        });
+        let relay =
+            agentbox::transfer::client::Relay::new(&format!("http://127.0.0.1:{port}"), "token");
+        let (_keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+        let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+        let io = Io {
+            keys,
+            resizes,
+            size: TermSize { cols: 80, rows: 24 },
+            output: Box::new(|_| Ok(())),
+            notice: Box::new(|_| {}),
+        };
+        let options = Options {
+            session: None,
+            shell: false,
+            read_only: false,
+            keep: std::time::Duration::from_secs(5),
+            transport: Transport::Http,
+            term: None,
+        };
+        let started = std::time::Instant::now();
+        let result = rt.block_on(async {
+            tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                attach::run(&relay, &options, io),
+            )
+            .await
+        });
+        let said = match result {
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(outcome)) => panic!("attached to {id:?} / {session:?}: {outcome:?}"),
+            Err(_) => panic!("attach to {id:?} / {session:?} neither failed nor ended"),
+        };
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "a hostile answer is refused, not retried: {:?} for {id:?}",
+            started.elapsed()
+        );
+        assert!(
+            !said.chars().any(char::is_control),
+            "the refusal shows the box's words escaped: {said:?}"
+        );
+        let asked = seen.lock().expect("log").clone();
+        assert!(
+            asked
+                .iter()
+                .all(|s| s.method == "POST" && s.path == "/v1/terms"),
+            "the host built a URL from a term it refused ({id:?}, {session:?}): {asked:?}"
+        );
+    }
+    eprintln!("{} hostile terms tried", hostile.len());
+}

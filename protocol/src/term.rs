@@ -115,8 +115,8 @@ impl TermEnd {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct TermInfo {
-    /// The term's id (`t` + 32 hex).
-    pub id: String,
+    /// The term's id (`t` + 32 hex), checked when it is read.
+    pub id: TermId,
     /// The session it views.
     pub session: String,
     /// Bytes of output so far (the next output offset).
@@ -190,8 +190,98 @@ pub fn is_term_id(id: &str) -> bool {
 }
 
 /// A new random term id.
-pub fn new_term_id() -> std::io::Result<String> {
+pub fn new_term_id() -> std::io::Result<TermId> {
     let mut token = crate::token::new_bridge_token()?;
     token.truncate(32);
-    Ok(format!("t{token}"))
+    TermId::try_from(format!("t{token}")).map_err(std::io::Error::other)
+}
+
+/// A term id (`t` + 32 lowercase hex, [`is_term_id`]), checked when it is made, also when
+/// it is deserialized: the host builds URLs (`/v1/terms/{id}/…`) from the id a relay
+/// answers, so an id holds nothing a path or query could use.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[serde(try_from = "String", into = "String")]
+pub struct TermId(#[cfg_attr(test, proptest(regex = "t[0-9a-f]{32}"))] String);
+
+impl TermId {
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TermId {
+    type Error = String;
+
+    /// The one way a `TermId` is made: refuses anything but `t` and 32 lowercase hex digits.
+    fn try_from(s: String) -> Result<Self, String> {
+        if is_term_id(&s) {
+            Ok(Self(s))
+        } else {
+            Err(format!(
+                "`{}` is not a term id (`t` and 32 lowercase hex digits)",
+                s.escape_debug()
+            ))
+        }
+    }
+}
+
+impl From<TermId> for String {
+    fn from(id: TermId) -> Self {
+        id.0
+    }
+}
+
+/// The id reads as text wherever a `&str` is wanted (it is never changed in place).
+impl std::ops::Deref for TermId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TermId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TermId;
+
+    #[test]
+    fn a_term_id_from_the_other_side_parses_only_when_plain() {
+        let good = format!("t{}", "0123456789abcdef".repeat(2));
+        assert_eq!(
+            TermId::try_from(good.clone()).map(String::from),
+            Ok(good.clone())
+        );
+        let hostile = [
+            String::new(),
+            "t".into(),
+            "../../v1/bridge/result".into(),
+            format!("t{}/../x", "0".repeat(27)),
+            format!("t{}?a=", "0".repeat(29)),
+            format!("t{}#", "0".repeat(31)),
+            format!("t{}%2F", "0".repeat(29)),
+            format!("t{}\n", "0".repeat(31)),
+            format!("T{}", "0".repeat(32)),
+            format!("t{}", "A".repeat(32)),
+            format!("t{}", "0".repeat(33)),
+            format!("t{}", "0".repeat(31)),
+            format!("t{}é", "0".repeat(30)),
+            format!("{good} "),
+        ];
+        for id in &hostile {
+            assert!(TermId::try_from(id.clone()).is_err(), "{id:?} parsed");
+            let json = serde_json::to_string(id).expect("json");
+            assert!(
+                serde_json::from_str::<TermId>(&json).is_err(),
+                "{id:?} deserialized"
+            );
+        }
+    }
 }

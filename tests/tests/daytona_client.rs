@@ -527,7 +527,11 @@ fn login_to_a_daytona_whose_certificate_is_not_trusted_says_so_and_saves_nothing
     let (events, _) = tokio::sync::mpsc::unbounded_channel();
     let unacked = agentbox::attach::wire::Unacked::default();
     let refused = rt.block_on(agentbox::attach::wire::connect_ws(
-        &relay, "t1", 0, events, &unacked,
+        &relay,
+        &agentbox_protocol::term::TermId::try_from(format!("t{}", "0".repeat(32))).expect("id"),
+        0,
+        events,
+        &unacked,
     ));
     let Err(agentbox::attach::wire::WsRefused::Network(why)) = refused else {
         panic!("a WebSocket to an untrusted server was opened, or refused for another reason");

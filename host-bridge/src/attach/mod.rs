@@ -362,7 +362,7 @@ fn outcome(current: &Current, end: TermEnd, resumed: u32, reopened: u32, ws: boo
     Outcome {
         end,
         session: current.info.session.clone(),
-        term_id: current.info.id.clone(),
+        term_id: current.info.id.to_string(),
         received: current.offset,
         digest: current.hasher.finalize().to_hex().to_string(),
         resumed,

@@ -7,14 +7,18 @@ use std::time::Duration;
 
 use agentbox_protocol::error::ErrorBody;
 use agentbox_protocol::files::OFFSET_HEADER;
-use agentbox_protocol::term::{encode_input, TermControl, TermEvent, TermInfo, TermOpen, TermSize};
+use agentbox_protocol::term::{
+    encode_input, valid_session_name, TermControl, TermEvent, TermId, TermInfo, TermOpen, TermSize,
+};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::transfer::capped::{read_error_body, read_json_capped, ERROR_CAP, SMALL_CAP};
+use crate::transfer::capped::{
+    read_error_body, read_json_capped, CappedError, ERROR_CAP, SMALL_CAP,
+};
 use crate::transfer::client::Relay;
 
 /// Input kept for a resend after a WebSocket reconnect.
@@ -96,13 +100,38 @@ pub async fn open(relay: &Relay, open: &TermOpen) -> Result<TermInfo, ApiFailure
             other => other,
         });
     }
-    read_json_capped(response, SMALL_CAP)
-        .await
-        .map_err(|e| ApiFailure::Network(e.to_string()))
+    read_info(response).await
+}
+
+/// A [`TermInfo`] from the relay, read under its cap: its id parses as a [`TermId`] (the
+/// host builds URLs from it) and its session is a plain session name (the host prints
+/// it), or the answer is refused, not retried (the box chose it).
+async fn read_info(response: reqwest::Response) -> Result<TermInfo, ApiFailure> {
+    let status = response.status();
+    let info: TermInfo = match read_json_capped(response, SMALL_CAP).await {
+        Ok(info) => info,
+        Err(CappedError::Network(e)) => return Err(network(&e)),
+        Err(e) => {
+            return Err(ApiFailure::Refused(
+                status,
+                format!("the box answered a term the host cannot use: {e}"),
+            ))
+        }
+    };
+    if !valid_session_name(&info.session) {
+        return Err(ApiFailure::Refused(
+            status,
+            format!(
+                "the box answered a term of session `{}`, which is not a session name",
+                crate::text::shown(&crate::text::capped(&info.session, 64))
+            ),
+        ));
+    }
+    Ok(info)
 }
 
 /// `GET /v1/terms/{id}`.
-pub async fn info(relay: &Relay, id: &str) -> Result<TermInfo, ApiFailure> {
+pub async fn info(relay: &Relay, id: &TermId) -> Result<TermInfo, ApiFailure> {
     let response = relay
         .request(Method::GET, &format!("/v1/terms/{id}"))
         .timeout(Duration::from_secs(10))
@@ -112,13 +141,11 @@ pub async fn info(relay: &Relay, id: &str) -> Result<TermInfo, ApiFailure> {
     if !succeeded(relay, &response) {
         return Err(failure(relay, response).await);
     }
-    read_json_capped(response, SMALL_CAP)
-        .await
-        .map_err(|e| ApiFailure::Network(e.to_string()))
+    read_info(response).await
 }
 
 /// `DELETE /v1/terms/{id}` (best effort: the relay forgets idle terms by itself).
-pub async fn close(relay: &Relay, id: &str) {
+pub async fn close(relay: &Relay, id: &TermId) {
     let _ = relay
         .request(Method::DELETE, &format!("/v1/terms/{id}"))
         .timeout(Duration::from_secs(3))
@@ -190,7 +217,7 @@ pub enum WsRefused {
 /// with the link.
 pub async fn connect_ws(
     relay: &Relay,
-    id: &str,
+    id: &TermId,
     offset: u64,
     events: mpsc::UnboundedSender<Event>,
     unacked: &Unacked,
@@ -296,7 +323,7 @@ pub async fn connect_ws(
 }
 
 /// Starts an HTTP output stream of term `id` from `offset`; events go to `events`.
-pub fn stream_http(relay: &Relay, id: &str, offset: u64, events: mpsc::UnboundedSender<Event>) {
+pub fn stream_http(relay: &Relay, id: &TermId, offset: u64, events: mpsc::UnboundedSender<Event>) {
     let (r, term, ev) = (relay.clone(), id.to_string(), events);
     tokio::spawn(async move {
         let path = format!("/v1/terms/{term}/output?offset={offset}");
@@ -333,9 +360,9 @@ pub fn stream_http(relay: &Relay, id: &str, offset: u64, events: mpsc::Unbounded
 /// Starts the HTTP sender of term `id`: input (resent until taken: the relay skips what it
 /// already has) and resizes, in order, for the term's whole life — a reconnect of the
 /// output stream does not reorder input. Failures go to `events`.
-pub fn http_sender(relay: &Relay, id: &str, events: mpsc::UnboundedSender<Event>) -> Link {
+pub fn http_sender(relay: &Relay, id: &TermId, events: mpsc::UnboundedSender<Event>) -> Link {
     let (sink, mut outgoing) = mpsc::unbounded_channel::<HttpOut>();
-    let (r, term) = (relay.clone(), id.to_string());
+    let (r, term) = (relay.clone(), id.clone());
     tokio::spawn(async move {
         while let Some(first) = outgoing.recv().await {
             let mut batch = vec![first];
@@ -371,7 +398,7 @@ fn merge_input(batch: Vec<HttpOut>) -> Vec<HttpOut> {
 /// Sends one input or resize, retrying the network; false when the term is gone.
 async fn send_http(
     relay: &Relay,
-    id: &str,
+    id: &TermId,
     item: HttpOut,
     events: &mpsc::UnboundedSender<Event>,
 ) -> bool {

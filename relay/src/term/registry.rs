@@ -131,7 +131,7 @@ impl Terms {
         };
         let term = Term::start(spec, &self.tmux_socket(), &self.workspace)
             .map_err(|e| internal(format!("cannot start tmux attach: {e}")))?;
-        self.map().insert(id, term.clone());
+        self.map().insert(id.to_string(), term.clone());
         Ok(term)
     }
 

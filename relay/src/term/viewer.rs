@@ -20,7 +20,7 @@ use super::log::OutputLog;
 #[derive(Debug, Clone)]
 pub struct Spec {
     /// The term id.
-    pub id: String,
+    pub id: agentbox_protocol::term::TermId,
     /// The session (already checked to exist).
     pub session: String,
     /// The viewer's size.
