@@ -47,7 +47,9 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
     let explicit_base = base_image.is_some();
     let explicit_agents = agents.is_some();
     let (base, agents, dind_config) = image_choice(&cfg, base_image.clone(), agents.clone())?;
-    let inputs = Inputs::gather(&base, &agents, Packages::Latest)?.with_dind(*dind || dind_config);
+    let arch = image::BoxArch::of_provider(provider)?;
+    let inputs =
+        Inputs::gather(&base, &agents, Packages::Latest, arch)?.with_dind(*dind || dind_config);
     let (key, pinned) = if provider == "daytona" {
         let home = ctx.home.root().to_path_buf();
         (
@@ -84,7 +86,7 @@ pub fn fresh_snapshot(
     ask: bool,
 ) -> anyhow::Result<String> {
     let (base, agents, dind) = image_choice(cfg, None, None)?;
-    let inputs = match Inputs::gather(&base, &agents, Packages::Cached) {
+    let inputs = match Inputs::gather(&base, &agents, Packages::Cached, image::BoxArch::X86_64) {
         Ok(i) => i.with_dind(dind),
         Err(e) => {
             // Without the agents' packages here, the inputs cannot be compared.

@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use super::agent_config;
 use super::agents::{self, Agent};
+use super::arch::BoxArch;
 
 const DOCKERFILE: &str = include_str!("../../../Dockerfile.box");
 const SHIM_GIT: &str = include_str!("../../../box/shims/git");
@@ -84,10 +85,16 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// The inputs of an image on `base` with `agents`: the box binaries this host would
-    /// install, the agents' packages, the host's agent configuration under `$HOME`.
-    pub fn gather(base: &str, agents: &[Agent], packages: Packages) -> anyhow::Result<Self> {
-        let (ctl, relay) = crate::provider::local::box_binaries()?;
+    /// The inputs of an image on `base` with `agents` for boxes of `arch`: static box
+    /// binaries of that architecture (refused when there are none), the agents' packages,
+    /// the host's agent configuration under `$HOME`.
+    pub fn gather(
+        base: &str,
+        agents: &[Agent],
+        packages: Packages,
+        arch: BoxArch,
+    ) -> anyhow::Result<Self> {
+        let bins = super::binaries::find(arch)?;
         let mut found = Vec::new();
         for &agent in agents {
             let path = match packages {
@@ -106,8 +113,10 @@ impl Inputs {
             dind: false,
             packages: found,
             config,
-            ctl: std::fs::read(&ctl)?,
-            relay: std::fs::read(&relay)?,
+            ctl: std::fs::read(&bins.ctl)
+                .with_context(|| format!("cannot read {}", bins.ctl.display()))?,
+            relay: std::fs::read(&bins.relay)
+                .with_context(|| format!("cannot read {}", bins.relay.display()))?,
         })
     }
 

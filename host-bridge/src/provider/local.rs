@@ -22,14 +22,31 @@ pub struct LocalBox {
 const SHIM_GIT: &str = include_str!("../../../box/shims/git");
 const SHIM_GH: &str = include_str!("../../../box/shims/gh");
 
-/// Where the box binaries are: `AGENTBOX_BOX_BIN_DIR`, else next to this executable.
+/// Where the box binaries this machine runs are: `AGENTBOX_BOX_BIN_DIR`, else next to this
+/// executable (resolved through symlinks), else, in a release, the static ones for this
+/// machine's architecture in `lib/agentbox/<target>/` beside its `bin/`.
 pub fn box_binaries() -> anyhow::Result<(PathBuf, PathBuf)> {
     let dir = match std::env::var_os("AGENTBOX_BOX_BIN_DIR").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
-        None => std::env::current_exe()?
-            .parent()
-            .map(Path::to_path_buf)
-            .context("no executable directory")?,
+        None => {
+            let exe = std::env::current_exe()?;
+            let exe = std::fs::canonicalize(&exe).unwrap_or(exe);
+            let dir = exe
+                .parent()
+                .map(Path::to_path_buf)
+                .context("no executable directory")?;
+            let release = crate::image::arch::BoxArch::host()
+                .and_then(|arch| Some(dir.parent()?.join("lib/agentbox").join(arch.target())));
+            match release {
+                Some(lib)
+                    if !dir.join("agentbox-ctl").is_file()
+                        && lib.join("agentbox-ctl").is_file() =>
+                {
+                    lib
+                }
+                _ => dir,
+            }
+        }
     };
     let ctl = dir.join("agentbox-ctl");
     let relay = dir.join("agentbox-relay");
