@@ -2,14 +2,24 @@
 //! through the bridge, per box in `AGENTBOX_HOME/agents/<box>.json`, for `agentbox list`
 //! and `agentbox status`.
 //!
-//! Reports are the box's claims: names are checked, text is cleaned, and a report older
-//! than the one on record (re-delivered, or overtaken) changes nothing.
+//! Reports are the box's claims: names are checked, text is cleaned, a time is clamped to
+//! at most [`MAX_AHEAD_MS`] past the host's clock, a box keeps at most [`MAX_SESSIONS`]
+//! agents on record, and a report older than the one on record (re-delivered, or
+//! overtaken) changes nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 use agentbox_protocol::agent::{clean_detail, valid_agent_name, AgentState, AgentStatus};
+
+/// The most agent sessions the host records for one box; a report of another session
+/// past it is refused (the box's own agents are a handful).
+pub const MAX_SESSIONS: usize = 64;
+
+/// How far past the host's clock a report's time may be (clock skew); a later one is
+/// clamped there, so a forged far-future time holds the record for at most this long.
+pub const MAX_AHEAD_MS: u64 = 10 * 60 * 1000;
 
 /// One bridge daemon per home applies reports; this keeps its concurrent requests from
 /// interleaving their read-modify-write of a file.
@@ -44,6 +54,9 @@ pub fn check(status: &AgentStatus) -> Result<AgentStatus, String> {
         return Err("the report names an invalid agent".into());
     }
     let mut status = status.clone();
+    status.since_ms = status
+        .since_ms
+        .min(agentbox_protocol::now_millis().saturating_add(MAX_AHEAD_MS));
     status.detail = status
         .detail
         .as_deref()
@@ -67,6 +80,11 @@ pub fn apply(path: &Path, status: &AgentStatus) -> std::io::Result<Applied> {
             previous: previous.map(|p| p.state),
             recorded: false,
         });
+    }
+    if previous.is_none() && states.len() >= MAX_SESSIONS {
+        return Err(std::io::Error::other(format!(
+            "the box already has {MAX_SESSIONS} agent sessions on record, the most the host keeps"
+        )));
     }
     states.insert(status.session.clone(), status.clone());
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -142,6 +160,40 @@ mod tests {
         assert_eq!(summary(&load(&path), true), "claude waiting");
         assert_eq!(summary(&load(&path), false), "claude exited");
         assert_eq!(summary(&States::new(), true), "-");
+    }
+
+    #[test]
+    fn a_box_cannot_hold_the_record_with_future_times_or_flood_it_with_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("b.json");
+        let now = agentbox_protocol::now_millis();
+        // Far-future times are clamped to the allowed skew, not kept.
+        for forged in [u64::MAX, u64::MAX / 2, now + 365 * 24 * 3600 * 1000] {
+            let clamped = check(&report(AgentState::Waiting, forged)).expect("ok");
+            assert!(
+                clamped.since_ms <= agentbox_protocol::now_millis() + MAX_AHEAD_MS,
+                "{forged} kept as {}",
+                clamped.since_ms
+            );
+        }
+        // A time within the skew is kept as sent.
+        let near = check(&report(AgentState::Idle, now + 1000)).expect("ok");
+        assert_eq!(near.since_ms, now + 1000);
+        // Sessions past the cap are refused; those on record still update.
+        for i in 0..MAX_SESSIONS + 40 {
+            let mut r = report(AgentState::Working, 1);
+            r.session = format!("s{i}");
+            let applied = apply(&path, &check(&r).expect("ok"));
+            assert_eq!(applied.is_ok(), i < MAX_SESSIONS, "session {i}");
+        }
+        assert_eq!(load(&path).len(), MAX_SESSIONS);
+        let mut r = report(AgentState::Idle, 2);
+        r.session = "s0".into();
+        assert!(
+            apply(&path, &r)
+                .expect("an agent on record updates")
+                .recorded
+        );
     }
 
     #[test]

@@ -295,7 +295,9 @@ fn a_term_id_or_session_the_host_cannot_use_is_refused_before_any_url_is_built()
         let said = match result {
             Ok(Err(e)) => format!("{e:#}"),
             Ok(Ok(outcome)) => panic!("attached to {id:?} / {session:?}: {outcome:?}"),
-            Err(_) => panic!("attach to {id:?} / {session:?} neither failed nor ended"),
+            Err(elapsed) => {
+                panic!("attach to {id:?} / {session:?} neither failed nor ended ({elapsed})")
+            }
         };
         assert!(
             started.elapsed() < std::time::Duration::from_secs(5),
@@ -315,4 +317,144 @@ fn a_term_id_or_session_the_host_cannot_use_is_refused_before_any_url_is_built()
         );
     }
     eprintln!("{} hostile terms tried", hostile.len());
+}
+
+/// A poll answer of the box's agent-state reports `(id, session, state, since_ms)`.
+fn agent_reports(reports: &[(String, String, &str, u64)]) -> serde_json::Value {
+    use agentbox_protocol::agent::AgentStatus;
+    use agentbox_protocol::bridge::{HostRequest, LeasedRequest, PollResponse, RequestId};
+    let requests = reports
+        .iter()
+        .map(|(id, session, state, since_ms)| LeasedRequest {
+            id: RequestId::try_from(id.clone()).expect("request id"),
+            lease: format!("lease-{id}"),
+            lease_expires_at_ms: agentbox_protocol::now_millis() + 600_000,
+            attempt: 1,
+            created_at_ms: agentbox_protocol::now_millis(),
+            request: HostRequest::AgentState(AgentStatus {
+                session: session.clone(),
+                agent: "claude".into(),
+                state: state.parse().expect("state"),
+                detail: Some("needs you".into()),
+                since_ms: *since_ms,
+            }),
+        })
+        .collect();
+    serde_json::to_value(PollResponse { requests }).expect("json")
+}
+
+/// A relay that hands out `batch` on its first poll, then nothing (each later poll held a
+/// moment), and acknowledges every result; the ids of the results it got are counted.
+fn reporting_relay(batch: serde_json::Value) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    let handed = Arc::new(Mutex::new(Some(batch)));
+    fake_relay(move |_, path, body| {
+        if path.starts_with("/v1/bridge/poll") {
+            let next = handed.lock().expect("batch").take();
+            match next {
+                Some(batch) => json(200, &batch),
+                None => {
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    json(200, &serde_json::json!({"requests": []}))
+                }
+            }
+        } else if path == "/v1/bridge/result" {
+            let posted: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            json(
+                200,
+                &serde_json::json!({"id": posted["id"], "recorded": true}),
+            )
+        } else {
+            json(200, &serde_json::json!({}))
+        }
+    })
+}
+
+fn results(seen: &Mutex<Vec<Seen>>) -> usize {
+    seen.lock()
+        .expect("log")
+        .iter()
+        .filter(|s| s.path == "/v1/bridge/result")
+        .count()
+}
+
+#[test]
+fn agent_reports_obey_policy_notify_a_per_box_budget_and_bounds() {
+    let host = Host::new();
+    let notified = host.dir.path().join("notified.txt");
+    host.program(
+        "notify-send",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> {}\n",
+            notified.display()
+        ),
+    );
+    let now = agentbox_protocol::now_millis();
+    // Project `quiet` denies notifications: a box's `waiting` must not raise one.
+    let quiet = host.dir.path().join("quiet");
+    std::fs::create_dir_all(&quiet).expect("mkdir");
+    common::git_in(&quiet, &["init", "-q", "-b", "main"]);
+    host.ok(
+        &quiet,
+        &["config", "set", "--project", "policy.notify", "deny"],
+    );
+    let quiet_reports: Vec<_> = (0..4)
+        .map(|i| (format!("q{i}"), format!("s{i}"), "waiting", now + i))
+        .collect();
+    let (quiet_port, quiet_seen) = reporting_relay(agent_reports(&quiet_reports));
+    register(&host, &quiet, "quiet", quiet_port);
+    // Project `loud` allows them: its box flips 40 sessions to `waiting` (each a first
+    // `waiting`, so each would notify), sends a far-future time, and 100 sessions more
+    // than the host keeps.
+    let loud = project(&host);
+    let mut loud_reports: Vec<_> = (0..40)
+        .map(|i| (format!("w{i}"), format!("s{i}"), "waiting", now + i))
+        .collect();
+    loud_reports.push(("future".into(), "s0".into(), "idle", u64::MAX));
+    loud_reports.extend((0..100).map(|i| (format!("m{i}"), format!("many{i}"), "working", now)));
+    let loud_count = loud_reports.len();
+    let (loud_port, loud_seen) = reporting_relay(agent_reports(&loud_reports));
+    register(&host, &loud, "loud", loud_port);
+
+    host.ok(&loud, &["bridge", "start"]);
+    let all = quiet_reports.len() + loud_count;
+    let done = common::eventually(|| results(&quiet_seen) + results(&loud_seen) >= all);
+    host.ok(&loud, &["bridge", "stop"]);
+    assert!(
+        done,
+        "the bridge answered {} of {all} reports",
+        results(&quiet_seen) + results(&loud_seen)
+    );
+    let shown = std::fs::read_to_string(&notified).unwrap_or_default();
+    assert!(
+        !shown.contains("agentbox: quiet"),
+        "policy.notify deny, yet the box raised notifications:\n{shown}"
+    );
+    let loud_shown = shown
+        .lines()
+        .filter(|l| l.contains("agentbox: loud"))
+        .count();
+    assert!(
+        (1..=3).contains(&loud_shown),
+        "one box raised {loud_shown} notifications at once:\n{shown}"
+    );
+    let states: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(host.home().join("agents/loud.json")).expect("agent states"),
+    )
+    .expect("json");
+    let states = states.as_object().expect("by session");
+    assert!(
+        states.len() <= 64,
+        "the host recorded {} agent sessions of one box",
+        states.len()
+    );
+    let held = states["s0"]["since_ms"].as_u64().expect("since_ms");
+    assert!(
+        held <= agentbox_protocol::now_millis() + 10 * 60 * 1000,
+        "a forged far-future time was kept: {held}"
+    );
+    eprintln!(
+        "{} hostile reports tried: {loud_shown} notifications shown, {} sessions kept",
+        all,
+        states.len()
+    );
 }

@@ -105,11 +105,13 @@ pub fn desktop_notify(box_name: &str, message: &str) -> bool {
 }
 
 /// Records an agent's report from box `box_name` in `path`; a change to `waiting` is
-/// shown as a desktop notification, once.
+/// shown as a desktop notification, once, when `notify` (the host's `policy.notify` is
+/// `allow`) and the box's notification budget ([`super::notices`]) allow it.
 pub fn agent_state(
     box_name: &str,
     path: &std::path::Path,
     status: &agentbox_protocol::agent::AgentStatus,
+    notify: bool,
 ) -> Done {
     use agentbox_protocol::agent::AgentState;
     let status = match crate::agents::check(status) {
@@ -141,7 +143,11 @@ pub fn agent_state(
             Some(d) => format!("{} is waiting for you: {d}", status.agent),
             None => format!("{} is waiting for you", status.agent),
         };
-        let how = if desktop_notify(box_name, &message) {
+        let how = if !notify {
+            "not shown: policy.notify is not allow"
+        } else if !super::notices::may_notify(box_name) {
+            "not shown: too many notifications from this box"
+        } else if desktop_notify(box_name, &message) {
             "desktop notification"
         } else {
             "no desktop notifier"
@@ -161,7 +167,9 @@ pub fn execute(box_name: &str, request: &HostRequest) -> Done {
         HostRequest::Notify { message } => {
             // The audit keeps the text as sent (escaped where it is shown); the desktop
             // notification gets it without control characters.
-            let how = if desktop_notify(box_name, &clean_text(message, 1000)) {
+            let how = if !super::notices::may_notify(box_name) {
+                "not shown, too many notifications from this box; recorded"
+            } else if desktop_notify(box_name, &clean_text(message, 1000)) {
                 "desktop notification"
             } else {
                 "no desktop notifier; recorded"

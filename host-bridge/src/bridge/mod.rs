@@ -10,11 +10,13 @@
 //! - `shared`: what pollers and handlers share. [`policy`]: what runs, waits or is
 //!   refused. [`exec`]: carrying a request out. [`copy`]: landing copies on the host.
 //!   [`journal`]: the host's records (completed requests, approvals, audit).
+//!   [`notices`]: each box's budget of desktop notifications.
 
 pub mod copy;
 mod daemon;
 pub mod exec;
 pub mod journal;
+pub mod notices;
 pub mod policy;
 mod poll;
 mod request;

@@ -75,6 +75,12 @@ impl Policy {
         }
     }
 
+    /// Whether `policy.notify` is `allow`: the one case a box's agent-state report may
+    /// raise a desktop notification (a report is never held for an approval).
+    pub fn notify_allowed(&self) -> bool {
+        self.get("policy.notify") == Verdict::Allow
+    }
+
     /// How long an approval waits, in milliseconds.
     pub fn approval_ttl_ms(&self) -> u64 {
         self.resolved

@@ -409,7 +409,13 @@ async fn run_request(
         }
         HostRequest::AgentState(status) => {
             let path = shared.home.agent_states(&name);
-            blocking(move || exec::agent_state(&name, &path, &status)).await
+            // A report is always recorded; its notification obeys `policy.notify` as a
+            // `notify` request does (only `allow` shows one: nobody approves a report).
+            let notify = shared
+                .policies
+                .get(&shared.home, &record.project)
+                .is_ok_and(|p| p.notify_allowed());
+            blocking(move || exec::agent_state(&name, &path, &status, notify)).await
         }
         request => blocking(move || exec::execute(&name, &request)).await,
     }
