@@ -108,7 +108,7 @@ fn stdout_stderr_exit_codes_cwd_env_and_no_secrets() {
             assert_eq!(code, 127);
             assert!(message.contains("no such program"), "{message}");
         }
-        other => panic!("{other:?}"),
+        other @ Ended::Exited(_) => panic!("{other:?}"),
     }
 
     // A relative cwd is under the workspace; env is set on top; the bridge token the relay
@@ -211,8 +211,8 @@ fn output_streams_before_the_command_ends_and_stdin_arrives_once() {
     let ended = rt
         .block_on(async {
             tokio::spawn(async move {
-                for piece in [&b"one "[..], b"two ", &[b'x'; 3 << 20]] {
-                    tx.send(piece.to_vec()).await.expect("send");
+                for piece in [b"one ".to_vec(), b"two ".to_vec(), vec![b'x'; 3 << 20]] {
+                    tx.send(piece).await.expect("send");
                 }
             });
             run(&b.relay, &request, Some(rx), &mut |_, bytes| {
@@ -349,7 +349,7 @@ fn a_caller_that_goes_away_or_a_timeout_ends_the_process_group() {
     assert_eq!(out, b"started\n");
     match &ended {
         Ended::Exited(e) => assert!(e.timed_out, "{e:?}"),
-        other => panic!("{other:?}"),
+        other @ Ended::Refused { .. } => panic!("{other:?}"),
     }
     assert_eq!(ended.status_code(), 124);
 

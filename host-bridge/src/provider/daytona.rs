@@ -4,8 +4,10 @@
 //! The host never has a shell in the sandbox: it reaches the relay through the preview
 //! URL of port 8788 with both tokens (the bridge token for the relay, the preview token
 //! for Daytona's proxy, renewed when it rotates), and runs one-off commands through the
-//! toolbox's `process/execute`. The bridge token reaches the relay as the sandbox's
-//! `AGENTBOX_BRIDGE_TOKEN`; the ctl daemon gives it to the relay unit only.
+//! relay too (`crate::relay_exec`: no time cap, output streamed, stdout and stderr apart);
+//! the toolbox's `process/execute` only sets up what the relay cannot (a private file's
+//! mode). The bridge token reaches the relay as the sandbox's `AGENTBOX_BRIDGE_TOKEN`; the
+//! ctl daemon gives it to the relay unit only.
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -233,7 +235,8 @@ impl DaytonaBox {
             .url)
     }
 
-    /// Runs a shell command line through the toolbox.
+    /// Runs a shell command line through the toolbox: only to set the box up where the
+    /// relay is not there to ask (Daytona caps its time and merges its output).
     fn execute(&self, command: &str) -> anyhow::Result<crate::daytona::Executed> {
         let sandbox = self.get()?;
         if sandbox.state.as_deref() != Some("started") {
@@ -248,18 +251,52 @@ impl DaytonaBox {
             .block_on(self.client.execute(&sandbox, command, Some("/workspace")))?)
     }
 
-    /// Runs `agentbox-ctl ARGS` in the sandbox (stdout and stderr come back together).
-    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        let mut line = String::from("agentbox-ctl");
-        for a in args {
-            line.push(' ');
-            line.push_str(&crate::shell::quote(a));
+    /// The relay of the started box, for commands (the bridge token from the host's
+    /// record of the box).
+    fn command_relay(&self) -> anyhow::Result<Relay> {
+        if !self.running() {
+            bail!(
+                "box `{}` is not running: `agentbox start {}`",
+                self.name,
+                self.name
+            );
         }
-        let done = self.execute(&line)?;
+        let record = crate::state::State::open(&self.home.join("state.db"))?
+            .get(&self.name)?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "this host has no record of box `{}` (see `agentbox list`)",
+                    self.name
+                )
+            })?;
+        self.relay(&record.bridge_token)
+    }
+
+    /// Runs `agentbox-ctl ARGS` in the sandbox through the relay, stdout and stderr apart.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        use crate::relay_exec::Ended;
+        let relay = self.command_relay()?;
+        let mut argv = vec!["agentbox-ctl".to_string()];
+        argv.extend(args.iter().map(ToString::to_string));
+        let request = agentbox_protocol::exec::ExecRequest::new(argv);
+        let (ended, stdout, mut stderr) = self
+            .runtime
+            .block_on(crate::relay_exec::capture(&relay, &request))?;
+        let raw = match &ended {
+            Ended::Exited(e) => match (e.code, e.signal) {
+                (Some(c), _) => (c & 0xff) << 8,
+                (None, Some(s)) => s & 0x7f,
+                (None, None) => 0xff << 8,
+            },
+            Ended::Refused { code, message } => {
+                stderr.extend_from_slice(message.as_bytes());
+                (code & 0xff) << 8
+            }
+        };
         Ok(std::process::Output {
-            status: std::process::ExitStatus::from_raw((done.exit_code & 0xff) << 8),
-            stdout: done.result.into_bytes(),
-            stderr: Vec::new(),
+            status: std::process::ExitStatus::from_raw(raw),
+            stdout,
+            stderr,
         })
     }
 
@@ -284,17 +321,21 @@ impl DaytonaBox {
         Ok(())
     }
 
-    /// Runs a command (not interactive: Daytona's toolbox gives no terminal; use `agentbox
-    /// shell` for one); prints its output; returns its exit code.
+    /// Runs a command through the relay, as `docker exec -i` does: this process's stdin
+    /// goes to it, its stdout and stderr come back apart as it prints them, and its exit
+    /// status is returned (127 for a program the box lacks). No terminal: `agentbox shell`
+    /// gives one. Ending this process ends the command.
     pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
-        let line = argv
-            .iter()
-            .map(|a| crate::shell::quote(a))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let done = self.execute(&line)?;
-        print!("{}", done.result);
-        Ok(done.exit_code)
+        let relay = self.command_relay()?;
+        let mut request = agentbox_protocol::exec::ExecRequest::new(argv.to_vec());
+        request.stdin = true;
+        let ended = self
+            .runtime
+            .block_on(crate::relay_exec::run_here(&relay, &request))?;
+        if let crate::relay_exec::Ended::Refused { message, .. } = &ended {
+            eprintln!("agentbox: {message}");
+        }
+        Ok(ended.status_code())
     }
 
     /// Deletes the sandbox and waits until it is gone.

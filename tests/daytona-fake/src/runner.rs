@@ -131,7 +131,8 @@ pub async fn change(fake: &Shared, id: &str, op: &str) -> Result<(), String> {
 }
 
 /// `POST /toolbox/{id}/process/execute {command, cwd?, envs?, timeout?}` →
-/// `{exitCode, result}` (stdout and stderr together, as Daytona's daemon).
+/// `{exitCode, result}` (stdout and stderr together, as Daytona's daemon); `408` "command
+/// execution timeout" once its `timeout` (or DAYTONA_FAKE_TOOLBOX_TIMEOUT_MS) passed.
 pub async fn execute(
     State(fake): State<Shared>,
     headers: HeaderMap,
@@ -168,11 +169,36 @@ pub async fn execute(
         "-c".into(),
         format!("{command} 2>&1"),
     ]);
-    let out = tokio::process::Command::new("docker")
+    // Daytona's daemon ends a command at its `timeout` (seconds; 10 by default there):
+    // here at `timeout`, else after DAYTONA_FAKE_TOOLBOX_TIMEOUT_MS when set, else never.
+    let cap = body["timeout"]
+        .as_f64()
+        .filter(|t| *t > 0.0)
+        .map(|t| std::time::Duration::from_secs_f64(t.min(1e6)))
+        .or_else(|| {
+            std::env::var("DAYTONA_FAKE_TOOLBOX_TIMEOUT_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_millis)
+        });
+    let run = tokio::process::Command::new("docker")
         .args(&args)
         .stdin(Stdio::null())
-        .output()
-        .await;
+        .kill_on_drop(true)
+        .output();
+    let out = match cap {
+        Some(cap) => match tokio::time::timeout(cap, run).await {
+            Ok(out) => out,
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &path,
+                    "command execution timeout",
+                )
+            }
+        },
+        None => run.await,
+    };
     match out {
         Ok(o) => Json(json!({
             "exitCode": o.status.code().unwrap_or(-1),
