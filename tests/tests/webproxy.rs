@@ -172,9 +172,13 @@ fn get_json(url: &str) -> serde_json::Value {
 
 /// Sends raw bytes, returns what came back until the server closed or 5 s passed.
 fn raw(port: u16, request: &[u8]) -> String {
+    raw_within(port, request, Duration::from_secs(5))
+}
+
+/// `raw` with a read timeout of `limit`.
+fn raw_within(port: u16, request: &[u8], limit: Duration) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    s.set_read_timeout(Some(limit)).expect("timeout");
     s.write_all(request).expect("write");
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
@@ -249,6 +253,27 @@ fn websocket_echo_with_the_same_host() {
     });
 }
 
+/// Asks the test backend to let one held request or gated event go.
+fn release(port: u16) {
+    let reply = raw(
+        port,
+        b"GET /release HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+}
+
+/// Reads from `s` until `seen` holds `what`; a read that times out fails the test.
+fn read_until(s: &mut TcpStream, seen: &mut String, what: &str) {
+    let mut buf = [0u8; 1024];
+    while !seen.contains(what) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {what:?}: {e}; seen {seen:?}"));
+        assert!(n > 0, "closed before {what:?}: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
 #[test]
 fn server_sent_events_are_not_buffered() {
     let b = WebBox::start(
@@ -256,34 +281,29 @@ fn server_sent_events_are_not_buffered() {
         &[],
     );
     b.wait_ready();
+    // The backend sends the first event at once and each later one only when released,
+    // so the stream cannot end, nor a buffer fill, before the client has seen event 0.
     let mut s = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
-    s.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.write_all(b"GET /sse?gated=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
+    s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let t0 = Instant::now();
     let mut seen = String::new();
-    let mut buf = [0u8; 1024];
-    while !seen.contains("data: 0") {
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "closed early");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    // The first event arrives at once; the stream as a whole takes 600 ms.
+    read_until(&mut s, &mut seen, "data: 0");
+    eprintln!("first event after {:?}", t0.elapsed());
     assert!(
-        t0.elapsed() < Duration::from_millis(300),
-        "first event took {:?}",
-        t0.elapsed()
+        !seen.contains("data: 1"),
+        "an event nobody released: {seen}"
     );
+    release(b.port);
+    read_until(&mut s, &mut seen, "data: 1");
     assert!(
         !seen.contains("data: 2"),
-        "the events came all at once: {seen}"
+        "an event nobody released: {seen}"
     );
-    while !seen.contains("data: 2") {
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0, "closed early");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    release(b.port);
+    read_until(&mut s, &mut seen, "data: 2");
 }
 
 #[test]
@@ -574,23 +594,56 @@ fn a_slow_backend_does_not_hold_up_others() {
     );
     b.wait_ready();
     let port = b.port;
+    // A request the backend holds until the test releases it.
     let slow = std::thread::spawn(move || {
-        raw(
+        raw_within(
             port,
-            b"GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /hold HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(60),
         )
     });
-    std::thread::sleep(Duration::from_millis(100));
-    let t0 = Instant::now();
-    for _ in 0..10 {
-        assert!(raw(
+    let held = || {
+        let reply = raw(
             port,
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .starts_with("HTTP/1.1 200"));
+            b"GET /held HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        reply
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while held() != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the held request never reached the backend"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(t0.elapsed() < Duration::from_secs(1));
-    assert!(slow.join().expect("slow").ends_with("slow done\n"));
+    // Ten requests are answered while it is held: none waits behind it.
+    let t0 = Instant::now();
+    for i in 0..10 {
+        let reply = raw(
+            port,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        assert!(reply.starts_with("HTTP/1.1 200"), "request {i}: {reply:?}");
+    }
+    eprintln!("10 requests beside a held one took {:?}", t0.elapsed());
+    assert_eq!(
+        held(),
+        "1",
+        "the held request ended before the others were served"
+    );
+    assert!(
+        !slow.is_finished(),
+        "the held request was answered unreleased"
+    );
+    release(port);
+    assert!(slow.join().expect("slow").ends_with("released\n"));
     // Streaming request bodies pass through too.
     let body = "y".repeat(300_000);
     let echoed = rt().block_on(async {
@@ -644,11 +697,23 @@ fn bad_input_gets_431_or_400_and_slow_clients_are_cut_off() {
     let _ = b.run_dir();
 }
 
+/// What the scripted service has seen.
+#[derive(Default)]
+struct Seen {
+    /// Connections accepted.
+    connections: std::sync::atomic::AtomicUsize,
+    /// `/die` requests read.
+    dies: std::sync::atomic::AtomicUsize,
+}
+
 /// A service the test scripts byte by byte: each connection reads request heads (and
 /// `Content-Length` bodies) and answers by path, the way no framework would.
-fn scripted_service(listener: &std::net::TcpListener) {
+fn scripted_service(listener: &std::net::TcpListener, seen: &std::sync::Arc<Seen>) {
+    use std::sync::atomic::Ordering;
     for conn in listener.incoming() {
         let Ok(mut conn) = conn else { return };
+        seen.connections.fetch_add(1, Ordering::SeqCst);
+        let seen = seen.clone();
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             loop {
@@ -672,6 +737,9 @@ fn scripted_service(listener: &std::net::TcpListener) {
                     }
                 }
                 buf.drain(..length);
+                if path == "/die" {
+                    seen.dies.fetch_add(1, Ordering::SeqCst);
+                }
                 let reply: Vec<u8> = match (method, path) {
                     ("HEAD", "/len") => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
                     (_, "/len") => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
@@ -726,6 +794,17 @@ fn read_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
     }
 }
 
+/// Whether a loopback TCP socket towards `port` is in CLOSE_WAIT (its peer closed and
+/// the close has arrived), from `/proc/net/tcp`.
+fn close_wait_towards(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let remote = format!("0100007F:{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(2) == Some(&remote.as_str()) && fields.get(3) == Some(&"08")
+    })
+}
+
 /// Reads exactly `expected.len()` bytes and compares them.
 fn expect_exactly(conn: &mut TcpStream, expected: &[u8], what: &str) {
     let mut got = vec![0u8; expected.len()];
@@ -742,7 +821,9 @@ fn expect_exactly(conn: &mut TcpStream, expected: &[u8], what: &str) {
 fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_survived() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || scripted_service(&listener));
+    let seen = std::sync::Arc::new(Seen::default());
+    let service_seen = seen.clone();
+    std::thread::spawn(move || scripted_service(&listener, &service_seen));
     let b = WebBox::start(
         &format!(
             "services:\n  raw:\n    command: exec sleep 1000\n    ready_when: {{port: {port}}}\n    expose: {{port: {port}}}\n"
@@ -791,12 +872,26 @@ fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_surviv
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nbye",
         "bye",
     );
-    // Give the service's close time to arrive first (there is no event to wait on from
-    // here); if the request overtakes it, it is re-sent the other way and still answered.
-    std::thread::sleep(Duration::from_millis(50));
+    // Wait until the service's close has reached the relay's end (its socket to the
+    // service is in CLOSE_WAIT): the next request must then find the connection closed
+    // and take a new one.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !close_wait_towards(port) {
+        assert!(
+            Instant::now() < deadline,
+            "the service's close never reached the relay"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let connections = seen.connections.load(std::sync::atomic::Ordering::SeqCst);
     c.write_all(b"GET /len HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("write");
     expect_exactly(&mut c, len_reply, "after the service closed");
+    assert_eq!(
+        seen.connections.load(std::sync::atomic::Ordering::SeqCst),
+        connections + 1,
+        "the request after the close did not take exactly one new connection"
+    );
     // A body larger than what arrives with the head streams through.
     let upload = vec![b'u'; 300_000];
     let mut request = format!(
@@ -827,6 +922,11 @@ fn plain_http1_keeps_its_framing_on_one_connection_and_service_closes_are_surviv
     );
     assert!(reply.starts_with("HTTP/1.1 502"), "{reply}");
     assert!(reply.contains("\"service\":\"raw\""), "{reply}");
+    assert_eq!(
+        seen.dies.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the dropped POST reached the service more than once"
+    );
     // A kept-alive client that starts a second head and stalls is cut off like a first.
     let mut slow = TcpStream::connect(("127.0.0.1", b.port)).expect("connect");
     slow.set_read_timeout(Some(Duration::from_secs(5)))

@@ -3,7 +3,10 @@
 //! Routes: `/host` (the request's Host and X-Forwarded-* as JSON), `/sse` (three events,
 //! 300 ms apart), `/slow?ms=N`, `/big?bytes=N`, `/forever` (a chunk every 50 ms),
 //! `POST /echo` (the body back, streamed), `/ws` (WebSocket echo that first sends the
-//! Host it saw).
+//! Host it saw). A gate lets tests wait on events instead of sleeping: `/hold` answers
+//! only once `/release` has been called for it (at most 60 s), `/held` counts the holds
+//! waiting, and `/sse?gated=1` sends its first event at once and each later one only
+//! after a `/release`.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -39,13 +42,78 @@ async fn host(headers: HeaderMap) -> Json<std::collections::BTreeMap<String, Opt
     Json(m)
 }
 
-async fn sse() -> Response {
+fn sse() -> Response {
     let events = stream::unfold(0u32, |i| async move {
         if i == 3 {
             return None;
         }
         if i > 0 {
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Some((
+            Ok::<_, Infallible>(Bytes::from(format!("data: {i}\n\n"))),
+            i + 1,
+        ))
+    });
+    (
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
+        Body::from_stream(events),
+    )
+        .into_response()
+}
+
+/// Permits handed out by `/release`, taken by `/hold` and gated SSE events.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+/// Requests waiting at the gate now.
+static HELD: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Waits for one `/release` (at most 60 s); whether it came.
+async fn pass_gate() -> bool {
+    use std::sync::atomic::Ordering;
+    HELD.fetch_add(1, Ordering::SeqCst);
+    let passed = tokio::time::timeout(Duration::from_secs(60), GATE.acquire()).await;
+    HELD.fetch_sub(1, Ordering::SeqCst);
+    match passed {
+        Ok(Ok(permit)) => {
+            permit.forget();
+            true
+        }
+        _ => false,
+    }
+}
+
+async fn hold() -> &'static str {
+    if pass_gate().await {
+        "released\n"
+    } else {
+        "never released\n"
+    }
+}
+
+async fn release() -> &'static str {
+    GATE.add_permits(1);
+    "ok\n"
+}
+
+async fn held() -> String {
+    format!("{}\n", HELD.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+#[derive(serde::Deserialize)]
+struct SseParams {
+    gated: Option<u8>,
+}
+
+async fn gated_sse(Query(p): Query<SseParams>) -> Response {
+    if p.gated.is_none() {
+        return sse();
+    }
+    let events = stream::unfold(0u32, |i| async move {
+        if i == 3 || (i > 0 && !pass_gate().await) {
+            return None;
         }
         Some((
             Ok::<_, Infallible>(Bytes::from(format!("data: {i}\n\n"))),
@@ -123,7 +191,10 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(delay)).await;
     let app = Router::new()
         .route("/host", get(host))
-        .route("/sse", get(sse))
+        .route("/sse", get(gated_sse))
+        .route("/hold", get(hold))
+        .route("/release", get(release))
+        .route("/held", get(held))
         .route("/slow", get(slow))
         .route("/big", get(big))
         .route("/forever", get(forever))
