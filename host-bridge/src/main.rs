@@ -40,6 +40,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
             api_key,
             org_id,
             api_url,
+            insecure,
             status,
             json,
         }) => daytona::login(
@@ -48,6 +49,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
                 api_key,
                 org_id,
                 api_url,
+                insecure,
             },
             status,
             json,

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 /// The keys this file may hold.
-pub const KEYS: [&str; 3] = [
+pub const KEYS: [&str; 4] = [
     "DAYTONA_API_KEY",
     "DAYTONA_ORGANIZATION_ID",
     "DAYTONA_API_URL",
+    // `agentbox daytona login --insecure`: plain HTTP to another machine accepted.
+    "DAYTONA_INSECURE",
 ];
 
 /// Daytona's API when none is configured.
@@ -136,7 +138,7 @@ mod tests {
         assert_eq!(read(dir.path()).expect("read"), entries);
         std::fs::write(path(dir.path()), "# c\n\nOTHER=1\n").expect("write");
         let e = read(dir.path()).expect_err("unknown key").to_string();
-        assert!(e.ends_with("secrets.env:3: unknown key `OTHER` (known: DAYTONA_API_KEY, DAYTONA_ORGANIZATION_ID, DAYTONA_API_URL)"), "{e}");
+        assert!(e.ends_with("secrets.env:3: unknown key `OTHER` (known: DAYTONA_API_KEY, DAYTONA_ORGANIZATION_ID, DAYTONA_API_URL, DAYTONA_INSECURE)"), "{e}");
         assert_eq!(mask("dtn_0123456789abcdef"), "dtn_…cdef");
         assert_eq!(mask("short"), "****");
     }

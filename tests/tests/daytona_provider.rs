@@ -563,7 +563,17 @@ exec sleep 600
     // The bridge's poller renews its preview token after the rotation and carries on
     // through the 504s. Its polls (several in these seconds) do not count as the box's
     // activity, so they never keep an idle box from its auto-stop.
-    let activity = || host.sandboxes()[0]["lastActivityAt"].as_u64().unwrap_or(0);
+    // `lastActivityAt` is an ISO 8601 time (Daytona's spec): the same width always, so
+    // later is greater as text too. It is there (the proxy saw this box's requests).
+    let activity = || {
+        let sandbox = host.sandboxes()[0].clone();
+        let at = sandbox["lastActivityAt"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no lastActivityAt: {sandbox}"))
+            .to_string();
+        assert!(at.len() == 24 && at.ends_with('Z'), "not an ISO time: {at}");
+        at
+    };
     let idle_since = activity();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
@@ -571,6 +581,10 @@ exec sleep 600
         idle_since,
         "the host's polling kept the box awake"
     );
+    // A copy through the preview proxy is activity: the check above can see one.
+    host.ok(&repo, &["cp", &format!("{name}:README"), "readme-again"]);
+    let after_copy = activity();
+    assert!(after_copy > idle_since, "{after_copy} !> {idle_since}");
     push("pushed-after-restart");
     host.faults(r#"{"gatewayTimeoutMs": 0}"#);
 

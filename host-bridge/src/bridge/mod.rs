@@ -11,7 +11,9 @@
 //!   refused. [`exec`]: carrying a request out. [`copy`]: landing copies on the host.
 //!   [`journal`]: the host's records (completed requests, approvals, audit).
 //!   [`notices`]: each box's budget of desktop notifications.
+//!   [`activity`]: keeps a Daytona box from its auto-stop while an agent works.
 
+pub mod activity;
 pub mod copy;
 mod daemon;
 pub mod exec;

@@ -1,6 +1,8 @@
 //! One long-poll loop per ready box: leases what can run now, hands each request to
-//! [`super::request`] exactly once, backs off on errors, renews a Daytona preview token,
-//! and stops when the box is gone or has moved.
+//! [`super::request`] exactly once, backs off on errors, renews a Daytona preview token
+//! (its proxy answers a stale one with a redirect to its login page), keeps a Daytona box
+//! active while an agent works ([`super::activity`]), and stops when the box is gone or
+//! has moved.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,8 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
     let moved = |map: &std::collections::HashMap<String, String>| {
         map.get(&record.name).map(String::as_str) != Some(url.as_str())
     };
+    // Keeps a Daytona box active while an agent works (stops with this poller).
+    let mut _keeper = None;
     if record.provider == "daytona" {
         // Daytona's preview proxy wants its own token besides the bridge token.
         loop {
@@ -44,13 +48,20 @@ pub(super) async fn poll_box(shared: Shared, record: BoxRecord) {
                 return forget(&shared, &record);
             }
             let home = shared.home.root().to_path_buf();
-            match crate::provider::daytona::bridge_relay(&home, &record.name, &record.bridge_token)
+            match crate::provider::daytona::bridge_link(&home, &record.name, &record.bridge_token)
                 .await
             {
-                Ok(relay) if relay.url("") == url => {
+                Ok((relay, api, sandbox_id)) if relay.url("") == url => {
                     if let Ok(mut map) = shared.relays.lock() {
                         map.insert(record.name.clone(), relay);
                     }
+                    _keeper = Some(super::activity::keep_active(
+                        api,
+                        sandbox_id,
+                        shared.home.agent_states(&record.name),
+                        record.name.clone(),
+                        super::activity::keepalive_period(),
+                    ));
                     break;
                 }
                 Ok(_) => return forget(&shared, &record), // its address changed

@@ -21,6 +21,11 @@ pub enum DaytonaCmd {
         /// Daytona's API (default https://app.daytona.io/api).
         #[arg(long, value_name = "URL")]
         api_url: Option<String>,
+        /// Accept an `http://` API URL (and preview URLs) to a host other than this machine:
+        /// the key and everything the host says to the box would cross the network
+        /// unencrypted. Saved with the key; a later login without it takes it back.
+        #[arg(long)]
+        insecure: bool,
         /// Show what is configured (key masked) and whether Daytona accepts it; exit 1
         /// when it does not.
         #[arg(long)]

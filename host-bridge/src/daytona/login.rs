@@ -1,6 +1,10 @@
-//! `agentbox daytona login [--api-key K] [--org-id O] [--api-url U] [--status]`: checks the
-//! key with a cheap call before anything is saved, keeps it in `secrets.env` (0600), and
-//! reports what is configured with the key masked.
+//! `agentbox daytona login [--api-key K] [--org-id O] [--api-url U] [--insecure] [--status]`:
+//! checks the key with a cheap call before anything is saved, keeps it in `secrets.env`
+//! (0600), and reports what is configured with the key masked.
+//!
+//! Plain `http://` is refused, for the API and for preview URLs, except to this machine
+//! (a test's fake) or when login was given `--insecure` (saved as `DAYTONA_INSECURE=1`):
+//! the API key and the bridge token would otherwise cross the network in clear.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -21,6 +25,37 @@ pub struct LoginArgs {
     pub org_id: Option<String>,
     /// The API base.
     pub api_url: Option<String>,
+    /// Accept plain `http://` to another machine.
+    pub insecure: bool,
+}
+
+/// The setting that keeps `--insecure` (in `secrets.env`, or the environment).
+pub const INSECURE_VAR: &str = "DAYTONA_INSECURE";
+
+/// Why `url` (what it is: "the Daytona API URL", …) must not be used: plain `http://` to
+/// a host other than this machine, without `insecure`. `None` when it may be used (HTTPS,
+/// loopback, or `insecure`).
+pub fn plain_http_refused(url: &str, what: &str, insecure: bool) -> Option<String> {
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if parsed.scheme() != "http" || insecure {
+        return None;
+    }
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_ascii_lowercase();
+    let loopback = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => host == "localhost" || host.ends_with(".localhost"),
+    };
+    (!loopback).then(|| {
+        format!(
+            "{what} {} is plain HTTP to another machine: the API key and what the host sends the box would cross the network unencrypted; use https://, or run `agentbox daytona login --insecure` if you mean it",
+            crate::text::clean_text(url, 200)
+        )
+    })
 }
 
 /// The settings in force: the environment over `secrets.env`.
@@ -31,6 +66,8 @@ pub struct Settings {
     pub org_id: Option<String>,
     /// `DAYTONA_API_URL`, or Daytona's.
     pub api_url: String,
+    /// `DAYTONA_INSECURE=1`: plain `http://` to another machine is accepted.
+    pub insecure: bool,
 }
 
 impl Settings {
@@ -41,6 +78,7 @@ impl Settings {
             org_id: secrets::lookup(home, "DAYTONA_ORGANIZATION_ID")?.map(|(v, _)| v),
             api_url: secrets::lookup(home, "DAYTONA_API_URL")?
                 .map_or_else(|| DEFAULT_API_URL.to_string(), |(v, _)| v),
+            insecure: secrets::lookup(home, INSECURE_VAR)?.is_some_and(|(v, _)| v == "1"),
         })
     }
 
@@ -50,6 +88,9 @@ impl Settings {
             .key
             .as_ref()
             .ok_or_else(|| DaytonaError::Auth("no API key is configured".into()))?;
+        if let Some(why) = plain_http_refused(&self.api_url, "the Daytona API URL", self.insecure) {
+            return Err(DaytonaError::Invalid(why));
+        }
         Ok(Daytona::new(&self.api_url, key, self.org_id.as_deref()))
     }
 }
@@ -119,6 +160,14 @@ pub fn login(home: &Path, args: LoginArgs) -> anyhow::Result<()> {
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         bail!("--api-url must be an http(s) URL, not `{url}`");
     }
+    if let Some(why) = plain_http_refused(&url, "the Daytona API URL", args.insecure) {
+        bail!("{why}; nothing was saved");
+    }
+    // Kept only where it is needed: plain HTTP to another machine.
+    let insecure = args.insecure && plain_http_refused(&url, "", false).is_some();
+    if insecure {
+        eprintln!("warning: {url} is plain HTTP (--insecure): the API key crosses the network unencrypted");
+    }
     let client = Daytona::new(&url, &key, org.as_deref());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -135,6 +184,11 @@ pub fn login(home: &Path, args: LoginArgs) -> anyhow::Result<()> {
         Some(o) => entries.insert("DAYTONA_ORGANIZATION_ID".into(), o.clone()),
         None => entries.remove("DAYTONA_ORGANIZATION_ID"),
     };
+    if insecure {
+        entries.insert(INSECURE_VAR.into(), "1".into());
+    } else {
+        entries.remove(INSECURE_VAR);
+    }
     if url == DEFAULT_API_URL {
         entries.remove("DAYTONA_API_URL");
     } else {
@@ -161,7 +215,9 @@ pub fn status(home: &Path, json: bool) -> anyhow::Result<bool> {
                 .build()?;
             Some(runtime.block_on(check(&client)))
         }
-        Err(_) => None,
+        Err(_) if settings.key.is_none() => None,
+        // Refused before any call (plain HTTP to another machine).
+        Err(e) => Some(Err(e)),
     };
     let accepted = matches!(verdict, Some(Ok(())));
     let problem = match &verdict {
@@ -203,4 +259,37 @@ pub fn status(home: &Path, json: bool) -> anyhow::Result<bool> {
         }
     }
     Ok(accepted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_refused;
+
+    #[test]
+    fn plain_http_is_refused_except_to_this_machine_or_when_insecure() {
+        for ok in [
+            "https://app.daytona.io/api",
+            "http://127.0.0.1:3000/api",
+            "http://127.9.9.9/api",
+            "http://[::1]:80/api",
+            "http://localhost/api",
+            "http://8788-abc.proxy.localhost/",
+        ] {
+            assert_eq!(plain_http_refused(ok, "the URL", false), None, "{ok}");
+        }
+        for bad in [
+            "http://app.daytona.io/api",
+            "http://10.0.0.5:3000/api",
+            "http://0.0.0.0:3000/api",
+            "http://localhost.evil.example/api",
+            "http://[::ffff:10.0.0.1]/",
+        ] {
+            let why = plain_http_refused(bad, "the Daytona API URL", false).expect(bad);
+            assert!(
+                why.starts_with("the Daytona API URL http://") && why.contains("--insecure"),
+                "{why}"
+            );
+            assert_eq!(plain_http_refused(bad, "the URL", true), None, "{bad}");
+        }
+    }
 }

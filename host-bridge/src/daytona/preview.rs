@@ -1,6 +1,7 @@
 //! Preview links of a sandbox's ports (`/sandbox/{id}/ports/{port}/…`): the standard URL
 //! with the token Daytona's proxy wants in [`PREVIEW_TOKEN_HEADER`], and signed URLs that
-//! carry their own token and expire.
+//! carry their own token and expire; and the sandbox's activity, which the preview proxy
+//! counts and [`Daytona::update_last_activity`] reports.
 
 use std::time::Duration;
 
@@ -52,6 +53,15 @@ impl Daytona {
         }
         let path = format!("/sandbox/{sandbox}/ports/{port}/preview-url");
         self.call(true, &|| self.request(reqwest::Method::GET, &path))
+            .await
+    }
+
+    /// `POST /sandbox/{id}/last-activity`: the sandbox counts as active now, which puts
+    /// its auto-stop off by its `autoStopInterval` (what the preview proxy does for every
+    /// request that does not say `X-Daytona-Skip-Last-Activity-Update`).
+    pub async fn update_last_activity(&self, sandbox_id: &str) -> Result<(), DaytonaError> {
+        let path = format!("/sandbox/{sandbox_id}/last-activity");
+        self.call_no_body(true, &|| self.request(reqwest::Method::POST, &path))
             .await
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::size::Size;
-use crate::daytona::login::Settings;
+use crate::daytona::login::{plain_http_refused, Settings};
 use crate::daytona::{CreateSandbox, Daytona, DaytonaError, Sandbox};
 use crate::transfer::client::{Relay, Remint};
 
@@ -391,13 +391,29 @@ pub async fn bridge_relay(
     name: &str,
     token: &str,
 ) -> anyhow::Result<Relay> {
-    let client = Settings::load(home)?.client()?;
+    Ok(bridge_link(home, name, token).await?.0)
+}
+
+/// [`bridge_relay`], with the API client and the sandbox's id (for reporting its activity).
+pub async fn bridge_link(
+    home: &std::path::Path,
+    name: &str,
+    token: &str,
+) -> anyhow::Result<(Relay, Daytona, String)> {
+    let settings = Settings::load(home)?;
+    let client = settings.client()?;
     let sandbox = sandbox_name(name);
     let link = client.preview_link(&sandbox, BRIDGE_PORT).await?;
+    // The bridge token and everything the box is sent go this way.
+    if let Some(why) = plain_http_refused(&link.url, "the preview URL", settings.insecure) {
+        bail!("{why}");
+    }
+    let api = client.clone();
     let client = Arc::new(client);
     let remint: Remint = Arc::new(move || {
         let (client, sandbox) = (client.clone(), sandbox.clone());
         Box::pin(async move { Ok(client.preview_link(&sandbox, BRIDGE_PORT).await?.token) })
     });
-    Ok(Relay::new(&link.url, token).with_preview(&link.token, remint))
+    let relay = Relay::new(&link.url, token).with_preview(&link.token, remint);
+    Ok((relay, api, link.sandbox_id))
 }

@@ -1,0 +1,105 @@
+//! Plain `http://` to Daytona is refused unless it goes to this machine (a test's fake) or
+//! login was given `--insecure`, and the refusal says so; nothing is saved by a refused
+//! login. `http://0.0.0.0:PORT` reaches the fake on 127.0.0.1 while not being a loopback
+//! name, so the whole path runs against a real server.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use agentbox_tests::bin_path;
+use agentbox_tests::fake_tls::DaytonaFake;
+
+const KEY: &str = "dtn_insecure0123456789";
+
+fn agentbox(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(bin_path("agentbox"))
+        .args(args)
+        .env("AGENTBOX_HOME", home)
+        .env("HOME", home)
+        .env_remove("DAYTONA_API_KEY")
+        .env_remove("DAYTONA_API_URL")
+        .env_remove("DAYTONA_ORGANIZATION_ID")
+        .env_remove("DAYTONA_INSECURE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agentbox");
+    // The key on stdin, as a user would paste it.
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{KEY}\n").as_bytes());
+    child.wait_with_output().expect("wait")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn plain_http_to_another_machine_needs_insecure() {
+    let fake = DaytonaFake::start_with(
+        &["--port", "0", "--api-key", KEY, "--plain-http"],
+        &[],
+        "http",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let remote = format!("http://0.0.0.0:{}/api", fake.port);
+
+    // Refused, saying what and what to do; nothing saved.
+    let out = agentbox(home, &["daytona", "login", "--api-url", &remote], &[]);
+    let said = stderr(&out);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("the Daytona API URL {remote} is plain HTTP"))
+            && said.contains("--insecure")
+            && said.contains("nothing was saved"),
+        "{said}"
+    );
+    assert!(!home.join("secrets.env").exists(), "a refused login saved");
+
+    // To this machine by a loopback address: accepted silently (the tests' fakes).
+    let local = format!("http://127.0.0.1:{}/api", fake.port);
+    let out = agentbox(home, &["daytona", "login", "--api-url", &local], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("plain HTTP"), "{}", stderr(&out));
+
+    // The environment's URL is checked too, before any call.
+    let out = agentbox(
+        home,
+        &["daytona", "login", "--status", "--json"],
+        &[("DAYTONA_API_URL", &remote)],
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(status["accepted"], false, "{status}");
+    assert!(
+        status["problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("is plain HTTP")),
+        "{status}"
+    );
+
+    // --insecure: accepted with a warning, and kept for the commands that follow.
+    let out = agentbox(
+        home,
+        &["daytona", "login", "--api-url", &remote, "--insecure"],
+        &[],
+    );
+    let said = stderr(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("warning:") && said.contains("plain HTTP"),
+        "{said}"
+    );
+    let saved = std::fs::read_to_string(home.join("secrets.env")).expect("secrets.env");
+    assert!(saved.contains("DAYTONA_INSECURE=1"), "{saved}");
+    let out = agentbox(home, &["daytona", "login", "--status", "--json"], &[]);
+    let status: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    assert_eq!(status["accepted"], true, "{status}");
+}
