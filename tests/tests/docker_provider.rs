@@ -187,14 +187,11 @@ fn a_docker_box_from_prepare_to_destroy() {
             && why.contains("prepare --provider docker --agents codex"),
         "{why}"
     );
-    assert!(
-        docker_inspect("agentbox-nocodex", "{{.Name}}").is_empty(),
-        "a box was made"
-    );
+    assert!(container_ids(&host, "nocodex").is_empty(), "a box was made");
 
     let name = format!("dk{}", std::process::id());
     host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
-    let container = format!("agentbox-{name}");
+    let container = container_of(&host, &name);
     let inspect = |fmt: &str| docker_inspect(&container, fmt);
     assert_eq!(inspect("{{.Config.User}}"), "agent");
     assert!(
@@ -347,7 +344,7 @@ fn a_dind_box_runs_containers_of_its_own() {
         String::from_utf8_lossy(&created.stderr).contains("can act as root on this machine"),
         "create --dind does not warn"
     );
-    let container = format!("agentbox-{name}");
+    let container = container_of(&host, &name);
     let inspect = |fmt: &str| docker_inspect(&container, fmt);
     assert_eq!(inspect("{{.HostConfig.Privileged}}"), "false");
     let volume = inspect(
@@ -440,6 +437,31 @@ fn a_dind_box_runs_containers_of_its_own() {
         format!("removed {stray}")
     );
     assert!(!volume_exists(&stray), "prune left {stray}");
+}
+
+/// The containers of box `name` of `host`'s home, by their labels (the labels, not the
+/// name, say whose a container is).
+fn container_ids(host: &Host, name: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+        .arg(format!(
+            "label=agentbox.home={}",
+            agentbox::provider::docker::home_label(&host.home())
+        ))
+        .args(["--filter", &format!("label=agentbox.box={name}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The one container of box `name` of `host`'s home.
+fn container_of(host: &Host, name: &str) -> String {
+    let found = container_ids(host, name);
+    assert_eq!(found.len(), 1, "containers of box {name}: {found:?}");
+    found[0].clone()
 }
 
 /// `docker inspect -f FMT OBJECT`, trimmed.
@@ -552,13 +574,13 @@ fn an_agent_image_with_claude_credentials_and_keys() {
         ],
     );
     let name = format!("ag{}", std::process::id());
-    let container = format!("agentbox-{name}");
     let made = host.run_env(
         &repo,
         &["create", "--provider", "docker", "--name", &name],
         &env,
     );
     let said = agentbox_tests::succeeded(&["create"], &made);
+    let container = container_of(&host, &name);
     assert!(
         String::from_utf8_lossy(&made.stderr).contains("agent credentials copied in: claude"),
         "{said}"

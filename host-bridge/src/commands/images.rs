@@ -157,7 +157,7 @@ pub fn prune(ctx: &Ctx, args: &PruneArgs) -> anyhow::Result<ExitCode> {
         if dry_run {
             println!("{item}");
         } else {
-            provider::docker::DockerBox::new(&name).remove()?;
+            provider::docker::DockerBox::stray(&name, &label).remove()?;
             println!("removed {item}");
         }
     }

@@ -45,7 +45,11 @@ impl AnyBox {
     pub fn open(record: &BoxRecord) -> anyhow::Result<Self> {
         ensure_available(&record.provider)?;
         Ok(match record.provider.as_str() {
-            "docker" => Self::Docker(docker::DockerBox::new(&record.name)),
+            "docker" => Self::Docker(docker::DockerBox::new(
+                &record.name,
+                &docker::home_label(crate::home::Home::from_env()?.root()),
+                &record.project,
+            )),
             "daytona" => Self::Daytona(Box::new(daytona::DaytonaBox::new(
                 &record.name,
                 crate::home::Home::from_env()?.root(),
@@ -66,13 +70,7 @@ impl AnyBox {
                 // The host keeps its records of the box (sync state) here.
                 std::fs::create_dir_all(&record.dir)?;
                 let s = docker.ok_or_else(|| anyhow::anyhow!("docker settings missing"))?;
-                b.create(
-                    &s.image,
-                    &record.bridge_token,
-                    &s.home_label,
-                    s.size,
-                    s.dind,
-                )
+                b.create(&s.image, &record.bridge_token, s.size, s.dind)
             }
             Self::Daytona(b) => {
                 std::fs::create_dir_all(&record.dir)?;

@@ -1,8 +1,12 @@
 //! The `docker` provider: a box is a container of the image built from `Dockerfile.box`
 //! (`agentbox prepare --provider docker`), talked to through the Docker API (bollard).
 //!
-//! The container is named `agentbox-<box>` and labelled `agentbox.box` and `agentbox.home`
-//! (so `prune` finds ours and nobody else's); it runs with an init that reaps orphans; the
+//! The container is labelled `agentbox.box` and `agentbox.home`, and the labels are what
+//! finds it (`prune`, `list`, and every command on a box), so a box made by an older
+//! agentbox under the plain name `agentbox-<box>` is still found. A new container is named
+//! `agentbox-<box>-<home id>-<project id>` (see [`container_name`]): box names are unique
+//! within one `AGENTBOX_HOME` only, and one engine serves every home, project and user of
+//! the machine. It runs with an init that reaps orphans; the
 //! WebProxy (8080) and the bridge (8788) are published on 127.0.0.1 only, on free ports.
 //! The bridge token is written into the container as `/run/agentbox/bridge.token` (0600)
 //! before it starts — never in its environment, which every `docker exec` would inherit.
@@ -33,6 +37,10 @@ pub const DEFAULT_BASE: &str = "debian:bookworm-slim";
 pub const LABEL_DIND: &str = "dev.agentbox.dind";
 /// Image label listing the agents baked in (`AGENTS=` form: `claude,codex` or `none`).
 pub const LABEL_AGENTS: &str = "dev.agentbox.agents";
+
+/// The most of a command's output (stdout and stderr together) [`DockerBox::capture`]
+/// reads: the box is untrusted, and what the host runs there prints status and listings.
+pub const CAPTURE_CAP: usize = 16 << 20;
 
 /// A runtime and a connected, version-negotiated Docker client.
 fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
@@ -102,22 +110,118 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
     Ok(tag)
 }
 
-/// One docker box.
+/// The name a new container of box `name` gets: `agentbox-<box>-<home id>-<project id>`,
+/// each id 8 hex digits of a hash. The ids have a fixed length, so two different
+/// (box, home, project) never make the same name unless the hashes' prefixes collide.
+pub fn container_name(name: &str, home_label: &str, project: &std::path::Path) -> String {
+    let project = blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex();
+    format!(
+        "agentbox-{name}-{}-{}",
+        &home_label[..home_label.len().min(8)],
+        &project[..8]
+    )
+}
+
+/// One docker box: found by its labels, named by [`container_name`] when made.
 #[derive(Debug, Clone)]
 pub struct DockerBox {
     /// Box name.
     pub name: String,
-    /// Container name, `agentbox-<name>`.
-    pub container: String,
+    /// [`home_label`] of the `AGENTBOX_HOME` the box belongs to.
+    home_label: String,
+    /// The name a container made for it gets (`None`: the project is not known, so it
+    /// can be found and removed, not made).
+    fresh: Option<String>,
+    /// The container found by its labels, once looked up.
+    found: std::sync::OnceLock<String>,
 }
 
 impl DockerBox {
-    /// The box called `name`.
-    pub fn new(name: &str) -> Self {
+    /// Box `name` of project `project` in the home labelled `home_label`.
+    pub fn new(name: &str, home_label: &str, project: &std::path::Path) -> Self {
         Self {
             name: name.to_string(),
-            container: format!("agentbox-{name}"),
+            home_label: home_label.to_string(),
+            fresh: Some(container_name(name, home_label, project)),
+            found: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Box `name` of the home labelled `home_label` whose project is not known (a stray
+    /// container or volume `prune` removes).
+    pub fn stray(name: &str, home_label: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            home_label: home_label.to_string(),
+            fresh: None,
+            found: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The label filters that select this box's containers and volumes.
+    fn label_filters(&self) -> HashMap<&'static str, Vec<String>> {
+        HashMap::from([(
+            "label",
+            vec![
+                format!("{LABEL_HOME}={}", self.home_label),
+                format!("{LABEL_BOX}={}", self.name),
+            ],
+        )])
+    }
+
+    /// The names of the containers carrying this box's labels.
+    fn labelled(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        docker: &Docker,
+    ) -> anyhow::Result<Vec<String>> {
+        let filters = self.label_filters();
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = rt
+            .block_on(docker.list_containers(Some(options)))
+            .with_context(|| format!("cannot list the containers of box {}", self.name))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| Some(c.names?.first()?.trim_start_matches('/').to_string()))
+            .collect())
+    }
+
+    /// The box's container, by its labels: the one of the name it was made under, else
+    /// the one an older agentbox named `agentbox-<box>`, else the only one. With none,
+    /// the name a new one gets (the engine then says it does not exist).
+    fn container(&self, rt: &tokio::runtime::Runtime, docker: &Docker) -> anyhow::Result<String> {
+        if let Some(found) = self.found.get() {
+            return Ok(found.clone());
+        }
+        let labelled = self.labelled(rt, docker)?;
+        let legacy = format!("agentbox-{}", self.name);
+        let chosen = match labelled.as_slice() {
+            [] => self.fresh.clone().unwrap_or(legacy),
+            [one] => one.clone(),
+            many => {
+                if let Some(own) = many.iter().find(|c| Some(*c) == self.fresh.as_ref()) {
+                    own.clone()
+                } else if many.contains(&legacy) {
+                    legacy
+                } else {
+                    bail!(
+                        "several containers carry the labels of box {}: {}; remove the strays with `docker rm -f NAME`",
+                        self.name,
+                        many.join(", ")
+                    )
+                }
+            }
+        };
+        Ok(self.found.get_or_init(|| chosen).clone())
+    }
+
+    /// The name of the box's container (looked up by its labels).
+    pub fn container_name(&self) -> anyhow::Result<String> {
+        let (rt, docker) = connect()?;
+        self.container(&rt, &docker)
     }
 
     /// Creates the container (not started) with the token file in place. With `dind`, the
@@ -126,11 +230,24 @@ impl DockerBox {
         &self,
         image: &str,
         token: &str,
-        home_label: &str,
         size: Option<Size>,
         dind: bool,
     ) -> anyhow::Result<()> {
+        let Some(container) = self.fresh.clone() else {
+            bail!(
+                "box {}: a container is made only for a box whose project is known",
+                self.name
+            );
+        };
         let (rt, docker) = connect()?;
+        let left = self.labelled(&rt, &docker)?;
+        if !left.is_empty() {
+            bail!(
+                "container {} of an earlier box `{}` of this AGENTBOX_HOME is still there: `agentbox prune --provider docker` removes it",
+                left.join(", "),
+                self.name
+            );
+        }
         if dind {
             if image_label(image, LABEL_DIND)?.as_deref() != Some("yes") {
                 bail!("image {image} has no Docker engine: make one with `agentbox prepare --provider docker --dind`");
@@ -162,14 +279,14 @@ impl DockerBox {
             env.push("AGENTBOX_DIND=1".into());
             // The engine's storage: a volume (overlay2 cannot sit on the container's own
             // overlay), labelled like the container so that `prune` finds a stray one.
-            let volume = self.engine_volume();
-            // A volume of this name left by an earlier box must not hand its images on.
-            self.remove_engine_volume(&rt, &docker)?;
+            let volume = engine_volume(&container);
+            // A volume left by an earlier box of this name must not hand its images on.
+            self.remove_engine_volumes(&rt, &docker)?;
             rt.block_on(docker.create_volume(bollard::models::VolumeCreateOptions {
                 name: Some(volume.clone()),
                 labels: Some(HashMap::from([
                     (LABEL_BOX.to_string(), self.name.clone()),
-                    (LABEL_HOME.to_string(), home_label.to_string()),
+                    (LABEL_HOME.to_string(), self.home_label.clone()),
                 ])),
                 ..Default::default()
             }))
@@ -182,16 +299,17 @@ impl DockerBox {
             env: Some(env),
             labels: Some(HashMap::from([
                 (LABEL_BOX.to_string(), self.name.clone()),
-                (LABEL_HOME.to_string(), home_label.to_string()),
+                (LABEL_HOME.to_string(), self.home_label.clone()),
             ])),
             host_config: Some(host_config),
             ..ContainerCreateBody::default()
         };
         let options = bollard::query_parameters::CreateContainerOptionsBuilder::new()
-            .name(&self.container)
+            .name(&container)
             .build();
         rt.block_on(docker.create_container(Some(options), body))
-            .with_context(|| format!("cannot create container {} from {image}", self.container))?;
+            .with_context(|| format!("cannot create container {container} from {image}"))?;
+        let _ = self.found.set(container);
         self.put_private_files("/run/agentbox", &[("bridge.token", token.as_bytes())])
             .context("cannot put the bridge token into the container")
     }
@@ -213,12 +331,13 @@ impl DockerBox {
         let options = bollard::query_parameters::UploadToContainerOptionsBuilder::new()
             .path(dir)
             .build();
+        let container = self.container(&rt, &docker)?;
         rt.block_on(docker.upload_to_container(
-            &self.container,
+            &container,
             Some(options),
             bollard::body_full(bytes::Bytes::from(tar.into_inner()?)),
         ))
-        .with_context(|| format!("cannot write into {dir} of container {}", self.container))?;
+        .with_context(|| format!("cannot write into {dir} of container {container}"))?;
         Ok(())
     }
 
@@ -245,8 +364,9 @@ impl DockerBox {
     /// daemon answer.
     pub fn start(&self) -> anyhow::Result<String> {
         let (rt, docker) = connect()?;
+        let container = self.container(&rt, &docker)?;
         rt.block_on(docker.start_container(
-            &self.container,
+            &container,
             None::<bollard::query_parameters::StartContainerOptions>,
         ))
         .or_else(|e| match e {
@@ -255,7 +375,7 @@ impl DockerBox {
             } => Ok(()),
             e => Err(e),
         })
-        .with_context(|| format!("cannot start container {}", self.container))?;
+        .with_context(|| format!("cannot start container {container}"))?;
         let url = format!("http://127.0.0.1:{}", self.host_port(&rt, &docker, 8788)?);
         let deadline = Instant::now() + Duration::from_secs(30);
         let health = format!("{url}/healthz");
@@ -274,9 +394,8 @@ impl DockerBox {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "box {} did not come up within 30 s; see `docker logs {}`",
+                    "box {} did not come up within 30 s; see `docker logs {container}`",
                     self.name,
-                    self.container
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -289,15 +408,16 @@ impl DockerBox {
         docker: &Docker,
         port: u16,
     ) -> anyhow::Result<u16> {
+        let container = self.container(rt, docker)?;
         let info = rt.block_on(docker.inspect_container(
-            &self.container,
+            &container,
             None::<bollard::query_parameters::InspectContainerOptions>,
         ))?;
         info.network_settings
             .and_then(|n| n.ports)
             .and_then(|p| p.get(&format!("{port}/tcp")).cloned().flatten())
             .and_then(|b| b.into_iter().find_map(|b| b.host_port?.parse().ok()))
-            .with_context(|| format!("port {port} of {} is not published", self.container))
+            .with_context(|| format!("port {port} of {container} is not published"))
     }
 
     /// The host URL of the WebProxy, or of an exposed box port (published ports only).
@@ -314,14 +434,17 @@ impl DockerBox {
         self.capture(&argv)
     }
 
-    /// Runs `argv` in the container (as the agent user, in /workspace), capturing output.
+    /// Runs `argv` in the container (as the agent user, in /workspace), capturing output:
+    /// at most [`CAPTURE_CAP`] bytes of it, past which the box is reported and nothing is
+    /// returned.
     pub fn capture(&self, argv: &[&str]) -> anyhow::Result<std::process::Output> {
         use std::os::unix::process::ExitStatusExt;
         let (rt, docker) = connect()?;
+        let container = self.container(&rt, &docker)?;
         rt.block_on(async {
             let exec = docker
                 .create_exec(
-                    &self.container,
+                    &container,
                     bollard::models::ExecConfig {
                         attach_stdout: Some(true),
                         attach_stderr: Some(true),
@@ -336,7 +459,15 @@ impl DockerBox {
                 docker.start_exec(&exec.id, None).await?
             {
                 while let Some(chunk) = output.next().await {
-                    match chunk? {
+                    let chunk = chunk?;
+                    if stdout.len() + stderr.len() + chunk.as_ref().len() > CAPTURE_CAP {
+                        bail!(
+                            "box {} printed more than {CAPTURE_CAP} bytes for `{}`, the most the host reads; the output was dropped (the box is not behaving: check it, or destroy it)",
+                            self.name,
+                            argv.join(" ")
+                        );
+                    }
+                    match chunk {
                         bollard::container::LogOutput::StdOut { message } => {
                             stdout.extend_from_slice(&message);
                         }
@@ -361,8 +492,11 @@ impl DockerBox {
         let Ok((rt, docker)) = connect() else {
             return false;
         };
+        let Ok(container) = self.container(&rt, &docker) else {
+            return false;
+        };
         rt.block_on(docker.inspect_container(
-            &self.container,
+            &container,
             None::<bollard::query_parameters::InspectContainerOptions>,
         ))
         .ok()
@@ -377,70 +511,87 @@ impl DockerBox {
         let options = bollard::query_parameters::StopContainerOptionsBuilder::new()
             .t(10)
             .build();
-        match rt.block_on(docker.stop_container(&self.container, Some(options))) {
+        let container = self.container(&rt, &docker)?;
+        match rt.block_on(docker.stop_container(&container, Some(options))) {
             Ok(())
             | Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot stop {}", self.container)),
+            Err(e) => Err(e).with_context(|| format!("cannot stop {container}")),
         }
     }
 
     /// Runs a command with the terminal's stdio (`docker exec`); returns its exit code.
     pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
         use std::io::IsTerminal;
+        let container = self.container_name()?;
         let mut cmd = Command::new("docker");
         cmd.arg("exec").arg("-i");
         if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
             cmd.arg("-t");
         }
         let status = cmd
-            .args(["-w", "/workspace", &self.container])
+            .args(["-w", "/workspace", &container])
             .args(argv)
             .status()
             .context("cannot run the docker CLI")?;
         Ok(status.code().unwrap_or(1))
     }
 
-    /// Removes the container, its anonymous volumes and its engine's volume (`--dind`).
+    /// Removes the box's containers (found by their labels, so a stray one too), their
+    /// anonymous volumes and the engine's volume (`--dind`).
     pub fn remove(&self) -> anyhow::Result<()> {
         let (rt, docker) = connect()?;
         let options = bollard::query_parameters::RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
             .build();
-        match rt.block_on(docker.remove_container(&self.container, Some(options))) {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", self.container)),
+        for container in self.labelled(&rt, &docker)? {
+            match rt.block_on(docker.remove_container(&container, Some(options.clone()))) {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot remove {container}")),
+            }
         }
-        self.remove_engine_volume(&rt, &docker)
+        self.remove_engine_volumes(&rt, &docker)
     }
 
-    /// The volume of the box's own Docker engine (`--dind`): `agentbox-<box>-docker`.
-    pub fn engine_volume(&self) -> String {
-        format!("{}-docker", self.container)
-    }
-
-    fn remove_engine_volume(
+    /// Removes the volumes carrying this box's labels (its engine's storage, `--dind`).
+    fn remove_engine_volumes(
         &self,
         rt: &tokio::runtime::Runtime,
         docker: &Docker,
     ) -> anyhow::Result<()> {
-        let volume = self.engine_volume();
-        match rt.block_on(docker.remove_volume(
-            &volume,
-            None::<bollard::query_parameters::RemoveVolumeOptions>,
-        )) {
-            Ok(())
-            | Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 404, ..
-            }) => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("cannot remove volume {volume}")),
+        let filters = self.label_filters();
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::new()
+            .filters(&filters)
+            .build();
+        let list = rt
+            .block_on(docker.list_volumes(Some(options)))
+            .with_context(|| format!("cannot list the volumes of box {}", self.name))?;
+        for volume in list.volumes.unwrap_or_default() {
+            match rt.block_on(docker.remove_volume(
+                &volume.name,
+                None::<bollard::query_parameters::RemoveVolumeOptions>,
+            )) {
+                Ok(())
+                | Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot remove volume {}", volume.name))
+                }
+            }
         }
+        Ok(())
     }
+}
+
+/// The volume of the Docker engine of a `--dind` box whose container is `container`.
+pub fn engine_volume(container: &str) -> String {
+    format!("{container}-docker")
 }
 
 /// Label `key` of image `image`, if it has one.
