@@ -130,7 +130,7 @@ fn push_tags_sends_the_boxs_tags_and_none_of_the_hosts() {
     host.ok(&repo, &["create", "--name", "tg"]);
     // A tag the host keeps to itself (a release not yet public, say).
     git_in(&repo, &["tag", "host-private"]);
-    let out = host.run(
+    let child = host.spawn(
         &repo,
         &[
             "exec",
@@ -142,11 +142,17 @@ fn push_tags_sends_the_boxs_tags_and_none_of_the_hosts() {
              && git push --tags",
         ],
     );
+    // Publishing tags asks even under the default `pushOwnBranch: allow`, and the
+    // approval names them.
+    let approval = host.pending_approval(&repo);
+    let summary = approval["summary"].as_str().unwrap_or_default().to_string();
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        summary.contains("box-light") && summary.contains("box-annotated"),
+        "the approval should name the tags: {summary}"
     );
+    host.ok(&repo, &["approve", approval["id"].as_str().expect("id")]);
+    let (ok, out) = finish(child);
+    assert!(ok, "{out}");
     let remote_tags = git_out(&remote, &["tag", "--list"]);
     assert!(
         remote_tags.contains("box-light") && remote_tags.contains("box-annotated"),

@@ -366,8 +366,9 @@ pub fn git_push(
         Err(e) => return refused(format!("cannot run git: {e}")),
     }
     let quarantine = format!("refs/agentbox/{}/head", facts.name);
-    // The bundle's tag refs (annotated tags' objects with them) go to a scratch namespace;
-    // only the tags the request names are pushed, each at the object it names.
+    // The bundle's tag refs (annotated tags' objects with them) go to a scratch namespace
+    // (emptied of earlier pushes' tags: `--prune`); only the tags the request names are
+    // pushed, each only if the bundle carries it at the object it names.
     let tag_space = format!("refs/agentbox/{}/tags", facts.name);
     match git(
         facts.project,
@@ -375,6 +376,7 @@ pub fn git_push(
             "fetch",
             "-q",
             "--no-tags",
+            "--prune",
             &bundle_arg,
             &format!("+HEAD:{quarantine}"),
             &format!("+refs/tags/*:{tag_space}/*"),
@@ -390,15 +392,18 @@ pub fn git_push(
         Err(e) => return refused(format!("cannot run git: {e}")),
     }
     for tag in &tags {
+        // Never an object the host happens to have (a private commit, someone's tag): the
+        // tag must travel in the box's bundle, at the object the request shows.
         let local = format!("{tag_space}/{}", tag.name);
-        match git(facts.project, &["update-ref", &local, &tag.object]) {
-            Ok(o) if o.status.success() => {}
-            _ => {
-                return refused(format!(
-                    "tag `{}`: the host has no object {} (it is neither in the bundle nor here)",
-                    tag.name, tag.object
-                ))
-            }
+        let carried = match git(facts.project, &["rev-parse", "--verify", "-q", &local]) {
+            Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            _ => String::new(),
+        };
+        if !carried.eq_ignore_ascii_case(&tag.object) {
+            return refused(format!(
+                "tag `{}` at {}: the box's bundle does not carry it there; only a tag in the bundle is pushed",
+                tag.name, tag.object
+            ));
         }
     }
     let mut args: Vec<String> = vec!["push".into()];

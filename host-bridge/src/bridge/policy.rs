@@ -100,7 +100,17 @@ impl Policy {
             HostRequest::Open { .. } => "policy.open",
             HostRequest::Git(g) if g.op == GitOp::Push => {
                 if g.branch.as_deref().is_none_or(|b| b == own_branch) {
-                    "policy.pushOwnBranch"
+                    // Allowing the box its own branch is not allowing it to overwrite
+                    // history or publish tags: those ask (unless the policy denies).
+                    let forces_or_tags = !g.tags.is_empty()
+                        || g.flags
+                            .iter()
+                            .any(|f| matches!(f, GitFlag::ForceWithLease | GitFlag::Tags));
+                    let key = "policy.pushOwnBranch";
+                    if forces_or_tags && self.get(key) == Verdict::Allow {
+                        return (Verdict::Ask, "policy.pushOwnBranch (force or tags)");
+                    }
+                    key
                 } else {
                     "policy.pushOtherBranch"
                 }
@@ -277,7 +287,7 @@ pub fn summary(request: &HostRequest, box_name: &str, own_branch: &str, project:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agentbox_protocol::bridge::GhRequest;
+    use agentbox_protocol::bridge::{GhRequest, TagRef};
 
     fn push(branch: Option<&str>, flags: Vec<GitFlag>) -> HostRequest {
         HostRequest::Git(GitRequest {
@@ -318,6 +328,56 @@ mod tests {
             "{own}"
         );
         assert!(!own.contains("FORCE") && !own.contains("--"), "{own}");
+    }
+
+    /// The policy with `config` (YAML) as the global file, and nothing else.
+    fn policy_of(config: &str) -> Policy {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let global = dir.path().join("config.yaml");
+        std::fs::write(&global, config).expect("write");
+        Policy {
+            resolved: Resolved::load(&global, None, None, BTreeMap::new()).expect("load"),
+        }
+    }
+
+    #[test]
+    fn a_push_of_its_own_branch_asks_when_it_forces_or_sends_tags() {
+        let own = "agentbox/b";
+        let allow = policy_of("");
+        let with_tags = |flags: Vec<GitFlag>| {
+            let mut r = push(None, flags);
+            if let HostRequest::Git(g) = &mut r {
+                g.tags = vec![TagRef {
+                    name: "v1".into(),
+                    object: "ab".repeat(20),
+                }];
+            }
+            r
+        };
+        // By default the box's own branch goes without asking...
+        assert_eq!(allow.verdict(&push(None, vec![]), own).0, Verdict::Allow);
+        assert_eq!(
+            allow.verdict(&push(Some(own), vec![GitFlag::Quiet]), own).0,
+            Verdict::Allow
+        );
+        // ...but not a forced push, `--tags`, or tags without the flag.
+        for hostile in [
+            push(None, vec![GitFlag::ForceWithLease]),
+            push(Some(own), vec![GitFlag::ForceWithLease, GitFlag::Quiet]),
+            push(None, vec![GitFlag::Tags]),
+            push(None, vec![GitFlag::DryRun, GitFlag::ForceWithLease]),
+            with_tags(vec![GitFlag::Tags]),
+            with_tags(vec![]),
+        ] {
+            assert_eq!(allow.verdict(&hostile, own).0, Verdict::Ask, "{hostile:?}");
+        }
+        // A policy that denies pushes still denies them; one that asks still asks.
+        let deny = policy_of("policy:\n  pushOwnBranch: deny\n");
+        assert_eq!(
+            deny.verdict(&push(None, vec![GitFlag::ForceWithLease]), own)
+                .0,
+            Verdict::Deny
+        );
     }
 
     #[test]
