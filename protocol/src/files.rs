@@ -114,10 +114,12 @@ pub struct LandRequest {
     pub size: u64,
     /// File or tar.
     pub kind: TransferKind,
-    /// Where it goes in the box: relative paths are relative to the workspace. An existing
-    /// directory (or a path ending in `/`) receives the entries under their own names.
+    /// Where it goes in the box: relative paths are relative to the workspace; `docker cp`
+    /// rules (`land::target_for`).
     pub dest: String,
-    /// For [`TransferKind::File`]: the file's name when `dest` is a directory.
+    /// For [`TransferKind::File`]: the file's name when `dest` is a directory. For
+    /// [`TransferKind::Tar`]: `"."` when the source was written `DIR/.` (its one top-level
+    /// directory's contents land in an existing `dest`), else none.
     pub name: Option<String>,
     /// For [`TransferKind::File`]: permission bits (the low 12 bits; set-id bits dropped).
     pub mode: Option<u32>,

@@ -1,8 +1,12 @@
 //! Putting a verified transfer in place, with `docker cp` semantics, on either side.
 //!
-//! A destination that is an existing directory (or is written with a trailing `/`)
-//! receives the entries under their own names; any other destination *is* the copy, and
-//! its parent must exist. Files land by `rename(2)` from a staging name in the same
+//! The rules are `docker cp`'s, cell by cell (`tests/tests/docker_cp_table.rs` checks
+//! each against `docker cp` itself): a destination that is an existing directory receives
+//! the entries under their own names; any other destination *is* the copy, and its parent
+//! must exist. A destination written with a trailing `/` must be a directory: a directory
+//! source creates it, a file source needs it to exist; one written with a trailing `/.`
+//! must exist. A source written `DIR/.` copies DIR's contents into an existing directory
+//! (and makes a missing destination from DIR, like `DIR`). Files land by `rename(2)` from a staging name in the same
 //! directory, so a reader sees the old file or the new one, never half of one. A tree is
 //! extracted into a staging directory next to its target first; existing directories are
 //! merged into, and a symlink already at a target is replaced, never followed.
@@ -39,19 +43,43 @@ fn refused(path: &Path, reason: &'static str) -> LandError {
     }
 }
 
-/// Where an entry called `name` lands for destination `dest` (`dest_slash`: the user wrote
-/// a trailing `/`). Errors name what is missing.
-pub fn target_for(dest: &Path, dest_slash: bool, name: &OsStr) -> Result<PathBuf, LandError> {
+/// Whether a path as the user wrote it names a directory's contents: `.` or `…/.`
+/// (`docker cp SRC/. DEST` copies what is in SRC, not SRC).
+pub fn names_contents(raw: &OsStr) -> bool {
+    let raw = raw.as_encoded_bytes();
+    raw == b"." || raw.ends_with(b"/.")
+}
+
+/// Where an entry called `name` (`is_dir`: a directory) lands for destination `dest`
+/// (`dest_slash`: the user wrote a trailing `/`; one in `dest` itself counts too). Errors
+/// name what is missing and what to do.
+pub fn target_for(
+    dest: &Path,
+    dest_slash: bool,
+    name: &OsStr,
+    is_dir: bool,
+) -> Result<PathBuf, LandError> {
     if dest.is_dir() {
         return Ok(dest.join(name));
     }
-    if dest_slash {
-        return Err(refused(dest, "the destination directory does not exist"));
+    if names_contents(dest.as_os_str()) {
+        return Err(refused(
+            dest,
+            "the destination directory does not exist: create it first, or leave out the trailing `/.`",
+        ));
+    }
+    let dest_slash = dest_slash || dest.as_os_str().as_encoded_bytes().ends_with(b"/");
+    if dest_slash && !is_dir {
+        return Err(refused(
+            dest,
+            "the destination directory does not exist: create it first, or leave out the trailing `/` to copy the file under that name",
+        ));
     }
     match dest.parent() {
-        Some(p) if !p.as_os_str().is_empty() && !p.is_dir() => {
-            Err(refused(dest, "the parent directory does not exist"))
-        }
+        Some(p) if !p.as_os_str().is_empty() && !p.is_dir() => Err(refused(
+            dest,
+            "the parent directory does not exist: create it first",
+        )),
         _ => Ok(dest.to_path_buf()),
     }
 }
@@ -68,7 +96,10 @@ pub fn staging_next_to(target: &Path, id: &str) -> PathBuf {
 pub fn land_file(part: &Path, target: &Path, mode: u32, id: &str) -> Result<(), LandError> {
     use std::os::unix::fs::PermissionsExt;
     if std::fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
-        return Err(refused(target, "a directory is in the way of the file"));
+        return Err(refused(
+            target,
+            "a directory is in the way of the file: copy into it (a trailing `/`) or remove it first",
+        ));
     }
     let perms = std::fs::Permissions::from_mode(mode & 0o777);
     std::fs::set_permissions(part, perms.clone())?;
@@ -106,8 +137,14 @@ fn check_merge(src: &Path, dst: &Path) -> Result<(), LandError> {
             }
             Ok(())
         }
-        (false, true) => Err(refused(dst, "a directory is in the way of a file")),
-        (true, false) => Err(refused(dst, "a file is in the way of a directory")),
+        (false, true) => Err(refused(
+            dst,
+            "a directory is in the way of a file: remove it first, or copy elsewhere",
+        )),
+        (true, false) => Err(refused(
+            dst,
+            "a file is in the way of a directory: remove it first, or copy elsewhere",
+        )),
         (false, false) => Ok(()),
     }
 }
@@ -126,6 +163,32 @@ fn merge(src: &Path, dst: &Path) -> io::Result<()> {
     }
 }
 
+/// Lands the extracted tree `staged` for destination `dest` like [`land_tree`]; with
+/// `contents` (the source was written `DIR/.`) and an existing directory at `dest`, what
+/// is inside `staged`'s one top-level directory lands in `dest` instead of that directory.
+pub fn land_tree_of(
+    staged: &Path,
+    dest: &Path,
+    dest_slash: bool,
+    contents: bool,
+) -> Result<Vec<PathBuf>, LandError> {
+    if contents && dest.is_dir() {
+        let mut top = std::fs::read_dir(staged)?.collect::<Result<Vec<_>, _>>()?;
+        match top.pop() {
+            Some(dir) if top.is_empty() && dir.file_type()?.is_dir() => {
+                return land_tree(&dir.path(), dest, true);
+            }
+            _ => {
+                return Err(refused(
+                    dest,
+                    "`SRC/.` copies the contents of one directory: name a single directory",
+                ))
+            }
+        }
+    }
+    land_tree(staged, dest, dest_slash)
+}
+
 /// Lands every top-level entry of the extracted tree `staged` for destination `dest`,
 /// returning the top-level targets. Conflicts are found before anything moves.
 pub fn land_tree(staged: &Path, dest: &Path, dest_slash: bool) -> Result<Vec<PathBuf>, LandError> {
@@ -138,12 +201,13 @@ pub fn land_tree(staged: &Path, dest: &Path, dest_slash: bool) -> Result<Vec<Pat
     if moves.len() > 1 && !dest.is_dir() {
         return Err(refused(
             dest,
-            "several entries need an existing destination directory",
+            "several entries need an existing destination directory: create it first",
         ));
     }
     let mut targets = Vec::new();
     for (src, name) in &moves {
-        let target = target_for(dest, dest_slash, name)?;
+        let is_dir = std::fs::symlink_metadata(src)?.is_dir();
+        let target = target_for(dest, dest_slash, name, is_dir)?;
         check_merge(src, &target)?;
         targets.push(target);
     }
@@ -249,16 +313,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         std::fs::create_dir(d.join("sub")).expect("mkdir");
+        let a = OsStr::new("a");
+        for is_dir in [false, true] {
+            assert_eq!(
+                target_for(&d.join("sub"), false, a, is_dir).expect("t"),
+                d.join("sub/a")
+            );
+            assert_eq!(
+                target_for(&d.join("sub/."), false, a, is_dir).expect("t"),
+                d.join("sub/./a")
+            );
+            assert_eq!(
+                target_for(&d.join("new"), false, a, is_dir).expect("t"),
+                d.join("new")
+            );
+            assert!(target_for(&d.join("no/such"), false, a, is_dir).is_err());
+            // `new/.` asserts an existing directory, whatever the source.
+            assert!(target_for(&d.join("new/."), false, a, is_dir).is_err());
+        }
+        // `new/`: a directory source makes it (docker cp), a file source needs it.
         assert_eq!(
-            target_for(&d.join("sub"), false, OsStr::new("a")).expect("t"),
-            d.join("sub/a")
-        );
-        assert_eq!(
-            target_for(&d.join("new"), false, OsStr::new("a")).expect("t"),
+            target_for(&d.join("new"), true, a, true).expect("t"),
             d.join("new")
         );
-        assert!(target_for(&d.join("new"), true, OsStr::new("a")).is_err());
-        assert!(target_for(&d.join("no/such"), false, OsStr::new("a")).is_err());
+        assert_eq!(
+            target_for(&d.join("new/"), false, a, true).expect("t"),
+            d.join("new/")
+        );
+        let err = target_for(&d.join("new"), true, a, false).expect_err("file into new/");
+        assert!(err.to_string().contains("create it first"), "{err}");
+        assert!(target_for(&d.join("new/"), false, a, false).is_err());
     }
 
     #[test]
@@ -280,6 +364,29 @@ mod tests {
         assert_eq!(read("top/new/x.txt"), "x");
         assert_eq!(read("top/link"), "replaces the link");
         assert_eq!(std::fs::read_dir(&outside).expect("ls").count(), 0);
+    }
+
+    /// `DIR/.` into an existing directory lands DIR's entries there; into a missing one,
+    /// DIR itself under the new name.
+    #[test]
+    fn contents_land_in_an_existing_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("dest");
+        tree(&dest, &[("keep", "k")]);
+        let staged = dir.path().join("staged");
+        tree(&staged, &[("d/a", "A"), ("d/sub/b", "B")]);
+        let targets = land_tree_of(&staged, &dest, false, true).expect("land");
+        assert_eq!(targets, [dest.join("a"), dest.join("sub")]);
+        assert_eq!(std::fs::read_to_string(dest.join("sub/b")).expect("b"), "B");
+        assert!(!dest.join("d").exists());
+        let staged = dir.path().join("staged2");
+        tree(&staged, &[("d/a", "A")]);
+        let new = dir.path().join("new");
+        let targets = land_tree_of(&staged, &new, true, true).expect("land");
+        assert_eq!(targets, std::slice::from_ref(&new));
+        assert_eq!(std::fs::read_to_string(new.join("a")).expect("a"), "A");
+        assert!(names_contents(OsStr::new("x/.")) && names_contents(OsStr::new(".")));
+        assert!(!names_contents(OsStr::new("x/..")) && !names_contents(OsStr::new("x.")));
     }
 
     #[test]

@@ -97,7 +97,9 @@ pub fn to_host(
         return Err(format!("`{name}` is not a plain name"));
     }
     let (dest, slash) = project_path(project, dest)?;
-    let target = land::target_for(&dest, slash, OsStr::new(name)).map_err(|e| e.to_string())?;
+    // Checked per entry by its type when it lands; a directory here is the lenient case.
+    let target =
+        land::target_for(&dest, slash, OsStr::new(name), true).map_err(|e| e.to_string())?;
     let landing = target
         .strip_prefix(project)
         .unwrap_or(&target)

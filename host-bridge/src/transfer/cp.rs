@@ -183,6 +183,15 @@ pub async fn upload(
         };
         return relay.upload(&id, path, land, progress).await;
     }
+    // `DIR/.` alone copies DIR's contents (docker cp): DIR travels whole under its own
+    // name and the box lands what is inside it.
+    let contents = match sources {
+        [one] => {
+            land::names_contents(one.as_os_str())
+                && std::fs::metadata(one).is_ok_and(|m| m.is_dir())
+        }
+        _ => false,
+    };
     // Anything else travels as one tar, packed to a temporary file first so that it can
     // be resumed and verified like a file.
     let dir = tempfile::tempdir()?;
@@ -194,7 +203,17 @@ pub async fn upload(
             let file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&archive)?);
             let mut builder = tar::Builder::new(file);
             for s in &sources {
-                append_entry(&mut builder, s, Path::new(file_name(s)?))
+                let name = if contents {
+                    // `./.` or `.` have no name of their own: the directory's real one.
+                    let real = std::fs::canonicalize(s)
+                        .with_context(|| format!("cannot read {}", s.display()))?;
+                    real.file_name()
+                        .unwrap_or(OsStr::new("root"))
+                        .to_os_string()
+                } else {
+                    file_name(s)?.to_os_string()
+                };
+                append_entry(&mut builder, s, Path::new(&name))
                     .with_context(|| format!("cannot pack {}", s.display()))?;
             }
             builder.into_inner()?.flush()?;
@@ -207,7 +226,7 @@ pub async fn upload(
         size: 0,
         kind: TransferKind::Tar,
         dest: dest.to_string(),
-        name: None,
+        name: contents.then(|| ".".to_string()),
         mode: None,
     };
     relay.upload(&id, &archive, land, progress).await
@@ -260,7 +279,14 @@ pub async fn download(
     };
     let info = relay.start_download(&req).await?;
     let name = expected_name(source, &info.name)?;
-    let target = land::target_for(dest, dest_slash, OsStr::new(&name))?;
+    // `BOX:DIR/.` copies DIR's contents (docker cp).
+    let contents = land::names_contents(OsStr::new(source));
+    let target = land::target_for(
+        dest,
+        dest_slash,
+        OsStr::new(&name),
+        info.kind == TransferKind::Tar,
+    )?;
     // Staging names are the host's own: nothing the box sends names a host path.
     let id = new_transfer_id()?;
     let part = Cleanup::create_file(land::staging_next_to(&target, &format!("{id}.part")))?;
@@ -287,7 +313,12 @@ pub async fn download(
         if entries.len() != 1 || entries[0].file_name() != OsStr::new(&name) {
             bail!("the box sent other entries than `{name}`; nothing was written");
         }
-        Ok(land::land_tree(staged.path(), &dest, dest_slash)?)
+        Ok(land::land_tree_of(
+            staged.path(),
+            &dest,
+            dest_slash,
+            contents,
+        )?)
     })
     .await?
 }

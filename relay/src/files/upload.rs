@@ -385,8 +385,8 @@ fn land_verified(
                         "a file upload needs a plain file name",
                     )
                 })?;
-            let target =
-                land::target_for(&dest, slash, std::ffi::OsStr::new(name)).map_err(refused)?;
+            let target = land::target_for(&dest, slash, std::ffi::OsStr::new(name), false)
+                .map_err(refused)?;
             land::land_file(part, &target, req.mode.unwrap_or(0o644), id).map_err(refused)?;
             Ok(Landed {
                 paths: vec![target.display().to_string()],
@@ -402,7 +402,7 @@ fn land_verified(
             };
             if !parent.is_dir() {
                 return Err(refused(format!(
-                    "{}: the parent directory does not exist",
+                    "{}: the parent directory does not exist: create it first",
                     dest.display()
                 )));
             }
@@ -417,7 +417,10 @@ fn land_verified(
                         format!("archive refused, nothing was written: {e}"),
                     )
                 })?;
-            let targets = land::land_tree(staged.path(), &dest, slash).map_err(refused)?;
+            // `name: "."`: the source was written `DIR/.`, its contents are what is copied.
+            let contents = req.name.as_deref() == Some(".");
+            let targets =
+                land::land_tree_of(staged.path(), &dest, slash, contents).map_err(refused)?;
             Ok(Landed {
                 paths: targets.iter().map(|t| t.display().to_string()).collect(),
                 files: report.files,
