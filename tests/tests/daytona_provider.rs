@@ -588,6 +588,76 @@ exec sleep 600
     push("pushed-after-restart");
     host.faults(r#"{"gatewayTimeoutMs": 0}"#);
 
+    // A push queued in the box while no host takes it, then the box stopped (its caller
+    // dies with it) and started again with a new preview token: the relay's journal keeps
+    // the request, the bridge renews its token and delivers it, and it lands once.
+    let pushes_done = || -> usize {
+        let audit: serde_json::Value =
+            serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("audit json");
+        audit
+            .as_array()
+            .expect("audit is a list")
+            .iter()
+            .filter(|e| {
+                e["box_name"] == name.as_str() && e["kind"] == "git push" && e["decision"] == "done"
+            })
+            .count()
+    };
+    let done_before = pushes_done();
+    assert!(done_before >= 2, "the pushes above were not audited");
+    host.ok(&repo, &["bridge", "stop"]);
+    host.ok(
+        &repo,
+        &["exec", &name, "--", "sh", "-c", "echo queued >> README && git -c user.email=b@b -c user.name=b commit -qam queued-while-stopped && setsid -f sh -c 'git push -q >/tmp/queued-push.log 2>&1'"],
+    );
+    // The push is journalled at once; give the shim a moment to submit it.
+    std::thread::sleep(Duration::from_secs(2));
+    let preview_token = || {
+        let id = host.sandboxes()[0]["id"].as_str().expect("id").to_string();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(client.preview_link(&id, 8788))
+            .expect("preview link")
+            .token
+    };
+    let token_before = preview_token();
+    host.ok(&repo, &["stop", &name]);
+    host.ok(&repo, &["start", &name]);
+    assert_ne!(
+        preview_token(),
+        token_before,
+        "the preview token did not change"
+    );
+    let _ = host.run(&repo, &["bridge", "start"]);
+    let branch = format!("agentbox/{name}");
+    let mut landed = String::new();
+    for _ in 0..300 {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&remote)
+            .args(["log", "-1", "--format=%s", &branch])
+            .output()
+            .expect("git log");
+        landed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if landed == "queued-while-stopped" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        landed, "queued-while-stopped",
+        "the queued push never landed"
+    );
+    // Exactly once, and not again a while later (a re-delivery would run it again).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pushes_done(),
+        done_before + 1,
+        "the queued push ran other than once"
+    );
+
     // A checkpoint: new boxes start from the box's disk, without seeding.
     let merged = host.run(&repo, &["checkpoint", "create", "x", "--merged"]);
     assert!(String::from_utf8_lossy(&merged.stderr).contains("there is no --merged or --replace"));
