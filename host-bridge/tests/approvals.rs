@@ -432,3 +432,26 @@ fn box_strings_reach_the_terminal_escaped() {
     assert_shown("approvals", &all, HOSTILE.len());
     host.ok(&repo, &["destroy", "-y", "--force", "e1"]);
 }
+
+/// How long approvals wait is the host's policy: a repository's `agentbox.yaml` (which a
+/// box can edit and a pull can bring) may not set any `approvals.*` key.
+#[test]
+fn a_repository_cannot_set_approvals() {
+    let host = Host::new();
+    let repo = host.repo(
+        "approvalsrepo",
+        "services: {}\ndefaults:\n  approvals.ttlSeconds: 999999\n",
+    );
+    let refusal = "agentbox.yaml: defaults may not set `approvals.ttlSeconds`: the policy comes from host config only";
+    host.fails(&repo, &["create", "--name", "ap1"], refusal);
+    host.fails(&repo, &["config", "get", "approvals.ttlSeconds"], refusal);
+    assert!(host.list(&repo).is_empty(), "a box was made");
+    // The host's own config may set it, and that is what is used.
+    std::fs::write(repo.join("agentbox.yaml"), "services: {}\n").expect("write");
+    host.ok(
+        &repo,
+        &["config", "set", "--global", "approvals.ttlSeconds", "60"],
+    );
+    let got = host.ok(&repo, &["config", "get", "approvals.ttlSeconds"]);
+    assert!(got.starts_with("60"), "{got}");
+}

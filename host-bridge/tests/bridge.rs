@@ -422,10 +422,21 @@ fn copies_to_and_from_the_host_wait_for_approval_and_stay_in_the_project() {
         host.ok(&repo, &["exec", "--", "cat", "whole/cpyproj/src/lib.txt"]),
         "one\nedited\n"
     );
-    assert!(!host
-        .run(&repo, &["exec", "--", "test", "-e", "whole/cpyproj/.git"])
-        .status
-        .success());
+    // Asked so that a failing exec cannot pass for "absent".
+    assert_eq!(
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                "--",
+                "sh",
+                "-c",
+                "cd whole/cpyproj && if test -e .git; then echo present; else echo absent; fi",
+            ],
+        ),
+        "absent\n",
+        "the project's .git came along"
+    );
     let outside = host.dir.path().join("outside");
     std::fs::create_dir_all(&outside).expect("mkdir");
     std::os::unix::fs::symlink(&outside, repo.join("link")).expect("symlink");
@@ -520,37 +531,76 @@ fn two_hundred_concurrent_requests_complete_once_each() {
 }
 
 /// A bare `origin` for `repo` whose pre-receive hook records each push that changes it
-/// (in the returned file) and takes 2 s: a window to kill things in.
-fn slow_counting_remote(
-    host: &Host,
-    repo: &std::path::Path,
-) -> (std::path::PathBuf, std::path::PathBuf) {
-    let remote = host.dir.path().join("remote.git");
-    git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
-    git_in(
-        repo,
-        &["remote", "add", "origin", remote.to_str().expect("utf-8")],
-    );
-    let count = host.dir.path().join("pushes.txt");
-    let hook = remote.join("hooks/pre-receive");
-    std::fs::write(
-        &hook,
-        format!(
-            "#!/bin/sh\ncat >/dev/null\necho push >> {}\nsleep 2\n",
-            count.display()
-        ),
-    )
-    .expect("hook");
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    (remote, count)
+/// (`pushes.txt`), then holds the push until the test releases it: a window to kill
+/// things in that cannot close early.
+struct HeldRemote {
+    /// The bare repository.
+    path: std::path::PathBuf,
+    /// One line per push the hook saw.
+    count: std::path::PathBuf,
+    /// Created by the test to let the held push finish.
+    release: std::path::PathBuf,
+    /// One line per push the hook let through.
+    done: std::path::PathBuf,
+}
+
+impl HeldRemote {
+    fn new(host: &Host, repo: &std::path::Path) -> Self {
+        git_in(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
+        let path = host.dir.path().join("remote.git");
+        git_in(
+            repo,
+            &["remote", "add", "origin", path.to_str().expect("utf-8")],
+        );
+        let count = host.dir.path().join("pushes.txt");
+        let release = host.dir.path().join("release-push");
+        let done = host.dir.path().join("pushes-done.txt");
+        let hook = path.join("hooks/pre-receive");
+        std::fs::write(
+            &hook,
+            format!(
+                "#!/bin/sh\ncat >/dev/null\necho push >> {count}\ni=0\nwhile [ ! -e {release} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done\necho done >> {done}\n",
+                count = count.display(),
+                release = release.display(),
+                done = done.display(),
+            ),
+        )
+        .expect("hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        Self {
+            path,
+            count,
+            release,
+            done,
+        }
+    }
+
+    /// Waits until a push is inside the hook, held.
+    fn wait_held(&self) {
+        assert!(
+            eventually(|| self.count.exists()),
+            "the push never reached the remote"
+        );
+        assert!(!self.done.exists(), "the push was not held");
+    }
+
+    /// Asserts the push is still held (what was just done happened mid-push), then lets
+    /// it finish.
+    fn release_after(&self, what: &str) {
+        assert!(
+            !self.done.exists(),
+            "{what} landed after the push had finished: it proves nothing"
+        );
+        std::fs::write(&self.release, "").expect("release");
+    }
 }
 
 #[test]
 fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
     let host = Host::new();
     let repo = host.repo("killed", "");
-    let (remote, count) = slow_counting_remote(&host, &repo);
+    let remote = HeldRemote::new(&host, &repo);
     let out = Command::new(AGENTBOX)
         .args(["create", "--name", "k1"])
         .current_dir(&repo)
@@ -575,10 +625,7 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
         ],
     );
     let push = host.spawn(&repo, &["exec", "--", "git", "push"]);
-    assert!(
-        eventually(|| count.exists()),
-        "the push never reached the remote"
-    );
+    remote.wait_held();
     let status: serde_json::Value =
         serde_json::from_str(&host.ok(&repo, &["bridge", "status", "--json"])).expect("json");
     let pid = status["pid"].as_i64().expect("bridge pid");
@@ -588,16 +635,17 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
     )
     .expect("kill -9");
     host.ok(&repo, &["bridge", "start"]);
+    remote.release_after("the kill of the host bridge");
     let (ok, out) = finish(push);
     assert!(ok, "{out}");
     assert_eq!(
-        std::fs::read_to_string(&count).expect("count"),
+        std::fs::read_to_string(&remote.count).expect("count"),
         "push\n",
         "the remote saw the push more than once"
     );
     let log = Command::new("git")
         .arg("-C")
-        .arg(&remote)
+        .arg(&remote.path)
         .args(["log", "-1", "--format=%s", "agentbox/k1"])
         .output()
         .expect("git log");
@@ -707,7 +755,7 @@ fn fetch_and_pull_in_the_box_go_through_the_host() {
             "--",
             "sh",
             "-c",
-            "ls .git/*.bundle 2>/dev/null | wc -l",
+            "cd .git && find . -maxdepth 1 -name '*.bundle' | wc -l",
         ],
     );
     assert_eq!(left.trim(), "0", "bundles left in .git");
@@ -834,7 +882,7 @@ fn gh_pr_goes_to_the_hosts_gh_for_the_boxs_branch_only() {
 fn a_push_survives_kill_9_of_the_relay_and_takes_effect_once() {
     let host = Host::new();
     let repo = host.repo("relaykill", "");
-    let (remote, count) = slow_counting_remote(&host, &repo);
+    let remote = HeldRemote::new(&host, &repo);
     host.ok(&repo, &["create", "--name", "r1"]);
     host.ok(
         &repo,
@@ -855,15 +903,13 @@ fn a_push_survives_kill_9_of_the_relay_and_takes_effect_once() {
     };
     let before = relay_pid();
     let push = host.spawn(&repo, &["exec", "--", "git", "push"]);
-    assert!(
-        eventually(|| count.exists()),
-        "the push never reached the remote"
-    );
+    remote.wait_held();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(before),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9");
+    remote.release_after("the kill of the relay");
     let (ok, out) = finish(push);
     assert!(ok, "{out}");
     assert_ne!(
@@ -872,13 +918,13 @@ fn a_push_survives_kill_9_of_the_relay_and_takes_effect_once() {
         "the ctl daemon did not restart the relay"
     );
     assert_eq!(
-        std::fs::read_to_string(&count).expect("count"),
+        std::fs::read_to_string(&remote.count).expect("count"),
         "push\n",
         "the remote saw the push more than once"
     );
     let log = Command::new("git")
         .arg("-C")
-        .arg(&remote)
+        .arg(&remote.path)
         .args(["log", "-1", "--format=%s", "agentbox/r1"])
         .output()
         .expect("git log");

@@ -120,12 +120,14 @@ impl Host {
         );
     }
 
+    /// `agentbox list --json`: an array, or the test fails (an empty list must be one the
+    /// host gave, not an answer that failed to parse).
     pub fn list(&self, cwd: &Path) -> Vec<serde_json::Value> {
-        serde_json::from_str::<serde_json::Value>(&self.ok(cwd, &["list", "--json"]))
-            .expect("json")
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        let text = self.ok(cwd, &["list", "--json"]);
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(serde_json::Value::Array(boxes)) => boxes,
+            other => panic!("agentbox list --json is no JSON array: {other:?} from {text:?}"),
+        }
     }
 }
 
