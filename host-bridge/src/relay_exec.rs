@@ -132,7 +132,10 @@ pub async fn run(
             reqwest::StatusCode::NOT_FOUND => bail!(
                 "the box's relay has no command API (/v1/exec): it is older than this agentbox; run `agentbox prepare` and make the box again"
             ),
-            _ => bail!("the box's relay refused the command: {message} ({status})"),
+            _ => bail!(
+                "the box's relay refused the command: {}",
+                crate::transfer::refusal::refusal(status, &message)
+            ),
         };
     }
     let mut body = response.bytes_stream();
