@@ -66,7 +66,6 @@ fn a_sandbox_lifecycle_with_waits_and_labels() {
         let created = d
             .create_sandbox(CreateSandbox {
                 name: Some("agentbox-one".into()),
-                snapshot: Some("agentbox-base".into()),
                 labels: BTreeMap::from([("agentbox.box".into(), "one".into())]),
                 auto_stop_interval: Some(0),
                 ..CreateSandbox::default()
@@ -141,7 +140,7 @@ fn rate_limits_are_retried_and_a_lost_create_answer_is_found_by_label() {
     faults(&f, r#"{"rateLimitNext": 10}"#);
     rt().block_on(async {
         let e = d.get_sandbox("x").await.expect_err("still limited");
-        assert!(matches!(e, DaytonaError::RateLimited), "{e}");
+        assert!(matches!(e, DaytonaError::RateLimited { .. }), "{e}");
     });
 }
 

@@ -15,9 +15,10 @@ pub struct CreateOpts {
     /// Seed from this host branch instead of the current checkout (uncommitted changes stay behind).
     #[arg(long)]
     pub branch: Option<String>,
-    /// CPU-MEM-DISK of a docker box, e.g. 2-4-8 (default: config `box.size`; disk is not
-    /// enforced by Docker's default storage driver). A daytona box has its snapshot's
-    /// resources (2-4-8); --size there only warns.
+    /// CPU-MEM-DISK of the box, e.g. 2-4-8 (default: config `box.size`; for a daytona box
+    /// `box.sizeDaytona` first). Docker does not enforce the disk with its default storage
+    /// driver. A daytona box otherwise gets its snapshot's resources; another size is
+    /// built from the snapshot's Dockerfile (Daytona reuses its build).
     #[arg(long)]
     pub size: Option<String>,
     /// Start a daytona box from this checkpoint (default: `box.defaultCheckpointDaytona`);

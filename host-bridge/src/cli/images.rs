@@ -25,6 +25,11 @@ pub struct PrepareArgs {
     /// config `box.dind`, else no; about 150 MB more).
     #[arg(long)]
     pub dind: bool,
+    /// The resources of the Daytona snapshot, CPU-MEM-DISK (vCPUs, GB, GB), which every
+    /// box made from it gets (default: config `box.sizeDaytona`, else 2-4-8); pinned as
+    /// `box.sizeDaytona`. Daytona only (a docker box's size is set at `create`).
+    #[arg(long, value_name = "CPU-MEM-DISK")]
+    pub size: Option<String>,
 }
 
 /// `agentbox prune`.

@@ -130,7 +130,11 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
             }
             _ => {}
         }
-        let size = match opts.size.as_deref().or(cfg.get("box.size").map(|(v, _)| v)) {
+        let configured = |key: &str| cfg.get(key).map(|(v, _)| v);
+        let size_key = (record.provider == "daytona")
+            .then(|| configured("box.sizeDaytona"))
+            .flatten();
+        let size = match opts.size.as_deref().or(size_key).or(configured("box.size")) {
             Some(s) => Some(
                 s.parse::<provider::docker::Size>()
                     .map_err(anyhow::Error::msg)?,

@@ -73,7 +73,13 @@ pub fn checkpoint(ctx: &Ctx, cmd: CheckpointCmd) -> anyhow::Result<ExitCode> {
                 );
             };
             let snapshot = checkpoint::snapshot_name(&project, &name);
-            b.checkpoint(&snapshot)?;
+            let left = b.checkpoint(&snapshot)?;
+            if left != "started" {
+                eprintln!(
+                    "==> box `{}` was captured {left} and stays {left} (`agentbox start {}` runs it)",
+                    record.name, record.name
+                );
+            }
             checkpoint::save(
                 home,
                 &project,

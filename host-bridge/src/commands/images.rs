@@ -39,11 +39,22 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
         force,
         agents,
         dind,
+        size,
     } = args;
     if provider != "docker" && provider != "daytona" {
         bail!("`prepare` makes the box image of the docker or daytona provider; not `{provider}`");
     }
+    if size.is_some() && provider != "daytona" {
+        bail!("`prepare --size` sets a Daytona snapshot's resources; a docker box's size is given to `create --size`");
+    }
     let cfg = ctx.resolved(BTreeMap::new())?;
+    let snapshot_size = match size
+        .as_deref()
+        .or(cfg.get("box.sizeDaytona").map(|(v, _)| v))
+    {
+        Some(s) => s.parse::<provider::Size>().map_err(anyhow::Error::msg)?,
+        None => provider::Size::DAYTONA_DEFAULT,
+    };
     let explicit_base = base_image.is_some();
     let explicit_agents = agents.is_some();
     let (base, agents, dind_config) = image_choice(&cfg, base_image.clone(), agents.clone())?;
@@ -54,7 +65,7 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
         let home = ctx.home.root().to_path_buf();
         (
             "box.imageDaytona",
-            crate::daytona::prepare::snapshot(&home, &inputs, *force)?,
+            crate::daytona::prepare::snapshot(&home, &inputs, *force, snapshot_size)?,
         )
     } else {
         ("box.image", provider::docker::prepare(&inputs, *force)?)
@@ -69,6 +80,9 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
     }
     if *dind {
         pins.push(("box.dind", "yes".into()));
+    }
+    if size.is_some() {
+        pins.push(("box.sizeDaytona", snapshot_size.to_string()));
     }
     let path = pin(ctx, &pins)?;
     eprintln!("==> {key} = {pinned} (in {})", path.display());
@@ -95,7 +109,7 @@ pub fn fresh_snapshot(
         }
     };
     let wanted = crate::daytona::prepare::snapshot_name(&inputs.tag()?);
-    if wanted == pinned {
+    if crate::daytona::prepare::is_snapshot_of(&pinned, &wanted) {
         return Ok(pinned);
     }
     let stale = format!(
@@ -112,9 +126,14 @@ pub fn fresh_snapshot(
                 force: false,
                 agents: None,
                 dind: false,
+                size: None,
             };
             prepare(ctx, &again)?;
-            return Ok(wanted);
+            // A re-bake may have taken a name of its own (`<wanted>-<nonce>`).
+            let baked = ctx.resolved(BTreeMap::new())?;
+            return Ok(baked
+                .get("box.imageDaytona")
+                .map_or(wanted, |(v, _)| v.to_string()));
         }
     }
     eprintln!("WARNING: {stale}; booting it anyway. Run `agentbox prepare --provider daytona` to bring it up to date.");

@@ -33,6 +33,11 @@ pub struct Daytona {
     pub backoff: Vec<Duration>,
     /// How long one attempt may take.
     pub attempt_timeout: Duration,
+    /// How long a new sandbox may take to show in Daytona's list (it is eventually
+    /// consistent): how long a create whose answer was lost is looked for there.
+    pub list_lag: Duration,
+    /// The longest `Retry-After` of a 429 that is waited out (a longer one ends the call).
+    pub max_retry_after: Duration,
 }
 
 impl Daytona {
@@ -49,6 +54,8 @@ impl Daytona {
                 Duration::from_secs(4),
             ],
             attempt_timeout: Duration::from_secs(30),
+            list_lag: Duration::from_secs(10),
+            max_retry_after: Duration::from_secs(60),
         }
     }
 
@@ -97,6 +104,7 @@ impl Daytona {
         let unreachable = |e: reqwest::Error| DaytonaError::network(&self.base, &e);
         let response = build().send().await.map_err(unreachable)?;
         let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
         if (200..300).contains(&status) {
             let url = response.url().clone();
             return match read_capped(response, cap).await {
@@ -129,7 +137,7 @@ impl Daytona {
             404 => DaytonaError::NotFound(message),
             409 => DaytonaError::Conflict(message),
             400 | 422 => DaytonaError::Invalid(message),
-            429 => DaytonaError::RateLimited,
+            429 => DaytonaError::RateLimited { retry_after },
             _ => DaytonaError::Server { status, message },
         })
     }
@@ -158,8 +166,19 @@ impl Daytona {
                 Err(e) if e.retriable(idempotent) && attempt < self.backoff.len() => {
                     let base = self.backoff[attempt];
                     let jitter = base.mul_f64(f64::from(jitter_percent()) / 400.0);
+                    // A 429 says how long to wait: never sooner, and not at all when
+                    // that is longer than a call should take.
+                    let wait = match &e {
+                        DaytonaError::RateLimited {
+                            retry_after: Some(after),
+                        } if *after > self.max_retry_after => return Err(e),
+                        DaytonaError::RateLimited {
+                            retry_after: Some(after),
+                        } => (*after).max(base) + jitter,
+                        _ => base + jitter,
+                    };
                     tracing::info!(error = %e, attempt = attempt + 1, "daytona call failed; retrying");
-                    tokio::time::sleep(base + jitter).await;
+                    tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
                 other => return other,
@@ -218,6 +237,19 @@ pub(super) fn url_encode(s: &str) -> String {
         }
         out
     })
+}
+
+/// A 429's `Retry-After` in seconds (Daytona's throttler sends seconds; an HTTP date is
+/// not used there and counts as absent).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// 0..100 from the clock's nanoseconds: enough spread for retry jitter.

@@ -19,9 +19,12 @@ pub enum DaytonaError {
     /// 400 / 422.
     #[error("Daytona refused the request: {0}")]
     Invalid(String),
-    /// 429 after every retry.
-    #[error("Daytona is rate-limiting this account; try again in a minute")]
-    RateLimited,
+    /// 429 after every retry (or with a `Retry-After` too long to wait out).
+    #[error("Daytona is rate-limiting this account; try again in {}", after(.retry_after.as_ref()))]
+    RateLimited {
+        /// How long Daytona said to wait, if it said.
+        retry_after: Option<std::time::Duration>,
+    },
     /// An answer longer than the host reads (a sandbox's toolbox answers with what the
     /// box chose): refused, never retried.
     #[error(
@@ -78,6 +81,11 @@ pub enum DaytonaError {
     },
 }
 
+/// "N s" from a `Retry-After`, else "a minute".
+fn after(retry_after: Option<&std::time::Duration>) -> String {
+    retry_after.map_or_else(|| "a minute".into(), |d| format!("{} s", d.as_secs()))
+}
+
 impl DaytonaError {
     /// What a request to `url` that got no answer means: an untrusted certificate, or
     /// Daytona unreachable (with the causes, not only reqwest's "error sending request").
@@ -99,7 +107,7 @@ impl DaytonaError {
     /// repeated without effect (`idempotent`).
     pub(super) fn retriable(&self, idempotent: bool) -> bool {
         match self {
-            Self::RateLimited => true,
+            Self::RateLimited { .. } => true,
             Self::Server { status, .. } => idempotent && *status >= 500,
             Self::Unreachable { .. } => idempotent,
             _ => false,

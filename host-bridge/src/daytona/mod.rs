@@ -8,11 +8,12 @@
 //! `{statusCode, error, message, …}`); `tests/daytona-fake` serves the same.
 //!
 //! The client is [`Daytona`] (in `client`); each part of the API adds its calls to it in a
-//! module of its own (`sandbox`, `toolbox`, `volumes`, `snapshots`, `preview`), and this
+//! module of its own (`sandbox`, `lifecycle`, `toolbox`, `volumes`, `snapshots`, `preview`), and this
 //! module re-exports their items so that `crate::daytona::X` names them all.
 
 mod client;
 mod error;
+mod lifecycle;
 pub mod login;
 pub mod prepare;
 mod preview;

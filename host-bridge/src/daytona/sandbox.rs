@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{url_encode, Daytona};
 use super::error::DaytonaError;
+use super::snapshots::BuildInfo;
 
 /// Label carrying the id a create was sent with, so a create whose answer was lost is
 /// found again instead of sent twice.
@@ -44,6 +45,10 @@ pub struct CreateSandbox {
     /// Volumes to mount.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<VolumeMount>,
+    /// Build the sandbox's image from this Dockerfile and contexts instead of a snapshot
+    /// (Daytona then takes `cpu`, `memory` and `disk`; with a snapshot it refuses them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_info: Option<BuildInfo>,
 }
 
 /// The parts of Daytona's `Sandbox` agentbox reads.
@@ -93,8 +98,11 @@ struct ListResponse {
 }
 
 impl Daytona {
-    /// Creates a sandbox. Not repeated on an ambiguous failure: the sandbox is looked up by
-    /// a create-id label instead, so a lost answer never makes two.
+    /// Creates a sandbox. Not repeated on an ambiguous failure: the sandbox is looked up
+    /// instead — by its name (Daytona's get is consistent at once) when it has one, and by
+    /// a create-id label, which Daytona's list may show only a moment after the create
+    /// (it is eventually consistent), for up to [`Daytona::list_lag`] — so a lost answer
+    /// never makes two.
     pub async fn create_sandbox(&self, mut req: CreateSandbox) -> Result<Sandbox, DaytonaError> {
         let create_id = agentbox_protocol::files::new_transfer_id()
             .map_err(|e| DaytonaError::Invalid(format!("no random id: {e}")))?;
@@ -104,13 +112,40 @@ impl Daytona {
         let build = || self.request(reqwest::Method::POST, "/sandbox").json(&body);
         match self.call::<Sandbox>(false, &build).await {
             Err(e @ (DaytonaError::Unreachable { .. } | DaytonaError::Server { .. })) => {
-                let labels = BTreeMap::from([(CREATE_ID_LABEL.to_string(), create_id)]);
-                match self.list_sandboxes(&labels).await?.into_iter().next() {
+                match self.find_created(req.name.as_deref(), &create_id).await? {
                     Some(found) => Ok(found),
                     None => Err(e),
                 }
             }
             other => other,
+        }
+    }
+
+    /// The sandbox a create with `create_id` made, if it made one.
+    async fn find_created(
+        &self,
+        name: Option<&str>,
+        create_id: &str,
+    ) -> Result<Option<Sandbox>, DaytonaError> {
+        let ours =
+            |s: &Sandbox| s.labels.get(CREATE_ID_LABEL).map(String::as_str) == Some(create_id);
+        if let Some(name) = name {
+            match self.get_sandbox(name).await {
+                Ok(s) if ours(&s) => return Ok(Some(s)),
+                Ok(_) | Err(DaytonaError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let labels = BTreeMap::from([(CREATE_ID_LABEL.to_string(), create_id.to_string())]);
+        let start = tokio::time::Instant::now();
+        loop {
+            if let Some(found) = self.list_sandboxes(&labels).await?.into_iter().find(ours) {
+                return Ok(Some(found));
+            }
+            if start.elapsed() >= self.list_lag {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 

@@ -1,6 +1,7 @@
 //! Daytona's snapshots (`/snapshots…`, `POST /sandbox/{id}/snapshot`): built from a
 //! Dockerfile or pulled from a registry image, listed, waited for until `active` (a failed
-//! build reports Daytona's reason), deleted, and captured from a sandbox's disk.
+//! build reports Daytona's reason), deleted; a sandbox's disk is captured as one in
+//! [`super::lifecycle`].
 
 use std::time::Duration;
 
@@ -66,6 +67,29 @@ pub struct Snapshot {
     /// Why it failed.
     #[serde(default)]
     pub error_reason: Option<String>,
+    /// CPUs a sandbox made from it gets.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Memory (GB) a sandbox made from it gets.
+    #[serde(default)]
+    pub mem: Option<f64>,
+    /// Disk (GB) a sandbox made from it gets.
+    #[serde(default)]
+    pub disk: Option<f64>,
+    /// The Dockerfile and contexts it was built from, when built from a Dockerfile.
+    #[serde(default)]
+    pub build_info: Option<BuildInfo>,
+}
+
+impl Snapshot {
+    /// Its resources as `(cpu, memory GB, disk GB)`, when Daytona says them all.
+    pub fn resources(&self) -> Option<(u32, u32, u32)> {
+        let whole = |v: Option<f64>| {
+            v.filter(|v| v.is_finite() && *v >= 0.0 && *v <= f64::from(u32::MAX))
+                .map(|v| v.round() as u32)
+        };
+        Some((whole(self.cpu)?, whole(self.mem)?, whole(self.disk)?))
+    }
 }
 
 #[derive(Deserialize)]
@@ -146,54 +170,60 @@ impl Daytona {
         timeout: Duration,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Snapshot, DaytonaError> {
+        self.wait_snapshot_after(name, Duration::ZERO, timeout, progress)
+            .await
+    }
+
+    /// [`Daytona::wait_snapshot`], where for `absent` a 404 means "not recorded yet" (a
+    /// capture's snapshot only appears when the capture is done).
+    pub(super) async fn wait_snapshot_after(
+        &self,
+        name: &str,
+        absent: Duration,
+        timeout: Duration,
+        progress: &(dyn Fn(&str) + Sync),
+    ) -> Result<Snapshot, DaytonaError> {
         let start = tokio::time::Instant::now();
         let mut last = String::new();
         let mut interval = Duration::from_millis(250);
         loop {
             let snapshot = match self.get_snapshot(name).await {
-                Ok(s) => s,
+                Ok(s) => Some(s),
+                Err(DaytonaError::NotFound(_)) if start.elapsed() < absent => None,
                 Err(DaytonaError::NotFound(_)) => {
                     return Err(DaytonaError::SnapshotGone(name.into()))
                 }
                 Err(e) => return Err(e),
             };
-            if snapshot.state != last {
-                progress(&snapshot.state);
-                last.clone_from(&snapshot.state);
-            }
-            match snapshot.state.as_str() {
-                "active" => return Ok(snapshot),
-                "error" | "build_failed" => {
-                    return Err(DaytonaError::SnapshotFailed {
-                        name: name.into(),
-                        state: snapshot.state,
-                        reason: snapshot
-                            .error_reason
-                            .unwrap_or_else(|| "no reason given".into()),
-                    })
+            if let Some(snapshot) = snapshot {
+                if snapshot.state != last {
+                    progress(&snapshot.state);
+                    last.clone_from(&snapshot.state);
                 }
-                _ if start.elapsed() > timeout => {
-                    return Err(DaytonaError::SnapshotFailed {
-                        name: name.into(),
-                        state: snapshot.state,
-                        reason: format!("not active after {} s", timeout.as_secs()),
-                    })
+                match snapshot.state.as_str() {
+                    "active" => return Ok(snapshot),
+                    "error" | "build_failed" => {
+                        return Err(DaytonaError::SnapshotFailed {
+                            name: name.into(),
+                            state: snapshot.state,
+                            reason: snapshot
+                                .error_reason
+                                .unwrap_or_else(|| "no reason given".into()),
+                        })
+                    }
+                    "removing" => return Err(DaytonaError::SnapshotGone(name.into())),
+                    _ if start.elapsed() > timeout => {
+                        return Err(DaytonaError::SnapshotFailed {
+                            name: name.into(),
+                            state: snapshot.state,
+                            reason: format!("not active after {} s", timeout.as_secs()),
+                        })
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
             tokio::time::sleep(interval).await;
             interval = interval.mul_f64(1.2).min(Duration::from_secs(2));
         }
-    }
-
-    /// Captures a sandbox's disk as snapshot `name` (`POST /sandbox/{id}/snapshot`; the
-    /// sandbox goes `snapshotting`, then back). Not repeated on an ambiguous failure.
-    pub async fn snapshot_sandbox(&self, sandbox: &str, name: &str) -> Result<(), DaytonaError> {
-        let path = format!("/sandbox/{sandbox}/snapshot");
-        let body = serde_json::json!({ "name": name, "includeMemory": false });
-        self.call_no_body(false, &|| {
-            self.request(reqwest::Method::POST, &path).json(&body)
-        })
-        .await
     }
 }

@@ -2,6 +2,11 @@
 //! /object-storage/push-access` hands out short-lived S3 credentials; each context goes to
 //! `<organizationId>/<hash>/context.tar` in the bucket (skipped when already there), signed
 //! with AWS Signature V4, and the snapshot's `buildInfo.contextHashes` names it.
+//!
+//! Daytona hands out `storageUrl` as it is configured: often without a scheme (its own
+//! spec's example is `storage.example.com`), which means HTTPS; the signing region is the
+//! one in an AWS endpoint's host (`s3.<region>.amazonaws.com`), else `us-east-1`, which
+//! S3-compatible stores (MinIO) accept.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,7 +36,81 @@ pub struct StorageAccess {
 }
 
 /// The region S3-compatible stores accept when none is configured.
-const REGION: &str = "us-east-1";
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// Where the build contexts go: from `storageUrl`, with or without a scheme.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `https` (also when the URL has no scheme) or `http`.
+    pub scheme: String,
+    /// `host[:port]`, as signed.
+    pub host: String,
+    /// A path before the bucket (`""` for none).
+    pub prefix: String,
+    /// The region requests are signed for.
+    pub region: String,
+}
+
+impl Endpoint {
+    /// Reads `storage_url`: a URL, or a schemeless `host[:port][/path]` (HTTPS).
+    pub fn parse(storage_url: &str) -> Result<Self, DaytonaError> {
+        let trimmed = storage_url.trim();
+        let full = if trimmed.contains("://") {
+            trimmed.to_string()
+        } else {
+            format!("https://{trimmed}")
+        };
+        let bad = || {
+            DaytonaError::Invalid(format!(
+                "Daytona gave a storage URL that is not one: `{storage_url}`"
+            ))
+        };
+        let url = reqwest::Url::parse(&full).map_err(|_| bad())?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad());
+        }
+        let name = url.host_str().filter(|h| !h.is_empty()).ok_or_else(bad)?;
+        Ok(Self {
+            scheme: url.scheme().to_string(),
+            host: url
+                .port()
+                .map_or_else(|| name.to_string(), |p| format!("{name}:{p}")),
+            prefix: url.path().trim_end_matches('/').to_string(),
+            region: region_of(name),
+        })
+    }
+}
+
+/// The AWS region named in an S3 endpoint's host (`s3.eu-west-1.amazonaws.com`,
+/// `s3-eu-west-1.amazonaws.com`, `bucket.s3.eu-west-1.amazonaws.com`,
+/// `s3.dualstack.eu-west-1.amazonaws.com`); [`DEFAULT_REGION`] for any other host.
+pub fn region_of(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let Some(rest) = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+    else {
+        return DEFAULT_REGION.into();
+    };
+    let labels: Vec<&str> = rest.split('.').collect();
+    let looks_like_region = |l: &str| {
+        l.split('-').count() >= 3
+            && l.split('-')
+                .next_back()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+    };
+    for (i, label) in labels.iter().enumerate() {
+        if let Some(r) = label.strip_prefix("s3-").filter(|r| looks_like_region(r)) {
+            return r.to_string();
+        }
+        if *label == "s3" || label.starts_with("s3-") {
+            if let Some(r) = labels[i + 1..].iter().find(|l| looks_like_region(l)) {
+                return (*r).to_string();
+            }
+        }
+    }
+    DEFAULT_REGION.into()
+}
 
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
@@ -73,9 +152,10 @@ fn amz_dates(secs: u64) -> (String, String) {
 }
 
 /// The headers of a SigV4-signed S3 request for `method` on `path` (`/bucket/key`) of
-/// `host`, with a body whose SHA-256 is `payload_hash`.
+/// `host` in `region`, with a body whose SHA-256 is `payload_hash`.
 pub fn sign(
     access: &StorageAccess,
+    region: &str,
     method: &str,
     host: &str,
     path: &str,
@@ -88,13 +168,13 @@ pub fn sign(
         "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:{payload_hash}\nx-amz-date:{amz_date}\nx-amz-security-token:{}\n\n{signed_headers}\n{payload_hash}",
         access.session_token
     );
-    let scope = format!("{date}/{REGION}/s3/aws4_request");
+    let scope = format!("{date}/{region}/s3/aws4_request");
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(&Sha256::digest(canonical.as_bytes()))
     );
     let mut key = hmac(format!("AWS4{}", access.secret).as_bytes(), date.as_bytes());
-    for part in [REGION, "s3", "aws4_request"] {
+    for part in [region, "s3", "aws4_request"] {
         key = hmac(&key, part.as_bytes());
     }
     let signature = hex(&hmac(&key, to_sign.as_bytes()));
@@ -134,19 +214,13 @@ impl Daytona {
     pub async fn push_context(&self, tar: &[u8]) -> Result<String, DaytonaError> {
         let hash = blake3::hash(tar).to_hex()[..32].to_string();
         let access = self.push_access().await?;
-        let base = access.storage_url.trim_end_matches('/').to_string();
-        let host = reqwest::Url::parse(&base)
-            .ok()
-            .and_then(|u| {
-                u.host_str().map(|h| {
-                    u.port()
-                        .map_or_else(|| h.to_string(), |p| format!("{h}:{p}"))
-                })
-            })
-            .ok_or_else(|| DaytonaError::Invalid(format!("bad storage URL `{base}`")))?;
-        let prefix = reqwest::Url::parse(&base)
-            .map(|u| u.path().trim_end_matches('/').to_string())
-            .unwrap_or_default();
+        let Endpoint {
+            scheme,
+            host,
+            prefix,
+            region,
+        } = Endpoint::parse(&access.storage_url)?;
+        let base = format!("{scheme}://{host}");
         let path = encode_path(&format!(
             "{prefix}/{}/{}/{hash}/context.tar",
             access.bucket, access.organization_id
@@ -155,14 +229,9 @@ impl Daytona {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let scheme = if base.starts_with("https://") {
-            "https"
-        } else {
-            "http"
-        };
         let empty = hex(&Sha256::digest(b""));
         let mut head = self.http.head(format!("{scheme}://{host}{path}"));
-        for (k, v) in sign(&access, "HEAD", &host, &path, &empty, now) {
+        for (k, v) in sign(&access, &region, "HEAD", &host, &path, &empty, now) {
             head = head.header(k, v);
         }
         let exists = head
@@ -179,7 +248,7 @@ impl Daytona {
             .http
             .put(format!("{scheme}://{host}{path}"))
             .body(tar.to_vec());
-        for (k, v) in sign(&access, "PUT", &host, &path, &payload, now) {
+        for (k, v) in sign(&access, &region, "PUT", &host, &path, &payload, now) {
             put = put.header(k, v);
         }
         let answer = put.send().await.map_err(unreachable)?;
@@ -224,6 +293,7 @@ mod tests {
         };
         let a = sign(
             &access,
+            "us-east-1",
             "PUT",
             "s3.example",
             "/b/org/h/context.tar",
@@ -232,6 +302,7 @@ mod tests {
         );
         let b = sign(
             &access,
+            "us-east-1",
             "PUT",
             "s3.example",
             "/b/org/h/context.tar",
@@ -242,7 +313,73 @@ mod tests {
         let auth = &a[0].1;
         assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/19700101/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-security-token, Signature="), "{auth}");
         assert_eq!(auth.rsplit('=').next().map(str::len), Some(64));
-        let other = sign(&access, "PUT", "s3.example", "/b/org/h/other.tar", "abc", 0);
+        let other = sign(
+            &access,
+            "us-east-1",
+            "PUT",
+            "s3.example",
+            "/b/org/h/other.tar",
+            "abc",
+            0,
+        );
         assert_ne!(a[0], other[0]);
+        let frankfurt = sign(
+            &access,
+            "eu-central-1",
+            "PUT",
+            "s3.example",
+            "/b/org/h/context.tar",
+            "abc",
+            0,
+        );
+        assert!(
+            frankfurt[0]
+                .1
+                .contains("/19700101/eu-central-1/s3/aws4_request"),
+            "{}",
+            frankfurt[0].1
+        );
+    }
+
+    #[test]
+    fn the_region_comes_from_the_storage_host() {
+        for (host, region) in [
+            ("s3.eu-central-1.amazonaws.com", "eu-central-1"),
+            ("s3-us-west-2.amazonaws.com", "us-west-2"),
+            (
+                "daytona-builds.s3.ap-southeast-1.amazonaws.com",
+                "ap-southeast-1",
+            ),
+            ("s3.dualstack.eu-west-3.amazonaws.com", "eu-west-3"),
+            ("s3.amazonaws.com", "us-east-1"),
+            ("minio.internal", "us-east-1"),
+            ("127.0.0.1", "us-east-1"),
+        ] {
+            assert_eq!(region_of(host), region, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_storage_url_without_a_scheme_is_https() {
+        let e = Endpoint::parse("s3.eu-central-1.amazonaws.com").expect("schemeless");
+        assert_eq!(
+            e,
+            Endpoint {
+                scheme: "https".into(),
+                host: "s3.eu-central-1.amazonaws.com".into(),
+                prefix: String::new(),
+                region: "eu-central-1".into(),
+            }
+        );
+        let e = Endpoint::parse("127.0.0.1:9000/_s3/").expect("with a port and a path");
+        assert_eq!(
+            (e.scheme.as_str(), e.host.as_str(), e.prefix.as_str()),
+            ("https", "127.0.0.1:9000", "/_s3")
+        );
+        let e = Endpoint::parse("http://minio:9000").expect("plain");
+        assert_eq!((e.scheme.as_str(), e.host.as_str()), ("http", "minio:9000"));
+        for bad in ["", "ftp://x", "https://"] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -30,6 +30,7 @@ mod contract;
 mod preview;
 mod resources;
 mod runner;
+mod states;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +89,22 @@ Test controls (not Daytona's API):
                                               sandbox exists at once)
   POST /_fake/faults {\"failNextSnapshot\": R}  the next snapshot ends build_failed, reason R
   POST /_fake/faults {\"slowSnapshotMs\": M}    new snapshots stay building/pending M ms longer
+  POST /_fake/faults {\"retryAfterSecs\": S}    the 429s of rateLimitNext say Retry-After: S
+  POST /_fake/faults {\"listLagMs\": M}         a new sandbox shows in lists only M ms after
+                                              its create (Daytona's list is eventually
+                                              consistent; a get by id or name is not)
+  POST /_fake/faults {\"sandboxState\": {\"sandbox\": ID, \"state\": S, \"desiredState\": D,
+                      \"errorReason\": R, \"thenMs\": M, \"then\": S2}}
+                                              put a sandbox in state S (pulling_snapshot,
+                                              archived, error, …), and M ms later in S2
+  POST /_fake/faults {\"snapshotState\": {\"snapshot\": NAME, \"state\": S}}
+                                              put a snapshot in state S (inactive, …)
+  POST /_fake/faults {\"slowCaptureMs\": M}     a checkpoint's capture takes M ms longer
+  POST /_fake/faults {\"snapshotRemovalMs\": M} a deleted snapshot stays `removing` (its
+                                              name taken) M ms [default: the transition]
+  POST /_fake/faults {\"schemelessStorageUrl\": true}
+                                              push-access hands out storageUrl without a
+                                              scheme, as Daytona's spec example
   POST /_fake/faults {\"gatewayTimeoutMs\": N}  the preview proxy answers 504 when an answer
                                               has not begun after N ms (0: off)
   POST /_fake/faults {\"passWebSockets\": true} the preview proxy passes WebSocket upgrades
@@ -112,6 +129,13 @@ struct Faults {
     fail_next_snapshot: Option<String>,
     gateway_timeout_ms: Option<u64>,
     pass_websockets: bool,
+    retry_after_secs: u64,
+    list_lag_ms: u64,
+    slow_capture_ms: u64,
+    snapshot_removal_ms: Option<u64>,
+    schemeless_storage_url: bool,
+    /// When each sandbox may first show in a list (`listLagMs`).
+    listed_from: HashMap<String, std::time::Instant>,
 }
 
 /// A signed preview token: sandbox, port, expiry.
@@ -230,8 +254,9 @@ fn gate(fake: &Fake, headers: &HeaderMap, path: &str) -> Result<(), Box<Response
             path,
             "ThrottlerException: Too Many Requests",
         );
-        r.headers_mut()
-            .insert("retry-after", axum::http::HeaderValue::from_static("0"));
+        if let Ok(after) = faults.retry_after_secs.to_string().parse() {
+            r.headers_mut().insert("retry-after", after);
+        }
         return Err(Box::new(r));
     }
     Ok(())
@@ -299,6 +324,18 @@ async fn create(
     if let Err(r) = gate(&fake, &headers, "/api/sandbox") {
         return *r;
     }
+    let snapshot = match states::admit(&fake, &body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    // A sandbox gets its snapshot's resources, or those asked for with a build.
+    let resource = |key: &str, of_snapshot: &str, default: u64| {
+        snapshot.as_ref().map_or_else(
+            || body.get(key).cloned().unwrap_or(json!(default)),
+            |s| s[of_snapshot].clone(),
+        )
+    };
+    let build = body.get("buildInfo").filter(|b| !b.is_null()).cloned();
     let id = next_id(&fake, "sbx");
     let token = new_token(&fake);
     lock(&fake.tokens).insert(id.clone(), token);
@@ -313,11 +350,11 @@ async fn create(
         "public": body.get("public").cloned().unwrap_or(json!(false)),
         "networkBlockAll": false,
         "target": body.get("target").cloned().unwrap_or(json!("us")),
-        "cpu": body.get("cpu").cloned().unwrap_or(json!(1)),
+        "cpu": resource("cpu", "cpu", 1),
         "gpu": 0,
-        "memory": body.get("memory").cloned().unwrap_or(json!(1)),
-        "disk": body.get("disk").cloned().unwrap_or(json!(3)),
-        "state": "creating",
+        "memory": resource("memory", "mem", 1),
+        "disk": resource("disk", "disk", 3),
+        "state": if build.is_some() { "pending_build" } else { "creating" },
         "desiredState": "started",
         "autoStopInterval": body.get("autoStopInterval").cloned().unwrap_or(json!(15)),
         "volumes": body.get("volumes").cloned().unwrap_or(json!([])),
@@ -328,16 +365,37 @@ async fn create(
     if let Some(o) = sandbox.as_object_mut().filter(|o| o["snapshot"].is_null()) {
         o.remove("snapshot");
     }
+    if let Some(build) = &build {
+        // Daytona's `BuildInfo` as it answers it: the request's, dated and referenced.
+        let mut info = build.clone();
+        info["createdAt"] = json!("2026-11-29T00:00:00.000Z");
+        info["updatedAt"] = json!("2026-11-29T00:00:00.000Z");
+        info["snapshotRef"] = json!(format!("fake-build-{id}"));
+        sandbox["buildInfo"] = info;
+    }
+    {
+        let mut faults = lock(&fake.faults);
+        if faults.list_lag_ms > 0 {
+            let from = std::time::Instant::now() + Duration::from_millis(faults.list_lag_ms);
+            faults.listed_from.insert(id.clone(), from);
+        }
+    }
     fake.sandboxes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(id.clone(), sandbox.clone());
+    let env = body.get("env").cloned().unwrap_or(json!({}));
+    let volumes = body.get("volumes").cloned().unwrap_or(json!([]));
+    if let Some(build) = build {
+        states::build_then_run(&fake, id, build, env, volumes);
+        return Json(sandbox).into_response();
+    }
     let image = runner::image_for(&fake, body["snapshot"].as_str()).await;
     let op = match image {
         Some(image) => Op::Run {
             image,
-            env: body.get("env").cloned().unwrap_or(json!({})),
-            volumes: body.get("volumes").cloned().unwrap_or(json!([])),
+            env,
+            volumes,
         },
         None => Op::Nothing,
     };
@@ -368,6 +426,12 @@ async fn list(
         }
         None => BTreeMap::new(),
     };
+    let hidden = |id: &Value| {
+        let now = std::time::Instant::now();
+        id.as_str()
+            .and_then(|id| lock(&fake.faults).listed_from.get(id).copied())
+            .is_some_and(|from| from > now)
+    };
     let map = fake
         .sandboxes
         .lock()
@@ -375,11 +439,13 @@ async fn list(
     let items: Vec<Value> = map
         .values()
         .filter(|s| wanted.iter().all(|(k, v)| s["labels"][k] == json!(v)))
+        .filter(|s| !hidden(&s["id"]))
         .cloned()
         .map(|mut s| {
-            // A list item is Daytona's SandboxListItem: no env, volumes or networkBlockAll.
+            // A list item is Daytona's SandboxListItem: no env, volumes, networkBlockAll
+            // or buildInfo.
             if let Some(o) = s.as_object_mut() {
-                for k in ["env", "volumes", "networkBlockAll"] {
+                for k in ["env", "volumes", "networkBlockAll", "buildInfo"] {
                     o.remove(k);
                 }
             }
@@ -428,43 +494,34 @@ fn change(fake: &Shared, headers: &HeaderMap, id: &str, op: &'static str) -> Res
             &format!("Sandbox with ID or name {id} not found"),
         );
     };
-    if s["state"] != s["desiredState"] {
-        return error(
-            StatusCode::CONFLICT,
-            &path,
-            "Sandbox state change in progress",
-        );
+    if op == "start" && s["state"] == "started" && s["desiredState"] == "started" {
+        return Json(s.clone()).into_response();
     }
-    let sid = s["id"].as_str().unwrap_or_default().to_string();
-    let (via, to) = match (op, s["state"].as_str().unwrap_or("")) {
-        ("start", "started") => return Json(s.clone()).into_response(),
-        ("start", "stopped" | "archived") => {
-            // Daytona mints a new preview token on every start.
-            let token = new_token(fake);
-            lock(&fake.tokens).insert(sid.clone(), token);
-            ("starting", "started")
-        }
-        ("stop", "started") => ("stopping", "stopped"),
-        ("stop", _) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &path,
-                "Sandbox is not in a stoppable state",
-            )
-        }
-        ("delete", _) => ("destroying", "destroyed"),
-        _ => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &path,
-                "Sandbox is not in a startable state",
-            )
-        }
+    let (via, to) = match states::plan(s, op) {
+        Ok(plan) => plan,
+        Err((status, message)) => return error(status, &path, message),
     };
-    s["state"] = json!(via);
+    let sid = s["id"].as_str().unwrap_or_default().to_string();
+    if op == "start" {
+        // Daytona mints a new preview token on every start.
+        let token = new_token(fake);
+        lock(&fake.tokens).insert(sid.clone(), token);
+    }
+    // As Daytona's API: the wish is recorded and answered; the state moves a moment
+    // later, when the runner acts.
     s["desiredState"] = json!(to);
     let answer = s.clone();
     drop(map);
+    let (fake2, sid2) = (fake.clone(), sid.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(fake2.transition / 2).await;
+        if let Some(s) = lock(&fake2.sandboxes)
+            .get_mut(&sid2)
+            .filter(|s| s["desiredState"] == to)
+        {
+            s["state"] = json!(via);
+        }
+    });
     settle(fake, sid, via, to, Op::Change(op));
     Json(answer).into_response()
 }
@@ -501,6 +558,37 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     }
     if let Some(reason) = body["failNextSnapshot"].as_str() {
         f.fail_next_snapshot = Some(reason.to_string());
+    }
+    if let Some(secs) = body["retryAfterSecs"].as_u64() {
+        f.retry_after_secs = secs;
+    }
+    if let Some(ms) = body["listLagMs"].as_u64() {
+        f.list_lag_ms = ms;
+        if ms == 0 {
+            f.listed_from.clear();
+        }
+    }
+    if let Some(ms) = body["slowCaptureMs"].as_u64() {
+        f.slow_capture_ms = ms;
+    }
+    if let Some(ms) = body["snapshotRemovalMs"].as_u64() {
+        f.snapshot_removal_ms = Some(ms);
+    }
+    if let Some(on) = body["schemelessStorageUrl"].as_bool() {
+        f.schemeless_storage_url = on;
+    }
+    drop(f);
+    let set = [
+        body.get("sandboxState")
+            .map(|spec| states::set_sandbox_state(&fake, spec)),
+        body.get("snapshotState")
+            .map(|spec| resources::set_snapshot_state(&fake, spec)),
+    ];
+    for outcome in set.into_iter().flatten() {
+        if let Err(why) = outcome {
+            eprintln!("daytona-fake: faults: {why}");
+            return StatusCode::BAD_REQUEST;
+        }
     }
     StatusCode::NO_CONTENT
 }
@@ -600,7 +688,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         .route("/_fake/upstream", post(preview::set_upstream))
         .route(preview::LOGIN_PATH, get(preview::login_page))
         .route("/toolbox/{id}/process/execute", post(runner::execute))
-        .route("/api/sandbox/{id}/snapshot", post(runner::snapshot))
+        .route("/api/sandbox/{id}/snapshot", post(states::checkpoint))
         .route("/toolbox/{id}/files/upload", post(runner::upload))
         .route("/toolbox/{id}/files/download", get(runner::download))
         .route(

@@ -2,9 +2,11 @@
 //! (`/api/sandbox/{id}/ports/{port}/…`), in Daytona's shapes and states.
 //!
 //! Snapshots go `pending → active` (from an image) or `building → active` (from a
-//! Dockerfile) after the transition time; the `failNextSnapshot` fault makes the next one
-//! `build_failed` with that reason. The fake does not build images: it keeps the
-//! Dockerfile it was given so that tests can check what was sent.
+//! Dockerfile, built with Docker from the uploaded contexts) after the transition time; the
+//! `failNextSnapshot` fault makes the next one `build_failed` with that reason. A delete is
+//! asynchronous, as Daytona's: the snapshot goes `removing` and keeps its name (a create of
+//! that name is a 409) until it is gone, the transition time later (or the
+//! `snapshotRemovalMs` fault's).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -340,7 +342,8 @@ pub async fn get_snapshot(
     }
 }
 
-/// `DELETE /api/snapshots/{id}` (the id only, as Daytona).
+/// `DELETE /api/snapshots/{id}` (the id only, as Daytona): the snapshot goes `removing`
+/// and is gone later; its name stays taken meanwhile.
 pub async fn delete_snapshot(
     State(fake): State<Shared>,
     headers: HeaderMap,
@@ -350,14 +353,37 @@ pub async fn delete_snapshot(
     if let Err(r) = gate(&fake, &headers, &path) {
         return *r;
     }
-    if lock(&fake.snapshots).remove(&id).is_none() {
-        return error(
-            StatusCode::NOT_FOUND,
-            &path,
-            &format!("Snapshot with ID {id} not found"),
-        );
+    match lock(&fake.snapshots).get_mut(&id) {
+        Some(s) => s["state"] = json!("removing"),
+        None => {
+            return error(
+                StatusCode::NOT_FOUND,
+                &path,
+                &format!("Snapshot {id} not found"),
+            )
+        }
     }
+    let removal = lock(&fake.faults)
+        .snapshot_removal_ms
+        .map(Duration::from_millis);
+    let fake2 = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(removal.unwrap_or(fake2.transition)).await;
+        lock(&fake2.snapshots).remove(&id);
+    });
     StatusCode::OK.into_response()
+}
+
+/// Fault `{"snapshotState": {"snapshot": ID_OR_NAME, "state": S}}`: puts a snapshot in
+/// state S (e.g. `inactive`, `pulling`, `error`).
+pub fn set_snapshot_state(fake: &crate::Fake, spec: &Value) -> Result<(), String> {
+    let (Some(which), Some(state)) = (spec["snapshot"].as_str(), spec["state"].as_str()) else {
+        return Err("snapshotState needs snapshot and state".into());
+    };
+    let mut snapshots = lock(&fake.snapshots);
+    let s = find(&mut snapshots, which).ok_or_else(|| format!("no snapshot {which}"))?;
+    s["state"] = json!(state);
+    Ok(())
 }
 
 /// `GET /api/sandbox/{id}/ports/{port}/preview-url` and `…/signed-preview-url`.
@@ -432,11 +458,20 @@ pub async fn push_access(State(fake): State<Shared>, headers: HeaderMap) -> Resp
     if let Err(r) = gate(&fake, &headers, "/api/object-storage/push-access") {
         return *r;
     }
+    // Daytona hands the URL out as configured: the `schemelessStorageUrl` fault leaves the
+    // scheme out, as its spec's example does.
+    let url = format!("{}/_s3", fake.origin());
+    let url = if lock(&fake.faults).schemeless_storage_url {
+        url.split_once("://")
+            .map_or(url.clone(), |(_, rest)| rest.to_string())
+    } else {
+        url
+    };
     Json(json!({
         "accessKey": "fake-access",
         "secret": "fake-secret",
         "sessionToken": "fake-session",
-        "storageUrl": format!("{}/_s3", fake.origin()),
+        "storageUrl": url,
         "organizationId": "org-fake",
         "bucket": "daytona-volume-builds",
     }))
@@ -498,16 +533,34 @@ pub async fn s3_put(
     }
 }
 
-/// Builds snapshot `id` with Docker from its `buildInfo`: the uploaded contexts unpacked
-/// side by side, the Dockerfile beside them.
+/// Builds snapshot `id` with Docker from its `buildInfo`.
 pub async fn build(fake: Shared, id: String, build: Value) {
-    let result = async {
-        let dir = fake.data.join("builds").join(&id);
+    let result = build_image(&fake, &id, &build).await;
+    if let Some(s) = lock(&fake.snapshots).get_mut(&id) {
+        match result {
+            Ok(tag) => {
+                s["state"] = json!("active");
+                s["imageName"] = json!(tag);
+            }
+            Err(reason) => {
+                s["state"] = json!("build_failed");
+                s["errorReason"] = json!(reason);
+            }
+        }
+    }
+}
+
+/// Builds the image of a `buildInfo` with Docker (the uploaded contexts unpacked side by
+/// side, the Dockerfile beside them) as `daytona-fake-build:<id>`; the error is the
+/// build's last lines.
+pub async fn build_image(fake: &Shared, id: &str, build: &Value) -> Result<String, String> {
+    async {
+        let dir = fake.data.join("builds").join(id);
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         for hash in build["contextHashes"].as_array().into_iter().flatten() {
             let hash = hash.as_str().unwrap_or_default();
             let tar = s3_path(
-                &fake,
+                fake,
                 "daytona-volume-builds",
                 &format!("org-fake/{hash}/context.tar"),
             )
@@ -536,17 +589,5 @@ pub async fn build(fake: Shared, id: String, build: Value) {
             Err(tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
         }
     }
-    .await;
-    if let Some(s) = lock(&fake.snapshots).get_mut(&id) {
-        match result {
-            Ok(tag) => {
-                s["state"] = json!("active");
-                s["imageName"] = json!(tag);
-            }
-            Err(reason) => {
-                s["state"] = json!("build_failed");
-                s["errorReason"] = json!(reason);
-            }
-        }
-    }
+    .await
 }
