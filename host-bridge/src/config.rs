@@ -63,6 +63,10 @@ fn count(v: &str) -> Result<(), String> {
         .map_err(|_| format!("`{v}` is not a whole number"))
 }
 
+fn size(v: &str) -> Result<(), String> {
+    v.parse::<crate::provider::Size>().map(|_| ())
+}
+
 fn bytes(v: &str) -> Result<(), String> {
     v.parse::<u64>()
         .map(|_| ())
@@ -203,6 +207,12 @@ pub const KEYS: &[Key] = &[
         help: "CPU-MEM-DISK of new boxes, e.g. 2-4-8",
         default: None,
         check: any,
+    },
+    Key {
+        name: "box.sizeDaytona",
+        help: "CPU-MEM-DISK (vCPUs, GB, GB) of Daytona boxes and the snapshot `prepare` bakes, e.g. 4-8-20 (over box.size; default: the snapshot's, 2-4-8)",
+        default: None,
+        check: size,
     },
     Key {
         name: "transfer.maxBytes",

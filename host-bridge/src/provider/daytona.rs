@@ -23,49 +23,131 @@ use crate::transfer::client::{Relay, Remint};
 
 /// The box's port of the relay's bridge API.
 pub const BRIDGE_PORT: u16 = 8788;
-/// The resources snapshots are baked with: 2 vCPU, 4 GB memory, 8 GB disk.
-pub const DEFAULT_SIZE: (u32, u32, u32) = (2, 4, 8);
 /// The organization's volume of renewable agent credentials.
 pub const CREDENTIALS_VOLUME: &str = "agentbox-credentials";
 
 /// Minutes without activity before Daytona stops the sandbox.
 pub const AUTO_STOP_MINUTES: u32 = 30;
 
+/// How long a sandbox may take to start (a restore from the archive or a snapshot pull
+/// included), to stop, and to be deleted.
+const START_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+const DELETE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+/// How long a checkpoint's capture may take, and how long after it a missing snapshot
+/// record still means "not recorded yet".
+const CAPTURE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const CAPTURE_RECORD_GRACE: Duration = Duration::from_secs(60);
+
+/// Where a box's progress lines go.
+type Progress = Box<dyn Fn(&str) + Send + Sync>;
+
 /// A box on Daytona.
 pub struct DaytonaBox {
     name: String,
     home: std::path::PathBuf,
+    /// [`home_label`](super::docker::home_label) of the home the box belongs to.
+    home_label: String,
+    /// The name a sandbox made for it gets ([`sandbox_name`]).
     sandbox: String,
+    /// Its sandbox's id, once known.
+    id: std::sync::OnceLock<String>,
     client: Daytona,
     runtime: tokio::runtime::Runtime,
+    progress: Progress,
 }
 
-/// The sandbox name of box `name`.
-pub fn sandbox_name(name: &str) -> String {
-    format!("agentbox-{name}")
+/// The sandbox name of box `name` of the home labelled `home_label`. Daytona's sandbox
+/// names are unique per organization, and box names only per home: the name carries the
+/// home's id (`agentbox-<box>-<8 hex>`) so that two homes (two people, two machines) in
+/// one organization never collide. The labels `agentbox.box` and `agentbox.home` stay what
+/// finds a box's sandbox.
+pub fn sandbox_name(name: &str, home_label: &str) -> String {
+    format!("agentbox-{name}-{}", &home_label[..home_label.len().min(8)])
 }
 
 impl DaytonaBox {
     /// Box `name`, with the Daytona credentials of `home`.
     pub fn new(name: &str, home: &std::path::Path) -> anyhow::Result<Self> {
         let client = Settings::load(home)?.client()?;
+        let home_label = super::docker::home_label(home);
         Ok(Self {
             name: name.to_string(),
             home: home.to_path_buf(),
-            sandbox: sandbox_name(name),
+            sandbox: sandbox_name(name, &home_label),
+            home_label,
+            id: std::sync::OnceLock::new(),
             client,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
+            progress: Box::new(|line| eprintln!("==> {line}")),
         })
     }
 
-    fn get(&self) -> Result<Sandbox, DaytonaError> {
-        self.runtime
-            .block_on(self.client.get_sandbox(&self.sandbox))
+    /// The same box, its progress lines (a restore from the archive, the states waited
+    /// through) told to `progress` instead of stderr.
+    #[must_use]
+    pub fn with_progress(mut self, progress: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.progress = Box::new(progress);
+        self
     }
 
-    /// Creates the sandbox from `snapshot` (not waited on).
+    /// The name of the sandbox a create makes for this box.
+    pub fn sandbox_name(&self) -> &str {
+        &self.sandbox
+    }
+
+    /// The box's sandbox: by its id once known, else by its name when the labels say it is
+    /// this box's, else by the labels alone (a sandbox made under another name).
+    fn get(&self) -> Result<Sandbox, DaytonaError> {
+        self.runtime.block_on(async {
+            if let Some(id) = self.id.get() {
+                return self.client.get_sandbox(id).await;
+            }
+            let ours = |s: &Sandbox| {
+                s.labels.get("agentbox.box") == Some(&self.name)
+                    && s.labels.get("agentbox.home") == Some(&self.home_label)
+            };
+            let found = match self.client.get_sandbox(&self.sandbox).await {
+                Ok(s) if ours(&s) => s,
+                Ok(_) | Err(DaytonaError::NotFound(_)) => {
+                    let labels = BTreeMap::from([
+                        ("agentbox.box".to_string(), self.name.clone()),
+                        ("agentbox.home".to_string(), self.home_label.clone()),
+                    ]);
+                    self.client
+                        .list_sandboxes(&labels)
+                        .await?
+                        .into_iter()
+                        .find(|s| ours(s) && s.state_str() != "destroyed")
+                        .ok_or_else(|| {
+                            DaytonaError::NotFound(format!(
+                                "box {} has no sandbox on Daytona",
+                                self.name
+                            ))
+                        })?
+                }
+                Err(e) => return Err(e),
+            };
+            let _ = self.id.set(found.id.clone());
+            Ok(found)
+        })
+    }
+
+    /// The sandbox's id (looked up once).
+    fn sandbox_id(&self) -> Result<String, DaytonaError> {
+        match self.id.get() {
+            Some(id) => Ok(id.clone()),
+            None => self.get().map(|s| s.id),
+        }
+    }
+
+    /// Creates the sandbox from `snapshot` (not waited on). A `size` other than the
+    /// snapshot's: Daytona takes no resources for a sandbox made from a snapshot, so the
+    /// sandbox is built from the snapshot's own Dockerfile and build contexts with those
+    /// resources instead (Daytona reuses the snapshot's build); a checkpoint has no
+    /// Dockerfile, so a size other than its own is refused.
     pub fn create(
         &self,
         snapshot: &str,
@@ -73,14 +155,28 @@ impl DaytonaBox {
         home_label: &str,
         size: Option<Size>,
     ) -> anyhow::Result<()> {
-        if let Some(s) = size {
-            // Daytona gives a sandbox made from a snapshot the snapshot's resources.
-            let (cpu, memory, disk) = DEFAULT_SIZE;
-            eprintln!(
-                "warning: --size {}-{}-{} is not applied: a box made from snapshot {snapshot} has its {cpu} vCPU, {memory} GB memory, {disk} GB disk",
-                s.cpus, s.mem_gib, s.disk_gib
-            );
-        }
+        let base = self
+            .runtime
+            .block_on(self.client.get_snapshot(snapshot))
+            .map_err(|e| unusable(snapshot, e))?;
+        let build_info = match size {
+            Some(s) if base.resources() != Some(s.triple()) => {
+                let has = base.resources().map_or_else(
+                    || "resources Daytona does not say".to_string(),
+                    |(c, m, d)| format!("{c}-{m}-{d}"),
+                );
+                let Some(build) = base.build_info.clone() else {
+                    bail!(
+                        "box size {s} cannot be applied: snapshot {snapshot} gives its sandboxes {has}, Daytona takes no resources for a sandbox made from a snapshot, and this one has no Dockerfile to build from (a checkpoint); create the box without --size (and without box.sizeDaytona), or take the checkpoint from a box of size {s}"
+                    );
+                };
+                (self.progress)(&format!(
+                    "snapshot {snapshot} is {has}: a box of size {s} is built from its Dockerfile (Daytona reuses the snapshot's build)"
+                ));
+                Some((build, s))
+            }
+            _ => None,
+        };
         let volume = self.runtime.block_on(
             self.client
                 .ensure_volume(CREDENTIALS_VOLUME, Duration::from_secs(60)),
@@ -95,7 +191,7 @@ impl DaytonaBox {
             .collect();
         let request = CreateSandbox {
             name: Some(self.sandbox.clone()),
-            snapshot: Some(snapshot.to_string()),
+            snapshot: build_info.is_none().then(|| snapshot.to_string()),
             env: BTreeMap::from([
                 ("AGENTBOX_BRIDGE_TOKEN".to_string(), token.to_string()),
                 ("AGENTBOX_BOX_NAME".to_string(), self.name.clone()),
@@ -107,9 +203,10 @@ impl DaytonaBox {
                 ("agentbox.box".to_string(), self.name.clone()),
                 ("agentbox.home".to_string(), home_label.to_string()),
             ]),
-            cpu: None,
-            memory: None,
-            disk: None,
+            cpu: build_info.as_ref().map(|(_, s)| s.cpus),
+            memory: build_info.as_ref().map(|(_, s)| s.mem_gib),
+            disk: build_info.as_ref().map(|(_, s)| s.disk_gib),
+            build_info: build_info.map(|(b, _)| b),
             auto_stop_interval: Some(AUTO_STOP_MINUTES),
             volumes,
         };
@@ -117,33 +214,28 @@ impl DaytonaBox {
             .runtime
             .block_on(self.client.create_sandbox(request))
             .map_err(|e| match e {
-                DaytonaError::NotFound(_) => {
-                    DaytonaError::SnapshotGone(snapshot.to_string()).into()
-                }
-                other => anyhow::Error::from(other),
+                DaytonaError::Conflict(why) => anyhow::anyhow!(
+                    "Daytona already has a sandbox named {} in this organization ({why}): a box of this name from this agentbox home exists there; `agentbox prune --provider daytona` removes sandboxes no box record knows",
+                    self.sandbox
+                ),
+                other => unusable(snapshot, other),
             })?;
         tracing::info!(sandbox = %made.id, "daytona sandbox created");
+        let _ = self.id.set(made.id.clone());
         Ok(())
     }
 
-    /// Starts the sandbox if needed; returns the bridge URL once the relay answers through
+    /// Starts the sandbox if needed (waiting out Daytona's own changes; an archived one is
+    /// restored, which says so); returns the bridge URL once the relay answers through
     /// the preview proxy.
     pub fn start(&self, token: &str) -> anyhow::Result<String> {
-        let sandbox = self.get()?;
-        if sandbox.state.as_deref() != Some("started") {
-            if sandbox.state.as_deref() != Some("creating") {
-                let _ = self
-                    .runtime
-                    .block_on(self.client.start_sandbox(&sandbox.id))?;
-            }
-            self.runtime
-                .block_on(self.client.wait_for_state(
-                    &sandbox.id,
-                    "started",
-                    Duration::from_secs(300),
-                ))
-                .with_context(|| format!("sandbox {} did not start", self.sandbox))?;
-        }
+        let id = self.sandbox_id()?;
+        self.runtime
+            .block_on(
+                self.client
+                    .ensure_started(&id, START_TIMEOUT, &*self.progress),
+            )
+            .with_context(|| format!("sandbox {} did not start", self.sandbox))?;
         let relay = self.relay(token)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -209,22 +301,19 @@ impl DaytonaBox {
         Ok(dest)
     }
 
-    /// Captures the box's disk as snapshot `name` and waits until it is active and the box
-    /// runs again.
-    pub fn checkpoint(&self, name: &str) -> anyhow::Result<()> {
-        let sandbox = self.get()?;
-        self.runtime.block_on(async {
-            self.client.snapshot_sandbox(&sandbox.id, name).await?;
-            self.client
-                .wait_snapshot(name, Duration::from_secs(15 * 60), &|state| {
-                    eprintln!("==> checkpoint {name}: {state}");
-                })
-                .await?;
-            self.client
-                .wait_for_state(&sandbox.id, "started", Duration::from_secs(300))
-                .await
-        })?;
-        Ok(())
+    /// Captures the box's disk as snapshot `name` and waits until it is active. A running
+    /// box is captured running and a stopped one stopped; either is left as it was.
+    /// Returns the state the box is in afterwards.
+    pub fn checkpoint(&self, name: &str) -> anyhow::Result<String> {
+        let id = self.sandbox_id()?;
+        let (_, after) = self.runtime.block_on(self.client.capture(
+            &id,
+            name,
+            CAPTURE_TIMEOUT,
+            CAPTURE_RECORD_GRACE,
+            &|line| (self.progress)(&format!("checkpoint {name}: {line}")),
+        ))?;
+        Ok(after.state_str().to_string())
     }
 
     /// A signed preview link of `port` that lasts `ttl` (it carries its own token).
@@ -306,18 +395,16 @@ impl DaytonaBox {
             .is_ok_and(|s| s.state.as_deref() == Some("started"))
     }
 
-    /// Stops the sandbox (its disk is kept).
+    /// Stops the sandbox (its disk is kept), waiting out Daytona's own changes first; an
+    /// archived one counts as stopped.
     pub fn stop(&self) -> anyhow::Result<()> {
-        let sandbox = self.get()?;
-        if sandbox.state.as_deref() == Some("stopped") {
-            return Ok(());
-        }
-        self.runtime.block_on(async {
-            self.client.stop_sandbox(&sandbox.id).await?;
-            self.client
-                .wait_for_state(&sandbox.id, "stopped", Duration::from_secs(120))
-                .await
-        })?;
+        let id = self.sandbox_id()?;
+        self.runtime
+            .block_on(
+                self.client
+                    .ensure_stopped(&id, STOP_TIMEOUT, &*self.progress),
+            )
+            .with_context(|| format!("sandbox {} did not stop", self.sandbox))?;
         Ok(())
     }
 
@@ -338,24 +425,38 @@ impl DaytonaBox {
         Ok(ended.status_code())
     }
 
-    /// Deletes the sandbox and waits until it is gone.
+    /// Deletes the sandbox and waits until it is gone (a change under way is waited out
+    /// first: Daytona refuses a delete meanwhile).
     pub fn remove(&self) -> anyhow::Result<()> {
-        let sandbox = match self.get() {
-            Ok(s) => s,
+        let id = match self.sandbox_id() {
+            Ok(id) => id,
             Err(DaytonaError::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        self.runtime.block_on(async {
-            self.client.delete_sandbox(&sandbox.id).await?;
-            self.client
-                .wait_for_state(&sandbox.id, "destroyed", Duration::from_secs(120))
-                .await
-        })?;
+        self.runtime
+            .block_on(
+                self.client
+                    .ensure_deleted(&id, DELETE_TIMEOUT, &*self.progress),
+            )
+            .with_context(|| format!("sandbox {} was not deleted", self.sandbox))?;
         Ok(())
     }
 }
 
 /// Sandboxes of this `AGENTBOX_HOME` (by its label): `(sandbox name, box name)`.
+/// What a create's failure about its snapshot means: Daytona answers 400 ("Snapshot X not
+/// found", "Snapshot X is inactive") for a snapshot that is missing or not active, and
+/// 404 when looking one up.
+fn unusable(snapshot: &str, e: DaytonaError) -> anyhow::Error {
+    match e {
+        DaytonaError::NotFound(_) => DaytonaError::SnapshotGone(snapshot.to_string()).into(),
+        DaytonaError::Invalid(why) if why.starts_with("Snapshot ") => anyhow::anyhow!(
+            "Daytona cannot make a box from snapshot {snapshot} ({why}): run `agentbox prepare --provider daytona`"
+        ),
+        other => other.into(),
+    }
+}
+
 pub fn sandboxes(
     home: &std::path::Path,
     home_label: &str,
@@ -402,7 +503,7 @@ pub async fn bridge_link(
 ) -> anyhow::Result<(Relay, Daytona, String)> {
     let settings = Settings::load(home)?;
     let client = settings.client()?;
-    let sandbox = sandbox_name(name);
+    let sandbox = sandbox_name(name, &super::docker::home_label(home));
     let link = client.preview_link(&sandbox, BRIDGE_PORT).await?;
     // The bridge token and everything the box is sent go this way.
     if let Some(why) = plain_http_refused(&link.url, "the preview URL", settings.insecure) {
