@@ -479,7 +479,7 @@ fn unpushed_work(workspace: &Path) -> Result<serde_json::Value, String> {
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect()
     };
-    let (commits, mut changed) = if has("HEAD") {
+    let (commits, ids, mut changed) = if has("HEAD") {
         // `--remotes`: what `git fetch|pull` imported came from the host's remotes.
         let mut args = vec!["rev-list", "--count", "HEAD", "--not", "--remotes"];
         args.extend(
@@ -491,14 +491,25 @@ fn unpushed_work(workspace: &Path) -> Result<serde_json::Value, String> {
         let count: u64 = count
             .parse()
             .map_err(|_| format!("git rev-list --count said `{count}`"))?;
-        (count, names(git(&["diff", "-z", "--name-only", "HEAD"])?))
+        // The commits themselves (the newest ones, up to a cap): the host may hold some
+        // that this box's records miss (a push it carried out whose answer never arrived).
+        args[1] = "--max-count=1000";
+        let ids: Vec<String> = String::from_utf8_lossy(&git(&args)?)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        (
+            count,
+            ids,
+            names(git(&["diff", "-z", "--name-only", "HEAD"])?),
+        )
     } else {
-        (0, names(git(&["ls-files", "-z", "-c"])?))
+        (0, Vec::new(), names(git(&["ls-files", "-z", "-c"])?))
     };
     changed.extend(names(git(&["ls-files", "-z", "-o", "--exclude-standard"])?));
     changed.sort();
     changed.dedup();
-    Ok(serde_json::json!({ "commits": commits, "changed": changed }))
+    Ok(serde_json::json!({ "commits": commits, "ids": ids, "changed": changed }))
 }
 
 fn ref_exists(name: &str) -> bool {

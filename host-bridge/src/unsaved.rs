@@ -129,6 +129,48 @@ pub fn host_gave(
     Ok(Some(hasher.finalize().to_hex().to_string()))
 }
 
+/// How many of `ids` (commit ids a box reports as unpushed) the repository at `repo`
+/// holds as commits: those the host has received whatever the box recorded. An id that is
+/// not plain hex counts as not held.
+pub fn commits_host_has(repo: &Path, ids: &[&str]) -> anyhow::Result<usize> {
+    use std::io::Write as _;
+    let plain: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    if plain.is_empty() {
+        return Ok(0);
+    }
+    let mut child = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["cat-file", "--batch-check=%(objecttype)"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot run git")?;
+    let mut input = String::new();
+    for id in &plain {
+        input.push_str(id);
+        input.push('\n');
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.as_bytes())
+            .context("cannot ask git")?;
+    }
+    let out = child.wait_with_output().context("cannot run git")?;
+    if !out.status.success() {
+        bail!("git cat-file failed in {}", repo.display());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "commit")
+        .count())
+}
+
 /// The box files (sorted) that the host has neither now nor gave the box: changed in the
 /// box and not brought back.
 pub async fn changed_in_box(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Vec<String>> {

@@ -268,6 +268,22 @@ fn unsaved_work(record: &BoxRecord, b: &AnyBox) -> Option<String> {
     let Some(commits) = work["commits"].as_u64() else {
         return Some("cannot count its commits the host has not received".into());
     };
+    // The box's records can miss a push the host carried out (its `git push` died before
+    // the answer came): a commit the host's repository holds is not at stake.
+    let ids: Vec<&str> = work["ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    let commits = match crate::unsaved::commits_host_has(&record.project, &ids) {
+        Ok(held) => commits.saturating_sub(held as u64),
+        Err(e) => {
+            return Some(format!(
+                "cannot tell which of its commits the host has ({e:#})"
+            ))
+        }
+    };
     // Uncommitted in the box (its `git status`), and not what the host has or gave it.
     let uncommitted: std::collections::BTreeSet<&str> = work["changed"]
         .as_array()
