@@ -443,7 +443,6 @@ impl DaytonaBox {
     }
 }
 
-/// Sandboxes of this `AGENTBOX_HOME` (by its label): `(sandbox name, box name)`.
 /// What a create's failure about its snapshot means: Daytona answers 400 ("Snapshot X not
 /// found", "Snapshot X is inactive") for a snapshot that is missing or not active, and
 /// 404 when looking one up.
@@ -457,6 +456,7 @@ fn unusable(snapshot: &str, e: DaytonaError) -> anyhow::Error {
     }
 }
 
+/// Sandboxes of this `AGENTBOX_HOME` (by its label): `(sandbox name, box name)`.
 pub fn sandboxes(
     home: &std::path::Path,
     home_label: &str,
