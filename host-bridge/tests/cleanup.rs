@@ -144,6 +144,49 @@ fn destroy_ends_what_exec_left_running() {
     );
 }
 
+/// A box process that drops the box's environment (`env -i`) is still the box's: its
+/// parent is (issue 20 #18's sibling). Each shape: a plain `env -i` child, one a level
+/// further down, and one whose marked parent is an orphan by then.
+#[test]
+fn destroy_ends_box_processes_that_dropped_the_box_environment() {
+    let host = Host::new();
+    let repo = host.repo("envless", "services: {}\n");
+    host.ok(&repo, &["create", "--name", "e1"]);
+    let shapes = [
+        "(env -i /bin/sleep 1001 & echo $! > {pid}; wait) >/dev/null 2>&1 </dev/null &",
+        "(env -i /bin/sh -c '/bin/sleep 1002 & echo $! > {pid}; wait' ; wait) >/dev/null 2>&1 </dev/null &",
+        "( (env -i /bin/sleep 1003 & echo $! > {pid}; wait) & ) >/dev/null 2>&1 </dev/null",
+    ];
+    let mut pids = Vec::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        let pidfile = host.dir.path().join(format!("envless{i}.pid"));
+        let script = shape.replace("{pid}", &pidfile.display().to_string());
+        host.ok(&repo, &["exec", "--", "sh", "-c", &script]);
+        assert!(
+            eventually(|| std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())),
+            "shape {i} never started"
+        );
+        let pid: u64 = std::fs::read_to_string(&pidfile)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(pid_alive(pid), "shape {i}: the sleep is not running");
+        pids.push(pid);
+    }
+    host.ok(&repo, &["destroy", "-y", "e1"]);
+    let left: Vec<u64> = pids
+        .iter()
+        .copied()
+        .filter(|p| !eventually(|| !pid_alive(*p)))
+        .collect();
+    kill_all(&left.iter().map(|p| *p as u32).collect::<Vec<_>>());
+    assert!(
+        left.is_empty(),
+        "destroy left {left:?} of {pids:?} running (box processes without the box's environment)"
+    );
+}
+
 #[test]
 fn ctrl_c_during_create_leaves_nothing() {
     let host = Host::new();

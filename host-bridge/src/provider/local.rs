@@ -351,8 +351,9 @@ impl LocalBox {
     /// relay, units, sessions, `exec`s and all they start) inherits the box's
     /// environment contract, so `AGENTBOX_RUN_DIR=<this box's run dir>` in
     /// `/proc/PID/environ` marks it; this process and its ancestors are spared (an
-    /// `agentbox` run from inside the box). Repeated until none is found, so a fork
-    /// during the sweep is caught by the next round.
+    /// `agentbox` run from inside the box). Every descendant of such a process is one too,
+    /// marker or not (`env -i` drops it). Repeated until none is found, so a fork during
+    /// the sweep is caught by the next round.
     pub fn kill_leftovers(&self) {
         let marker = format!("AGENTBOX_RUN_DIR={}", self.run_dir().display());
         let spared = ancestors();
@@ -418,21 +419,54 @@ fn wait_gone(pid: i32, timeout: Duration) {
     }
 }
 
-/// The live processes whose environment holds the entry `marker` (`NAME=value`).
-/// Processes of other users, whose environment cannot be read, are not among them.
+/// The live processes of the box: those whose environment holds the entry `marker`
+/// (`NAME=value`), and every descendant of one (a box process can drop the marker with
+/// `env -i`, not its parent). Processes of other users, whose environment cannot be read,
+/// are not among them.
 fn box_processes(marker: &[u8]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    entries
+    let pids: Vec<i32> = entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .collect();
+    let mut found: std::collections::BTreeSet<i32> = pids
+        .iter()
+        .copied()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ"))
                 .is_ok_and(|env| env.split(|b| *b == 0).any(|entry| entry == marker))
         })
-        .filter(|pid| pid_alive(*pid))
-        .collect()
+        .collect();
+    let parents: Vec<(i32, i32)> = pids
+        .iter()
+        .filter_map(|pid| Some((*pid, parent_of(*pid)?)))
+        .collect();
+    // Descendants, to any depth: repeated until no new child of a box process appears.
+    loop {
+        let more: Vec<i32> = parents
+            .iter()
+            .filter(|(pid, parent)| found.contains(parent) && !found.contains(pid))
+            .map(|(pid, _)| *pid)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        found.extend(more);
+    }
+    found.into_iter().filter(|pid| pid_alive(*pid)).collect()
+}
+
+/// The parent of `pid` (`/proc/PID/stat`'s fourth field), if it can be read.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// This process and its ancestors, by `/proc/PID/stat`'s parent field.
@@ -441,13 +475,7 @@ fn ancestors() -> Vec<i32> {
     let mut pid = i32::try_from(std::process::id()).unwrap_or(0);
     while pid > 1 && !chain.contains(&pid) {
         chain.push(pid);
-        pid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                let rest = s.rsplit_once(')')?.1.to_string();
-                rest.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(0);
+        pid = parent_of(pid).unwrap_or(0);
     }
     chain
 }
