@@ -158,6 +158,16 @@ fn builtin_service(
 /// Runs the daemon until a signal or a `Shutdown` request.
 pub async fn run(paths: Paths) -> anyhow::Result<()> {
     create_dir(&paths.run_dir, 0o700)?;
+    // It may have been made before us (an image's `mkdir`, 0755): it holds the sockets and
+    // the bridge token, so only the box's user may enter it.
+    std::fs::set_permissions(&paths.run_dir, std::fs::Permissions::from_mode(0o700)).with_context(
+        || {
+            format!(
+                "cannot make {} private (mode 0700): it must belong to this user",
+                paths.run_dir.display()
+            )
+        },
+    )?;
     create_dir(&paths.log_dir, 0o755)?;
     let _lock = lock(&paths)?;
     // A daemon killed with SIGKILL left its units running: end them before anything of

@@ -13,6 +13,9 @@ use common::{eventually, pid_alive, read_pid, TestBox, CTL};
 #[test]
 fn a_second_daemon_refuses_to_start() {
     let mut b = TestBox::new("services:\n  s: {command: 'exec sleep 100'}\n");
+    // A run dir made before the daemon (as an image's `mkdir` does) with the usual 0755.
+    std::fs::create_dir_all(b.run_dir()).expect("mkdir");
+    std::fs::set_permissions(b.run_dir(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     b.start();
     let out = b.ctl(&["daemon"]);
     assert_eq!(out.status.code(), Some(1));
