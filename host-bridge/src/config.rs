@@ -90,6 +90,8 @@ pub fn is_policy_key(name: &str) -> bool {
         // how much a box may send: a repository a box can edit must not choose them.
         || name == "box.provider"
         || name == "transfer.maxBytes"
+        // What a Daytona box costs while idle: 0 would keep one billing forever.
+        || name == "box.autoStopMinutes"
 }
 
 /// Every key agentbox reads.
@@ -213,6 +215,12 @@ pub const KEYS: &[Key] = &[
         help: "CPU-MEM-DISK (vCPUs, GB, GB) of Daytona boxes and the snapshot `prepare` bakes, e.g. 4-8-20 (over box.size; default: the snapshot's, 2-4-8)",
         default: None,
         check: size,
+    },
+    Key {
+        name: "box.autoStopMinutes",
+        help: "minutes a Daytona box may sit idle (no agent working, no transfer or attach) before Daytona stops it and its billing; 0 never stops it",
+        default: Some("30"),
+        check: count,
     },
     Key {
         name: "transfer.maxBytes",

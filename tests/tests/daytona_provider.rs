@@ -262,6 +262,8 @@ fn a_daytona_box_from_login_to_destroy() {
     assert!(!said.contains("WARNING"), "{said}");
     assert_eq!(host.sandboxes().len(), 1);
     assert_eq!(host.sandboxes()[0]["labels"]["agentbox.box"], name.as_str());
+    // Daytona stops it after box.autoStopMinutes (default 30) without activity.
+    assert_eq!(host.sandboxes()[0]["autoStopInterval"], 30);
     // A signed link to the WebProxy, and prune leaves a known box alone.
     let link = host.ok(&repo, &["url", &name, "--ttl", "2h"]);
     assert!(link.contains("/8080-"), "{link}");
@@ -730,9 +732,19 @@ exec sleep 600
         &repo,
         &["config", "set", "box.baseImage", "debian:trixie-slim"],
     );
+    host.ok(&repo, &["config", "set", "box.autoStopMinutes", "7"]);
     let stale = host.run(&repo, &["daytona", "create", "-y", "--name", "stale"]);
     let said = String::from_utf8_lossy(&stale.stderr);
     assert!(stale.status.success(), "{said}");
+    let made = host
+        .sandboxes()
+        .into_iter()
+        .find(|s| s["labels"]["agentbox.box"] == "stale")
+        .expect("the stale box's sandbox");
+    assert_eq!(
+        made["autoStopInterval"], 7,
+        "box.autoStopMinutes was not applied"
+    );
     assert!(
         said.contains("WARNING: snapshot agentbox-base-") && said.contains("booting it anyway"),
         "{said}"

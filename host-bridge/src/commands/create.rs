@@ -147,6 +147,14 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
             size,
             seeded,
             dind: opts.dind,
+            auto_stop_minutes: match cfg.get("box.autoStopMinutes").map(|(v, _)| v) {
+                Some(m) => m.parse().map_err(|_| {
+                    anyhow::anyhow!(
+                        "box.autoStopMinutes must be a whole number of minutes, not `{m}`"
+                    )
+                })?,
+                None => provider::daytona::AUTO_STOP_MINUTES,
+            },
         })
     } else {
         None

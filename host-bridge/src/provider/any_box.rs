@@ -28,6 +28,8 @@ pub struct DockerSettings {
     pub seeded: bool,
     /// `--dind`: the box runs a Docker engine of its own (docker boxes only).
     pub dind: bool,
+    /// `box.autoStopMinutes`: idle minutes before Daytona stops the box (daytona only).
+    pub auto_stop_minutes: u32,
 }
 
 /// A box of any provider, for the commands that work the same on all of them.
@@ -75,7 +77,13 @@ impl AnyBox {
             Self::Daytona(b) => {
                 std::fs::create_dir_all(&record.dir)?;
                 let s = docker.ok_or_else(|| anyhow::anyhow!("daytona settings missing"))?;
-                b.create(&s.image, &record.bridge_token, &s.home_label, s.size)
+                b.create(
+                    &s.image,
+                    &record.bridge_token,
+                    &s.home_label,
+                    s.size,
+                    s.auto_stop_minutes,
+                )
             }
         }
     }

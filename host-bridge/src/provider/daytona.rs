@@ -154,6 +154,7 @@ impl DaytonaBox {
         token: &str,
         home_label: &str,
         size: Option<Size>,
+        auto_stop_minutes: u32,
     ) -> anyhow::Result<()> {
         let base = self
             .runtime
@@ -207,7 +208,7 @@ impl DaytonaBox {
             memory: build_info.as_ref().map(|(_, s)| s.mem_gib),
             disk: build_info.as_ref().map(|(_, s)| s.disk_gib),
             build_info: build_info.map(|(b, _)| b),
-            auto_stop_interval: Some(AUTO_STOP_MINUTES),
+            auto_stop_interval: Some(auto_stop_minutes),
             volumes,
         };
         let made = self
