@@ -221,8 +221,8 @@ impl DaytonaBox {
                 ),
                 other => unusable(snapshot, other),
             })?;
-        tracing::info!(sandbox = %made.id, "daytona sandbox created");
         let _ = self.id.set(made.id.clone());
+        tracing::info!(sandbox = %made.id, "daytona sandbox created");
         Ok(())
     }
 
