@@ -212,22 +212,6 @@ fn how_to_get(arch: BoxArch) -> String {
     )
 }
 
-/// In a build tree, says so when the box binaries found are older than this host's own
-/// build of `agentbox-ctl` (`scripts/box-binaries` was not run since the last change).
-fn warn_if_older(found: &Path, own: &Path) {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if let (Some(found_at), Some(own_at)) = (modified(found), modified(own)) {
-        if found_at < own_at {
-            eprintln!(
-                "note: {} is older than {}: the image gets the box binaries of an earlier build \
-                 (`scripts/box-binaries` rebuilds them)",
-                found.display(),
-                own.display()
-            );
-        }
-    }
-}
-
 /// Finds static box binaries for `arch` (see the module's documentation for where), or
 /// says what was wrong with what was found and how to get them.
 pub fn find(arch: BoxArch) -> anyhow::Result<BoxBinaries> {
@@ -260,12 +244,7 @@ pub fn find(arch: BoxArch) -> anyhow::Result<BoxBinaries> {
     let mut unfit = Vec::new();
     for dir in &dirs {
         match probe(dir, arch) {
-            Probe::Fit(b) => {
-                if let Some(own) = own.as_deref().filter(|o| o != dir) {
-                    warn_if_older(&b.ctl, &own.join("agentbox-ctl"));
-                }
-                return Ok(b);
-            }
+            Probe::Fit(b) => return Ok(b),
             Probe::Unfit(why) => unfit.push(why),
             Probe::Absent => {}
         }
