@@ -115,3 +115,43 @@ fn a_container_under_the_old_name_is_still_found() {
         "destroy left {legacy}"
     );
 }
+
+/// A container this home's labels give to a box name no record holds (left by an earlier
+/// box: what `prune` removes) gives way to a new box of that name, under either name.
+#[test]
+fn a_stray_container_of_the_name_gives_way() {
+    let host = Host::new();
+    let repo = host.project("proj");
+    let tag = host.prepare(&repo);
+    let name = format!("stray{}", std::process::id());
+    let label = host.label();
+    let home = label.trim_start_matches("label=");
+    let stray = format!("agentbox-{name}");
+    let made = docker(&[
+        "create",
+        "--name",
+        &stray,
+        "--label",
+        home,
+        "--label",
+        &format!("agentbox.box={name}"),
+        &tag,
+        "sleep",
+        "60",
+    ]);
+    assert!(made.status.success(), "{made:?}");
+    let created = host.run(&repo, &["create", "--provider", "docker", "--name", &name]);
+    let said = agentbox_tests::succeeded(&["create"], &created);
+    assert!(
+        String::from_utf8_lossy(&created.stderr)
+            .contains(&format!("removing {stray} left by an earlier box")),
+        "{said}"
+    );
+    let now = host.container_of(&name);
+    assert_ne!(now, stray);
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "cat", "a.txt"]),
+        "hello\n"
+    );
+    host.ok(&repo, &["destroy", "-y", "--force", &name]);
+}

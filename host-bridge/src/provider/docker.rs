@@ -239,15 +239,19 @@ impl DockerBox {
                 self.name
             );
         };
+        // What carries this home's labels for this name belongs to no box any more (the
+        // name is this box's by its record): a container an earlier box left, which
+        // `prune` would remove, goes now rather than stand in the way or be found instead.
         let (rt, docker) = connect()?;
         let left = self.labelled(&rt, &docker)?;
         if !left.is_empty() {
-            bail!(
-                "container {} of an earlier box `{}` of this AGENTBOX_HOME is still there: `agentbox prune --provider docker` removes it",
+            note(&format!(
+                "removing {} left by an earlier box `{}` of this AGENTBOX_HOME",
                 left.join(", "),
                 self.name
-            );
+            ));
         }
+        self.remove()?;
         if dind {
             if image_label(image, LABEL_DIND)?.as_deref() != Some("yes") {
                 bail!("image {image} has no Docker engine: make one with `agentbox prepare --provider docker --dind`");
@@ -279,9 +283,9 @@ impl DockerBox {
             env.push("AGENTBOX_DIND=1".into());
             // The engine's storage: a volume (overlay2 cannot sit on the container's own
             // overlay), labelled like the container so that `prune` finds a stray one.
+            // (A volume left by an earlier box of this name went with `remove` above: it
+            // must not hand its images on.)
             let volume = engine_volume(&container);
-            // A volume left by an earlier box of this name must not hand its images on.
-            self.remove_engine_volumes(&rt, &docker)?;
             rt.block_on(docker.create_volume(bollard::models::VolumeCreateOptions {
                 name: Some(volume.clone()),
                 labels: Some(HashMap::from([

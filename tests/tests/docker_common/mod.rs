@@ -100,10 +100,10 @@ impl Host {
         repo
     }
 
-    /// `agentbox prepare` of the docker image without agents, pinned for `repo`.
-    pub fn prepare(&self, repo: &Path) {
+    /// `agentbox prepare` of the docker image without agents, pinned for `repo`; its tag.
+    pub fn prepare(&self, repo: &Path) -> String {
         let base = agentbox_tests::docker_base_image();
-        self.ok(
+        let tag = self.ok(
             repo,
             &[
                 "prepare",
@@ -115,6 +115,7 @@ impl Host {
                 "none",
             ],
         );
+        tag.trim().to_string()
     }
 }
 
