@@ -458,3 +458,73 @@ fn agent_reports_obey_policy_notify_a_per_box_budget_and_bounds() {
         states.len()
     );
 }
+
+#[test]
+fn a_sync_report_cannot_forge_lines_on_the_hosts_terminal() {
+    let host = Host::new();
+    let here = project(&host);
+    let seeded = common_head(&here);
+    std::fs::write(here.join("more.txt"), "more\n").expect("write");
+    common::git_in(&here, &["add", "more.txt"]);
+    common::git_in(&here, &["commit", "-q", "-m", "two"]);
+    let mut tried = 0;
+    for (i, text) in forgeries().iter().enumerate() {
+        let said = text.clone();
+        let (port, _) = fake_relay(move |method, path, body| {
+            if method == "PUT" && path.starts_with("/v1/uploads/") {
+                json(
+                    200,
+                    &serde_json::json!({"offset": body.len(), "busy": false}),
+                )
+            } else if method == "POST" && path.starts_with("/v1/sync/") {
+                json(
+                    200,
+                    &serde_json::json!({
+                        "commits": said, "merged": true, "changes": said,
+                        "written": [], "kept_box_version": [said]
+                    }),
+                )
+            } else {
+                relay_error(404, "no")
+            }
+        });
+        let name = format!("sync{i}");
+        register(&host, &here, &name, port);
+        let boxdir = host.dir.path().join(format!("box-{name}"));
+        std::fs::write(
+            boxdir.join("sync.json"),
+            serde_json::to_vec(
+                &serde_json::json!({"head": seeded, "changes_tree": "", "files": {}}),
+            )
+            .expect("json"),
+        )
+        .expect("sync.json");
+        let out = host.run(&here, &["sync", &name]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "sync against the fake relay: {stderr}"
+        );
+        assert!(
+            stdout.contains(FORGED),
+            "the report is shown, escaped: {stdout}"
+        );
+        assert!(
+            !forged(&stdout),
+            "a sync report of the box forged a line ({text:?}):\n{stdout}"
+        );
+        tried += 1;
+    }
+    eprintln!("{tried} hostile sync reports tried");
+}
+
+/// The commit `repo`'s HEAD is at.
+fn common_head(repo: &Path) -> String {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

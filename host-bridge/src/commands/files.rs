@@ -133,8 +133,9 @@ pub fn sync(ctx: &Ctx, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let r = &outcome.report;
-    println!("commits: {}", r.commits);
-    println!("changes: {}", r.changes);
+    // The box wrote these sentences: escaped, so they cannot forge or redraw lines.
+    println!("commits: {}", shown(&r.commits));
+    println!("changes: {}", shown(&r.changes));
     println!(
         "untracked files: {} written ({} bytes sent)",
         r.written.len(),
