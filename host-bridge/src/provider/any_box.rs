@@ -77,7 +77,7 @@ impl AnyBox {
             Self::Daytona(b) => {
                 std::fs::create_dir_all(&record.dir)?;
                 let s = docker.ok_or_else(|| anyhow::anyhow!("daytona settings missing"))?;
-                b.create(
+                b.create_stopping_after(
                     &s.image,
                     &record.bridge_token,
                     &s.home_label,

@@ -154,6 +154,18 @@ impl DaytonaBox {
         token: &str,
         home_label: &str,
         size: Option<Size>,
+    ) -> anyhow::Result<()> {
+        self.create_stopping_after(snapshot, token, home_label, size, AUTO_STOP_MINUTES)
+    }
+
+    /// [`DaytonaBox::create`], Daytona stopping the sandbox after `auto_stop_minutes`
+    /// without activity (`box.autoStopMinutes`; 0: never).
+    pub fn create_stopping_after(
+        &self,
+        snapshot: &str,
+        token: &str,
+        home_label: &str,
+        size: Option<Size>,
         auto_stop_minutes: u32,
     ) -> anyhow::Result<()> {
         let base = self
