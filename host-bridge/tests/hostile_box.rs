@@ -20,6 +20,9 @@ struct Seen {
     body: Vec<u8>,
 }
 
+/// The content type that makes the fake relay send its body, then bytes without end.
+const ENDLESS: &str = "endless";
+
 /// What the fake relay answers: status, content type, body.
 type Answer = (u16, &'static str, Vec<u8>);
 
@@ -68,6 +71,17 @@ fn fake_relay(
                 }
                 let (status, kind, reply) = answer(&method, &path, &body);
                 log.lock().expect("log").push(Seen { method, path, body });
+                if kind == ENDLESS {
+                    // `reply` first, then bytes without end, until the host hangs up.
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/octet-stream\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(head.as_bytes());
+                    let _ = conn.write_all(&reply);
+                    let block = vec![b'z'; 64 << 10];
+                    while conn.write_all(&block).is_ok() {}
+                    return;
+                }
                 let head = format!(
                     "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     reply.len()
@@ -527,4 +541,66 @@ fn common_head(repo: &Path) -> String {
         .output()
         .expect("git");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_download_past_its_announced_size_or_with_a_forged_digest_ends_and_is_escaped() {
+    let host = Host::new();
+    let here = project(&host);
+    let content = b"hello".to_vec();
+    let digest = blake3::hash(&content).to_hex().to_string();
+    // (the digest the box vouches for, whether the copy should land)
+    let cases: Vec<(String, bool)> = std::iter::once((digest.clone(), true))
+        .chain(forgeries().into_iter().map(|f| (f, false)))
+        .collect();
+    for (i, (vouched, lands)) in cases.iter().enumerate() {
+        let (body, vouched) = (content.clone(), vouched.clone());
+        let (port, _) = fake_relay(move |method, path, _| {
+            let id = "0123456789abcdef0123456789abcdef";
+            if method == "POST" && path == "/v1/downloads" {
+                json(
+                    200,
+                    &serde_json::json!({"id": id, "kind": "file", "size": body.len(), "name": "f.txt", "mode": 420}),
+                )
+            } else if method == "GET" && path == format!("/v1/downloads/{id}/digest") {
+                json(
+                    200,
+                    &serde_json::json!({"blake3": vouched, "size": body.len()}),
+                )
+            } else if method == "GET" && path.starts_with(&format!("/v1/downloads/{id}")) {
+                // The announced bytes, then more without end.
+                (200, ENDLESS, body.clone())
+            } else {
+                json(200, &serde_json::json!({}))
+            }
+        });
+        let name = format!("dl{i}");
+        register(&host, &here, &name, port);
+        let dest = host.dir.path().join(format!("got{i}.txt"));
+        let mut child = host.spawn(
+            &here,
+            &[
+                "cp",
+                &format!("{name}:f.txt"),
+                dest.to_str().expect("utf-8"),
+            ],
+        );
+        let ended = common::eventually(|| child.try_wait().is_ok_and(|s| s.is_some()));
+        if !ended {
+            let _ = child.kill();
+        }
+        let (ok, out) = common::finish(child);
+        assert!(
+            ended,
+            "cp kept reading a box that sends past its announced size"
+        );
+        assert_eq!(ok, *lands, "case {i}: {out}");
+        assert!(!forged(&out), "a digest of the box forged a line:\n{out}");
+        if *lands {
+            assert_eq!(std::fs::read(&dest).expect("landed"), b"hello");
+        } else {
+            assert!(!dest.exists(), "a copy the box could not vouch for landed");
+        }
+    }
+    eprintln!("{} hostile downloads tried", cases.len());
 }

@@ -546,7 +546,7 @@ impl Relay {
         if theirs.blake3 != ours || theirs.size != info.size {
             bail!(
                 "{path} arrived corrupted (blake3 {ours}, the box has {}); nothing was written",
-                theirs.blake3
+                crate::text::shown(&crate::text::capped(&theirs.blake3, 80))
             );
         }
         Ok(info)
@@ -568,7 +568,12 @@ impl Relay {
             .await?;
         let mut left = info.size - from;
         let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
+        // Nothing past the announced size is read: a box that sends more (or without end)
+        // is cut off there, and the digest says whether what came is what it announced.
+        while left > 0 {
+            let Some(chunk) = stream.next().await else {
+                break;
+            };
             let chunk = chunk.map_err(CallError::Network)?;
             let take = chunk.len().min(usize::try_from(left).unwrap_or(usize::MAX));
             left -= take as u64;
