@@ -101,8 +101,8 @@ impl World {
         assert!(status.is_success(), "{path} {body}: {status}");
     }
 
-    fn faults(&self, body: Value) {
-        self.post("/_fake/faults", &body);
+    fn faults(&self, body: &Value) {
+        self.post("/_fake/faults", body);
     }
 
     /// The sandbox of box `name` as the fake has it (found by its label, as a user would).
@@ -187,7 +187,7 @@ impl World {
         if state == "error" || state == "build_failed" {
             spec["errorReason"] = json!("the runner ran out of disk (no space left on device)");
         }
-        self.faults(json!({ "sandboxState": spec }));
+        self.faults(&json!({ "sandboxState": spec }));
     }
 
     fn state(&self, home: &Path, name: &str) -> String {
@@ -320,7 +320,7 @@ fn checkpoints_of_a_running_and_of_a_stopped_box() {
     let home = w.home("h");
     w.snapshot("agentbox-base-ckpt");
     let b = w.started_box(&home, "cap", "agentbox-base-ckpt");
-    w.faults(json!({"slowCaptureMs": 800}));
+    w.faults(&json!({"slowCaptureMs": 800}));
     b.checkpoint("agentbox-ckpt-running").expect("checkpoint");
     let snap = w.raw("/snapshots/agentbox-ckpt-running");
     assert_eq!(snap["state"], "active", "{snap}");
@@ -402,7 +402,7 @@ fn a_missing_or_inactive_snapshot_says_to_prepare() {
         "{e}"
     );
     w.snapshot("agentbox-base-idle");
-    w.faults(json!({"snapshotState": {"snapshot": "agentbox-base-idle", "state": "inactive"}}));
+    w.faults(&json!({"snapshotState": {"snapshot": "agentbox-base-idle", "state": "inactive"}}));
     let e = format!(
         "{:#}",
         b.create("agentbox-base-idle", "t", &label, None)
@@ -457,7 +457,7 @@ fn a_rebake_never_reuses_a_name_being_removed() {
             .output()
             .expect("prepare")
     };
-    w.faults(json!({"failNextSnapshot": "first bake broke", "snapshotRemovalMs": 60000}));
+    w.faults(&json!({"failNextSnapshot": "first bake broke", "snapshotRemovalMs": 60000}));
     let first = prepare(&["--size", "4-8-20"]);
     let said = String::from_utf8_lossy(&first.stderr);
     assert!(
@@ -473,7 +473,7 @@ fn a_rebake_never_reuses_a_name_being_removed() {
         "--size is the snapshot's resources"
     );
 
-    w.faults(json!({"failNextSnapshot": "second bake broke"}));
+    w.faults(&json!({"failNextSnapshot": "second bake broke"}));
     let second = prepare(&["--size", "4-8-20"]);
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(
@@ -502,13 +502,13 @@ fn a_rebake_never_reuses_a_name_being_removed() {
 fn retry_after_is_honoured() {
     let w = world();
     let d = w.client();
-    w.faults(json!({"rateLimitNext": 1, "retryAfterSecs": 1}));
+    w.faults(&json!({"rateLimitNext": 1, "retryAfterSecs": 1}));
     let t = Instant::now();
     rt().block_on(d.list_sandboxes(&BTreeMap::new()))
         .expect("after the wait");
     assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
 
-    w.faults(json!({"rateLimitNext": 1, "retryAfterSecs": 600}));
+    w.faults(&json!({"rateLimitNext": 1, "retryAfterSecs": 600}));
     let t = Instant::now();
     let e = rt()
         .block_on(d.list_sandboxes(&BTreeMap::new()))
@@ -523,7 +523,7 @@ fn retry_after_is_honoured() {
 fn a_lost_create_is_found_though_the_list_lags() {
     let w = world();
     let d = w.client();
-    w.faults(json!({"slowCreateMs": 1500, "listLagMs": 2500}));
+    w.faults(&json!({"slowCreateMs": 1500, "listLagMs": 2500}));
     let s = rt()
         .block_on(d.create_sandbox(CreateSandbox::default()))
         .expect("found once listed");
@@ -534,7 +534,7 @@ fn a_lost_create_is_found_though_the_list_lags() {
         }))
         .expect("found by name");
     assert_eq!(named.name, "agentbox-named-1");
-    w.faults(json!({"slowCreateMs": 0, "listLagMs": 0}));
+    w.faults(&json!({"slowCreateMs": 0, "listLagMs": 0}));
     let all = rt()
         .block_on(d.list_sandboxes(&BTreeMap::new()))
         .expect("list");
@@ -548,7 +548,7 @@ fn a_lost_create_is_found_though_the_list_lags() {
 fn a_schemeless_storage_url_is_https() {
     let w = world();
     let d = w.client();
-    w.faults(json!({"schemelessStorageUrl": true}));
+    w.faults(&json!({"schemelessStorageUrl": true}));
     let access = rt().block_on(d.push_access()).expect("push access");
     assert!(
         !access.storage_url.contains("://"),
@@ -680,7 +680,12 @@ impl Containers {
 
 impl Drop for Containers {
     fn drop(&mut self) {
-        let names = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let names = std::mem::take(
+            &mut *self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
         if !names.is_empty() {
             let _ = Command::new("docker")
                 .args(["rm", "-f"])

@@ -193,11 +193,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// `prefix-0000002a`: ids are unique within one fake.
+/// `prefix-<pid>-0000002a`: ids are unique within one fake, and across the fakes of one
+/// machine (a sandbox's container is named after its id, and Docker's names are global).
 fn next_id(fake: &Fake, prefix: &str) -> String {
     let mut n = lock(&fake.next);
     *n += 1;
-    format!("{prefix}-{:08x}", *n)
+    format!("{prefix}-{:x}-{:08x}", std::process::id(), *n)
 }
 
 /// Milliseconds since the epoch.
