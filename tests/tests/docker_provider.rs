@@ -189,8 +189,48 @@ fn a_docker_box_from_prepare_to_destroy() {
     );
     assert!(container_ids(&host, "nocodex").is_empty(), "a box was made");
 
+    // The user's git credentials on this machine: a token in a remote URL, a credential
+    // store, gh's config and the usual environment variables.
+    let secret = format!("ghp_agentboxtest{}", std::process::id() * 7);
+    let marker = format!("marker-{}", std::process::id() * 13);
+    let user_home = host.dir.path().join("user");
+    std::fs::create_dir_all(user_home.join(".config/gh")).expect("mkdir");
+    std::fs::write(
+        user_home.join(".git-credentials"),
+        format!("https://agentbox:{secret}@github.com\n"),
+    )
+    .expect("write");
+    std::fs::write(
+        user_home.join(".config/gh/hosts.yml"),
+        format!("github.com:\n    oauth_token: {secret}\n"),
+    )
+    .expect("write");
+    git(&repo, &["config", "credential.helper", "store"]);
+    git(
+        &repo,
+        &[
+            "remote",
+            "add",
+            "upstream",
+            &format!("https://agentbox:{secret}@github.com/o/r.git"),
+        ],
+    );
+    std::fs::write(repo.join("marker.txt"), format!("{marker}\n")).expect("write");
+    git(&repo, &["add", "marker.txt"]);
+    git(&repo, &["commit", "-qm", "marker"]);
+    let home_s = user_home.to_str().expect("utf-8").to_string();
     let name = format!("dk{}", std::process::id());
-    host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
+    let made = host.run_env(
+        &repo,
+        &["create", "--provider", "docker", "--name", &name],
+        &[
+            ("HOME", home_s.as_str()),
+            ("GH_TOKEN", secret.as_str()),
+            ("GITHUB_TOKEN", secret.as_str()),
+            ("GIT_PASSWORD", secret.as_str()),
+        ],
+    );
+    agentbox_tests::succeeded(&["create"], &made);
     let container = container_of(&host, &name);
     let inspect = |fmt: &str| docker_inspect(&container, fmt);
     assert_eq!(inspect("{{.Config.User}}"), "agent");
@@ -202,6 +242,46 @@ fn a_docker_box_from_prepare_to_destroy() {
         inspect("{{(index (index .NetworkSettings.Ports \"8788/tcp\") 0).HostIp}}"),
         "127.0.0.1"
     );
+    assert_loopback_only(&container);
+    // The box's run dir (sockets, the bridge token) is the agent's alone.
+    assert_eq!(
+        in_box(&container, "stat -c '%a %U' /run/agentbox"),
+        "700 agent\n"
+    );
+    // None of the host's git credentials is anywhere in the box: not in a file (as root,
+    // the whole file system), not in any process's environment. Each search first finds
+    // a marker the box must hold, so that a search that sees nothing cannot pass.
+    let everywhere = |needle: &str| {
+        in_box_as(
+            &container,
+            "root",
+            &format!("grep -rlsF -e '{needle}' / --exclude-dir=proc --exclude-dir=sys --exclude-dir=dev; true"),
+        )
+    };
+    let files = everywhere(&marker);
+    assert!(
+        files.lines().any(|f| f.ends_with("/marker.txt")),
+        "the search did not see the workspace: {files}"
+    );
+    assert_eq!(
+        everywhere(&secret),
+        "",
+        "git credentials in the box's files"
+    );
+    let environments = in_box_as(
+        &container,
+        "root",
+        "for p in /proc/[0-9]*; do tr '\\0' '\\n' < $p/environ 2>/dev/null; echo; done",
+    );
+    assert!(
+        environments.contains(&format!("AGENTBOX_BOX_NAME={name}")),
+        "the environments were not seen: {environments}"
+    );
+    assert!(
+        !environments.contains(&secret),
+        "git credentials in an environment in the box"
+    );
+    assert!(!inspect("{{json .Config.Env}}").contains(&secret));
 
     // A commit pushed from inside the box lands in the host's remote.
     host.ok(
@@ -347,6 +427,14 @@ fn a_dind_box_runs_containers_of_its_own() {
     let container = container_of(&host, &name);
     let inspect = |fmt: &str| docker_inspect(&container, fmt);
     assert_eq!(inspect("{{.HostConfig.Privileged}}"), "false");
+    // Exactly two capabilities added, none dropped.
+    assert_eq!(
+        added_capabilities(&container),
+        ["NET_ADMIN", "SYS_ADMIN"],
+        "capabilities added"
+    );
+    assert_eq!(inspect("{{json .HostConfig.CapDrop}}"), "null");
+    assert_loopback_only(&container);
     let volume = inspect(
         "{{range .Mounts}}{{if eq .Destination \"/var/lib/docker\"}}{{.Name}}{{end}}{{end}}",
     );
@@ -473,6 +561,63 @@ fn docker_inspect(object: &str, fmt: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Every published port of `container` (from `docker inspect`): `(container port, host
+/// address)` for each binding; the test fails if inspect does not answer.
+fn published_ports(container: &str) -> Vec<(String, String)> {
+    let text = docker_inspect(container, "{{json .HostConfig.PortBindings}}");
+    let configured: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("PortBindings of {container}: {e}: {text:?}"));
+    let text = docker_inspect(container, "{{json .NetworkSettings.Ports}}");
+    let live: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("Ports of {container}: {e}: {text:?}"));
+    let mut out = Vec::new();
+    for table in [configured, live] {
+        let table = table.as_object().cloned().unwrap_or_default();
+        for (port, bindings) in table {
+            for b in bindings.as_array().into_iter().flatten() {
+                let ip = b["HostIp"].as_str().unwrap_or("(none)").to_string();
+                out.push((port.clone(), ip));
+            }
+        }
+    }
+    out
+}
+
+/// The capabilities `container` was given beyond the default set, without `CAP_`,
+/// sorted (from `docker inspect`; the test fails if it does not answer a list).
+fn added_capabilities(container: &str) -> Vec<String> {
+    let text = docker_inspect(container, "{{json .HostConfig.CapAdd}}");
+    let added: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("CapAdd of {container}: {e}: {text:?}"));
+    let mut added: Vec<String> = added
+        .as_array()
+        .unwrap_or_else(|| panic!("CapAdd of {container} is no list: {text}"))
+        .iter()
+        .map(|c| {
+            let c = c.as_str().unwrap_or_default();
+            c.strip_prefix("CAP_").unwrap_or(c).to_string()
+        })
+        .collect();
+    added.sort();
+    added
+}
+
+/// Asserts that `container` publishes 8080 and 8788, and every port it publishes only on
+/// 127.0.0.1.
+fn assert_loopback_only(container: &str) {
+    let ports = published_ports(container);
+    for wanted in ["8080/tcp", "8788/tcp"] {
+        assert!(
+            ports.iter().any(|(p, _)| p == wanted),
+            "{wanted} is not published: {ports:?}"
+        );
+    }
+    assert!(
+        ports.iter().all(|(_, ip)| ip == "127.0.0.1"),
+        "a port is published beyond loopback: {ports:?}"
+    );
+}
+
 /// Whether the engine has a volume of this name.
 fn volume_exists(name: &str) -> bool {
     Command::new("docker")
@@ -483,13 +628,36 @@ fn volume_exists(name: &str) -> bool {
         .success()
 }
 
-/// `docker exec` in a container as the agent user; stdout.
+/// `docker exec` in a container as the agent user; stdout. The script must succeed: an
+/// empty answer from a command that failed proves nothing.
 fn in_box(container: &str, script: &str) -> String {
+    in_box_as(container, "agent", script)
+}
+
+/// `in_box` as `user`.
+fn in_box_as(container: &str, user: &str, script: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", "-u", user, container, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    assert!(
+        out.status.success(),
+        "`{script}` failed in {container} ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `docker exec` that may fail (a poll); stdout when it succeeded.
+fn try_in_box(container: &str, script: &str) -> Option<String> {
     let out = Command::new("docker")
         .args(["exec", container, "sh", "-c", script])
         .output()
         .expect("docker exec");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// An image with `AGENTS=claude`: the real Claude Code answers `--version`, the host's
@@ -611,15 +779,15 @@ fn an_agent_image_with_claude_credentials_and_keys() {
     let started = host.run_env(&repo, &["claude", &name, "-d"], &env);
     agentbox_tests::succeeded(&["claude", &name], &started);
     let environ = || {
-        in_box(
+        try_in_box(
             &container,
             "pid=$(pgrep -x claude | head -n1); [ -n \"$pid\" ] && tr '\\0' '\\n' < /proc/$pid/environ",
         )
     };
     let mut seen = String::new();
     for _ in 0..100 {
-        seen = environ();
-        if !seen.is_empty() {
+        if let Some(env) = environ() {
+            seen = env;
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -636,12 +804,28 @@ fn an_agent_image_with_claude_credentials_and_keys() {
         &container,
         "ps -eo args; for p in $(pgrep -f 'agentbox-ctl daemon|agentbox-relay'); do tr '\\0' '\\n' < /proc/$p/environ; done",
     );
+    // What was read holds the daemon and the relay and their environments …
+    assert!(
+        elsewhere.contains("agentbox-ctl daemon")
+            && elsewhere.contains("agentbox-relay")
+            && elsewhere.lines().filter(|l| l.starts_with("PATH=")).count() >= 2,
+        "the processes were not seen: {elsewhere}"
+    );
+    // … and not the key.
     assert!(!elsewhere.contains(&secret), "the key leaked: {elsewhere}");
     let inspect = Command::new("docker")
         .args(["inspect", &container])
         .output()
         .expect("inspect");
-    assert!(!String::from_utf8_lossy(&inspect.stdout).contains(&secret));
+    let inspected = String::from_utf8_lossy(&inspect.stdout);
+    assert!(
+        inspect.status.success() && inspected.contains(&format!("AGENTBOX_BOX_NAME={name}")),
+        "the container's environment was not seen: {inspected}"
+    );
+    assert!(
+        !inspected.contains(&secret),
+        "the key is in the container's config"
+    );
     let mut state = String::new();
     for _ in 0..150 {
         let list = host.ok(&repo, &["list", "--json"]);
