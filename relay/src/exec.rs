@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentbox_protocol::exec::{
-    ExecExit, ExecFrame, ExecRequest, ExecStarted, EOF_HEADER, HEARTBEAT_MS, MAX_CHUNK,
-    MAX_STDIN_POST,
+    encode_output, ExecExit, ExecFrame, ExecRequest, ExecStarted, EOF_HEADER, HEARTBEAT_MS,
+    MAX_CHUNK, MAX_STDIN_POST,
 };
 use agentbox_protocol::files::OFFSET_HEADER;
 use agentbox_protocol::ErrorCode;
@@ -237,10 +237,11 @@ async fn follow(
     started: ExecFrame,
     timeout: Option<Duration>,
 ) {
-    let send = |frame: ExecFrame| {
+    let send_bytes = |bytes: Vec<u8>| {
         let tx = tx.clone();
-        async move { tx.send(Bytes::from(frame.encode())).await.is_ok() }
+        async move { tx.send(Bytes::from(bytes)).await.is_ok() }
     };
+    let send = |frame: ExecFrame| send_bytes(frame.encode());
     if !send(started).await {
         return;
     }
@@ -261,7 +262,7 @@ async fn follow(
         tokio::select! {
             read = read_from(&mut out, &mut out_buf) => match read {
                 Ok(n) if n > 0 => {
-                    if !send(ExecFrame::Stdout(out_buf[..n].to_vec())).await {
+                    if !send_bytes(encode_output(false, &out_buf[..n])).await {
                         return;
                     }
                     heartbeat.reset();
@@ -270,7 +271,7 @@ async fn follow(
             },
             read = read_from(&mut err, &mut err_buf) => match read {
                 Ok(n) if n > 0 => {
-                    if !send(ExecFrame::Stderr(err_buf[..n].to_vec())).await {
+                    if !send_bytes(encode_output(true, &err_buf[..n])).await {
                         return;
                     }
                     heartbeat.reset();
