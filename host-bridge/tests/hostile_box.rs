@@ -604,3 +604,66 @@ fn a_download_past_its_announced_size_or_with_a_forged_digest_ends_and_is_escape
     }
     eprintln!("{} hostile downloads tried", cases.len());
 }
+
+#[test]
+fn an_upload_offset_past_the_end_is_refused_not_sent_from() {
+    let host = Host::new();
+    let here = project(&host);
+    std::fs::write(here.join("up.txt"), "twelve bytes").expect("write");
+    // Each way the box can name an offset: a 409's header, a PUT's answer, the status.
+    let cases: [(u16, &'static str, &str); 4] = [
+        (
+            409,
+            "application/json\r\nx-agentbox-offset: 1099511627776",
+            "{\"error\":{\"code\":\"conflict\",\"message\":\"offset\"}}",
+        ),
+        (
+            409,
+            "application/json\r\nx-agentbox-offset: 18446744073709551615",
+            "{\"error\":{\"code\":\"conflict\",\"message\":\"offset\"}}",
+        ),
+        (
+            409,
+            "application/json\r\nx-agentbox-offset: 13",
+            "{\"error\":{\"code\":\"conflict\",\"message\":\"offset\"}}",
+        ),
+        (
+            200,
+            "application/json",
+            "{\"offset\": 1099511627776, \"busy\": false}",
+        ),
+    ];
+    for (i, (status, kind, body)) in cases.iter().enumerate() {
+        let (status, kind, body) = (*status, *kind, body.as_bytes().to_vec());
+        let (port, _) = fake_relay(move |method, path, _| {
+            if method == "PUT" && path.starts_with("/v1/uploads/") {
+                (status, kind, body.clone())
+            } else if method == "GET" && path.starts_with("/v1/uploads/") {
+                json(
+                    200,
+                    &serde_json::json!({"offset": 1u64 << 40, "busy": false}),
+                )
+            } else {
+                relay_error(404, "no")
+            }
+        });
+        let name = format!("up{i}");
+        register(&host, &here, &name, port);
+        let mut child = host.spawn(&here, &["cp", "up.txt", &format!("{name}:up.txt")]);
+        let ended = common::eventually(|| child.try_wait().is_ok_and(|s| s.is_some()));
+        if !ended {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().expect("wait");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(ended, "case {i}: cp did not end");
+        assert_eq!(out.status.code(), Some(1), "case {i}: {said}");
+        assert!(!said.contains("panicked"), "case {i}: {said}");
+        assert!(said.contains("upload"), "case {i}: {said}");
+    }
+    eprintln!("{} hostile upload offsets tried", cases.len());
+}

@@ -403,6 +403,10 @@ impl Relay {
                     offset = self.settled_offset(id).await.unwrap_or(offset);
                 }
             }
+            // The box chose the offset: past the end it is a lie, never a place to send from.
+            if offset > size {
+                bail!("the box says it holds {offset} bytes of a {size}-byte upload; the upload was stopped");
+            }
             if confirmed && offset >= size {
                 break;
             }
