@@ -543,7 +543,7 @@ fn a_lost_create_is_found_though_the_list_lags() {
 }
 
 /// Daytona may hand out `storageUrl` without a scheme (its spec's example has none): the
-/// build context still goes, over HTTPS.
+/// build context still goes, over HTTPS; a throttled storage is waited out (`Retry-After`).
 #[test]
 fn a_schemeless_storage_url_is_https() {
     let w = world();
@@ -558,6 +558,14 @@ fn a_schemeless_storage_url_is_https() {
     let hash = rt()
         .block_on(d.push_context(b"a build context"))
         .expect("pushed");
+    // A throttled object storage (429 with Retry-After) is waited out, not a failure.
+    w.faults(&json!({"s3ThrottleNext": 2, "retryAfterSecs": 1}));
+    let t = Instant::now();
+    let other = rt()
+        .block_on(d.push_context(b"another build context"))
+        .expect("pushed after the throttle");
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_ne!(other, hash);
     // There now: a second push finds it.
     assert_eq!(
         rt().block_on(d.push_context(b"a build context"))

@@ -241,7 +241,7 @@ pub(super) fn url_encode(s: &str) -> String {
 
 /// A 429's `Retry-After` in seconds (Daytona's throttler sends seconds; an HTTP date is
 /// not used there and counts as absent).
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

@@ -6,7 +6,8 @@
 //! Daytona hands out `storageUrl` as it is configured: often without a scheme (its own
 //! spec's example is `storage.example.com`), which means HTTPS; the signing region is the
 //! one in an AWS endpoint's host (`s3.<region>.amazonaws.com`), else `us-east-1`, which
-//! S3-compatible stores (MinIO) accept.
+//! S3-compatible stores (MinIO) accept. A throttled request (`429`, S3's `503`) is tried
+//! again after its `Retry-After`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -230,12 +231,15 @@ impl Daytona {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let empty = hex(&Sha256::digest(b""));
-        let mut head = self.http.head(format!("{scheme}://{host}{path}"));
-        for (k, v) in sign(&access, &region, "HEAD", &host, &path, &empty, now) {
-            head = head.header(k, v);
-        }
-        let exists = head
-            .send()
+        let head = || {
+            let mut head = self.http.head(format!("{scheme}://{host}{path}"));
+            for (k, v) in sign(&access, &region, "HEAD", &host, &path, &empty, now) {
+                head = head.header(k, v);
+            }
+            head
+        };
+        let exists = self
+            .storage_send(&head)
             .await
             .map_err(unreachable)?
             .status()
@@ -244,14 +248,17 @@ impl Daytona {
             return Ok(hash);
         }
         let payload = hex(&Sha256::digest(tar));
-        let mut put = self
-            .http
-            .put(format!("{scheme}://{host}{path}"))
-            .body(tar.to_vec());
-        for (k, v) in sign(&access, &region, "PUT", &host, &path, &payload, now) {
-            put = put.header(k, v);
-        }
-        let answer = put.send().await.map_err(unreachable)?;
+        let put = || {
+            let mut put = self
+                .http
+                .put(format!("{scheme}://{host}{path}"))
+                .body(tar.to_vec());
+            for (k, v) in sign(&access, &region, "PUT", &host, &path, &payload, now) {
+                put = put.header(k, v);
+            }
+            put
+        };
+        let answer = self.storage_send(&put).await.map_err(unreachable)?;
         if !answer.status().is_success() {
             let status = answer.status().as_u16();
             let text = answer.text().await.unwrap_or_default();
@@ -261,6 +268,38 @@ impl Daytona {
             });
         }
         Ok(hash)
+    }
+}
+
+impl Daytona {
+    /// Sends a request to object storage; a `429` (or S3's `503 Slow Down`) is tried again
+    /// after its `Retry-After` (at least the client's backoff), as often as the client
+    /// retries, unless that wait is longer than a call should take. The last answer is
+    /// returned as it is.
+    async fn storage_send(
+        &self,
+        build: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut attempt = 0;
+        loop {
+            let answer = build().send().await?;
+            let status = answer.status().as_u16();
+            if !matches!(status, 429 | 503) || attempt >= self.backoff.len() {
+                return Ok(answer);
+            }
+            let after = super::client::retry_after(answer.headers());
+            if after.is_some_and(|a| a > self.max_retry_after) {
+                return Ok(answer);
+            }
+            let wait = after.unwrap_or_default().max(self.backoff[attempt]);
+            tracing::info!(
+                status,
+                attempt = attempt + 1,
+                "object storage asks to slow down; retrying"
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
     }
 }
 

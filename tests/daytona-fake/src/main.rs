@@ -105,6 +105,8 @@ Test controls (not Daytona's API):
   POST /_fake/faults {\"schemelessStorageUrl\": true}
                                               push-access hands out storageUrl without a
                                               scheme, as Daytona's spec example
+  POST /_fake/faults {\"s3ThrottleNext\": N}   the object storage answers the next N
+                                              requests 429 (Retry-After: retryAfterSecs)
   POST /_fake/faults {\"gatewayTimeoutMs\": N}  the preview proxy answers 504 when an answer
                                               has not begun after N ms (0: off)
   POST /_fake/faults {\"passWebSockets\": true} the preview proxy passes WebSocket upgrades
@@ -134,6 +136,7 @@ struct Faults {
     slow_capture_ms: u64,
     snapshot_removal_ms: Option<u64>,
     schemeless_storage_url: bool,
+    s3_throttle_next: u32,
     /// When each sandbox may first show in a list (`listLagMs`).
     listed_from: HashMap<String, std::time::Instant>,
 }
@@ -577,6 +580,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     }
     if let Some(on) = body["schemelessStorageUrl"].as_bool() {
         f.schemeless_storage_url = on;
+    }
+    if let Some(n) = body["s3ThrottleNext"].as_u64() {
+        f.s3_throttle_next = u32::try_from(n).unwrap_or(u32::MAX);
     }
     drop(f);
     let set = [

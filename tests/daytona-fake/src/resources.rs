@@ -495,6 +495,24 @@ fn s3_signed(headers: &HeaderMap) -> bool {
         && get("x-amz-content-sha256").len() == 64
 }
 
+/// The `s3ThrottleNext` fault: `429` with `Retry-After` while it lasts.
+fn s3_throttled(fake: &crate::Fake) -> Option<Response> {
+    let mut faults = lock(&fake.faults);
+    if faults.s3_throttle_next == 0 {
+        return None;
+    }
+    faults.s3_throttle_next -= 1;
+    let after = faults.retry_after_secs.to_string();
+    Some(
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", after)],
+            "SlowDown",
+        )
+            .into_response(),
+    )
+}
+
 /// `HEAD` (and `GET`) `/_s3/{bucket}/{*key}`.
 pub async fn s3_head(
     State(fake): State<Shared>,
@@ -503,6 +521,9 @@ pub async fn s3_head(
 ) -> Response {
     if !s3_signed(&headers) {
         return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(r) = s3_throttled(&fake) {
+        return r;
     }
     match s3_path(&fake, &bucket, &key) {
         Some(p) if p.is_file() => StatusCode::OK.into_response(),
@@ -519,6 +540,9 @@ pub async fn s3_put(
 ) -> Response {
     if !s3_signed(&headers) {
         return StatusCode::FORBIDDEN.into_response();
+    }
+    if let Some(r) = s3_throttled(&fake) {
+        return r;
     }
     let Some(path) = s3_path(&fake, &bucket, &key) else {
         return StatusCode::BAD_REQUEST.into_response();
