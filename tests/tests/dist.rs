@@ -346,3 +346,47 @@ fn box_binaries_of_another_architecture_dynamic_ones_or_none_are_refused_at_prep
         "{why}"
     );
 }
+
+#[test]
+fn an_unpacked_release_runs_a_local_box_on_its_own_static_binaries() {
+    let arch = BoxArch::host().expect("the local provider runs on x86_64 or aarch64 Linux");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("release")).expect("mkdir");
+    let root = unpack(&dir.path().join("release"));
+    let home = dir.path().join("home");
+    let repo = project(dir.path());
+    let _cleanup = Cleanup {
+        root: root.clone(),
+        home: home.clone(),
+    };
+    let name = format!("distlocal{}", std::process::id());
+    let create = ["create", "--provider", "local", "--name", name.as_str()];
+    let created = agentbox(&root, &home, &repo, &create, &[]);
+    agentbox_tests::succeeded(&create, &created);
+    // The box's agentbox-ctl is the release's, from lib/ (bin/ holds only the CLI).
+    let which = [
+        "exec",
+        name.as_str(),
+        "--",
+        "sh",
+        "-c",
+        "readlink -f \"$(command -v agentbox-ctl)\" && agentbox-ctl status",
+    ];
+    let ran = agentbox(&root, &home, &repo, &which, &[]);
+    let said = agentbox_tests::succeeded(&which, &ran);
+    let shipped = std::fs::canonicalize(
+        root.join("lib/agentbox")
+            .join(arch.target())
+            .join("agentbox-ctl"),
+    )
+    .expect("canonical");
+    assert_eq!(
+        said.lines().next(),
+        Some(shipped.to_str().expect("utf-8")),
+        "{said}"
+    );
+    assert!(said.contains("agentbox-relay"), "{said}");
+    let destroy = ["destroy", name.as_str(), "-y"];
+    let gone = agentbox(&root, &home, &repo, &destroy, &[]);
+    agentbox_tests::succeeded(&destroy, &gone);
+}
