@@ -124,5 +124,11 @@ mod tests {
             None,
             "32-bit ARM is not a box"
         );
+        // Daytona's sandboxes are x86_64 whatever this host is; a local box has no image.
+        assert_eq!(
+            BoxArch::of_provider("daytona").expect("daytona"),
+            BoxArch::X86_64
+        );
+        assert!(BoxArch::of_provider("local").is_err());
     }
 }
