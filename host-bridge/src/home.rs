@@ -62,6 +62,40 @@ impl Home {
     }
 }
 
+/// Where the host keeps its own records of the box whose directory is `box_dir`
+/// (`sync.json`, `downloaded.json`, `ports.json`): `AGENTBOX_HOME/records/<name>` for a
+/// box in `AGENTBOX_HOME/boxes/<name>`, outside the directory a local box works in (and
+/// out of reach of every path its relay's APIs take); `box_dir` itself for any other.
+pub fn host_records(box_dir: &Path) -> PathBuf {
+    match (box_dir.parent(), box_dir.file_name()) {
+        (Some(boxes), Some(name)) if boxes.file_name().is_some_and(|n| n == "boxes") => {
+            boxes.parent().map_or_else(
+                || box_dir.to_path_buf(),
+                |home| home.join("records").join(name),
+            )
+        }
+        _ => box_dir.to_path_buf(),
+    }
+}
+
+/// The host record `name` of the box in `box_dir`: where it is written
+/// ([`host_records`]), and where it is read — there, else (a box made before the records
+/// moved) the box directory, with no migration step.
+pub fn host_record(box_dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let write = host_records(box_dir).join(name);
+    let read = if write.exists() {
+        write.clone()
+    } else {
+        let old = box_dir.join(name);
+        if old.exists() {
+            old
+        } else {
+            write.clone()
+        }
+    };
+    (write, read)
+}
+
 /// The project's id in `AGENTBOX_HOME/projects/`: readable name + hash of the root path.
 pub fn project_id(root: &Path) -> String {
     let hash = blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex();
@@ -87,4 +121,31 @@ pub fn slug(path: &Path, max: usize) -> String {
         .take(max)
         .collect();
     s.trim_matches('-').to_string()
+}
+
+#[cfg(test)]
+mod records_tests {
+    use super::{host_record, host_records};
+
+    #[test]
+    fn records_move_out_of_the_box_dir_and_old_ones_are_still_read() {
+        let home = tempfile::tempdir().expect("tempdir");
+        let box_dir = home.path().join("boxes").join("b");
+        std::fs::create_dir_all(&box_dir).expect("mkdir");
+        let records = home.path().join("records").join("b");
+        assert_eq!(host_records(&box_dir), records);
+        // A box made before the move: its record is read where it is, written anew.
+        std::fs::write(box_dir.join("sync.json"), "{}").expect("write");
+        let (write, read) = host_record(&box_dir, "sync.json");
+        assert_eq!(
+            (write.clone(), read),
+            (records.join("sync.json"), box_dir.join("sync.json"))
+        );
+        std::fs::create_dir_all(&records).expect("mkdir");
+        std::fs::write(&write, "{}").expect("write");
+        assert_eq!(host_record(&box_dir, "sync.json").1, write);
+        // A directory elsewhere keeps its records in itself.
+        let other = home.path().join("elsewhere");
+        assert_eq!(host_records(&other), other);
+    }
 }

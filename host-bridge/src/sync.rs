@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::git;
 use crate::transfer::client::Relay;
 
-/// The name, in the box's host directory, of the digests of the files `agentbox download`
+/// The name, among the box's host records ([`crate::home::host_records`]), of the digests of the files `agentbox download`
 /// wrote since the last sync (a sync removes it: its record then covers them).
 pub const DOWNLOADED: &str = "downloaded.json";
 
@@ -41,7 +41,7 @@ impl SyncRecord {
     /// The record of box directory `dir` (`sync.json`); a missing one is an error, since a
     /// sync without it would resend everything.
     pub fn load(dir: &Path) -> anyhow::Result<Self> {
-        let path = dir.join("sync.json");
+        let (_, path) = crate::home::host_record(dir, "sync.json");
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
                 "{} is missing: this box was not seeded by this host",
@@ -53,11 +53,20 @@ impl SyncRecord {
 
     /// Saves it atomically.
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
-        let tmp = dir.join(".sync.json.tmp");
+        let (path, _) = crate::home::host_record(dir, "sync.json");
+        let records = crate::home::host_records(dir);
+        std::fs::create_dir_all(&records)?;
+        let tmp = records.join(".sync.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, dir.join("sync.json"))?;
+        std::fs::rename(&tmp, path)?;
         Ok(())
     }
+}
+
+/// Forgets what `download` wrote since the last sync (in both places it may be kept).
+pub fn forget_downloaded(dir: &Path) {
+    let _ = std::fs::remove_file(crate::home::host_records(dir).join(DOWNLOADED));
+    let _ = std::fs::remove_file(dir.join(DOWNLOADED));
 }
 
 /// The untracked, non-ignored files of `repo` with their digests. Names that are not
@@ -176,7 +185,7 @@ pub async fn sync(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Outc
     let head_moved = head != record.head;
     if !head_moved && stash.is_none() && send.is_empty() {
         next.save(dir)?;
-        let _ = std::fs::remove_file(dir.join(DOWNLOADED));
+        forget_downloaded(dir);
         return Ok(Outcome {
             report: SyncReport {
                 commits: "the host has no new commits".into(),
@@ -257,7 +266,7 @@ pub async fn sync(relay: &Relay, repo: &Path, dir: &Path) -> anyhow::Result<Outc
     }
     next.save(dir)?;
     // The record now covers what `download` wrote since the last sync.
-    let _ = std::fs::remove_file(dir.join(DOWNLOADED));
+    forget_downloaded(dir);
     Ok(Outcome {
         report,
         bytes_sent,

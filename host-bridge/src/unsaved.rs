@@ -27,7 +27,7 @@ pub struct Base {
 impl Base {
     /// The base of box directory `dir` (empty when the box was never seeded by this host).
     pub fn load(dir: &Path) -> Self {
-        let downloaded = std::fs::read(dir.join(DOWNLOADED))
+        let downloaded = std::fs::read(crate::home::host_record(dir, DOWNLOADED).1)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
@@ -45,9 +45,11 @@ impl Base {
     ) -> anyhow::Result<()> {
         let mut all = Self::load(dir).downloaded;
         all.extend(written);
-        let tmp = dir.join(".downloaded.json.tmp");
+        let records = crate::home::host_records(dir);
+        std::fs::create_dir_all(&records)?;
+        let tmp = records.join(".downloaded.json.tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(&all)?)?;
-        std::fs::rename(&tmp, dir.join(DOWNLOADED))?;
+        std::fs::rename(&tmp, records.join(DOWNLOADED))?;
         Ok(())
     }
 

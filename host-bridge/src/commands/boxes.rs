@@ -223,6 +223,10 @@ pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
         b.stop()?;
     }
     b.remove(&record.dir)?;
+    let records = crate::home::host_records(&record.dir);
+    if records != record.dir {
+        let _ = std::fs::remove_dir_all(&records);
+    }
     let _ = std::fs::remove_file(
         ctx.home
             .root()

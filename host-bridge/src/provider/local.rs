@@ -193,11 +193,12 @@ impl LocalBox {
     }
 
     /// The box's loopback ports (bridge, web): chosen free at the first start and kept in
-    /// `ports.json`, so a relay restarted by the ctl daemon comes back where the host
-    /// bridge looks for it.
+    /// `ports.json` among the host's records of the box (not in the box's directory: the
+    /// host sends the bridge token where it says), so a relay restarted by the ctl daemon
+    /// comes back where the host bridge looks for it.
     fn ports(&self) -> anyhow::Result<(u16, u16)> {
-        let path = self.dir.join("ports.json");
-        if let Some(v) = std::fs::read(&path)
+        let (path, read) = crate::home::host_record(&self.dir, "ports.json");
+        if let Some(v) = std::fs::read(&read)
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         {
@@ -211,6 +212,9 @@ impl LocalBox {
                 .port())
         };
         let (bridge, web) = (free()?, free()?);
+        if let Some(records) = path.parent() {
+            std::fs::create_dir_all(records)?;
+        }
         std::fs::write(
             &path,
             serde_json::json!({"bridge": bridge, "web": web}).to_string(),
@@ -394,6 +398,10 @@ impl LocalBox {
     /// Ends what of the box still runs, then removes every trace of it on disk.
     pub fn remove(&self) -> anyhow::Result<()> {
         self.kill_leftovers();
+        let records = crate::home::host_records(&self.dir);
+        if records != self.dir {
+            let _ = std::fs::remove_dir_all(&records);
+        }
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
