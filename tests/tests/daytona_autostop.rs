@@ -131,3 +131,108 @@ fn a_working_agent_keeps_its_box_from_auto_stop_and_an_idle_box_stops() {
         );
     });
 }
+
+/// An attach is activity for as long as it is open: its output stream goes through the
+/// preview proxy without the skip header (only the bridge's polls carry it), so an attached
+/// box is not stopped under its user; once detached, it stops.
+#[test]
+fn an_open_attach_keeps_its_box_from_auto_stop() {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{run, Io, Options};
+    use agentbox::transfer::client::{Relay, Remint};
+    use agentbox_protocol::term::{TermEnd, TermSize};
+    use std::sync::Arc;
+
+    let fake = DaytonaFake::start(
+        &["--port", "0", "--api-key", "k"],
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "50"),
+            ("DAYTONA_FAKE_MINUTE_MS", "1000"),
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    for d in ["run", "state", "ws"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    let tmux = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(dir.path().join("run/tmux.sock"))
+        .args(["-f", "/dev/null", "new-session", "-d", "-s", "main", "sh"])
+        .status()
+        .expect("tmux");
+    assert!(tmux.success(), "tmux new-session");
+    let (mut relay_child, relay_port) = agentbox_tests::spawn_relay(dir.path(), &[]);
+    let d = Daytona::new(&fake.api(), "k", None);
+    let rt = rt();
+    let id = rt.block_on(async {
+        let s = started(&d, 1).await;
+        agentbox_tests::fake_tls::http_client()
+            .post(format!("{}/_fake/upstream", fake.root))
+            .json(&serde_json::json!({"sandbox": s.id, "port": 8788, "target": format!("127.0.0.1:{relay_port}")}))
+            .send()
+            .await
+            .expect("upstream");
+        s.id
+    });
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    let (dd, sid) = (Arc::new(d.clone()), id.clone());
+    let remint: Remint = Arc::new(move || {
+        let (d, id) = (dd.clone(), sid.clone());
+        Box::pin(async move { Ok(d.preview_link(&id, 8788).await?.token) })
+    });
+    let relay = Relay::new(&link.url, agentbox_tests::TEST_TOKEN).with_preview(&link.token, remint);
+    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+    let io = Io {
+        keys,
+        resizes,
+        size: TermSize { cols: 80, rows: 24 },
+        output: Box::new(|_| Ok(())),
+        notice: Box::new(|_| {}),
+    };
+    let options = Options {
+        session: Some("main".into()),
+        shell: false,
+        read_only: false,
+        keep: Duration::from_secs(60),
+        transport: Transport::Http,
+        term: None,
+    };
+    let state_of = |id: &str| rt.block_on(d.get_sandbox(id)).map(|s| state(&s));
+    let outcome = rt.block_on(async {
+        // Bounded: an attach whose box was stopped under it would wait minutes for it.
+        let attached = tokio::time::timeout(Duration::from_secs(15), run(&relay, &options, io));
+        let watch = async {
+            // Three auto-stop intervals attached and idle: still running.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let now = d.get_sandbox(&id).await.expect("get");
+            let _ = keys_tx.send(b"\x02d".to_vec());
+            state(&now)
+        };
+        tokio::join!(attached, watch)
+    });
+    let (outcome, during) = outcome;
+    assert_eq!(
+        during, "started",
+        "the box was stopped under an open attach"
+    );
+    let outcome = outcome.expect("the attach did not end after detaching");
+    assert_eq!(outcome.expect("attach").end, TermEnd::Detached);
+    // Detached: nothing is open, and the box stops.
+    let mut now = String::new();
+    for _ in 0..100 {
+        now = state_of(&id).expect("get");
+        if now == "stopped" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(now, "stopped", "the box did not stop once detached");
+    let _ = relay_child.kill();
+    let _ = relay_child.wait();
+    let _ = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(dir.path().join("run/tmux.sock"))
+        .arg("kill-server")
+        .status();
+}
