@@ -202,8 +202,10 @@ fn ctrl_c_during_create_leaves_nothing() {
     let run_dir = box_dir.join("run");
     let child = host.spawn(&repo, &["create", "--name", "b1"]);
     let pid = child.id();
-    // sync.json is written after the seed went in, just before the wait for services.
-    let waiting = eventually(|| box_dir.join("sync.json").exists());
+    // sync.json (a host record, AGENTBOX_HOME/records/<box>) is written after the seed went
+    // in, just before the wait for services.
+    let records = host.home().join("records/b1");
+    let waiting = eventually(|| records.join("sync.json").exists());
     std::thread::sleep(Duration::from_millis(500));
     let _ = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
@@ -247,9 +249,10 @@ fn a_start_that_fails_leaves_no_daemon_behind() {
     host.ok(&repo, &["stop", "b1"]);
     let box_dir = host.home().join("boxes/b1");
     let run_dir = box_dir.join("run");
-    let ports: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(box_dir.join("ports.json")).expect("ports.json"))
-            .expect("json");
+    let ports: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(host.home().join("records/b1/ports.json")).expect("ports.json"),
+    )
+    .expect("json");
     let bridge = u16::try_from(ports["bridge"].as_u64().expect("bridge port")).expect("port");
     // Someone else holds the relay's port: the relay cannot come up.
     let squatter = std::net::TcpListener::bind(("127.0.0.1", bridge)).expect("bind");
