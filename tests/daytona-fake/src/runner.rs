@@ -285,7 +285,10 @@ pub async fn upload(
         let _ = stdin.write_all(&bytes).await;
     }
     match child.wait_with_output().await {
-        Ok(o) if o.status.success() => StatusCode::OK.into_response(),
+        // Daytona's toolbox answers an upload with a JSON object (`gin.H` in its swagger).
+        Ok(o) if o.status.success() => {
+            (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
+        }
         Ok(o) => error(
             StatusCode::BAD_REQUEST,
             &path,

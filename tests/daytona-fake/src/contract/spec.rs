@@ -182,7 +182,11 @@ impl Area {
         } else {
             response.pointer("/content/application~1json/schema")
         };
-        schema.map_or(Answer::NoJson, |s| Answer::Json(s.clone()))
+        // Swagger 2's `type: file` is a download's raw bytes, not JSON.
+        match schema {
+            Some(s) if s["type"] != "file" => Answer::Json(s.clone()),
+            _ => Answer::NoJson,
+        }
     }
 
     /// The query parameters: name → (schema, required).
