@@ -383,7 +383,12 @@ fn box_strings_reach_the_terminal_escaped() {
     for (raw, _) in HOSTILE {
         host.ok(&repo, &["exec", "--", "agentbox-ctl", "notify", raw]);
     }
-    let audit = host.ok(&repo, &["audit"]);
+    // A notify's audit entry is written after its answer reaches the box: wait for all.
+    let mut audit = String::new();
+    common::eventually(|| {
+        audit = host.ok(&repo, &["audit"]);
+        audit.lines().count() >= HOSTILE.len()
+    });
     assert_shown("audit", &audit, HOSTILE.len());
     let json: serde_json::Value =
         serde_json::from_str(&host.ok(&repo, &["audit", "--json"])).expect("--json stays JSON");
