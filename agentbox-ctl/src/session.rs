@@ -16,6 +16,12 @@ use crate::paths::{Paths, SECRET_VARS};
 
 /// The tmux settings of every agent session: `C-a` prefix (`C-b` still works), `d` to
 /// detach, panes kept after their command exits so that its last output stays visible.
+///
+/// `assume-paste-time 0`: tmux takes keys that come less than 1 ms apart for a paste and
+/// sends them to the pane, bindings unread. Keys reach tmux through the relay in batches
+/// (whatever the viewer's link carried in one message), so `Ctrl-a d` typed after other
+/// keys, or soon after the attach, arrived "pasted" and the `d` went to the program: the
+/// viewer could not detach.
 const TMUX_CONF: &str = "\
 set -g prefix C-a
 set -g prefix2 C-b
@@ -24,6 +30,7 @@ bind-key d detach-client
 set -g remain-on-exit on
 set -g history-limit 50000
 set -g escape-time 10
+set -g assume-paste-time 0
 set -g status off
 ";
 

@@ -219,6 +219,26 @@ fn typing_resize_detach_and_reattach_through_the_relay() {
     // here, but the client's own exit path ran (the line above was printed after it).
 }
 
+/// Keys reach tmux in batches (one message of the viewer's link), so `Ctrl-a d` often
+/// arrives right behind other keys: it still detaches (tmux would take such a batch for a
+/// paste and hand the `d` to the program; CI once hung on exactly that).
+#[test]
+fn a_detach_typed_right_behind_other_keys_still_detaches() {
+    let host = Host::new();
+    let (repo, name) = box_with_bash(&host);
+    let mut client = Client::start(&host, &repo, &["attach", &name], 100, 30);
+    client.type_keys("echo $((6*7))y\r");
+    client.wait_for("42y");
+    client.type_keys("abc\x01d");
+    let status = client.wait_exit();
+    assert!(status.success(), "{status:?}: {}", client.raw_text());
+    assert!(
+        client.raw_text().contains("detached from session `agent`"),
+        "{}",
+        client.raw_text()
+    );
+}
+
 #[test]
 fn read_only_viewers_watch_but_cannot_type() {
     let host = Host::new();
