@@ -6,6 +6,7 @@
 
 pub mod fake_tls;
 pub mod fault_proxy;
+pub mod run;
 
 use std::path::PathBuf;
 

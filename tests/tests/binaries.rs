@@ -3,13 +3,14 @@
 use std::process::Command;
 
 use agentbox_tests::bin_path;
+use agentbox_tests::run::TimedOutput;
 
 #[test]
 fn every_binary_answers_help_and_the_same_version() {
     for name in ["agentbox", "agentbox-ctl", "agentbox-relay"] {
         let help = Command::new(bin_path(name))
             .arg("--help")
-            .output()
+            .timed_output()
             .expect("run");
         assert!(help.status.success(), "{name} --help failed");
         assert!(
@@ -18,7 +19,7 @@ fn every_binary_answers_help_and_the_same_version() {
         );
         let version = Command::new(bin_path(name))
             .arg("--version")
-            .output()
+            .timed_output()
             .expect("run");
         assert_eq!(
             String::from_utf8_lossy(&version.stdout).trim(),

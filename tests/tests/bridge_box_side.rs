@@ -91,7 +91,8 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 fn wait_output(child: Child) -> Output {
-    child.wait_with_output().expect("wait")
+    agentbox_tests::run::finish_within(child, "wait", agentbox_tests::run::COMMAND_LIMIT)
+        .expect("wait")
 }
 
 fn outcome(code: i32, stdout: &str) -> serde_json::Value {

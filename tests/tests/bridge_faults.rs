@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use agentbox_tests::bin_path;
 use agentbox_tests::fault_proxy::{Fault, FaultProxy};
+use agentbox_tests::run::TimedOutput;
 
 fn agentbox(home: &Path, cwd: &Path, args: &[&str]) -> Output {
     let out = Command::new(bin_path("agentbox"))
@@ -15,7 +16,7 @@ fn agentbox(home: &Path, cwd: &Path, args: &[&str]) -> Output {
         .current_dir(cwd)
         .env("AGENTBOX_HOME", home)
         .stdin(Stdio::null())
-        .output()
+        .timed_output()
         .expect("agentbox");
     assert!(
         out.status.success(),

@@ -10,6 +10,7 @@ use agentbox::daytona::{CreateSandbox, Daytona, DaytonaError};
 use agentbox::transfer::client::Relay;
 use agentbox_tests::bin_path;
 use agentbox_tests::fake_tls::DaytonaFake;
+use agentbox_tests::run::TimedOutput;
 
 struct Fake {
     /// Killed when the test ends.
@@ -291,7 +292,9 @@ fn snapshots_build_to_active_or_report_why_they_failed() {
 
         // The fake built it with Docker: leave no image behind.
         if let Some(image) = done.image_name.as_deref() {
-            let _ = Command::new("docker").args(["rmi", "-f", image]).output();
+            let _ = Command::new("docker")
+                .args(["rmi", "-f", image])
+                .timed_output();
         }
         d.delete_snapshot(&request.name).await.expect("delete");
         let gone = d
@@ -376,7 +379,8 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
             .expect("stdin")
             .write_all(stdin.as_bytes())
             .expect("stdin");
-        child.wait_with_output().expect("wait")
+        agentbox_tests::run::finish_within(child, "wait", agentbox_tests::run::COMMAND_LIMIT)
+            .expect("wait")
     };
     let secrets = home.path().join("secrets.env");
     // `install` reports what is missing, and asks nothing without a terminal.
@@ -486,7 +490,7 @@ fn login_to_a_daytona_whose_certificate_is_not_trusted_says_so_and_saves_nothing
         if let Some(ca) = trust {
             command.env("SSL_CERT_FILE", ca);
         }
-        command.output().expect("agentbox")
+        command.timed_output().expect("agentbox")
     };
     let refused = login(None);
     let said = String::from_utf8_lossy(&refused.stderr);

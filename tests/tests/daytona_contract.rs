@@ -209,7 +209,9 @@ fn help_prints_usage_and_starts_nothing() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let out = child.wait_with_output().expect("output");
+    let out =
+        agentbox_tests::run::finish_within(child, "output", agentbox_tests::run::COMMAND_LIMIT)
+            .expect("output");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "exit: {:?}\n{stdout}", out.status);
     assert!(stdout.contains("Usage:"), "{stdout}");

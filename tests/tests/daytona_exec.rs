@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use agentbox_tests::fake_tls::DaytonaFake;
+use agentbox_tests::run::{limit_for, TimedOutput};
 use agentbox_tests::{bin_path, succeeded};
 
 const KEY: &str = "dtn_exec0123456789abcdef";
@@ -41,7 +42,7 @@ impl Host {
     fn run(&self, cwd: &Path, args: &[&str]) -> Output {
         self.command(cwd, args)
             .stdin(Stdio::null())
-            .output()
+            .output_within(limit_for(args))
             .expect("run agentbox")
     }
 
@@ -52,11 +53,13 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let _ = self.command(self.dir.path(), &["bridge", "stop"]).output();
+        let _ = self
+            .command(self.dir.path(), &["bridge", "stop"])
+            .timed_output();
         let _ = self.fake.child.kill();
         let _ = self.fake.child.wait();
         for c in self.containers.borrow().iter() {
-            let _ = Command::new("docker").args(["rm", "-f", c]).output();
+            let _ = Command::new("docker").args(["rm", "-f", c]).timed_output();
         }
     }
 }
@@ -132,7 +135,9 @@ fn exec_on_daytona_goes_through_the_relay() {
         .expect("stdin")
         .write_all(format!("{KEY}\n").as_bytes())
         .expect("key");
-    let out = login.wait_with_output().expect("login");
+    let out =
+        agentbox_tests::run::finish_within(login, "login", agentbox_tests::run::COMMAND_LIMIT)
+            .expect("login");
     assert!(
         out.status.success(),
         "{}",
@@ -225,7 +230,8 @@ fn exec_on_daytona_goes_through_the_relay() {
         .expect("stdin")
         .write_all(b"through the relay\n")
         .expect("write");
-    let out = cat.wait_with_output().expect("wait");
+    let out = agentbox_tests::run::finish_within(cat, "wait", agentbox_tests::run::COMMAND_LIMIT)
+        .expect("wait");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "THROUGH THE RELAY\n");
 
@@ -249,7 +255,12 @@ fn exec_on_daytona_goes_through_the_relay() {
     let lines = timed_lines(&mut slow);
     let (first_at, first) = lines.recv_timeout(Duration::from_secs(30)).expect("first");
     let (second_at, second) = lines.recv_timeout(Duration::from_secs(30)).expect("second");
-    assert!(slow.wait().expect("wait").success());
+    assert!(
+        agentbox_tests::run::finish_within(slow, "slow", agentbox_tests::run::COMMAND_LIMIT)
+            .expect("wait")
+            .status
+            .success()
+    );
     assert_eq!((first.as_str(), second.as_str()), ("first", "second"));
     assert!(
         second_at.duration_since(first_at) >= Duration::from_secs(3),

@@ -33,7 +33,8 @@ fn agentbox(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .take()
         .expect("stdin")
         .write_all(format!("{KEY}\n").as_bytes());
-    child.wait_with_output().expect("wait")
+    agentbox_tests::run::finish_within(child, "wait", agentbox_tests::run::COMMAND_LIMIT)
+        .expect("wait")
 }
 
 fn stderr(out: &Output) -> String {

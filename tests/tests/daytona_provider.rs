@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use agentbox_tests::bin_path;
 use agentbox_tests::fake_tls::DaytonaFake;
+use agentbox_tests::run::{limit_for, TimedOutput};
 
 const KEY: &str = "dtn_e2e0123456789abcdef";
 
@@ -44,7 +45,7 @@ impl Host {
     fn run(&self, cwd: &Path, args: &[&str]) -> Output {
         self.command(cwd, args)
             .stdin(Stdio::null())
-            .output()
+            .output_within(limit_for(args))
             .expect("run agentbox")
     }
 
@@ -77,7 +78,7 @@ impl Host {
         let out = Command::new("curl")
             .args(["-fsS", "-H", &format!("Authorization: Bearer {KEY}")])
             .arg(format!("{}/sandbox", self.api))
-            .output()
+            .timed_output()
             .expect("curl");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
         v["items"].as_array().cloned().unwrap_or_default()
@@ -86,7 +87,9 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        let _ = self.command(self.dir.path(), &["bridge", "stop"]).output();
+        let _ = self
+            .command(self.dir.path(), &["bridge", "stop"])
+            .timed_output();
         let _ = self.fake.child.kill();
         let _ = self.fake.child.wait();
         // The fake's containers are named after its sandboxes; this fake made only ours.
@@ -99,17 +102,22 @@ impl Drop for Host {
                 "--filter",
                 "name=daytona-fake-sbx",
             ])
-            .output()
+            .timed_output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", id]).output();
+                let _ = Command::new("docker").args(["rm", "-f", id]).timed_output();
             }
         }
         // Images the fake built (snapshots) and committed (checkpoints).
         for repo in ["daytona-fake-ckpt", "daytona-fake-build"] {
-            if let Ok(out) = Command::new("docker").args(["images", "-q", repo]).output() {
+            if let Ok(out) = Command::new("docker")
+                .args(["images", "-q", repo])
+                .timed_output()
+            {
                 for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("docker").args(["rmi", "-f", id]).output();
+                    let _ = Command::new("docker")
+                        .args(["rmi", "-f", id])
+                        .timed_output();
                 }
             }
         }
@@ -156,7 +164,8 @@ fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
     let mut stdin = child.stdin.take().expect("stdin");
     let _ = stdin.write_all(b"\x01d");
     drop(stdin);
-    let out = child.wait_with_output().expect("wait");
+    let out = agentbox_tests::run::finish_within(child, "wait", agentbox_tests::run::COMMAND_LIMIT)
+        .expect("wait");
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(shown, "attach never showed {text:?}: {said}");
     assert!(out.status.success(), "{said}");
@@ -212,7 +221,9 @@ fn a_daytona_box_from_login_to_destroy() {
         .expect("stdin")
         .write_all(format!("{KEY}\n").as_bytes())
         .expect("key");
-    let out = login.wait_with_output().expect("login");
+    let out =
+        agentbox_tests::run::finish_within(login, "login", agentbox_tests::run::COMMAND_LIMIT)
+            .expect("login");
     assert!(
         out.status.success(),
         "{}",
@@ -286,7 +297,7 @@ fn a_daytona_box_from_login_to_destroy() {
     let other = host.ok(&repo, &["url", &name, "--port", "3001"]);
     let health = Command::new("curl")
         .args(["-fsS", &format!("{}/healthz", other.trim())])
-        .output()
+        .timed_output()
         .expect("curl");
     assert!(
         String::from_utf8_lossy(&health.stdout).contains("agentbox-relay"),
@@ -359,7 +370,7 @@ fn a_daytona_box_from_login_to_destroy() {
                 "-fsS",
                 &format!("{}/host", web.trim().trim_end_matches('/')),
             ])
-            .output()
+            .timed_output()
             .expect("curl");
         answer = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
@@ -429,7 +440,7 @@ fn a_daytona_box_from_login_to_destroy() {
             .arg("-C")
             .arg(&remote)
             .args(["log", "-1", "--format=%s", &branch])
-            .output()
+            .timed_output()
             .expect("git log");
         assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), message);
     };
@@ -640,7 +651,7 @@ exec sleep 600
             .arg("-C")
             .arg(&remote)
             .args(["log", "-1", "--format=%s", &branch])
-            .output()
+            .timed_output()
             .expect("git log");
         landed = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if landed == "queued-while-stopped" {
@@ -753,7 +764,7 @@ exec sleep 600
     assert!(host.sandboxes().is_empty(), "the sandbox survived destroy");
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", "label=daytona-fake=1"])
-        .output()
+        .timed_output()
         .expect("docker ps");
     assert!(
         String::from_utf8_lossy(&left.stdout).trim().is_empty(),

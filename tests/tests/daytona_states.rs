@@ -18,6 +18,7 @@ use agentbox::daytona::{CreateSandbox, Daytona};
 use agentbox::provider::daytona::DaytonaBox;
 use agentbox_tests::bin_path;
 use agentbox_tests::fake_tls::DaytonaFake;
+use agentbox_tests::run::{TimedOutput, BUILD_LIMIT};
 use serde_json::{json, Value};
 
 const KEY: &str = "dtn_states0123456789";
@@ -454,7 +455,7 @@ fn a_rebake_never_reuses_a_name_being_removed() {
             .env_remove("DAYTONA_API_KEY")
             .env_remove("DAYTONA_API_URL")
             .stdin(Stdio::null())
-            .output()
+            .output_within(BUILD_LIMIT)
             .expect("prepare")
     };
     w.faults(&json!({"failNextSnapshot": "first bake broke", "snapshotRemovalMs": 60000}));
@@ -658,7 +659,7 @@ fn a_box_of_another_size_is_built_from_the_snapshots_dockerfile() {
                 .flat_map(|repo| {
                     Command::new("docker")
                         .args(["images", "-q", repo])
-                        .output()
+                        .timed_output()
                         .map(|o| {
                             String::from_utf8_lossy(&o.stdout)
                                 .split_whitespace()
@@ -668,7 +669,7 @@ fn a_box_of_another_size_is_built_from_the_snapshots_dockerfile() {
                         .unwrap_or_default()
                 }),
         )
-        .output();
+        .timed_output();
 }
 
 /// Removes the fake's containers of the sandboxes added when dropped.
@@ -698,7 +699,7 @@ impl Drop for Containers {
             let _ = Command::new("docker")
                 .args(["rm", "-f"])
                 .args(&names)
-                .output();
+                .timed_output();
         }
     }
 }

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use agentbox::image::binaries::{check, elf_facts};
 use agentbox::image::BoxArch;
 use agentbox_tests::bin_path;
+use agentbox_tests::run::{limit_for, TimedOutput};
 
 /// The tarball `scripts/dist` made for this run (once for all the tests here), with the
 /// directory holding it.
@@ -34,7 +35,7 @@ fn tarball() -> &'static Path {
             .arg("--out")
             .arg(out.path())
             .stdin(Stdio::null())
-            .output()
+            .timed_output()
             .expect("run scripts/dist");
         let printed = agentbox_tests::succeeded(&["scripts/dist"], &run);
         let path = PathBuf::from(printed.trim());
@@ -53,7 +54,7 @@ fn unpack(into: &Path) -> PathBuf {
         .arg(tarball())
         .arg("-C")
         .arg(into)
-        .output()
+        .timed_output()
         .expect("tar");
     assert!(out.status.success(), "{out:?}");
     let mut tops: Vec<PathBuf> = std::fs::read_dir(into)
@@ -68,7 +69,7 @@ fn unpack(into: &Path) -> PathBuf {
 fn engine_arch() -> BoxArch {
     let out = Command::new("docker")
         .args(["version", "--format", "{{.Server.Arch}}"])
-        .output()
+        .timed_output()
         .expect("docker version");
     let arch = String::from_utf8_lossy(&out.stdout).trim().to_string();
     BoxArch::from_engine(&arch).unwrap_or_else(|| panic!("an engine on {arch:?}"))
@@ -113,7 +114,7 @@ fn agentbox(root: &Path, home: &Path, cwd: &Path, args: &[&str], env: &[(&str, &
         .env_remove("AGENTBOX_BOX_BINARIES")
         .envs(env.iter().map(|(k, v)| (*k, *v)))
         .stdin(Stdio::null())
-        .output()
+        .output_within(limit_for(args))
         .expect("run the release's agentbox")
 }
 
@@ -140,17 +141,19 @@ impl Drop for Cleanup {
         let _ = Command::new(self.root.join("bin/agentbox"))
             .args(["bridge", "stop"])
             .env("AGENTBOX_HOME", &self.home)
-            .output();
+            .timed_output();
         let label = format!(
             "label=agentbox.home={}",
             agentbox::provider::docker::home_label(&self.home)
         );
         if let Ok(out) = Command::new("docker")
             .args(["ps", "-aq", "--filter", &label])
-            .output()
+            .timed_output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", "-v", id])
+                    .timed_output();
             }
         }
     }
@@ -182,7 +185,7 @@ fn the_tarball_holds_the_cli_and_static_box_binaries_for_both_architectures() {
     let verified = Command::new("sha256sum")
         .args(["-c", "--strict", "SHA256SUMS"])
         .current_dir(&root)
-        .output()
+        .timed_output()
         .expect("sha256sum");
     assert!(verified.status.success(), "{verified:?}");
     // A file changed after packing is caught.
@@ -190,7 +193,7 @@ fn the_tarball_holds_the_cli_and_static_box_binaries_for_both_architectures() {
     let tampered = Command::new("sha256sum")
         .args(["-c", "SHA256SUMS"])
         .current_dir(&root)
-        .output()
+        .timed_output()
         .expect("sha256sum");
     assert!(!tampered.status.success());
 }
@@ -219,7 +222,7 @@ fn an_unpacked_release_prepares_and_boots_a_docker_box_with_static_binaries() {
     assert!(tag.starts_with("agentbox-box:"), "{tag}");
     let size = Command::new("docker")
         .args(["image", "inspect", "--format", "{{.Size}}", tag])
-        .output()
+        .timed_output()
         .expect("docker image inspect");
     eprintln!(
         "image {tag} from the release's static binaries: {} bytes",
@@ -250,7 +253,7 @@ fn an_unpacked_release_prepares_and_boots_a_docker_box_with_static_binaries() {
             "--filter",
             &filter_box,
         ])
-        .output()
+        .timed_output()
         .expect("docker ps");
     let container = String::from_utf8_lossy(&ps.stdout).trim().to_string();
     assert!(!container.is_empty(), "no running container of box {name}");
@@ -258,7 +261,7 @@ fn an_unpacked_release_prepares_and_boots_a_docker_box_with_static_binaries() {
         let read = Command::new("docker")
             .args(["exec", &container, "head", "-c", "16384"])
             .arg(format!("/usr/local/bin/{bin}"))
-            .output()
+            .timed_output()
             .expect("docker exec");
         assert!(read.status.success(), "{read:?}");
         let facts = elf_facts(&read.stdout).unwrap_or_else(|e| panic!("{bin} {e}"));

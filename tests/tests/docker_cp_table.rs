@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
+use agentbox_tests::run::TimedOutput;
 use docker_common::{docker, Host};
 
 /// How a source is written (under `src/`: file `f`, directory `d` with `a` and `sub/b`).
@@ -49,7 +50,7 @@ fn cells_script(root: &str) -> String {
 fn sh(script: &str) {
     let out = std::process::Command::new("sh")
         .args(["-c", script])
-        .output()
+        .timed_output()
         .expect("sh");
     assert!(out.status.success(), "{script}: {out:?}");
 }
@@ -81,7 +82,7 @@ fn by_cell(listing: &str) -> BTreeMap<String, Vec<String>> {
 fn host_listing(root: &Path) -> BTreeMap<String, Vec<String>> {
     let out = std::process::Command::new("sh")
         .args(["-c", LIST, root.to_str().expect("utf-8")])
-        .output()
+        .timed_output()
         .expect("sh");
     by_cell(&String::from_utf8_lossy(&out.stdout))
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use agentbox_tests::bin_path;
+use agentbox_tests::run::{limit_for, TimedOutput};
 
 struct Host {
     dir: tempfile::TempDir,
@@ -37,7 +38,7 @@ impl Host {
             .env("AGENTBOX_HOME", self.home())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
-            .output()
+            .output_within(limit_for(args))
             .expect("run agentbox")
     }
 
@@ -52,25 +53,29 @@ impl Drop for Host {
         let _ = Command::new(bin_path("agentbox"))
             .args(["bridge", "stop"])
             .env("AGENTBOX_HOME", self.home())
-            .output();
+            .timed_output();
         let label = format!(
             "label=agentbox.home={}",
             agentbox::provider::docker::home_label(&self.home())
         );
         if let Ok(out) = Command::new("docker")
             .args(["ps", "-aq", "--filter", &label])
-            .output()
+            .timed_output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", "-v", id])
+                    .timed_output();
             }
         }
         if let Ok(out) = Command::new("docker")
             .args(["volume", "ls", "-q", "--filter", &label])
-            .output()
+            .timed_output()
         {
             for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["volume", "rm", name]).output();
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", name])
+                    .timed_output();
             }
         }
     }
@@ -109,7 +114,8 @@ fn attach_and_detach(host: &Host, repo: &Path, name: &str) {
     );
     let mut stdin = child.stdin.take().expect("stdin");
     stdin.write_all(b"\x01d").expect("detach keys");
-    let out = child.wait_with_output().expect("wait");
+    let out = agentbox_tests::run::finish_within(child, "wait", agentbox_tests::run::COMMAND_LIMIT)
+        .expect("wait");
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("detached from session `demo`"),
@@ -122,7 +128,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         .arg("-C")
         .arg(dir)
         .args(args)
-        .output()
+        .timed_output()
         .expect("git");
     assert!(
         out.status.success(),
@@ -320,7 +326,7 @@ fn a_docker_box_from_prepare_to_destroy() {
     let url = host.ok(&repo, &["url", &name]).trim().to_string();
     let body = Command::new("curl")
         .args(["-fsS", &format!("{url}/")])
-        .output()
+        .timed_output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&body.stdout), "backend\n", "{url}");
     // A service by the port it exposes: through the WebProxy, by its name.
@@ -331,7 +337,7 @@ fn a_docker_box_from_prepare_to_destroy() {
     assert!(by_port.starts_with("http://web.localhost:"), "{by_port}");
     let body = Command::new("curl")
         .args(["-fsS", &format!("{by_port}/")])
-        .output()
+        .timed_output()
         .expect("curl");
     assert_eq!(
         String::from_utf8_lossy(&body.stdout),
@@ -378,7 +384,7 @@ fn a_docker_box_from_prepare_to_destroy() {
     host.ok(&repo, &["destroy", "-y", "--force", &name]);
     let left = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("name=^{container}$")])
-        .output()
+        .timed_output()
         .expect("docker ps");
     assert!(left.stdout.is_empty(), "the container survived destroy");
 }
@@ -516,7 +522,7 @@ fn a_dind_box_runs_containers_of_its_own() {
             &format!("agentbox.box={name}x"),
         ])
         .args(["--label", &format!("agentbox.home={home_label}"), &stray])
-        .output()
+        .timed_output()
         .expect("docker volume create");
     assert!(made.status.success());
     assert_eq!(host.ok(&repo, &["prune", "--dry-run"]).trim(), stray);
@@ -537,7 +543,7 @@ fn container_ids(host: &Host, name: &str) -> Vec<String> {
             agentbox::provider::docker::home_label(&host.home())
         ))
         .args(["--filter", &format!("label=agentbox.box={name}")])
-        .output()
+        .timed_output()
         .expect("docker ps");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -556,7 +562,7 @@ fn container_of(host: &Host, name: &str) -> String {
 fn docker_inspect(object: &str, fmt: &str) -> String {
     let out = Command::new("docker")
         .args(["inspect", "-f", fmt, object])
-        .output()
+        .timed_output()
         .expect("docker inspect");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -622,7 +628,7 @@ fn assert_loopback_only(container: &str) {
 fn volume_exists(name: &str) -> bool {
     Command::new("docker")
         .args(["volume", "inspect", name])
-        .output()
+        .timed_output()
         .expect("docker volume inspect")
         .status
         .success()
@@ -638,7 +644,7 @@ fn in_box(container: &str, script: &str) -> String {
 fn in_box_as(container: &str, user: &str, script: &str) -> String {
     let out = Command::new("docker")
         .args(["exec", "-u", user, container, "sh", "-c", script])
-        .output()
+        .timed_output()
         .expect("docker exec");
     assert!(
         out.status.success(),
@@ -653,7 +659,7 @@ fn in_box_as(container: &str, user: &str, script: &str) -> String {
 fn try_in_box(container: &str, script: &str) -> Option<String> {
     let out = Command::new("docker")
         .args(["exec", container, "sh", "-c", script])
-        .output()
+        .timed_output()
         .expect("docker exec");
     out.status
         .success()
@@ -712,7 +718,7 @@ fn an_agent_image_with_claude_credentials_and_keys() {
     let image_run = |script: &str| {
         let out = Command::new("docker")
             .args(["run", "--rm", "--entrypoint", "sh", tag, "-c", script])
-            .output()
+            .timed_output()
             .expect("docker run");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -815,7 +821,7 @@ fn an_agent_image_with_claude_credentials_and_keys() {
     assert!(!elsewhere.contains(&secret), "the key leaked: {elsewhere}");
     let inspect = Command::new("docker")
         .args(["inspect", &container])
-        .output()
+        .timed_output()
         .expect("inspect");
     let inspected = String::from_utf8_lossy(&inspect.stdout);
     assert!(

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use agentbox::relay_exec::{capture, run, Ended, Stream};
 use agentbox::transfer::client::Relay;
 use agentbox_protocol::exec::{ExecExit, ExecFrame, ExecRequest, FrameReader};
+use agentbox_tests::run::TimedOutput;
 use agentbox_tests::{bin_path, spawn_relay, TEST_TOKEN};
 use futures_util::StreamExt;
 
@@ -397,7 +398,7 @@ fn commands_through_a_local_box_relay() {
             .args(args)
             .current_dir(&repo)
             .env("AGENTBOX_HOME", &home)
-            .output()
+            .timed_output()
             .expect("agentbox")
     };
     agentbox_tests::succeeded(&["create"], &agentbox(&["create", "--name", "ex"]));

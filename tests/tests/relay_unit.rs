@@ -5,6 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentbox_tests::bin_path;
+use agentbox_tests::run::TimedOutput;
 
 const TOKEN: &str = "feedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedfacefeedface";
 
@@ -42,7 +43,7 @@ fn the_relay_is_a_supervised_builtin_unit() {
         let mut cmd = Command::new(bin_path("agentbox-ctl"));
         cmd.args(args);
         env(&mut cmd);
-        cmd.output().expect("ctl")
+        cmd.timed_output().expect("ctl")
     };
     let mut daemon = Command::new(bin_path("agentbox-ctl"));
     daemon
@@ -152,7 +153,7 @@ fn configs_cannot_take_reserved_names() {
     let out = Command::new(bin_path("agentbox-ctl"))
         .arg("validate")
         .arg(dir.path().join("agentbox.yaml"))
-        .output()
+        .timed_output()
         .expect("ctl");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentbox_tests::bin_path;
+use agentbox_tests::run::TimedOutput;
 use futures_util::{SinkExt, StreamExt};
 
 const BACKEND: &str = env!("CARGO_BIN_EXE_test-backend");
@@ -102,7 +103,7 @@ impl WebBox {
         Command::new(bin_path("agentbox-ctl"))
             .args(args)
             .env("AGENTBOX_RUN_DIR", self.dir.path().join("run"))
-            .output()
+            .timed_output()
             .expect("ctl")
     }
 

@@ -1,11 +1,12 @@
-//! What the Docker suites `docker_names` and `docker_cp_table` share: an `AGENTBOX_HOME`
-//! of their own whose containers and volumes go when it is dropped, a git project, and
-//! the box image.
+//! What the Docker suites `docker_names`, `docker_cp_table` and `docker_wedged` share:
+//! an `AGENTBOX_HOME` of their own whose containers and volumes go when it is dropped, a
+//! git project, and the box image.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use agentbox_tests::bin_path;
+use agentbox_tests::run::{limit_for, TimedOutput};
 
 /// One `AGENTBOX_HOME` (and a directory for its projects); its containers, volumes and
 /// bridge are removed on drop, whatever failed.
@@ -34,7 +35,7 @@ impl Host {
             .current_dir(cwd)
             .env("AGENTBOX_HOME", self.home())
             .stdin(Stdio::null())
-            .output()
+            .output_within(limit_for(args))
             .expect("run agentbox")
     }
 
@@ -63,7 +64,7 @@ impl Host {
                 &self.label(),
             ])
             .args(["--filter", &format!("label=agentbox.box={name}")])
-            .output()
+            .timed_output()
             .expect("docker ps");
         String::from_utf8_lossy(&out.stdout)
             .split_whitespace()
@@ -124,21 +125,25 @@ impl Drop for Host {
         let _ = Command::new(bin_path("agentbox"))
             .args(["bridge", "stop"])
             .env("AGENTBOX_HOME", self.home())
-            .output();
+            .timed_output();
         if let Ok(out) = Command::new("docker")
             .args(["ps", "-aq", "--filter", &self.label()])
-            .output()
+            .timed_output()
         {
             for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", "-v", id]).output();
+                let _ = Command::new("docker")
+                    .args(["rm", "-f", "-v", id])
+                    .timed_output();
             }
         }
         if let Ok(out) = Command::new("docker")
             .args(["volume", "ls", "-q", "--filter", &self.label()])
-            .output()
+            .timed_output()
         {
             for name in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["volume", "rm", name]).output();
+                let _ = Command::new("docker")
+                    .args(["volume", "rm", name])
+                    .timed_output();
             }
         }
     }
@@ -150,7 +155,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .arg("-C")
         .arg(dir)
         .args(args)
-        .output()
+        .timed_output()
         .expect("git");
     assert!(
         out.status.success(),
@@ -162,5 +167,8 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 /// `docker ARGS`.
 pub fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).output().expect("docker")
+    Command::new("docker")
+        .args(args)
+        .timed_output()
+        .expect("docker")
 }
