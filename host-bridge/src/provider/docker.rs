@@ -42,6 +42,10 @@ pub const LABEL_AGENTS: &str = "dev.agentbox.agents";
 /// reads: the box is untrusted, and what the host runs there prints status and listings.
 pub const CAPTURE_CAP: usize = 16 << 20;
 
+/// How long the host waits for a command it runs in a box to end (the longest it runs
+/// is `agentbox-ctl wait-ready --timeout 60000`).
+pub const CAPTURE_LIMIT: Duration = Duration::from_secs(120);
+
 /// A runtime and a connected, version-negotiated Docker client.
 fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -393,7 +397,11 @@ impl DockerBox {
                     .await
                     .is_ok_and(|r| r.status().is_success())
             });
-            if up && self.ctl(&["status"]).is_ok_and(|o| o.status.success()) {
+            if up
+                && self
+                    .ctl_within(&["status"], Duration::from_secs(5))
+                    .is_ok_and(|o| o.status.success())
+            {
                 return Ok(url);
             }
             if Instant::now() > deadline {
@@ -431,63 +439,96 @@ impl DockerBox {
         Ok(format!("http://127.0.0.1:{p}"))
     }
 
-    /// Runs `agentbox-ctl ARGS` in the container, capturing its output.
+    /// Runs `agentbox-ctl ARGS` in the container, capturing its output, within
+    /// [`CAPTURE_LIMIT`].
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        self.ctl_within(args, CAPTURE_LIMIT)
+    }
+
+    /// [`ctl`](Self::ctl) with a time limit of its own.
+    fn ctl_within(&self, args: &[&str], limit: Duration) -> anyhow::Result<std::process::Output> {
         let mut argv = vec!["agentbox-ctl"];
         argv.extend_from_slice(args);
-        self.capture(&argv)
+        self.capture_within(&argv, limit)
     }
 
     /// Runs `argv` in the container (as the agent user, in /workspace), capturing output:
     /// at most [`CAPTURE_CAP`] bytes of it, past which the box is reported and nothing is
-    /// returned.
+    /// returned; within [`CAPTURE_LIMIT`].
     pub fn capture(&self, argv: &[&str]) -> anyhow::Result<std::process::Output> {
-        use std::os::unix::process::ExitStatusExt;
+        self.capture_within(argv, CAPTURE_LIMIT)
+    }
+
+    /// [`capture`](Self::capture) within `limit`: a box whose command does not end (a
+    /// wedged daemon, or one made to hang) costs the host that long, never more.
+    fn capture_within(
+        &self,
+        argv: &[&str],
+        limit: Duration,
+    ) -> anyhow::Result<std::process::Output> {
         let (rt, docker) = connect()?;
         let container = self.container(&rt, &docker)?;
-        rt.block_on(async {
-            let exec = docker
-                .create_exec(
-                    &container,
-                    bollard::models::ExecConfig {
-                        attach_stdout: Some(true),
-                        attach_stderr: Some(true),
-                        cmd: Some(argv.iter().map(ToString::to_string).collect()),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            if let bollard::exec::StartExecResults::Attached { mut output, .. } =
-                docker.start_exec(&exec.id, None).await?
-            {
-                while let Some(chunk) = output.next().await {
-                    let chunk = chunk?;
-                    if stdout.len() + stderr.len() + chunk.as_ref().len() > CAPTURE_CAP {
-                        bail!(
+        let run = self.capture_in(&docker, &container, argv);
+        match rt.block_on(async { tokio::time::timeout(limit, run).await }) {
+            Ok(done) => done,
+            Err(_) => bail!(
+                "box {} did not finish `{}` within {} s; it may be wedged (`agentbox stop {}` and start it again, or destroy it)",
+                self.name,
+                argv.join(" "),
+                limit.as_secs(),
+                self.name,
+            ),
+        }
+    }
+
+    async fn capture_in(
+        &self,
+        docker: &Docker,
+        container: &str,
+        argv: &[&str],
+    ) -> anyhow::Result<std::process::Output> {
+        use std::os::unix::process::ExitStatusExt;
+        let exec = docker
+            .create_exec(
+                container,
+                bollard::models::ExecConfig {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(argv.iter().map(ToString::to_string).collect()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, None).await?
+        {
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk?;
+                if stdout.len() + stderr.len() + chunk.as_ref().len() > CAPTURE_CAP {
+                    bail!(
                             "box {} printed more than {CAPTURE_CAP} bytes for `{}`, the most the host reads; the output was dropped (the box is not behaving: check it, or destroy it)",
                             self.name,
                             argv.join(" ")
                         );
+                }
+                match chunk {
+                    bollard::container::LogOutput::StdOut { message } => {
+                        stdout.extend_from_slice(&message);
                     }
-                    match chunk {
-                        bollard::container::LogOutput::StdOut { message } => {
-                            stdout.extend_from_slice(&message);
-                        }
-                        bollard::container::LogOutput::StdErr { message } => {
-                            stderr.extend_from_slice(&message);
-                        }
-                        _ => {}
+                    bollard::container::LogOutput::StdErr { message } => {
+                        stderr.extend_from_slice(&message);
                     }
+                    _ => {}
                 }
             }
-            let code = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(1);
-            Ok(std::process::Output {
-                status: std::process::ExitStatus::from_raw(((code as i32) & 0xff) << 8),
-                stdout,
-                stderr,
-            })
+        }
+        let code = docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(1);
+        Ok(std::process::Output {
+            status: std::process::ExitStatus::from_raw(((code as i32) & 0xff) << 8),
+            stdout,
+            stderr,
         })
     }
 
@@ -510,7 +551,8 @@ impl DockerBox {
 
     /// Stops the container (its units stop with the ctl daemon); the workspace stays.
     pub fn stop(&self) -> anyhow::Result<()> {
-        let _ = self.ctl(&["shutdown"]);
+        // The engine stops the container after its own grace period whatever the box does.
+        let _ = self.ctl_within(&["shutdown"], Duration::from_secs(20));
         let (rt, docker) = connect()?;
         let options = bollard::query_parameters::StopContainerOptionsBuilder::new()
             .t(10)
