@@ -24,6 +24,7 @@
 pub mod agents;
 pub mod attach;
 pub mod bridge;
+pub mod browser;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
@@ -34,6 +35,7 @@ pub mod download;
 pub mod git;
 pub mod home;
 pub mod image;
+pub mod port_forward;
 pub mod provider;
 pub mod relay_exec;
 pub mod secrets;

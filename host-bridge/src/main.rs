@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use agentbox::cli::{self, BridgeCmd, Cmd, DaytonaCmd};
 use agentbox::commands::{
-    agents, boxes, config, create, daytona, exec, files, git, images, setup, url, Ctx,
+    agents, boxes, config, create, daytona, exec, files, git, images, port, services, setup,
+    url, Ctx,
 };
 use agentbox::daytona::login::LoginArgs;
 use agentbox::home::Home;
@@ -77,6 +78,9 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Prepare(a) => images::prepare(&ctx()?, &a),
         Cmd::Prune(a) => images::prune(&ctx()?, &a),
         Cmd::Url(a) => url::url(&ctx()?, &a),
+        Cmd::Logs(a) => services::logs(&ctx()?, &a),
+        Cmd::Services(a) => services::services(&ctx()?, &a),
+        Cmd::Port(a) => port::port(&ctx()?, &a),
         Cmd::Screen(a) => url::screen(&ctx()?, &a),
         Cmd::Daytona(DaytonaCmd::Resync { target }) => {
             daytona::resync_daytona(&ctx()?, target.as_deref())

@@ -80,7 +80,7 @@ fn proxy_refused(response: &reqwest::Response) -> bool {
 
 /// Sends `build()`, once more with a new preview token if the preview proxy refused the
 /// old one (the request then never reached the relay, so nothing runs twice).
-async fn send_renewing(
+pub(crate) async fn send_renewing(
     relay: &Relay,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> anyhow::Result<reqwest::Response> {
@@ -99,7 +99,7 @@ fn network(e: &reqwest::Error) -> anyhow::Error {
 
 /// The error message of a refused call, escaped for showing, and whether it is the
 /// relay's own (its JSON error body).
-async fn refusal(response: reqwest::Response) -> (reqwest::StatusCode, String, bool) {
+pub(crate) async fn refusal(response: reqwest::Response) -> (reqwest::StatusCode, String, bool) {
     let status = response.status();
     let body = read_error_body(response, ERROR_CAP).await;
     let (message, relays) = serde_json::from_slice::<ErrorBody>(&body).map_or_else(

@@ -45,6 +45,7 @@ pub mod sync;
 pub mod term;
 mod token;
 pub mod transfer;
+pub mod tunnel;
 pub mod yaml_guard;
 
 pub use error::{ErrorCode, ErrorReply};

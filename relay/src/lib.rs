@@ -39,6 +39,7 @@ pub mod settings;
 pub mod sync;
 pub mod term;
 pub mod token;
+pub mod tunnel;
 
 pub use settings::Settings;
 

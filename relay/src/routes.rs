@@ -6,7 +6,8 @@
 //!   and `/v1/workspace/*` are in [`crate::bridge`];
 //! - `/v1/uploads/*` and `/v1/downloads/*` are in [`crate::files`];
 //! - `/v1/terms/*` are in [`crate::term`];
-//! - `/v1/exec*` (one-off commands) are in [`crate::exec`].
+//! - `/v1/exec*` (one-off commands) are in [`crate::exec`];
+//! - `/v1/tunnel*` (TCP to a port of the box's loopback) are in [`crate::tunnel`].
 //!
 //! Each family serves from its own state; this is the only module that knows them all.
 
@@ -45,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .merge(crate::bridge::routes(state.bridge))
         .merge(crate::files::routes(state.uploads, state.downloads))
         .merge(crate::term::routes(state.terms))
+        .merge(crate::tunnel::routes())
         .route_layer(middleware::from_fn_with_state(
             Arc::new(state.token),
             require_token,

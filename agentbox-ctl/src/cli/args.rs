@@ -108,16 +108,22 @@ pub enum Cmd {
         #[arg(long, short)]
         json: bool,
     },
-    /// Print a unit's log.
+    /// Print the log of units (every unit when none is named), merged by time.
     Logs {
-        /// Unit name.
-        name: String,
+        /// Unit names (none: every unit).
+        names: Vec<String>,
         /// Number of latest lines to print first.
         #[arg(long, short = 'n', default_value_t = 200)]
         tail: u32,
         /// Keep printing new lines (across log rotation) until interrupted.
         #[arg(long, short)]
         follow: bool,
+        /// One JSON object a line (`unit`, `ts_ms`, `stream`, `line`).
+        #[arg(long)]
+        json: bool,
+        /// Only the lines of the last MS milliseconds (by the box's clock).
+        #[arg(long, value_name = "MS")]
+        since_ms: Option<u64>,
     },
     /// Start a unit (a service waits for its `needs`).
     Start(NameArg),

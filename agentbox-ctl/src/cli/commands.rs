@@ -1,13 +1,12 @@
 //! What each client command does: one request to the daemon (or the host, through it) and
 //! its answer turned into output and an exit code.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use agentbox_protocol::ctl::{CtlRequest, CtlResponse, SessionSpec};
 
 use super::args::{Cmd, NameArg, SessionCmd, EXIT_UNREACHABLE};
-use super::output::{ago, log_line, print_json, print_status, print_wait, unit_line};
+use super::output::{ago, print_json, print_status, print_wait, unit_line};
 use crate::client::{self, ClientError};
 use crate::config;
 use crate::paths::Paths;
@@ -175,7 +174,22 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
             other => Err(unexpected(&other)),
         },
-        Cmd::Logs { name, tail, follow } => logs(&socket, name, tail, follow),
+        Cmd::Logs {
+            names,
+            tail,
+            follow,
+            json,
+            since_ms,
+        } => super::logs::logs(
+            &socket,
+            super::logs::LogsArgs {
+                names,
+                tail,
+                follow,
+                json,
+                since_ms,
+            },
+        ),
         Cmd::Session(SessionCmd::Start {
             name,
             cwd,
@@ -266,31 +280,6 @@ fn unit_command(socket: &std::path::Path, request: CtlRequest) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         other => Err(unexpected(&other)),
-    }
-}
-
-fn logs(
-    socket: &std::path::Path,
-    name: String,
-    tail: u32,
-    follow: bool,
-) -> Result<ExitCode, ClientError> {
-    let mut c = client::Client::request(socket, CtlRequest::Logs { name, tail, follow })?;
-    let mut out = std::io::stdout().lock();
-    loop {
-        match c.response() {
-            Ok(CtlResponse::LogLines(lines)) => {
-                for l in &lines {
-                    if writeln!(out, "{}", log_line(l)).is_err() {
-                        return Ok(ExitCode::SUCCESS); // stdout closed (e.g. `| head`)
-                    }
-                }
-                let _ = out.flush();
-            }
-            Ok(CtlResponse::End) | Err(ClientError::NoAnswer) => return Ok(ExitCode::SUCCESS),
-            Ok(other) => return Err(unexpected(&other)),
-            Err(e) => return Err(e),
-        }
     }
 }
 

@@ -10,6 +10,7 @@
 //! | config | config get/set/unset/list | [`config`] | `commands::config` |
 //! | images | prepare, prune | [`images`] | `commands::images` |
 //! | url | url, screen | [`url`] | `commands::url` |
+//! | services | logs, services, port | [`services`] | `commands::services`, `commands::port` |
 //! | daytona | daytona login/resync, checkpoint | [`daytona`] | `commands::daytona` |
 //! | agents | claude, codex, opencode, resync | [`agents`] | `commands::agents` |
 //! | setup | install, completions | [`setup`] | `commands::setup` |
@@ -23,6 +24,7 @@ pub mod exec;
 pub mod files;
 pub mod git;
 pub mod images;
+pub mod services;
 pub mod setup;
 pub mod url;
 
@@ -37,6 +39,7 @@ pub use exec::{AttachArgs, ExecArgs, ShellArgs, ViewArgs};
 pub use files::{CpArgs, DownloadArgs, SyncArgs};
 pub use git::{ApprovalIdArg, ApprovalsArgs, AuditArgs, BridgeCmd, GitArgs};
 pub use images::{PrepareArgs, PruneArgs};
+pub use services::{LogsArgs, PortArgs, ServicesArgs};
 pub use setup::{CompletionsArgs, InstallArgs};
 pub use url::{ScreenArgs, UrlArgs};
 
@@ -164,6 +167,17 @@ pub enum Cmd {
     /// A docker box publishes only the WebProxy (8080) and the bridge (8788) on 127.0.0.1;
     /// a service is reached through the WebProxy as `http://<service>.localhost:<port>`.
     Url(UrlArgs),
+    /// Print a box's service and task logs (every unit merged by time, or one UNIT);
+    /// `-f` follows until Ctrl-C and ends when the box stops.
+    Logs(LogsArgs),
+    /// List a box's services: state, port and the address to reach each from here.
+    Services(ServicesArgs),
+    /// Forward a TCP port of a box to this machine, like `kubectl port-forward`.
+    ///
+    /// Any port listening on the box's loopback, declared in agentbox.yaml or not, through
+    /// the box's relay on every provider (Daytona through its preview URL). Connect to
+    /// 127.0.0.1:P here (--local P, default the same port); Ctrl-C ends the forward.
+    Port(PortArgs),
     /// Remove containers of this AGENTBOX_HOME that no box record knows.
     Prune(PruneArgs),
     /// Check what agentbox needs on this machine (tmux, git, docker, Daytona credentials)

@@ -19,6 +19,10 @@ pub struct UrlArgs {
     /// How long a Daytona link lasts (1h to 24h; it carries its own token).
     #[arg(long, value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
+    /// Also open it in the browser: `$BROWSER` (a `:`-separated list; `%s` stands for the
+    /// address), else `xdg-open`, else `open`.
+    #[arg(long)]
+    pub open: bool,
 }
 
 /// `agentbox screen`.

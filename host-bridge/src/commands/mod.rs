@@ -12,7 +12,9 @@ pub mod exec;
 pub mod files;
 pub mod git;
 pub mod images;
+pub mod port;
 mod interrupt;
+pub mod services;
 pub mod setup;
 pub mod url;
 

@@ -35,7 +35,7 @@ pub fn screen(ctx: &Ctx, args: &ScreenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `agentbox url`.
+/// `agentbox url`: prints the address, and with `--open` opens it in the browser.
 pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let (port, ttl) = (args.port, args.ttl);
     let record = ctx.resolve(args.target.as_deref())?;
@@ -47,9 +47,26 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
             record.provider
         );
     }
-    match b {
+    let address = address(&b, &record.name, port, ttl)?;
+    println!("{address}");
+    if args.open {
+        let program = crate::browser::open(&address)?;
+        eprintln!("agentbox: opened {address} with {program}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The address of box `name`'s WebProxy (`port` None), bridge (8788) or the service
+/// exposing `port`, for this machine; a Daytona link lasts `ttl` (default 1h).
+pub fn address(
+    b: &AnyBox,
+    name: &str,
+    port: Option<u16>,
+    ttl: Option<Duration>,
+) -> anyhow::Result<String> {
+    Ok(match b {
         AnyBox::Docker(b) => match port {
-            None | Some(8080 | 8788) => println!("{}", b.url(port)?),
+            None | Some(8080 | 8788) => b.url(port)?,
             // A service port is reached through the WebProxy, by its name.
             Some(p) => {
                 let out = b.ctl(&["status", "--json"])?;
@@ -61,37 +78,32 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
                     .flatten()
                     .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(p)))
                     .and_then(|u| u["name"].as_str())
-                    .with_context(|| {
-                        format!("no service of box `{}` exposes port {p}", record.name)
-                    })?
+                    .with_context(|| format!("no service of box `{name}` exposes port {p}"))?
                     .to_string();
-                // The name comes from the box: it becomes part of a host name only as one
-                // plain DNS label, never `evil.com/x?` or escapes.
-                let label = !service.is_empty()
-                    && service.len() <= 63
-                    && service
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || c == b'-');
-                if !label {
-                    bail!(
-                        "box `{}` names the service on port {p} `{}`, which is not a host name label",
-                        record.name,
-                        crate::text::shown(&service)
-                    );
-                }
-                let web = b.url(None)?;
-                println!(
-                    "{}",
-                    web.replacen("127.0.0.1", &format!("{service}.localhost"), 1)
-                );
+                web_url_of(&b.url(None)?, name, p, &service)?
             }
         },
-        AnyBox::Local(l) => println!("{}", l.web_url(port)?),
+        AnyBox::Local(l) => l.web_url(port)?,
         // A signed link: it carries its own token and expires.
-        AnyBox::Daytona(b) => println!(
-            "{}",
-            b.signed_url(port.unwrap_or(8080), ttl.unwrap_or(DEFAULT_TTL))?
-        ),
+        AnyBox::Daytona(b) => b.signed_url(port.unwrap_or(8080), ttl.unwrap_or(DEFAULT_TTL))?,
+    })
+}
+
+/// The WebProxy address (`web`, `http://127.0.0.1:P`) of `service` on `port` of a docker
+/// box: `http://SERVICE.localhost:P`.
+pub fn web_url_of(web: &str, name: &str, port: u16, service: &str) -> anyhow::Result<String> {
+    // The name comes from the box: it becomes part of a host name only as one plain DNS
+    // label, never `evil.com/x?` or escapes.
+    let label = !service.is_empty()
+        && service.len() <= 63
+        && service
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-');
+    if !label {
+        bail!(
+            "box `{name}` names the service on port {port} `{}`, which is not a host name label",
+            crate::text::shown(service)
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(web.replacen("127.0.0.1", &format!("{service}.localhost"), 1))
 }
