@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentbox_protocol::ctl::{
-    CtlRequest, CtlResponse, StatusReport, UnitKind, UnitProblem, UnitState, WaitReadyReport,
+    CtlRequest, CtlResponse, StatusReport, UnitKind, UnitProblem, UnitState, UnitStatus,
+    WaitReadyReport,
 };
 use agentbox_protocol::hello::{server_handshake, Connection, HandshakeError};
 use agentbox_protocol::{ErrorCode, ErrorReply, Hello};
@@ -244,6 +245,17 @@ pub async fn wait_ready(sup: &Handle, units: &[String], timeout: Duration) -> Wa
     }
 }
 
+/// Whether a unit that is not ready will not become so while one waits: it failed, was
+/// skipped or stopped, or is a service that exited before it was ready (restarting or
+/// not: a service that dies on start-up dies again, and waiting out its backoff only
+/// hides why), or one whose probe gave up and marked it unhealthy.
+fn failed_before_ready(u: &UnitStatus) -> bool {
+    matches!(
+        u.state,
+        UnitState::Failed | UnitState::Skipped | UnitState::Stopped
+    ) || (u.kind == UnitKind::Service && matches!(u.state, UnitState::Exited | UnitState::Running))
+}
+
 /// Classifies each target: ready, failed (with why), or still pending (with why).
 fn evaluate(snapshot: &Arc<StatusReport>, units: &[String]) -> (WaitReadyReport, Vec<UnitProblem>) {
     let targets: Vec<String> = if units.is_empty() {
@@ -276,13 +288,7 @@ fn evaluate(snapshot: &Arc<StatusReport>, units: &[String]) -> (WaitReadyReport,
             state: Some(u.state),
             reason,
         };
-        let dead = matches!(
-            u.state,
-            UnitState::Failed | UnitState::Skipped | UnitState::Stopped
-        ) || (u.kind == UnitKind::Service
-            && u.state == UnitState::Exited
-            && u.next_restart_at_ms.is_none());
-        if dead {
+        if failed_before_ready(u) {
             failed.push(problem);
         } else {
             pending.push(problem);

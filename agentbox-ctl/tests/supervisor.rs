@@ -279,7 +279,8 @@ fn probe_timeout_kills_and_restart_policy_applies() {
     assert_eq!(u["exit_signal"], "SIGTERM");
     let logs = b.ok(&["logs", "stuck"]);
     assert!(
-        logs.contains("readiness probe timed out after 300ms; killing the service"),
+        logs.contains("readiness probe timed out after 300ms (last try: ")
+            && logs.contains("); killing the service"),
         "{logs}"
     );
 }

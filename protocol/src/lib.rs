@@ -16,6 +16,7 @@
 //! - [`files`]: the JSON of the relay's file-transfer API (uploads, downloads, landing).
 //! - [`part_file`]: receiving into a staging file (hashed, sparse-aware) and serving from one.
 //! - [`land`]: putting a verified transfer in place with `docker cp` semantics.
+//! - [`listeners`]: who listens on a TCP port (`/proc`), for local boxes sharing ports.
 //! - [`sync`]: `agentbox sync` — the sync archive, the digests both sides compare, the report.
 //! - [`term`]: the relay's terminal API (a tmux viewer over WebSocket or HTTP streaming).
 //! - [`transfer`]: blake3 while streaming, the seed manifest, the hardened tar extractor.
@@ -35,6 +36,7 @@ pub mod files;
 pub mod frame;
 pub mod hello;
 pub mod land;
+pub mod listeners;
 #[cfg(feature = "logging")]
 pub mod logging;
 mod names;

@@ -131,6 +131,24 @@ impl PartialEq for ProbeKind {
     }
 }
 
+impl std::fmt::Display for ProbeKind {
+    /// What the probe waits for, as `create` and `status` show it ("port 8000", …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Port { host, port } if host == "127.0.0.1" || host == "localhost" => {
+                write!(f, "port {port}")
+            }
+            Self::Port { host, port } => write!(f, "port {host}:{port}"),
+            Self::Http {
+                url,
+                expect_status: Some(s),
+            } => write!(f, "{url} to answer {s}"),
+            Self::Http { url, .. } => write!(f, "{url} to answer 2xx"),
+            Self::LogMatch(re) => write!(f, "a log line matching /{}/", re.as_str()),
+        }
+    }
+}
+
 /// What happens when a probe does not pass within its timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnTimeout {

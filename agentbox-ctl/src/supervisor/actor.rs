@@ -390,6 +390,21 @@ impl Supervisor {
             Some(ProbeKind::LogMatch(_)) => Some(unit.log.subscribe()),
             _ => None,
         };
+        // Sharing the machine's ports, a service whose port another box holds would only
+        // crash-loop on "address in use" (or pass its probe on the other's listener).
+        if unit.spec.kind == UnitKind::Service && probe::shared_ports() {
+            let ports = unit
+                .spec
+                .ready_when
+                .as_ref()
+                .and_then(|p| probe::probe_port(&p.kind))
+                .into_iter()
+                .chain(unit.spec.expose.map(|e| e.port));
+            if let Some(error) = ports.into_iter().find_map(probe::taken_by_other) {
+                let _ = events.send(Event::SpawnFailed { name, gen, error });
+                return;
+            }
+        }
         let spawned = match process::command(&argv, &cwd, &env) {
             None => Err("empty command".to_string()),
             Some(cmd) => process::spawn_logged(cmd, &unit.log).map_err(|e| {
@@ -434,6 +449,12 @@ impl Supervisor {
             }
             (UnitKind::Service, Some(probe)) => {
                 unit.state = UnitState::Starting;
+                // What it waits for, for `status` and `create`'s progress.
+                unit.detail = Some(format!(
+                    "waiting for {} (timeout {}ms)",
+                    probe.kind,
+                    probe.timeout.as_millis()
+                ));
                 let events = events.clone();
                 let name = name.clone();
                 let task = tokio::spawn(async move {
@@ -543,6 +564,7 @@ impl Supervisor {
             OnTimeout::Kill => {
                 unit.note(&format!("{why}; killing the service"));
                 unit.detail = Some(why.to_string());
+                unit.probe_gave_up = Some(why.to_string());
                 if let Some(pgid) = unit.pid {
                     tokio::spawn(process::end_group(pgid, unit.spec.stop_grace));
                 }
@@ -574,6 +596,10 @@ impl Supervisor {
         unit.pid = None;
         unit.ready = false;
         unit.exit = Some(exit);
+        let described = match unit.probe_gave_up.take() {
+            Some(why) => format!("{why}; {}", exit.describe()),
+            None => exit.describe(),
+        };
         unit.finished_at_ms = Some(now_millis());
         unit.note(&exit.describe());
         let stopping = std::mem::take(&mut unit.stopping);
@@ -626,7 +652,7 @@ impl Supervisor {
                     }
                 } else {
                     unit.state = UnitState::Failed;
-                    unit.detail = Some(exit.describe());
+                    unit.detail = Some(described);
                 }
                 unit.wanted = false;
                 unit.fire_waiters();
@@ -643,7 +669,7 @@ impl Supervisor {
                     } else {
                         UnitState::Failed
                     };
-                    unit.detail = Some(exit.describe());
+                    unit.detail = Some(described);
                     unit.wanted = false;
                     unit.fire_waiters();
                     return;
@@ -658,8 +684,7 @@ impl Supervisor {
                 unit.state = UnitState::Exited;
                 unit.next_restart_at_ms = Some(now_millis() + delay.as_millis() as u64);
                 unit.detail = Some(format!(
-                    "{}; restarting in {}ms",
-                    exit.describe(),
+                    "{described}; restarting in {}ms",
                     delay.as_millis()
                 ));
                 let (name, gen, events) =

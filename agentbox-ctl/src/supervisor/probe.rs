@@ -1,4 +1,6 @@
-//! Readiness probes: a TCP connect, an HTTP GET, or a line of output matching a regex.
+//! Readiness probes: a TCP connect, an HTTP GET, or a line of output matching a regex. In a
+//! box that shares the machine's ports (a local box) a connect passes only when the
+//! listener is the box's own, and a port held by another box fails its service at start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +16,88 @@ pub use crate::http_target::HttpTarget;
 /// The first pause between probe attempts.
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 
+/// Whether this box shares the machine's ports with other boxes and programs: a local box,
+/// whose host sets `AGENTBOX_SHARED_PORTS=1`. Then only a listener of the box's own process
+/// tree makes a service ready, and a port another process holds fails it at start.
+pub fn shared_ports() -> bool {
+    static SHARED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SHARED.get_or_init(|| std::env::var("AGENTBOX_SHARED_PORTS").is_ok_and(|v| v == "1"))
+}
+
+/// The port on this machine a probe connects to, if it is a local one.
+pub fn probe_port(kind: &ProbeKind) -> Option<u16> {
+    let (host, port) = match kind {
+        ProbeKind::Port { host, port } => (host.clone(), *port),
+        ProbeKind::Http { url, .. } => {
+            let t = HttpTarget::parse(url).ok()?;
+            (t.host, t.port)
+        }
+        ProbeKind::LogMatch(_) => return None,
+    };
+    matches!(
+        host.as_str(),
+        "127.0.0.1" | "localhost" | "0.0.0.0" | "::1" | "[::1]"
+    )
+    .then_some(port)
+}
+
+/// `Ok` when a socket listening on `port` is held by this daemon's own process tree (its
+/// units and what they start); else who answers instead. Unknowable (no `/proc`) is `Ok`:
+/// the connect alone decides, as on any other machine.
+fn own_listener(port: u16) -> Result<(), String> {
+    use agentbox_protocol::listeners;
+    let Some(inodes) = listeners::listening_inodes(port) else {
+        return Ok(());
+    };
+    let tree = listeners::tree_of(std::process::id());
+    if tree.iter().any(|pid| listeners::holds_any(*pid, &inodes)) {
+        return Ok(());
+    }
+    Err(taken_by_other(port)
+        .unwrap_or_else(|| format!("port {port} answers, but not from a process of this box")))
+}
+
+/// Who outside this box holds `port`, as a sentence with the way out; `None` when no
+/// process outside this daemon's tree listens on it.
+pub fn taken_by_other(port: u16) -> Option<String> {
+    use agentbox_protocol::listeners;
+    let inodes = listeners::listening_inodes(port)?;
+    if inodes.is_empty() {
+        return None;
+    }
+    let tree = listeners::tree_of(std::process::id());
+    if tree.iter().any(|pid| listeners::holds_any(*pid, &inodes)) {
+        return None;
+    }
+    let way_out = "or give this service another port in agentbox.yaml";
+    let holders = listeners::holders(port).unwrap_or_default();
+    let Some(pid) = holders.into_iter().find(|p| !tree.contains(p)) else {
+        return Some(format!(
+            "port {port} is in use by a process of another user on this machine: stop it {way_out}"
+        ));
+    };
+    let program = listeners::command_of(pid).unwrap_or_else(|| "?".into());
+    Some(match listeners::env_of(pid, "AGENTBOX_BOX_NAME") {
+        Some(other) => format!(
+            "port {port} is in use by box `{other}` (pid {pid}, {program}): stop that box (`agentbox stop {other}`) {way_out}"
+        ),
+        None => format!(
+            "port {port} is in use by pid {pid} ({program}) on this machine: stop it {way_out}"
+        ),
+    })
+}
+
 /// One probe attempt. `Ok(())` means ready.
 async fn attempt(kind: &ProbeKind, per_try: Duration) -> Result<(), String> {
+    let result = attempt_connect(kind, per_try).await;
+    match (result, probe_port(kind)) {
+        (Ok(()), Some(port)) if shared_ports() => own_listener(port),
+        (result, _) => result,
+    }
+}
+
+/// The connect (and HTTP exchange) of one attempt.
+async fn attempt_connect(kind: &ProbeKind, per_try: Duration) -> Result<(), String> {
     match kind {
         ProbeKind::Port { host, port } => {
             match tokio::time::timeout(per_try, TcpStream::connect((host.as_str(), *port))).await {
@@ -88,6 +170,8 @@ pub async fn run(
     probe: &Probe,
     lines: Option<broadcast::Receiver<Arc<LogLine>>>,
 ) -> Result<(), String> {
+    // What the last attempt said, for the timeout's message.
+    let last_error = std::sync::Mutex::new(None::<String>);
     let work = async {
         if let ProbeKind::LogMatch(re) = &probe.kind {
             let Some(mut rx) = lines else {
@@ -113,16 +197,24 @@ pub async fn run(
                 Err(e) => e,
             };
             tracing::trace!(error = %last, "probe attempt failed");
+            if let Ok(mut l) = last_error.lock() {
+                *l = Some(last);
+            }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(probe.interval);
         }
     };
     match tokio::time::timeout(probe.timeout, work).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
-            "readiness probe timed out after {}ms",
-            probe.timeout.as_millis()
-        )),
+        Err(_) => {
+            let last = last_error.lock().ok().and_then(|mut l| l.take());
+            Err(format!(
+                "readiness probe timed out after {}ms{}",
+                probe.timeout.as_millis(),
+                last.map(|e| format!(" (last try: {e})"))
+                    .unwrap_or_default()
+            ))
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub(super) struct Unit {
     pub(super) after_exit: AfterExit,
     pub(super) waiters: Vec<Reply<UnitStatus>>,
     pub(super) probe: Option<AbortHandle>,
+    /// Why the readiness probe killed the current run (its timeout passed), so the exit
+    /// says so rather than only "killed by SIGTERM".
+    pub(super) probe_gave_up: Option<String>,
 }
 
 impl Unit {
@@ -71,6 +74,7 @@ impl Unit {
             after_exit: AfterExit::Nothing,
             waiters: Vec::new(),
             probe: None,
+            probe_gave_up: None,
         }
     }
 
