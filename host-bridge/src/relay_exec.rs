@@ -13,6 +13,7 @@ use agentbox_protocol::exec::{
     ExecExit, ExecFrame, ExecRequest, FrameReader, EOF_HEADER, HEARTBEAT_MS, MAX_STDIN_POST,
 };
 use agentbox_protocol::files::OFFSET_HEADER;
+use agentbox_protocol::term::TermSize;
 use anyhow::{anyhow, bail, Context};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -117,6 +118,18 @@ pub async fn run(
     stdin: Option<mpsc::Receiver<Vec<u8>>>,
     output: &mut (dyn FnMut(Stream, &[u8]) -> std::io::Result<()> + Send),
 ) -> anyhow::Result<Ended> {
+    run_sized(relay, request, stdin, None, output).await
+}
+
+/// [`run`], and for a request with a `tty`, the terminal's new sizes from `resizes`. A
+/// detached request ends at its `Started` frame (exit code 0).
+pub async fn run_sized(
+    relay: &Relay,
+    request: &ExecRequest,
+    stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    resizes: Option<mpsc::UnboundedReceiver<TermSize>>,
+    output: &mut (dyn FnMut(Stream, &[u8]) -> std::io::Result<()> + Send),
+) -> anyhow::Result<Ended> {
     request.validate().map_err(|e| anyhow!("{e}"))?;
     let response = send_renewing(relay, || {
         relay
@@ -141,7 +154,10 @@ pub async fn run(
     let mut body = response.bytes_stream();
     let mut frames = FrameReader::new();
     let mut stdin = stdin.filter(|_| request.stdin);
+    let mut resizes = resizes.filter(|_| request.tty.is_some());
     let mut pump: Option<tokio::task::JoinHandle<()>> = None;
+    let mut resizer: Option<tokio::task::JoinHandle<()>> = None;
+    let mut started = false;
     let cut = || {
         anyhow!("the connection to the box was cut before the command ended (the box stops a command whose caller went away)")
     };
@@ -157,6 +173,13 @@ pub async fn run(
         let chunk = match next {
             Some(Ok(c)) => c,
             Some(Err(e)) => return Err(network(&e)).context(cut()),
+            None if started && request.detach => {
+                break ExecExit {
+                    code: Some(0),
+                    signal: None,
+                    timed_out: false,
+                }
+            }
             None => return Err(cut()),
         };
         frames.push(&chunk);
@@ -165,6 +188,10 @@ pub async fn run(
             match frame {
                 ExecFrame::Heartbeat => {}
                 ExecFrame::Started(s) => {
+                    started = true;
+                    if let Some(rx) = resizes.take() {
+                        resizer = Some(tokio::spawn(send_resizes(relay.clone(), s.id.clone(), rx)));
+                    }
                     if let Some(rx) = stdin.take() {
                         pump = Some(tokio::spawn(send_stdin(relay.clone(), s.id, rx)));
                     }
@@ -178,10 +205,31 @@ pub async fn run(
             break e;
         }
     };
-    if let Some(p) = pump {
-        p.abort();
+    for task in [pump, resizer].into_iter().flatten() {
+        task.abort();
     }
     Ok(Ended::Exited(ended))
+}
+
+/// Sends each new size from `rx` to the command's terminal (a failed one is logged: the
+/// command goes on at its old size).
+async fn send_resizes(relay: Relay, id: String, mut rx: mpsc::UnboundedReceiver<TermSize>) {
+    let path = format!("/v1/exec/{id}/resize");
+    while let Some(size) = rx.recv().await {
+        let sent = send_renewing(&relay, || {
+            relay.request(reqwest::Method::POST, &path).json(&size)
+        })
+        .await;
+        match sent {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return,
+            Ok(r) => {
+                let (status, message, _) = refusal(r).await;
+                tracing::warn!(%status, %message, "the box refused the terminal's new size");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot send the terminal's new size"),
+        }
+    }
 }
 
 /// Sends what comes from `rx` as the command's stdin, in order, each piece at its offset;
@@ -259,10 +307,57 @@ pub async fn capture(
     Ok((ended, out, err))
 }
 
+/// `agentbox exec` through the relay: [`run_here`], with this terminal in raw mode and
+/// its size followed when the request has a `tty`; a command the box could not start is
+/// said on stderr. Returns the exit status (126/127 for one that could not start).
+pub fn exec_here(relay: &Relay, request: &ExecRequest) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ended = runtime.block_on(async {
+        let raw = if request.tty.is_some() && request.stdin {
+            crate::attach::terminal::RawMode::enable()?
+        } else {
+            None
+        };
+        let resizes = request.tty.map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            if let Ok(mut winch) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+            {
+                tokio::spawn(async move {
+                    while winch.recv().await.is_some() {
+                        if tx.send(crate::attach::terminal::size()).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            rx
+        });
+        let ended = run_here_sized(relay, request, resizes).await;
+        drop(raw);
+        ended
+    })?;
+    if let Ended::Refused { message, .. } = &ended {
+        eprintln!("agentbox: {message}");
+    }
+    Ok(ended.status_code())
+}
+
 /// Runs `request` with this process's stdout and stderr (each chunk written and flushed as
 /// it arrives) and, when the request asks for stdin, this process's stdin (read on a
 /// thread of its own).
 pub async fn run_here(relay: &Relay, request: &ExecRequest) -> anyhow::Result<Ended> {
+    run_here_sized(relay, request, None).await
+}
+
+/// [`run_here`], following the terminal's sizes from `resizes`.
+async fn run_here_sized(
+    relay: &Relay,
+    request: &ExecRequest,
+    resizes: Option<mpsc::UnboundedReceiver<TermSize>>,
+) -> anyhow::Result<Ended> {
     let stdin = request.stdin.then(|| {
         let (tx, rx) = mpsc::channel::<Vec<u8>>(4);
         std::thread::spawn(move || {
@@ -282,17 +377,23 @@ pub async fn run_here(relay: &Relay, request: &ExecRequest) -> anyhow::Result<En
         });
         rx
     });
-    run(relay, request, stdin, &mut |stream, bytes| match stream {
-        Stream::Stdout => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(bytes)?;
-            out.flush()
-        }
-        Stream::Stderr => {
-            let mut err = std::io::stderr().lock();
-            err.write_all(bytes)?;
-            err.flush()
-        }
-    })
+    run_sized(
+        relay,
+        request,
+        stdin,
+        resizes,
+        &mut |stream, bytes| match stream {
+            Stream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+            Stream::Stderr => {
+                let mut err = std::io::stderr().lock();
+                err.write_all(bytes)?;
+                err.flush()
+            }
+        },
+    )
     .await
 }

@@ -286,7 +286,7 @@ fn attach_to_a_missing_session_says_which_exist() {
     let (repo, name) = box_with_bash(&host);
     host.fails(
         &repo,
-        &["attach", &name, "--session", "nope"],
+        &["attach", &name, "--session", "nope", "--no-tty"],
         "no session named `nope` (sessions: agent)",
     );
     host.ok(
@@ -306,7 +306,7 @@ fn attach_to_a_missing_session_says_which_exist() {
     );
     host.fails(
         &repo,
-        &["attach", &name],
+        &["attach", &name, "--no-tty"],
         "name the session to attach to (sessions: agent, two)",
     );
     let out = host.run(&repo, &["attach", &name, "--reconnect-window", "2d"]);

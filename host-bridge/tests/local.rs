@@ -183,7 +183,10 @@ fn two_boxes_of_one_repo_side_by_side() {
         .trim(),
         "agentbox/twin-2"
     );
-    host.fails(&repo, &["exec", "--", "true"], "this project has 2 boxes");
+    // `exec` exits 125 when agentbox cannot run the command, as `docker exec` does.
+    let out = host.run(&repo, &["exec", "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("this project has 2 boxes"));
     let list = host.list(&repo);
     assert!(list.iter().all(|b| b["state"] == "running"), "{list:?}");
 }

@@ -17,13 +17,22 @@
 //!   taken is skipped, so a retried send is never typed twice; a gap is `409` with the
 //!   relay's offset); header [`EOF_HEADER`]`: 1` closes stdin after them.
 //!
+//! - `POST /v1/exec/{id}/resize` (only when the request asked for a `tty`): the body is a
+//!   [`TermSize`] (JSON), the command's terminal's new size.
+//!
 //! When the caller's connection goes, the command's process group is ended (SIGTERM, then
 //! SIGKILL): nothing runs on behind a host that gave up. A command runs as long as it
-//! likes unless the request sets `timeout_ms`.
+//! likes unless the request sets `timeout_ms`. Three request fields give `docker exec`'s
+//! options: `tty` runs the command on a terminal of its own (its output then all comes as
+//! [`ExecFrame::Stdout`], as a terminal merges it), `user` runs it as another user of the
+//! box (through `sudo`), and `detach` leaves it running: the answer is then the
+//! [`ExecFrame::Started`] frame alone, and the command is not ended when the stream closes.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+
+use crate::term::TermSize;
 
 /// The most arguments a command may have.
 pub const MAX_ARGS: usize = 4096;
@@ -66,6 +75,16 @@ pub struct ExecRequest {
     /// The command's process group is ended after this long (none: no limit).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Run it on a terminal of this size (`docker exec -t`); none: pipes.
+    #[serde(default)]
+    pub tty: Option<TermSize>,
+    /// Run it as this user of the box (a name or a uid, see [`valid_user`]); none: the
+    /// box's user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Start it and leave it running (`docker exec -d`): no stdin, output or exit.
+    #[serde(default)]
+    pub detach: bool,
 }
 
 /// Why an [`ExecRequest`] or a frame stream is refused.
@@ -86,6 +105,17 @@ pub enum ExecError {
     /// `timeout_ms` is zero or past [`MAX_TIMEOUT_MS`].
     #[error("timeout_ms must be between 1 and {MAX_TIMEOUT_MS}")]
     Timeout,
+    /// A user that is not a name or a uid (see [`valid_user`]).
+    #[error(
+        "`{0}` is not a user name or uid (letters, digits, `_`, `.`, `-`; not starting with `-`)"
+    )]
+    User(String),
+    /// A terminal size outside 1–1000.
+    #[error("a terminal size must be 1–1000 columns and rows")]
+    TermSize,
+    /// Options that do not go together.
+    #[error("{0}")]
+    Conflict(&'static str),
     /// A frame longer than [`MAX_FRAME_PAYLOAD`].
     #[error("an exec frame of {0} bytes is past the cap of {MAX_FRAME_PAYLOAD}")]
     FrameTooLarge(usize),
@@ -104,6 +134,18 @@ pub fn valid_env_name(name: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
 }
 
+/// Whether `user` can name a user of a box: a name (`[A-Za-z0-9_][A-Za-z0-9_.-]*`, at most
+/// 32 bytes, as `useradd` takes) or a numeric uid. No group: `-u` means the same on every
+/// provider.
+pub fn valid_user(user: &str) -> bool {
+    let b = user.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 impl ExecRequest {
     /// A request to run `argv` in the workspace, with no stdin, env or time limit.
     pub fn new(argv: Vec<String>) -> Self {
@@ -113,6 +155,9 @@ impl ExecRequest {
             env: BTreeMap::new(),
             stdin: false,
             timeout_ms: None,
+            tty: None,
+            user: None,
+            detach: false,
         }
     }
 
@@ -163,6 +208,17 @@ impl ExecRequest {
             .is_some_and(|t| t == 0 || t > MAX_TIMEOUT_MS)
         {
             return Err(ExecError::Timeout);
+        }
+        if let Some(user) = self.user.as_deref().filter(|u| !valid_user(u)) {
+            return Err(ExecError::User(user.to_string()));
+        }
+        if self.tty.is_some_and(|t| !t.is_valid()) {
+            return Err(ExecError::TermSize);
+        }
+        if self.detach && (self.stdin || self.tty.is_some()) {
+            return Err(ExecError::Conflict(
+                "a detached command takes no stdin and has no terminal",
+            ));
         }
         Ok(())
     }
@@ -370,6 +426,24 @@ mod tests {
             r.timeout_ms = Some(t);
             assert_eq!(r.validate(), Err(ExecError::Timeout));
         }
+        for bad in ["", "-x", "a:b", "a b", "a/b", &"u".repeat(33)] {
+            let mut r = ok_request();
+            r.user = Some(bad.to_string());
+            assert_eq!(r.validate(), Err(ExecError::User(bad.into())), "{bad}");
+        }
+        for good in ["agent", "1000", "_x", "a.b-c"] {
+            let mut r = ok_request();
+            r.user = Some(good.to_string());
+            assert_eq!(r.validate(), Ok(()), "{good}");
+        }
+        let mut r = ok_request();
+        r.tty = Some(TermSize { cols: 0, rows: 24 });
+        assert_eq!(r.validate(), Err(ExecError::TermSize));
+        let mut r = ok_request();
+        r.detach = true;
+        assert_eq!(r.validate(), Ok(()));
+        r.stdin = true;
+        assert!(matches!(r.validate(), Err(ExecError::Conflict(_))));
     }
 
     #[test]

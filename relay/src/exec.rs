@@ -9,11 +9,17 @@
 //! command's group is then ended (SIGTERM, SIGKILL a second later) — as it is when the
 //! relay stops or the request's `timeout_ms` passes. A command that exits by itself leaves
 //! what it put in the background alone, as `docker exec` does.
+//!
+//! A request's `tty` runs the command on a PTY ([`crate::exec_tty`]); its `user` runs it
+//! through `sudo -n -u USER` unless that is the relay's own user; `detach` starts it with
+//! no stdio and answers with its `Started` frame alone.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,6 +29,7 @@ use agentbox_protocol::exec::{
     MAX_CHUNK, MAX_STDIN_POST,
 };
 use agentbox_protocol::files::OFFSET_HEADER;
+use agentbox_protocol::term::TermSize;
 use agentbox_protocol::ErrorCode;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, State};
@@ -34,7 +41,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::ChildStdin;
 use tokio::sync::mpsc;
 
+use crate::exec_tty::TtyInput;
 use crate::http::{internal, ApiError};
+
+/// Something a command prints.
+type Source = Box<dyn AsyncRead + Unpin + Send>;
+/// Waits for a command: its exit code and the signal that ended it.
+type Waiter = Pin<Box<dyn Future<Output = std::io::Result<(Option<i32>, Option<i32>)>> + Send>>;
+/// A command's terminal, for resizing.
+type Master = Arc<Mutex<Box<dyn portable_pty::MasterPty + Send>>>;
 
 /// Variables of the relay's own environment no command gets.
 const SECRET_VARS: [&str; 2] = ["AGENTBOX_BRIDGE_TOKEN", "AGENTBOX_RELAY_TOKEN"];
@@ -52,10 +67,30 @@ pub struct Execs {
     stdin: Mutex<HashMap<String, Arc<tokio::sync::Mutex<StdinSlot>>>>,
 }
 
-/// A command's stdin: the pipe (gone once closed) and how many bytes it took.
+/// A command's stdin: the pipe or terminal (gone once closed), how many bytes it took, and
+/// its terminal if it has one.
 struct StdinSlot {
-    pipe: Option<ChildStdin>,
+    pipe: Option<Input>,
     taken: u64,
+    master: Option<Master>,
+}
+
+/// Where a command's stdin goes.
+enum Input {
+    Pipe(ChildStdin),
+    Tty(TtyInput),
+}
+
+impl Input {
+    async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Pipe(p) => {
+                p.write_all(bytes).await?;
+                p.flush().await
+            }
+            Self::Tty(t) => t.write(bytes.to_vec()).await,
+        }
+    }
 }
 
 /// The `/v1/exec` routes (the token check is the caller's); commands run in `workspace`
@@ -68,6 +103,7 @@ pub fn routes(workspace: PathBuf) -> Router {
     Router::new()
         .route("/v1/exec", post(start))
         .route("/v1/exec/{id}/stdin", post(stdin))
+        .route("/v1/exec/{id}/resize", post(resize))
         .with_state(execs)
 }
 
@@ -129,82 +165,232 @@ impl Drop for GroupGuard {
     }
 }
 
+/// The path of `program` as the relay's `PATH` finds it (itself when it has a `/`).
+fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The argv that runs `request` as its `user`: its own when that is the relay's user (or
+/// none), else through `sudo -n -u`, its variables then set by `env` (sudo resets them).
+/// Refused (`400`) for a user the box lacks or a box without sudo; `404` for a program
+/// that is not there.
+#[allow(clippy::result_large_err)]
+fn argv_for(request: &ExecRequest) -> Result<(Vec<String>, bool), Response> {
+    use nix::unistd::{Uid, User};
+    let Some(name) = request.user.as_deref() else {
+        return Ok((request.argv.clone(), false));
+    };
+    let me = Uid::effective();
+    let wanted = match name.parse::<u32>() {
+        Ok(uid) => User::from_uid(Uid::from_raw(uid)).ok().flatten(),
+        Err(_) => User::from_name(name).ok().flatten(),
+    };
+    let Some(user) = wanted else {
+        return Err(bad_request(format!(
+            "cannot run as `{name}`: no such user in the box"
+        )));
+    };
+    if user.uid == me {
+        return Ok((request.argv.clone(), false));
+    }
+    if find_program("sudo").is_none() {
+        return Err(bad_request(format!(
+            "cannot run as `{name}`: the box has no sudo to change user with"
+        )));
+    }
+    let program = &request.argv[0];
+    if find_program(program).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("cannot run `{program}`: no such program in the box's PATH"),
+        )
+        .into_response());
+    }
+    let mut argv: Vec<String> = ["sudo", "-n", "-u", &format!("#{}", user.uid), "--"]
+        .map(String::from)
+        .to_vec();
+    if !request.env.is_empty() {
+        argv.push("env".into());
+        argv.extend(request.env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    argv.extend(request.argv.iter().cloned());
+    Ok((argv, true))
+}
+
+/// Why a command could not start, as the answer: `404` for a program that is not there,
+/// `400` (the caller's 126) otherwise — a missing directory included, as `docker exec`
+/// has it.
+fn spawn_refused(program: &str, cwd: &Path, e: &std::io::Error) -> Response {
+    if !cwd.is_dir() {
+        return bad_request(format!(
+            "cannot run `{program}`: no directory {} in the box",
+            cwd.display()
+        ));
+    }
+    if e.kind() == std::io::ErrorKind::NotFound
+        || e.to_string().contains("No such file or directory")
+    {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("cannot run `{program}`: no such program in the box's PATH"),
+        )
+        .into_response();
+    }
+    bad_request(format!("cannot run `{program}`: {e}"))
+}
+
+/// A started command, however it runs.
+struct Spawned {
+    pid: u32,
+    out: Option<Source>,
+    err: Option<Source>,
+    input: Option<Input>,
+    master: Option<Master>,
+    wait: Waiter,
+}
+
+/// Starts `argv` on pipes (stdin piped only when asked for); `detach`: no stdio at all.
+fn spawn_piped(
+    request: &ExecRequest,
+    argv: &[String],
+    sudo: bool,
+    cwd: &Path,
+) -> std::io::Result<Spawned> {
+    let piped = |on: bool| if on { Stdio::piped() } else { Stdio::null() };
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .process_group(0)
+        .stdin(piped(request.stdin && !request.detach))
+        .stdout(piped(!request.detach))
+        .stderr(piped(!request.detach));
+    if !sudo {
+        command.envs(&request.env);
+    }
+    for var in SECRET_VARS {
+        if !request.env.contains_key(var) {
+            command.env_remove(var);
+        }
+    }
+    let mut child = command.spawn()?;
+    let pid = child
+        .id()
+        .ok_or_else(|| std::io::Error::other("the command ended before it could be followed"))?;
+    let out = child.stdout.take().map(|p| Box::new(p) as Source);
+    let err = child.stderr.take().map(|p| Box::new(p) as Source);
+    let input = child.stdin.take().map(Input::Pipe);
+    let wait: Waiter = Box::pin(async move {
+        let s = child.wait().await?;
+        Ok((s.code(), s.signal()))
+    });
+    Ok(Spawned {
+        pid,
+        out,
+        err,
+        input,
+        master: None,
+        wait,
+    })
+}
+
 /// `POST /v1/exec`.
 async fn start(State(execs): State<Arc<Execs>>, Json(request): Json<ExecRequest>) -> Response {
     if let Err(e) = request.validate() {
         return bad_request(e.to_string());
     }
     let cwd = resolve_cwd(&execs.workspace, request.cwd.as_deref());
-    let program = &request.argv[0];
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(&request.argv[1..])
-        .current_dir(&cwd)
-        .envs(&request.env)
-        .process_group(0)
-        .stdin(if request.stdin {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for var in SECRET_VARS {
-        if !request.env.contains_key(var) {
-            command.env_remove(var);
-        }
+    let program = request.argv[0].clone();
+    let (argv, sudo) = match argv_for(&request) {
+        Ok(a) => a,
+        Err(refused) => return refused,
+    };
+    if !cwd.is_dir() {
+        return spawn_refused(&program, &cwd, &std::io::ErrorKind::NotFound.into());
     }
-    let mut child = match command.spawn() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !cwd.is_dir() => {
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!(
-                    "cannot run `{program}`: no directory {} in the box",
-                    cwd.display()
-                ),
-            )
-            .into_response()
+    let spawned = match request.tty {
+        Some(size) => {
+            let env = if sudo {
+                std::collections::BTreeMap::new()
+            } else {
+                request.env.clone()
+            };
+            let removed: Vec<&str> = SECRET_VARS
+                .into_iter()
+                .filter(|v| !request.env.contains_key(*v))
+                .collect();
+            if find_program(&argv[0]).is_none() {
+                return spawn_refused(&program, &cwd, &std::io::ErrorKind::NotFound.into());
+            }
+            crate::exec_tty::spawn(&argv, &cwd, &env, &removed, size).map(|t| Spawned {
+                pid: t.pid,
+                out: Some(Box::new(t.output) as Source),
+                err: None,
+                input: Some(Input::Tty(t.input)),
+                master: Some(t.master),
+                wait: Box::pin(async move { t.wait.await.map_err(std::io::Error::other)? }),
+            })
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return ApiError::new(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                format!("cannot run `{program}`: no such program in the box's PATH"),
-            )
-            .into_response()
-        }
-        Err(e) => return bad_request(format!("cannot run `{program}`: {e}")),
+        None => spawn_piped(&request, &argv, sudo, &cwd),
     };
-    let Some(pid) = child.id() else {
-        return internal("the command ended before it could be followed").into_response();
+    let spawned = match spawned {
+        Ok(s) => s,
+        Err(e) => return spawn_refused(&program, &cwd, &e),
     };
+    let pid = spawned.pid;
     let id = match agentbox_protocol::files::new_transfer_id() {
         Ok(id) => id,
         Err(e) => {
-            let _ = child.start_kill();
+            end_group(pid as i32);
             return internal(e).into_response();
         }
     };
+    let started = ExecFrame::Started(ExecStarted {
+        id: id.clone(),
+        pid,
+    });
+    if request.detach {
+        tracing::info!(%id, pid, program = %program, cwd = %cwd.display(), "exec started, detached");
+        // Reaped when it ends; nothing ends it.
+        let wait = spawned.wait;
+        tokio::spawn(async move {
+            let _ = wait.await;
+        });
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            started.encode(),
+        )
+            .into_response();
+    }
     let guard = GroupGuard {
         pgid: pid as i32,
         armed: true,
     };
     let slot = Arc::new(tokio::sync::Mutex::new(StdinSlot {
-        pipe: child.stdin.take(),
+        pipe: spawned.input,
         taken: 0,
+        master: spawned.master,
     }));
     execs.slots().insert(id.clone(), slot);
-    tracing::info!(%id, pid, program = %program, cwd = %cwd.display(), "exec started");
+    tracing::info!(%id, pid, program = %program, cwd = %cwd.display(), tty = request.tty.is_some(), "exec started");
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let started = ExecFrame::Started(ExecStarted {
         id: id.clone(),
         pid,
     });
     let timeout = request.timeout_ms.map(Duration::from_millis);
+    let (out, err, wait) = (spawned.out, spawned.err, spawned.wait);
     tokio::spawn(async move {
-        follow(child, guard, tx, started, timeout).await;
+        follow(out, err, wait, guard, tx, started, timeout).await;
         execs.slots().remove(&id);
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -231,7 +417,9 @@ async fn read_from<R: AsyncRead + Unpin>(
 /// Streams the command's frames into `tx` until it ended (then its exit) or the caller
 /// went away (then `guard` ends its group).
 async fn follow(
-    mut child: tokio::process::Child,
+    mut out: Option<Source>,
+    mut err: Option<Source>,
+    mut wait: Waiter,
     mut guard: GroupGuard,
     tx: mpsc::Sender<Bytes>,
     started: ExecFrame,
@@ -245,13 +433,11 @@ async fn follow(
     if !send(started).await {
         return;
     }
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
     let (mut out_buf, mut err_buf) = (vec![0u8; MAX_CHUNK], vec![0u8; MAX_CHUNK]);
     let never = tokio::time::Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
     let mut deadline = timeout.map(|t| tokio::time::Instant::now() + t);
     let mut drain_until: Option<tokio::time::Instant> = None;
-    let mut status: Option<std::process::ExitStatus> = None;
+    let mut status: Option<(Option<i32>, Option<i32>)> = None;
     let mut timed_out = false;
     let beat = Duration::from_millis(HEARTBEAT_MS);
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + beat, beat);
@@ -278,7 +464,7 @@ async fn follow(
                 }
                 _ => err = None,
             },
-            waited = child.wait(), if status.is_none() => match waited {
+            waited = &mut wait, if status.is_none() => match waited {
                 Ok(s) => {
                     status = Some(s);
                     drain_until = Some(tokio::time::Instant::now() + DRAIN_AFTER_EXIT);
@@ -303,10 +489,10 @@ async fn follow(
         }
     }
     guard.armed = false;
-    let status = status.unwrap_or_default();
+    let (code, signal) = status.unwrap_or((None, None));
     let exit = ExecExit {
-        code: status.code(),
-        signal: status.signal(),
+        code,
+        signal,
         timed_out,
     };
     tracing::info!(pgid = guard.pgid, code = ?exit.code, signal = ?exit.signal, timed_out, "exec ended");
@@ -361,7 +547,7 @@ async fn stdin(
     if let Some(pipe) = slot.pipe.as_mut() {
         // A command that stopped reading (closed stdin, exited) takes nothing more: its
         // stdin is then closed here too, as a pipe to it would be.
-        if pipe.write_all(fresh).await.is_err() || pipe.flush().await.is_err() {
+        if pipe.write_all(fresh).await.is_err() {
             slot.pipe = None;
         }
     }
@@ -372,4 +558,35 @@ async fn stdin(
     let mut r = StatusCode::NO_CONTENT.into_response();
     r.headers_mut().insert(OFFSET_HEADER, slot.taken.into());
     r
+}
+
+/// `POST /v1/exec/{id}/resize`: the command's terminal's new size.
+async fn resize(
+    State(execs): State<Arc<Execs>>,
+    UrlPath(id): UrlPath<String>,
+    Json(size): Json<TermSize>,
+) -> Response {
+    if !size.is_valid() {
+        return bad_request("a terminal size must be 1–1000 columns and rows");
+    }
+    let Some(slot) = execs.slots().get(&id).cloned() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            format!("no command {id} runs (it ended, or the relay restarted)"),
+        )
+        .into_response();
+    };
+    let slot = slot.lock().await;
+    let Some(master) = &slot.master else {
+        return bad_request(format!("command {id} has no terminal to resize"));
+    };
+    let resized = master
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .resize(crate::exec_tty::pty_size(size));
+    match resized {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => internal(e).into_response(),
+    }
 }

@@ -16,6 +16,7 @@
 //! - [`term`]: viewers of the box's tmux sessions (`/v1/terms`) for `agentbox attach`,
 //!   over WebSocket or HTTP streaming, resuming from byte offsets after a cut.
 //! - [`exec`]: one-off commands for the host (`/v1/exec`), output streamed apart.
+//! - [`exec_tty`]: a `/v1/exec` command on a PTY of its own (`exec -t`).
 //! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
 //!
 //! - [`journal`]: box → host requests in SQLite with leases; [`box_api`]: `relay.sock`,
@@ -27,6 +28,7 @@ pub mod box_api;
 pub mod bridge;
 pub mod ctl_link;
 pub mod exec;
+pub mod exec_tty;
 pub mod files;
 pub mod host_seen;
 pub mod http;

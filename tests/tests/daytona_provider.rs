@@ -138,7 +138,7 @@ fn git(dir: &Path, args: &[&str]) {
 /// `agentbox attach` with pipes: waits for `text` on the screen, detaches.
 fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
     let mut child = host
-        .command(repo, &["attach", name, "--session", "demo"])
+        .command(repo, &["attach", name, "--session", "demo", "--no-tty"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -85,7 +85,7 @@ impl Drop for Host {
 fn attach_and_detach(host: &Host, repo: &Path, name: &str) {
     use std::io::{Read, Write};
     let mut child = Command::new(bin_path("agentbox"))
-        .args(["attach", name, "--session", "demo"])
+        .args(["attach", name, "--session", "demo", "--no-tty"])
         .current_dir(repo)
         .env("AGENTBOX_HOME", host.home())
         .stdin(Stdio::piped())

@@ -109,7 +109,11 @@ fn agent_again(
                 // The agent ended; its pane stays until the session goes.
                 let _ = b.ctl(&["session", "kill", name]);
             }
-            eprintln!("==> resuming {name} in box `{}`", record.name);
+            if found.is_some() {
+                eprintln!("==> resuming {name} in box `{}`", record.name);
+            } else {
+                eprintln!("==> starting {name} in box `{}`", record.name);
+            }
             start_session(ctx, &b, name, &agent.session_argv(args, true), Some(name))?;
         }
     }

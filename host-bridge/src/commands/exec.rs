@@ -22,12 +22,57 @@ pub fn bridge_on_demand(ctx: &Ctx) {
     }
 }
 
-/// `agentbox exec`: exits with the command's exit code.
+/// The exit code of `agentbox exec` when agentbox itself cannot run the command (as
+/// `docker exec` has it for the daemon's errors).
+pub const EXEC_FAILED: u8 = 125;
+
+/// `agentbox exec`: exits with the command's exit code; [`EXEC_FAILED`] when agentbox
+/// cannot run it (said on stderr), 126/127 when the box cannot (see [`ExecArgs`]).
 pub fn exec(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<ExitCode> {
+    let mut args = ExecArgs {
+        command: args.command.clone(),
+        target: args.target.clone(),
+        env: args.env.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        ..*args
+    };
+    args.settle(std::env::args());
+    match exec_code(ctx, &args) {
+        Ok(code) => Ok(ExitCode::from(u8::try_from(code).unwrap_or(1))),
+        Err(e) => {
+            eprintln!("agentbox: {}", crate::text::shown_lines(&format!("{e:#}")));
+            Ok(ExitCode::from(EXEC_FAILED))
+        }
+    }
+}
+
+/// Runs `agentbox exec` on the box's provider; its exit code.
+fn exec_code(ctx: &Ctx, args: &ExecArgs) -> anyhow::Result<i32> {
+    if args.target.is_some() && args.command.is_empty() {
+        let target = args.target.as_deref().unwrap_or_default();
+        if ctx.resolve(Some(target)).is_err() {
+            // `agentbox exec ls` in a box's directory: the box was left out.
+            bail!(
+                "no box `{target}` and no command given: put the command after `--` (`agentbox exec -- {target}`) or name the box (`agentbox exec BOX {target}`)"
+            );
+        }
+    }
+    let request = args
+        .request(|k| std::env::var(k).ok(), crate::attach::terminal::size())
+        .map_err(anyhow::Error::msg)?;
+    if request.tty.is_some() && request.stdin && !std::io::stdin().is_terminal() {
+        bail!("-t with -i needs a terminal, and stdin is not one: drop `-t` (or `-i`)");
+    }
     let record = ctx.resolve(args.target.as_deref())?;
+    let b = AnyBox::open(&record)?;
+    ensure_running(&b, &record.name)?;
     bridge_on_demand(ctx);
-    let code = AnyBox::open(&record)?.exec(&args.argv)?;
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    match &b {
+        AnyBox::Local(l) => l.exec(&request),
+        AnyBox::Docker(d) => d.exec(&request),
+        AnyBox::Daytona(_) => crate::relay_exec::exec_here(&relay_of(&record)?, &request),
+    }
 }
 
 /// `agentbox attach`.
@@ -81,7 +126,8 @@ pub fn start_session(
     args.extend(argv.iter().map(String::as_str));
     let out = b.ctl(&args)?;
     if !out.status.success() {
-        // Daytona's toolbox hands back one stream, as stdout.
+        // The box's words are on stderr; a ctl that failed before it could say why (killed,
+        // or a shell's error) may have left them on stdout.
         let said = if out.stderr.trim_ascii().is_empty() {
             &out.stdout
         } else {
@@ -114,6 +160,7 @@ pub fn attach_or_say(record: &BoxRecord, session: &str, detach: bool) -> anyhow:
             agentbox_protocol::term::DEFAULT_KEEP_MS,
         ),
         log: None,
+        no_tty: false,
     };
     view(record, Some(session.to_string()), false, &view_args)
 }
@@ -127,6 +174,14 @@ fn view(
 ) -> anyhow::Result<ExitCode> {
     let b = AnyBox::open(record)?;
     ensure_running(&b, &record.name)?;
+    let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !(view.no_tty || on_terminal) {
+        let what = if shell { "shell" } else { "attach" };
+        bail!(
+            "`agentbox {what}` shows a terminal session and needs a terminal, but stdin or stdout is not one: run a command with `agentbox exec {0} -- COMMAND`, or pass `--no-tty` to stream the session's raw screen anyway",
+            record.name
+        );
+    }
     let relay = relay_of(record)?;
     let options = crate::attach::Options {
         session,
@@ -138,7 +193,14 @@ fn view(
             .ok()
             .filter(|t| agentbox_protocol::term::valid_term_name(t)),
     };
-    let outcome = crate::attach::attach_terminal(&relay, &options, view.log.as_deref())?;
+    let outcome = match crate::attach::attach_terminal(&relay, &options, view.log.as_deref()) {
+        Ok(o) => o,
+        Err(e) if !shell && format!("{e:#}").contains("has no session") => bail!(
+            "box `{0}` has no session to attach to: open a shell in it with `agentbox shell {0}`, or start a command with `agentbox run`",
+            record.name
+        ),
+        Err(e) => return Err(e),
+    };
     Ok(match outcome.end {
         TermEnd::Detached | TermEnd::SessionEnded => ExitCode::SUCCESS,
         TermEnd::Expired | TermEnd::Closed => ExitCode::from(1),

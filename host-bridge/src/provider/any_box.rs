@@ -132,11 +132,18 @@ impl AnyBox {
         }
     }
 
-    /// A command with the terminal's stdio; its exit code.
+    /// `argv` with this terminal's stdio (stdin included, and a terminal when this is
+    /// one); its exit code.
     pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
+        use std::io::IsTerminal;
+        let mut request = agentbox_protocol::exec::ExecRequest::new(argv.to_vec());
+        request.stdin = true;
+        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+            request.tty = Some(crate::attach::terminal::size());
+        }
         match self {
-            Self::Local(b) => b.exec(argv),
-            Self::Docker(b) => b.exec(argv),
+            Self::Local(b) => b.exec(&request),
+            Self::Docker(b) => b.exec(&request),
             Self::Daytona(b) => b.exec(argv),
         }
     }

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -567,21 +567,109 @@ impl DockerBox {
         }
     }
 
-    /// Runs a command with the terminal's stdio (`docker exec`); returns its exit code.
-    pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
-        use std::io::IsTerminal;
+    /// Runs `request` with this terminal's stdio through `docker exec` (its `-d`, `-i`,
+    /// `-t`, `-u` and `-w`; variables pass by name, their values in the docker CLI's
+    /// environment, not its argv); returns the exit code. The engine's own refusals are
+    /// said in agentbox's words, with `docker exec`'s codes: 127 for no such program, 126
+    /// for what cannot be executed (no such directory or user).
+    pub fn exec(&self, request: &agentbox_protocol::exec::ExecRequest) -> anyhow::Result<i32> {
         let container = self.container_name()?;
+        let program = request.argv.first().context("no command given")?;
+        let workdir = match request.cwd.as_deref() {
+            Some(dir) if dir.starts_with('/') => dir.to_string(),
+            Some(dir) => format!("/workspace/{dir}"),
+            None => "/workspace".to_string(),
+        };
         let mut cmd = Command::new("docker");
-        cmd.arg("exec").arg("-i");
-        if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-            cmd.arg("-t");
+        cmd.arg("exec");
+        for (flag, on) in [
+            ("-d", request.detach),
+            ("-i", request.stdin),
+            ("-t", request.tty.is_some()),
+        ] {
+            if on {
+                cmd.arg(flag);
+            }
         }
-        let status = cmd
-            .args(["-w", "/workspace", &container])
-            .args(argv)
-            .status()
-            .context("cannot run the docker CLI")?;
-        Ok(status.code().unwrap_or(1))
+        if let Some(user) = &request.user {
+            cmd.args(["-u", user]);
+        }
+        for (k, v) in &request.env {
+            cmd.args(["-e", k]).env(k, v);
+        }
+        if request.tty.is_some() && !request.env.contains_key("TERM") {
+            cmd.args(["-e", "TERM"]).env(
+                "TERM",
+                std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
+            );
+        }
+        cmd.args(["-w", &workdir, &container])
+            .args(&request.argv)
+            .stderr(Stdio::piped());
+        if !request.stdin {
+            cmd.stdin(Stdio::null());
+        }
+        let mut child = cmd.spawn().context("cannot run the docker CLI")?;
+        let refusal = child.stderr.take().map(|mut err| {
+            std::thread::spawn(move || {
+                use std::io::Read;
+                // The engine's refusal is the first thing written, in one piece; what the
+                // command writes passes through as it comes.
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut refusal = Vec::new();
+                let mut first = true;
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let chunk = &buf[..n];
+                    if (first && engine_refusal(chunk)) || !refusal.is_empty() {
+                        refusal.extend_from_slice(chunk);
+                    } else {
+                        let mut out = std::io::stderr().lock();
+                        let _ = out.write_all(chunk);
+                        let _ = out.flush();
+                    }
+                    first = false;
+                }
+                refusal
+            })
+        });
+        let status = child.wait().context("cannot wait for the docker CLI")?;
+        let refusal = refusal.and_then(|t| t.join().ok()).unwrap_or_default();
+        let code = status.code().unwrap_or(1);
+        if refusal.is_empty() {
+            return Ok(code);
+        }
+        let said = String::from_utf8_lossy(&refusal);
+        let (code, why) = if said.contains("is not running") {
+            bail!(
+                "box `{0}` is stopped: start it with `agentbox start {0}`",
+                self.name
+            );
+        } else if said.contains("chdir") {
+            (126, format!("no directory {workdir} in the box"))
+        } else if said.contains("unable to find user") {
+            (126, "no such user in the box".to_string())
+        } else if said.contains("executable file not found")
+            || said.contains("no such file or directory")
+        {
+            (127, "no such program in the box's PATH".to_string())
+        } else if said.contains("permission denied") {
+            (126, "permission denied".to_string())
+        } else {
+            (code, crate::text::shown(said.trim()))
+        };
+        let as_user = request
+            .user
+            .as_ref()
+            .map(|u| format!(" as `{u}`"))
+            .unwrap_or_default();
+        eprintln!(
+            "agentbox: cannot run `{program}`{as_user} in box {}: {why}",
+            self.name
+        );
+        Ok(code)
     }
 
     /// Removes the box's containers (found by their labels, so a stray one too), their
@@ -718,6 +806,17 @@ pub fn volumes(home_label: &str) -> anyhow::Result<Vec<(String, String)>> {
             Some((v.name, boxed))
         })
         .collect())
+}
+
+/// Whether what `docker exec` wrote first is the engine's refusal, not the command's.
+fn engine_refusal(chunk: &[u8]) -> bool {
+    [
+        "OCI runtime exec failed",
+        "Error response from daemon",
+        "unable to find user",
+    ]
+    .iter()
+    .any(|p| chunk.starts_with(p.as_bytes()))
 }
 
 /// Writes a line to stderr now (progress during long steps).

@@ -381,15 +381,71 @@ impl LocalBox {
         }
     }
 
-    /// Runs a command in the box with the terminal's stdio; returns its exit code.
-    pub fn exec(&self, argv: &[String]) -> anyhow::Result<i32> {
-        let (program, args) = argv.split_first().context("no command given")?;
-        let status = self
-            .command(Path::new(program))
-            .args(args)
-            .status()
-            .with_context(|| format!("cannot run `{program}` in box {}", self.name))?;
-        use std::os::unix::process::ExitStatusExt;
+    /// Runs `request` in the box with this terminal's stdout and stderr (and stdin with
+    /// `-i`); returns its exit code, 126 (said on stderr) when it cannot be executed, 127
+    /// when there is no such program. A local box runs as you, on your terminal: `-u`
+    /// may only name you, and `-t` is this terminal.
+    pub fn exec(&self, request: &agentbox_protocol::exec::ExecRequest) -> anyhow::Result<i32> {
+        use std::os::unix::process::{CommandExt, ExitStatusExt};
+        let (program, args) = request.argv.split_first().context("no command given")?;
+        if let Some(user) = request.user.as_deref() {
+            let me = nix::unistd::Uid::current();
+            let name = nix::unistd::User::from_uid(me)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default();
+            if user != name && user != me.to_string() {
+                bail!(
+                    "box {} is local: it runs as you (`{name}`) on this machine, so `-u` can only name you",
+                    self.name
+                );
+            }
+        }
+        let cwd = match request.cwd.as_deref() {
+            Some(dir) => self.workspace().join(dir),
+            None => self.workspace(),
+        };
+        if !cwd.is_dir() {
+            eprintln!(
+                "agentbox: cannot run `{program}`: no directory {} in box {}",
+                cwd.display(),
+                self.name
+            );
+            return Ok(126);
+        }
+        let mut cmd = self.command(Path::new(program));
+        cmd.args(args).envs(&request.env).current_dir(&cwd);
+        if !request.stdin {
+            cmd.stdin(Stdio::null());
+        }
+        if request.detach {
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0);
+        }
+        let mut child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let (code, why) = if e.kind() == std::io::ErrorKind::NotFound {
+                    (127, "no such program in the box's PATH".to_string())
+                } else {
+                    (126, e.to_string())
+                };
+                eprintln!(
+                    "agentbox: cannot run `{program}` in box {}: {why}",
+                    self.name
+                );
+                return Ok(code);
+            }
+        };
+        if request.detach {
+            // Left running; it is reparented when this process exits.
+            return Ok(0);
+        }
+        let status = child
+            .wait()
+            .with_context(|| format!("cannot wait for `{program}` in box {}", self.name))?;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))

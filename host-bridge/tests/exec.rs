@@ -1,0 +1,196 @@
+//! `agentbox exec` as `docker exec` has it, on a local box: the command after the box or
+//! after `--`, `-e`, `-w`, `-u`, `-i`, `-d`, exit codes 125/126/127, a stopped box named
+//! with the way out; and `attach`/`shell` off a terminal refusing with a sentence.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{eventually, Host, AGENTBOX};
+
+fn code_and_stderr(out: &std::process::Output) -> (Option<i32>, String) {
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn exec_takes_docker_exec_options_and_exit_codes() {
+    let host = Host::new();
+    let repo = host.repo("execs", "");
+    let name = host.ok(&repo, &["create"]).trim().to_string();
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "mkdir sub; echo 'echo no' > not-exec.sh",
+        ],
+    );
+
+    // The command right after the box, or after `--`.
+    assert_eq!(host.ok(&repo, &["exec", &name, "echo", "-n", "hi"]), "hi");
+    assert_eq!(
+        host.ok(&repo, &["exec", &name, "--", "echo", "-n", "hi"]),
+        "hi"
+    );
+    // A lone word that is no box: says to add `--`.
+    let (code, err) = code_and_stderr(&host.run(&repo, &["exec", "ls"]));
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("`agentbox exec -- ls`"), "{err}");
+
+    // -e (KEY=VALUE, and KEY from here), -w relative to the workspace.
+    let out = wait_within(
+        Command::new(AGENTBOX)
+            .args([
+                "exec",
+                "-e",
+                "A=1",
+                "-e",
+                "EXEC_FROM_HOST",
+                "-w",
+                "sub",
+                &name,
+                "--",
+                "sh",
+                "-c",
+                "echo $A $EXEC_FROM_HOST $(basename $PWD)",
+            ])
+            .current_dir(&repo)
+            .env("AGENTBOX_HOME", host.home())
+            .env("PATH", host.path())
+            .env("EXEC_FROM_HOST", "carried")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 carried sub\n",
+        "{out:?}"
+    );
+    let (code, err) = code_and_stderr(&host.run(&repo, &["exec", "-e", "1X=2", &name, "true"]));
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("`1X` is not a variable name"), "{err}");
+
+    // -u: a local box runs as you.
+    let me = String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
+        .expect("utf8");
+    assert_eq!(
+        host.ok(&repo, &["exec", "-u", me.trim(), &name, "true"]),
+        ""
+    );
+    let (code, err) =
+        code_and_stderr(&host.run(&repo, &["exec", "-u", "nobody-else", &name, "true"]));
+    assert_eq!(code, Some(125), "{err}");
+    assert!(err.contains("can only name you"), "{err}");
+
+    // Exit codes: the command's, 126, 127.
+    assert_eq!(
+        host.run(&repo, &["exec", &name, "--", "sh", "-c", "exit 3"])
+            .status
+            .code(),
+        Some(3)
+    );
+    let (code, err) =
+        code_and_stderr(&host.run(&repo, &["exec", &name, "--", "no-such-program-x"]));
+    assert_eq!(code, Some(127), "{err}");
+    assert!(err.contains("no such program"), "{err}");
+    let (code, err) = code_and_stderr(&host.run(&repo, &["exec", &name, "--", "./not-exec.sh"]));
+    assert_eq!(code, Some(126), "{err}");
+    let (code, err) =
+        code_and_stderr(&host.run(&repo, &["exec", "-w", "nope", &name, "--", "true"]));
+    assert_eq!(code, Some(126), "{err}");
+    assert!(err.contains("no directory"), "{err}");
+
+    // Without -i the command reads nothing; with it, stdin.
+    let piped = |args: &[&str]| {
+        let mut child = Command::new(AGENTBOX)
+            .args(args)
+            .current_dir(&repo)
+            .env("AGENTBOX_HOME", host.home())
+            .env("PATH", host.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"typed\n")
+            .expect("write");
+        let out = wait_within(child);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(piped(&["exec", &name, "--", "cat"]), "");
+    assert_eq!(piped(&["exec", "-i", &name, "--", "cat"]), "typed\n");
+
+    // -d returns at once; the command goes on.
+    let started = std::time::Instant::now();
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            "-d",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "sleep 1; echo done > detached.txt",
+        ],
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        eventually(|| host
+            .run(&repo, &["exec", &name, "--", "test", "-e", "detached.txt"])
+            .status
+            .success()),
+        "the detached command did not run"
+    );
+
+    // A stopped box: the way out, 125.
+    host.ok(&repo, &["stop", &name]);
+    let (code, err) = code_and_stderr(&host.run(&repo, &["exec", &name, "--", "true"]));
+    assert_eq!(code, Some(125), "{err}");
+    assert!(
+        err.contains(&format!(
+            "box `{name}` is stopped: start it with `agentbox start {name}`"
+        )),
+        "{err}"
+    );
+}
+
+/// Waits for a child with a limit (the host-bridge tests have no `TimedOutput`).
+fn wait_within(child: std::process::Child) -> std::process::Output {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("agentbox exec did not end in 60 s")
+        .expect("wait")
+}
+
+#[test]
+fn attach_and_shell_off_a_terminal_refuse_and_a_box_without_sessions_says_what_to_do() {
+    let host = Host::new();
+    let repo = host.repo("noterm", "");
+    let name = host.ok(&repo, &["create"]).trim().to_string();
+    for cmd in ["attach", "shell"] {
+        host.fails(&repo, &[cmd, &name], "needs a terminal");
+    }
+    host.fails(
+        &repo,
+        &["attach", &name, "--no-tty"],
+        &format!("open a shell in it with `agentbox shell {name}`"),
+    );
+}
