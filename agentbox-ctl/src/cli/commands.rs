@@ -182,7 +182,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             since_ms,
         } => super::logs::logs(
             &socket,
-            super::logs::LogsArgs {
+            &super::logs::LogsArgs {
                 names,
                 tail,
                 follow,

@@ -35,7 +35,7 @@ enum Batch {
 }
 
 /// Runs `logs`.
-pub fn logs(socket: &std::path::Path, args: LogsArgs) -> Result<ExitCode, ClientError> {
+pub fn logs(socket: &std::path::Path, args: &LogsArgs) -> Result<ExitCode, ClientError> {
     let names = if args.names.is_empty() {
         match client::call(socket, CtlRequest::Status)? {
             CtlResponse::Status(report) => report.units.into_iter().map(|u| u.name).collect(),
