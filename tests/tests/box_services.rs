@@ -33,12 +33,42 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn agentbox(host: &Host, cwd: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(bin_path("agentbox"));
-    c.args(args)
-        .current_dir(cwd)
-        .env("AGENTBOX_HOME", host.home())
-        .process_group(0);
+/// Where `agentbox` runs: its home and environment.
+trait Runner {
+    /// `agentbox ARGS` in `cwd`.
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command;
+    /// A scratch directory of the test's own.
+    fn scratch(&self) -> &Path;
+    /// `agentbox ARGS` run to its end.
+    fn run(&self, cwd: &Path, args: &[&str]) -> std::process::Output {
+        use agentbox_tests::run::{limit_for, TimedOutput};
+        self.command(cwd, args)
+            .stdin(Stdio::null())
+            .output_within(limit_for(args))
+            .expect("run agentbox")
+    }
+    /// `agentbox ARGS`, which must succeed; its stdout.
+    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
+        agentbox_tests::succeeded(args, &self.run(cwd, args))
+    }
+}
+
+impl Runner for Host {
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin_path("agentbox"));
+        c.args(args)
+            .current_dir(cwd)
+            .env("AGENTBOX_HOME", self.home());
+        c
+    }
+    fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn agentbox(host: &impl Runner, cwd: &Path, args: &[&str]) -> Command {
+    let mut c = host.command(cwd, args);
+    c.process_group(0);
     c
 }
 
@@ -76,7 +106,7 @@ fn echo_through(port: u16, bytes: &[u8]) {
     assert_eq!(back, bytes);
 }
 
-fn scenario(host: &Host, repo: &Path, name: &str, provider: &str, ports: (u16, u16, u16)) {
+fn scenario(host: &impl Runner, repo: &Path, name: &str, provider: &str, ports: (u16, u16, u16)) {
     let (declared, undeclared, closed) = ports;
     let yaml = format!(
         "services:\n  echo:\n    command: [perl, -e, '{e}', '{declared}']\n    ready_when: {{port: {declared}}}\n    expose: {{port: {declared}}}\n  raw:\n    command: [perl, -e, '{e}', '{undeclared}']\n    ready_when: {{port: {undeclared}}}\n",
@@ -153,8 +183,8 @@ fn scenario(host: &Host, repo: &Path, name: &str, provider: &str, ports: (u16, u
     );
 
     // url --open hands the printed address to $BROWSER.
-    let opened = host.dir.path().join(format!("opened-{provider}"));
-    let browser = host.dir.path().join("browser.sh");
+    let opened = host.scratch().join(format!("opened-{provider}"));
+    let browser = host.scratch().join("browser.sh");
     std::fs::write(&browser, "#!/bin/sh\nprintf '%s' \"$1\" > \"$OPENED\"\n").expect("script");
     std::fs::set_permissions(
         &browser,
@@ -304,4 +334,117 @@ fn logs_services_url_open_and_port_on_a_docker_box() {
     host.prepare(&repo);
     let name = format!("svc-docker-{}", std::process::id());
     scenario(&host, &repo, &name, "docker", (7001, 7002, 7003));
+}
+
+const KEY: &str = "dtn_svc0123456789abcdef";
+
+/// A home logged in to a Daytona fake; the fake and its sandboxes' containers go on drop.
+struct DaytonaHost {
+    dir: tempfile::TempDir,
+    fake: agentbox_tests::fake_tls::DaytonaFake,
+}
+
+impl Runner for DaytonaHost {
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin_path("agentbox"));
+        c.args(args)
+            .current_dir(cwd)
+            .env("AGENTBOX_HOME", self.dir.path().join("home"))
+            .env("HOME", self.dir.path().join("user"))
+            .env_remove("DAYTONA_API_KEY")
+            .env_remove("DAYTONA_API_URL")
+            .env_remove("DAYTONA_ORGANIZATION_ID");
+        c
+    }
+    fn scratch(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for DaytonaHost {
+    fn drop(&mut self) {
+        use agentbox_tests::run::TimedOutput;
+        let _ = self
+            .command(self.dir.path(), &["bridge", "stop"])
+            .timed_output();
+        // The fake's sandbox ids carry its pid: its containers are those.
+        let mark = format!("-{:x}-", self.fake.child.id());
+        if let Ok(out) = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .timed_output()
+        {
+            for c in String::from_utf8_lossy(&out.stdout).lines() {
+                if c.starts_with("daytona-fake-") && c.contains(&mark) {
+                    let _ = Command::new("docker").args(["rm", "-f", c]).timed_output();
+                }
+            }
+        }
+        let _ = self.fake.child.kill();
+        let _ = self.fake.child.wait();
+    }
+}
+
+#[test]
+fn logs_services_url_open_and_port_on_a_daytona_box() {
+    let base = agentbox_tests::docker_base_image();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let fake = agentbox_tests::fake_tls::DaytonaFake::start(
+        &["--port", "0", "--api-key", KEY],
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
+            ("DAYTONA_FAKE_DATA", &data_dir),
+        ],
+    );
+    let api = fake.api();
+    let host = DaytonaHost {
+        dir: tempfile::tempdir().expect("tempdir"),
+        fake,
+    };
+    let repo = host.dir.path().join("proj");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("a.txt"), "hello\n").expect("write");
+    git(&repo, &["add", "."]);
+    git(
+        &repo,
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=T",
+            "commit",
+            "-qm",
+            "first",
+        ],
+    );
+    let mut login = host
+        .command(&repo, &["daytona", "login", "--api-url", &api])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("login");
+    login
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{KEY}\n").as_bytes())
+        .expect("key");
+    let out = finish_within(login, "login", COMMAND_LIMIT).expect("login");
+    assert!(out.status.success(), "{out:?}");
+    host.ok(
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "daytona",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
+    );
+    let name = format!("svc-daytona-{}", std::process::id());
+    scenario(&host, &repo, &name, "daytona", (7001, 7002, 7003));
 }
