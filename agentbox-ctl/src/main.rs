@@ -7,6 +7,7 @@ use agentbox_ctl::paths::Paths;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    agentbox_protocol::closed_pipe::exit_quietly();
     let cli = cli::quick_parse(std::env::args_os().skip(1)).unwrap_or_else(Cli::parse);
     if let Cmd::SessionExec { env_file, argv } = &cli.command {
         let err = agentbox_ctl::session::exec_with_env_file(env_file, argv);

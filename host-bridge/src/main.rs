@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use agentbox::cli::{self, BridgeCmd, Cmd, DaytonaCmd};
 use agentbox::commands::{
-    agents, boxes, config, create, daytona, exec, files, git, images, port, services, setup,
-    url, Ctx,
+    agents, audit, boxes, config, create, daytona, exec, files, git, images, list, port, services,
+    setup, url, Ctx,
 };
 use agentbox::daytona::login::LoginArgs;
 use agentbox::home::Home;
@@ -14,6 +14,12 @@ use agentbox::image::Agent;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    agentbox_protocol::closed_pipe::exit_quietly();
+    // `COMPLETE=SHELL agentbox -- agentbox …` (what `agentbox completions` scripts run):
+    // print the candidates and exit.
+    clap_complete::CompleteEnv::with_factory(agentbox::completion::command)
+        .var(agentbox::completion::VAR)
+        .complete();
     let cli = cli::Cli::parse_from(cli::provider_prefix(std::env::args_os()));
     agentbox_protocol::logging::init(cli.log_format, "warn");
     match dispatch(cli.command) {
@@ -34,7 +40,7 @@ fn main() -> ExitCode {
 fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new;
     match command {
-        Cmd::Completions(a) => Ok(setup::completions(&a)),
+        Cmd::Completions(a) => setup::completions(&a),
         Cmd::Install(a) => setup::install(&Home::from_env()?, &a),
         Cmd::Bridge(BridgeCmd::Run) => git::bridge(&Home::from_env()?, &BridgeCmd::Run),
         Cmd::Daytona(DaytonaCmd::Login {
@@ -57,10 +63,10 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         ),
         Cmd::Create(a) => create::create(&ctx()?, &a),
         Cmd::Run(a) => create::run(&ctx()?, &a),
-        Cmd::List(a) => boxes::list(&ctx()?, &a),
+        Cmd::List(a) => list::list(&ctx()?, &a),
         Cmd::Status(a) => boxes::status(&ctx()?, &a),
-        Cmd::Stop(a) => boxes::stop(&ctx()?, &a),
-        Cmd::Start(a) => boxes::start(&ctx()?, &a),
+        Cmd::Stop(a) => boxes::stop_all(&ctx()?, &a),
+        Cmd::Start(a) => boxes::start_all(&ctx()?, &a),
         Cmd::Destroy(a) => boxes::destroy(&ctx()?, &a),
         Cmd::Exec(a) => exec::exec(&ctx()?, &a),
         Cmd::Attach(a) => exec::attach(&ctx()?, &a),
@@ -72,7 +78,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Approvals(a) => git::approvals(&ctx()?, &a),
         Cmd::Approve(a) => git::decide(&ctx()?, &a, true),
         Cmd::Deny(a) => git::decide(&ctx()?, &a, false),
-        Cmd::Audit(a) => git::audit(&ctx()?, &a),
+        Cmd::Audit(a) => audit::audit(&ctx()?, &a),
         Cmd::Bridge(cmd) => git::bridge(&ctx()?.home, &cmd),
         Cmd::Config(cmd) => config::config(&ctx()?, cmd),
         Cmd::Prepare(a) => images::prepare(&ctx()?, &a),

@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS boxes (
     bridge_url TEXT,
     bridge_token TEXT NOT NULL
 );
+-- The number `list` shows for each box: given once, never reused (AUTOINCREMENT), so a
+-- number typed after a destroy names that box or none, never another one.
+CREATE TABLE IF NOT EXISTS box_numbers (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE
+);
 ";
 
 impl State {
@@ -78,7 +84,8 @@ impl State {
 
     /// Takes `record.name`; fails with [`StateError::NameInUse`] if it is taken.
     pub fn insert(&self, record: &BoxRecord) -> Result<(), StateError> {
-        let r = self.conn.execute(
+        let tx = self.conn.unchecked_transaction()?;
+        let r = tx.execute(
             "INSERT INTO boxes (name, provider, project, branch, dir, created_at_ms, phase, bridge_url, bridge_token)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
@@ -94,7 +101,14 @@ impl State {
             ],
         );
         match r {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO box_numbers (name) VALUES (?1)",
+                    params![record.name],
+                )?;
+                tx.commit()?;
+                Ok(())
+            }
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
@@ -120,9 +134,45 @@ impl State {
 
     /// Forgets a box.
     pub fn remove(&self, name: &str) -> Result<(), StateError> {
-        self.conn
-            .execute("DELETE FROM boxes WHERE name = ?1", params![name])?;
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute("DELETE FROM boxes WHERE name = ?1", params![name])?;
+        tx.execute("DELETE FROM box_numbers WHERE name = ?1", params![name])?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Every box with its number, oldest first. Boxes recorded before numbers existed get
+    /// theirs here, in creation order.
+    pub fn numbered(&self) -> Result<Vec<(u64, BoxRecord)>, StateError> {
+        let query = |conn: &Connection| -> Result<Vec<(Option<i64>, BoxRecord)>, StateError> {
+            let mut stmt = conn.prepare(&format!(
+                "{SELECT_NUMBERED} ORDER BY b.created_at_ms, b.name"
+            ))?;
+            let rows = stmt.query_map([], |row| Ok((row.get(9)?, row_to_record(row)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let mut rows = query(&self.conn)?;
+        if rows.iter().any(|(n, _)| n.is_none()) {
+            self.conn.execute(
+                "INSERT OR IGNORE INTO box_numbers (name)
+                 SELECT name FROM boxes ORDER BY created_at_ms, name",
+                [],
+            )?;
+            rows = query(&self.conn)?;
+        }
+        Ok(rows
+            .into_iter()
+            .map(|(n, b)| (n.unwrap_or_default() as u64, b))
+            .collect())
+    }
+
+    /// The box that has number `number`, if it still exists.
+    pub fn by_number(&self, number: u64) -> Result<Option<BoxRecord>, StateError> {
+        Ok(self
+            .numbered()?
+            .into_iter()
+            .find(|(n, _)| *n == number)
+            .map(|(_, b)| b))
     }
 
     /// One box by name.
@@ -149,6 +199,11 @@ impl State {
 
 const SELECT: &str =
     "SELECT name, provider, project, branch, dir, created_at_ms, phase, bridge_url, bridge_token FROM boxes";
+
+/// [`SELECT`] with each box's number (column 9; NULL for a box not numbered yet).
+const SELECT_NUMBERED: &str =
+    "SELECT b.name, b.provider, b.project, b.branch, b.dir, b.created_at_ms, b.phase, b.bridge_url, b.bridge_token, n.number
+     FROM boxes b LEFT JOIN box_numbers n ON n.name = b.name";
 
 fn row_to_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<BoxRecord> {
     Ok(BoxRecord {

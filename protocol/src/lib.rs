@@ -26,9 +26,12 @@
 //! - `names`, `token` (private, re-exported by [`term`] and [`bridge`]): the session-name
 //!   check and the random-token generator several modules share.
 //! - `logging` (feature `logging`): the `--log-format pretty|json` setup the binaries share.
+//! - `closed_pipe` (feature `logging`): a closed stdout/stderr ends a binary quietly.
 
 pub mod agent;
 pub mod bridge;
+#[cfg(feature = "logging")]
+pub mod closed_pipe;
 pub mod ctl;
 pub mod error;
 pub mod exec;

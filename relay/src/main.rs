@@ -30,6 +30,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    agentbox_protocol::closed_pipe::exit_quietly();
     let cli = Cli::parse();
     agentbox_protocol::logging::init(cli.log_format, "info");
     let settings = match Settings::from_env() {

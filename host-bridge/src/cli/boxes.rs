@@ -65,9 +65,75 @@ pub struct RunArgs {
 /// `agentbox list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Print JSON.
-    #[arg(long)]
+    /// Print JSON (the same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// Output format: an aligned table, or JSON for programs.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// Print only the names, one a line (for scripts: `agentbox stop $(agentbox list -q)`).
+    #[arg(short, long, conflicts_with_all = ["json", "format"])]
+    pub quiet: bool,
+    /// Only the boxes whose KEY is VALUE; KEY is name, provider, state or project (a path:
+    /// that repository's boxes). Repeat to narrow further.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub filter: Vec<ListFilter>,
+}
+
+/// How `list` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    /// An aligned table with a header.
+    Table,
+    /// A JSON array, one object per box.
+    Json,
+}
+
+/// One `--filter KEY=VALUE` of `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListFilter {
+    /// name, provider, state or project.
+    pub key: ListKey,
+    /// What it must be.
+    pub value: String,
+}
+
+/// The fields `list --filter` can test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKey {
+    /// The box name.
+    Name,
+    /// local, docker or daytona.
+    Provider,
+    /// running, stopped, creating, …
+    State,
+    /// The repository the box was seeded from.
+    Project,
+}
+
+impl std::str::FromStr for ListFilter {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (key, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("`{s}` is not KEY=VALUE (e.g. state=running)"))?;
+        let key = match key {
+            "name" => ListKey::Name,
+            "provider" => ListKey::Provider,
+            "state" => ListKey::State,
+            "project" => ListKey::Project,
+            other => {
+                return Err(format!(
+                    "unknown filter key `{other}`: use name, provider, state or project"
+                ))
+            }
+        };
+        Ok(Self {
+            key,
+            value: value.to_string(),
+        })
+    }
 }
 
 /// `agentbox status`.
@@ -81,7 +147,7 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// A command that takes one box and nothing else (`stop`, `start`).
+/// A command that takes one box and nothing else.
 #[derive(Debug, Args)]
 pub struct BoxArg {
     /// The box.
@@ -89,12 +155,20 @@ pub struct BoxArg {
     pub target: Option<String>,
 }
 
+/// A command that takes boxes and nothing else (`stop`, `start`).
+#[derive(Debug, Args)]
+pub struct BoxesArg {
+    /// The boxes (default: the project's only box); each is done even when another fails.
+    #[arg(value_name = "BOX")]
+    pub targets: Vec<String>,
+}
+
 /// `agentbox destroy`.
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// The box.
+    /// The boxes (default: the project's only box); each is done even when another fails.
     #[arg(value_name = "BOX")]
-    pub target: Option<String>,
+    pub targets: Vec<String>,
     /// Do not ask.
     #[arg(short, long)]
     pub yes: bool,

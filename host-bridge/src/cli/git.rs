@@ -35,9 +35,15 @@ pub struct ApprovalIdArg {
 /// `agentbox audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Print JSON.
+    /// Print JSON (the entries as they are recorded, times in ms since the epoch).
     #[arg(long)]
     pub json: bool,
+    /// Only the requests of this box.
+    #[arg(long = "box", value_name = "BOX")]
+    pub target: Option<String>,
+    /// Only the requests of the last DURATION (30s, 5m, 1h, or seconds).
+    #[arg(long, value_name = "DURATION", value_parser = super::duration::parse_duration)]
+    pub since: Option<std::time::Duration>,
 }
 
 /// `bridge …`

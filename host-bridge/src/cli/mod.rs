@@ -32,7 +32,10 @@ use agentbox_protocol::logging::LogFormat;
 use clap::{Parser, Subcommand};
 
 pub use agents::{AgentArgs, ResyncArgs};
-pub use boxes::{BoxArg, CreateArgs, CreateOpts, DestroyArgs, ListArgs, RunArgs, StatusArgs};
+pub use boxes::{
+    BoxArg, BoxesArg, CreateArgs, CreateOpts, DestroyArgs, ListArgs, ListFilter, ListFormat,
+    ListKey, RunArgs, StatusArgs,
+};
 pub use config::{ConfigCmd, Scope};
 pub use daytona::{CheckpointCmd, DaytonaCmd};
 pub use exec::{AttachArgs, ExecArgs, ShellArgs, ViewArgs};
@@ -47,19 +50,26 @@ pub use url::{ScreenArgs, UrlArgs};
 /// your repo. The box never holds your git credentials: a push in the box becomes a
 /// request that this host answers.
 ///
-/// BOX may be a name, an index from `agentbox list`, or omitted when the current project
-/// has exactly one box.
+/// BOX may be a name, a number from `agentbox list` (a box keeps its number; a destroyed
+/// box's number is never given to another), or omitted when the current project has
+/// exactly one box.
 #[derive(Debug, Parser)]
 #[command(
     name = "agentbox",
     version,
-    after_help = "State lives in $AGENTBOX_HOME (default ~/.agentbox)."
+    after_help = "\
+Global options (every command takes them):
+  --log-format <pretty|json>  The format of log lines on stderr [default: pretty]
+
+State lives in $AGENTBOX_HOME (default ~/.agentbox)."
 )]
 pub struct Cli {
-    /// Log format (stderr).
+    /// Log format (stderr). Global: taken by every command, shown once, in `agentbox
+    /// --help` (its after-help), not in each command's.
     #[arg(
         long,
         global = true,
+        hide = true,
         default_value = "pretty",
         value_name = "pretty|json"
     )]
@@ -74,7 +84,8 @@ pub struct Cli {
 pub enum Cmd {
     /// Create a box from the repo you are in: commits, uncommitted changes and untracked files.
     Create(CreateArgs),
-    /// List boxes.
+    /// List boxes: number, name, provider, state, agents, age, project.
+    #[command(visible_aliases = ["ls", "ps"])]
     List(ListArgs),
     /// Show a box: its processes, services and sessions.
     Status(StatusArgs),
@@ -98,16 +109,17 @@ pub enum Cmd {
     Codex(AgentArgs),
     /// OpenCode in a new box (tmux session `opencode`); with BOX, that box's again.
     Opencode(AgentArgs),
-    /// Stop a box's processes; its workspace is kept.
-    Stop(BoxArg),
-    /// Start a stopped box again.
-    Start(BoxArg),
+    /// Stop boxes' processes; their workspaces are kept.
+    Stop(BoxesArg),
+    /// Start stopped boxes again.
+    Start(BoxesArg),
     /// Copy this machine's agent credentials (Claude's ~/.claude/.credentials.json, Codex's
     /// ~/.codex/auth.json, OpenCode's ~/.local/share/opencode/auth.json) into a box again,
     /// after they were renewed here. A docker box has its own copy; Daytona boxes share the
     /// organization's credentials volume. Nothing the box writes is copied back.
     Resync(ResyncArgs),
-    /// Destroy a box and every trace of it.
+    /// Destroy boxes and every trace of them.
+    #[command(visible_alias = "rm")]
     Destroy(DestroyArgs),
     /// Copy files between the host and a box, like `docker cp`.
     ///
@@ -143,8 +155,10 @@ pub enum Cmd {
     /// The host bridge daemon that answers the boxes' requests (started on demand).
     #[command(subcommand)]
     Bridge(BridgeCmd),
-    /// Daytona: credentials (`login`, `resync`), and the provider sugar.
-    #[command(subcommand)]
+    /// Daytona: credentials (`login`, `resync`), and
+    /// `agentbox daytona create|run|claude|codex|opencode …`, which are those commands with
+    /// `--provider daytona`.
+    #[command(subcommand, after_help = DAYTONA_SUGAR_HELP)]
     Daytona(DaytonaCmd),
     /// Checkpoints of daytona boxes: a box's disk that new boxes start from.
     #[command(subcommand)]
@@ -186,6 +200,17 @@ pub enum Cmd {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
 }
+
+/// What `agentbox daytona --help` says of [`PROVIDER_SUGAR`] (clap lists only `login` and
+/// `resync` as its subcommands).
+const DAYTONA_SUGAR_HELP: &str = "\
+Also, each the same command with `--provider daytona` (see `agentbox CMD --help`):
+  agentbox daytona create …    Create a daytona box from the repo you are in
+  agentbox daytona run …       Create a daytona box and run a command in it
+  agentbox daytona claude …    Claude Code in a new daytona box
+  agentbox daytona codex …     Codex in a new daytona box
+  agentbox daytona opencode …  OpenCode in a new daytona box
+Or set `agentbox config set box.provider daytona` once.";
 
 /// Commands that `agentbox daytona CMD …` runs as `agentbox CMD --provider daytona …`.
 pub const PROVIDER_SUGAR: [&str; 5] = ["create", "run", "claude", "codex", "opencode"];

@@ -1,5 +1,5 @@
-//! The box lifecycle after `create` (which is in `create.rs`): `list`, `status`, `stop`,
-//! `start`, `destroy`.
+//! The box lifecycle after `create` (which is in `create.rs`) and `list` (in `list.rs`):
+//! `status`, `stop`, `start`, `destroy`, each of the last three on several boxes.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use anyhow::bail;
 
 use super::context::Ctx;
-use crate::cli::{BoxArg, DestroyArgs, ListArgs, StatusArgs};
+use crate::cli::{BoxArg, BoxesArg, DestroyArgs, StatusArgs};
 use crate::provider::AnyBox;
 use crate::state::BoxRecord;
 use crate::text::shown;
 
 /// The agents of a box as `list --json` and `status --json` show them.
-fn agents_json(agents: &crate::agents::States, running: bool) -> serde_json::Value {
+pub(crate) fn agents_json(agents: &crate::agents::States, running: bool) -> serde_json::Value {
     agents
         .values()
         .map(|a| {
@@ -27,60 +27,8 @@ fn agents_json(agents: &crate::agents::States, running: bool) -> serde_json::Val
 }
 
 /// What `list` and `status` say while the host bridge is not running.
-const BRIDGE_DOWN: &str = "host bridge not running: boxes' requests wait; `agentbox bridge start`";
-
-/// `agentbox list`.
-pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
-    let boxes = ctx.state.all()?;
-    let bridge_running = crate::bridge::running_pid(&ctx.home).is_some();
-    let rows: Vec<serde_json::Value> = boxes
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            let running = b.phase == "ready" && AnyBox::open(b).is_ok_and(|x| x.running());
-            let state = if b.phase != "ready" {
-                b.phase.clone()
-            } else if running {
-                "running".into()
-            } else {
-                "stopped".into()
-            };
-            let agents = crate::agents::load(&ctx.home.agent_states(&b.name));
-            serde_json::json!({
-                "index": i + 1, "name": b.name, "provider": b.provider, "state": state,
-                "project": b.project, "branch": b.branch, "created_at_ms": b.created_at_ms,
-                "agents": agents_json(&agents, running),
-                "agents_summary": crate::agents::summary(&agents, running),
-                "bridge_running": bridge_running,
-            })
-        })
-        .collect();
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else if rows.is_empty() {
-        println!("no boxes: create one with `agentbox create` inside a git repository");
-    } else {
-        println!(
-            "{:<3} {:<24} {:<9} {:<9} {:<24} PROJECT",
-            "#", "NAME", "PROVIDER", "STATE", "AGENTS"
-        );
-        for r in &rows {
-            println!(
-                "{:<3} {:<24} {:<9} {:<9} {:<24} {}",
-                r["index"],
-                r["name"].as_str().unwrap_or(""),
-                r["provider"].as_str().unwrap_or(""),
-                r["state"].as_str().unwrap_or(""),
-                shown(r["agents_summary"].as_str().unwrap_or("")),
-                r["project"].as_str().unwrap_or("")
-            );
-        }
-        if !bridge_running {
-            println!("{BRIDGE_DOWN}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
+pub(crate) const BRIDGE_DOWN: &str =
+    "host bridge not running: boxes' requests wait; `agentbox bridge start`";
 
 /// `agentbox status`.
 pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -157,7 +105,63 @@ pub fn status(ctx: &Ctx, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `agentbox stop`.
+/// Runs `one` for each of `targets` (for the project's only box when there are none), on
+/// through failures: each failure is reported on stderr with its box, and the exit code is
+/// 1 when any failed. One target fails as `one` does.
+fn each(
+    targets: &[String],
+    mut one: impl FnMut(Option<&str>) -> anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    match targets {
+        [] => one(None),
+        [target] => one(Some(target)),
+        _ => {
+            let mut code = ExitCode::SUCCESS;
+            for target in targets {
+                match one(Some(target)) {
+                    Ok(c) if c == ExitCode::SUCCESS => {}
+                    Ok(c) => code = c,
+                    Err(e) => {
+                        eprintln!("agentbox: {}: {}", shown(target), shown(&format!("{e:#}")));
+                        code = ExitCode::from(1);
+                    }
+                }
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// `agentbox stop BOX…`.
+pub fn stop_all(ctx: &Ctx, args: &BoxesArg) -> anyhow::Result<ExitCode> {
+    each(&args.targets, |target| {
+        stop(
+            ctx,
+            &BoxArg {
+                target: target.map(str::to_string),
+            },
+        )
+    })
+}
+
+/// `agentbox start BOX…`.
+pub fn start_all(ctx: &Ctx, args: &BoxesArg) -> anyhow::Result<ExitCode> {
+    each(&args.targets, |target| {
+        start(
+            ctx,
+            &BoxArg {
+                target: target.map(str::to_string),
+            },
+        )
+    })
+}
+
+/// `agentbox destroy BOX…`.
+pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    each(&args.targets, |target| destroy_one(ctx, target, args))
+}
+
+/// `agentbox stop` of one box.
 pub fn stop(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
     AnyBox::open(&record)?.stop()?;
@@ -165,7 +169,7 @@ pub fn stop(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `agentbox start`.
+/// `agentbox start` of one box.
 pub fn start(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
     let b = AnyBox::open(&record)?;
@@ -178,9 +182,10 @@ pub fn start(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `agentbox destroy`: the box, its workspace, its record and what the host kept of it.
-pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
-    let record = ctx.resolve(args.target.as_deref())?;
+/// `agentbox destroy` of one box: the box, its workspace, its record and what the host
+/// kept of it.
+fn destroy_one(ctx: &Ctx, target: Option<&str>, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
+    let record = ctx.resolve(target)?;
     let b = AnyBox::open(&record)?;
     // The work that would be lost, in words (`None`: nothing of the box's is at stake).
     let at_stake = if args.force {

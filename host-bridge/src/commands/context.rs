@@ -70,10 +70,11 @@ impl Ctx {
         let all = self.state.all()?;
         match target {
             Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => {
-                let i: usize = t.parse().unwrap_or(0);
-                all.get(i.wrapping_sub(1))
-                    .cloned()
-                    .with_context(|| format!("there is no box number {t} (see `agentbox list`)"))
+                // Numbers are never reused: a destroyed box's number names no box.
+                let n: u64 = t.parse().unwrap_or(0);
+                self.state.by_number(n)?.with_context(|| {
+                    format!("there is no box number {t} (destroyed, or never made: see `agentbox list`)")
+                })
             }
             Some(name) => self
                 .state

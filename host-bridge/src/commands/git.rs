@@ -1,5 +1,5 @@
 //! The host bridge and what boxes ask of it: `git`, `approvals`, `approve`, `deny`,
-//! `audit`, `bridge`.
+//! `bridge` (`audit` is in `audit.rs`).
 
 use std::process::ExitCode;
 
@@ -7,7 +7,7 @@ use anyhow::bail;
 
 use super::context::{ensure_running, Ctx};
 use crate::bridge::journal::HostJournal;
-use crate::cli::{ApprovalIdArg, ApprovalsArgs, AuditArgs, BridgeCmd, GitArgs};
+use crate::cli::{ApprovalIdArg, ApprovalsArgs, BridgeCmd, GitArgs};
 use crate::home::Home;
 use crate::provider::AnyBox;
 use crate::text::shown;
@@ -67,29 +67,6 @@ pub fn decide(ctx: &Ctx, args: &ApprovalIdArg, approve: bool) -> anyhow::Result<
         shown(&a.id),
         shown(&a.summary)
     );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `agentbox audit`.
-pub fn audit(ctx: &Ctx, args: &AuditArgs) -> anyhow::Result<ExitCode> {
-    let entries = HostJournal::open(&ctx.home.state_db())?.entries()?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
-    } else if entries.is_empty() {
-        println!("no requests from boxes yet");
-    } else {
-        for e in entries {
-            println!(
-                "{} {:<16} {:<10} {:<9} exit {} {}",
-                e.ts_ms,
-                shown(&e.box_name),
-                shown(&e.kind),
-                shown(&e.decision),
-                e.exit_code,
-                shown(&e.detail)
-            );
-        }
-    }
     Ok(ExitCode::SUCCESS)
 }
 

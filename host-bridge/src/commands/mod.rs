@@ -3,6 +3,7 @@
 //! function; those that need the box records take a [`Ctx`].
 
 pub mod agents;
+pub mod audit;
 pub mod boxes;
 pub mod config;
 mod context;
@@ -12,8 +13,9 @@ pub mod exec;
 pub mod files;
 pub mod git;
 pub mod images;
-pub mod port;
 mod interrupt;
+pub mod list;
+pub mod port;
 pub mod services;
 pub mod setup;
 pub mod url;

@@ -1,11 +1,9 @@
 //! Setting this machine up: `install` (what each provider needs) and `completions`.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
 
-use clap::CommandFactory;
-
-use crate::cli::{Cli, CompletionsArgs, InstallArgs};
+use crate::cli::{CompletionsArgs, InstallArgs};
 use crate::daytona::login;
 use crate::home::Home;
 
@@ -69,13 +67,14 @@ pub fn install(home: &Home, args: &InstallArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `agentbox completions SHELL`: the completion script on stdout.
-pub fn completions(args: &CompletionsArgs) -> ExitCode {
-    clap_complete::generate(
-        args.shell,
-        &mut Cli::command(),
-        "agentbox",
-        &mut std::io::stdout(),
-    );
-    ExitCode::SUCCESS
+/// `agentbox completions SHELL`: the completion script on stdout. It asks `agentbox` for
+/// the candidates, so box names, sessions and services complete as they are now.
+pub fn completions(args: &CompletionsArgs) -> anyhow::Result<ExitCode> {
+    let script = crate::completion::script(args.shell)?;
+    match std::io::stdout().write_all(&script) {
+        // The reader took what it wanted (`| head -1`): nothing is wrong.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
