@@ -13,6 +13,7 @@ use std::time::Duration;
 use agentbox_protocol::agent::{clean_detail, valid_agent_name, AgentState, AgentStatus};
 use agentbox_protocol::bridge::HostRequest;
 use agentbox_protocol::ctl::SessionInfo;
+use agentbox_protocol::term::SessionName;
 use agentbox_protocol::{ErrorCode, ErrorReply};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,9 +31,9 @@ const SCREEN_READ: &[(&str, &str)] = &[("codex", "esc to interrupt")];
 /// The agents' states; cheap to clone.
 #[derive(Clone)]
 pub struct Agents {
-    states: Arc<Mutex<HashMap<String, AgentStatus>>>,
+    states: Arc<Mutex<HashMap<SessionName, AgentStatus>>>,
     /// Sessions whose `working` came from reading the screen (and so may end the same way).
-    screen_working: Arc<Mutex<std::collections::HashSet<String>>>,
+    screen_working: Arc<Mutex<std::collections::HashSet<SessionName>>>,
     forward: mpsc::UnboundedSender<AgentStatus>,
 }
 
@@ -56,20 +57,20 @@ impl Agents {
         self.screen_working
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&status.session);
+            .remove(status.session.as_str());
         self.record(status)
     }
 
     /// A session started for `agent`: `idle` until it reports, unless it already did.
-    pub fn started(&self, session: &str, agent: &str) {
+    pub fn started(&self, session: &SessionName, agent: &str) {
         let known = self
             .states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains_key(session);
+            .contains_key(session.as_str());
         if !known {
             let _ = self.record(AgentStatus {
-                session: session.to_string(),
+                session: session.clone(),
                 agent: agent.to_string(),
                 state: AgentState::Idle,
                 detail: None,
@@ -87,7 +88,7 @@ impl Agents {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let next = match (busy, status.state) {
             (true, AgentState::Idle | AgentState::Error) => AgentState::Working,
-            (false, AgentState::Working) if from_screen.contains(&status.session) => {
+            (false, AgentState::Working) if from_screen.contains(status.session.as_str()) => {
                 AgentState::Idle
             }
             _ => return,
@@ -95,7 +96,7 @@ impl Agents {
         if next == AgentState::Working {
             from_screen.insert(status.session.clone());
         } else {
-            from_screen.remove(&status.session);
+            from_screen.remove(status.session.as_str());
         }
         drop(from_screen);
         let _ = self.record(AgentStatus {
@@ -130,7 +131,7 @@ impl Agents {
             .states
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(old) = states.get(&status.session) {
+        if let Some(old) = states.get(status.session.as_str()) {
             if old.state == status.state && old.detail == status.detail && old.agent == status.agent
             {
                 return Ok(());
@@ -159,7 +160,7 @@ impl Agents {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for s in sessions {
-            s.agent = states.get(&s.name).cloned();
+            s.agent = states.get(s.name.as_str()).cloned();
         }
     }
 
@@ -238,7 +239,7 @@ mod tests {
 
     fn status(state: AgentState, since_ms: u64) -> AgentStatus {
         AgentStatus {
-            session: "claude".into(),
+            session: "claude".parse().expect("session name"),
             agent: "claude".into(),
             state,
             detail: None,
@@ -264,7 +265,8 @@ mod tests {
     #[test]
     fn the_screen_starts_and_ends_work_only_where_hooks_do_not_say() {
         let (agents, mut rx) = Agents::new();
-        agents.started("cx", "codex");
+        let cx: SessionName = "cx".parse().expect("session name");
+        agents.started(&cx, "codex");
         let idle = rx.try_recv().expect("initial");
         assert_eq!(idle.state, AgentState::Idle);
         agents.screen_says(&idle, true);
@@ -280,16 +282,15 @@ mod tests {
         agents.screen_says(&hooked, false);
         assert!(rx.try_recv().is_err());
         // `started` never overrides a report that came first.
-        agents.started("cx", "codex");
+        agents.started(&cx, "codex");
         assert!(rx.try_recv().is_err());
     }
 
     #[test]
     fn bad_names_are_refused() {
         let (agents, _rx) = Agents::new();
-        let mut s = status(AgentState::Idle, 1);
-        s.session = "a:b".into();
-        assert!(agents.report(s).is_err());
+        // A bad session name cannot even be made (the report does not parse).
+        assert!("a:b".parse::<SessionName>().is_err());
         let mut s = status(AgentState::Idle, 1);
         s.agent = "a b".into();
         assert!(agents.report(s).is_err());

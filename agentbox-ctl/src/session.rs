@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use agentbox_protocol::ctl::{SessionInfo, SessionSpec};
+use agentbox_protocol::term::SessionName;
 use agentbox_protocol::{ErrorCode, ErrorReply};
 
 use crate::paths::{Paths, SECRET_VARS};
@@ -154,7 +155,7 @@ impl Tmux {
             "new-session".into(),
             "-d".into(),
             "-s".into(),
-            spec.name.clone(),
+            spec.name.to_string(),
             "-c".into(),
             cwd.display().to_string(),
             "-x".into(),
@@ -277,9 +278,11 @@ impl Tmux {
     }
 }
 
+/// One line of `list-sessions`; a session whose name is no [`SessionName`] was not made
+/// by agentbox (nothing here names one so) and is left out.
 fn parse_session_line(line: &str) -> Option<SessionInfo> {
     let mut f = line.split('\t');
-    let name = f.next()?.to_string();
+    let name = SessionName::try_from(f.next()?).ok()?;
     let created: u64 = f.next()?.parse().ok()?;
     let attached: u32 = f.next()?.parse().unwrap_or(0);
     let dead = f.next().unwrap_or("0") == "1";
@@ -422,7 +425,7 @@ mod tests {
         assert_eq!(
             s,
             SessionInfo {
-                name: "claude".into(),
+                name: "claude".parse().expect("session name"),
                 running: true,
                 started_at_ms: Some(1_700_000_000_000),
                 attached: 2,
@@ -431,5 +434,9 @@ mod tests {
         );
         assert!(!parse_session_line("x\t1\t0\t1").expect("parse").running);
         assert!(parse_session_line("garbage").is_none());
+        // A session made outside agentbox (`tmux new -s 'a.b'`) under a name that is no
+        // session name is left out of the list rather than sent on to the host.
+        assert!(parse_session_line("a.b\t1\t0\t0").is_none());
+        assert!(parse_session_line("x\u{1b}[2J\t1\t0\t0").is_none());
     }
 }

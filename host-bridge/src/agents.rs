@@ -26,7 +26,7 @@ pub const MAX_AHEAD_MS: u64 = 10 * 60 * 1000;
 static WRITE: Mutex<()> = Mutex::new(());
 
 /// The agents of one box, by session.
-pub type States = BTreeMap<String, AgentStatus>;
+pub type States = BTreeMap<agentbox_protocol::term::SessionName, AgentStatus>;
 
 /// The states on record in `path` (none when there is no file or it is unreadable).
 pub fn load(path: &Path) -> States {
@@ -47,9 +47,7 @@ pub struct Applied {
 
 /// Checks a report from a box; `Err` says why it is refused.
 pub fn check(status: &AgentStatus) -> Result<AgentStatus, String> {
-    if !agentbox_protocol::term::valid_session_name(&status.session) {
-        return Err("the report names an invalid session".into());
-    }
+    // The session is a `SessionName`: checked when the report was parsed.
     if !valid_agent_name(&status.agent) {
         return Err("the report names an invalid agent".into());
     }
@@ -107,7 +105,7 @@ pub fn summary(states: &States, box_running: bool) -> String {
         .values()
         .map(|s| {
             let state = shown_state(s, box_running);
-            if s.agent == s.session {
+            if s.agent == s.session.as_str() {
                 format!("{} {state}", s.agent)
             } else {
                 format!("{}({}) {state}", s.agent, s.session)
@@ -132,7 +130,7 @@ mod tests {
 
     fn report(state: AgentState, since_ms: u64) -> AgentStatus {
         AgentStatus {
-            session: "claude".into(),
+            session: "claude".parse().expect("session name"),
             agent: "claude".into(),
             state,
             detail: Some("needs \x1b[31myou".into()),
@@ -182,13 +180,13 @@ mod tests {
         // Sessions past the cap are refused; those on record still update.
         for i in 0..MAX_SESSIONS + 40 {
             let mut r = report(AgentState::Working, 1);
-            r.session = format!("s{i}");
+            r.session = format!("s{i}").parse().expect("session name");
             let applied = apply(&path, &check(&r).expect("ok"));
             assert_eq!(applied.is_ok(), i < MAX_SESSIONS, "session {i}");
         }
         assert_eq!(load(&path).len(), MAX_SESSIONS);
         let mut r = report(AgentState::Idle, 2);
-        r.session = "s0".into();
+        r.session = "s0".parse().expect("session name");
         assert!(
             apply(&path, &r)
                 .expect("an agent on record updates")
@@ -200,9 +198,10 @@ mod tests {
     fn reports_are_checked_and_cleaned() {
         let clean = check(&report(AgentState::Waiting, 1)).expect("ok");
         assert_eq!(clean.detail.as_deref(), Some("needs  [31myou"));
-        let mut bad = report(AgentState::Idle, 1);
-        bad.session = "../x".into();
-        assert!(check(&bad).is_err());
+        // A report naming session `../x` does not parse: the name is a `SessionName`.
+        let mut bad = serde_json::to_value(report(AgentState::Idle, 1)).expect("json");
+        bad["session"] = "../x".into();
+        assert!(serde_json::from_value::<AgentStatus>(bad).is_err());
         let mut bad = report(AgentState::Idle, 1);
         bad.agent = "$(rm -rf)".into();
         assert!(check(&bad).is_err());

@@ -346,7 +346,7 @@ fn agent_reports(reports: &[(String, String, &str, u64)]) -> serde_json::Value {
             attempt: 1,
             created_at_ms: agentbox_protocol::now_millis(),
             request: HostRequest::AgentState(AgentStatus {
-                session: session.clone(),
+                session: session.parse().expect("session"),
                 agent: "claude".into(),
                 state: state.parse().expect("state"),
                 detail: Some("needs you".into()),

@@ -72,7 +72,7 @@ impl std::str::FromStr for AgentState {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct AgentStatus {
     /// The tmux session the agent runs in.
-    pub session: String,
+    pub session: crate::names::SessionName,
     /// Which agent (`claude`, `codex`, `opencode`, or another name).
     pub agent: String,
     /// What it is doing.

@@ -69,7 +69,7 @@ pub enum CtlRequest {
     /// Kill a tmux session by exact name.
     SessionKill {
         /// Session name.
-        name: String,
+        name: crate::names::SessionName,
     },
     /// Ask the daemon to stop every unit and exit.
     Shutdown,
@@ -85,7 +85,7 @@ pub enum CtlRequest {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct SessionSpec {
     /// The session name (exact: never a tmux prefix match).
-    pub name: String,
+    pub name: crate::names::SessionName,
     /// Working directory; the workspace when absent.
     pub cwd: Option<String>,
     /// Program and arguments, run directly (no shell).
@@ -350,7 +350,7 @@ pub struct LogLine {
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct SessionInfo {
     /// Exact session name.
-    pub name: String,
+    pub name: crate::names::SessionName,
     /// Whether the session's first pane still runs its command.
     pub running: bool,
     /// When the session was created.

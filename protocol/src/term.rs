@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::names::valid_session_name;
+pub use crate::names::{valid_session_name, BadSessionName, SessionName, MAX_SESSION_NAME};
 
 /// How long an HTTP output stream stays open without a byte to send.
 pub const STREAM_IDLE_MS: u64 = 15_000;
@@ -66,7 +66,7 @@ pub struct TermOpen {
     /// The session to view; with `shell`, the name of the new shell session (made up when
     /// absent). Without either, the only session of the box.
     #[serde(default)]
-    pub session: Option<String>,
+    pub session: Option<SessionName>,
     /// Start a fresh login shell in a new session, which ends when the shell exits.
     #[serde(default)]
     pub shell: bool,
@@ -118,7 +118,7 @@ pub struct TermInfo {
     /// The term's id (`t` + 32 hex), checked when it is read.
     pub id: TermId,
     /// The session it views.
-    pub session: String,
+    pub session: SessionName,
     /// Bytes of output so far (the next output offset).
     pub produced: u64,
     /// blake3 (hex) of every output byte so far: a viewer that holds `produced` bytes can

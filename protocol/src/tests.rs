@@ -218,6 +218,46 @@ mod term_json {
     }
 }
 
+/// Every message that names a tmux session refuses, when it is read, a name that is no
+/// session name: the box sends these (agent reports, session lists, status, terms) and
+/// the host prints the name, keys records by it and hands it back to tmux.
+#[test]
+fn messages_naming_a_session_refuse_a_hostile_name() {
+    let hostile = [
+        "",
+        "a:b",
+        "a.b",
+        "../x",
+        "x\n[agentbox] approved",
+        "\u{1b}[2Jx",
+        "=claude",
+        &"x".repeat(65),
+    ];
+    for name in hostile {
+        let agent = json!({"session": name, "agent": "claude", "state": "waiting",
+            "detail": null, "since_ms": 1});
+        let info = json!({"name": name, "running": true, "started_at_ms": 1, "attached": 0,
+            "agent": null});
+        let status = json!({"schema": 1, "box_name": null, "generated_at_ms": 1,
+            "units": [], "sessions": [info.clone()], "problem": null});
+        let term = json!({"id": format!("t{}", "0".repeat(32)), "session": name,
+            "produced": 0, "digest": "", "input": 0, "held_from": 0, "read_only": false,
+            "ended": null});
+        let open = json!({"session": name, "size": {"cols": 80, "rows": 24}});
+        let spec = json!({"name": name, "cwd": null, "argv": ["sh"], "env": []});
+        let refused = [
+            serde_json::from_value::<crate::agent::AgentStatus>(agent).is_err(),
+            serde_json::from_value::<SessionInfo>(info).is_err(),
+            serde_json::from_value::<BoxStatus>(status).is_err(),
+            serde_json::from_value::<crate::term::TermInfo>(term).is_err(),
+            serde_json::from_value::<crate::term::TermOpen>(open).is_err(),
+            serde_json::from_value::<SessionSpec>(spec).is_err(),
+            serde_json::from_value::<CtlRequest>(json!({"SessionKill": {"name": name}})).is_err(),
+        ];
+        assert_eq!(refused, [true; 7], "{name:?}");
+    }
+}
+
 fn sample_unit() -> UnitStatus {
     UnitStatus {
         name: "api".into(),
@@ -405,7 +445,7 @@ fn golden_box_status() {
         units: vec![],
         sessions: vec![SessionInfo {
             agent: None,
-            name: "claude".into(),
+            name: "claude".parse().expect("name"),
             running: true,
             started_at_ms: Some(1),
             attached: 0,
@@ -489,7 +529,7 @@ fn transfer_ids_are_plain() {
 #[test]
 fn golden_agent_state_request() {
     let r = HostRequest::AgentState(crate::agent::AgentStatus {
-        session: "claude".into(),
+        session: "claude".parse().expect("name"),
         agent: "claude".into(),
         state: crate::agent::AgentState::Waiting,
         detail: Some("Claude needs your permission to use Bash".into()),

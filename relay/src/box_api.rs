@@ -72,11 +72,9 @@ pub fn validate(request: &HostRequest) -> Result<(), String> {
         HostRequest::Open { url } if url.chars().any(char::is_control) => {
             Err("the URL contains control characters".into())
         }
-        HostRequest::AgentState(s)
-            if !agentbox_protocol::term::valid_session_name(&s.session)
-                || !agentbox_protocol::agent::valid_agent_name(&s.agent) =>
-        {
-            Err("the agent state names an invalid session or agent".into())
+        // Its session is a `SessionName`, checked when the report was read.
+        HostRequest::AgentState(s) if !agentbox_protocol::agent::valid_agent_name(&s.agent) => {
+            Err("the agent state names an invalid agent".into())
         }
         HostRequest::AgentState(s)
             if s.detail
@@ -324,7 +322,7 @@ mod tests {
         }
         let state = |session: &str, agent: &str, detail: usize| {
             HostRequest::AgentState(agentbox_protocol::agent::AgentStatus {
-                session: session.into(),
+                session: session.parse().expect("session name"),
                 agent: agent.into(),
                 state: agentbox_protocol::agent::AgentState::Waiting,
                 detail: Some("x".repeat(detail)),
@@ -332,7 +330,9 @@ mod tests {
             })
         };
         assert!(validate(&state("claude", "claude", 200)).is_ok());
-        assert!(validate(&state("a:b", "claude", 1)).is_err());
+        assert!("a:b"
+            .parse::<agentbox_protocol::term::SessionName>()
+            .is_err());
         assert!(validate(&state("claude", "$(x)", 1)).is_err());
         assert!(validate(&state("claude", "claude", 1 << 20)).is_err());
         assert!(validate(&HostRequest::Notify {

@@ -22,7 +22,7 @@ fn rt() -> tokio::runtime::Runtime {
 /// Records `state` for the box's one agent, as the bridge does when the box reports it.
 fn report(states: &Path, state: AgentState, since_ms: u64) {
     let status = AgentStatus {
-        session: "claude".into(),
+        session: "claude".parse().expect("session"),
         agent: "claude".into(),
         state,
         detail: None,

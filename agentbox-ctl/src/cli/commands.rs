@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use agentbox_protocol::ctl::{CtlRequest, CtlResponse, SessionSpec};
+use agentbox_protocol::term::SessionName;
 
 use super::args::{Cmd, NameArg, SessionCmd, EXIT_UNREACHABLE};
 use super::output::{ago, print_json, print_status, print_wait, unit_line};
@@ -25,6 +26,16 @@ pub fn run(cmd: Cmd, paths: &Paths) -> ExitCode {
             }
         }
     }
+}
+
+/// A session name from the command line, refused here as the daemon would refuse it.
+fn session_name(name: String) -> Result<SessionName, ClientError> {
+    SessionName::try_from(name).map_err(|e| {
+        ClientError::Daemon(agentbox_protocol::ErrorReply::new(
+            agentbox_protocol::ErrorCode::BadRequest,
+            format!("invalid session name: {e}"),
+        ))
+    })
 }
 
 fn unexpected(r: &CtlResponse) -> ClientError {
@@ -216,7 +227,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 None => Vec::new(),
             };
             let spec = SessionSpec {
-                name,
+                name: session_name(name)?,
                 cwd,
                 argv,
                 env,
@@ -258,6 +269,7 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
             }
         }
         Cmd::Session(SessionCmd::Kill { name }) => {
+            let name = session_name(name)?;
             match client::call(&socket, CtlRequest::SessionKill { name: name.clone() })? {
                 CtlResponse::Done => {
                     println!("session `{name}` killed");
@@ -369,6 +381,10 @@ fn agent_state(socket: &std::path::Path, value: Option<&str>, flags: AgentFlags)
         .agent
         .or(flags.from)
         .unwrap_or_else(|| session.clone());
+    let session = match SessionName::try_from(session) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("invalid session name: {e}")),
+    };
     let status = AgentStatus {
         session,
         agent,

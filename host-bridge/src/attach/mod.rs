@@ -16,7 +16,7 @@ pub mod wire;
 
 use std::time::{Duration, Instant};
 
-use agentbox_protocol::term::{TermEnd, TermInfo, TermOpen, TermSize};
+use agentbox_protocol::term::{SessionName, TermEnd, TermInfo, TermOpen, TermSize};
 use anyhow::bail;
 use tokio::sync::mpsc;
 
@@ -63,7 +63,7 @@ pub struct Outcome {
     /// Why.
     pub end: TermEnd,
     /// The session.
-    pub session: String,
+    pub session: SessionName,
     /// The last term's id.
     pub term_id: String,
     /// Output bytes received on the last term.
@@ -126,8 +126,13 @@ async fn open_term(relay: &Relay, open: &TermOpen, patience: Duration) -> anyhow
 /// Attaches until the term ends; see the module doc.
 pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result<Outcome> {
     let keep_ms = u64::try_from(options.keep.as_millis()).unwrap_or(u64::MAX);
+    let session = options
+        .session
+        .clone()
+        .map(SessionName::try_from)
+        .transpose()?;
     let mut open = TermOpen {
-        session: options.session.clone(),
+        session,
         shell: options.shell,
         size: io.size,
         term: options.term.clone(),

@@ -21,8 +21,17 @@ use crate::http::{internal, ApiError};
 /// `POST /v1/terms`: opens a viewer.
 pub(super) async fn open(
     State(terms): State<Arc<Terms>>,
-    Json(open): Json<TermOpen>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<TermInfo>), ApiError> {
+    // Parsed here, not by axum's `Json`, so a bad body (a session that is no session
+    // name, …) is a 400 with the error envelope that says what is wrong.
+    let open: TermOpen = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest,
+            format!("bad terminal request: {e}"),
+        )
+    })?;
     let term = terms.open(open).await?;
     tracing::info!(term = %term.spec.id, session = %term.spec.session, read_only = term.spec.read_only, "term opened");
     Ok((StatusCode::CREATED, Json(term.info())))

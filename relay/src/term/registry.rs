@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agentbox_protocol::ctl::{CtlRequest, CtlResponse, SessionSpec};
 use agentbox_protocol::term::{
-    is_term_id, new_term_id, valid_session_name, valid_term_name, TermEnd, TermInfo, TermOpen,
+    is_term_id, new_term_id, valid_term_name, SessionName, TermEnd, TermInfo, TermOpen,
     DEFAULT_KEEP_MS, MAX_KEEP_MS,
 };
 use agentbox_protocol::ErrorCode;
@@ -97,11 +97,6 @@ impl Terms {
         if !valid_term_name(&term_name) {
             return Err(bad("TERM must be 1-64 of letters, digits, `._+-`".into()));
         }
-        if let Some(s) = open.session.as_deref().filter(|s| !valid_session_name(s)) {
-            return Err(bad(format!(
-                "`{s}` is not a session name (1-64 of letters, digits, `_`, `-`)"
-            )));
-        }
         let keep_ms = open.keep_ms.unwrap_or(DEFAULT_KEEP_MS);
         if keep_ms > MAX_KEEP_MS {
             return Err(bad(format!(
@@ -136,13 +131,14 @@ impl Terms {
     }
 
     /// The session to view: the one named (it must exist), or the only one.
-    async fn pick_session(&self, wanted: Option<String>) -> Result<String, ApiError> {
+    async fn pick_session(&self, wanted: Option<SessionName>) -> Result<SessionName, ApiError> {
         let sessions = self.sessions().await;
         let names = || {
             if sessions.is_empty() {
                 "the box has no session".to_string()
             } else {
-                format!("sessions: {}", sessions.join(", "))
+                let names: Vec<&str> = sessions.iter().map(SessionName::as_str).collect();
+                format!("sessions: {}", names.join(", "))
             }
         };
         match wanted {
@@ -161,8 +157,9 @@ impl Terms {
         }
     }
 
-    /// Session names on the box's tmux server (none when it is not running).
-    async fn sessions(&self) -> Vec<String> {
+    /// Session names on the box's tmux server (none when it is not running; a name tmux
+    /// lists that is no [`SessionName`] was not made by agentbox and is left out).
+    async fn sessions(&self) -> Vec<SessionName> {
         let out = tokio::process::Command::new("tmux")
             .arg("-S")
             .arg(self.tmux_socket())
@@ -172,22 +169,23 @@ impl Terms {
         match out {
             Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
                 .lines()
-                .map(str::to_string)
+                .filter_map(|l| SessionName::try_from(l).ok())
                 .collect(),
             _ => Vec::new(),
         }
     }
 
     /// Starts a login shell in a new session through the ctl daemon.
-    async fn start_shell(&self, name: Option<String>) -> Result<String, ApiError> {
+    async fn start_shell(&self, name: Option<SessionName>) -> Result<SessionName, ApiError> {
         let name = match name {
             Some(n) => n,
             None => {
                 let taken = self.sessions().await;
                 (1..=MAX_TERMS + 1)
-                    .map(|i| format!("shell-{i}"))
+                    .filter_map(|i| SessionName::try_from(format!("shell-{i}")).ok())
                     .find(|n| !taken.contains(n))
-                    .unwrap_or_else(|| "shell".into())
+                    .map_or_else(|| SessionName::try_from("shell"), Ok)
+                    .map_err(|e| internal(e.to_string()))?
             }
         };
         let shell = std::env::var("SHELL")

@@ -22,7 +22,7 @@ pub struct Spec {
     /// The term id.
     pub id: agentbox_protocol::term::TermId,
     /// The session (already checked to exist).
-    pub session: String,
+    pub session: agentbox_protocol::term::SessionName,
     /// The viewer's size.
     pub size: TermSize,
     /// The viewer's `TERM`.
