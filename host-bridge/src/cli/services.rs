@@ -22,7 +22,7 @@ pub struct LogsArgs {
     /// Only lines from the last DURATION (30s, 5m, 1h), by the box's clock.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub since: Option<Duration>,
-    /// The latest lines of each unit to show first (default 200; all with --since).
+    /// The latest lines of each unit to show first (default 200; 50000 with --since).
     #[arg(short = 'n', long, value_name = "N")]
     pub tail: Option<u32>,
     /// One JSON object a line (`unit`, `ts_ms`, `stream`, `line`).

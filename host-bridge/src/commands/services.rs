@@ -19,6 +19,10 @@ use crate::text::shown;
 /// The longest log line taken from the box (longer ones are cut there).
 const MAX_LINE: usize = 1 << 20;
 
+/// How many of each unit's latest lines `--since` looks through (the box sends a tail in
+/// one frame: not the whole rotated log).
+const SINCE_TAIL: u32 = 50_000;
+
 /// The most of the box's stderr kept for an error message.
 const MAX_STDERR: usize = 64 << 10;
 
@@ -36,9 +40,11 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<ExitCode> {
             .to_string(),
         _ => "agentbox-ctl".to_string(),
     };
-    let tail = args
-        .tail
-        .unwrap_or(if args.since.is_some() { u32::MAX } else { 200 });
+    let tail = args.tail.unwrap_or(if args.since.is_some() {
+        SINCE_TAIL
+    } else {
+        200
+    });
     let mut argv = vec![
         ctl,
         "logs".into(),
