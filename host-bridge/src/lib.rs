@@ -17,7 +17,7 @@
 //! - [`relay_exec`]: one-off commands in a box through its relay, output streamed apart.
 //! - [`unsaved`]: the box's work the host does not have (what `destroy` names) and the
 //!   base both sides are compared with.
-//! - [`git`]: running the host's git. [`text`]: text from a box made safe to show.
+//! - [`git`]: running the host's git; [`git_identity`]: `user.name`/`user.email` into a box. [`text`]: text from a box made safe to show.
 //! - [`tls`]: the one TLS configuration of every connection the host makes, and
 //!   certificate problems in words.
 
@@ -34,6 +34,7 @@ pub mod credentials;
 pub mod daytona;
 pub mod download;
 pub mod git;
+pub mod git_identity;
 pub mod home;
 pub mod image;
 pub mod port_forward;

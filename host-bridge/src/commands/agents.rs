@@ -1,5 +1,5 @@
 //! The agents: `claude`, `codex`, `opencode` (a new box, or an existing box's agent
-//! again) and `resync` (their credentials into a box).
+//! again) and `resync` (their credentials, and the git identity, into a box).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -123,6 +123,15 @@ fn agent_again(
 /// `agentbox resync [BOX]`.
 pub fn resync(ctx: &Ctx, args: &ResyncArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
+    ensure_running(&AnyBox::open(&record)?, &record.name)?;
+    // The git identity too, as at create: it may have changed since.
+    let relay = super::context::relay_of(&record)?;
+    let identity = crate::git_identity::Identity::of_project(&record.project);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(identity.apply(&relay))
+        .context("cannot give the box's git your user.name and user.email")?;
     send_credentials(&record)
 }
 

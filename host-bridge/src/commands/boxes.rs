@@ -165,8 +165,24 @@ pub fn destroy(ctx: &Ctx, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
 pub fn stop(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
     AnyBox::open(&record)?.stop()?;
+    // Its agents ended with it: what they last reported is no longer so.
+    forget_agents(ctx, &record.name);
     eprintln!("stopped {}", record.name);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Drops what the host recorded of a box's agents (they ended with its processes); the
+/// agents started later report afresh.
+fn forget_agents(ctx: &Ctx, name: &str) {
+    let path = ctx.home.agent_states(name);
+    if let Err(e) = std::fs::remove_file(&path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!(
+                "warning: the agent states of `{name}` stay in {}: {e}",
+                path.display()
+            );
+        }
+    }
 }
 
 /// `agentbox start` of one box.
@@ -174,8 +190,13 @@ pub fn start(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
     let b = AnyBox::open(&record)?;
     if b.running() {
-        bail!("box `{}` is already running", record.name);
+        // Like `stop` of a stopped box: the box is as asked, nothing to do.
+        eprintln!("box {} is already running", record.name);
+        return Ok(ExitCode::SUCCESS);
     }
+    // A box stopped some other way (Daytona's auto-stop, `docker stop`, a reboot) left
+    // its agents' last reports behind; the agents of this start report afresh.
+    forget_agents(ctx, &record.name);
     let url = b.start(&record.bridge_token)?;
     ctx.state.update(&record.name, "ready", Some(&url))?;
     eprintln!("started {}", record.name);

@@ -292,6 +292,14 @@ fn build(
             &|_, _| {},
         ))
         .context("the box refused the seed")?;
+    // A commit in the box has the user's name on it, as on this machine; nothing else of
+    // the host's git config goes.
+    let identity = crate::git_identity::Identity::of_project(&record.project);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(identity.apply(&relay))
+        .context("cannot give the box's git your user.name and user.email")?;
     let sync = crate::sync::SyncRecord {
         head: seed.manifest.head.clone(),
         changes_tree: match &seed.manifest.stash {
@@ -309,14 +317,7 @@ fn build(
         );
     }
     progress("waiting for services");
-    let wait = b.ctl(&["wait-ready", "--timeout", "60000"])?;
-    if !wait.status.success() {
-        eprintln!(
-            "warning: not every unit is ready:\n{}(see `agentbox status {}`)",
-            crate::text::shown_lines(&String::from_utf8_lossy(&wait.stdout)),
-            record.name
-        );
-    }
+    super::ready::wait_for_units(b, &record.name)?;
     Ok(url)
 }
 

@@ -14,6 +14,7 @@ pub mod files;
 pub mod git;
 pub mod images;
 mod interrupt;
+mod ready;
 pub mod list;
 pub mod port;
 pub mod services;

@@ -240,6 +240,9 @@ impl LocalBox {
                 ("AGENTBOX_BRIDGE_PORT", &bridge_port.to_string()),
                 ("AGENTBOX_WEB_PORT", &web_port.to_string()),
                 ("AGENTBOX_BIND_ADDR", "127.0.0.1"),
+                // This machine's ports are shared with other boxes: the daemon takes only
+                // its own listeners for ready, and fails a service whose port is taken.
+                ("AGENTBOX_SHARED_PORTS", "1"),
             ],
         )?;
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -273,6 +276,7 @@ impl LocalBox {
     /// The URL of the WebProxy, or of a box port (local services listen on this machine).
     pub fn web_url(&self, port: Option<u16>) -> anyhow::Result<String> {
         if let Some(p) = port {
+            self.ensure_not_served_by_another(p)?;
             return Ok(format!("http://127.0.0.1:{p}"));
         }
         let port = self
@@ -280,6 +284,36 @@ impl LocalBox {
             .and_then(|v| v["web_port"].as_u64())
             .with_context(|| format!("box {} is not running", self.name))?;
         Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// Refuses a port of this machine that a process of another box (or no box) listens
+    /// on while none of this box's processes does: its URL would show the other's content.
+    fn ensure_not_served_by_another(&self, port: u16) -> anyhow::Result<()> {
+        use agentbox_protocol::listeners;
+        let Some(holders) = listeners::holders(port) else {
+            return Ok(()); // no /proc: nothing to tell them apart by
+        };
+        let run_dir = self.run_dir().display().to_string();
+        let ours =
+            |pid: &u32| listeners::env_of(*pid, "AGENTBOX_RUN_DIR").is_some_and(|d| d == run_dir);
+        if holders.is_empty() || holders.iter().any(ours) {
+            return Ok(());
+        }
+        let pid = holders[0];
+        match listeners::env_of(pid, "AGENTBOX_BOX_NAME") {
+            Some(other) => bail!(
+                "port {port} is served by box `{}`, not by box `{}`: stop that box (`agentbox stop {}`) and restart this one's service (`agentbox status {}` says why it is not running)",
+                crate::text::shown(&other),
+                self.name,
+                crate::text::shown(&other),
+                self.name
+            ),
+            None => bail!(
+                "port {port} is served by pid {pid} ({}), a program of this machine outside box `{}`",
+                crate::text::shown(&listeners::command_of(pid).unwrap_or_default()),
+                self.name
+            ),
+        }
     }
 
     fn relay_info(&self) -> Option<serde_json::Value> {
