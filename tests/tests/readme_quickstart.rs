@@ -1,9 +1,10 @@
 //! README.md's quickstart, run as it stands: the first ```sh block under "## Quickstart"
 //! is taken out of README.md and run by `bash -e` in a fresh git repository with an
 //! `origin` remote, with an `AGENTBOX_HOME` and a `HOME` of its own and the workspace's
-//! binaries first on PATH (what the README's install step does), on the local provider,
-//! which is what the README promises with nothing prepared. A README edit that breaks a
-//! command of the quickstart fails here.
+//! binaries first on PATH (what the README's install step does) — once on the local
+//! provider, which is what the README promises with nothing prepared, and once with the
+//! provider switched to docker in the global config. A README edit that breaks a command
+//! of the quickstart fails here.
 
 #[allow(dead_code)]
 mod docker_common;
@@ -16,7 +17,8 @@ use agentbox_tests::bin_path;
 use agentbox_tests::run::TimedOutput;
 use docker_common::{git, Host};
 
-/// The quickstart runs a create, an exec with a push, an agent box and two destroys.
+/// The quickstart runs a create, an exec with a push, an agent box and two destroys; a
+/// docker box takes longer than a local one on a loaded machine.
 const QUICKSTART_LIMIT: Duration = Duration::from_secs(600);
 
 /// The quickstart's shell block, as README.md has it.
@@ -163,4 +165,40 @@ fn the_readme_quickstart_runs_on_the_local_provider() {
     let machine = Machine::new();
     let out = machine.run_quickstart();
     machine.check_outcome(&out);
+}
+
+#[test]
+fn the_readme_quickstart_runs_on_the_docker_provider() {
+    let base = agentbox_tests::docker_base_image();
+    let machine = Machine::new();
+    // The docker provider's one step before a first box (README's provider table), with
+    // the agent the quickstart starts; then docker for every box of this machine.
+    let prepared = machine
+        .command("agentbox")
+        .args([
+            "prepare",
+            "--provider",
+            "docker",
+            "--base-image",
+            &base,
+            "--agents",
+            "claude",
+        ])
+        .output_within(agentbox_tests::run::BUILD_LIMIT)
+        .expect("agentbox prepare");
+    agentbox_tests::succeeded(&["prepare"], &prepared);
+    let set = machine
+        .command("agentbox")
+        .args(["config", "set", "--global", "box.provider", "docker"])
+        .timed_output()
+        .expect("agentbox config set");
+    agentbox_tests::succeeded(&["config", "set"], &set);
+
+    let out = machine.run_quickstart();
+    machine.check_outcome(&out);
+    assert!(
+        machine.host.containers_of("demo").is_empty()
+            && machine.host.containers_of("ag").is_empty(),
+        "the quickstart's containers are still there"
+    );
 }
