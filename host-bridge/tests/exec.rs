@@ -194,3 +194,52 @@ fn attach_and_shell_off_a_terminal_refuse_and_a_box_without_sessions_says_what_t
         &format!("open a shell in it with `agentbox shell {name}`"),
     );
 }
+
+#[test]
+fn an_agent_without_credentials_is_warned_of_and_a_first_start_is_no_resume() {
+    let host = Host::new();
+    // A stand-in agent that waits (the local provider runs this machine's programs).
+    host.program("claude", "#!/bin/sh\nexec sleep 300\n");
+    let repo = host.repo("creds", "");
+    let empty_home = host.dir.path().join("empty-home");
+    std::fs::create_dir_all(&empty_home).expect("mkdir");
+    let run = |args: &[&str], home: &std::path::Path| {
+        wait_within(
+            Command::new(AGENTBOX)
+                .args(args)
+                .current_dir(&repo)
+                .env("AGENTBOX_HOME", host.home())
+                .env("PATH", host.path())
+                .env("HOME", home)
+                .env_remove("ANTHROPIC_API_KEY")
+                .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        )
+    };
+    let out = run(&["claude", "-d"], &empty_home);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: claude has no credentials on this machine"),
+        "{err}"
+    );
+
+    // A box made without the agent: its first start is a start, not a resume.
+    let name = host.ok(&repo, &["create"]).trim().to_string();
+    let with_creds = host.dir.path().join("creds-home");
+    std::fs::create_dir_all(with_creds.join(".claude")).expect("mkdir");
+    std::fs::write(with_creds.join(".claude/.credentials.json"), "{}").expect("write");
+    let out = run(&["claude", &name, "-d"], &with_creds);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("==> starting claude in box `{name}`")),
+        "{err}"
+    );
+    assert!(!err.contains("resuming"), "{err}");
+    assert!(!err.contains("no credentials"), "{err}");
+}

@@ -105,6 +105,11 @@ pub fn start_session(
         .get("agents.forwardEnv")
         .map(|(v, _)| crate::credentials::forwarded(v))
         .unwrap_or_default();
+    if let Some(agent) = agent {
+        if let Some(warning) = missing_credentials(agent, &forwarded) {
+            eprintln!("warning: {warning}");
+        }
+    }
     let env_file = if forwarded.is_empty() {
         None
     } else {
@@ -143,6 +148,38 @@ pub fn start_session(
         );
     }
     Ok(())
+}
+
+/// The API keys each agent reads, any of which signs it in.
+const AGENT_KEYS: [(&str, &[&str]); 3] = [
+    ("claude", &["ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN"]),
+    ("codex", &["OPENAI_API_KEY"]),
+    (
+        "opencode",
+        &["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY"],
+    ),
+];
+
+/// A warning when `agent` starts with nothing to sign in with: no credential file under
+/// this machine's `$HOME` and none of its API keys among the `forwarded` variables.
+pub fn missing_credentials(agent: &str, forwarded: &[(String, String)]) -> Option<String> {
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from)?;
+    let file = crate::credentials::FILES
+        .iter()
+        .find(|(a, _, _)| *a == agent)
+        .map(|(_, f, _)| *f)?;
+    let keys = AGENT_KEYS
+        .iter()
+        .find(|(a, _)| *a == agent)
+        .map_or(&[][..], |(_, k)| *k);
+    if home.join(file).is_file() || forwarded.iter().any(|(k, _)| keys.contains(&k.as_str())) {
+        return None;
+    }
+    Some(format!(
+        "{agent} has no credentials on this machine (no ~/{file}, and agents.forwardEnv forwards none of {}): it will ask you to sign in inside the box; sign in here and run `agentbox resync`, or forward a key (`agentbox config set agents.forwardEnv {}`)",
+        keys.join(", "),
+        keys.first().copied().unwrap_or_default()
+    ))
 }
 
 /// Attaches this terminal to the session, or (detached, or without a terminal) says
