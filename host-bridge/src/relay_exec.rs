@@ -2,7 +2,8 @@
 //! [`agentbox_protocol::exec`]): what `docker exec` gives, for a box the host reaches only
 //! through the relay (Daytona). Output arrives as it is printed, stdout and stderr apart;
 //! stdin, when asked for, is sent in numbered pieces (a retried piece is never typed
-//! twice); no time limit unless the request sets one. Dropping the call (Ctrl-C ends this
+//! twice); no time limit unless the request sets one ([`capture`]: 120 s), and the host
+//! gives up [`OVERRUN`] past a limit the box did not keep. Dropping the call (Ctrl-C ends this
 //! process) cuts the connection, and the relay then ends the command's process group.
 
 use std::io::Write;
@@ -24,6 +25,13 @@ use crate::transfer::client::Relay;
 /// How long the stream may go without a frame (heartbeats included) before the box
 /// counts as gone.
 const SILENCE_LIMIT: Duration = Duration::from_millis(HEARTBEAT_MS * 10);
+
+/// How long past a request's own `timeout_ms` the host waits for the box to end it and
+/// say how it ended.
+pub const OVERRUN: Duration = Duration::from_secs(10);
+
+/// The time limit [`capture`] gives a request that sets none.
+pub const CAPTURE_LIMIT: Duration = Duration::from_secs(120);
 
 /// The most output [`capture`] keeps of each stream.
 pub const CAPTURE_CAP: usize = 16 << 20;
@@ -123,7 +131,34 @@ pub async fn run(
 
 /// [`run`], and for a request with a `tty`, the terminal's new sizes from `resizes`. A
 /// detached request ends at its `Started` frame (exit code 0).
+///
+/// A request with a `timeout_ms` is given up by the host [`OVERRUN`] after it, whatever
+/// the box does: a relay that keeps the stream alive with heartbeats and never ends the
+/// command (a wedged box, or one that ignores the limit) cannot hold the caller longer.
 pub async fn run_sized(
+    relay: &Relay,
+    request: &ExecRequest,
+    stdin: Option<mpsc::Receiver<Vec<u8>>>,
+    resizes: Option<mpsc::UnboundedReceiver<TermSize>>,
+    output: &mut (dyn FnMut(Stream, &[u8]) -> std::io::Result<()> + Send),
+) -> anyhow::Result<Ended> {
+    let run = run_unbounded(relay, request, stdin, resizes, output);
+    let Some(limit) = request.timeout_ms.map(Duration::from_millis) else {
+        return run.await;
+    };
+    // Dropping the call cuts the connection, and the relay ends the command.
+    tokio::time::timeout(limit + OVERRUN, run)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow!(
+                "the box did not end the command within its time limit of {} s (gave up {} s later)",
+                limit.as_secs(),
+                OVERRUN.as_secs()
+            ))
+        })
+}
+
+async fn run_unbounded(
     relay: &Relay,
     request: &ExecRequest,
     stdin: Option<mpsc::Receiver<Vec<u8>>>,
@@ -284,13 +319,20 @@ async fn send_stdin(relay: Relay, id: String, mut rx: mpsc::Receiver<Vec<u8>>) {
     }
 }
 
-/// Runs `request` and keeps its output (at most [`CAPTURE_CAP`] bytes of each stream).
+/// Runs `request` and keeps its output (at most [`CAPTURE_CAP`] bytes of each stream),
+/// within its `timeout_ms`, or [`CAPTURE_LIMIT`] when it sets none (as the docker
+/// provider's in-box commands): a box whose daemon never answers `agentbox-ctl`, or whose
+/// relay never ends the command, costs the host that long, never more.
 pub async fn capture(
     relay: &Relay,
     request: &ExecRequest,
 ) -> anyhow::Result<(Ended, Vec<u8>, Vec<u8>)> {
+    let mut request = request.clone();
+    if request.timeout_ms.is_none() {
+        request.timeout_ms = Some(u64::try_from(CAPTURE_LIMIT.as_millis()).unwrap_or(u64::MAX));
+    }
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let ended = run(relay, request, None, &mut |stream, bytes| {
+    let ended = run(relay, &request, None, &mut |stream, bytes| {
         let into = match stream {
             Stream::Stdout => &mut out,
             Stream::Stderr => &mut err,
