@@ -212,20 +212,20 @@ pub enum WsRefused {
     Network(String),
 }
 
-/// Opens a WebSocket to term `id` at output `offset`; events go to `events`. Input from
-/// where the relay's hello says it is on is resent from `unacked`; that offset is returned
-/// with the link.
-pub async fn connect_ws(
-    relay: &Relay,
-    id: &TermId,
-    offset: u64,
-    events: mpsc::UnboundedSender<Event>,
-    unacked: &Unacked,
-) -> Result<(Link, u64), WsRefused> {
-    let url = relay
-        .url(&format!("/v1/terms/{id}/ws?offset={offset}"))
-        .replacen("http://", "ws://", 1)
-        .replacen("https://", "wss://", 1);
+/// What one WebSocket handshake came to.
+enum Handshake {
+    /// The socket, upgraded.
+    Open(Box<WsStream>),
+    /// The preview proxy's answer to a missing or stale token: its login redirect (`307`)
+    /// or a `401`.
+    Stale(StatusCode),
+}
+
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One WebSocket handshake to `url` with the relay's tokens as they are now.
+async fn handshake(relay: &Relay, url: &str) -> Result<Handshake, WsRefused> {
     let mut request = url
         .into_client_request()
         .map_err(|e| WsRefused::Network(e.to_string()))?;
@@ -242,32 +242,65 @@ pub async fn connect_ws(
         false,
         Some(crate::tls::ws_connector()),
     );
-    let (socket, _) = match tokio::time::timeout(Duration::from_secs(15), connecting).await {
-        Err(_) => return Err(WsRefused::Network("timed out opening the WebSocket".into())),
+    match tokio::time::timeout(Duration::from_secs(15), connecting).await {
+        Err(_) => Err(WsRefused::Network("timed out opening the WebSocket".into())),
         Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
             let status =
                 StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-            if status == StatusCode::UNAUTHORIZED && relay.has_preview() {
-                // Most likely the preview token rotated: renew it and try again.
-                return Err(match relay.renew_preview().await {
-                    Ok(()) => WsRefused::Network("the preview token was renewed".into()),
-                    Err(e) => WsRefused::Network(format!("cannot renew the preview token: {e:#}")),
-                });
+            if relay.preview_refused(status, response.headers())
+                || (status == StatusCode::UNAUTHORIZED && relay.has_preview())
+            {
+                return Ok(Handshake::Stale(status));
             }
-            return Err(
+            Err(
                 if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
                     WsRefused::Gone(format!("the relay answered {status}"))
+                } else if status.is_server_error() {
+                    // A box stopped or starting behind the proxy (Daytona's `502`), an edge's
+                    // timeout: try again, it is not a refusal of WebSocket.
+                    WsRefused::Network(format!("the path to the box answered {status}"))
                 } else {
                     WsRefused::Status(status)
                 },
-            );
+            )
         }
-        Ok(Err(e)) => {
-            return Err(WsRefused::Network(
-                crate::tls::untrusted(&e, &host).unwrap_or_else(|| e.to_string()),
-            ))
+        Ok(Err(e)) => Err(WsRefused::Network(
+            crate::tls::untrusted(&e, &host).unwrap_or_else(|| e.to_string()),
+        )),
+        Ok(Ok((socket, _))) => Ok(Handshake::Open(Box::new(socket))),
+    }
+}
+
+/// Opens a WebSocket to term `id` at output `offset`; events go to `events`. Input from
+/// where the relay's hello says it is on is resent from `unacked`; that offset is returned
+/// with the link.
+pub async fn connect_ws(
+    relay: &Relay,
+    id: &TermId,
+    offset: u64,
+    events: mpsc::UnboundedSender<Event>,
+    unacked: &Unacked,
+) -> Result<(Link, u64), WsRefused> {
+    let url = relay
+        .url(&format!("/v1/terms/{id}/ws?offset={offset}"))
+        .replacen("http://", "ws://", 1)
+        .replacen("https://", "wss://", 1);
+    let mut renewed = false;
+    let socket = loop {
+        match handshake(relay, &url).await? {
+            Handshake::Open(socket) => break *socket,
+            Handshake::Stale(_) if !renewed => {
+                // Most likely the preview token rotated (the sandbox started again): renew
+                // it and try once more with the new one.
+                relay.renew_preview().await.map_err(|e| {
+                    WsRefused::Network(format!("cannot renew the preview token: {e:#}"))
+                })?;
+                renewed = true;
+            }
+            // Refused with a fresh token too: the path refuses WebSocket (Daytona's
+            // private previews answer an upgrade with their login redirect).
+            Handshake::Stale(status) => return Err(WsRefused::Status(status)),
         }
-        Ok(Ok(ok)) => ok,
     };
     let (mut write, mut read) = socket.split();
     // The hello says which input the relay has: resend the rest before anything new.
