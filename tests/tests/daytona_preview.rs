@@ -37,15 +37,21 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// The fake (over HTTPS), a started sandbox whose port 8788 is a real relay, and a Daytona
-/// client.
+/// client. The fake's preview proxy caches no token verdict: a token that rotated is
+/// refused at once (what Daytona does when its cached verdict of it has just expired).
 fn setup(dir: &std::path::Path) -> (Procs, String, Daytona, String) {
-    setup_on(dir, true)
+    setup_on(dir, true, 0)
 }
 
-/// [`setup`], the fake over HTTPS or (`https` false) plain HTTP.
-fn setup_on(dir: &std::path::Path, https: bool) -> (Procs, String, Daytona, String) {
+/// [`setup`], the fake over HTTPS or (`https` false) plain HTTP, its preview proxy keeping
+/// a valid token's verdict `cache_ms` (Daytona: 2 minutes).
+fn setup_on(dir: &std::path::Path, https: bool, cache_ms: u64) -> (Procs, String, Daytona, String) {
     let args = ["--port", "0", "--api-key", "test-key"];
-    let env = [("DAYTONA_FAKE_TRANSITION_MS", "50")];
+    let cache_ms = cache_ms.to_string();
+    let env = [
+        ("DAYTONA_FAKE_TRANSITION_MS", "50"),
+        ("DAYTONA_FAKE_PREVIEW_CACHE_MS", cache_ms.as_str()),
+    ];
     let fake = if https {
         DaytonaFake::start(&args, &env)
     } else {
@@ -280,18 +286,9 @@ fn attach_through_a_private_preview_falls_back_to_http_streaming() {
     );
 }
 
-/// Where the preview proxy passes WebSockets on, attach takes `wss://` through it: the
-/// upgrade over TLS with the host's TLS configuration, both tokens on the upgrade request.
-#[test]
-fn attach_over_wss_where_the_preview_passes_websockets() {
-    use agentbox::attach::wire::Transport;
-    use agentbox::attach::{run, Io, Options};
-    use agentbox_protocol::term::{TermEnd, TermSize};
-    let dir = tempfile::tempdir().expect("tempdir");
-    tmux_session(dir.path());
-    let (_procs, root, d, id) = setup(dir.path());
-    let rt = rt();
-    rt.block_on(async {
+/// Turns on the fake's `passWebSockets`: its preview proxy passes WebSocket upgrades on.
+fn pass_websockets(root: &str) {
+    rt().block_on(async {
         agentbox_tests::fake_tls::http_client()
             .post(format!("{root}/_fake/faults"))
             .json(&serde_json::json!({"passWebSockets": true}))
@@ -299,11 +296,14 @@ fn attach_over_wss_where_the_preview_passes_websockets() {
             .await
             .expect("faults");
     });
-    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
-    assert!(link.url.starts_with("https://"), "{}", link.url);
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+}
+
+/// `attach --transport ws` to session `main` through `relay`: types a command, waits for
+/// its output, detaches.
+fn attach_over_ws(relay: &Relay) -> agentbox::attach::Outcome {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{run, Io, Options};
+    use agentbox_protocol::term::TermSize;
     let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
     let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -333,10 +333,115 @@ fn attach_over_wss_where_the_preview_passes_websockets() {
         transport: Transport::Ws,
         term: None,
     };
-    let outcome = rt.block_on(run(&relay, &options, io)).expect("attach");
+    rt().block_on(run(relay, &options, io)).expect("attach")
+}
+
+/// Where the preview proxy passes WebSockets on, attach takes `wss://` through it: the
+/// upgrade over TLS with the host's TLS configuration, both tokens on the upgrade request.
+#[test]
+fn attach_over_wss_where_the_preview_passes_websockets() {
+    use agentbox::attach::wire::Transport;
+    use agentbox_protocol::term::TermEnd;
+    let dir = tempfile::tempdir().expect("tempdir");
+    tmux_session(dir.path());
+    let (_procs, root, d, id) = setup(dir.path());
+    pass_websockets(&root);
+    let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
+    assert!(link.url.starts_with("https://"), "{}", link.url);
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let outcome = attach_over_ws(&relay);
     assert_eq!(outcome.end, TermEnd::Detached);
     assert_eq!(outcome.transport, Transport::Ws);
     assert_eq!(reminted.load(Ordering::SeqCst), 0);
+}
+
+/// `attach --transport ws` across a restart of the sandbox: the stop ends the WebSocket,
+/// and the reconnect's upgrade, with the token minted before the start, gets the proxy's
+/// `307` to its sign-in page; the client renews the token and the WebSocket opens again
+/// with the new one, the session going on.
+#[test]
+fn attach_over_wss_renews_a_stale_preview_token() {
+    use agentbox::attach::wire::Transport;
+    use agentbox::attach::{run, Io, Options};
+    use agentbox_protocol::term::{TermEnd, TermSize};
+    let dir = tempfile::tempdir().expect("tempdir");
+    tmux_session(dir.path());
+    let (_procs, root, d, id) = setup(dir.path());
+    pass_websockets(&root);
+    let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let s = seen.clone();
+    let io = Io {
+        keys,
+        resizes,
+        size: TermSize { cols: 80, rows: 24 },
+        output: Box::new(move |b| {
+            s.lock().expect("seen").extend_from_slice(b);
+            Ok(())
+        }),
+        notice: Box::new(|_| {}),
+    };
+    let options = Options {
+        session: Some("main".into()),
+        shell: false,
+        read_only: false,
+        keep: Duration::from_secs(60),
+        transport: Transport::Ws,
+        term: None,
+    };
+    let viewer = std::thread::spawn(move || rt().block_on(run(&relay, &options, io)));
+    let wait_for = |text: &str| {
+        for _ in 0..400 {
+            if String::from_utf8_lossy(&seen.lock().expect("seen")).contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("never saw {text}");
+    };
+    keys_tx
+        .send(b"echo before-$((6*7))\n".to_vec())
+        .expect("keys");
+    wait_for("before-42");
+    rt().block_on(async {
+        d.stop_sandbox(&id).await.expect("stop");
+        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        d.start_sandbox(&id).await.expect("start");
+        d.wait_for_state(&id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+    });
+    let fresh = rt().block_on(d.preview_link(&id, 8788)).expect("link");
+    assert_ne!(
+        fresh.token, link.token,
+        "the start did not rotate the token"
+    );
+    keys_tx
+        .send(b"echo after-$((6*7+1))\n".to_vec())
+        .expect("keys");
+    wait_for("after-43");
+    keys_tx.send(b"\x02d".to_vec()).expect("keys");
+    let outcome = viewer.join().expect("viewer").expect("attach");
+    assert_eq!(outcome.end, TermEnd::Detached);
+    assert_eq!(outcome.transport, Transport::Ws);
+    assert!(
+        outcome.resumed >= 1,
+        "the WebSocket never broke: {outcome:?}"
+    );
+    assert_eq!(
+        reminted.load(Ordering::SeqCst),
+        1,
+        "renewed other than once"
+    );
 }
 
 #[test]
@@ -450,7 +555,7 @@ fn a_thousand_relay_calls_through_the_https_preview_reuse_the_connection() {
     let mut p50 = Vec::new();
     for https in [true, false] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let (_procs, root, d, id) = setup_on(dir.path(), https);
+        let (_procs, root, d, id) = setup_on(dir.path(), https, 0);
         let rt = rt();
         let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
         let reminted = Arc::new(AtomicU32::new(0));
@@ -504,4 +609,165 @@ fn a_thousand_relay_calls_through_the_https_preview_reuse_the_connection() {
         p50.push(median);
     }
     eprintln!("p50 https {:?} vs http {:?}", p50[0], p50[1]);
+}
+
+/// Daytona's proxy caches a valid token's verdict (2 minutes; here 1.5 s): after a start
+/// rotated the token, the old one still passes until its verdict expires, and then gets
+/// the sign-in redirect. The host's relay client goes through both: every call succeeds,
+/// and the token is renewed once, when the proxy first refuses it.
+#[test]
+fn a_rotated_token_passes_while_the_proxy_caches_it_and_is_renewed_after() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_procs, _root, d, id) = setup_on(dir.path(), true, 1500);
+    let rt = rt();
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let file = dir.path().join("small.txt");
+    std::fs::write(&file, "small\n").expect("write");
+    let quiet = |_: u64, _: u64| {};
+    let call = || {
+        let id = agentbox_protocol::files::new_transfer_id().expect("id");
+        let land = LandRequest {
+            blake3: String::new(),
+            size: 0,
+            kind: TransferKind::File,
+            dest: ".".into(),
+            name: Some(format!("{id}.txt")),
+            mode: None,
+        };
+        rt.block_on(relay.upload(&id, &file, land, &quiet))
+            .expect("an upload through the preview proxy");
+    };
+    // The proxy checks the token now and keeps its verdict.
+    let checked = std::time::Instant::now();
+    call();
+    rt.block_on(async {
+        d.stop_sandbox(&id).await.expect("stop");
+        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        d.start_sandbox(&id).await.expect("start");
+        d.wait_for_state(&id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+    });
+    let rotated = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    assert_ne!(
+        rotated.token, link.token,
+        "the start did not rotate the token"
+    );
+    // The old token, sent by hand: it still passes while its verdict is cached.
+    let by_hand = |token: &str| {
+        rt.block_on(async {
+            agentbox::tls::preview_client()
+                .get(format!("{}/healthz", link.url))
+                .header("x-daytona-preview-token", token)
+                .send()
+                .await
+                .expect("healthz")
+                .status()
+        })
+    };
+    assert!(
+        checked.elapsed() < Duration::from_millis(1500),
+        "the restart took longer than the cache window"
+    );
+    assert_eq!(by_hand(&link.token), 200, "the cached verdict was not kept");
+    // The relay client keeps calling through the window and past it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reminted.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stale token was never refused"
+        );
+        call();
+    }
+    assert!(
+        checked.elapsed() >= Duration::from_millis(1500),
+        "renewed before the cached verdict expired"
+    );
+    assert_eq!(by_hand(&link.token), 307, "the stale token still passes");
+    call();
+    assert_eq!(
+        reminted.load(Ordering::SeqCst),
+        1,
+        "renewed other than once"
+    );
+}
+
+/// The other forms Daytona's proxy takes a preview token in: query parameter
+/// `DAYTONA_SANDBOX_AUTH_KEY` (taken out of the query before the box sees it), and the
+/// sign-in cookie a signed link sets, which passes for an hour even once the link itself
+/// has expired (Daytona checks the cookie before the signed token).
+#[test]
+fn the_preview_token_also_passes_as_a_query_parameter_and_a_signed_link_sets_a_cookie() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_procs, _root, d, id) = setup(dir.path());
+    let rt = rt();
+    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    // The host's client for preview URLs: it does not follow the sign-in redirect.
+    let http = agentbox::tls::preview_client();
+    let get = |url: String, cookie: Option<&str>| {
+        rt.block_on(async {
+            let mut r = http.get(url);
+            if let Some(c) = cookie {
+                r = r.header("cookie", c);
+            }
+            let answer = r.send().await.expect("get");
+            let cookie = answer
+                .headers()
+                .get("set-cookie")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            (answer.status().as_u16(), cookie)
+        })
+    };
+    let healthz = format!("{}/healthz", link.url);
+    assert_eq!(get(healthz.clone(), None).0, 307, "no token passed");
+    assert_eq!(
+        get(format!("{healthz}?DAYTONA_SANDBOX_AUTH_KEY=wrong"), None).0,
+        307,
+        "a wrong token passed"
+    );
+    assert_eq!(
+        get(
+            format!("{healthz}?DAYTONA_SANDBOX_AUTH_KEY={}", link.token),
+            None
+        )
+        .0,
+        200
+    );
+
+    let signed = rt
+        .block_on(d.signed_preview_link(&id, 8788, Duration::from_secs(1)))
+        .expect("signed link");
+    let (status, cookie) = get(format!("{}/healthz", signed.url), None);
+    assert_eq!(status, 200);
+    let cookie = cookie.expect("the signed link set no cookie");
+    let prefix = format!("daytona-sandbox-auth-{}=", signed.token);
+    assert!(
+        cookie.starts_with(&prefix)
+            && cookie.contains("Max-Age=3600")
+            && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().expect("name=value").to_string();
+    // Once the signed link has expired, it alone no longer passes; with its cookie it does.
+    let expired = std::time::Instant::now() + Duration::from_millis(1100);
+    while std::time::Instant::now() < expired {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(format!("{}/healthz", signed.url), None).0, 307);
+    assert_eq!(get(format!("{}/healthz", signed.url), Some(&pair)).0, 200);
+    // A cookie of the fake's making only: a made-up value does not pass.
+    assert_eq!(
+        get(
+            format!("{}/healthz", signed.url),
+            Some(&format!("{prefix}made-up"))
+        )
+        .0,
+        307
+    );
 }

@@ -80,6 +80,10 @@ Environment:
                               a snapshot's build) takes, in ms [default: 150]
   DAYTONA_FAKE_MINUTE_MS      How long a minute of a sandbox's autoStopInterval lasts,
                               in ms [default: 60000]
+  DAYTONA_FAKE_PREVIEW_CACHE_MS
+                              How long the preview proxy keeps a valid token's
+                              verdict (a rotated token passes until then), in ms
+                              [default: Daytona's 120000]
   DAYTONA_FAKE_DATA           The directory volume files live in [default: a directory
                               in the system's temp dir]
 
@@ -105,6 +109,9 @@ Test controls (not Daytona's API):
   POST /_fake/faults {\"schemelessStorageUrl\": true}
                                               push-access hands out storageUrl without a
                                               scheme, as Daytona's spec example
+  POST /_fake/faults {\"handedHost\": H}      toolbox and object storage URLs handed out
+                                              name host H (e.g. 0.0.0.0: this machine,
+                                              but not by a loopback name)
   POST /_fake/faults {\"s3ThrottleNext\": N}   the object storage answers the next N
                                               requests 429 (Retry-After: retryAfterSecs)
   POST /_fake/faults {\"gatewayTimeoutMs\": N}  the preview proxy answers 504 when an answer
@@ -137,6 +144,8 @@ struct Faults {
     snapshot_removal_ms: Option<u64>,
     schemeless_storage_url: bool,
     s3_throttle_next: u32,
+    /// The host in the toolbox and object storage URLs handed out (`handedHost`).
+    handed_host: Option<String>,
     /// When each sandbox may first show in a list (`listLagMs`).
     listed_from: HashMap<String, std::time::Instant>,
 }
@@ -180,6 +189,15 @@ impl Fake {
     /// `SCHEME://127.0.0.1:PORT`: where the fake's own URLs point.
     fn origin(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.port())
+    }
+
+    /// [`Fake::origin`] with the `handedHost` fault's host, if set: where the toolbox and
+    /// object storage URLs it hands out point (as Daytona's point to other machines).
+    fn handed_origin(&self) -> String {
+        match &lock(&self.faults).handed_host {
+            Some(host) => format!("{}://{host}:{}", self.scheme, self.port()),
+            None => self.origin(),
+        }
     }
 }
 
@@ -362,7 +380,7 @@ async fn create(
         "desiredState": "started",
         "autoStopInterval": body.get("autoStopInterval").cloned().unwrap_or(json!(15)),
         "volumes": body.get("volumes").cloned().unwrap_or(json!([])),
-        "toolboxProxyUrl": format!("{}/toolbox", fake.origin()),
+        "toolboxProxyUrl": format!("{}/toolbox", fake.handed_origin()),
         "sandboxClass": "container",
     });
     // Daytona's Sandbox has no null `snapshot`: without one, it is absent.
@@ -506,6 +524,9 @@ fn change(fake: &Shared, headers: &HeaderMap, id: &str, op: &'static str) -> Res
         Err((status, message)) => return error(status, &path, message),
     };
     let sid = s["id"].as_str().unwrap_or_default().to_string();
+    if op == "stop" {
+        preview::stopped(&sid);
+    }
     if op == "start" {
         // Daytona mints a new preview token on every start.
         let token = new_token(fake);
@@ -528,6 +549,47 @@ fn change(fake: &Shared, headers: &HeaderMap, id: &str, op: &'static str) -> Res
     });
     settle(fake, sid, via, to, Op::Change(op));
     Json(answer).into_response()
+}
+
+/// `POST /api/sandbox/{id}/autostop/{interval}` (Daytona's `setAutostopInterval`): the
+/// sandbox's `autoStopInterval` in minutes (0: off), in any state; a negative or
+/// non-numeric one is Daytona's 400.
+async fn set_autostop(
+    State(fake): State<Shared>,
+    headers: HeaderMap,
+    Path((id, interval)): Path<(String, String)>,
+) -> Response {
+    let path = format!("/api/sandbox/{id}/autostop/{interval}");
+    if let Err(r) = gate(&fake, &headers, &path) {
+        return *r;
+    }
+    let minutes = match interval.parse::<u64>() {
+        Ok(m) => m,
+        Err(_) if interval.parse::<f64>().is_ok_and(|m| m < 0.0) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &path,
+                "Auto-stop interval must be non-negative",
+            )
+        }
+        Err(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &path,
+                "Validation failed (numeric string is expected)",
+            )
+        }
+    };
+    let mut map = lock(&fake.sandboxes);
+    let Some(s) = find(&mut map, &id) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            &path,
+            &format!("Sandbox with ID or name {id} not found"),
+        );
+    };
+    s["autoStopInterval"] = json!(minutes);
+    Json(s.clone()).into_response()
 }
 
 async fn start(State(f): State<Shared>, h: HeaderMap, Path(id): Path<String>) -> Response {
@@ -577,6 +639,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     }
     if let Some(ms) = body["snapshotRemovalMs"].as_u64() {
         f.snapshot_removal_ms = Some(ms);
+    }
+    if let Some(host) = body["handedHost"].as_str() {
+        f.handed_host = Some(host.to_string()).filter(|h| !h.is_empty());
     }
     if let Some(on) = body["schemelessStorageUrl"].as_bool() {
         f.schemeless_storage_url = on;
@@ -654,6 +719,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         .route("/api/sandbox/{id}", get(get_one).delete(delete))
         .route("/api/sandbox/{id}/start", post(start))
         .route("/api/sandbox/{id}/stop", post(stop))
+        .route("/api/sandbox/{id}/autostop/{interval}", post(set_autostop))
         .route("/api/sandbox/{id}/last-activity", post(activity::update))
         .route(
             "/api/sandbox/{id}/ports/{port}/{kind}",

@@ -2,10 +2,16 @@
 //! `x-daytona-preview-token`) and `/_preview/{port}-{signedToken}/…` (signed links, which
 //! expire), as Daytona's proxy authenticates them (`apps/proxy/pkg/proxy/auth.go` of
 //! Daytona v0.190): an `Authorization: Bearer` token first, tried as a Daytona API key
-//! (the fake's key passes, and is removed); then the preview token header (removed before
-//! the request goes on); then a signed token. When nothing passes, the answer is Daytona's:
-//! a `307` redirect to its sign-in page ([`LOGIN_PATH`], an HTML page), not a `401` — a
-//! missing token, a stale one (tokens change on every start), an expired signed link.
+//! (the fake's key passes, and is removed); then the preview token in the header (removed
+//! before the request goes on) or in query parameter `DAYTONA_SANDBOX_AUTH_KEY` (removed
+//! when it passes); then the sign-in cookie a signed link set (`daytona-sandbox-auth-…`,
+//! an hour; it passes even once the link itself expired, as Daytona's does); then a signed
+//! token. A token's verdict is cached as Daytona's proxy caches it: a valid one 2 minutes
+//! (a token that rotated at a start still passes until its verdict expires), an invalid
+//! one 5 s (`DAYTONA_FAKE_PREVIEW_CACHE_MS` sets the first, for tests). When nothing
+//! passes, the answer is Daytona's: a `307` redirect to its sign-in page ([`LOGIN_PATH`],
+//! an HTML page), not a `401` — a missing token, a stale one (tokens change on every
+//! start), an expired signed link.
 //!
 //! Stricter than Daytona in one thing: a bearer token that is not a Daytona credential is
 //! removed before the request goes on (Daytona hands it on after sending it to its own API
@@ -14,12 +20,14 @@
 //! A WebSocket upgrade gets the `307` to a login page that Daytona's
 //! private previews answer, unless knob `passWebSockets` is on: then the upgrade goes
 //! through to the sandbox and the two connections are piped (as a proxy that passes
-//! WebSockets does). Knob `gatewayTimeoutMs`: a request whose answer has not begun by then
+//! WebSockets does) until either ends or the sandbox is stopped. Knob `gatewayTimeoutMs`: a request whose answer has not begun by then
 //! gets `504`, like Daytona's edge.
 //!
 //! Where a sandbox's port goes is a test control, not Daytona's API:
 //! `POST /_fake/upstream {"sandbox": ID, "port": P, "target": "127.0.0.1:Q"}`.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -93,40 +101,212 @@ pub async fn set_upstream(State(fake): State<Shared>, Json(body): Json<Value>) -
     StatusCode::NO_CONTENT
 }
 
-/// Which sandbox and port a request is for, once its credentials pass, in Daytona's order:
-/// a bearer token (a Daytona API key: removed from `headers` once it passes; any other
-/// bearer token is removed too, see the module doc), the preview token header, a signed
-/// token. `Err` is the redirect to the sign-in page.
+/// The query parameter that carries a preview token (Daytona's
+/// `SANDBOX_AUTH_KEY_QUERY_PARAM`).
+pub const TOKEN_QUERY: &str = "DAYTONA_SANDBOX_AUTH_KEY";
+/// The cookie a signed link sets, `{COOKIE_PREFIX}{signed token}` (Daytona's
+/// `SANDBOX_AUTH_COOKIE_NAME`).
+pub const COOKIE_PREFIX: &str = "daytona-sandbox-auth-";
+/// How long that cookie lasts (Daytona's `SANDBOX_AUTH_COOKIE_MAX_AGE_SECONDS`).
+const COOKIE_SECS: u64 = 3600;
+
+/// What Daytona's proxy caches of its token checks (`validateAndCache`): per sandbox and
+/// token, the verdict and until when it holds — a valid token for 2 minutes (so a token
+/// that rotated at a start still passes until then), an invalid one for 5 s. Also the
+/// sign-in cookies handed out: value → sandbox and expiry. One fake per process.
+#[derive(Default)]
+struct Cache {
+    verdicts: HashMap<(String, String), (bool, Instant)>,
+    cookies: HashMap<String, (String, Instant)>,
+}
+
+fn cache() -> &'static Mutex<Cache> {
+    static CACHE: OnceLock<Mutex<Cache>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+/// How long a valid token's verdict is cached: `DAYTONA_FAKE_PREVIEW_CACHE_MS`, default
+/// Daytona's 120 000; an invalid one's: Daytona's 5 s, or as long as a valid one's if that
+/// is shorter.
+fn cache_ttls() -> (Duration, Duration) {
+    let valid = std::env::var("DAYTONA_FAKE_PREVIEW_CACHE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(120), Duration::from_millis);
+    (valid, valid.min(Duration::from_secs(5)))
+}
+
+/// Whether `token` is sandbox `sandbox`'s preview token, as Daytona's proxy answers it:
+/// from its cache while the verdict there holds, else from the sandbox's current token
+/// (and then cached).
+fn token_valid(fake: &Shared, sandbox: &str, token: &str) -> bool {
+    let key = (sandbox.to_string(), token.to_string());
+    let now = Instant::now();
+    if let Some((verdict, until)) = lock(cache()).verdicts.get(&key) {
+        if now < *until {
+            return *verdict;
+        }
+    }
+    let verdict = lock(&fake.tokens).get(sandbox).is_some_and(|t| t == token);
+    let (valid_ttl, invalid_ttl) = cache_ttls();
+    let ttl = if verdict { valid_ttl } else { invalid_ttl };
+    lock(cache()).verdicts.insert(key, (verdict, now + ttl));
+    verdict
+}
+
+/// A sign-in cookie for a signed link's `who`, good for [`COOKIE_SECS`]: its
+/// `Set-Cookie` value.
+fn sign_in_cookie(fake: &Shared, who: &str, sandbox: &str) -> String {
+    let value = crate::new_token(fake);
+    lock(cache()).cookies.insert(
+        value.clone(),
+        (
+            sandbox.to_string(),
+            Instant::now() + Duration::from_secs(COOKIE_SECS),
+        ),
+    );
+    let secure = if fake.origin().starts_with("https:") {
+        "; Secure"
+    } else {
+        ""
+    };
+    format!("{COOKIE_PREFIX}{who}={value}; Max-Age={COOKIE_SECS}; Path=/; HttpOnly{secure}")
+}
+
+/// The sandbox of a sign-in cookie for `who` among `headers`' cookies, if one holds.
+fn cookie_sandbox(headers: &HeaderMap, who: &str) -> Option<String> {
+    let name = format!("{COOKIE_PREFIX}{who}");
+    let now = Instant::now();
+    headers
+        .get_all("cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name)
+        .find_map(|(_, value)| {
+            lock(cache())
+                .cookies
+                .get(value)
+                .filter(|(_, until)| now < *until)
+                .map(|(sandbox, _)| sandbox.clone())
+        })
+}
+
+/// Per sandbox, how many times it was stopped: a tunnel through the proxy ends at the
+/// next stop ([`stopped`]).
+fn stop_counts() -> &'static Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>> {
+    static STOPS: OnceLock<Mutex<HashMap<String, tokio::sync::watch::Sender<u64>>>> =
+        OnceLock::new();
+    STOPS.get_or_init(Mutex::default)
+}
+
+/// What changes when sandbox `sandbox` is next stopped.
+fn stops(sandbox: &str) -> tokio::sync::watch::Receiver<u64> {
+    lock(stop_counts())
+        .entry(sandbox.to_string())
+        .or_insert_with(|| tokio::sync::watch::channel(0).0)
+        .subscribe()
+}
+
+/// Sandbox `sandbox` is being stopped: the WebSocket connections through the proxy to it
+/// end (its processes, and so their sockets, go).
+pub fn stopped(sandbox: &str) {
+    if let Some(count) = lock(stop_counts()).get(sandbox) {
+        count.send_modify(|n| *n += 1);
+    }
+}
+
+/// Takes parameter `name` out of query `query`; returns its value.
+fn take_param(query: &mut String, name: &str) -> Option<String> {
+    let mut found = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+            if n == name && found.is_none() {
+                found = Some(v.to_string());
+                return false;
+            }
+            !pair.is_empty()
+        })
+        .collect();
+    let kept = kept.join("&");
+    *query = kept;
+    found
+}
+
+/// Who a request is, once its credentials pass: the sandbox, the port, and the
+/// `Set-Cookie` a signed link answers with.
+struct Passed {
+    sandbox: String,
+    port: u16,
+    set_cookie: Option<String>,
+}
+
+/// Which sandbox and port a request is for, once its credentials pass, in Daytona's order
+/// (`Authenticate` in `apps/proxy/pkg/proxy/auth.go`): a bearer token (a Daytona API key:
+/// removed from `headers` once it passes; any other bearer token is removed too, see the
+/// module doc); the preview token header (always removed); the preview token as query
+/// parameter [`TOKEN_QUERY`] (removed from `query` when it passes); a sign-in cookie a
+/// signed link set; a signed token (which sets that cookie). Token checks go through
+/// Daytona's cache ([`token_valid`]). `Err` is the redirect to the sign-in page.
 fn authenticate(
     fake: &Shared,
     target: &str,
     headers: &mut HeaderMap,
-) -> Result<(String, u16), Box<Response>> {
+    query: &mut String,
+) -> Result<Passed, Box<Response>> {
     let (port, who) = target
         .split_once('-')
         .and_then(|(p, w)| Some((p.parse::<u16>().ok()?, w)))
         .ok_or_else(|| Box::new(refuse(StatusCode::BAD_REQUEST, "invalid host format")))?;
-    let standard = lock(&fake.tokens).get(who).cloned();
+    let passed = |sandbox: &str| Passed {
+        sandbox: sandbox.to_string(),
+        port,
+        set_cookie: None,
+    };
+    let known = lock(&fake.tokens).contains_key(who);
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::to_string);
     headers.remove("authorization");
-    if bearer.as_deref() == Some(fake.key.as_str()) && standard.is_some() {
-        return Ok((who.to_string(), port));
+    if bearer.as_deref() == Some(fake.key.as_str()) && known {
+        return Ok(passed(who));
     }
     let presented = headers
         .remove("x-daytona-preview-token")
         .and_then(|v| v.to_str().ok().map(str::to_string));
-    if let (Some(t), Some(expected)) = (&presented, &standard) {
-        if t == expected {
-            return Ok((who.to_string(), port));
+    if let Some(t) = &presented {
+        if known && token_valid(fake, who, t) {
+            return Ok(passed(who));
         }
+    }
+    let mut in_query = take_param(query, TOKEN_QUERY);
+    if let Some(t) = &in_query {
+        if known && token_valid(fake, who, t) {
+            return Ok(passed(who));
+        }
+    }
+    if let Some(t) = in_query.take() {
+        // Not valid: Daytona leaves it in the query.
+        *query = if query.is_empty() {
+            format!("{TOKEN_QUERY}={t}")
+        } else {
+            format!("{query}&{TOKEN_QUERY}={t}")
+        };
+    }
+    if let Some(sandbox) = cookie_sandbox(headers, who) {
+        return Ok(passed(&sandbox));
     }
     if let Some((sandbox, signed_port, expires)) = lock(&fake.signed).get(who).cloned() {
         if signed_port == port && Instant::now() <= expires {
-            return Ok((sandbox, port));
+            return Ok(Passed {
+                set_cookie: Some(sign_in_cookie(fake, who, &sandbox)),
+                ..passed(&sandbox)
+            });
         }
         return Err(Box::new(to_login(
             fake,
@@ -137,6 +317,7 @@ fn authenticate(
     let why = match (presented, bearer) {
         (Some(_), _) => "invalid preview token",
         (None, Some(_)) => "the bearer token is not a Daytona credential",
+        (None, None) if query.contains(TOKEN_QUERY) => "invalid preview token",
         (None, None) => "no credentials",
     };
     Err(Box::new(to_login(fake, target, why)))
@@ -148,7 +329,12 @@ pub async fn proxy(
     Path((target, rest)): Path<(String, String)>,
     mut request: Request,
 ) -> Response {
-    let (sandbox, port) = match authenticate(&fake, &target, request.headers_mut()) {
+    let mut query = request.uri().query().unwrap_or_default().to_string();
+    let Passed {
+        sandbox,
+        port,
+        set_cookie,
+    } = match authenticate(&fake, &target, request.headers_mut(), &mut query) {
         Ok(found) => found,
         Err(r) => return *r,
     };
@@ -186,13 +372,20 @@ pub async fn proxy(
     let Some(upstream) = upstream else {
         return refuse(StatusCode::BAD_GATEWAY, "nothing listens on that port");
     };
-    let query = request
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
     if websocket {
-        return tunnel(request, &upstream, &format!("/{rest}{query}"), active).await;
+        return tunnel(
+            request,
+            &sandbox,
+            &upstream,
+            &format!("/{rest}{query}"),
+            active,
+        )
+        .await;
     }
     let url = format!("http://{upstream}/{rest}{query}");
     let mut forward = fake.http.request(request.method().clone(), url);
@@ -216,6 +409,9 @@ pub async fn proxy(
         Err(e) => return refuse(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")),
     };
     let mut response = Response::builder().status(upstream_response.status().as_u16());
+    if let Some(cookie) = &set_cookie {
+        response = response.header("set-cookie", cookie.as_str());
+    }
     for (name, value) in upstream_response.headers() {
         if !HOP_BY_HOP.contains(&name.as_str()) {
             response = response.header(name.as_str(), value.as_bytes());
@@ -236,6 +432,7 @@ pub async fn proxy(
 /// is upgraded the two are piped until either ends.
 async fn tunnel(
     mut request: Request,
+    sandbox: &str,
     upstream: &str,
     path: &str,
     active: Option<crate::activity::Open>,
@@ -294,13 +491,18 @@ async fn tunnel(
             .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "bad upstream answer"));
     }
     let early = answer.split_off(end);
+    let mut stopped = stops(sandbox);
     tokio::spawn(async move {
         // Active for as long as the tunnel is open.
         let _open = active;
         if let Ok(upgraded) = on_upgrade.await {
             let mut client = hyper_util::rt::TokioIo::new(upgraded);
             if client.write_all(&early).await.is_ok() {
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut tcp).await;
+                // A stop of the sandbox ends its connections, as Daytona's does.
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut tcp) => {}
+                    _ = stopped.changed() => {}
+                }
             }
         }
     });

@@ -460,7 +460,7 @@ pub async fn push_access(State(fake): State<Shared>, headers: HeaderMap) -> Resp
     }
     // Daytona hands the URL out as configured: the `schemelessStorageUrl` fault leaves the
     // scheme out, as its spec's example does.
-    let url = format!("{}/_s3", fake.origin());
+    let url = format!("{}/_s3", fake.handed_origin());
     let url = if lock(&fake.faults).schemeless_storage_url {
         url.split_once("://")
             .map_or(url.clone(), |(_, rest)| rest.to_string())
