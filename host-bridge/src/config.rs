@@ -64,7 +64,7 @@ fn count(v: &str) -> Result<(), String> {
 }
 
 fn size(v: &str) -> Result<(), String> {
-    v.parse::<crate::provider::Size>().map(|_| ())
+    v.parse::<crate::provider::size::Size>().map(|_| ())
 }
 
 fn bytes(v: &str) -> Result<(), String> {

@@ -28,6 +28,13 @@ impl Home {
         Ok(Self { root })
     }
 
+    /// The layout under `root`, an existing home (nothing is created).
+    pub fn at(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -130,6 +130,15 @@ fn every_route_of_the_fake_answers_by_daytonas_spec() {
         Some(json!({"command": "true", "timeout": 10})),
     );
 
+    let (status, set) = call(&f, "POST", &format!("/sandbox/{id}/autostop/7"), None);
+    assert_eq!(
+        (status, &set["autoStopInterval"]),
+        (200, &json!(7)),
+        "{set}"
+    );
+    let (status, _) = call(&f, "POST", &format!("/sandbox/{id}/autostop/-1"), None);
+    assert_eq!(status, 400);
+
     // Errors: Daytona's error body.
     let (status, missing) = call(&f, "GET", "/sandbox/nope", None);
     assert_eq!(status, 404);
@@ -156,6 +165,28 @@ fn every_route_of_the_fake_answers_by_daytonas_spec() {
     call(&f, "DELETE", &format!("/snapshots/{snapshot_id}"), None);
     call(&f, "DELETE", &format!("/sandbox/{id}"), None);
 
+    assert_eq!(violations(&f), Vec::<String>::new());
+}
+
+/// The client's toolbox command without a working directory leaves `cwd` out (the spec
+/// types it as a string: `"cwd": null` breaks it).
+#[test]
+fn a_toolbox_command_without_a_cwd_leaves_it_out() {
+    let f = fake();
+    let d = agentbox::daytona::Daytona::new(&f.api(), "k", None);
+    rt().block_on(async {
+        let s = d
+            .create_sandbox(agentbox::daytona::CreateSandbox::default())
+            .await
+            .expect("create");
+        let s = d
+            .wait_for_state(&s.id, "started", std::time::Duration::from_secs(10))
+            .await
+            .expect("started")
+            .expect("a sandbox");
+        // A sandbox without an image runs nothing: what matters is the request's shape.
+        let _ = d.execute(&s, "true", None).await;
+    });
     assert_eq!(violations(&f), Vec::<String>::new());
 }
 

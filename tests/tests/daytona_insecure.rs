@@ -104,3 +104,75 @@ fn plain_http_to_another_machine_needs_insecure() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     assert_eq!(status["accepted"], true, "{status}");
 }
+
+/// The URLs Daytona's answers hand back are held to the same rule as the API URL: a
+/// toolbox or object storage URL that is plain HTTP to another machine is refused before
+/// anything (the API key, a file, a build context) is sent there, unless login was given
+/// `--insecure`.
+#[test]
+fn plain_http_toolbox_and_storage_urls_need_insecure_too() {
+    let fake = DaytonaFake::start_with(
+        &["--port", "0", "--api-key", KEY, "--plain-http"],
+        &[("DAYTONA_FAKE_TRANSITION_MS", "50")],
+        "http",
+    );
+    // The API on loopback (accepted), the URLs it hands back on another name.
+    let api = format!("http://127.0.0.1:{}/api", fake.port);
+    let ok = agentbox_tests::run::TimedOutput::timed_output(
+        Command::new("curl")
+            .args(["-fsS", "-X", "POST", "-H", "content-type: application/json"])
+            .args(["-d", r#"{"handedHost": "0.0.0.0"}"#])
+            .arg(format!("http://127.0.0.1:{}/_fake/faults", fake.port)),
+    )
+    .expect("curl")
+    .status
+    .success();
+    assert!(ok, "faults");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut d = agentbox::daytona::Daytona::new(&api, KEY, None);
+    let sandbox = rt.block_on(async {
+        let s = d
+            .create_sandbox(agentbox::daytona::CreateSandbox::default())
+            .await
+            .expect("create");
+        d.wait_for_state(&s.id, "started", std::time::Duration::from_secs(10))
+            .await
+            .expect("started")
+            .expect("a sandbox")
+    });
+    let toolbox = sandbox.toolbox_proxy_url.clone().expect("a toolbox URL");
+    assert!(toolbox.starts_with("http://0.0.0.0:"), "{toolbox}");
+
+    let refused = |e: &agentbox::daytona::DaytonaError, what: &str| {
+        let said = e.to_string();
+        assert!(
+            said.contains(&format!("{what} http://0.0.0.0:"))
+                && said.contains("is plain HTTP")
+                && said.contains("--insecure"),
+            "{said}"
+        );
+    };
+    let upload = rt.block_on(d.upload_file(&sandbox, "/tmp/x", b"secret".to_vec()));
+    refused(
+        &upload.expect_err("a plain-HTTP toolbox was used"),
+        "the toolbox URL Daytona gave",
+    );
+    let run = rt.block_on(d.execute(&sandbox, "true", None));
+    refused(
+        &run.expect_err("a plain-HTTP toolbox was used"),
+        "the toolbox URL Daytona gave",
+    );
+    let push = rt.block_on(d.push_context(b"a build context"));
+    refused(
+        &push.expect_err("a plain-HTTP object storage was used"),
+        "the object storage URL Daytona gave",
+    );
+
+    // With --insecure (DAYTONA_INSECURE=1), they are used.
+    d.insecure = true;
+    rt.block_on(d.push_context(b"a build context"))
+        .expect("the build context goes with --insecure");
+}

@@ -38,6 +38,10 @@ pub struct Daytona {
     pub list_lag: Duration,
     /// The longest `Retry-After` of a 429 that is waited out (a longer one ends the call).
     pub max_retry_after: Duration,
+    /// `DAYTONA_INSECURE=1`: plain `http://` to another machine is accepted in the URLs
+    /// Daytona hands back (toolbox, object storage), as in the API URL; otherwise they are
+    /// refused before anything is sent there ([`Daytona::handed_url`]).
+    pub insecure: bool,
 }
 
 impl Daytona {
@@ -56,6 +60,17 @@ impl Daytona {
             attempt_timeout: Duration::from_secs(30),
             list_lag: Duration::from_secs(10),
             max_retry_after: Duration::from_secs(60),
+            insecure: false,
+        }
+    }
+
+    /// `url`, which Daytona's answer named as `what` (the toolbox's, the object
+    /// storage's), or why it is not used: plain HTTP to another machine without
+    /// [`Daytona::insecure`] (the API key would cross the network unencrypted).
+    pub(super) fn handed_url<'u>(&self, url: &'u str, what: &str) -> Result<&'u str, DaytonaError> {
+        match super::plain_http::plain_http_refused(url, what, self.insecure) {
+            Some(why) => Err(DaytonaError::Invalid(why)),
+            None => Ok(url),
         }
     }
 

@@ -116,6 +116,24 @@ impl Seen<'_> {
     }
 }
 
+/// What [`Daytona::drive`] does after a look at the sandbox.
+enum Next {
+    /// It is where it should be.
+    Done,
+    /// Daytona is moving it: look again.
+    Wait,
+    /// Ask Daytona for this, then look again.
+    Act(Action),
+}
+
+/// A change [`Daytona::drive`] asks Daytona for.
+enum Action {
+    /// `POST /sandbox/{id}/start`.
+    Start,
+    /// `POST /sandbox/{id}/stop`.
+    Stop,
+}
+
 fn failed(s: &Sandbox) -> DaytonaError {
     DaytonaError::BadState {
         id: s.name.clone(),
@@ -167,20 +185,11 @@ impl Daytona {
         timeout: Duration,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Sandbox, DaytonaError> {
-        let mut poll = Poll::new(timeout);
-        let mut seen = Seen {
-            last: String::new(),
-            progress,
-        };
         let mut asked = false;
-        loop {
-            let s = self.get_sandbox(id).await?;
-            seen.saw(&s);
+        self.drive(id, timeout, progress, "started", &mut |s| {
             let archive = s.desired_state.as_deref() == Some("archived");
             match s.state_str() {
-                "started" if !s.changing() => return Ok(s),
-                _ if s.failed() => return Err(failed(&s)),
-                "destroying" | "destroyed" => return Err(deleted(&s)),
+                "started" if !s.changing() => Next::Done,
                 state @ ("stopped" | "archived" | "archiving") if !s.changing() || archive => {
                     if state != "stopped" && !asked {
                         progress(&format!(
@@ -189,16 +198,12 @@ impl Daytona {
                         ));
                     }
                     asked = true;
-                    match self.start_sandbox(&s.id).await {
-                        // Someone else's change got there first: wait for it.
-                        Ok(_) | Err(DaytonaError::Conflict(_)) => {}
-                        Err(e) => return Err(e),
-                    }
+                    Next::Act(Action::Start)
                 }
-                _ => {}
+                _ => Next::Wait,
             }
-            poll.next(&s, "started").await?;
-        }
+        })
+        .await
     }
 
     /// Brings the sandbox to a stop (`stopped`, or further: `archiving`, `archived`):
@@ -210,6 +215,32 @@ impl Daytona {
         timeout: Duration,
         progress: &(dyn Fn(&str) + Sync),
     ) -> Result<Sandbox, DaytonaError> {
+        self.drive(
+            id,
+            timeout,
+            progress,
+            "stopped",
+            &mut |s| match s.state_str() {
+                "stopped" | "archived" | "archiving" if !s.changing() => Next::Done,
+                "started" if !s.changing() => Next::Act(Action::Stop),
+                _ => Next::Wait,
+            },
+        )
+        .await
+    }
+
+    /// Looks at the sandbox until `decide` says it is where it should be, doing what
+    /// `decide` asks on the way (a 409 from it means someone else's change got there
+    /// first: it is waited for); a failed sandbox (`error`, `build_failed`) or one being
+    /// deleted ends the wait with what Daytona says, whatever `decide` would do.
+    async fn drive(
+        &self,
+        id: &str,
+        timeout: Duration,
+        progress: &(dyn Fn(&str) + Sync),
+        want: &str,
+        decide: &mut (dyn FnMut(&Sandbox) -> Next + Send),
+    ) -> Result<Sandbox, DaytonaError> {
         let mut poll = Poll::new(timeout);
         let mut seen = Seen {
             last: String::new(),
@@ -218,17 +249,23 @@ impl Daytona {
         loop {
             let s = self.get_sandbox(id).await?;
             seen.saw(&s);
-            match s.state_str() {
-                "stopped" | "archived" | "archiving" if !s.changing() => return Ok(s),
-                _ if s.failed() => return Err(failed(&s)),
-                "destroying" | "destroyed" => return Err(deleted(&s)),
-                "started" if !s.changing() => match self.stop_sandbox(&s.id).await {
-                    Ok(_) | Err(DaytonaError::Conflict(_)) => {}
-                    Err(e) => return Err(e),
-                },
-                _ => {}
+            if s.failed() {
+                return Err(failed(&s));
             }
-            poll.next(&s, "stopped").await?;
+            if matches!(s.state_str(), "destroying" | "destroyed") {
+                return Err(deleted(&s));
+            }
+            let acted = match decide(&s) {
+                Next::Done => return Ok(s),
+                Next::Wait => Ok(None),
+                Next::Act(Action::Start) => self.start_sandbox(&s.id).await.map(Some),
+                Next::Act(Action::Stop) => self.stop_sandbox(&s.id).await.map(Some),
+            };
+            match acted {
+                Ok(_) | Err(DaytonaError::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            poll.next(&s, want).await?;
         }
     }
 

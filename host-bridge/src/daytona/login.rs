@@ -32,31 +32,7 @@ pub struct LoginArgs {
 /// The setting that keeps `--insecure` (in `secrets.env`, or the environment).
 pub const INSECURE_VAR: &str = "DAYTONA_INSECURE";
 
-/// Why `url` (what it is: "the Daytona API URL", …) must not be used: plain `http://` to
-/// a host other than this machine, without `insecure`. `None` when it may be used (HTTPS,
-/// loopback, or `insecure`).
-pub fn plain_http_refused(url: &str, what: &str, insecure: bool) -> Option<String> {
-    let parsed = reqwest::Url::parse(url).ok()?;
-    if parsed.scheme() != "http" || insecure {
-        return None;
-    }
-    let host = parsed
-        .host_str()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_ascii_lowercase();
-    let loopback = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => host == "localhost" || host.ends_with(".localhost"),
-    };
-    (!loopback).then(|| {
-        format!(
-            "{what} {} is plain HTTP to another machine: the API key and what the host sends the box would cross the network unencrypted; use https://, or run `agentbox daytona login --insecure` if you mean it",
-            crate::text::clean_text(url, 200)
-        )
-    })
-}
+pub use super::plain_http::plain_http_refused;
 
 /// The settings in force: the environment over `secrets.env`.
 pub struct Settings {
@@ -91,7 +67,9 @@ impl Settings {
         if let Some(why) = plain_http_refused(&self.api_url, "the Daytona API URL", self.insecure) {
             return Err(DaytonaError::Invalid(why));
         }
-        Ok(Daytona::new(&self.api_url, key, self.org_id.as_deref()))
+        let mut client = Daytona::new(&self.api_url, key, self.org_id.as_deref());
+        client.insecure = self.insecure;
+        Ok(client)
     }
 }
 

@@ -15,6 +15,7 @@ mod client;
 mod error;
 mod lifecycle;
 pub mod login;
+mod plain_http;
 pub mod prepare;
 mod preview;
 mod sandbox;

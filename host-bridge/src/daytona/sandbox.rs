@@ -74,6 +74,9 @@ pub struct Sandbox {
     /// Where its toolbox API is (`{toolboxProxyUrl}/{id}/…`).
     #[serde(default)]
     pub toolbox_proxy_url: Option<String>,
+    /// Minutes without activity before Daytona stops it (0: never).
+    #[serde(default)]
+    pub auto_stop_interval: Option<u32>,
 }
 
 /// A volume mounted into a sandbox (`CreateSandbox.volumes[]`).
@@ -193,6 +196,14 @@ impl Daytona {
     /// Stops a sandbox.
     pub async fn stop_sandbox(&self, id: &str) -> Result<Sandbox, DaytonaError> {
         let path = format!("/sandbox/{id}/stop");
+        self.call(true, &|| self.request(reqwest::Method::POST, &path))
+            .await
+    }
+
+    /// Sets the minutes without activity after which Daytona stops the sandbox (0: never;
+    /// `POST /sandbox/{id}/autostop/{interval}`, taken in any state).
+    pub async fn set_auto_stop(&self, id: &str, minutes: u32) -> Result<Sandbox, DaytonaError> {
+        let path = format!("/sandbox/{id}/autostop/{minutes}");
         self.call(true, &|| self.request(reqwest::Method::POST, &path))
             .await
     }

@@ -222,6 +222,8 @@ impl Daytona {
             region,
         } = Endpoint::parse(&access.storage_url)?;
         let base = format!("{scheme}://{host}");
+        // The build context, signed with the organization's storage credentials.
+        self.handed_url(&base, "the object storage URL Daytona gave")?;
         let path = encode_path(&format!(
             "{prefix}/{}/{}/{hash}/context.tar",
             access.bucket, access.organization_id

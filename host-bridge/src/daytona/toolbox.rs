@@ -3,7 +3,7 @@
 //! headers and the client's retries. The box writes what these answer: each is read
 //! under a cap ([`EXECUTE_CAP`], [`FILE_CAP`]).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::client::{url_encode, Daytona};
 use super::error::DaytonaError;
@@ -25,7 +25,30 @@ pub struct Executed {
     pub result: String,
 }
 
+/// `ExecuteRequest` of the toolbox: an absent field is left out, not `null` (the spec
+/// types `cwd` as a string; Daytona's daemon takes no `null` for it).
+#[derive(Debug, Serialize)]
+struct ExecuteRequest<'a> {
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cwd: Option<&'a str>,
+}
+
 impl Daytona {
+    /// `{toolboxProxyUrl}/{sandboxId}/{rest}`, when the sandbox has a toolbox address and
+    /// it may be used ([`Daytona::handed_url`]).
+    fn toolbox_url(&self, sandbox: &Sandbox, rest: &str) -> Result<String, DaytonaError> {
+        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
+            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
+        })?;
+        let toolbox = self.handed_url(toolbox, "the toolbox URL Daytona gave")?;
+        Ok(format!(
+            "{}/{}/{rest}",
+            toolbox.trim_end_matches('/'),
+            sandbox.id
+        ))
+    }
+
     /// Writes `bytes` to `path` in the sandbox through the toolbox (`files/upload`,
     /// multipart), as the sandbox's user: the content never appears in a command line.
     pub async fn upload_file(
@@ -34,15 +57,7 @@ impl Daytona {
         path: &str,
         bytes: Vec<u8>,
     ) -> Result<(), DaytonaError> {
-        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
-            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
-        })?;
-        let url = format!(
-            "{}/{}/files/upload?path={}",
-            toolbox.trim_end_matches('/'),
-            sandbox.id,
-            url_encode(path)
-        );
+        let url = self.toolbox_url(sandbox, &format!("files/upload?path={}", url_encode(path)))?;
         // Writing the same bytes again is harmless: retried like an idempotent call.
         self.call_no_body(true, &|| {
             let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name("file");
@@ -58,15 +73,10 @@ impl Daytona {
         sandbox: &Sandbox,
         path: &str,
     ) -> Result<Vec<u8>, DaytonaError> {
-        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
-            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
-        })?;
-        let url = format!(
-            "{}/{}/files/download?path={}",
-            toolbox.trim_end_matches('/'),
-            sandbox.id,
-            url_encode(path)
-        );
+        let url = self.toolbox_url(
+            sandbox,
+            &format!("files/download?path={}", url_encode(path)),
+        )?;
         let bytes = self
             .call_raw_capped(true, FILE_CAP, &|| {
                 self.request_url(reqwest::Method::GET, &url)
@@ -83,15 +93,8 @@ impl Daytona {
         command: &str,
         cwd: Option<&str>,
     ) -> Result<Executed, DaytonaError> {
-        let toolbox = sandbox.toolbox_proxy_url.as_deref().ok_or_else(|| {
-            DaytonaError::Invalid(format!("sandbox {} has no toolbox address", sandbox.id))
-        })?;
-        let url = format!(
-            "{}/{}/process/execute",
-            toolbox.trim_end_matches('/'),
-            sandbox.id
-        );
-        let body = serde_json::json!({ "command": command, "cwd": cwd });
+        let url = self.toolbox_url(sandbox, "process/execute")?;
+        let body = ExecuteRequest { command, cwd };
         self.call_capped(false, EXECUTE_CAP, &|| {
             self.request_url(reqwest::Method::POST, &url).json(&body)
         })

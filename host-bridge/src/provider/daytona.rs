@@ -243,12 +243,25 @@ impl DaytonaBox {
     /// the preview proxy.
     pub fn start(&self, token: &str) -> anyhow::Result<String> {
         let id = self.sandbox_id()?;
-        self.runtime
+        let started = self
+            .runtime
             .block_on(
                 self.client
                     .ensure_started(&id, START_TIMEOUT, &*self.progress),
             )
             .with_context(|| format!("sandbox {} did not start", self.sandbox))?;
+        // `box.autoStopMinutes` as configured now, for a box made under another value.
+        let minutes = self.configured_auto_stop()?;
+        if started.auto_stop_interval != Some(minutes) {
+            self.runtime
+                .block_on(self.client.set_auto_stop(&id, minutes))
+                .with_context(|| {
+                    format!(
+                        "cannot set the auto-stop of sandbox {} to {minutes} minutes (box.autoStopMinutes)",
+                        self.sandbox
+                    )
+                })?;
+        }
         let relay = self.relay(token)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -270,6 +283,30 @@ impl DaytonaBox {
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `box.autoStopMinutes` as the box's project has it configured now (this host's
+    /// global and project settings and the repo's defaults), or [`AUTO_STOP_MINUTES`].
+    fn configured_auto_stop(&self) -> anyhow::Result<u32> {
+        let home = crate::home::Home::at(&self.home);
+        let record = crate::state::State::open(&home.state_db())?.get(&self.name)?;
+        let project = record.map(|r| r.project);
+        let cfg = crate::config::Resolved::load(
+            &home.config(),
+            project
+                .as_deref()
+                .map(|p| home.project_config(&crate::home::project_id(p)))
+                .as_ref(),
+            project.as_deref().filter(|p| p.is_dir()),
+            BTreeMap::new(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        match cfg.get("box.autoStopMinutes").map(|(v, _)| v) {
+            Some(m) => m.parse().map_err(|_| {
+                anyhow::anyhow!("box.autoStopMinutes must be a whole number of minutes, not `{m}`")
+            }),
+            None => Ok(AUTO_STOP_MINUTES),
         }
     }
 

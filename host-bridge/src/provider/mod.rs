@@ -9,7 +9,7 @@ mod any_box;
 pub mod daytona;
 pub mod docker;
 pub mod local;
-mod size;
+pub mod size;
 
 pub use any_box::{ensure_available, AnyBox, DockerSettings};
 pub use size::Size;
