@@ -4,6 +4,7 @@
 //! user or the host does. `cargo test --workspace` builds them into the same target
 //! directory as this crate's test executables, which is where [`bin_path`] looks.
 
+pub mod daytona_host;
 pub mod fake_tls;
 pub mod fault_proxy;
 pub mod run;

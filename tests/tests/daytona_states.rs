@@ -10,36 +10,29 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentbox::daytona::{CreateSandbox, Daytona};
 use agentbox::provider::daytona::DaytonaBox;
-use agentbox_tests::bin_path;
-use agentbox_tests::fake_tls::DaytonaFake;
+use agentbox_tests::daytona_host::{git_repo, DaytonaHost};
 use agentbox_tests::run::{TimedOutput, BUILD_LIMIT};
 use serde_json::{json, Value};
 
 const KEY: &str = "dtn_states0123456789";
 
 struct World {
-    fake: DaytonaFake,
-    api: String,
-    dir: tempfile::TempDir,
+    /// The fake, and the temporary directory the homes are in; dropping it removes the
+    /// containers and images the fake made.
+    host: DaytonaHost,
     /// A stub relay: answers every request 200 (the preview proxy's upstream for 8788).
     relay: String,
 }
 
 fn world() -> World {
-    let fake = DaytonaFake::start(
-        &["--port", "0", "--api-key", KEY],
-        &[("DAYTONA_FAKE_TRANSITION_MS", "100")],
-    );
     World {
-        api: fake.api(),
-        fake,
-        dir: tempfile::tempdir().expect("tempdir"),
+        host: DaytonaHost::start(KEY, &[("DAYTONA_FAKE_TRANSITION_MS", "100")]),
         relay: stub_relay(),
     }
 }
@@ -71,7 +64,7 @@ fn stub_relay() -> String {
 
 impl World {
     fn client(&self) -> Daytona {
-        let mut d = Daytona::new(&self.api, KEY, None);
+        let mut d = Daytona::new(&self.host.api, KEY, None);
         d.backoff = vec![Duration::from_millis(20); 3];
         d.attempt_timeout = Duration::from_millis(800);
         d
@@ -79,11 +72,11 @@ impl World {
 
     /// An `AGENTBOX_HOME` logged in to the fake.
     fn home(&self, n: &str) -> PathBuf {
-        let home = self.dir.path().join(n);
+        let home = self.host.dir.path().join(n);
         std::fs::create_dir_all(&home).expect("mkdir");
         std::fs::write(
             home.join("secrets.env"),
-            format!("DAYTONA_API_KEY={KEY}\nDAYTONA_API_URL={}\n", self.api),
+            format!("DAYTONA_API_KEY={KEY}\nDAYTONA_API_URL={}\n", self.host.api),
         )
         .expect("secrets");
         home
@@ -92,7 +85,7 @@ impl World {
     fn post(&self, path: &str, body: &Value) {
         let status = rt().block_on(async {
             agentbox_tests::fake_tls::http_client()
-                .post(format!("{}{path}", self.fake.root))
+                .post(format!("{}{path}", self.host.fake.root))
                 .json(body)
                 .send()
                 .await
@@ -127,7 +120,7 @@ impl World {
     fn raw(&self, path: &str) -> Value {
         rt().block_on(async {
             agentbox_tests::fake_tls::http_client()
-                .get(format!("{}{path}", self.api))
+                .get(format!("{}{path}", self.host.api))
                 .bearer_auth(KEY)
                 .send()
                 .await
@@ -250,6 +243,29 @@ fn start_stop_and_destroy_wait_out_what_daytona_is_doing() {
         .block_on(w.client().list_sandboxes(&BTreeMap::new()))
         .expect("list");
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// `box.autoStopMinutes` changed after a box was made applies to it when it next starts
+/// (Daytona's `setAutostopInterval`); a start under an unchanged value sets nothing.
+#[test]
+fn a_changed_auto_stop_applies_when_the_box_starts() {
+    let w = world();
+    let home = w.home("h");
+    w.snapshot("agentbox-base-autostop");
+    let b = w.started_box(&home, "idle", "agentbox-base-autostop");
+    assert_eq!(w.sandbox_of("idle", &home)["autoStopInterval"], 30);
+    std::fs::write(home.join("config.yaml"), "box:\n  autoStopMinutes: 9\n").expect("config");
+    b.stop().expect("stop");
+    b.start("bridge-token").expect("start");
+    assert_eq!(w.sandbox_of("idle", &home)["autoStopInterval"], 9);
+    // A value that is not a number of minutes: the start says so.
+    std::fs::write(home.join("config.yaml"), "box:\n  autoStopMinutes: soon\n").expect("config");
+    let e = b.start("bridge-token").expect_err("a bad value");
+    let said = format!("{e:#}");
+    assert!(
+        said.contains("box.autoStopMinutes") && said.contains("`soon` is not a whole number"),
+        "{said}"
+    );
 }
 
 /// An archived box restores on start, and says so first (a restore takes minutes).
@@ -422,38 +438,15 @@ fn a_missing_or_inactive_snapshot_says_to_prepare() {
 fn a_rebake_never_reuses_a_name_being_removed() {
     let w = world();
     let home = w.home("h");
-    let repo = w.dir.path().join("proj");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    for args in [
-        vec!["init", "-q", "-b", "main"],
-        vec![
-            "-c",
-            "user.email=t@e",
-            "-c",
-            "user.name=T",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            "x",
-        ],
-    ] {
-        assert!(Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(&args)
-            .status()
-            .expect("git")
-            .success());
-    }
+    let repo = git_repo(&w.host.dir.path().join("proj"), "rebaked\n");
     let prepare = |extra: &[&str]| {
-        Command::new(bin_path("agentbox"))
-            .args(["prepare", "--provider", "daytona", "--agents", "none"])
+        w.host
+            .command(
+                &repo,
+                &["prepare", "--provider", "daytona", "--agents", "none"],
+            )
             .args(extra)
-            .current_dir(&repo)
             .env("AGENTBOX_HOME", &home)
-            .env_remove("DAYTONA_API_KEY")
-            .env_remove("DAYTONA_API_URL")
             .stdin(Stdio::null())
             .output_within(BUILD_LIMIT)
             .expect("prepare")
@@ -607,20 +600,18 @@ fn a_box_of_another_size_is_built_from_the_snapshots_dockerfile() {
     let label = agentbox::provider::docker::home_label(&home);
     let size = |s: &str| Some(s.parse::<agentbox::provider::Size>().expect("size"));
 
-    // The containers the fake runs for these boxes go even if an assertion fails.
-    let containers = Containers::default();
+    // The containers the fake runs for these boxes go with `w`, even if an assertion
+    // fails.
     let same = DaytonaBox::new("same", &home).expect("box");
     same.create("agentbox-base-sized", "t", &label, size("2-4-8"))
         .expect("create");
     let s = w.sandbox_of("same", &home);
-    containers.add(&s);
     assert_eq!(s["snapshot"], "agentbox-base-sized", "{s}");
 
     let big = DaytonaBox::new("big", &home).expect("box");
     big.create("agentbox-base-sized", "t", &label, size("4-8-20"))
         .expect("create");
     let s = w.sandbox_of("big", &home);
-    containers.add(&s);
     assert_eq!(
         (&s["cpu"], &s["memory"], &s["disk"]),
         (&json!(4), &json!(8), &json!(20)),
@@ -650,56 +641,5 @@ fn a_box_of_another_size_is_built_from_the_snapshots_dockerfile() {
     assert!(e.contains("box size 8-16-40 cannot be applied"), "{e}");
     for b in [same, big] {
         b.remove().expect("remove");
-    }
-    let _ = Command::new("docker")
-        .args(["rmi", "-f"])
-        .args(
-            ["daytona-fake-build", "daytona-fake-ckpt"]
-                .iter()
-                .flat_map(|repo| {
-                    Command::new("docker")
-                        .args(["images", "-q", repo])
-                        .timed_output()
-                        .map(|o| {
-                            String::from_utf8_lossy(&o.stdout)
-                                .split_whitespace()
-                                .map(str::to_string)
-                                .collect::<Vec<_>>()
-                        })
-                        .unwrap_or_default()
-                }),
-        )
-        .timed_output();
-}
-
-/// Removes the fake's containers of the sandboxes added when dropped.
-#[derive(Default)]
-struct Containers(Mutex<Vec<String>>);
-
-impl Containers {
-    fn add(&self, sandbox: &Value) {
-        if let Some(id) = sandbox["id"].as_str() {
-            self.0
-                .lock()
-                .expect("names")
-                .push(format!("daytona-fake-{id}"));
-        }
-    }
-}
-
-impl Drop for Containers {
-    fn drop(&mut self) {
-        let names = std::mem::take(
-            &mut *self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if !names.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f"])
-                .args(&names)
-                .timed_output();
-        }
     }
 }
