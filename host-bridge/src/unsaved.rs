@@ -133,13 +133,15 @@ pub fn host_gave(
 
 /// How many of `ids` (commit ids a box reports as unpushed) the repository at `repo`
 /// holds as commits: those the host has received whatever the box recorded. An id that is
-/// not plain hex counts as not held.
+/// not plain hex counts as not held, and an id the box repeats counts once (a box cannot
+/// hide its unpushed commits behind copies of one the host has). Any number of ids is
+/// answered without deadlock: git's answers are read while the ids are still written.
 pub fn commits_host_has(repo: &Path, ids: &[&str]) -> anyhow::Result<usize> {
     use std::io::Write as _;
-    let plain: Vec<&str> = ids
+    let plain: std::collections::BTreeSet<String> = ids
         .iter()
-        .copied()
         .filter(|id| matches!(id.len(), 40 | 64) && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|id| id.to_ascii_lowercase())
         .collect();
     if plain.is_empty() {
         return Ok(0);
@@ -158,12 +160,19 @@ pub fn commits_host_has(repo: &Path, ids: &[&str]) -> anyhow::Result<usize> {
         input.push_str(id);
         input.push('\n');
     }
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
+    // Written from a thread: git answers as it reads, and an answer larger than the pipe
+    // would block it while this thread still writes.
+    let writer = child
+        .stdin
+        .take()
+        .map(|mut stdin| std::thread::spawn(move || stdin.write_all(input.as_bytes())));
+    let out = child.wait_with_output().context("cannot run git")?;
+    if let Some(writer) = writer {
+        writer
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread asking git panicked"))?
             .context("cannot ask git")?;
     }
-    let out = child.wait_with_output().context("cannot run git")?;
     if !out.status.success() {
         bail!("git cat-file failed in {}", repo.display());
     }
