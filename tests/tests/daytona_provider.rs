@@ -9,131 +9,15 @@
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agentbox_tests::bin_path;
-use agentbox_tests::fake_tls::DaytonaFake;
-use agentbox_tests::run::{limit_for, TimedOutput};
+use agentbox_tests::daytona_host::{git, git_repo, DaytonaHost as Host};
+use agentbox_tests::run::TimedOutput;
 
 const KEY: &str = "dtn_e2e0123456789abcdef";
-
-struct Host {
-    dir: tempfile::TempDir,
-    fake: DaytonaFake,
-    api: String,
-}
-
-impl Host {
-    fn home(&self) -> PathBuf {
-        self.dir.path().join("home")
-    }
-
-    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(bin_path("agentbox"));
-        c.args(args)
-            .current_dir(cwd)
-            .env("AGENTBOX_HOME", self.home())
-            .env("HOME", self.dir.path().join("user"))
-            .env_remove("DAYTONA_API_KEY")
-            .env_remove("DAYTONA_API_URL")
-            .env_remove("DAYTONA_ORGANIZATION_ID");
-        c
-    }
-
-    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
-        self.command(cwd, args)
-            .stdin(Stdio::null())
-            .output_within(limit_for(args))
-            .expect("run agentbox")
-    }
-
-    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
-        agentbox_tests::succeeded(args, &self.run(cwd, args))
-    }
-
-    fn faults(&self, body: &str) {
-        let ok = Command::new("curl")
-            .args([
-                "-fsS",
-                "-X",
-                "POST",
-                "-H",
-                "content-type: application/json",
-                "-d",
-                body,
-            ])
-            .arg(format!(
-                "{}/_fake/faults",
-                self.api.trim_end_matches("/api")
-            ))
-            .status()
-            .expect("curl")
-            .success();
-        assert!(ok, "faults {body}");
-    }
-
-    fn sandboxes(&self) -> Vec<serde_json::Value> {
-        let out = Command::new("curl")
-            .args(["-fsS", "-H", &format!("Authorization: Bearer {KEY}")])
-            .arg(format!("{}/sandbox", self.api))
-            .timed_output()
-            .expect("curl");
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["items"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self
-            .command(self.dir.path(), &["bridge", "stop"])
-            .timed_output();
-        let _ = self.fake.child.kill();
-        let _ = self.fake.child.wait();
-        // The fake's containers are named after its sandboxes; this fake made only ours.
-        if let Ok(out) = Command::new("docker")
-            .args([
-                "ps",
-                "-aq",
-                "--filter",
-                "label=daytona-fake=1",
-                "--filter",
-                "name=daytona-fake-sbx",
-            ])
-            .timed_output()
-        {
-            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("docker").args(["rm", "-f", id]).timed_output();
-            }
-        }
-        // Images the fake built (snapshots) and committed (checkpoints).
-        for repo in ["daytona-fake-ckpt", "daytona-fake-build"] {
-            if let Ok(out) = Command::new("docker")
-                .args(["images", "-q", repo])
-                .timed_output()
-            {
-                for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                    let _ = Command::new("docker")
-                        .args(["rmi", "-f", id])
-                        .timed_output();
-                }
-            }
-        }
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .status()
-        .expect("git")
-        .success();
-    assert!(ok, "git {args:?}");
-}
 
 /// `agentbox attach` with pipes: waits for `text` on the screen, detaches.
 fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
@@ -180,27 +64,17 @@ fn a_daytona_box_from_login_to_destroy() {
     // Over HTTPS, as Daytona is: this process and every `agentbox` it starts trust the
     // fake's CA through SSL_CERT_FILE (curl through CURL_CA_BUNDLE).
     let data_dir = data.path().to_string_lossy().into_owned();
-    let fake = DaytonaFake::start(
-        &["--port", "0", "--api-key", KEY],
+    let host = Host::start(
+        KEY,
         &[
             ("DAYTONA_FAKE_TRANSITION_MS", "100"),
             ("DAYTONA_FAKE_DATA", &data_dir),
         ],
     );
-    let api = fake.api();
-    let host = Host {
-        dir: tempfile::tempdir().expect("tempdir"),
-        fake,
-        api,
-    };
-    let repo = host.dir.path().join("proj");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "t@example.com"]);
-    git(&repo, &["config", "user.name", "T"]);
-    std::fs::write(repo.join("README"), "seeded through the preview URL\n").expect("write");
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-qm", "first"]);
+    let repo = git_repo(
+        &host.dir.path().join("proj"),
+        "seeded through the preview URL\n",
+    );
     let remote = host.dir.path().join("remote.git");
     git(host.dir.path(), &["init", "-q", "--bare", "remote.git"]);
     git(
@@ -209,26 +83,7 @@ fn a_daytona_box_from_login_to_destroy() {
     );
 
     // Login: the key from stdin, checked against the fake.
-    let mut login = host
-        .command(&repo, &["daytona", "login", "--api-url", &host.api])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("login");
-    login
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{KEY}\n").as_bytes())
-        .expect("key");
-    let out =
-        agentbox_tests::run::finish_within(login, "login", agentbox_tests::run::COMMAND_LIMIT)
-            .expect("login");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    host.login(&repo);
 
     // Without a snapshot, create says what to do.
     let early = host.run(&repo, &["create", "--provider", "daytona"]);
@@ -636,8 +491,15 @@ exec sleep 600
             .token
     };
     let token_before = preview_token();
+    // box.autoStopMinutes changed since the box was made: its next start applies it.
+    host.ok(&repo, &["config", "set", "box.autoStopMinutes", "12"]);
     host.ok(&repo, &["stop", &name]);
     host.ok(&repo, &["start", &name]);
+    assert_eq!(
+        host.sandboxes()[0]["autoStopInterval"],
+        12,
+        "the changed box.autoStopMinutes was not applied on start"
+    );
     assert_ne!(
         preview_token(),
         token_before,
@@ -763,7 +625,8 @@ exec sleep 600
     host.ok(&repo, &["destroy", "-y", "--force", "stale"]);
     assert!(host.sandboxes().is_empty(), "the sandbox survived destroy");
     let left = Command::new("docker")
-        .args(["ps", "-aq", "--filter", "label=daytona-fake=1"])
+        .args(["ps", "-aq", "--filter", "label=daytona-fake=1", "--filter"])
+        .arg(format!("name=daytona-fake-sbx-{:x}-", host.fake.child.id()))
         .timed_output()
         .expect("docker ps");
     assert!(
