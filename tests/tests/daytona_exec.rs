@@ -8,84 +8,12 @@
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use agentbox_tests::fake_tls::DaytonaFake;
-use agentbox_tests::run::{limit_for, TimedOutput};
-use agentbox_tests::{bin_path, succeeded};
+use agentbox_tests::daytona_host::{git_repo, DaytonaHost};
 
 const KEY: &str = "dtn_exec0123456789abcdef";
-
-struct Host {
-    dir: tempfile::TempDir,
-    fake: DaytonaFake,
-    api: String,
-    /// The containers of the fake's sandboxes this test made.
-    containers: std::cell::RefCell<Vec<String>>,
-}
-
-impl Host {
-    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(bin_path("agentbox"));
-        c.args(args)
-            .current_dir(cwd)
-            .env("AGENTBOX_HOME", self.dir.path().join("home"))
-            .env("HOME", self.dir.path().join("user"))
-            .env_remove("DAYTONA_API_KEY")
-            .env_remove("DAYTONA_API_URL")
-            .env_remove("DAYTONA_ORGANIZATION_ID");
-        c
-    }
-
-    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
-        self.command(cwd, args)
-            .stdin(Stdio::null())
-            .output_within(limit_for(args))
-            .expect("run agentbox")
-    }
-
-    fn ok(&self, cwd: &Path, args: &[&str]) -> String {
-        succeeded(args, &self.run(cwd, args))
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self
-            .command(self.dir.path(), &["bridge", "stop"])
-            .timed_output();
-        let _ = self.fake.child.kill();
-        let _ = self.fake.child.wait();
-        for c in self.containers.borrow().iter() {
-            let _ = Command::new("docker").args(["rm", "-f", c]).timed_output();
-        }
-    }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .status()
-        .expect("git")
-        .success();
-    assert!(ok, "git {args:?}");
-}
-
-fn repo(host: &Host) -> PathBuf {
-    let repo = host.dir.path().join("proj");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["config", "user.email", "t@example.com"]);
-    git(&repo, &["config", "user.name", "T"]);
-    std::fs::write(repo.join("README"), "seeded\n").expect("write");
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-qm", "first"]);
-    repo
-}
 
 /// Lines of a running `agentbox exec`'s stdout with the time each arrived.
 fn timed_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<(Instant, String)> {
@@ -107,42 +35,16 @@ fn exec_on_daytona_goes_through_the_relay() {
     let base = agentbox_tests::docker_base_image();
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().to_string_lossy().into_owned();
-    let fake = DaytonaFake::start(
-        &["--port", "0", "--api-key", KEY],
+    let host = DaytonaHost::start(
+        KEY,
         &[
             ("DAYTONA_FAKE_TRANSITION_MS", "100"),
             ("DAYTONA_FAKE_DATA", &data_dir),
             ("DAYTONA_FAKE_TOOLBOX_TIMEOUT_MS", "3000"),
         ],
     );
-    let api = fake.api();
-    let host = Host {
-        dir: tempfile::tempdir().expect("tempdir"),
-        fake,
-        api,
-        containers: std::cell::RefCell::default(),
-    };
-    let repo = repo(&host);
-    let mut login = host
-        .command(&repo, &["daytona", "login", "--api-url", &host.api])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("login");
-    login
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{KEY}\n").as_bytes())
-        .expect("key");
-    let out =
-        agentbox_tests::run::finish_within(login, "login", agentbox_tests::run::COMMAND_LIMIT)
-            .expect("login");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let repo = git_repo(&host.dir.path().join("proj"), "seeded\n");
+    host.login(&repo);
     host.ok(
         &repo,
         &[
@@ -174,9 +76,6 @@ fn exec_on_daytona_goes_through_the_relay() {
                 .await
                 .expect("list");
             let sandbox = listed.into_iter().next().expect("our sandbox");
-            host.containers
-                .borrow_mut()
-                .push(format!("daytona-fake-{}", sandbox.id));
             client
                 .execute(&sandbox, "sleep 5; echo late", Some("/workspace"))
                 .await
