@@ -242,4 +242,16 @@ fn an_agent_without_credentials_is_warned_of_and_a_first_start_is_no_resume() {
     );
     assert!(!err.contains("resuming"), "{err}");
     assert!(!err.contains("no credentials"), "{err}");
+
+    // An agent the box lacks: the box's refusal, without the daemon's jargon.
+    std::fs::remove_file(host.bin().join("claude")).expect("rm");
+    let other = host.ok(&repo, &["create"]).trim().to_string();
+    let out = run(&["claude", &other, "-d"], &with_creds);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("`claude` is not installed in the box"),
+        "{err}"
+    );
+    assert!(!err.contains("unexpected answer"), "{err}");
 }

@@ -144,6 +144,8 @@ pub fn start_session(
                 String::from_utf8_lossy(said)
                     .trim()
                     .trim_start_matches("agentbox-ctl: ")
+                    // An older ctl's wording for a refusal that is not the daemon's fault.
+                    .trim_start_matches("unexpected answer from the daemon: ")
             )
         );
     }
