@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use agentbox::cli::{self, BridgeCmd, Cmd, DaytonaCmd};
 use agentbox::commands::{
-    agents, audit, boxes, config, create, daytona, exec, files, git, images, list, port, services,
-    setup, url, Ctx,
+    agents, audit, boxes, config, create, daytona, daytona_resync, exec, files, git, images,
+    install, list, port, services, setup, url, Ctx,
 };
 use agentbox::daytona::login::LoginArgs;
 use agentbox::home::Home;
@@ -41,7 +41,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
     let ctx = Ctx::new;
     match command {
         Cmd::Completions(a) => setup::completions(&a),
-        Cmd::Install(a) => setup::install(&Home::from_env()?, &a),
+        Cmd::Install(a) => install::install(&Home::from_env()?, &a),
         Cmd::Bridge(BridgeCmd::Run) => git::bridge(&Home::from_env()?, &BridgeCmd::Run),
         Cmd::Daytona(DaytonaCmd::Login {
             api_key,
@@ -88,8 +88,8 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Services(a) => services::services(&ctx()?, &a),
         Cmd::Port(a) => port::port(&ctx()?, &a),
         Cmd::Screen(a) => url::screen(&ctx()?, &a),
-        Cmd::Daytona(DaytonaCmd::Resync { target }) => {
-            daytona::resync_daytona(&ctx()?, target.as_deref())
+        Cmd::Daytona(DaytonaCmd::Resync { agent, target }) => {
+            daytona_resync::resync(&ctx()?, agent, target.as_deref())
         }
         Cmd::Checkpoint(cmd) => daytona::checkpoint(&ctx()?, cmd),
         Cmd::Claude(a) => agents::agent(&ctx()?, Agent::Claude, &a),

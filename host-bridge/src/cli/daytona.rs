@@ -36,12 +36,52 @@ pub enum DaytonaCmd {
     },
     /// Copy this machine's renewable agent credentials (Claude `.credentials.json`, Codex
     /// and OpenCode `auth.json`) into the organization's credentials volume, which every
-    /// Daytona box mounts; nothing is copied back.
+    /// Daytona box mounts; nothing is copied back. Needs no box: a short-lived sandbox
+    /// from the base snapshot (`box.imageDaytona`) mounts the volume, is written through
+    /// and deleted.
     Resync {
-        /// A running daytona box to write through (default: the project's only box).
+        /// Only this agent's credentials.
+        #[arg(short = 'a', long = "agent", value_enum, default_value = "all")]
+        agent: ResyncAgent,
+        /// Write through this running daytona box instead of a short-lived sandbox.
         #[arg(value_name = "BOX")]
         target: Option<String>,
     },
+}
+
+/// Whose credentials `daytona resync` copies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ResyncAgent {
+    /// Claude Code's `~/.claude/.credentials.json`.
+    Claude,
+    /// Codex's `~/.codex/auth.json`.
+    Codex,
+    /// OpenCode's `~/.local/share/opencode/auth.json`.
+    Opencode,
+    /// Every one of them this machine has.
+    All,
+}
+
+impl ResyncAgent {
+    /// Whether agent `name`'s credentials are chosen.
+    pub fn includes(self, name: &str) -> bool {
+        match self {
+            Self::Claude => name == "claude",
+            Self::Codex => name == "codex",
+            Self::Opencode => name == "opencode",
+            Self::All => true,
+        }
+    }
+
+    /// For messages: "claude", "any agent", ….
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Claude => "claude",
+            Self::Codex => "codex",
+            Self::Opencode => "opencode",
+            Self::All => "any agent",
+        }
+    }
 }
 
 /// `agentbox checkpoint …`.

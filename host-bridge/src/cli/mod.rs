@@ -194,8 +194,10 @@ pub enum Cmd {
     Port(PortArgs),
     /// Remove containers of this AGENTBOX_HOME that no box record knows.
     Prune(PruneArgs),
-    /// Check what agentbox needs on this machine (tmux, git, docker, Daytona credentials)
-    /// and, on a terminal, offer to log in to Daytona.
+    /// Set this machine up: choose where boxes run (local, docker, daytona; stored as
+    /// `box.provider`), sign in to Daytona, and build the box image or bake the Daytona
+    /// snapshot. Asks on a terminal; `-y` takes the answers from flags; `--check` only
+    /// reports what the machine has. Safe to run again.
     Install(InstallArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),

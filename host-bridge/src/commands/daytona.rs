@@ -1,10 +1,10 @@
-//! Daytona's own commands: `daytona login`, `daytona resync`, and `checkpoint`.
+//! Daytona's own commands: `daytona login` and `checkpoint` (`daytona resync` is
+//! [`super::daytona_resync`]).
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 
-use super::agents::send_credentials;
 use super::config::pin;
 use super::context::Ctx;
 use crate::checkpoint::{self, Manifest};
@@ -25,21 +25,8 @@ pub fn login(home: &Home, args: LoginArgs, status: bool, json: bool) -> anyhow::
         });
     }
     login::login(home.root(), args)?;
+    eprintln!("next: `agentbox prepare --provider daytona` bakes the base snapshot boxes start from (once per organization; `agentbox install --provider daytona` does both)");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `agentbox daytona resync [BOX]`: `agentbox resync` for a daytona box.
-pub fn resync_daytona(ctx: &Ctx, target: Option<&str>) -> anyhow::Result<ExitCode> {
-    let record = ctx.resolve(target)?;
-    if record.provider != "daytona" {
-        bail!(
-            "box `{}` is a {} box: use `agentbox resync {}`",
-            record.name,
-            record.provider,
-            record.name
-        );
-    }
-    send_credentials(&record)
 }
 
 /// `agentbox checkpoint create|list|rm`.
