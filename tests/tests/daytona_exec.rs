@@ -119,7 +119,10 @@ fn exec_on_daytona_goes_through_the_relay() {
 
     // stdin reaches the command.
     let mut cat = host
-        .command(&repo, &["exec", "-i", &name, "--", "sh", "-c", "tr a-z A-Z"])
+        .command(
+            &repo,
+            &["exec", "-i", &name, "--", "sh", "-c", "tr a-z A-Z"],
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
