@@ -235,10 +235,16 @@ fn ctrl_c_during_create_leaves_nothing() {
         box_dir.display()
     );
 
-    // The name is free again (and this time the service gets ready at once).
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    // The name is free again (and this time the service listens, so it is ready at once;
+    // a listener of another process would not do: a local box owns its ports).
+    std::fs::write(
+        repo.join("agentbox.yaml"),
+        format!(
+            "services:\n  slow:\n    command: [python3, -m, http.server, \"{port}\", --bind, 127.0.0.1]\n    ready_when: {{port: {port}}}\n"
+        ),
+    )
+    .expect("write agentbox.yaml");
     host.ok(&repo, &["create", "--name", "b1"]);
-    drop(listener);
 }
 
 #[test]

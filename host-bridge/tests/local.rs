@@ -279,16 +279,16 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         &["create", "--branch", "nope"],
         "there is no branch `nope`",
     );
-    host.fails(
-        &repo,
-        &["exec", "ghost", "--", "true"],
-        "no box named `ghost`",
-    );
-    host.fails(
-        &repo,
-        &["exec", "9", "--", "true"],
-        "there is no box number 9",
-    );
+    // `exec` that cannot reach a box exits 125, as docker exec does when it cannot run.
+    for (args, expected) in [
+        (["exec", "ghost", "--", "true"], "no box named `ghost`"),
+        (["exec", "9", "--", "true"], "there is no box number 9"),
+    ] {
+        let out = host.run(&repo, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "agentbox {args:?}: {stderr}");
+        assert!(stderr.contains(expected), "agentbox {args:?}: {stderr}");
+    }
     host.fails(&repo, &["status", "ghost"], "no box named `ghost`");
     assert_eq!(host.list(&repo).len(), 1);
 }

@@ -37,6 +37,13 @@ enum Event {
         gen: u64,
         error: String,
     },
+    /// Not started: its port is held by a process of another box or of this machine. Like
+    /// an exit (restarted by the unit's policy), since the holder may be on its way out.
+    PortTaken {
+        name: String,
+        gen: u64,
+        error: String,
+    },
     Probe {
         name: String,
         gen: u64,
@@ -401,7 +408,7 @@ impl Supervisor {
                 .into_iter()
                 .chain(unit.spec.expose.map(|e| e.port));
             if let Some(error) = ports.into_iter().find_map(probe::taken_by_other) {
-                let _ = events.send(Event::SpawnFailed { name, gen, error });
+                let _ = events.send(Event::PortTaken { name, gen, error });
                 return;
             }
         }
@@ -497,6 +504,11 @@ impl Supervisor {
                     unit.fire_waiters();
                 }
             }
+            Event::PortTaken { name, gen, error } => {
+                if let Some(i) = self.find_gen(&name, gen) {
+                    self.on_port_taken(i, error);
+                }
+            }
             Event::Probe { name, gen, result } => {
                 let Some(i) = self.find_gen(&name, gen) else {
                     return;
@@ -585,6 +597,40 @@ impl Supervisor {
                 unit.probe = Some(task.abort_handle());
             }
         }
+    }
+
+    /// A service whose port someone else holds: failed for whoever waits on it now (the
+    /// detail names the holder), tried again after its backoff when its policy restarts
+    /// it — a leftover of this box's previous daemon frees the port once it is ended.
+    fn on_port_taken(&mut self, i: usize, error: String) {
+        let unit = &mut self.units[i];
+        unit.note(&error);
+        unit.ready = false;
+        unit.finished_at_ms = Some(now_millis());
+        let restart = unit.wanted
+            && self.shutdown.is_none()
+            && !matches!(unit.spec.restart, RestartPolicy::Never);
+        if !restart {
+            unit.state = UnitState::Failed;
+            unit.detail = Some(error);
+            unit.wanted = false;
+            unit.fire_waiters();
+            return;
+        }
+        let b = unit.spec.backoff;
+        let delay = unit
+            .delay
+            .map_or(b.initial, |prev| prev.mul_f64(b.factor).min(b.max));
+        unit.delay = Some(delay);
+        unit.restarts += 1;
+        unit.state = UnitState::Exited;
+        unit.next_restart_at_ms = Some(now_millis() + delay.as_millis() as u64);
+        unit.detail = Some(format!("{error}; trying again in {}ms", delay.as_millis()));
+        let (name, gen, events) = (unit.spec.name.clone(), unit.gen, self.events_tx.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(Event::RestartDue { name, gen });
+        });
     }
 
     fn on_exit(&mut self, i: usize, exit: Exit) {
