@@ -383,8 +383,8 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
             .expect("wait")
     };
     let secrets = home.path().join("secrets.env");
-    // `install` reports what is missing, and asks nothing without a terminal.
-    let before = agentbox(&["install"], "");
+    // `install --check` reports what is missing and changes nothing.
+    let before = agentbox(&["install", "--check"], "");
     let report = String::from_utf8_lossy(&before.stdout);
     assert!(before.status.success(), "{report}");
     assert!(
