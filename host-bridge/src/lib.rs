@@ -46,6 +46,7 @@ pub mod shell;
 pub mod state;
 pub mod sync;
 pub mod text;
+pub mod timed;
 pub mod tls;
 pub mod transfer;
 pub mod unsaved;

@@ -260,7 +260,10 @@ impl LocalBox {
             }
             std::thread::sleep(Duration::from_millis(20));
         };
-        while !self.ctl(&["status"]).is_ok_and(|o| o.status.success()) {
+        while !self
+            .ctl_within(&["status"], Duration::from_secs(5))
+            .is_ok_and(|o| o.status.success())
+        {
             if Instant::now() > deadline {
                 let _ = self.stop();
                 bail!(
@@ -322,12 +325,20 @@ impl LocalBox {
 
     /// Runs `agentbox-ctl ARGS` in the box and captures its output.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        self.ctl_within(args, super::docker::CAPTURE_LIMIT)
+    }
+
+    /// [`ctl`](Self::ctl) within `limit`: the daemon's socket is the box's, and a box
+    /// that never answers costs the host that long, never more.
+    fn ctl_within(&self, args: &[&str], limit: Duration) -> anyhow::Result<std::process::Output> {
         let (ctl, _) = box_binaries()?;
-        Ok(self
-            .command(&ctl)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()?)
+        crate::timed::output_within(self.command(&ctl).args(args), limit).with_context(|| {
+            format!(
+                "box {} did not answer `agentbox-ctl {}`",
+                self.name,
+                args.join(" ")
+            )
+        })
     }
 
     /// Whether both processes are alive.
@@ -365,7 +376,16 @@ impl LocalBox {
     /// `exec` started in the background, or the units of a daemon killed with SIGKILL.
     pub fn stop(&self) -> anyhow::Result<()> {
         if let Some(pid) = self.ctl_pid() {
-            let _ = self.ctl(&["shutdown"]);
+            let asked = self
+                .ctl_within(&["shutdown"], Duration::from_secs(20))
+                .is_ok_and(|o| o.status.success());
+            if !asked {
+                // Its socket did not take the request: the signal does the same.
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+            }
             wait_gone(pid, Duration::from_secs(30));
         }
         if let Some(pid) = self.relay_pid() {
@@ -375,12 +395,14 @@ impl LocalBox {
             );
             wait_gone(pid, Duration::from_secs(10));
         }
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(self.run_dir().join("tmux.sock"))
-            .arg("kill-server")
-            .stderr(Stdio::null())
-            .status();
+        // The socket is the box's too: bounded, and the sweep below ends the server anyway.
+        let _ = crate::timed::output_within(
+            Command::new("tmux")
+                .arg("-S")
+                .arg(self.run_dir().join("tmux.sock"))
+                .arg("kill-server"),
+            Duration::from_secs(5),
+        );
         self.kill_leftovers();
         Ok(())
     }
