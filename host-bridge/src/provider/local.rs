@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+/// How long the host waits for the box's daemon to answer a request (the longest it
+/// takes is `agentbox-ctl wait-ready --timeout 60000`), as for a docker box.
+const CTL_LIMIT: Duration = Duration::from_secs(120);
+
 /// The directories of one local box.
 #[derive(Debug, Clone)]
 pub struct LocalBox {
@@ -325,7 +329,7 @@ impl LocalBox {
 
     /// Runs `agentbox-ctl ARGS` in the box and captures its output.
     pub fn ctl(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
-        self.ctl_within(args, super::docker::CAPTURE_LIMIT)
+        self.ctl_within(args, CTL_LIMIT)
     }
 
     /// [`ctl`](Self::ctl) within `limit`: the daemon's socket is the box's, and a box
