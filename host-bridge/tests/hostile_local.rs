@@ -11,27 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, Host};
 
-/// Run in the box: moves the daemon's socket aside and listens in its place; each
-/// client's hello goes to the real daemon and the daemon's hello comes back, then the
-/// connection is held open with nothing more said.
-const HIJACK: &str = r#"
-use IO::Socket::UNIX; use Socket;
-my $p = "$ENV{AGENTBOX_RUN_DIR}/ctl.sock";
-rename($p, "$p.real") or die "rename: $!";
-my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM, Local => $p, Listen => 16) or die "listen: $!";
-my @held;
-while (my $c = $l->accept) {
-  my ($h, $b, $x, $r) = ("", "", "", "");
-  next unless sysread($c, $h, 4) == 4;
-  my $n = unpack("N", $h);
-  while (length($b) < $n) { sysread($c, $x, $n - length $b) or last; $b .= $x }
-  my $d = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => "$p.real") or next;
-  syswrite($d, $h . $b);
-  sysread($d, $r, 65536);
-  syswrite($c, $r);
-  push @held, $c, $d;
-}
-"#;
+/// The compromised box's listener (see the script's head).
+const HIJACK: &str = include_str!("../../tests/scripts/hijack-ctl-socket.pl");
 
 #[test]
 fn a_local_box_that_never_answers_cannot_hang_stop() {
@@ -39,7 +20,12 @@ fn a_local_box_that_never_answers_cannot_hang_stop() {
     let repo = host.repo("proj", "");
     host.ok(&repo, &["create", "--name", "wg"]);
     let run_dir = host.home().join("boxes/wg/run");
-    host.ok(&repo, &["exec", "-d", "wg", "--", "perl", "-e", HIJACK]);
+    let socket = run_dir.join("ctl.sock");
+    let socket = socket.to_str().expect("utf-8");
+    host.ok(
+        &repo,
+        &["exec", "-d", "wg", "--", "perl", "-e", HIJACK, socket],
+    );
     assert!(
         eventually(|| run_dir.join("ctl.sock.real").exists() && run_dir.join("ctl.sock").exists()),
         "the socket was never taken over"

@@ -15,27 +15,8 @@ use std::time::{Duration, Instant};
 
 use docker_common::{docker, Host};
 
-/// Run as the agent in the box: moves the daemon's socket aside and listens in its place;
-/// each client's hello goes to the real daemon and the daemon's hello comes back, then
-/// the connection is held open with nothing more said.
-const HIJACK: &str = r#"
-use IO::Socket::UNIX; use Socket;
-my $p = "/run/agentbox/ctl.sock";
-rename($p, "$p.real") or die "rename: $!";
-my $l = IO::Socket::UNIX->new(Type => SOCK_STREAM, Local => $p, Listen => 16) or die "listen: $!";
-my @held;
-while (my $c = $l->accept) {
-  my ($h, $b, $x, $r) = ("", "", "", "");
-  next unless sysread($c, $h, 4) == 4;
-  my $n = unpack("N", $h);
-  while (length($b) < $n) { sysread($c, $x, $n - length $b) or last; $b .= $x }
-  my $d = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => "$p.real") or next;
-  syswrite($d, $h . $b);
-  sysread($d, $r, 65536);
-  syswrite($c, $r);
-  push @held, $c, $d;
-}
-"#;
+/// The compromised box's listener (see the script's head).
+const HIJACK: &str = include_str!("../scripts/hijack-ctl-socket.pl");
 
 #[test]
 fn a_box_that_never_answers_cannot_hang_stop() {
@@ -47,7 +28,15 @@ fn a_box_that_never_answers_cannot_hang_stop() {
     let container = host.container_of(&name);
 
     let hijack = docker(&[
-        "exec", "-d", "-u", "agent", &container, "perl", "-e", HIJACK,
+        "exec",
+        "-d",
+        "-u",
+        "agent",
+        &container,
+        "perl",
+        "-e",
+        HIJACK,
+        "/run/agentbox/ctl.sock",
     ]);
     assert!(hijack.status.success(), "{hijack:?}");
     // In place once a client's request goes unanswered (`timeout` exits 124).
