@@ -580,6 +580,16 @@ impl DockerBox {
             Some(dir) => format!("/workspace/{dir}"),
             None => "/workspace".to_string(),
         };
+        if let Some(user) = request.user.as_deref() {
+            if !self.has_user(user) {
+                eprintln!(
+                    "agentbox: cannot run `{program}` as `{}` in box {}: no such user in the box",
+                    crate::text::shown(user),
+                    self.name
+                );
+                return Ok(126);
+            }
+        }
         let mut cmd = Command::new("docker");
         cmd.arg("exec");
         for (flag, on) in [
@@ -606,37 +616,30 @@ impl DockerBox {
         cmd.args(["-w", &workdir, &container])
             .args(&request.argv)
             .stderr(Stdio::piped());
+        // Without a terminal this engine writes its refusals (no program, no directory) on
+        // the command's stdout; with one they reach the terminal as they are.
+        if request.tty.is_none() {
+            cmd.stdout(Stdio::piped());
+        }
         if !request.stdin {
             cmd.stdin(Stdio::null());
         }
         let mut child = cmd.spawn().context("cannot run the docker CLI")?;
-        let refusal = child.stderr.take().map(|mut err| {
-            std::thread::spawn(move || {
-                use std::io::Read;
-                // The engine's refusal is the first thing written, in one piece; what the
-                // command writes passes through as it comes.
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut refusal = Vec::new();
-                let mut first = true;
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let chunk = &buf[..n];
-                    if (first && engine_refusal(chunk)) || !refusal.is_empty() {
-                        refusal.extend_from_slice(chunk);
-                    } else {
-                        let mut out = std::io::stderr().lock();
-                        let _ = out.write_all(chunk);
-                        let _ = out.flush();
-                    }
-                    first = false;
-                }
-                refusal
-            })
-        });
+        let on_stderr = child.stderr.take().map(|err| sift(err, false));
+        let on_stdout = child.stdout.take().map(|out| sift(out, true));
         let status = child.wait().context("cannot wait for the docker CLI")?;
-        let refusal = refusal.and_then(|t| t.join().ok()).unwrap_or_default();
+        let mut refusal = on_stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        let from_stdout = on_stdout.and_then(|t| t.join().ok()).unwrap_or_default();
+        if !from_stdout.is_empty() {
+            if refusal.is_empty() && status.code() == Some(126) {
+                refusal = from_stdout;
+            } else {
+                // The command's own output after all: it goes where it was going.
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&from_stdout);
+                let _ = out.flush();
+            }
+        }
         let code = status.code().unwrap_or(1);
         if refusal.is_empty() {
             return Ok(code);
@@ -670,6 +673,21 @@ impl DockerBox {
             self.name
         );
         Ok(code)
+    }
+
+    /// Whether `-u USER` names someone the box knows. The engine's own refusal of an
+    /// unknown name comes on the command's stdout, mixed with what the command prints, so
+    /// it is asked first. A number (`UID[:GID]`) needs no entry, as in docker; a box that
+    /// cannot be asked goes on to the engine, which says why.
+    fn has_user(&self, user: &str) -> bool {
+        let name = user.split(':').next().unwrap_or(user);
+        if name.is_empty() || name.bytes().all(|b| b.is_ascii_digit()) {
+            return true;
+        }
+        match self.capture_within(&["id", "-u", "--", name], Duration::from_secs(10)) {
+            Ok(out) => out.status.success(),
+            Err(_) => true,
+        }
     }
 
     /// Removes the box's containers (found by their labels, so a stray one too), their
@@ -809,6 +827,38 @@ pub fn volumes(home_label: &str) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 /// Whether what `docker exec` wrote first is the engine's refusal, not the command's.
+/// Copies a `docker exec` output stream to ours as it comes (stdout or stderr), except
+/// an engine refusal at its start, which is kept from there on and returned.
+fn sift<R: std::io::Read + Send + 'static>(
+    mut stream: R,
+    is_stdout: bool,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut refusal = Vec::new();
+        let mut first = true;
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let chunk = &buf[..n];
+            if (first && engine_refusal(chunk)) || !refusal.is_empty() {
+                refusal.extend_from_slice(chunk);
+            } else if is_stdout {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(chunk);
+                let _ = out.flush();
+            } else {
+                let mut out = std::io::stderr().lock();
+                let _ = out.write_all(chunk);
+                let _ = out.flush();
+            }
+            first = false;
+        }
+        refusal
+    })
+}
+
 fn engine_refusal(chunk: &[u8]) -> bool {
     [
         "OCI runtime exec failed",
