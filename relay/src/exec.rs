@@ -25,10 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentbox_protocol::exec::{
-    encode_output, ExecExit, ExecFrame, ExecRequest, ExecStarted, EOF_HEADER, HEARTBEAT_MS,
-    MAX_CHUNK, MAX_STDIN_POST,
+    encode_output, ExecExit, ExecFrame, ExecRequest, ExecStarted, HEARTBEAT_MS, MAX_CHUNK,
+    MAX_STDIN_POST,
 };
-use agentbox_protocol::files::OFFSET_HEADER;
 use agentbox_protocol::term::TermSize;
 use agentbox_protocol::ErrorCode;
 use axum::body::{Body, Bytes};
@@ -43,6 +42,7 @@ use tokio::sync::mpsc;
 
 use crate::exec_tty::TtyInput;
 use crate::http::{internal, ApiError};
+use crate::numbered_input::{self, Piece};
 
 /// Something a command prints.
 type Source = Box<dyn AsyncRead + Unpin + Send>;
@@ -522,28 +522,11 @@ async fn stdin(
         )
         .into_response();
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let eof = header(EOF_HEADER) == Some("1");
     let mut slot = slot.lock().await;
-    let offset = match header(OFFSET_HEADER).map(str::parse::<u64>) {
-        None => slot.taken,
-        Some(Ok(o)) => o,
-        Some(Err(_)) => return bad_request(format!("{OFFSET_HEADER} is not a byte offset")),
+    let Piece { fresh, eof } = match numbered_input::piece(&headers, slot.taken, &body, "stdin") {
+        Ok(piece) => piece,
+        Err(refused) => return *refused,
     };
-    if offset > slot.taken {
-        let mut r = ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            format!("stdin is at byte {}, not {offset}", slot.taken),
-        )
-        .into_response();
-        r.headers_mut().insert(OFFSET_HEADER, slot.taken.into());
-        return r;
-    }
-    let skip = usize::try_from(slot.taken - offset)
-        .unwrap_or(usize::MAX)
-        .min(body.len());
-    let fresh = &body[skip..];
     if let Some(pipe) = slot.pipe.as_mut() {
         // A command that stopped reading (closed stdin, exited) takes nothing more: its
         // stdin is then closed here too, as a pipe to it would be.
@@ -555,9 +538,7 @@ async fn stdin(
     if eof {
         slot.pipe = None;
     }
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(OFFSET_HEADER, slot.taken.into());
-    r
+    numbered_input::taken(slot.taken)
 }
 
 /// `POST /v1/exec/{id}/resize`: the command's terminal's new size.

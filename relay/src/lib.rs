@@ -33,6 +33,7 @@ pub mod files;
 pub mod host_seen;
 pub mod http;
 pub mod journal;
+pub mod numbered_input;
 pub mod outside;
 pub mod proxy;
 pub mod routes;

@@ -14,8 +14,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agentbox_protocol::exec::{EOF_HEADER, MAX_STDIN_POST};
-use agentbox_protocol::files::{TransferId, OFFSET_HEADER};
+use agentbox_protocol::exec::MAX_STDIN_POST;
+use agentbox_protocol::files::TransferId;
 use agentbox_protocol::tunnel::TunnelOpen;
 use agentbox_protocol::ErrorCode;
 use axum::body::{Body, Bytes};
@@ -30,6 +30,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::http::{internal, ApiError};
+use crate::numbered_input::{self, Piece};
 
 /// How long connecting to the target may take.
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
@@ -152,33 +153,12 @@ async fn input(
             "no such tunnel (it closed, or the relay restarted)",
         );
     };
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let eof = header(EOF_HEADER) == Some("1");
     let mut slot = slot.lock().await;
-    let offset = match header(OFFSET_HEADER).map(str::parse::<u64>) {
-        None => slot.taken,
-        Some(Ok(o)) => o,
-        Some(Err(_)) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadRequest,
-                format!("{OFFSET_HEADER} is not a byte offset"),
-            )
-        }
-    };
-    if offset > slot.taken {
-        let mut r = error(
-            StatusCode::CONFLICT,
-            ErrorCode::Conflict,
-            format!("the tunnel's input is at byte {}, not {offset}", slot.taken),
-        );
-        r.headers_mut().insert(OFFSET_HEADER, slot.taken.into());
-        return r;
-    }
-    let skip = usize::try_from(slot.taken - offset)
-        .unwrap_or(usize::MAX)
-        .min(body.len());
-    let fresh = &body[skip..];
+    let Piece { fresh, eof } =
+        match numbered_input::piece(&headers, slot.taken, &body, "the tunnel's input") {
+            Ok(piece) => piece,
+            Err(refused) => return *refused,
+        };
     if let Some(write) = slot.write.as_mut() {
         // A target that stopped reading takes nothing more.
         if write.write_all(fresh).await.is_err() {
@@ -191,7 +171,5 @@ async fn input(
             let _ = write.shutdown().await;
         }
     }
-    let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(OFFSET_HEADER, slot.taken.into());
-    r
+    numbered_input::taken(slot.taken)
 }
