@@ -44,9 +44,30 @@ pub enum ClientError {
     /// The daemon answered with an error.
     #[error("{0}")]
     Daemon(ErrorReply),
-    /// The daemon answered with a response that does not fit the request.
-    #[error("unexpected answer from the daemon: {0}")]
+    /// The daemon answered with a response that does not fit the request (`{0}` names
+    /// the kind of answer): the CLI and the daemon are of different versions.
+    #[error(
+        "the box's supervisor (agentbox-ctl daemon) answered `{0}`, which this agentbox-ctl \
+         does not expect here: the two are of different versions. Restart the box from the \
+         host (`agentbox stop BOX`, then `agentbox start BOX`) so both are the image's"
+    )]
     Unexpected(String),
+    /// The command cannot be done, for the reason given; the daemon was not asked.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl ClientError {
+    /// A daemon answer that does not fit the request, named by its kind (the answer
+    /// itself may be long, and means nothing to a user).
+    pub fn unexpected(r: &CtlResponse) -> Self {
+        let text = format!("{r:?}");
+        let kind = text
+            .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+            .next()
+            .unwrap_or_default();
+        Self::Unexpected(kind.to_string())
+    }
 }
 
 /// An open connection to the daemon, after the handshake.
@@ -135,4 +156,17 @@ impl Client {
 /// Connects, sends one request and returns the single response.
 pub fn call(socket: &Path, request: CtlRequest) -> Result<CtlResponse, ClientError> {
     Client::request(socket, request)?.response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_answer_that_does_not_fit_says_what_to_do_in_words() {
+        let reply = agentbox_protocol::ctl::CtlResponse::Sessions(Vec::new());
+        let text = super::ClientError::unexpected(&reply).to_string();
+        assert!(!text.contains("unexpected answer"), "{text}");
+        assert!(text.contains("answered `Sessions`"), "{text}");
+        assert!(text.contains("different versions"), "{text}");
+        assert!(text.contains("agentbox start BOX"), "{text}");
+    }
 }

@@ -95,6 +95,47 @@ fn bad_session_requests_are_refused() {
     }
 }
 
+/// What the CLI refuses itself reads as the reason, never as an answer of the daemon's.
+#[test]
+fn a_missing_program_or_environment_file_is_said_in_words() {
+    let mut b = TestBox::new("");
+    b.start();
+    let missing = b.workspace().join("no-such-env.json");
+    let missing = missing.to_string_lossy();
+    for (args, expected) in [
+        (
+            vec![
+                "session",
+                "start",
+                "agent",
+                "--needs",
+                "no-such-agent-program",
+                "--",
+                "true",
+            ],
+            "agentbox-ctl: `no-such-agent-program` is not installed in the box (not on its PATH)",
+        ),
+        (
+            vec![
+                "session",
+                "start",
+                "agent",
+                "--env-file",
+                &missing,
+                "--",
+                "true",
+            ],
+            "agentbox-ctl: cannot use the environment file",
+        ),
+    ] {
+        let out = b.ctl(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("unexpected answer"), "{args:?}: {stderr}");
+    }
+}
+
 #[test]
 fn sessions_do_not_inherit_tokens() {
     let mut b = TestBox::new("").with_env("AGENTBOX_BRIDGE_TOKEN", "secret-bridge-token");

@@ -39,7 +39,7 @@ fn session_name(name: String) -> Result<SessionName, ClientError> {
 }
 
 fn unexpected(r: &CtlResponse) -> ClientError {
-    ClientError::Unexpected(format!("{r:?}"))
+    ClientError::unexpected(r)
 }
 
 fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
@@ -213,13 +213,13 @@ fn run_inner(cmd: Cmd, paths: &Paths) -> Result<ExitCode, ClientError> {
                 if let Some(f) = &env_file {
                     let _ = std::fs::remove_file(f);
                 }
-                return Err(ClientError::Unexpected(format!(
+                return Err(ClientError::Refused(format!(
                     "`{program}` is not installed in the box (not on its PATH)"
                 )));
             }
             let env = match env_file {
                 Some(path) => read_env_file(&path).map_err(|e| {
-                    ClientError::Unexpected(format!(
+                    ClientError::Refused(format!(
                         "cannot use the environment file {}: {e}",
                         path.display()
                     ))

@@ -39,7 +39,7 @@ pub fn logs(socket: &std::path::Path, args: &LogsArgs) -> Result<ExitCode, Clien
     let names = if args.names.is_empty() {
         match client::call(socket, CtlRequest::Status)? {
             CtlResponse::Status(report) => report.units.into_iter().map(|u| u.name).collect(),
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => return Err(ClientError::unexpected(&other)),
         }
     } else {
         args.names.clone()
@@ -69,7 +69,7 @@ pub fn logs(socket: &std::path::Path, args: &LogsArgs) -> Result<ExitCode, Clien
             let batch = match c.response() {
                 Ok(CtlResponse::LogLines(lines)) => Batch::Lines(lines),
                 Ok(CtlResponse::End) | Err(ClientError::NoAnswer) => Batch::End,
-                Ok(other) => Batch::Failed(ClientError::Unexpected(format!("{other:?}"))),
+                Ok(other) => Batch::Failed(ClientError::unexpected(&other)),
                 Err(e) => Batch::Failed(e),
             };
             let last = !matches!(batch, Batch::Lines(_));
