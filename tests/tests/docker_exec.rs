@@ -1,6 +1,7 @@
 //! `agentbox exec` on a docker box as `docker exec` has it: the command after the box or
-//! `--`, `-e`, `-w`, `-u`, `-d`, exit codes 125/126/127 in agentbox's words (the engine
-//! writes its refusals on the command's stdout), and a stopped box named with the way out.
+//! `--`, `-e`, `-w`, `-u`, `-d`, `-it` on a real terminal (of this terminal's size at once,
+//! resized), exit codes 125/126/127 in agentbox's words (the engine writes its refusals on
+//! the command's stdout), and a stopped box named with the way out.
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test`).
 
@@ -33,9 +34,11 @@ fn exec_on_a_docker_box_is_docker_exec() {
             .expect("run agentbox")
     };
     exec_common::check_options_and_codes(&name, &run);
-    // Not checked here: `exec -it` on a docker box. bash gets a terminal, but `stty size`
-    // says 0x0 (the docker CLI's resize does not reach this engine, 20.10); the Daytona
-    // suite checks the terminal, its size and a resize through the relay.
+    // `-it` on a real terminal: the box's terminal has this one's size from the start
+    // (the docker CLI resizes only after the command started), and follows a resize.
+    let env = [("AGENTBOX_HOME", host.home().to_string_lossy().into_owned())];
+    exec_common::check_tty_size_at_start(&bin_path("agentbox"), &repo, &env, &name);
+    exec_common::check_interactive_tty(&bin_path("agentbox"), &repo, &env, &name);
     host.ok(&repo, &["stop", &name]);
     exec_common::check_stopped(&name, &run);
 }

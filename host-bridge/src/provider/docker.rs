@@ -46,6 +46,11 @@ pub const CAPTURE_CAP: usize = 16 << 20;
 /// is `agentbox-ctl wait-ready --timeout 60000`).
 pub const CAPTURE_LIMIT: Duration = Duration::from_secs(120);
 
+/// What `exec -t` runs in the box before the command (`$1` rows, `$2` columns, then the
+/// command's argv): the terminal's size set on the box's side, then the command in its
+/// place. A `stty` that fails leaves the size as it was.
+const SIZED_EXEC: &str = "stty rows \"$1\" cols \"$2\" 2>/dev/null; shift 2; exec \"$@\"";
+
 /// A runtime and a connected, version-negotiated Docker client.
 fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -85,13 +90,15 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
             ""
         }
     );
+    // A base image that is not here is pulled by the build; offline, that is what fails.
+    let base_here = rt.block_on(docker.inspect_image(inputs.base())).is_ok();
     let context = inputs.context_tar(true)?;
     let options = bollard::query_parameters::BuildImageOptionsBuilder::new()
         .dockerfile("Dockerfile")
         .t(&tag)
         .rm(true)
         .build();
-    rt.block_on(async {
+    let built = rt.block_on(async {
         let mut stream = docker.build_image(
             options,
             None,
@@ -110,8 +117,17 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
             }
         }
         anyhow::Ok(())
-    })?;
-    Ok(tag)
+    });
+    match built {
+        Ok(()) => Ok(tag),
+        Err(e) if !base_here => Err(e.context(format!(
+            "the base image {} is not on this machine and the build could not pull it (offline?): \
+             build on one that is here with `agentbox prepare --provider docker --base-image IMG` \
+             (`scripts/make-base-image` makes agentbox-base:bookworm from a Debian mirror, no registry needed)",
+            inputs.base()
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// The name a new container of box `name` gets: `agentbox-<box>-<home id>-<project id>`,
@@ -613,9 +629,24 @@ impl DockerBox {
                 std::env::var("TERM").unwrap_or_else(|_| "xterm-256color".into()),
             );
         }
-        cmd.args(["-w", &workdir, &container])
-            .args(&request.argv)
-            .stderr(Stdio::piped());
+        cmd.args(["-w", &workdir, &container]);
+        match request.tty.filter(|size| size.is_valid()) {
+            // The docker CLI resizes the exec's terminal only after it started (API 1.41
+            // takes no size at creation), so a command that asks at once sees `0 0`: the
+            // box's terminal gets this terminal's size before the command runs. Later
+            // changes (SIGWINCH) the CLI passes on itself.
+            Some(size) => cmd.args([
+                "sh",
+                "-c",
+                SIZED_EXEC,
+                "agentbox-exec",
+                &size.rows.to_string(),
+                &size.cols.to_string(),
+            ]),
+            None => &mut cmd,
+        }
+        .args(&request.argv)
+        .stderr(Stdio::piped());
         // Without a terminal this engine writes its refusals (no program, no directory) on
         // the command's stdout; with one they reach the terminal as they are.
         if request.tty.is_none() {

@@ -209,3 +209,60 @@ pub fn check_interactive_tty(agentbox: &Path, cwd: &Path, env: &[(&str, String)]
     };
     assert_eq!(status.exit_code(), 7);
 }
+
+/// Runs `agentbox exec -t NAME -- stty size` on a real terminal of 30 rows and 100
+/// columns, three times: the command, asking at once, must see that size each time (not
+/// `0 0`, which a terminal resized only after the command started gives — a race, which
+/// one run may win).
+pub fn check_tty_size_at_start(agentbox: &Path, cwd: &Path, env: &[(&str, String)], name: &str) {
+    for _ in 0..3 {
+        tty_size_at_start(agentbox, cwd, env, name);
+    }
+}
+
+fn tty_size_at_start(agentbox: &Path, cwd: &Path, env: &[(&str, String)], name: &str) {
+    let pty = portable_pty::native_pty_system()
+        .openpty(PtySize {
+            rows: 30,
+            cols: 100,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("openpty");
+    let mut command = CommandBuilder::new(agentbox);
+    command.args(["exec", "-t", name, "--", "stty", "size"]);
+    command.cwd(cwd);
+    command.env("TERM", "xterm-256color");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = pty.slave.spawn_command(command).expect("spawn agentbox");
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().expect("reader");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        // Ends at EOF, or EIO once the last holder of the terminal is gone.
+        let _ = reader.read_to_end(&mut seen);
+        let _ = tx.send(seen);
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "agentbox exec -t did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(pty.master);
+    let seen = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the terminal's output");
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(status.success(), "exec -t stty size: {status:?}\n{seen}");
+    assert!(
+        seen.lines()
+            .any(|l| l.trim_matches(['\r', '\0', ' ']) == "30 100"),
+        "the command saw another size than its terminal's (30 100):\n{seen:?}"
+    );
+}
