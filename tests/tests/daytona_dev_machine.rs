@@ -1,0 +1,156 @@
+//! A Daytona box behaves like a developer's machine (issue 21), as a docker box does
+//! (`docker_dev_machine`): the README quickstart's commit in the box has the user's git
+//! identity (`user.name`/`user.email`, the repo's config first, then the global one), and
+//! nothing else of the host's git config (credential helpers, tokens in headers or URLs)
+//! arrives. Against the fake (its sandboxes real containers).
+//!
+//! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+use agentbox_tests::daytona_host::{git, git_repo, DaytonaHost};
+use agentbox_tests::run::{limit_for, TimedOutput};
+
+const KEY: &str = "dtn_devmachine0123456789";
+
+/// A token the host's global git config holds; it must never be seen in the box.
+const TOKEN: &str = "ghp_d4ytonaSecretNeverInTheBox";
+
+/// `agentbox ARGS` with the host's user (its `.gitconfig` the global git config) and no
+/// system git config.
+fn run(host: &DaytonaHost, cwd: &Path, args: &[&str]) -> Output {
+    host.command(cwd, args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .output_within(limit_for(args))
+        .expect("run agentbox")
+}
+
+fn ok(host: &DaytonaHost, cwd: &Path, args: &[&str]) -> String {
+    agentbox_tests::succeeded(args, &run(host, cwd, args))
+}
+
+#[test]
+fn the_quickstart_commit_on_daytona_has_the_users_identity_and_no_credentials_arrive() {
+    let base = agentbox_tests::docker_base_image();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let host = DaytonaHost::start(
+        KEY,
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
+            ("DAYTONA_FAKE_DATA", &data_dir),
+        ],
+    );
+    let repo = git_repo(&host.dir.path().join("proj"), "seeded\n");
+    // The name comes from the global config, the email from the repo's (which wins).
+    git(&repo, &["config", "--unset", "user.name"]);
+    git(&repo, &["config", "user.email", "repo@example.com"]);
+    std::fs::create_dir_all(host.user()).expect("mkdir");
+    std::fs::write(
+        host.user().join(".gitconfig"),
+        format!(
+            "[user]\n\tname = Global Person\n\temail = global@example.com\n\
+             [credential]\n\thelper = store\n\
+             [http]\n\textraHeader = Authorization: token {TOKEN}\n\
+             [url \"https://x:{TOKEN}@github.com/\"]\n\tinsteadOf = https://github.com/\n"
+        ),
+    )
+    .expect("write");
+    host.login(&repo);
+    ok(
+        &host,
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "daytona",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
+    );
+    let name = format!("daytona-ident-{}", std::process::id());
+    ok(
+        &host,
+        &repo,
+        &["create", "--provider", "daytona", "--name", &name],
+    );
+
+    // The README's quickstart commit, as written there.
+    let commit = run(
+        &host,
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo \"from the box\" >> NOTES.md && git add NOTES.md &&\n  git commit -qm \"from the box\"",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&commit.stderr);
+    assert!(
+        commit.status.success() && !stderr.contains("Author identity unknown"),
+        "{commit:?}"
+    );
+    let author = ok(
+        &host,
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "git",
+            "log",
+            "-1",
+            "--format=%an <%ae>",
+        ],
+    );
+    assert_eq!(author.trim(), "Global Person <repo@example.com>");
+
+    // Every git config the box has, from every file: the identity, and nothing else of
+    // the host's.
+    let all = ok(
+        &host,
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "git",
+            "config",
+            "--list",
+            "--show-origin",
+        ],
+    );
+    assert!(all.contains("user.name=Global Person"), "{all}");
+    for leaked in [TOKEN, "helper=store", "extraheader", "insteadof"] {
+        assert!(
+            !all.to_lowercase().contains(&leaked.to_lowercase()),
+            "`{leaked}` reached the box:\n{all}"
+        );
+    }
+    let grep = run(
+        &host,
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            &format!("grep -rs {TOKEN} /home /workspace/.git"),
+        ],
+    );
+    assert_eq!(
+        grep.status.code(),
+        Some(1),
+        "the token is in the box: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    ok(&host, &repo, &["destroy", "-y", "--force", &name]);
+}
