@@ -84,7 +84,8 @@ fn bind(paths: &Paths) -> anyhow::Result<UnixListener> {
 /// path, or `auto` for the `agentbox-relay` next to this executable), the relay as service
 /// `agentbox-relay`, restarted always. It is the only unit that gets the bridge token.
 /// With `AGENTBOX_DIND=1` (a docker box made with `create --dind`), the box's own Docker
-/// engine as service `agentbox-dockerd`.
+/// engine as service `agentbox-dockerd`. With `AGENTBOX_SCREEN=1` (an image made with
+/// `prepare --browser`), the screen's units ([`crate::screen`]).
 fn builtin_units() -> anyhow::Result<Vec<UnitSpec>> {
     let mut units = Vec::new();
     if let Some(setting) = std::env::var_os("AGENTBOX_RELAY").filter(|v| !v.is_empty()) {
@@ -122,6 +123,34 @@ fn builtin_units() -> anyhow::Result<Vec<UnitSpec>> {
             }),
         )),
         Ok(other) => bail!("AGENTBOX_DIND={other}: use 1 (run the box's Docker engine) or 0"),
+    }
+    let screen = std::env::var("AGENTBOX_SCREEN").ok();
+    for part in crate::screen::units(screen.as_deref())? {
+        let ready = (part.ready_port != 0).then(|| config::Probe {
+            kind: config::ProbeKind::Port {
+                host: "127.0.0.1".into(),
+                port: part.ready_port,
+            },
+            interval: Duration::from_millis(200),
+            initial_delay: Duration::ZERO,
+            timeout: Duration::from_secs(30),
+            on_timeout: config::OnTimeout::MarkUnhealthy,
+        });
+        let mut unit = builtin_service(
+            part.name,
+            part.argv,
+            std::collections::BTreeMap::new(),
+            ready,
+        );
+        unit.needs = part.needs;
+        unit.stop_grace = Duration::from_secs(5);
+        if part.exposed {
+            unit.expose = Some(config::Expose {
+                port: part.ready_port,
+                default: false,
+            });
+        }
+        units.push(unit);
     }
     Ok(units)
 }

@@ -28,6 +28,7 @@ pub mod host;
 pub mod http_target;
 pub mod logs;
 pub mod paths;
+pub mod screen;
 pub mod server;
 pub mod session;
 pub mod supervisor;

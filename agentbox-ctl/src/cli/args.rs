@@ -23,7 +23,9 @@ AGENTBOX_CONFIG (see DESIGN.md §2); RUST_LOG filters the daemon's own log.
 AGENTBOX_RELAY=auto|PATH makes the daemon run agentbox-relay as its built-in unit
 `agentbox-relay` (the only unit that receives AGENTBOX_BRIDGE_TOKEN).
 AGENTBOX_DIND=1 (docker boxes made with `agentbox create --dind`) makes it run the box's
-own Docker engine as the built-in unit `agentbox-dockerd`.";
+own Docker engine as the built-in unit `agentbox-dockerd`.
+AGENTBOX_SCREEN=1 (images made with `agentbox prepare --browser`) makes it run the box's
+screen: `agentbox-display` (Xvnc), `agentbox-wm` and `agentbox-screen` (noVNC on :6080).";
 
 /// The in-box supervisor of agentbox.yaml services and tasks, agent tmux sessions, and
 /// the CLI the agent uses.

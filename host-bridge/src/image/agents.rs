@@ -180,7 +180,8 @@ fn newest_cached(cache: &Path, agent: Agent, arch: &str) -> Option<PathBuf> {
         .map(|(_, p)| p)
 }
 
-fn npm(args: &[&str], cwd: &Path) -> anyhow::Result<String> {
+/// Runs `npm` with `args` in `cwd`; its trimmed stdout, or an error with its stderr.
+pub(super) fn npm(args: &[&str], cwd: &Path) -> anyhow::Result<String> {
     let out = Command::new("npm")
         .args(args)
         .current_dir(cwd)

@@ -11,6 +11,7 @@ use anyhow::Context;
 use super::agent_config;
 use super::agents::{self, Agent};
 use super::arch::BoxArch;
+use super::browser;
 
 const DOCKERFILE: &str = include_str!("../../../Dockerfile.box");
 const SHIM_GIT: &str = include_str!("../../../box/shims/git");
@@ -78,6 +79,8 @@ pub struct Inputs {
     base: String,
     agents: Vec<Agent>,
     dind: bool,
+    /// The browser's npm packages when the image carries the browser (`--browser`).
+    browser: Option<Vec<browser::Package>>,
     packages: Vec<(Agent, PathBuf)>,
     config: Vec<agent_config::ConfigFile>,
     ctl: Vec<u8>,
@@ -111,6 +114,7 @@ impl Inputs {
             base: base.to_string(),
             agents: agents.to_vec(),
             dind: false,
+            browser: None,
             packages: found,
             config,
             ctl: std::fs::read(&bins.ctl)
@@ -125,6 +129,24 @@ impl Inputs {
     pub fn with_dind(mut self, dind: bool) -> Self {
         self.dind = dind;
         self
+    }
+
+    /// The same inputs with the browser and its screen (`prepare --browser`), its packages
+    /// fetched (`Latest`) or as cached, or without.
+    pub fn with_browser(mut self, on: bool, packages: Packages) -> anyhow::Result<Self> {
+        self.browser = match (on, packages) {
+            (false, _) => None,
+            (true, Packages::Latest) => Some(browser::fetch()?),
+            (true, Packages::Cached) => Some(
+                browser::cached().context("the browser's packages (Playwright) are not cached")?,
+            ),
+        };
+        Ok(self)
+    }
+
+    /// Whether the image carries the browser and its screen.
+    pub fn browser(&self) -> bool {
+        self.browser.is_some()
     }
 
     /// Whether the image carries a Docker engine for `create --dind`.
@@ -145,26 +167,30 @@ impl Inputs {
     /// `Dockerfile.box` with this image's base, agents and engine choice as its defaults,
     /// so that a builder needs no build arguments.
     pub fn dockerfile(&self) -> String {
-        DOCKERFILE
-            .replacen(
-                "ARG BASE_IMAGE=debian:bookworm-slim",
-                &format!("ARG BASE_IMAGE={}", self.base),
-                1,
-            )
-            // Both stages declare it: the one that installs, the one that labels.
-            .replace(
-                &format!("ARG AGENTS={DEFAULT_AGENTS}"),
-                &format!("ARG AGENTS={}", self.agents_text()),
-            )
-            .replacen(
-                "ARG DIND=no",
-                if self.dind {
-                    "ARG DIND=yes"
-                } else {
-                    "ARG DIND=no"
-                },
-                1,
-            )
+        let text = if self.browser.is_some() {
+            DOCKERFILE.to_string()
+        } else {
+            browser::strip(DOCKERFILE)
+        };
+        text.replacen(
+            "ARG BASE_IMAGE=debian:bookworm-slim",
+            &format!("ARG BASE_IMAGE={}", self.base),
+            1,
+        )
+        // Both stages declare it: the one that installs, the one that labels.
+        .replace(
+            &format!("ARG AGENTS={DEFAULT_AGENTS}"),
+            &format!("ARG AGENTS={}", self.agents_text()),
+        )
+        .replacen(
+            "ARG DIND=no",
+            if self.dind {
+                "ARG DIND=yes"
+            } else {
+                "ARG DIND=no"
+            },
+            1,
+        )
     }
 
     /// The image tag: `agentbox-box:` and a checksum of every input.
@@ -187,6 +213,15 @@ impl Inputs {
         }
         part(&self.ctl);
         part(&self.relay);
+        // Only when baked: an image without the browser keeps the tag it always had.
+        if let Some(packages) = &self.browser {
+            part(browser::SCREEN_SCRIPT.as_bytes());
+            part(browser::SETUP_SCRIPT.as_bytes());
+            for p in packages {
+                part(p.name.as_bytes());
+                part(&package_digest(&p.path)?);
+            }
+        }
         for f in &self.config {
             part(f.path.as_bytes());
             part(&f.data);
@@ -247,8 +282,26 @@ impl Inputs {
         for f in &self.config {
             add(&format!("agent-home/{}", f.path), &f.data, f.mode)?;
         }
+        if let Some(packages) = &self.browser {
+            add("screen", browser::SCREEN_SCRIPT.as_bytes(), 0o755)?;
+            add("browser-setup", browser::SETUP_SCRIPT.as_bytes(), 0o755)?;
+            add(
+                "browser/packages",
+                browser::listing(packages).as_bytes(),
+                0o644,
+            )?;
+        }
         add("agents/.keep", b"", 0o644)?;
-        for (agent, path) in &self.packages {
+        let browser_files = self
+            .browser
+            .iter()
+            .flatten()
+            .map(|p| (format!("browser/{}", p.file_name()), &p.path));
+        let agent_files = self
+            .packages
+            .iter()
+            .map(|(agent, path)| (format!("agents/{}.tgz", agent.name()), path));
+        for (name, path) in agent_files.chain(browser_files) {
             let mut file = std::fs::File::open(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let mut h = tar::Header::new_gnu();
@@ -256,7 +309,7 @@ impl Inputs {
             h.set_mode(0o644);
             h.set_mtime(0);
             h.set_cksum();
-            context.append_data(&mut h, format!("agents/{}.tgz", agent.name()), &mut file)?;
+            context.append_data(&mut h, name, &mut file)?;
         }
         Ok(context.into_inner()?)
     }
@@ -269,6 +322,7 @@ mod tests {
             base: "debian:bookworm-slim".into(),
             agents: Vec::new(),
             dind: false,
+            browser: None,
             packages: Vec::new(),
             config: Vec::new(),
             ctl: b"ctl".to_vec(),
@@ -291,6 +345,52 @@ mod tests {
             dind.tag().expect("tag"),
             "an image with an engine must not pass for one without"
         );
+    }
+
+    #[test]
+    fn the_browser_is_in_the_dockerfile_context_and_tag_only_when_baked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tgz = dir.path().join("browser-playwright-core-1.tgz");
+        std::fs::write(&tgz, b"package").expect("write");
+        let plain = inputs(false);
+        let mut with = inputs(false);
+        with.browser = Some(vec![super::browser::Package {
+            name: "playwright-core",
+            path: tgz,
+        }]);
+        // Without: not a word of it, so the image is the one it always was.
+        assert!(!plain.dockerfile().contains("browser"));
+        assert!(with
+            .dockerfile()
+            .contains("\nLABEL dev.agentbox.browser=yes\n"));
+        assert_ne!(plain.tag().expect("tag"), with.tag().expect("tag"));
+        let names = |i: &super::Inputs| -> Vec<String> {
+            let tar = i.context_tar(true).expect("context");
+            let mut archive = tar::Archive::new(&tar[..]);
+            archive
+                .entries()
+                .expect("entries")
+                .map(|e| {
+                    e.expect("entry")
+                        .path()
+                        .expect("path")
+                        .display()
+                        .to_string()
+                })
+                .collect()
+        };
+        assert!(!names(&plain)
+            .iter()
+            .any(|n| n.contains("browser") || n == "screen"));
+        let baked = names(&with);
+        for wanted in [
+            "screen",
+            "browser-setup",
+            "browser/packages",
+            "browser/browser-playwright-core-1.tgz",
+        ] {
+            assert!(baked.iter().any(|n| n == wanted), "{wanted} in {baked:?}");
+        }
     }
 
     #[test]
