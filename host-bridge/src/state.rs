@@ -12,7 +12,8 @@ use serde::Serialize;
 pub struct BoxRecord {
     /// Unique name.
     pub name: String,
-    /// `local`, `docker` or `daytona`.
+    /// `local`, `docker` or `daytona`; [`JOINED`] for a teammate's box this home joined
+    /// (`agentbox join`: `dir/invite.json` holds the invite, `bridge_token` the share token).
     pub provider: String,
     /// The repository root it was seeded from.
     pub project: PathBuf,
@@ -29,6 +30,16 @@ pub struct BoxRecord {
     /// The bridge token (never printed).
     #[serde(skip)]
     pub bridge_token: String,
+}
+
+/// The provider of a joined box: a teammate's box, reached with a share token only.
+pub const JOINED: &str = "joined";
+
+impl BoxRecord {
+    /// Whether this is a teammate's box this home joined ([`JOINED`]).
+    pub fn is_joined(&self) -> bool {
+        self.provider == JOINED
+    }
 }
 
 /// Errors of the state store.

@@ -96,10 +96,7 @@ impl Input {
 /// The `/v1/exec` routes (the token check is the caller's); commands run in `workspace`
 /// unless they say otherwise.
 pub fn routes(workspace: PathBuf) -> Router {
-    let execs = Arc::new(Execs {
-        workspace,
-        stdin: Mutex::new(HashMap::new()),
-    });
+    let execs = Execs::new(workspace);
     Router::new()
         .route("/v1/exec", post(start))
         .route("/v1/exec/{id}/stdin", post(stdin))
@@ -108,6 +105,14 @@ pub fn routes(workspace: PathBuf) -> Router {
 }
 
 impl Execs {
+    /// The commands of a relay whose workspace is `workspace` (none yet).
+    pub fn new(workspace: PathBuf) -> Arc<Self> {
+        Arc::new(Self {
+            workspace,
+            stdin: Mutex::new(HashMap::new()),
+        })
+    }
+
     fn slots(
         &self,
     ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<StdinSlot>>>> {
@@ -303,8 +308,8 @@ fn spawn_piped(
     })
 }
 
-/// `POST /v1/exec`.
-async fn start(State(execs): State<Arc<Execs>>, Json(request): Json<ExecRequest>) -> Response {
+/// `POST /v1/exec` (also what `/v1/logs` runs, with a command line of the relay's).
+pub async fn start(State(execs): State<Arc<Execs>>, Json(request): Json<ExecRequest>) -> Response {
     if let Err(e) = request.validate() {
         return bad_request(e.to_string());
     }

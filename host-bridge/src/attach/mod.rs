@@ -269,6 +269,12 @@ pub async fn run(relay: &Relay, options: &Options, mut io: Io) -> anyhow::Result
                 }
                 Ok(_) => {}
                 Err(ApiFailure::Gone(_)) => reopen_with = Some(None),
+                // The token no longer opens the term (a teammate's share revoked or
+                // expired): the view is over.
+                Err(ApiFailure::Refused(
+                    reqwest::StatusCode::UNAUTHORIZED | reqwest::StatusCode::FORBIDDEN,
+                    m,
+                )) => bail!("the box refused this view: {m}"),
                 Err(_) => {
                     lost_since.get_or_insert_with(Instant::now);
                 }

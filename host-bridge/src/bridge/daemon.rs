@@ -80,7 +80,7 @@ async fn serve(home: Home) -> anyhow::Result<()> {
         // Pollers whose box went away or moved stop at once, even in a held poll.
         let current: std::collections::HashMap<String, String> = boxes
             .iter()
-            .filter(|b| b.phase == "ready")
+            .filter(|b| b.phase == "ready" && !b.is_joined())
             .filter_map(|b| Some((b.name.clone(), b.bridge_url.clone()?)))
             .collect();
         shared.addresses.send_if_modified(|old| {
@@ -90,9 +90,10 @@ async fn serve(home: Home) -> anyhow::Result<()> {
             }
             changed
         });
+        // A joined box (a teammate's) is never served here: its requests are its owner's.
         for record in boxes
             .into_iter()
-            .filter(|b| b.phase == "ready" && b.bridge_url.is_some())
+            .filter(|b| b.phase == "ready" && b.bridge_url.is_some() && !b.is_joined())
         {
             let fresh = shared
                 .polled
