@@ -8,7 +8,7 @@ use std::io::Read as _;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Host, AGENTBOX};
+use common::{free_port, web_service, Host, AGENTBOX};
 
 /// The name `list` must show whole, however long.
 const LONG: &str = "a-box-name-much-longer-than-any-column-of-the-old-table";
@@ -270,4 +270,11 @@ fn completion_offers_this_machines_boxes_and_sessions() {
     );
     // Subcommands still complete.
     assert!(bash_completes(&host, &repo, &["agentbox", "lis"]).contains(&"list".to_string()));
+    // The services of the box named on the line (a service of a box of another repo).
+    let served = host.repo("served", &web_service(free_port()));
+    host.ok(&served, &["create", "--name", "cb-svc"]);
+    assert_eq!(
+        bash_completes(&host, &repo, &["agentbox", "logs", "cb-svc", "w"]),
+        ["web"]
+    );
 }
