@@ -115,10 +115,10 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
         match (&checkpoint, record.provider.as_str()) {
             (Some(name), "daytona") => {
                 let manifest = crate::checkpoint::find(ctx.home.root(), &project_id(&repo), name)?;
-                crate::progress::step(&format!(
-                    "from checkpoint {name} (snapshot {})",
+                eprintln!(
+                    "==> from checkpoint {name} (snapshot {})",
                     manifest.snapshot
-                ));
+                );
                 image = manifest.snapshot;
                 seeded = true;
             }
@@ -198,10 +198,7 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
                     .map(|home| b.resync(&home));
                 match sent {
                     Some(Ok(agents)) if !agents.is_empty() => {
-                        crate::progress::step(&format!(
-                            "agent credentials copied in: {}",
-                            agents.join(", ")
-                        ));
+                        eprintln!("==> agent credentials copied in: {}", agents.join(", "));
                     }
                     Some(Err(e)) => eprintln!("warning: agent credentials not copied: {e:#}"),
                     _ => {}
@@ -245,7 +242,7 @@ fn build(
     depth: u32,
     docker: Option<&provider::DockerSettings>,
 ) -> anyhow::Result<String> {
-    let progress = crate::progress::step;
+    let progress = |s: &str| eprintln!("==> {s}");
     progress(&format!(
         "creating box `{}` ({} provider)",
         record.name, record.provider
