@@ -29,6 +29,16 @@ fn cp_both_ways_through_the_cli() {
         &["exec", "--", "sh", "-c", "echo made in box > made.txt"],
     );
     host.ok(&repo, &["cp", "c1:made.txt", "got.txt"]);
+    // Off a terminal, progress is one plain line on stderr (no redraws), and with --json
+    // stdout is the JSON alone.
+    std::fs::write(repo.join("big.bin"), vec![7u8; 2 << 20]).expect("write");
+    let args = ["cp", "--json", "big.bin", "c1:big.bin"];
+    let out = host.run(&repo, &args);
+    assert!(out.status.success(), "{out:?}");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stdout is JSON only");
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(!progress.contains('\r'), "{progress:?}");
+    assert!(progress.contains("==> to c1: 2.0 MiB\n"), "{progress:?}");
     assert_eq!(
         std::fs::read_to_string(repo.join("got.txt")).expect("got"),
         "made in box\n"

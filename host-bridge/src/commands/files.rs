@@ -92,7 +92,7 @@ pub fn download(ctx: &Ctx, o: &DownloadArgs) -> anyhow::Result<ExitCode> {
     }
     let max = ctx.max_transfer_bytes()?;
     let paths: Vec<String> = go.iter().map(|f| f.path.clone()).collect();
-    let shown = crate::transfer::cp::progress_line("download");
+    let shown = crate::transfer::progress::meter("download");
     let written = runtime.block_on(download::apply(&relay, &record.project, paths, max, &shown))?;
     // Both sides have these now: the base of the next download.
     crate::unsaved::Base::save_downloaded(
@@ -174,7 +174,7 @@ pub fn cp(ctx: &Ctx, args: &CpArgs) -> anyhow::Result<ExitCode> {
         match plan {
             cp::Plan::Upload { sources, dest, .. } => {
                 let label = format!("to {}", record.name);
-                let shown = cp::progress_line(&label);
+                let shown = crate::transfer::progress::meter(&label);
                 let landed = cp::upload(&relay, &sources, &dest, &shown).await?;
                 anyhow::Ok(landed.paths)
             }
@@ -189,7 +189,7 @@ pub fn cp(ctx: &Ctx, args: &CpArgs) -> anyhow::Result<ExitCode> {
                 let mut all = Vec::new();
                 for source in &sources {
                     let label = format!("from {}:{source}", record.name);
-                    let shown = cp::progress_line(&label);
+                    let shown = crate::transfer::progress::meter(&label);
                     for p in cp::download(&relay, source, &dest, slash, max, &shown).await? {
                         all.push(p.display().to_string());
                     }

@@ -84,7 +84,7 @@ pub fn wait_for_units(b: &AnyBox, name: &str) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ");
         if waits != shown_waits {
-            eprintln!("==> waiting for {waits}");
+            crate::transfer::progress::step(&format!("waiting for {waits}"));
             shown_waits = waits;
         }
         // A starting service is bounded by its own probe's timeout; the rest by ours.

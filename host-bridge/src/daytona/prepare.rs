@@ -78,7 +78,7 @@ pub fn snapshot(
                 .iter()
                 .find(|s| s.state == "active" && s.resources() == Some(resources))
             {
-                eprintln!("==> snapshot {} is already baked", s.name);
+                crate::transfer::progress::step(&format!("snapshot {} is already baked", s.name));
                 return Ok(s.name.clone());
             }
         }
@@ -88,23 +88,26 @@ pub fn snapshot(
             .iter()
             .filter(|s| matches!(s.state.as_str(), "error" | "build_failed"))
         {
-            eprintln!("==> removing snapshot {} ({})", old.name, old.state);
+            crate::transfer::progress::step(&format!(
+                "removing snapshot {} ({})",
+                old.name, old.state
+            ));
             if let Err(e) = client.delete_snapshot(&old.id).await {
                 eprintln!("warning: snapshot {} stays: {e}", old.name);
             }
         }
         for s in mine.iter().filter(|s| s.state == "removing") {
-            eprintln!(
-                "==> snapshot {} is being removed on Daytona (its name stays taken meanwhile)",
+            crate::transfer::progress::step(&format!(
+                "snapshot {} is being removed on Daytona (its name stays taken meanwhile)",
                 s.name
-            );
+            ));
         }
         let name = fresh_name(&wanted, &mine, agentbox_protocol::now_millis() / 1000);
         let (dockerfile, context) = (inputs.dockerfile(), inputs.context_tar(false)?);
-        eprintln!(
-            "==> sending the build context ({:.1} MiB)",
+        crate::transfer::progress::step(&format!(
+            "sending the build context ({:.1} MiB)",
             context.len() as f64 / 1_048_576.0
-        );
+        ));
         let hash = client.push_context(&context).await?;
         let request = CreateSnapshot {
             name: name.clone(),
@@ -117,14 +120,14 @@ pub fn snapshot(
             disk: Some(size.disk_gib),
             ..CreateSnapshot::default()
         };
-        eprintln!(
-            "==> baking snapshot {name} ({} vCPU, {} GB memory, {} GB disk)",
+        crate::transfer::progress::step(&format!(
+            "baking snapshot {name} ({} vCPU, {} GB memory, {} GB disk)",
             size.cpus, size.mem_gib, size.disk_gib
-        );
+        ));
         client.create_snapshot(&request).await?;
         client
             .wait_snapshot(&name, BAKE_TIMEOUT, &|state| {
-                eprintln!("==> snapshot {name}: {state}");
+                crate::transfer::progress::step(&format!("snapshot {name}: {state}"));
             })
             .await
             .with_context(|| {

@@ -81,7 +81,7 @@ impl DaytonaBox {
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            progress: Box::new(|line| eprintln!("==> {line}")),
+            progress: Box::new(crate::transfer::progress::step),
         })
     }
 

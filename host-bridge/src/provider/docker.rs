@@ -77,11 +77,11 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
     let tag = inputs.tag()?;
     let (rt, docker) = connect()?;
     if !force && rt.block_on(docker.inspect_image(&tag)).is_ok() {
-        eprintln!("==> {tag} is up to date");
+        crate::transfer::progress::step(&format!("{tag} is up to date"));
         return Ok(tag);
     }
-    eprintln!(
-        "==> building {tag} from Dockerfile.box on {} with agents {}{}",
+    crate::transfer::progress::step(&format!(
+        "building {tag} from Dockerfile.box on {} with agents {}{}",
         inputs.base(),
         inputs.agents_text(),
         if inputs.dind() {
@@ -89,7 +89,7 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
         } else {
             ""
         }
-    );
+    ));
     // A base image that is not here is pulled by the build; offline, that is what fails.
     let base_here = rt.block_on(docker.inspect_image(inputs.base())).is_ok();
     let context = inputs.context_tar(true)?;
@@ -902,6 +902,5 @@ fn engine_refusal(chunk: &[u8]) -> bool {
 
 /// Writes a line to stderr now (progress during long steps).
 pub fn note(line: &str) {
-    let mut err = std::io::stderr();
-    let _ = writeln!(err, "==> {line}");
+    crate::transfer::progress::step(line);
 }

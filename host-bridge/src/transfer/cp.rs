@@ -120,30 +120,6 @@ pub fn plan(args: &[String]) -> anyhow::Result<Plan> {
     }
 }
 
-/// A progress line on stderr when it is a terminal, redrawn at most 10 times a second.
-pub fn progress_line(label: &str) -> impl Fn(u64, u64) + Sync + '_ {
-    use std::io::IsTerminal;
-    let tty = std::io::stderr().is_terminal();
-    let last = std::sync::Mutex::new(None::<std::time::Instant>);
-    move |done, all| {
-        if !tty {
-            return;
-        }
-        let Ok(mut last) = last.lock() else { return };
-        if done != all && last.is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(100))
-        {
-            return;
-        }
-        *last = Some(std::time::Instant::now());
-        let mib = |b: u64| b as f64 / f64::from(1 << 20);
-        eprint!("\r\x1b[K{label}: {:.1} / {:.1} MiB", mib(done), mib(all));
-        if done == all {
-            eprintln!();
-        }
-        let _ = std::io::stderr().flush();
-    }
-}
-
 /// Uploads host `sources` to box path `dest`.
 pub async fn upload(
     relay: &Relay,
