@@ -115,10 +115,10 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
         match (&checkpoint, record.provider.as_str()) {
             (Some(name), "daytona") => {
                 let manifest = crate::checkpoint::find(ctx.home.root(), &project_id(&repo), name)?;
-                eprintln!(
-                    "==> from checkpoint {name} (snapshot {})",
+                crate::transfer::progress::step(&format!(
+                    "from checkpoint {name} (snapshot {})",
                     manifest.snapshot
-                );
+                ));
                 image = manifest.snapshot;
                 seeded = true;
             }
@@ -198,7 +198,10 @@ pub fn new_box(ctx: &Ctx, opts: &CreateOpts) -> anyhow::Result<BoxRecord> {
                     .map(|home| b.resync(&home));
                 match sent {
                     Some(Ok(agents)) if !agents.is_empty() => {
-                        eprintln!("==> agent credentials copied in: {}", agents.join(", "));
+                        crate::transfer::progress::step(&format!(
+                            "agent credentials copied in: {}",
+                            agents.join(", ")
+                        ));
                     }
                     Some(Err(e)) => eprintln!("warning: agent credentials not copied: {e:#}"),
                     _ => {}
@@ -242,7 +245,7 @@ fn build(
     depth: u32,
     docker: Option<&provider::DockerSettings>,
 ) -> anyhow::Result<String> {
-    let progress = |s: &str| eprintln!("==> {s}");
+    let progress = crate::transfer::progress::step;
     progress(&format!(
         "creating box `{}` ({} provider)",
         record.name, record.provider
