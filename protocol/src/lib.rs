@@ -12,8 +12,10 @@
 //! - [`bridge`]: box → host requests: ctl ↔ relay over `relay.sock` (bincode) and
 //!   host ↔ relay over HTTP (JSON poll / lease / progress / result).
 //! - [`status`]: the box status snapshot the host reads.
+//! - [`stats`]: the relay's stats API (CPU, memory, disk, heaviest processes of a box).
 //! - [`proxy`]: the JSON of the WebProxy (exposed services, error answers).
 //! - [`files`]: the JSON of the relay's file-transfer API (uploads, downloads, landing).
+//! - [`share`]: scoped, expiring share tokens and the invite of `agentbox share` / `join`.
 //! - [`part_file`]: receiving into a staging file (hashed, sparse-aware) and serving from one.
 //! - [`land`]: putting a verified transfer in place with `docker cp` semantics.
 //! - [`listeners`]: who listens on a TCP port (`/proc`), for local boxes sharing ports.
@@ -45,6 +47,8 @@ pub mod logging;
 mod names;
 pub mod part_file;
 pub mod proxy;
+pub mod share;
+pub mod stats;
 pub mod status;
 pub mod sync;
 pub mod term;

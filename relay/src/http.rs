@@ -43,16 +43,10 @@ pub fn internal(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-/// Middleware: the request goes on only with the bridge token, in `x-agentbox-token` (what
-/// the host sends: Daytona's preview proxy takes `Authorization: Bearer` for a Daytona API
-/// key, sends it to Daytona's API to check, and passes it on) or as `Authorization: Bearer`
-/// (local clients); anything else is answered `401`.
-pub async fn require_token(
-    State(token): State<Arc<Token>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let headers = request.headers();
+/// The tokens a request presents: `x-agentbox-token` (what the host sends: Daytona's preview
+/// proxy takes `Authorization: Bearer` for a Daytona API key, sends it to Daytona's API to
+/// check, and passes it on) and `Authorization: Bearer` (local clients).
+pub fn presented_tokens(headers: &axum::http::HeaderMap) -> Vec<&str> {
     let ours = headers
         .get(crate::proxy::TOKEN_HEADER)
         .and_then(|v| v.to_str().ok());
@@ -60,8 +54,30 @@ pub async fn require_token(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if ours.is_some_and(|t| token.matches(t)) || bearer.is_some_and(|t| token.matches(t)) {
+    ours.into_iter().chain(bearer).collect()
+}
+
+/// Middleware: the request goes on only with the bridge token ([`presented_tokens`]);
+/// a share token is answered `403` (it opens only the routes of its scopes, see
+/// [`crate::share`]), anything else `401`.
+pub async fn require_token(
+    State(token): State<Arc<Token>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = presented_tokens(request.headers());
+    if presented.iter().any(|t| token.matches(t)) {
         next.run(request).await
+    } else if presented
+        .iter()
+        .any(|t| t.starts_with(agentbox_protocol::share::TOKEN_PREFIX))
+    {
+        ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "a share token opens only terminal viewing and logs; this route is the box owner's",
+        )
+        .into_response()
     } else {
         ApiError::new(
             StatusCode::UNAUTHORIZED,

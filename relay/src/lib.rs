@@ -16,6 +16,9 @@
 //! - [`term`]: viewers of the box's tmux sessions (`/v1/terms`) for `agentbox attach`,
 //!   over WebSocket or HTTP streaming, resuming from byte offsets after a cut.
 //! - [`exec`]: one-off commands for the host (`/v1/exec`), output streamed apart.
+//! - [`share`]: scoped, expiring share tokens for teammates (`/v1/shares`), the check of
+//!   the routes they open (terminal viewing, `/v1/logs`), and `/v1/logs`.
+//! - [`stats`]: the box's CPU, memory, disk and heaviest processes (`/v1/stats`).
 //! - [`exec_tty`]: a `/v1/exec` command on a PTY of its own (`exec -t`).
 //! - [`ctl_link`]: the live unit table from the ctl daemon (`WatchStatus` on `ctl.sock`).
 //!
@@ -39,6 +42,8 @@ pub mod proxy;
 pub mod routes;
 pub mod seed;
 pub mod settings;
+pub mod share;
+pub mod stats;
 pub mod sync;
 pub mod term;
 pub mod token;

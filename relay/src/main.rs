@@ -166,6 +166,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         stop.clone(),
     ));
     let reaper = tokio::spawn(terms.clone().reap());
+    let shares = Arc::new(
+        agentbox_relay::share::Shares::load(&settings.run_dir).context("cannot read the shares")?,
+    );
+    tokio::spawn(shares.clone().watch(stop.clone()));
     let uploads = Arc::new(agentbox_relay::files::Uploads::new(
         transfers.clone(),
         settings.workspace.clone(),
@@ -189,6 +193,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             settings.workspace.clone(),
         )),
         terms,
+        shares,
     };
     let bridge_stop = stop.clone();
     let bridge = tokio::spawn(async move {

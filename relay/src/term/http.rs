@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentbox_protocol::files::OFFSET_HEADER;
+use agentbox_protocol::share::Scope;
 use agentbox_protocol::term::{TermInfo, TermOpen, TermSize, STREAM_IDLE_MS};
 use agentbox_protocol::ErrorCode;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -17,10 +18,12 @@ use super::output::{next_output, offset_error, OffsetQuery, Step};
 use super::registry::Terms;
 use super::viewer::InputError;
 use crate::http::{internal, ApiError};
+use crate::share::Caller;
 
 /// `POST /v1/terms`: opens a viewer.
 pub(super) async fn open(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<TermInfo>), ApiError> {
     // Parsed here, not by axum's `Json`, so a bad body (a session that is no session
@@ -32,29 +35,35 @@ pub(super) async fn open(
             format!("bad terminal request: {e}"),
         )
     })?;
-    let term = terms.open(open).await?;
+    let term = terms.open(open, &caller).await?;
     tracing::info!(term = %term.spec.id, session = %term.spec.session, read_only = term.spec.read_only, "term opened");
     Ok((StatusCode::CREATED, Json(term.info())))
 }
 
 /// `GET /v1/terms`.
-pub(super) async fn list(State(terms): State<Arc<Terms>>) -> Json<Vec<TermInfo>> {
-    Json(terms.list())
+pub(super) async fn list(
+    State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
+) -> Json<Vec<TermInfo>> {
+    Json(terms.list(&caller))
 }
 
 /// `GET /v1/terms/{id}`.
 pub(super) async fn info(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<TermInfo>, ApiError> {
-    Ok(Json(terms.get(&id)?.info()))
+    Ok(Json(terms.get_for(&id, &caller)?.info()))
 }
 
 /// `DELETE /v1/terms/{id}`: ends the term.
 pub(super) async fn close(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    terms.get_for(&id, &caller)?;
     terms.close(&id)?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -78,11 +87,15 @@ pub fn input_error(e: &InputError) -> ApiError {
 /// `POST /v1/terms/{id}/input?offset=N`: keys, numbered by byte offset.
 pub(super) async fn input(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<OffsetQuery>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let term = terms.get(&id)?;
+    let term = terms.get_for(&id, &caller)?;
+    if !caller.may(Scope::AttachWrite) {
+        return Err(Caller::refused(Scope::AttachWrite, "typing"));
+    }
     match term.input(q.offset, &body) {
         Ok(next) => {
             Ok(([(OFFSET_HEADER, next.to_string())], StatusCode::NO_CONTENT).into_response())
@@ -102,10 +115,11 @@ pub(super) async fn input(
 /// `POST /v1/terms/{id}/resize`.
 pub(super) async fn resize(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Json(size): Json<TermSize>,
 ) -> Result<StatusCode, ApiError> {
-    let term = terms.get(&id)?;
+    let term = terms.get_for(&id, &caller)?;
     if !size.is_valid() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -123,10 +137,11 @@ pub(super) async fn resize(
 /// `GET /v1/terms/{id}/output?offset=N`: the output as a streamed body.
 pub(super) async fn output(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<OffsetQuery>,
 ) -> Result<Response, ApiError> {
-    let term = terms.get(&id)?;
+    let term = terms.get_for(&id, &caller)?;
     term.log.check(q.offset).map_err(|r| offset_error(&r))?;
     let guard = term.connect();
     let rx = term.log.subscribe();

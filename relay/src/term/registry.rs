@@ -18,9 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::viewer::{self, Term};
 use crate::http::{internal, ApiError};
+use crate::share::Caller;
+use agentbox_protocol::share::Scope;
 
 /// Terms open at once, over every viewer.
 pub const MAX_TERMS: usize = 32;
+/// Terms one share may hold open at once (so a teammate cannot take every term).
+pub const MAX_TERMS_PER_SHARE: usize = 4;
 /// How long an ended term stays readable for a viewer that was cut just before the end.
 const ENDED_LINGER: Duration = Duration::from_secs(60);
 
@@ -77,15 +81,47 @@ impl Terms {
         Ok(term)
     }
 
-    /// Every term.
-    pub fn list(&self) -> Vec<TermInfo> {
-        let mut all: Vec<TermInfo> = self.map().values().map(|t| t.info()).collect();
+    /// Term `id` as `caller` may reach it: the owner reaches every term, a share only the
+    /// terms it opened (another's is a `404`, as if it did not exist).
+    pub fn get_for(&self, id: &str, caller: &Caller) -> Result<Arc<Term>, ApiError> {
+        let term = self.get(id)?;
+        match caller.grant() {
+            Some(g) if term.spec.opener.as_ref() != Some(&g.id) => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                format!("no term `{id}` (it ended, or the relay restarted)"),
+            )),
+            _ => Ok(term),
+        }
+    }
+
+    /// Every term `caller` may reach.
+    pub fn list(&self, caller: &Caller) -> Vec<TermInfo> {
+        let opener = caller.grant().map(|g| &g.id);
+        let mut all: Vec<TermInfo> = self
+            .map()
+            .values()
+            .filter(|t| opener.is_none() || t.spec.opener.as_ref() == opener)
+            .map(|t| t.info())
+            .collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         all
     }
 
-    /// Opens a viewer as `open` asks.
-    pub async fn open(&self, open: TermOpen) -> Result<Arc<Term>, ApiError> {
+    /// Opens a viewer as `open` asks, for `caller`: a share without `attach:write` gets a
+    /// read-only viewer and no new shell; a share's terms end when it is revoked or
+    /// expires.
+    pub async fn open(
+        self: &Arc<Self>,
+        mut open: TermOpen,
+        caller: &Caller,
+    ) -> Result<Arc<Term>, ApiError> {
+        if !caller.may(Scope::AttachWrite) {
+            if open.shell {
+                return Err(Caller::refused(Scope::AttachWrite, "starting a shell"));
+            }
+            open.read_only = true;
+        }
         let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, m);
         if !open.size.is_valid() {
             return Err(bad(format!(
@@ -102,6 +138,20 @@ impl Terms {
             return Err(bad(format!(
                 "keep_ms {keep_ms} is over the limit of {MAX_KEEP_MS}"
             )));
+        }
+        if let Some(g) = caller.grant() {
+            let mine = self
+                .map()
+                .values()
+                .filter(|t| t.spec.opener.as_ref() == Some(&g.id) && t.log.summary().3.is_none())
+                .count();
+            if mine >= MAX_TERMS_PER_SHARE {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::BadRequest,
+                    format!("a share opens at most {MAX_TERMS_PER_SHARE} terminals at once: detach one first"),
+                ));
+            }
         }
         if self.map().len() >= MAX_TERMS {
             return Err(ApiError::new(
@@ -123,10 +173,23 @@ impl Terms {
             term: term_name,
             read_only: open.read_only,
             keep: Duration::from_millis(keep_ms),
+            opener: caller.grant().map(|g| g.id.clone()),
         };
         let term = Term::start(spec, &self.tmux_socket(), &self.workspace)
             .map_err(|e| internal(format!("cannot start tmux attach: {e}")))?;
         self.map().insert(id.to_string(), term.clone());
+        if let Some(grant) = caller.grant() {
+            let (terms, ended, id) = (self.clone(), grant.ended.clone(), id.to_string());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = ended.cancelled() => {
+                        tracing::info!(term = %id, "term ended: its share was revoked or expired");
+                        let _ = terms.close(&id);
+                    }
+                    () = terms.shutdown.cancelled() => {}
+                }
+            });
+        }
         Ok(term)
     }
 

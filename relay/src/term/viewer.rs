@@ -31,6 +31,8 @@ pub struct Spec {
     pub read_only: bool,
     /// How long the term waits for a reconnect.
     pub keep: Duration,
+    /// The share that opened it (`None`: the owner's host); only that share reaches it.
+    pub opener: Option<agentbox_protocol::share::ShareId>,
 }
 
 /// Why input was not taken.

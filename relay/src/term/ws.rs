@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentbox_protocol::share::Scope;
 use agentbox_protocol::term::{decode_input, TermControl, TermEvent};
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 
@@ -14,6 +15,7 @@ use super::output::{next_output, offset_error, OffsetQuery, Step};
 use super::registry::Terms;
 use super::viewer::{InputError, ViewerGuard};
 use crate::http::ApiError;
+use crate::share::Caller;
 
 /// A ping this often keeps proxies from cutting a quiet connection.
 const PING_EVERY: Duration = Duration::from_secs(15);
@@ -21,18 +23,20 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 /// `GET /v1/terms/{id}/ws?offset=N`.
 pub async fn upgrade(
     State(terms): State<Arc<Terms>>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     Query(q): Query<OffsetQuery>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, ApiError> {
-    let term = terms.get(&id)?;
+    let term = terms.get_for(&id, &caller)?;
+    let may_type = caller.may(Scope::AttachWrite);
     term.log.check(q.offset).map_err(|r| offset_error(&r))?;
     let stop = terms.shutdown().clone();
     Ok(ws.on_upgrade(move |socket| async move {
         let guard = term.connect();
         tokio::select! {
             () = stop.cancelled() => {}
-            () = serve(socket, guard, q.offset) => {}
+            () = serve(socket, guard, q.offset, may_type) => {}
         }
     }))
 }
@@ -48,7 +52,7 @@ fn close(code: u16, reason: &str) -> Message {
     }))
 }
 
-async fn serve(socket: WebSocket, guard: ViewerGuard, mut offset: u64) {
+async fn serve(socket: WebSocket, guard: ViewerGuard, mut offset: u64, may_type: bool) {
     let term = guard.term().clone();
     let (mut tx, mut rx) = socket.split();
     let hello = TermEvent::Hello {
@@ -86,6 +90,10 @@ async fn serve(socket: WebSocket, guard: ViewerGuard, mut offset: u64) {
                         let _ = tx.send(close(1002, "input message without its offset")).await;
                         return;
                     };
+                    if !may_type {
+                        let _ = tx.send(close(4003, "this share does not allow typing (it lacks scope `attach:write`)")).await;
+                        return;
+                    }
                     // An ended term's end reaches the viewer through the output side.
                     if let Err(InputError::Gap { expected }) = term.input(at, keys) {
                         let reason = format!("input must continue at offset {expected}");
