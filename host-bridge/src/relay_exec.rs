@@ -142,7 +142,8 @@ pub async fn run_sized(
     resizes: Option<mpsc::UnboundedReceiver<TermSize>>,
     output: &mut (dyn FnMut(Stream, &[u8]) -> std::io::Result<()> + Send),
 ) -> anyhow::Result<Ended> {
-    let run = run_unbounded(relay, request, stdin, resizes, output);
+    let body = serde_json::to_value(request)?;
+    let run = run_unbounded(relay, ("/v1/exec", body), request, stdin, resizes, output);
     let Some(limit) = request.timeout_ms.map(Duration::from_millis) else {
         return run.await;
     };
@@ -158,8 +159,23 @@ pub async fn run_sized(
         })
 }
 
+/// The units' logs through `POST /v1/logs` (what a share with scope `logs` may read; the
+/// relay builds the command line), answered and read as [`run`] reads a command.
+pub async fn run_logs(
+    relay: &Relay,
+    query: &agentbox_protocol::share::LogsQuery,
+    output: &mut (dyn FnMut(Stream, &[u8]) -> std::io::Result<()> + Send),
+) -> anyhow::Result<Ended> {
+    query.validate().map_err(|e| anyhow!("{e}"))?;
+    let body = serde_json::to_value(query)?;
+    // Only its flags (no stdin, no terminal, no time limit) shape how the answer is read.
+    let request = ExecRequest::new(vec!["agentbox-ctl".into()]);
+    run_unbounded(relay, ("/v1/logs", body), &request, None, None, output).await
+}
+
 async fn run_unbounded(
     relay: &Relay,
+    (path, body): (&str, serde_json::Value),
     request: &ExecRequest,
     stdin: Option<mpsc::Receiver<Vec<u8>>>,
     resizes: Option<mpsc::UnboundedReceiver<TermSize>>,
@@ -167,9 +183,7 @@ async fn run_unbounded(
 ) -> anyhow::Result<Ended> {
     request.validate().map_err(|e| anyhow!("{e}"))?;
     let response = send_renewing(relay, || {
-        relay
-            .request(reqwest::Method::POST, "/v1/exec")
-            .json(request)
+        relay.request(reqwest::Method::POST, path).json(&body)
     })
     .await?;
     if !response.status().is_success() {

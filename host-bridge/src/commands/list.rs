@@ -57,7 +57,10 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|(number, b)| {
             let running = b.phase == "ready" && AnyBox::open(&b).is_ok_and(|x| x.running());
-            let state = if b.phase != "ready" {
+            // A teammate's box: its state is its owner's to know (no provider here).
+            let state = if b.is_joined() {
+                "joined".into()
+            } else if b.phase != "ready" {
                 b.phase.clone()
             } else if running {
                 "running".into()
