@@ -1,7 +1,8 @@
 //! A docker box behaves like a developer's machine (issue 21): the README quickstart's
 //! commit in the box has the user's git identity (`user.name`/`user.email`, the repo's
 //! config first, then the global one), and nothing else of the host's git config
-//! (credential helpers, tokens in headers or URLs) arrives.
+//! (credential helpers, tokens in headers or URLs) arrives. A service that dies before it
+//! is ready fails `create` at once with its last log lines; `start`/`stop` are idempotent.
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test`).
 
@@ -142,4 +143,63 @@ fn the_quickstart_commit_has_the_users_identity_and_no_credentials_arrive() {
         "the token is in the box: {grep:?}"
     );
     ok_as(&host, &home, &repo, &["destroy", "-y", "--force", &name]);
+}
+
+/// `create` of a docker box whose service dies before it is ready fails at once with the
+/// unit's last log lines (not after the probe's 60 s), and leaves no box; `start` of a
+/// running box and `stop` of a stopped one succeed and say so.
+#[test]
+fn a_dead_service_fails_create_at_once_and_start_and_stop_are_idempotent() {
+    let host = Host::new();
+    let dead = host.project("dead");
+    std::fs::write(
+        dead.join("agentbox.yaml"),
+        "services:\n  web:\n    command: 'echo starting web >&2; exec no-such-server-xyz'\n    ready_when: {port: 9}\n",
+    )
+    .expect("write");
+    git(&dead, &["add", "agentbox.yaml"]);
+    git(
+        &dead,
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=T",
+            "commit",
+            "-qm",
+            "a service that dies",
+        ],
+    );
+    host.prepare(&dead);
+    let name = format!("dead{}", std::process::id());
+    let began = std::time::Instant::now();
+    let out = host.run(&dead, &["create", "--provider", "docker", "--name", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(30),
+        "create waited {:?}",
+        began.elapsed()
+    );
+    assert!(
+        stderr.contains("unit `web` failed before it was ready: exited with code 127")
+            && stderr.contains("its last log lines:")
+            && stderr.contains("starting web"),
+        "{stderr}"
+    );
+    assert!(host.containers_of(&name).is_empty(), "a container stayed");
+
+    let repo = host.project("idem");
+    let name = format!("idem{}", std::process::id());
+    host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
+    let again = host.run(&repo, &["start", &name]);
+    assert!(again.status.success(), "{again:?}");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains(&format!("box {name} is already running")),
+        "{again:?}"
+    );
+    host.ok(&repo, &["stop", &name]);
+    host.ok(&repo, &["stop", &name]);
+    host.ok(&repo, &["start", &name]);
+    host.ok(&repo, &["destroy", "-y", "--force", &name]);
 }
