@@ -1,0 +1,77 @@
+//! The terminal while the dashboard owns it: raw mode, the alternate screen, the cursor
+//! hidden. [`Screen`] gives it back on drop, on a panic (a hook restores it before the
+//! panic is printed) and around a program that needs the real terminal ([`Screen::lend`]:
+//! attach), so the user's shell is never left raw, blank or without a cursor.
+
+use std::io::{Stdout, Write};
+use std::sync::Once;
+
+use ratatui::backend::CrosstermBackend;
+use ratatui::crossterm::cursor::{Hide, Show};
+use ratatui::crossterm::execute;
+use ratatui::crossterm::terminal::{
+    disable_raw_mode, enable_raw_mode, Clear, ClearType, EnterAlternateScreen, LeaveAlternateScreen,
+};
+use ratatui::Terminal;
+
+/// The dashboard's terminal.
+pub struct Screen {
+    /// What ratatui draws on.
+    pub terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+/// Puts the terminal back as the shell had it: main screen, cursor shown, cooked mode.
+/// Safe to call when it already is.
+pub fn restore() {
+    let mut out = std::io::stdout();
+    let _ = execute!(out, LeaveAlternateScreen, Show);
+    let _ = disable_raw_mode();
+    let _ = out.flush();
+}
+
+/// Takes the terminal: raw mode, alternate screen, cursor hidden.
+fn take() -> std::io::Result<()> {
+    enable_raw_mode()?;
+    execute!(std::io::stdout(), EnterAlternateScreen, Hide)
+}
+
+/// Installs (once) a panic hook that restores the terminal before the panic's message.
+fn restore_on_panic() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+    });
+}
+
+impl Screen {
+    /// Takes the terminal for the dashboard.
+    pub fn enter() -> std::io::Result<Self> {
+        restore_on_panic();
+        take().inspect_err(|_| restore())?;
+        let terminal =
+            Terminal::new(CrosstermBackend::new(std::io::stdout())).inspect_err(|_| restore())?;
+        Ok(Self { terminal })
+    }
+
+    /// Gives the terminal to `f` (the real screen, cooked mode, cursor shown) and takes it
+    /// back afterwards, blank, to be drawn from scratch. (Not `Terminal::clear`: it asks the
+    /// terminal where its cursor is, and one that does not answer would end the dashboard.)
+    pub fn lend<T>(&mut self, f: impl FnOnce() -> T) -> std::io::Result<T> {
+        restore();
+        let out = f();
+        take()?;
+        execute!(std::io::stdout(), Clear(ClearType::All))?;
+        self.terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+        Ok(out)
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        restore();
+    }
+}
