@@ -192,3 +192,39 @@ impl Sources {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, project: &str) -> BoxRecord {
+        BoxRecord {
+            name: name.into(),
+            provider: "local".into(),
+            project: project.into(),
+            branch: format!("agentbox/{name}"),
+            dir: "/nonexistent".into(),
+            created_at_ms: 1,
+            phase: "creating".into(),
+            bridge_url: None,
+            bridge_token: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_project_shows_its_own_boxes_and_all_shows_every_box() {
+        let mine = record("a", "/src/mine");
+        let theirs = record("b", "/src/theirs");
+        let project = Scope::Project("/src/mine".into());
+        assert!(project.shows(&mine));
+        assert!(!project.shows(&theirs));
+        assert!(Scope::All.shows(&theirs));
+    }
+
+    #[test]
+    fn a_box_still_being_made_is_not_asked_anything() {
+        let found = crate::dashboard::probe::probe(&record("a", "/src/mine"));
+        assert_eq!(found.reach, Reach::Phase("creating".into()));
+        assert_eq!(found.services, None);
+    }
+}
