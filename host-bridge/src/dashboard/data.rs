@@ -226,5 +226,13 @@ mod tests {
         let found = crate::dashboard::probe::probe(&record("a", "/src/mine"));
         assert_eq!(found.reach, Reach::Phase("creating".into()));
         assert_eq!(found.services, None);
+        // A teammate's box is its owner's: nothing is asked of it either.
+        let mut joined = record("j", "/src/mine");
+        joined.phase = "ready".into();
+        joined.provider = crate::state::JOINED.into();
+        assert_eq!(
+            crate::dashboard::probe::probe(&joined).reach,
+            Reach::Phase("joined".into())
+        );
     }
 }

@@ -382,8 +382,14 @@ impl Model {
     fn needs_running(&mut self, b: &BoxView) -> bool {
         match &b.reach {
             Reach::Running | Reach::Unknown | Reach::Unreachable(_) => true,
-            other => {
-                self.message = Some(format!("box `{}` is {}: S starts it", b.name, other.word()));
+            // A joined box is its owner's to run: attach and open go to it as they are.
+            Reach::Phase(p) if p == "joined" => true,
+            Reach::Stopped => {
+                self.message = Some(format!("box `{}` is stopped: S starts it", b.name));
+                false
+            }
+            Reach::Phase(p) => {
+                self.message = Some(format!("box `{}` is {p}", b.name));
                 false
             }
         }

@@ -88,6 +88,11 @@ pub fn probe(record: &BoxRecord) -> Found {
     if record.phase != "ready" {
         return reach(Reach::Phase(record.phase.clone()));
     }
+    // A teammate's box: its owner runs it; this home may only attach, read its logs and
+    // open its URL (`agentbox join`), never ask it for its status.
+    if record.is_joined() {
+        return reach(Reach::Phase("joined".into()));
+    }
     let b = match AnyBox::open(record) {
         Ok(b) => b,
         Err(e) => return reach(Reach::Unreachable(format!("{e:#}"))),
