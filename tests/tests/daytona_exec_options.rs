@@ -6,6 +6,7 @@
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
+#[allow(dead_code)] // check_tty_size_at_start is for the docker CLI's race
 mod exec_common;
 
 use std::io::Write;
