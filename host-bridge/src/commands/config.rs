@@ -72,10 +72,33 @@ pub fn config(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Sets each key to its value in the project config file (where `prepare` and
-/// `checkpoint --set-default` pin what they made); returns the file.
+/// Sets each key to its value where `prepare` and `checkpoint --set-default` pin what
+/// they made; returns the file. That is the project config file, except for a docker box
+/// image (`box.image` among the pins), which is this machine's: its tag is the checksum of
+/// its inputs and the engine holds it for every repository, so its pins (the image and
+/// what was chosen for it) go into the global config, where another repository finds them
+/// without building or being told `--base-image` again. The same keys in this project's
+/// config (where an older `prepare` put them) would hide them there, so they go.
 pub(crate) fn pin(ctx: &Ctx, pins: &[(&str, String)]) -> anyhow::Result<std::path::PathBuf> {
-    let path = ctx.project_config_file()?;
+    let project = ctx.project_config_file()?;
+    let machine = pins.iter().any(|(key, _)| *key == "box.image");
+    let path = if machine {
+        ctx.home.config()
+    } else {
+        project.clone()
+    };
+    if machine && project != path && project.is_file() {
+        let mut values = config::read_file(&project).map_err(anyhow::Error::msg)?;
+        let before = values.len();
+        values.retain(|k, _| !pins.iter().any(|(key, _)| key == k));
+        if values.len() != before {
+            config::write_file(&project, &values)?;
+            crate::transfer::progress::step(&format!(
+                "this project's own image pins are gone from {}: the machine's apply",
+                project.display()
+            ));
+        }
+    }
     let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
     for (key, value) in pins {
         values.insert((*key).to_string(), value.clone());
