@@ -233,7 +233,7 @@ pub fn fetch(agent: Agent) -> anyhow::Result<PathBuf> {
     if path.is_file() {
         return Ok(path);
     }
-    eprintln!("==> fetching {} {version} (npm pack)", agent.name());
+    crate::transfer::progress::step(&format!("fetching {} {version} (npm pack)", agent.name()));
     let staging = tempfile::tempdir_in(&cache)?;
     let file = npm(
         &[

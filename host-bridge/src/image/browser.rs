@@ -93,7 +93,7 @@ pub fn fetch() -> anyhow::Result<Vec<Package>> {
     for (name, version) in PACKAGES {
         let path = cache.join(cached_name(name, version));
         if !path.is_file() {
-            eprintln!("==> fetching {name} {version} (npm pack)");
+            crate::transfer::progress::step(&format!("fetching {name} {version} (npm pack)"));
             let staging = tempfile::tempdir_in(&cache)?;
             let file = agents::npm(
                 &[

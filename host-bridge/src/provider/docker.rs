@@ -112,7 +112,7 @@ pub fn prepare(inputs: &crate::image::Inputs, force: bool) -> anyhow::Result<Str
             if let Some(line) = info.stream {
                 let line = line.trim_end();
                 if line.starts_with("Step ") {
-                    eprintln!("    {line}");
+                    crate::transfer::progress::detail(line);
                 }
             }
         }

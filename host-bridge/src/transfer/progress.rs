@@ -15,6 +15,11 @@ pub fn step(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "==> {line}");
 }
 
+/// Writes a line under the current step to stderr (indented: a build's `Step 3/20`).
+pub fn detail(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "    {line}");
+}
+
 /// A byte meter named `label` for a transfer's progress callback (bytes done, bytes in
 /// all): a line redrawn in place on a terminal, else one plain line at the end.
 pub fn meter(label: &str) -> impl Fn(u64, u64) + Sync + '_ {
