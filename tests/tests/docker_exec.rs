@@ -38,6 +38,7 @@ fn exec_on_a_docker_box_is_docker_exec() {
     // (the docker CLI resizes only after the command started), and follows a resize.
     let env = [("AGENTBOX_HOME", host.home().to_string_lossy().into_owned())];
     exec_common::check_tty_size_at_start(&bin_path("agentbox"), &repo, &env, &name);
+    exec_common::check_tty_missing_program(&bin_path("agentbox"), &repo, &env, &name);
     exec_common::check_interactive_tty(&bin_path("agentbox"), &repo, &env, &name);
     host.ok(&repo, &["stop", &name]);
     exec_common::check_stopped(&name, &run);

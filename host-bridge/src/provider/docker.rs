@@ -46,10 +46,16 @@ pub const CAPTURE_CAP: usize = 16 << 20;
 /// is `agentbox-ctl wait-ready --timeout 60000`).
 pub const CAPTURE_LIMIT: Duration = Duration::from_secs(120);
 
-/// What `exec -t` runs in the box before the command (`$1` rows, `$2` columns, then the
-/// command's argv): the terminal's size set on the box's side, then the command in its
-/// place. A `stty` that fails leaves the size as it was.
-const SIZED_EXEC: &str = "stty rows \"$1\" cols \"$2\" 2>/dev/null; shift 2; exec \"$@\"";
+/// What `exec -t` runs in the box before the command (`$1` rows, `$2` columns, `$3` the
+/// box's name, then the command's argv): the terminal's size set on the box's side, then
+/// the command in its place. A `stty` that fails leaves the size as it was; a program the
+/// box does not have is said in agentbox's words with 127, as without a terminal.
+const SIZED_EXEC: &str = r#"stty rows "$1" cols "$2" 2>/dev/null; box=$3; shift 3
+if ! command -v "$1" >/dev/null 2>&1; then
+  printf "agentbox: cannot run \`%s\` in box %s: no such program in the box's PATH\n" "$1" "$box" >&2
+  exit 127
+fi
+exec "$@""#;
 
 /// A runtime and a connected, version-negotiated Docker client.
 fn connect() -> anyhow::Result<(tokio::runtime::Runtime, Docker)> {
@@ -642,6 +648,7 @@ impl DockerBox {
                 "agentbox-exec",
                 &size.rows.to_string(),
                 &size.cols.to_string(),
+                &self.name,
             ]),
             None => &mut cmd,
         }

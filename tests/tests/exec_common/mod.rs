@@ -221,6 +221,42 @@ pub fn check_tty_size_at_start(agentbox: &Path, cwd: &Path, env: &[(&str, String
 }
 
 fn tty_size_at_start(agentbox: &Path, cwd: &Path, env: &[(&str, String)], name: &str) {
+    let (code, seen) = on_a_terminal(
+        agentbox,
+        cwd,
+        env,
+        &["exec", "-t", name, "--", "stty", "size"],
+    );
+    assert_eq!(code, 0, "exec -t stty size:\n{seen}");
+    assert!(
+        seen.lines()
+            .any(|l| l.trim_matches(['\r', '\0', ' ']) == "30 100"),
+        "the command saw another size than its terminal's (30 100):\n{seen:?}"
+    );
+}
+
+/// `agentbox exec -t NAME -- PROGRAM` of a program the box does not have, on a real
+/// terminal: 127, said in agentbox's words as without a terminal.
+pub fn check_tty_missing_program(agentbox: &Path, cwd: &Path, env: &[(&str, String)], name: &str) {
+    let args = ["exec", "-t", name, "--", "no-such-program-xyz", "arg"];
+    let (code, seen) = on_a_terminal(agentbox, cwd, env, &args);
+    assert_eq!(code, 127, "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "agentbox: cannot run `no-such-program-xyz` in box {name}: no such program in the box's PATH"
+        )),
+        "{seen:?}"
+    );
+}
+
+/// Runs `agentbox ARGS` on a real terminal of 30 rows and 100 columns until it ends; its
+/// exit code and everything the terminal showed.
+fn on_a_terminal(
+    agentbox: &Path,
+    cwd: &Path,
+    env: &[(&str, String)],
+    args: &[&str],
+) -> (u32, String) {
     let pty = portable_pty::native_pty_system()
         .openpty(PtySize {
             rows: 30,
@@ -230,7 +266,7 @@ fn tty_size_at_start(agentbox: &Path, cwd: &Path, env: &[(&str, String)], name: 
         })
         .expect("openpty");
     let mut command = CommandBuilder::new(agentbox);
-    command.args(["exec", "-t", name, "--", "stty", "size"]);
+    command.args(args);
     command.cwd(cwd);
     command.env("TERM", "xterm-256color");
     for (k, v) in env {
@@ -251,18 +287,15 @@ fn tty_size_at_start(agentbox: &Path, cwd: &Path, env: &[(&str, String)], name: 
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
         }
-        assert!(Instant::now() < deadline, "agentbox exec -t did not end");
+        assert!(Instant::now() < deadline, "agentbox {args:?} did not end");
         std::thread::sleep(Duration::from_millis(20));
     };
     drop(pty.master);
     let seen = rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the terminal's output");
-    let seen = String::from_utf8_lossy(&seen);
-    assert!(status.success(), "exec -t stty size: {status:?}\n{seen}");
-    assert!(
-        seen.lines()
-            .any(|l| l.trim_matches(['\r', '\0', ' ']) == "30 100"),
-        "the command saw another size than its terminal's (30 100):\n{seen:?}"
-    );
+    (
+        status.exit_code(),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
 }
