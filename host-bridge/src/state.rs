@@ -42,6 +42,13 @@ impl BoxRecord {
     }
 }
 
+/// The refusal of anything but attach, url, logs and destroy on joined box `name`.
+pub fn joined_refusal(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "box `{name}` is a teammate's box you joined (`agentbox join`): only `attach`, `url`, `logs` and `destroy` (which forgets it here) work on it; pushes, copies, exec, stop and start are its owner's"
+    )
+}
+
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

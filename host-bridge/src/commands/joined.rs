@@ -23,9 +23,7 @@ const INVITE_FILE: &str = "invite.json";
 
 /// The refusal of anything but attach, url, logs and destroy on a joined box.
 pub fn refused(name: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "box `{name}` is a teammate's box you joined (`agentbox join`): only `attach`, `url`, `logs` and `destroy` (which forgets it here) work on it; pushes, copies, exec, stop and start are its owner's"
-    )
+    crate::state::joined_refusal(name)
 }
 
 /// Where a joined box's record keeps its invite.
