@@ -45,6 +45,9 @@ pub enum AnyBox {
 impl AnyBox {
     /// The box a record describes.
     pub fn open(record: &BoxRecord) -> anyhow::Result<Self> {
+        if record.is_joined() {
+            return Err(crate::state::joined_refusal(&record.name));
+        }
         ensure_available(&record.provider)?;
         Ok(match record.provider.as_str() {
             "docker" => Self::Docker(docker::DockerBox::new(
