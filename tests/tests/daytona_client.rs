@@ -34,7 +34,7 @@ fn fake_keyed(key: &str) -> Fake {
 }
 
 fn client(f: &Fake, key: &str) -> Daytona {
-    let mut d = Daytona::new(&f.url, key, Some("org-1"));
+    let mut d = Daytona::new(&f.url, key, Some("org-fake"));
     d.backoff = vec![Duration::from_millis(20); 3];
     d.attempt_timeout = Duration::from_millis(500);
     d
@@ -419,7 +419,14 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
 
     // The key from stdin (not argv), with an organization.
     let ok = agentbox(
-        &["daytona", "login", "--org-id", "org-7", "--api-url", &f.url],
+        &[
+            "daytona",
+            "login",
+            "--org-id",
+            "org-fake",
+            "--api-url",
+            &f.url,
+        ],
         &format!("{key}\n"),
     );
     let said = String::from_utf8_lossy(&ok.stderr);
@@ -432,7 +439,7 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
     assert_eq!(mode & 0o777, 0o600);
     let text = std::fs::read_to_string(&secrets).expect("read");
     assert!(text.contains(&format!("DAYTONA_API_KEY={key}")), "{text}");
-    assert!(text.contains("DAYTONA_ORGANIZATION_ID=org-7"), "{text}");
+    assert!(text.contains("DAYTONA_ORGANIZATION_ID=org-fake"), "{text}");
 
     let after = agentbox(&["install", "--check"], "");
     assert!(String::from_utf8_lossy(&after.stdout).contains("ok       Daytona credentials"));
@@ -443,7 +450,7 @@ fn login_checks_the_key_before_saving_it_0600_and_status_masks_it() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(v["key"], "dtn_…5f60");
     assert_eq!(v["source"], "secrets_file");
-    assert_eq!(v["organization_id"], "org-7");
+    assert_eq!(v["organization_id"], "org-fake");
     assert_eq!(v["accepted"], true);
 
     // A key Daytona stopped accepting: status says so and exits 1.

@@ -123,6 +123,11 @@ fn every_route_of_the_fake_answers_by_daytonas_spec() {
         None,
     );
     call(&f, "GET", "/object-storage/push-access", None);
+    let (status, orgs) = call(&f, "GET", "/organizations", None);
+    assert_eq!(status, 200, "{orgs}");
+    call(&f, "GET", "/organizations/org-fake", None);
+    let (status, _) = call(&f, "GET", "/organizations/org-nope", None);
+    assert_eq!(status, 403);
     call_at(
         &f,
         "POST",

@@ -27,6 +27,7 @@
 
 mod activity;
 mod contract;
+mod organizations;
 mod preview;
 mod resources;
 mod runner;
@@ -121,6 +122,13 @@ Test controls (not Daytona's API):
                                               private previews do)
   POST /_fake/upstream {\"sandbox\": ID, \"port\": P, \"target\": \"127.0.0.1:Q\"}
                                               serve sandbox ID's port P from 127.0.0.1:Q
+  POST /_fake/faults {\"cutUploadsNext\": N}   the next N toolbox uploads break off halfway:
+                                              half the file is written, and 400
+  POST /_fake/organizations {\"organizations\": [{\"id\": I, \"name\": N}, ...],
+                             \"keys\": {\"KEY\": I}}
+                                              the user's organizations (the first is
+                                              personal; default: one, org-fake) and API keys
+                                              bound to one of them (--api-key reaches all)
   GET /_fake/stats                            {\"connections\": N, \"handshakes\": N,
                                               \"failedHandshakes\": N} since the start
   GET /_fake/violations                       every request and answer that broke Daytona's
@@ -144,6 +152,8 @@ struct Faults {
     snapshot_removal_ms: Option<u64>,
     schemeless_storage_url: bool,
     s3_throttle_next: u32,
+    /// Toolbox uploads that break off halfway (`cutUploadsNext`).
+    cut_uploads_next: u32,
     /// The host in the toolbox and object storage URLs handed out (`handedHost`).
     handed_host: Option<String>,
     /// When each sandbox may first show in a list (`listLagMs`).
@@ -155,6 +165,8 @@ type Signed = (String, u16, std::time::Instant);
 
 struct Fake {
     key: String,
+    /// Organizations and the API keys bound to one ([`organizations`]).
+    orgs: Mutex<organizations::Orgs>,
     transition: Duration,
     sandboxes: Mutex<BTreeMap<String, Value>>,
     volumes: Mutex<BTreeMap<String, Value>>,
@@ -257,13 +269,16 @@ fn gate(fake: &Fake, headers: &HeaderMap, path: &str) -> Result<(), Box<Response
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|k| k == fake.key);
+        .is_some_and(|k| k == fake.key || organizations::is_bound_key(fake, k));
     if !ok {
         return Err(Box::new(error(
             StatusCode::UNAUTHORIZED,
             path,
             "Invalid credentials",
         )));
+    }
+    if let Err(why) = organizations::acting(fake, headers) {
+        return Err(Box::new(error(StatusCode::FORBIDDEN, path, &why)));
     }
     let mut faults = fake
         .faults
@@ -363,7 +378,7 @@ async fn create(
     lock(&fake.tokens).insert(id.clone(), token);
     let mut sandbox = json!({
         "id": id,
-        "organizationId": "org-fake",
+        "organizationId": organizations::acting_id(&fake, &headers),
         "name": body.get("name").cloned().unwrap_or(json!(id)),
         "snapshot": body.get("snapshot").cloned().unwrap_or(Value::Null),
         "user": body.get("user").cloned().unwrap_or(json!("daytona")),
@@ -649,6 +664,9 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
     if let Some(n) = body["s3ThrottleNext"].as_u64() {
         f.s3_throttle_next = u32::try_from(n).unwrap_or(u32::MAX);
     }
+    if let Some(n) = body["cutUploadsNext"].as_u64() {
+        f.cut_uploads_next = u32::try_from(n).unwrap_or(u32::MAX);
+    }
     drop(f);
     let set = [
         body.get("sandboxState")
@@ -693,6 +711,7 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         .unwrap_or(150);
     let fake = Arc::new(Fake {
         key,
+        orgs: Mutex::default(),
         transition: Duration::from_millis(transition),
         sandboxes: Mutex::default(),
         volumes: Mutex::default(),
@@ -755,6 +774,9 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
                 .put(resources::s3_put)
                 .layer(axum::extract::DefaultBodyLimit::disable()),
         )
+        .route("/api/organizations", get(organizations::list))
+        .route("/api/organizations/{id}", get(organizations::get_one))
+        .route("/_fake/organizations", post(organizations::set))
         .route("/_fake/faults", post(faults))
         .route("/_fake/stats", get(stats))
         .route("/_fake/violations", get(contract::violations))
@@ -767,6 +789,10 @@ async fn serve(cli: Cli) -> std::io::Result<()> {
         .route(
             "/_preview/{target}/{*rest}",
             axum::routing::any(preview::proxy),
+        )
+        .route(
+            "/_preview/{target}/",
+            axum::routing::any(preview::proxy_root),
         )
         // Every call but the fake's own and the preview proxy's is checked against
         // Daytona's spec ([`contract`]).

@@ -323,6 +323,16 @@ fn authenticate(
     Err(Box::new(to_login(fake, target, why)))
 }
 
+/// `/_preview/{target}/`: the root of a preview URL (Daytona's URLs have no path of
+/// their own, so `/` of a service is this).
+pub async fn proxy_root(
+    state: State<Shared>,
+    Path(target): Path<String>,
+    request: Request,
+) -> Response {
+    proxy(state, Path((target, String::new())), request).await
+}
+
 /// Everything under `/_preview/{target}/…`.
 pub async fn proxy(
     State(fake): State<Shared>,

@@ -67,7 +67,7 @@ pub async fn create_volume(
     }
     let id = next_id(&fake, "vol");
     let volume = json!({
-        "id": id, "name": name, "organizationId": "org-fake", "state": "pending_create",
+        "id": id, "name": name, "organizationId": super::organizations::acting_id(&fake, &headers), "state": "pending_create",
         "createdAt": NOW, "updatedAt": NOW, "lastUsedAt": null, "errorReason": null,
     });
     volumes.insert(id.clone(), volume.clone());
@@ -218,7 +218,7 @@ pub async fn create_snapshot(
         "pending"
     };
     let mut snapshot = json!({
-        "id": id, "organizationId": "org-fake", "general": false, "name": name,
+        "id": id, "organizationId": super::organizations::acting_id(&fake, &headers), "general": false, "name": name,
         "imageName": image, "state": first, "size": null,
         "entrypoint": body.get("entrypoint").cloned().unwrap_or(json!([])),
         "cpu": body.get("cpu").cloned().unwrap_or(json!(1)), "gpu": 0, "gpuType": [],

@@ -265,6 +265,19 @@ pub async fn upload(
             "a multipart field `file` is required",
         );
     };
+    // `cutUploadsNext`: the body broke off halfway, after the toolbox had begun writing
+    // (Daytona's writes the file as the body arrives): half of it is left, and 400.
+    let cut = {
+        let mut faults = crate::lock(&fake.faults);
+        let cut = faults.cut_uploads_next > 0;
+        faults.cut_uploads_next = faults.cut_uploads_next.saturating_sub(1);
+        cut
+    };
+    let bytes = if cut {
+        bytes.slice(..bytes.len() / 2)
+    } else {
+        bytes
+    };
     let child = tokio::process::Command::new("docker")
         .args(["exec", "-i", &container(&id), "sh", "-c"])
         .arg(r#"mkdir -p "$(dirname "$1")" && cat > "$1""#)
@@ -285,6 +298,9 @@ pub async fn upload(
         let _ = stdin.write_all(&bytes).await;
     }
     match child.wait_with_output().await {
+        Ok(o) if o.status.success() && cut => {
+            error(StatusCode::BAD_REQUEST, &path, "unexpected EOF")
+        }
         // Daytona's toolbox answers an upload with a JSON object (`gin.H` in its swagger).
         Ok(o) if o.status.success() => {
             (StatusCode::OK, axum::Json(serde_json::json!({}))).into_response()
