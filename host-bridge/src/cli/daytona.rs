@@ -15,8 +15,10 @@ pub enum DaytonaCmd {
         /// a line from stdin when that is not a terminal (keeps the key out of argv).
         #[arg(long, value_name = "KEY")]
         api_key: Option<String>,
-        /// The organization, for keys that reach several.
-        #[arg(long, value_name = "ORG")]
+        /// The organization (its id or name) among those the key reaches; refused with
+        /// their list when it names none. Without it: the only one, or a choice on a
+        /// terminal.
+        #[arg(long = "organization", alias = "org-id", value_name = "ID|NAME")]
         org_id: Option<String>,
         /// Daytona's API (default https://app.daytona.io/api).
         #[arg(long, value_name = "URL")]

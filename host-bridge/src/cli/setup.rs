@@ -30,8 +30,9 @@ pub struct InstallArgs {
     /// without echo. A key already saved and accepted is kept.
     #[arg(long, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// Daytona: the organization, for keys that reach several.
-    #[arg(long, value_name = "ORG")]
+    /// Daytona: the organization (id or name) among those the key reaches; without it,
+    /// the only one, or a choice on a terminal (-y with several refuses, listing them).
+    #[arg(long = "organization", alias = "org-id", value_name = "ID|NAME")]
     pub org_id: Option<String>,
     /// Daytona: the API (default https://app.daytona.io/api).
     #[arg(long, value_name = "URL")]

@@ -7,6 +7,12 @@
 //! stops it after a few idle minutes should this process die first). With BOX the files
 //! go through that running box instead. Only the chosen agents' files are written; nothing
 //! is ever copied back.
+//!
+//! Each file lands whole: it is uploaded beside its place (`.<file>.partial`) and renamed
+//! over it in one step, so an interruption never leaves half a credential where the agent
+//! reads it. Ctrl-C (SIGINT) or SIGTERM while the short-lived sandbox exists (or is being
+//! made) deletes it before exiting (130 / 143), and says so; a second one gives up the
+//! deletion and says what is left.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::context::Ctx;
 use crate::cli::daytona::ResyncAgent;
@@ -79,7 +86,10 @@ pub fn resync(ctx: &Ctx, agent: ResyncAgent, target: Option<&str>) -> anyhow::Re
                 .get("box.imageDaytona")
                 .map(|(v, _)| v.to_string())
                 .context("there is no base snapshot to start the short-lived sandbox from: run `agentbox prepare --provider daytona` (or `agentbox install`) first, or name a running daytona box")?;
-            runtime.block_on(through_short_lived(&client, home, &snapshot, &chosen))?
+            match runtime.block_on(through_short_lived(&client, home, &snapshot, &chosen))? {
+                Outcome::Sent(sent) => sent,
+                Outcome::Interrupted(code) => return Ok(ExitCode::from(code)),
+            }
         }
     };
     eprintln!(
@@ -97,14 +107,95 @@ async fn upload(
 ) -> anyhow::Result<Vec<&'static str>> {
     let mut sent = Vec::new();
     for c in chosen {
-        let dest = format!("{}/{}", credentials::box_dir(c.agent), c.file);
-        client
-            .upload_file(sandbox, &dest, c.bytes.clone())
+        land(client, sandbox, c)
             .await
             .with_context(|| format!("cannot write the {} credentials", c.agent))?;
         sent.push(c.agent);
     }
     Ok(sent)
+}
+
+/// Uploads `c` beside its place and renames it over the old one (rename(2): whole or not
+/// at all), made 0600 first. The partial file has a fixed name, so one left by an
+/// interrupted upload is overwritten by the next.
+async fn land(client: &Daytona, sandbox: &Sandbox, c: &Credential) -> anyhow::Result<()> {
+    let dir = credentials::box_dir(c.agent);
+    let dest = format!("{dir}/{}", c.file);
+    let partial = format!("{dir}/.{}.partial", c.file);
+    client
+        .upload_file(sandbox, &partial, c.bytes.clone())
+        .await?;
+    let (partial_q, dest_q) = (crate::shell::quote(&partial), crate::shell::quote(&dest));
+    let done = client
+        .execute(
+            sandbox,
+            &format!("chmod 600 {partial_q} && mv -f -- {partial_q} {dest_q}"),
+            None,
+        )
+        .await?;
+    if done.exit_code != 0 {
+        bail!(
+            "moving it into place failed (exit {}): {}",
+            done.exit_code,
+            crate::text::clean_text(done.result.trim(), 200)
+        );
+    }
+    Ok(())
+}
+
+/// How a write through a short-lived sandbox ended.
+enum Outcome {
+    /// These agents' credentials were written.
+    Sent(Vec<&'static str>),
+    /// A signal stopped it; the exit code (128 + the signal).
+    Interrupted(u8),
+}
+
+/// SIGINT and SIGTERM, caught (not the default death) while a sandbox may exist.
+struct Stop {
+    int: Signal,
+    term: Signal,
+}
+
+impl Stop {
+    fn catch() -> anyhow::Result<Self> {
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
+            term: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+        })
+    }
+
+    /// The next one: its name and the exit code it means.
+    async fn next(&mut self) -> (&'static str, u8) {
+        tokio::select! {
+            _ = self.int.recv() => ("interrupted (SIGINT)", 130),
+            _ = self.term.recv() => ("terminated (SIGTERM)", 143),
+        }
+    }
+}
+
+/// After `why`: deletes sandbox `name` (an id or name, maybe still being made) and says
+/// so; a second signal gives up, saying what is left.
+async fn delete_interrupted(
+    client: &Daytona,
+    stop: &mut Stop,
+    name: &str,
+    (why, code): (&'static str, u8),
+) -> anyhow::Result<Outcome> {
+    let progress = |line: &str| eprintln!("==> {line}");
+    eprintln!("==> {why}: deleting short-lived sandbox {name} before exiting (again to give up)");
+    tokio::select! {
+        deleted = client.ensure_deleted(name, DELETE_TIMEOUT, &progress) => {
+            deleted.map_err(anyhow::Error::from).with_context(|| format!(
+                "short-lived sandbox {name} was not deleted: delete it in Daytona's dashboard"
+            ))?;
+            eprintln!("==> deleted short-lived sandbox {name}; a credential is either written whole or left as it was");
+        }
+        _ = stop.next() => {
+            eprintln!("==> gave up: short-lived sandbox {name} is left (Daytona stops it after {LEFT_BEHIND_STOP_MINUTES} idle minutes): delete it in Daytona's dashboard");
+        }
+    }
+    Ok(Outcome::Interrupted(code))
 }
 
 /// Makes a sandbox from `snapshot` mounting only the chosen agents' parts of the volume,
@@ -114,7 +205,7 @@ async fn through_short_lived(
     home: &Path,
     snapshot: &str,
     chosen: &[Credential],
-) -> anyhow::Result<Vec<&'static str>> {
+) -> anyhow::Result<Outcome> {
     let progress = |line: &str| eprintln!("==> {line}");
     let volume = client
         .ensure_volume(CREDENTIALS_VOLUME, Duration::from_secs(60))
@@ -135,35 +226,42 @@ async fn through_short_lived(
     progress(&format!(
         "starting short-lived sandbox {name} from {snapshot} to write the credentials"
     ));
-    let made = client
-        .create_sandbox(CreateSandbox {
-            name: Some(name.clone()),
-            snapshot: Some(snapshot.to_string()),
-            labels: BTreeMap::from([
-                (RESYNC_LABEL.to_string(), "1".to_string()),
-                ("agentbox.home".to_string(), home_label(home)),
-            ]),
-            auto_stop_interval: Some(LEFT_BEHIND_STOP_MINUTES),
-            volumes,
-            ..CreateSandbox::default()
-        })
-        .await
-        .with_context(|| {
+    // From here a signal means a sandbox may exist: it is deleted before exiting.
+    let mut stop = Stop::catch()?;
+    let create = client.create_sandbox(CreateSandbox {
+        name: Some(name.clone()),
+        snapshot: Some(snapshot.to_string()),
+        labels: BTreeMap::from([
+            (RESYNC_LABEL.to_string(), "1".to_string()),
+            ("agentbox.home".to_string(), home_label(home)),
+        ]),
+        auto_stop_interval: Some(LEFT_BEHIND_STOP_MINUTES),
+        volumes,
+        ..CreateSandbox::default()
+    });
+    let made = tokio::select! {
+        made = create => made.with_context(|| {
             format!("Daytona did not make the short-lived sandbox from snapshot {snapshot} (`agentbox prepare --provider daytona` makes it again)")
-        })?;
-    let written = async {
+        })?,
+        // The create may have reached Daytona: the sandbox is looked for by its name.
+        signal = stop.next() => return delete_interrupted(client, &mut stop, &name, signal).await,
+    };
+    let work = async {
         let started = client
             .ensure_started(&made.id, START_TIMEOUT, &progress)
             .await
             .with_context(|| format!("short-lived sandbox {name} did not start"))?;
         upload(client, &started, chosen).await
-    }
-    .await;
+    };
+    let written = tokio::select! {
+        written = work => written,
+        signal = stop.next() => return delete_interrupted(client, &mut stop, &made.id, signal).await,
+    };
     let deleted = client
         .ensure_deleted(&made.id, DELETE_TIMEOUT, &progress)
         .await;
     match (written, deleted) {
-        (Ok(sent), Ok(())) => Ok(sent),
+        (Ok(sent), Ok(())) => Ok(Outcome::Sent(sent)),
         (Ok(_), Err(e)) => Err(anyhow::Error::from(e).context(format!(
             "the credentials were written, but short-lived sandbox {name} was not deleted: delete it in Daytona's dashboard"
         ))),

@@ -1,6 +1,7 @@
-//! `agentbox daytona login [--api-key K] [--org-id O] [--api-url U] [--insecure] [--status]`:
-//! checks the key with a cheap call before anything is saved, keeps it in `secrets.env`
-//! (0600), and reports what is configured with the key masked.
+//! `agentbox daytona login [--api-key K] [--organization ID|NAME] [--api-url U] [--insecure]
+//! [--status]`: checks the key with a cheap call before anything is saved, chooses the
+//! organization among those the key reaches ([`super::organizations`]), keeps both in
+//! `secrets.env` (0600), and reports what is configured with the key masked.
 //!
 //! Plain `http://` is refused, for the API and for preview URLs, except to this machine
 //! (a test's fake) or when login was given `--insecure` (saved as `DAYTONA_INSECURE=1`):
@@ -14,6 +15,7 @@ use anyhow::{bail, Context};
 
 use super::client::Daytona;
 use super::error::DaytonaError;
+use super::organizations;
 use crate::secrets::{self, Source, DEFAULT_API_URL};
 
 /// What `login` was given.
@@ -21,7 +23,8 @@ use crate::secrets::{self, Source, DEFAULT_API_URL};
 pub struct LoginArgs {
     /// The key; `-` reads it from stdin; prompted for (without echo) when absent.
     pub api_key: Option<String>,
-    /// The organization (for keys that span several).
+    /// The organization, by id or name: one of those the key reaches (asked for on a
+    /// terminal when it reaches several, taken silently when it reaches one).
     pub org_id: Option<String>,
     /// The API base.
     pub api_url: Option<String>,
@@ -103,13 +106,14 @@ fn read_key(given: Option<&str>) -> anyhow::Result<String> {
 fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     use rustix::termios::{self, LocalModes, OptionalActions};
     use std::os::fd::AsFd;
-    eprint!("{prompt}");
-    std::io::stderr().flush()?;
     let stdin = std::io::stdin();
     let saved = termios::tcgetattr(stdin.as_fd()).context("cannot read the terminal settings")?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
+    // Echo goes off before the prompt shows: a key typed as soon as it is seen is not echoed.
     termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &quiet)?;
+    eprint!("{prompt}");
+    std::io::stderr().flush()?;
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     let _ = termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &saved);
@@ -118,13 +122,22 @@ fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
     Ok(line)
 }
 
-/// Checks and saves the credentials.
+/// Checks and saves the credentials; the organization is asked for when stdin and stderr
+/// are a terminal.
 pub fn login(home: &Path, args: LoginArgs) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    login_with(home, args, interactive)
+}
+
+/// Checks and saves the credentials; `interactive`: a terminal may be asked which
+/// organization (else several are refused without `--organization`).
+pub fn login_with(home: &Path, args: LoginArgs, interactive: bool) -> anyhow::Result<()> {
     let key = read_key(args.api_key.as_deref())?;
     let mut entries = secrets::read(home)?;
-    let org = args
-        .org_id
-        .or_else(|| entries.get("DAYTONA_ORGANIZATION_ID").cloned())
+    let wanted = args.org_id.filter(|o| !o.is_empty());
+    let saved_org = entries
+        .get("DAYTONA_ORGANIZATION_ID")
+        .cloned()
         .filter(|o| !o.is_empty());
     let url = args
         .api_url
@@ -146,22 +159,31 @@ pub fn login(home: &Path, args: LoginArgs) -> anyhow::Result<()> {
     if insecure {
         eprintln!("warning: {url} is plain HTTP (--insecure): the API key crosses the network unencrypted");
     }
-    let client = Daytona::new(&url, &key, org.as_deref());
+    // Asked without an organization: the key itself, then the ones it reaches.
+    let client = Daytona::new(&url, &key, None);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    match runtime.block_on(check(&client)) {
-        Ok(()) => {}
+    let reached = runtime.block_on(async {
+        check(&client).await?;
+        client.reachable_organizations().await
+    });
+    let reached = match reached {
+        Ok(r) => r,
         Err(DaytonaError::Auth(why)) => {
             bail!("Daytona rejected this API key ({why}); nothing was saved")
         }
         Err(e) => bail!("{e}; nothing was saved"),
-    }
-    entries.insert("DAYTONA_API_KEY".into(), key.clone());
-    match &org {
-        Some(o) => entries.insert("DAYTONA_ORGANIZATION_ID".into(), o.clone()),
-        None => entries.remove("DAYTONA_ORGANIZATION_ID"),
     };
+    let chosen = organizations::choose(
+        &reached,
+        wanted.as_deref(),
+        saved_org.as_deref(),
+        interactive,
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}; nothing was saved"))?;
+    entries.insert("DAYTONA_API_KEY".into(), key.clone());
+    entries.insert("DAYTONA_ORGANIZATION_ID".into(), chosen.id.clone());
     if insecure {
         entries.insert(INSECURE_VAR.into(), "1".into());
     } else {
@@ -174,9 +196,8 @@ pub fn login(home: &Path, args: LoginArgs) -> anyhow::Result<()> {
     }
     secrets::write(home, &entries)?;
     eprintln!(
-        "logged in to Daytona at {url}{} with key {}; saved in {} (0600)",
-        org.map(|o| format!(" (organization {o})"))
-            .unwrap_or_default(),
+        "logged in to Daytona at {url} (organization {}) with key {}; saved in {} (0600)",
+        chosen.describe(),
         secrets::mask(&key),
         secrets::path(home).display()
     );

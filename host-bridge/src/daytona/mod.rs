@@ -1,6 +1,7 @@
 //! Daytona's REST API: auth headers, errors a user can act on, retries by Daytona's own
 //! classification, waiting for states, and a create that timed out found again by label
-//! instead of sent twice; and on it, `agentbox daytona login` ([`login`]), the base
+//! instead of sent twice; and on it, `agentbox daytona login` ([`login`], choosing among
+//! the [`organizations`] a key reaches), the base
 //! snapshot ([`prepare`]) and build contexts in Daytona's object storage ([`storage`]).
 //!
 //! Shapes follow Daytona's API (`POST /sandbox`, `GET /sandbox?labels=<json>`,
@@ -15,6 +16,7 @@ mod client;
 mod error;
 mod lifecycle;
 pub mod login;
+pub mod organizations;
 mod plain_http;
 pub mod prepare;
 mod preview;
