@@ -2,7 +2,8 @@
 //! commit in the box has the user's git identity (`user.name`/`user.email`, the repo's
 //! config first, then the global one), and nothing else of the host's git config
 //! (credential helpers, tokens in headers or URLs) arrives. A service that dies before it
-//! is ready fails `create` at once with its last log lines; `start`/`stop` are idempotent.
+//! is ready fails `create` at once with its last log lines; an agent's state does not
+//! outlive a stop; `start`/`stop` are idempotent.
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test`).
 
@@ -146,10 +147,12 @@ fn the_quickstart_commit_has_the_users_identity_and_no_credentials_arrive() {
 }
 
 /// `create` of a docker box whose service dies before it is ready fails at once with the
-/// unit's last log lines (not after the probe's 60 s), and leaves no box; `start` of a
-/// running box and `stop` of a stopped one succeed and say so.
+/// unit's last log lines (not after the probe's 60 s), and leaves no box; an agent's state
+/// is cleared at a stop and not stale after a start; `start` of a running box and `stop`
+/// of a stopped one succeed and say so.
 #[test]
-fn a_dead_service_fails_create_at_once_and_start_and_stop_are_idempotent() {
+fn a_dead_service_fails_create_at_once_agent_states_do_not_outlive_a_stop_and_start_is_idempotent()
+{
     let host = Host::new();
     let dead = host.project("dead");
     std::fs::write(
@@ -192,6 +195,42 @@ fn a_dead_service_fails_create_at_once_and_start_and_stop_are_idempotent() {
     let repo = host.project("idem");
     let name = format!("idem{}", std::process::id());
     host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
+    // An agent's state reaches the host, is gone at a stop and not back at a start.
+    host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "agentbox-ctl",
+            "session",
+            "start",
+            "claude",
+            "--agent",
+            "claude",
+            "--",
+            "sleep",
+            "1000",
+        ],
+    );
+    let summary = || {
+        let listed: serde_json::Value =
+            serde_json::from_str(&host.ok(&repo, &["list", "--json"])).expect("list --json");
+        listed[0]["agents_summary"].clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while summary() != "claude idle" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent's state never reached the host: {}",
+            summary()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    host.ok(&repo, &["stop", &name]);
+    assert_eq!(summary(), "-", "a state after stop");
+    host.ok(&repo, &["start", &name]);
+    assert_eq!(summary(), "-", "a stale state after start");
     let again = host.run(&repo, &["start", &name]);
     assert!(again.status.success(), "{again:?}");
     assert!(
@@ -200,6 +239,5 @@ fn a_dead_service_fails_create_at_once_and_start_and_stop_are_idempotent() {
     );
     host.ok(&repo, &["stop", &name]);
     host.ok(&repo, &["stop", &name]);
-    host.ok(&repo, &["start", &name]);
     host.ok(&repo, &["destroy", "-y", "--force", &name]);
 }
