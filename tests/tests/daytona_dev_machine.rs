@@ -2,7 +2,8 @@
 //! (`docker_dev_machine`): the README quickstart's commit in the box has the user's git
 //! identity (`user.name`/`user.email`, the repo's config first, then the global one), and
 //! nothing else of the host's git config (credential helpers, tokens in headers or URLs)
-//! arrives. Against the fake (its sandboxes real containers).
+//! arrives; an agent's state does not outlive a stop, and `start`/`stop` are idempotent.
+//! Against the fake (its sandboxes real containers).
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
@@ -32,7 +33,8 @@ fn ok(host: &DaytonaHost, cwd: &Path, args: &[&str]) -> String {
 }
 
 #[test]
-fn the_quickstart_commit_on_daytona_has_the_users_identity_and_no_credentials_arrive() {
+fn on_daytona_the_quickstart_commit_has_the_users_identity_and_agent_states_do_not_outlive_a_stop()
+{
     let base = agentbox_tests::docker_base_image();
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().to_string_lossy().into_owned();
@@ -152,5 +154,52 @@ fn the_quickstart_commit_on_daytona_has_the_users_identity_and_no_credentials_ar
         "the token is in the box: {}",
         String::from_utf8_lossy(&grep.stdout)
     );
+
+    // An agent's state reaches the host, is gone at a stop and not back at a start; a
+    // start of a running box and a stop of a stopped one succeed and say so.
+    ok(
+        &host,
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "agentbox-ctl",
+            "session",
+            "start",
+            "claude",
+            "--agent",
+            "claude",
+            "--",
+            "sleep",
+            "1000",
+        ],
+    );
+    let summary = || {
+        let listed: serde_json::Value =
+            serde_json::from_str(&ok(&host, &repo, &["list", "--json"])).expect("list --json");
+        listed[0]["agents_summary"].clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while summary() != "claude idle" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent's state never reached the host: {}",
+            summary()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let again = run(&host, &repo, &["start", &name]);
+    assert!(
+        again.status.success()
+            && String::from_utf8_lossy(&again.stderr)
+                .contains(&format!("box {name} is already running")),
+        "{again:?}"
+    );
+    ok(&host, &repo, &["stop", &name]);
+    assert_eq!(summary(), "-", "a state after stop");
+    ok(&host, &repo, &["stop", &name]);
+    ok(&host, &repo, &["start", &name]);
+    assert_eq!(summary(), "-", "a stale state after start");
     ok(&host, &repo, &["destroy", "-y", "--force", &name]);
 }
