@@ -2,7 +2,8 @@
 //! (`docker_dev_machine`): the README quickstart's commit in the box has the user's git
 //! identity (`user.name`/`user.email`, the repo's config first, then the global one), and
 //! nothing else of the host's git config (credential helpers, tokens in headers or URLs)
-//! arrives; an agent's state does not outlive a stop, and `start`/`stop` are idempotent.
+//! arrives; an agent's state does not outlive a stop, and `start`/`stop` are idempotent; a
+//! service that dies before it is ready fails `create` at once with its last log lines.
 //! Against the fake (its sandboxes real containers).
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
@@ -202,4 +203,63 @@ fn on_daytona_the_quickstart_commit_has_the_users_identity_and_agent_states_do_n
     ok(&host, &repo, &["start", &name]);
     assert_eq!(summary(), "-", "a stale state after start");
     ok(&host, &repo, &["destroy", "-y", "--force", &name]);
+}
+
+/// `create` of a Daytona box whose service dies before it is ready fails at once with the
+/// unit's last log lines, and leaves no sandbox.
+#[test]
+fn on_daytona_a_dead_service_fails_create_at_once() {
+    let base = agentbox_tests::docker_base_image();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let host = DaytonaHost::start(
+        KEY,
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
+            ("DAYTONA_FAKE_DATA", &data_dir),
+        ],
+    );
+    let repo = git_repo(&host.dir.path().join("dead"), "seeded\n");
+    std::fs::write(
+        repo.join("agentbox.yaml"),
+        "services:\n  web:\n    command: 'echo starting web >&2; exec no-such-server-xyz'\n    ready_when: {port: 9}\n",
+    )
+    .expect("write");
+    git(&repo, &["add", "agentbox.yaml"]);
+    git(&repo, &["commit", "-qm", "a service that dies"]);
+    host.login(&repo);
+    ok(
+        &host,
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "daytona",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
+    );
+    let name = format!("daytona-dead-{}", std::process::id());
+    let began = std::time::Instant::now();
+    let out = run(
+        &host,
+        &repo,
+        &["create", "--provider", "daytona", "--name", &name],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        began.elapsed() < std::time::Duration::from_secs(30),
+        "create waited {:?}",
+        began.elapsed()
+    );
+    assert!(
+        stderr.contains("unit `web` failed before it was ready: exited with code 127")
+            && stderr.contains("its last log lines:")
+            && stderr.contains("starting web"),
+        "{stderr}"
+    );
+    assert!(host.sandboxes().is_empty(), "{:?}", host.sandboxes());
 }
