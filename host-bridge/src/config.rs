@@ -47,7 +47,7 @@ fn var_names(v: &str) -> Result<(), String> {
 }
 
 fn agents(v: &str) -> Result<(), String> {
-    crate::image::agents::parse_list(v).map(|_| ())
+    crate::image::agents::parse_list(&crate::image::browser::split_agents(v).0).map(|_| ())
 }
 
 fn yes_no(v: &str) -> Result<(), String> {
@@ -191,6 +191,12 @@ pub const KEYS: &[Key] = &[
         help: "agents baked into the box image: claude,codex,opencode or none",
         default: Some("claude,codex,opencode"),
         check: agents,
+    },
+    Key {
+        name: "box.browser",
+        help: "whether `prepare` bakes a browser and a screen into the box image (for `agentbox screen`): yes or no",
+        default: Some("no"),
+        check: yes_no,
     },
     Key {
         name: "box.dind",

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use agentbox::cli::{self, BridgeCmd, Cmd, DaytonaCmd};
 use agentbox::commands::{
-    agents, audit, boxes, config, create, daytona, daytona_resync, exec, files, git, images,
-    install, list, port, services, setup, url, Ctx,
+    agents, audit, boxes, config, create, dashboard, daytona, daytona_resync, exec, files, git,
+    images, install, list, port, proxy, screen, services, setup, share, top, url, Ctx,
 };
 use agentbox::daytona::login::LoginArgs;
 use agentbox::home::Home;
@@ -43,6 +43,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Completions(a) => setup::completions(&a),
         Cmd::Install(a) => install::install(&Home::from_env()?, &a),
         Cmd::Bridge(BridgeCmd::Run) => git::bridge(&Home::from_env()?, &BridgeCmd::Run),
+        Cmd::Proxy(cmd) => proxy::proxy(&Home::from_env()?, &cmd),
         Cmd::Daytona(DaytonaCmd::Login {
             api_key,
             org_id,
@@ -65,6 +66,7 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Run(a) => create::run(&ctx()?, &a),
         Cmd::List(a) => list::list(&ctx()?, &a),
         Cmd::Status(a) => boxes::status(&ctx()?, &a),
+        Cmd::Dashboard(a) => dashboard::dashboard(&ctx()?, &a),
         Cmd::Stop(a) => boxes::stop_all(&ctx()?, &a),
         Cmd::Start(a) => boxes::start_all(&ctx()?, &a),
         Cmd::Destroy(a) => boxes::destroy(&ctx()?, &a),
@@ -85,9 +87,12 @@ fn dispatch(command: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Prune(a) => images::prune(&ctx()?, &a),
         Cmd::Url(a) => url::url(&ctx()?, &a),
         Cmd::Logs(a) => services::logs(&ctx()?, &a),
+        Cmd::Share(a) => share::share(&ctx()?, &a),
+        Cmd::Join(a) => share::join(&ctx()?, &a),
         Cmd::Services(a) => services::services(&ctx()?, &a),
         Cmd::Port(a) => port::port(&ctx()?, &a),
-        Cmd::Screen(a) => url::screen(&ctx()?, &a),
+        Cmd::Top(a) => top::top(&ctx()?, &a),
+        Cmd::Screen(a) => screen::screen(&ctx()?, &a),
         Cmd::Daytona(DaytonaCmd::Resync { agent, target }) => {
             daytona_resync::resync(&ctx()?, agent, target.as_deref())
         }

@@ -140,7 +140,7 @@ fn a_daytona_box_from_login_to_destroy() {
     let screen = host.run(&repo, &["screen", &name]);
     assert!(
         String::from_utf8_lossy(&screen.stderr)
-            .contains("has no desktop: nothing serves port 6080"),
+            .contains("has no screen: its image was made without the browser"),
         "{}",
         String::from_utf8_lossy(&screen.stderr)
     );
@@ -149,7 +149,7 @@ fn a_daytona_box_from_login_to_destroy() {
         &repo,
         &["exec", &name, "--", "sh", "-c", "mkdir -p /tmp/r2/run /tmp/r2/state && AGENTBOX_RUN_DIR=/tmp/r2/run AGENTBOX_STATE_DIR=/tmp/r2/state AGENTBOX_BRIDGE_PORT=3001 AGENTBOX_WEB_PORT=3002 AGENTBOX_BIND_ADDR=0.0.0.0 nohup agentbox-relay >/dev/null 2>&1 & for i in $(seq 100); do agentbox-ctl port-open 3001 2>/dev/null && exit 0; sleep 0.05; done; exit 1"],
     );
-    let other = host.ok(&repo, &["url", &name, "--port", "3001"]);
+    let other = host.ok(&repo, &["url", &name, "--port", "3001", "--direct"]);
     let health = Command::new("curl")
         .args(["-fsS", &format!("{}/healthz", other.trim())])
         .timed_output()
@@ -217,7 +217,7 @@ fn a_daytona_box_from_login_to_destroy() {
             "20000",
         ],
     );
-    let web = host.ok(&repo, &["url", &name, "--port", "3005"]);
+    let web = host.ok(&repo, &["url", &name, "--port", "3005", "--direct"]);
     let mut answer = String::new();
     for _ in 0..50 {
         let out = Command::new("curl")

@@ -16,7 +16,8 @@ pub struct PrepareArgs {
     #[arg(long)]
     pub force: bool,
     /// The agents to bake in: a comma-separated list of claude, codex and opencode, or
-    /// `none` (default: config `box.agents`, else all three). Their packages are fetched
+    /// `none` (default: config `box.agents`, else all three); `browser` in the list is
+    /// `--browser`. Their packages are fetched
     /// on this machine with `npm pack`, cached in ~/.cache/agentbox/agents
     /// (AGENTBOX_AGENT_CACHE).
     #[arg(long, value_name = "LIST")]
@@ -25,6 +26,12 @@ pub struct PrepareArgs {
     /// config `box.dind`, else no; about 150 MB more).
     #[arg(long)]
     pub dind: bool,
+    /// Bake a browser the agent drives and a screen to watch it (`agentbox screen`):
+    /// Chromium, Playwright with its MCP server (configured for every agent), a virtual
+    /// display, a window manager and noVNC (default: config `box.browser`, else no; also
+    /// `browser` in `--agents`). Playwright's npm packages are fetched on this machine.
+    #[arg(long)]
+    pub browser: bool,
     /// The resources of the Daytona snapshot, CPU-MEM-DISK (vCPUs, GB, GB), which every
     /// box made from it gets (default: config `box.sizeDaytona`, else 2-4-8); pinned as
     /// `box.sizeDaytona`. Daytona only (a docker box's size is set at `create`).

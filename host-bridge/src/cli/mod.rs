@@ -4,13 +4,18 @@
 //! | family | commands | arguments | behaviour |
 //! |---|---|---|---|
 //! | boxes | create, run, list, status, stop, start, destroy | [`boxes`] | `commands::create` (create, run), `commands::boxes` |
+//! | dashboard | dashboard | [`dashboard`] | `commands::dashboard` (`crate::dashboard`) |
 //! | exec | exec, attach, shell | [`exec`] | `commands::exec` |
 //! | files | cp, sync, download | [`files`] | `commands::files` |
 //! | git | git, approvals, approve, deny, audit, bridge | [`git`] | `commands::git` |
 //! | config | config get/set/unset/list | [`config`] | `commands::config` |
 //! | images | prepare, prune | [`images`] | `commands::images` |
-//! | url | url, screen | [`url`] | `commands::url` |
+//! | url | url | [`url`] | `commands::url` |
+//! | screen | screen | [`screen`] | `commands::screen` |
+//! | proxy | proxy start/stop/status/trust | [`proxy`] | `commands::proxy` |
+//! | share | share, join | [`share`] | `commands::share`, `commands::joined` (what works on a joined box) |
 //! | services | logs, services, port | [`services`] | `commands::services`, `commands::port` |
+//! | top | top | [`top`] | `commands::top` (`crate::stats`) |
 //! | daytona | daytona login/resync, checkpoint | [`daytona`] | `commands::daytona` |
 //! | agents | claude, codex, opencode, resync | [`agents`] | `commands::agents` |
 //! | setup | install, completions | [`setup`] | `commands::setup` |
@@ -18,14 +23,19 @@
 pub mod agents;
 pub mod boxes;
 pub mod config;
+pub mod dashboard;
 pub mod daytona;
 mod duration;
 pub mod exec;
 pub mod files;
 pub mod git;
 pub mod images;
+pub mod proxy;
+pub mod screen;
 pub mod services;
 pub mod setup;
+pub mod share;
+pub mod top;
 pub mod url;
 
 use agentbox_protocol::logging::LogFormat;
@@ -37,14 +47,19 @@ pub use boxes::{
     ListKey, RunArgs, StatusArgs,
 };
 pub use config::{ConfigCmd, Scope};
+pub use dashboard::DashboardArgs;
 pub use daytona::{CheckpointCmd, DaytonaCmd};
 pub use exec::{AttachArgs, ExecArgs, ShellArgs, ViewArgs};
 pub use files::{CpArgs, DownloadArgs, SyncArgs};
 pub use git::{ApprovalIdArg, ApprovalsArgs, AuditArgs, BridgeCmd, GitArgs};
 pub use images::{PrepareArgs, PruneArgs};
+pub use proxy::ProxyCmd;
+pub use screen::ScreenArgs;
 pub use services::{LogsArgs, PortArgs, ServicesArgs};
 pub use setup::{CompletionsArgs, InstallArgs};
-pub use url::{ScreenArgs, UrlArgs};
+pub use share::{JoinArgs, ShareArgs};
+pub use top::TopArgs;
+pub use url::UrlArgs;
 
 /// Run coding agents (Claude Code, Codex, OpenCode, any command) in sandboxes seeded from
 /// your repo. The box never holds your git credentials: a push in the box becomes a
@@ -89,6 +104,9 @@ pub enum Cmd {
     List(ListArgs),
     /// Show a box: its processes, services and sessions.
     Status(StatusArgs),
+    /// Every box of the project (or -g all) on a live screen: state, agents, services,
+    /// waiting requests; keys attach, open, approve/deny, stop/start.
+    Dashboard(DashboardArgs),
     /// Run a command in a box (cwd = workspace, box environment); exits with its exit code.
     Exec(ExecArgs),
     /// Attach the terminal to a tmux session of a box (detach with Ctrl-a d).
@@ -171,16 +189,36 @@ pub enum Cmd {
     Approve(ApprovalIdArg),
     /// Refuse a waiting box request.
     Deny(ApprovalIdArg),
-    /// Build the box image of a provider (docker: from Dockerfile.box) and pin it in the
-    /// project config (`box.image`). Does nothing when its inputs are unchanged.
+    /// Build the box image of a provider (docker: from Dockerfile.box) and pin it: a docker
+    /// image for this machine (global `box.image`, used by every repository), a Daytona
+    /// snapshot in the project config. Does nothing when its inputs are unchanged.
     Prepare(PrepareArgs),
-    /// Print a link to the box's desktop (noVNC on port 6080), when its image has one.
+    /// Print (and `--open` open) the address of the box's screen: the noVNC page of the
+    /// display its browser runs on, to watch the agent and take over. Boxes made from an
+    /// image with the browser (`agentbox prepare --browser`); docker boxes through their
+    /// WebProxy, Daytona boxes as a signed preview link.
     Screen(ScreenArgs),
-    /// Print the host URL of a box's WebProxy, or of a service by the port it exposes.
+    /// Print the address of a box's default service, or of the service exposing --port.
     ///
-    /// A docker box publishes only the WebProxy (8080) and the bridge (8788) on 127.0.0.1;
-    /// a service is reached through the WebProxy as `http://<service>.localhost:<port>`.
+    /// The same form on every provider, through the host's HTTPS proxy (started if
+    /// needed; see `agentbox proxy`): `https://<box>.localhost:<proxy port>` for the
+    /// default service, `https://<service>.<box>.localhost:<proxy port>` for one service;
+    /// it stays the same across stop and start. `--direct` prints the provider's own
+    /// address instead (docker: the WebProxy's published port, which changes at each
+    /// start; Daytona: a signed preview link).
     Url(UrlArgs),
+    /// The host's HTTPS proxy of `https://<service>.<box>.localhost` addresses (started
+    /// on demand by `agentbox url`), and trusting its local CA.
+    #[command(subcommand)]
+    Proxy(ProxyCmd),
+    /// Invite a teammate to a box: prints an invite (`abx1_…`) with a scoped, expiring
+    /// token — watch its sessions (type too with --write), its web address, its logs —
+    /// never your bridge token or Daytona credentials. `--list` and `--revoke ID` manage
+    /// the box's shares; a revoked share's sessions end within seconds.
+    Share(ShareArgs),
+    /// Record a teammate's box from the invite they gave you (`agentbox share`): then
+    /// `attach`, `url` and `logs` work on it as its share allows; `destroy` forgets it.
+    Join(JoinArgs),
     /// Print a box's service and task logs (every unit merged by time, or one UNIT);
     /// `-f` follows until Ctrl-C and ends when the box stops.
     Logs(LogsArgs),
@@ -192,6 +230,9 @@ pub enum Cmd {
     /// the box's relay on every provider (Daytona through its preview URL). Connect to
     /// 127.0.0.1:P here (--local P, default the same port); Ctrl-C ends the forward.
     Port(PortArgs),
+    /// Live CPU, memory, disk and heaviest processes of each box (or BOX), measured inside
+    /// the box by its relay; `--json` prints one sample.
+    Top(TopArgs),
     /// Remove containers of this AGENTBOX_HOME that no box record knows.
     Prune(PruneArgs),
     /// Set this machine up: choose where boxes run (local, docker, daytona; stored as

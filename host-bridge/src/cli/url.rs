@@ -1,4 +1,5 @@
-//! Arguments of the commands that hand out addresses of a box: `url`, `screen`.
+//! Arguments of the commands that hand out addresses of a box: `url` (and the link
+//! lifetimes `screen` shares).
 
 use std::time::Duration;
 
@@ -16,28 +17,24 @@ pub struct UrlArgs {
     /// bridge.
     #[arg(long)]
     pub port: Option<u16>,
-    /// How long a Daytona link lasts (1h to 24h; it carries its own token).
+    /// How long a Daytona link lasts (1h to 24h; it carries its own token). Implies
+    /// `--direct`.
     #[arg(long, value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
+    /// The provider's own address instead of the proxy's `https://…localhost` one: docker,
+    /// the WebProxy's published port (it changes at each start); local, the port on this
+    /// machine; Daytona, a signed preview link. `--port 8788` (the bridge) is always
+    /// direct.
+    #[arg(long)]
+    pub direct: bool,
     /// Also open it in the browser: `$BROWSER` (a `:`-separated list; `%s` stands for the
     /// address), else `xdg-open`, else `open`.
     #[arg(long)]
     pub open: bool,
 }
 
-/// `agentbox screen`.
-#[derive(Debug, Args)]
-pub struct ScreenArgs {
-    /// The box.
-    #[arg(value_name = "BOX")]
-    pub target: Option<String>,
-    /// How long a Daytona link lasts (1h to 24h).
-    #[arg(long, value_parser = parse_ttl)]
-    pub ttl: Option<Duration>,
-}
-
 /// `1h` to `24h` (or minutes/seconds that add up to that) for a signed preview link.
-fn parse_ttl(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_ttl(text: &str) -> Result<Duration, String> {
     let d = parse_duration(text)?;
     if !(3600..=86_400).contains(&d.as_secs()) {
         return Err(format!("`{text}`: a link lasts from 1h to 24h"));

@@ -14,21 +14,25 @@ use crate::config::Resolved;
 use crate::image::{self, Agent, Inputs, Packages};
 use crate::provider;
 
-/// The base image and agents of the box image: flags, else config, else defaults.
+/// The base image and agents of the box image: flags, else config, else defaults; whether
+/// it carries a Docker engine; whether the browser (`box.browser`, or `browser` among the
+/// agents).
 fn image_choice(
     cfg: &Resolved,
     base_image: Option<String>,
     agents: Option<String>,
-) -> anyhow::Result<(String, Vec<Agent>, bool)> {
+) -> anyhow::Result<(String, Vec<Agent>, bool, bool)> {
     let base = base_image
         .or_else(|| cfg.get("box.baseImage").map(|(v, _)| v.to_string()))
         .unwrap_or_else(|| provider::docker::DEFAULT_BASE.to_string());
     let agents = agents
         .or_else(|| cfg.get("box.agents").map(|(v, _)| v.to_string()))
         .unwrap_or_else(|| image::DEFAULT_AGENTS.to_string());
+    let (agents, browser_listed) = image::browser::split_agents(&agents);
     let agents = image::agents::parse_list(&agents).map_err(anyhow::Error::msg)?;
     let dind = cfg.get("box.dind").is_some_and(|(v, _)| v == "yes");
-    Ok((base, agents, dind))
+    let browser = browser_listed || cfg.get("box.browser").is_some_and(|(v, _)| v == "yes");
+    Ok((base, agents, dind, browser))
 }
 
 /// `agentbox prepare`: builds (or finds) the image and pins it in the project config.
@@ -39,6 +43,7 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
         force,
         agents,
         dind,
+        browser,
         size,
     } = args;
     if provider != "docker" && provider != "daytona" {
@@ -57,10 +62,12 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
     };
     let explicit_base = base_image.is_some();
     let explicit_agents = agents.is_some();
-    let (base, agents, dind_config) = image_choice(&cfg, base_image.clone(), agents.clone())?;
+    let (base, agents, dind_config, browser_choice) =
+        image_choice(&cfg, base_image.clone(), agents.clone())?;
     let arch = image::BoxArch::of_provider(provider)?;
-    let inputs =
-        Inputs::gather(&base, &agents, Packages::Latest, arch)?.with_dind(*dind || dind_config);
+    let inputs = Inputs::gather(&base, &agents, Packages::Latest, arch)?
+        .with_dind(*dind || dind_config)
+        .with_browser(*browser || browser_choice, Packages::Latest)?;
     let (key, pinned) = if provider == "daytona" {
         let home = ctx.home.root().to_path_buf();
         (
@@ -81,6 +88,9 @@ pub fn prepare(ctx: &Ctx, args: &PrepareArgs) -> anyhow::Result<ExitCode> {
     if *dind {
         pins.push(("box.dind", "yes".into()));
     }
+    if *browser || (explicit_agents && inputs.browser()) {
+        pins.push(("box.browser", "yes".into()));
+    }
     if size.is_some() {
         pins.push(("box.sizeDaytona", snapshot_size.to_string()));
     }
@@ -99,9 +109,11 @@ pub fn fresh_snapshot(
     pinned: String,
     ask: bool,
 ) -> anyhow::Result<String> {
-    let (base, agents, dind) = image_choice(cfg, None, None)?;
-    let inputs = match Inputs::gather(&base, &agents, Packages::Cached, image::BoxArch::X86_64) {
-        Ok(i) => i.with_dind(dind),
+    let (base, agents, dind, browser) = image_choice(cfg, None, None)?;
+    let inputs = match Inputs::gather(&base, &agents, Packages::Cached, image::BoxArch::X86_64)
+        .and_then(|i| i.with_dind(dind).with_browser(browser, Packages::Cached))
+    {
+        Ok(i) => i,
         Err(e) => {
             // Without the agents' packages here, the inputs cannot be compared.
             eprintln!("note: cannot tell whether snapshot {pinned} is up to date ({e:#})");
@@ -126,6 +138,7 @@ pub fn fresh_snapshot(
                 force: false,
                 agents: None,
                 dind: false,
+                browser: false,
                 size: None,
             };
             prepare(ctx, &again)?;

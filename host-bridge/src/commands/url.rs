@@ -1,5 +1,5 @@
-//! Addresses of a box for this machine: `url` (the WebProxy, a service, the bridge) and
-//! `screen` (its desktop).
+//! Addresses of a box for this machine: `url` (a service through the host's HTTPS proxy,
+//! or `--direct` the provider's WebProxy, service or bridge address).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -7,38 +7,20 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::context::{ensure_running, Ctx};
-use crate::cli::{ScreenArgs, UrlArgs};
+use crate::cli::UrlArgs;
 use crate::provider::AnyBox;
+use crate::proxy::routing::{parse_host, Route};
 
 /// How long a Daytona preview link lasts when `--ttl` is not given.
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
-
-/// `agentbox screen`: a link to the box's noVNC desktop.
-pub fn screen(ctx: &Ctx, args: &ScreenArgs) -> anyhow::Result<ExitCode> {
-    let record = ctx.resolve(args.target.as_deref())?;
-    let b = AnyBox::open(&record)?;
-    ensure_running(&b, &record.name)?;
-    let probe = b.ctl(&["port-open", "6080"]);
-    let serving = probe.is_ok_and(|o| o.status.success());
-    if !serving {
-        bail!(
-            "box `{}` has no desktop: nothing serves port 6080 in it (its image has no VNC/noVNC)",
-            record.name
-        );
-    }
-    match b {
-        AnyBox::Daytona(b) => println!("{}", b.signed_url(6080, args.ttl.unwrap_or(DEFAULT_TTL))?),
-        _ => {
-            bail!("a desktop is shown through a preview link: only daytona boxes have one")
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
 
 /// `agentbox url`: prints the address, and with `--open` opens it in the browser.
 pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let (port, ttl) = (args.port, args.ttl);
     let record = ctx.resolve(args.target.as_deref())?;
+    if record.is_joined() {
+        return super::joined::url(&record);
+    }
     let b = AnyBox::open(&record)?;
     if ttl.is_some() && !matches!(b, AnyBox::Daytona(_)) {
         bail!(
@@ -47,13 +29,57 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
             record.provider
         );
     }
-    let address = address(&b, &record.name, port, ttl)?;
+    let direct = args.direct || ttl.is_some() || port == Some(8788);
+    let address = if direct {
+        address(&b, &record.name, port, ttl)?
+    } else {
+        proxied(ctx, &b, &record.name, port)?
+    };
     println!("{address}");
     if args.open {
         let program = crate::browser::open(&address)?;
         eprintln!("agentbox: opened {address} with {program}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The address through the host's HTTPS proxy (started if needed) of box `name`'s
+/// default service (`port` None or 8080) or of the service exposing `port`:
+/// `https://[<service>.]<box>.localhost[:<proxy port>]`.
+pub fn proxied(ctx: &Ctx, b: &AnyBox, name: &str, port: Option<u16>) -> anyhow::Result<String> {
+    let service = match port {
+        None | Some(8080) => None,
+        Some(p) => Some(service_exposing(b, name, p)?),
+    };
+    let route = Route {
+        box_name: name.to_ascii_lowercase(),
+        service: service.map(|s| s.to_ascii_lowercase()),
+    };
+    // The names come from the record and the box: the address is made only of names the
+    // proxy routes (one plain label each).
+    if parse_host(&route.host()).ok().as_ref() != Some(&route) {
+        bail!(
+            "`{}` is not a host name the proxy routes; use `agentbox url --direct`",
+            crate::text::shown(&route.host())
+        );
+    }
+    let running = crate::proxy::daemon::ensure_started(&ctx.home)?;
+    Ok(crate::proxy::url_of(&route, running.port))
+}
+
+/// The name of box `name`'s service that exposes `port`.
+fn service_exposing(b: &AnyBox, name: &str, port: u16) -> anyhow::Result<String> {
+    ensure_running(b, name)?;
+    let out = b.ctl(&["status", "--json"])?;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Ok(status["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(port)))
+        .and_then(|u| u["name"].as_str())
+        .with_context(|| format!("no service of box `{name}` exposes port {port}"))?
+        .to_string())
 }
 
 /// The address of box `name`'s WebProxy (`port` None), bridge (8788) or the service

@@ -71,9 +71,3 @@ pub fn choose(question: &str, choices: &[(&str, &str)], default: usize) -> anyho
         }
     }
 }
-
-/// A free line; Enter gives `None`.
-pub fn line(question: &str) -> anyhow::Result<Option<String>> {
-    let a = answer(&format!("{question} "))?;
-    Ok((!a.is_empty()).then_some(a))
-}

@@ -155,27 +155,21 @@ fn set_up_daytona(home: &Home, args: &InstallArgs, interactive: bool) -> anyhow:
             {
                 bail!("signing in to Daytona needs a key: give --api-key KEY (or `--api-key -` to read it from stdin), or set DAYTONA_API_KEY; keys are on the dashboard's Keys page");
             }
-            let org_id = match (&args.org_id, interactive) {
-                (Some(o), _) => Some(o.clone()),
-                (None, true) => ask::line(
-                    "Daytona organization ID, for a key that reaches several (Enter: the key's own):",
-                )?,
-                (None, false) => None,
-            };
             let key = args.api_key.clone().or_else(|| {
                 // -y with the key in the environment: saved like one given.
                 (!interactive)
                     .then(|| std::env::var("DAYTONA_API_KEY").ok())
                     .flatten()
             });
-            login::login(
+            login::login_with(
                 home.root(),
                 LoginArgs {
                     api_key: key,
-                    org_id,
+                    org_id: args.org_id.clone(),
                     api_url: args.api_url.clone(),
                     insecure: args.insecure,
                 },
+                interactive,
             )?;
         }
     }
@@ -240,6 +234,7 @@ fn run_prepare(home: &Home, args: &InstallArgs, provider: &str) -> anyhow::Resul
             force: false,
             agents: args.agents.clone(),
             dind: false,
+            browser: false,
             size: None,
         },
     )?;

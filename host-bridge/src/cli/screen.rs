@@ -1,0 +1,23 @@
+//! Arguments of `agentbox screen`.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// `agentbox screen`.
+#[derive(Debug, Args)]
+pub struct ScreenArgs {
+    /// The box.
+    #[arg(value_name = "BOX")]
+    pub target: Option<String>,
+    /// How long a Daytona link lasts (1h to 24h, default 1h; it carries its own token).
+    #[arg(long, value_parser = super::url::parse_ttl)]
+    pub ttl: Option<Duration>,
+    /// Also open it in the browser: `$BROWSER` (a `:`-separated list; `%s` stands for the
+    /// address), else `xdg-open`, else `open`.
+    #[arg(long)]
+    pub open: bool,
+    /// Print `{"box", "provider", "url"}` as JSON instead of the bare address.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,389 @@
+//! The browser and the screen of a box made from an image with `prepare --browser`: on
+//! the docker provider, a Playwright script run in the box drives Debian's Chromium
+//! against a page a service of the same box serves; the screen's units are services of the
+//! box; and headless Chromium on this machine opens `agentbox screen`'s address and sees
+//! the box's browser in noVNC's canvas (not one colour). A box without the browser is told
+//! how to get one. Then the same through the Daytona fake's signed preview link (its
+//! snapshot is built from the docker build's cached layers).
+//!
+//! Needs a running Docker engine, the offline base image and `chromium` (`scripts/test`).
+//! The browser image is built once per machine (`prepare` finds it by its inputs).
+
+#[allow(dead_code)]
+mod docker_common;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use agentbox_tests::daytona_host::{git_repo, DaytonaHost};
+use docker_common::Host;
+use futures_util::{SinkExt, StreamExt};
+
+/// The project's services: a page on :3000, exposed.
+const AGENTBOX_YAML: &str = r#"services:
+  web:
+    command: >-
+      exec node -e "require('http').createServer((q, s) => { s.setHeader('content-type', 'text/html');
+      s.end('<html><body style=\"background:#fff\"><h1 id=m style=\"font-size:96px\">Hello from the box</h1></body></html>'); }).listen(3000, '127.0.0.1')"
+    ready_when:
+      port: 3000
+    expose:
+      port: 3000
+"#;
+
+/// The Playwright script: Chromium (headed, on the box's display), the page, its text on
+/// stdout; with `--stay`, the browser stays open on it.
+const CHECK_JS: &str = r"const { chromium } = require('playwright');
+(async () => {
+  const browser = await chromium.launch({ headless: false });
+  const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+  await page.goto('http://127.0.0.1:3000/');
+  console.log('text: ' + (await page.textContent('#m')));
+  if (!process.argv.includes('--stay')) await browser.close();
+})().catch((e) => { console.error(e); process.exit(1); });
+";
+
+/// Evaluated in noVNC's page: resolves once its canvas shows a picture (more than one
+/// colour, and the box browser's white page), with what it saw; rejects after 30 s.
+const CANVAS_JS: &str = r"new Promise((resolve, reject) => {
+  const deadline = Date.now() + 30000;
+  const look = () => {
+    const c = document.querySelector('#noVNC_container canvas') || document.querySelector('canvas');
+    let seen = 'no canvas';
+    if (c && c.width > 0 && c.height > 0) {
+      const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      const colours = new Set();
+      let white = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        if (d[i] > 240 && d[i + 1] > 240 && d[i + 2] > 240) white++;
+      }
+      seen = c.width + 'x' + c.height + ', ' + colours.size + ' colours, ' + white + ' white';
+      if (colours.size > 1 && white > 10000) return resolve(seen);
+    }
+    if (Date.now() > deadline) return reject(new Error('the canvas shows no picture: ' + seen));
+    setTimeout(look, 200);
+  };
+  look();
+})";
+
+#[test]
+fn a_browser_box_runs_playwright_and_its_screen_shows_the_browser() {
+    docker_box();
+    // After the docker build: the snapshot's layers are in the engine's cache.
+    daytona_box();
+}
+
+/// Writes the browser box's project files into `repo` and commits them.
+fn add_project_files(repo: &std::path::Path) {
+    std::fs::write(repo.join("agentbox.yaml"), AGENTBOX_YAML).expect("write");
+    std::fs::write(repo.join("check.js"), CHECK_JS).expect("write");
+    docker_common::git(repo, &["add", "."]);
+    docker_common::git(
+        repo,
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=T",
+            "commit",
+            "-qm",
+            "browser",
+        ],
+    );
+}
+
+/// The Daytona fake: `screen` is a signed preview link of 6080 whose noVNC reaches the
+/// display through the preview proxy (WebSockets passed, as the fake's knob lets them).
+fn daytona_box() {
+    let base = agentbox_tests::docker_base_image();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let host = DaytonaHost::start(
+        "dtn_e2e0123456789abcdef",
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
+            ("DAYTONA_FAKE_DATA", &data_dir),
+        ],
+    );
+    host.faults(r#"{"passWebSockets": true}"#);
+    let repo = git_repo(&host.dir.path().join("proj"), "screen\n");
+    add_project_files(&repo);
+    host.login(&repo);
+    host.ok(
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "daytona",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+            "--browser",
+        ],
+    );
+    let name = format!("dyscreen{}", std::process::id());
+    host.ok(&repo, &["daytona", "create", "--name", &name]);
+    host.ok(
+        &repo,
+        &["exec", "-d", &name, "--", "node", "check.js", "--stay"],
+    );
+    let url = host.ok(&repo, &["screen", &name, "--ttl", "2h"]);
+    let url = url.trim();
+    assert!(
+        url.contains("/6080-") && url.contains("/vnc.html?autoconnect=1&resize=scale"),
+        "{url}"
+    );
+    let seen = canvas_of(url);
+    eprintln!("noVNC canvas through the Daytona fake: {seen}");
+}
+
+/// The docker provider: the plain box told what to do, the browser box's Playwright and
+/// its screen through the WebProxy.
+fn docker_box() {
+    let base = agentbox_tests::docker_base_image();
+    let host = Host::new();
+    let repo = host.project("proj");
+
+    // A box of an image without the browser is told how to get one.
+    host.prepare(&repo);
+    let plain = format!("plain{}", std::process::id());
+    host.ok(&repo, &["create", "--provider", "docker", "--name", &plain]);
+    let refused = host.run(&repo, &["screen", &plain]);
+    assert!(!refused.status.success());
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        why.contains("has no screen")
+            && why.contains("agentbox prepare --provider docker --browser"),
+        "{why}"
+    );
+    host.ok(&repo, &["destroy", "-y", "--force", &plain]);
+
+    // The project of the browser box: a page, and the script that checks it.
+    add_project_files(&repo);
+    let tag = host.ok(
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "docker",
+            "--base-image",
+            &base,
+            "--agents",
+            "browser",
+        ],
+    );
+    let label = docker_common::docker(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{index .Config.Labels \"dev.agentbox.browser\"}}",
+        tag.trim(),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&label.stdout).trim(), "yes");
+    let name = format!("screen{}", std::process::id());
+    host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
+
+    // The screen's parts are services of the box.
+    let services = host.ok(&repo, &["services", &name]);
+    for unit in ["agentbox-display", "agentbox-wm", "agentbox-screen"] {
+        assert!(services.contains(unit), "{unit} missing:\n{services}");
+    }
+
+    // Playwright in the box, against the box's own service.
+    let checked = host.ok(&repo, &["exec", &name, "--", "node", "check.js"]);
+    assert!(
+        checked.contains("text: Hello from the box"),
+        "the script saw: {checked}"
+    );
+    // The agent's browser stays open on the display; the screen must show it.
+    host.ok(
+        &repo,
+        &["exec", "-d", &name, "--", "node", "check.js", "--stay"],
+    );
+
+    let out = host.ok(&repo, &["screen", &name, "--json"]);
+    let screen: serde_json::Value = serde_json::from_str(&out).expect("screen --json");
+    let url = screen["url"].as_str().expect("url").to_string();
+    assert!(
+        url.starts_with("http://agentbox-screen.localhost:")
+            && url.ends_with("/vnc.html?autoconnect=1&resize=scale"),
+        "{url}"
+    );
+    let seen = canvas_of(&url);
+    eprintln!("noVNC canvas: {seen}");
+}
+
+/// Headless Chromium on this machine, stopped on drop.
+struct Chromium {
+    child: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Chromium {
+    /// Starts it with the DevTools protocol on a free port; the browser's WebSocket address.
+    fn start() -> (Self, String) {
+        let profile = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                // The Daytona fake's own CA.
+                "--ignore-certificate-errors",
+                "--window-size=1280,800",
+                "--remote-debugging-port=0",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chromium (scripts/test installs it)");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(at) = line.find("ws://") {
+                    let _ = tx.send(line[at..].trim().to_string());
+                }
+            }
+        });
+        let chromium = Self {
+            child,
+            _profile: profile,
+        };
+        let ws = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("chromium announced no DevTools address");
+        (chromium, ws)
+    }
+}
+
+/// Opens `url` in headless Chromium and waits for noVNC's canvas to show a picture; what
+/// it saw.
+fn canvas_of(url: &str) -> String {
+    let (_chromium, browser_ws) = Chromium::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(90), drive(&browser_ws, url))
+            .await
+            .expect("the DevTools session took over 90 s")
+    })
+}
+
+/// A DevTools message stream.
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// One DevTools session over the browser's WebSocket: numbered calls, events in between.
+struct DevTools {
+    ws: Ws,
+    next_id: u64,
+}
+
+impl DevTools {
+    /// Calls `method` (of the page `session`, or the browser's); its result.
+    async fn call(
+        &mut self,
+        method: &str,
+        params: serde_json::Value,
+        session: Option<&str>,
+    ) -> serde_json::Value {
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = s.into();
+        }
+        self.ws
+            .send(msg.to_string().into())
+            .await
+            .expect("send to DevTools");
+        let v = self.until(|v| v["id"].as_u64() == Some(id)).await;
+        assert!(v["error"].is_null(), "DevTools {method}: {v}");
+        v["result"].clone()
+    }
+
+    /// The first message that `wanted` picks.
+    async fn until(&mut self, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        while let Some(msg) = self.ws.next().await {
+            let msg = msg.expect("DevTools message");
+            let Ok(text) = msg.to_text() else { continue };
+            let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            if wanted(&v) {
+                return v;
+            }
+        }
+        panic!("DevTools closed");
+    }
+}
+
+/// A page target navigated to `url` and loaded, then [`CANVAS_JS`] awaited in it.
+async fn drive(browser_ws: &str, url: &str) -> String {
+    let (ws, _) = tokio_tungstenite::connect_async(browser_ws)
+        .await
+        .expect("connect to DevTools");
+    let mut dt = DevTools { ws, next_id: 0 };
+    let target = dt
+        .call(
+            "Target.createTarget",
+            serde_json::json!({"url": "about:blank"}),
+            None,
+        )
+        .await["targetId"]
+        .as_str()
+        .expect("targetId")
+        .to_string();
+    let session = dt
+        .call(
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target, "flatten": true}),
+            None,
+        )
+        .await["sessionId"]
+        .as_str()
+        .expect("sessionId")
+        .to_string();
+    let session = Some(session.as_str());
+    dt.call("Page.enable", serde_json::json!({}), session).await;
+    let navigated = dt
+        .call("Page.navigate", serde_json::json!({"url": url}), session)
+        .await;
+    assert!(navigated["errorText"].is_null(), "navigation: {navigated}");
+    dt.until(|v| v["method"] == "Page.loadEventFired").await;
+    let result = dt
+        .call(
+            "Runtime.evaluate",
+            serde_json::json!({
+                "expression": CANVAS_JS,
+                "awaitPromise": true,
+                "returnByValue": true,
+            }),
+            session,
+        )
+        .await;
+    if let Some(details) = result.get("exceptionDetails") {
+        panic!("noVNC: {details}");
+    }
+    result["result"]["value"]
+        .as_str()
+        .expect("a description")
+        .to_string()
+}
