@@ -191,7 +191,7 @@ fn scenario(host: &impl Runner, repo: &Path, name: &str, provider: &str, ports: 
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .expect("chmod");
-    let out = agentbox(host, repo, &["url", name, "--open"])
+    let out = agentbox(host, repo, &["url", name, "--direct", "--open"])
         .env("BROWSER", &browser)
         .env("OPENED", &opened)
         .stdin(Stdio::null())

@@ -322,8 +322,12 @@ fn a_docker_box_from_prepare_to_destroy() {
         .expect("copied")
         .contains("backend"));
 
-    // The WebProxy through the published port.
-    let url = host.ok(&repo, &["url", &name]).trim().to_string();
+    // The WebProxy through the published port (`--direct`: the provider's own address;
+    // the proxy's https://…localhost form is https_proxy's).
+    let url = host
+        .ok(&repo, &["url", &name, "--direct"])
+        .trim()
+        .to_string();
     let body = Command::new("curl")
         .args(["-fsS", &format!("{url}/")])
         .timed_output()
@@ -331,7 +335,7 @@ fn a_docker_box_from_prepare_to_destroy() {
     assert_eq!(String::from_utf8_lossy(&body.stdout), "backend\n", "{url}");
     // A service by the port it exposes: through the WebProxy, by its name.
     let by_port = host
-        .ok(&repo, &["url", &name, "--port", "3000"])
+        .ok(&repo, &["url", &name, "--port", "3000", "--direct"])
         .trim()
         .to_string();
     assert!(by_port.starts_with("http://web.localhost:"), "{by_port}");
