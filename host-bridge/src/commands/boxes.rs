@@ -207,6 +207,9 @@ pub fn start(ctx: &Ctx, args: &BoxArg) -> anyhow::Result<ExitCode> {
 /// kept of it.
 fn destroy_one(ctx: &Ctx, target: Option<&str>, args: &DestroyArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(target)?;
+    if record.is_joined() {
+        return super::joined::forget(&ctx.state, &record);
+    }
     let b = AnyBox::open(&record)?;
     // The work that would be lost, in words (`None`: nothing of the box's is at stake).
     let at_stake = if args.force {

@@ -125,6 +125,9 @@ impl Ctx {
 
 /// A client for the box's relay, from the host's own record.
 pub fn relay_of(record: &BoxRecord) -> anyhow::Result<Relay> {
+    if record.is_joined() {
+        return Err(super::joined::refused(&record.name));
+    }
     let url = record
         .bridge_url
         .as_deref()

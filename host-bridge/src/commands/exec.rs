@@ -211,6 +211,9 @@ fn view(
     shell: bool,
     view: &ViewArgs,
 ) -> anyhow::Result<ExitCode> {
+    if record.is_joined() {
+        return super::joined::attach(record, session, shell, view);
+    }
     let b = AnyBox::open(record)?;
     ensure_running(&b, &record.name)?;
     let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();

@@ -29,12 +29,30 @@ const MAX_STDERR: usize = 64 << 10;
 /// `agentbox logs`.
 pub fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<ExitCode> {
     let record = ctx.resolve(args.target.as_deref())?;
-    let b = AnyBox::open(&record)?;
-    ensure_running(&b, &record.name)?;
-    let relay = relay_of(&record)?;
+    // A joined box (a teammate's) has no provider here: its logs come through `/v1/logs`.
+    let b = if record.is_joined() {
+        let invite = super::joined::invite(&record)?;
+        super::joined::need(
+            &record,
+            &invite,
+            agentbox_protocol::share::Scope::Logs,
+            "reading its logs",
+        )?;
+        None
+    } else {
+        let b = AnyBox::open(&record)?;
+        ensure_running(&b, &record.name)?;
+        Some(b)
+    };
+    let stopped = || b.as_ref().is_some_and(|b| !b.running());
+    let relay = if b.is_none() {
+        super::joined::relay(&record)?
+    } else {
+        relay_of(&record)?
+    };
     // A local box's relay runs on this machine: the ctl it runs is ours, by path.
     let ctl = match &b {
-        AnyBox::Local(_) => crate::provider::local::box_binaries()?
+        Some(AnyBox::Local(_)) => crate::provider::local::box_binaries()?
             .0
             .display()
             .to_string(),
@@ -63,6 +81,14 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<ExitCode> {
         argv.push("--".into());
         argv.push(unit.clone());
     }
+    let query = agentbox_protocol::share::LogsQuery {
+        tail,
+        follow: args.follow,
+        since_ms: args
+            .since
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        unit: args.unit.clone(),
+    };
     let request = ExecRequest::new(argv);
     let json = args.json;
     let mut pending: Vec<u8> = Vec::new();
@@ -94,7 +120,13 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let ended = runtime.block_on(async {
         tokio::select! {
-            r = crate::relay_exec::run(&relay, &request, None, &mut output) => Some(r),
+            r = async {
+                if b.is_none() {
+                    crate::relay_exec::run_logs(&relay, &query, &mut output).await
+                } else {
+                    crate::relay_exec::run(&relay, &request, None, &mut output).await
+                }
+            } => Some(r),
             _ = tokio::signal::ctrl_c() => None,
         }
     });
@@ -103,7 +135,7 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<ExitCode> {
         None => return Ok(ExitCode::SUCCESS),
         Some(Ok(e)) => e,
         // The connection went with the box: a follow ends there.
-        Some(Err(_)) if args.follow && !b.running() => {
+        Some(Err(_)) if args.follow && stopped() => {
             eprintln!("agentbox: box `{}` stopped", record.name);
             return Ok(ExitCode::SUCCESS);
         }
@@ -114,7 +146,7 @@ pub fn logs(ctx: &Ctx, args: &LogsArgs) -> anyhow::Result<ExitCode> {
         Ended::Exited(_) => {
             let why = String::from_utf8_lossy(&stderr);
             let why = why.trim().trim_start_matches("agentbox-ctl: ");
-            if args.follow && !b.running() {
+            if args.follow && stopped() {
                 eprintln!("agentbox: box `{}` stopped", record.name);
                 return Ok(ExitCode::SUCCESS);
             }
