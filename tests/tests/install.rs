@@ -2,7 +2,9 @@
 //! pseudo-terminal it asks for the provider, stores `box.provider` and builds the docker
 //! box image (pinned in the global config); run again with `-y` it changes nothing; the
 //! doctor (`--check --json`) reports; without a terminal and without `-y` it refuses with
-//! the flags to use instead.
+//! the flags to use instead. Through a pseudo-terminal too, it chooses daytona against
+//! `daytona-fake` over HTTPS: the key typed without echo, an organization picked among
+//! several, the bake accepted and its progress shown.
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
@@ -293,4 +295,116 @@ fn install_y_local_stores_the_provider_once() {
     let said = String::from_utf8_lossy(&second.stderr);
     assert!(second.status.success(), "{said}");
     assert!(said.contains("box.provider is local already"), "{said}");
+}
+
+/// The fake's organizations for the terminal test (the fake's `--api-key` reaches both).
+const TWO_ORGS: &str = r#"{"organizations": [{"id": "org-p", "name": "Personal"},
+    {"id": "org-acme", "name": "Acme"}]}"#;
+
+/// Removes what the fake made in Docker when the test ends, whatever happened.
+struct FakeDocker(u32);
+
+impl Drop for FakeDocker {
+    fn drop(&mut self) {
+        agentbox_tests::daytona_host::remove_fake_docker(self.0);
+    }
+}
+
+#[test]
+fn install_on_a_terminal_chooses_daytona_signs_in_picks_an_organization_and_bakes() {
+    const KEY: &str = "dtn_terminal0123456789abcdef";
+    let base = agentbox_tests::docker_base_image();
+    let user = User::new();
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_string_lossy().into_owned();
+    let fake = agentbox_tests::fake_tls::DaytonaFake::start(
+        &["--port", "0", "--api-key", KEY],
+        &[
+            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
+            ("DAYTONA_FAKE_DATA", &data_dir),
+        ],
+    );
+    let _cleanup = FakeDocker(fake.child.id());
+    let api = fake.api();
+    let control = Command::new("curl")
+        .args(["-fsS", "-X", "POST", "-H", "content-type: application/json"])
+        .args(["-d", TWO_ORGS])
+        .arg(format!("{}/_fake/organizations", fake.root))
+        .timed_output()
+        .expect("curl");
+    assert!(control.status.success(), "{control:?}");
+
+    let mut term = Terminal::start(
+        &user,
+        &[
+            "install",
+            "--api-url",
+            &api,
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
+    );
+    term.wait_for("choose 1-3 [local]:");
+    term.answer("daytona");
+    term.wait_for("Daytona API key (from the dashboard");
+    term.answer(KEY);
+    term.wait_for("This key reaches several Daytona organizations");
+    term.wait_for("2) Acme (org-acme)");
+    term.wait_for("choose 1-2 [Personal]:");
+    term.answer("2");
+    term.wait_for("Bake the base snapshot now");
+    term.answer("y");
+    assert!(term.wait_exit(BUILD_LIMIT), "{}", term.text());
+    let said = term.text();
+    assert!(!said.contains(KEY), "the key was echoed:\n{said}");
+    assert!(said.contains("(organization Acme (org-acme))"), "{said}");
+    // The bake's progress, as it went.
+    assert!(
+        said.contains("==> agentbox prepare --provider daytona"),
+        "{said}"
+    );
+    assert!(said.contains("==> baking snapshot"), "{said}");
+    assert!(said.contains(": active"), "{said}");
+    assert!(
+        said.contains("==> ready: new boxes run on daytona"),
+        "{said}"
+    );
+
+    assert_eq!(user.global("box.provider"), "daytona");
+    let secrets = std::fs::read_to_string(user.path("home/secrets.env")).expect("secrets.env");
+    assert!(
+        secrets.contains("DAYTONA_ORGANIZATION_ID=org-acme"),
+        "{secrets}"
+    );
+    // The snapshot was baked in the organization chosen.
+    let snapshot = user.global("box.imageDaytona");
+    let out = Command::new("curl")
+        .args(["-fsS", "-H", &format!("Authorization: Bearer {KEY}")])
+        .args(["-H", "X-Daytona-Organization-ID: org-acme"])
+        .arg(format!("{api}/snapshots/{snapshot}"))
+        .timed_output()
+        .expect("curl");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(v["state"], "active", "{v}");
+    assert_eq!(v["organizationId"], "org-acme", "{v}");
+}
+
+#[test]
+fn install_y_docker_without_an_engine_says_so_and_stores_nothing() {
+    let user = User::new();
+    let out = user
+        .command(&["install", "-y", "--provider", "docker", "--no-prepare"])
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", user.path("no-engine.sock").display()),
+        )
+        .timed_output()
+        .expect("install");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("needs a running Docker engine"), "{said}");
+    assert!(said.contains("`docker info` fails"), "{said}");
+    assert!(!user.path("home/config.yaml").exists());
 }
