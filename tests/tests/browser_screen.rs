@@ -1,10 +1,11 @@
 //! The browser and the screen of a box made from an image with `prepare --browser`: on
 //! the docker provider, a Playwright script run in the box drives Debian's Chromium
-//! against a page a service of the same box serves; the screen's units are services of the
+//! against a page a service of the same box serves; the agents' Playwright MCP server
+//! (from Claude Code's configuration) opens it too; the screen's units are services of the
 //! box; and headless Chromium on this machine opens `agentbox screen`'s address and sees
 //! the box's browser in noVNC's canvas (not one colour). A box without the browser is told
-//! how to get one. Then the same through the Daytona fake's signed preview link (its
-//! snapshot is built from the docker build's cached layers).
+//! how to get one. Then, on the Daytona fake, `screen` is a signed preview link of port
+//! 6080 serving noVNC's page (its snapshot is built from the docker build's cached layers).
 //!
 //! Needs a running Docker engine, the offline base image and `chromium` (`scripts/test`).
 //! The browser image is built once per machine (`prepare` finds it by its inputs).
@@ -18,6 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use agentbox_tests::daytona_host::{git_repo, DaytonaHost};
+use agentbox_tests::run::TimedOutput;
 use docker_common::Host;
 use futures_util::{SinkExt, StreamExt};
 
@@ -26,7 +28,7 @@ const AGENTBOX_YAML: &str = r#"services:
   web:
     command: >-
       exec node -e "require('http').createServer((q, s) => { s.setHeader('content-type', 'text/html');
-      s.end('<html><body style=\"background:#fff\"><h1 id=m style=\"font-size:96px\">Hello from the box</h1></body></html>'); }).listen(3000, '127.0.0.1')"
+      s.end('<html><title>Box page</title><body style=\"background:#fff\"><h1 id=m style=\"font-size:96px\">Hello from the box</h1></body></html>'); }).listen(3000, '127.0.0.1')"
     ready_when:
       port: 3000
     expose:
@@ -45,13 +47,42 @@ const CHECK_JS: &str = r"const { chromium } = require('playwright');
 })().catch((e) => { console.error(e); process.exit(1); });
 ";
 
+/// The agents' Playwright MCP server, as Claude Code's configuration names it, asked over
+/// stdio to open the page given: its answer on stdout.
+const MCP_JS: &str = r"const { spawn } = require('child_process');
+const fs = require('fs');
+const config = JSON.parse(fs.readFileSync(process.env.HOME + '/.claude.json', 'utf8'));
+const server = config.mcpServers.playwright;
+const child = spawn(server.command, server.args, { stdio: ['pipe', 'pipe', 'inherit'] });
+const send = (m) => child.stdin.write(JSON.stringify(m) + '\n');
+let buf = '';
+child.stdout.on('data', (d) => {
+  buf += d;
+  let nl;
+  while ((nl = buf.indexOf('\n')) >= 0) {
+    const line = buf.slice(0, nl); buf = buf.slice(nl + 1);
+    const msg = JSON.parse(line);
+    if (msg.id === 1) {
+      send({ jsonrpc: '2.0', method: 'notifications/initialized' });
+      send({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'browser_navigate', arguments: { url: process.argv[2] } } });
+    } else if (msg.id === 2) {
+      console.log(JSON.stringify(msg.result));
+      child.kill();
+      process.exit(msg.result && !msg.result.isError ? 0 : 1);
+    }
+  }
+});
+send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'check', version: '1' } } });
+";
+
 /// Evaluated in noVNC's page: resolves once its canvas shows a picture (more than one
 /// colour, and the box browser's white page), with what it saw; rejects after 30 s.
 const CANVAS_JS: &str = r"new Promise((resolve, reject) => {
   const deadline = Date.now() + 30000;
   const look = () => {
     const c = document.querySelector('#noVNC_container canvas') || document.querySelector('canvas');
-    let seen = 'no canvas';
+    const status = document.getElementById('noVNC_status');
+    let seen = 'no canvas (status: ' + (status ? status.textContent : 'none') + ')';
     if (c && c.width > 0 && c.height > 0) {
       const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
       const colours = new Set();
@@ -80,6 +111,7 @@ fn a_browser_box_runs_playwright_and_its_screen_shows_the_browser() {
 fn add_project_files(repo: &std::path::Path) {
     std::fs::write(repo.join("agentbox.yaml"), AGENTBOX_YAML).expect("write");
     std::fs::write(repo.join("check.js"), CHECK_JS).expect("write");
+    std::fs::write(repo.join("mcp.js"), MCP_JS).expect("write");
     docker_common::git(repo, &["add", "."]);
     docker_common::git(
         repo,
@@ -95,8 +127,7 @@ fn add_project_files(repo: &std::path::Path) {
     );
 }
 
-/// The Daytona fake: `screen` is a signed preview link of 6080 whose noVNC reaches the
-/// display through the preview proxy (WebSockets passed, as the fake's knob lets them).
+/// The Daytona fake: `screen` is a signed preview link of 6080 that serves noVNC's page.
 fn daytona_box() {
     let base = agentbox_tests::docker_base_image();
     let data = tempfile::tempdir().expect("tempdir");
@@ -108,7 +139,6 @@ fn daytona_box() {
             ("DAYTONA_FAKE_DATA", &data_dir),
         ],
     );
-    host.faults(r#"{"passWebSockets": true}"#);
     let repo = git_repo(&host.dir.path().join("proj"), "screen\n");
     add_project_files(&repo);
     host.login(&repo);
@@ -127,18 +157,23 @@ fn daytona_box() {
     );
     let name = format!("dyscreen{}", std::process::id());
     host.ok(&repo, &["daytona", "create", "--name", &name]);
-    host.ok(
-        &repo,
-        &["exec", "-d", &name, "--", "node", "check.js", "--stay"],
-    );
     let url = host.ok(&repo, &["screen", &name, "--ttl", "2h"]);
     let url = url.trim();
     assert!(
         url.contains("/6080-") && url.contains("/vnc.html?autoconnect=1&resize=scale"),
         "{url}"
     );
-    let seen = canvas_of(url);
-    eprintln!("noVNC canvas through the Daytona fake: {seen}");
+    // The page through the signed link (curl trusts the fake's CA: CURL_CA_BUNDLE).
+    let page = Command::new("curl")
+        .args(["-fsS", url])
+        .timed_output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        body.contains("<title>noVNC</title>"),
+        "{url}: {}{body}",
+        String::from_utf8_lossy(&page.stderr)
+    );
 }
 
 /// The docker provider: the plain box told what to do, the browser box's Playwright and
@@ -199,6 +234,19 @@ fn docker_box() {
         checked.contains("text: Hello from the box"),
         "the script saw: {checked}"
     );
+    // The MCP server the agents are configured with drives the same browser.
+    let answer = host.ok(
+        &repo,
+        &[
+            "exec",
+            &name,
+            "--",
+            "node",
+            "mcp.js",
+            "http://127.0.0.1:3000/",
+        ],
+    );
+    assert!(answer.contains("Page Title: Box page"), "MCP: {answer}");
     // The agent's browser stays open on the display; the screen must show it.
     host.ok(
         &repo,
@@ -240,8 +288,6 @@ impl Chromium {
                 "--no-sandbox",
                 "--disable-gpu",
                 "--no-first-run",
-                // The Daytona fake's own CA.
-                "--ignore-certificate-errors",
                 "--window-size=1280,800",
                 "--remote-debugging-port=0",
             ])
