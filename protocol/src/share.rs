@@ -356,12 +356,10 @@ impl Invite {
                 shown_short(&self.box_name)
             ));
         }
+        let loopback_only = matches!(self.relay, RelayAddress::Loopback { .. });
         for url in std::iter::once(self.relay.url()).chain(self.web_url.as_deref()) {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && url.len() < 2048
-                && !url.bytes().any(|b| b.is_ascii_control() || b == b' ');
-            if !ok {
-                return bad(format!("`{}` is not an http(s) URL", shown_short(url)));
+            if let Err(why) = check_url(url, loopback_only) {
+                return bad(format!("`{}` {why}", shown_short(url)));
             }
         }
         if let RelayAddress::Daytona {
@@ -384,6 +382,45 @@ impl Invite {
         }
         Ok(())
     }
+}
+
+/// Checks an address an invite carries: printable ASCII only (nothing a terminal would
+/// take for a control sequence when `agentbox url` prints it), `http(s)://`, no userinfo
+/// (`http://127.0.0.1:80@elsewhere/` names another host than it seems to), a host; plain
+/// `http` only to this machine's loopback, and with `loopback_only` (a docker or local
+/// box's relay, reachable only on its owner's machine) nothing but the loopback.
+fn check_url(url: &str, loopback_only: bool) -> Result<(), &'static str> {
+    if url.len() >= 2048 || !url.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("is not an http(s) URL of printable characters");
+    }
+    let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => return Err("is not an http(s) URL"),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.contains(['@', '\\']) {
+        return Err("carries a user name (`…@host`): an invite's address never does");
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() {
+        return Err("names no host");
+    }
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.to_ascii_lowercase().ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback_only && !loopback {
+        return Err("is not on the loopback (127.0.0.1), where a docker or local box's relay is");
+    }
+    if !https && !loopback {
+        return Err("is plain http to another machine: only https leaves this one");
+    }
+    Ok(())
 }
 
 /// `s` cut to 80 characters with control characters escaped, for an error message.
@@ -477,6 +514,77 @@ mod tests {
             url: "file:///etc".into(),
         };
         assert!(Invite::decode(&bad.encode()).is_err());
+    }
+
+    #[test]
+    fn invites_pointing_elsewhere_than_they_seem_are_refused() {
+        let with = |relay: RelayAddress, web: Option<&str>| {
+            let mut i = invite();
+            i.relay = relay;
+            i.web_url = web.map(str::to_string);
+            Invite::decode(&i.encode())
+        };
+        let lo = |url: &str| RelayAddress::Loopback { url: url.into() };
+        let dt = |url: &str| RelayAddress::Daytona {
+            sandbox_id: "sb-1".into(),
+            url: url.into(),
+            preview_token: None,
+        };
+        for (relay, web) in [
+            // userinfo: the host is 10.0.0.5, not the loopback it seems
+            (lo("http://127.0.0.1:4000@10.0.0.5:8788"), None),
+            (dt("https://8788-x.proxy.daytona.works@evil.example/"), None),
+            (
+                dt("https://evil.example\\@8788-x.proxy.daytona.works/"),
+                None,
+            ),
+            // a "docker" relay on the LAN
+            (lo("http://192.168.1.20:8788"), None),
+            (lo("https://relay.example"), None),
+            (lo("http://127.0.0.1:4000"), Some("http://10.0.0.5:8080")),
+            // plain http to another machine
+            (dt("http://10.0.0.5:8788"), None),
+            (
+                dt("https://8788-x.proxy.example"),
+                Some("http://8080-x.proxy.example"),
+            ),
+            // what a terminal takes for control sequences, or shows reordered
+            (
+                lo("http://127.0.0.1:4000"),
+                Some("http://127.0.0.1:4001/\u{9b}2J"),
+            ),
+            (
+                lo("http://127.0.0.1:4000"),
+                Some("http://127.0.0.1:4001/\u{202e}gpj"),
+            ),
+            (
+                lo("http://127.0.0.1:4000"),
+                Some("http://127.0.0.1:4001/\x1b]8;;"),
+            ),
+            (lo("http://:4000"), None),
+        ] {
+            let shown = format!("{relay:?} {web:?}");
+            assert!(
+                matches!(with(relay, web), Err(ShareError::BadInvite(_))),
+                "{shown}"
+            );
+        }
+        for (relay, web) in [
+            (lo("http://127.0.0.1:4000"), Some("http://127.0.0.1:4001")),
+            (
+                lo("http://localhost:4000/"),
+                Some("https://app.b1.localhost:8443"),
+            ),
+            (lo("http://[::1]:4000"), None),
+            (
+                dt("https://8788-tok.proxy.daytona.works"),
+                Some("https://8080-tok.proxy.daytona.works"),
+            ),
+            (dt("http://127.0.0.1:3999/_preview/8788-tok"), None),
+        ] {
+            let shown = format!("{relay:?} {web:?}");
+            assert!(with(relay, web).is_ok(), "{shown}");
+        }
     }
 
     #[test]

@@ -245,17 +245,25 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 
 /// `agentbox join`.
 pub fn join(ctx: &Ctx, args: &JoinArgs) -> anyhow::Result<ExitCode> {
+    // At most one byte more than the longest invite, from stdin or a file alike: a file
+    // that never ends (`@/dev/zero`) is refused as too long, not read for ever.
+    let limit = agentbox_protocol::share::MAX_INVITE_LEN as u64 + 1;
     let text = match args.invite.as_str() {
         "-" => {
             let mut s = String::new();
             std::io::stdin()
-                .take(agentbox_protocol::share::MAX_INVITE_LEN as u64 + 1)
+                .take(limit)
                 .read_to_string(&mut s)
                 .context("cannot read the invite from stdin")?;
             s
         }
-        a if a.starts_with('@') => std::fs::read_to_string(&a[1..])
-            .with_context(|| format!("cannot read the invite from {}", &a[1..]))?,
+        a if a.starts_with('@') => {
+            let mut s = String::new();
+            std::fs::File::open(&a[1..])
+                .and_then(|f| f.take(limit).read_to_string(&mut s))
+                .with_context(|| format!("cannot read the invite from {}", &a[1..]))?;
+            s
+        }
         a => a.to_string(),
     };
     let invite = Invite::decode(&text)?;
