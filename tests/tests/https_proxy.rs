@@ -114,17 +114,48 @@ const { chromium } = require(process.env.PLAYWRIGHT);
 const [url, want, edit, after] = JSON.parse(process.argv[2]);
 const says = (page, text) => page.waitForFunction(
   (t) => document.getElementById('msg') && document.getElementById('msg').textContent === t,
-  text, { timeout: 90000 });
+  text, { timeout: 60000 });
 (async () => {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
   try {
     const page = await browser.newPage();
-    const response = await page.goto(url, { timeout: 90000 });
+    // Vite's client says so once its HMR WebSocket is open: an edit before that is missed.
+    let connected;
+    let hmr;
+    page.on('console', (m) => {
+      console.log('console ' + m.type() + ': ' + m.text());
+      if (m.text().includes('[vite] connected')) connected();
+    });
+    // Containers coming and going on this host (other suites) change its interfaces, and
+    // Chromium drops what is loading then (ERR_NETWORK_CHANGED): the page is loaded again.
+    let dropped = () => {};
+    page.on('requestfailed', (r) => {
+      if (String(r.failure() && r.failure().errorText).includes('ERR_NETWORK_CHANGED')) dropped();
+    });
+    let response;
+    for (let attempt = 1; ; attempt++) {
+      hmr = new Promise((resolve) => { connected = resolve; });
+      const change = new Promise((_, fail) => { dropped = () => fail(new Error('ERR_NETWORK_CHANGED')); });
+      const load = (async () => {
+        response = await page.goto(url, { timeout: 90000 });
+        await says(page, want);
+      })();
+      change.catch(() => {});
+      load.catch(() => {});
+      try {
+        await Promise.race([load, change]);
+        break;
+      } catch (e) {
+        if (attempt >= 5 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+        console.log('again after a network change: ' + String(e).split('\n')[0]);
+      }
+    }
+    dropped = () => {};
     console.log('status ' + response.status());
-    await says(page, want);
     console.log('shown ' + want);
     console.log('protocol ' + await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol));
     if (edit) {
+      await Promise.race([hmr, new Promise((_, fail) => setTimeout(() => fail(new Error('no [vite] connected in 90 s')), 90000).unref())]);
       await page.evaluate(() => { window.__first = true; });
       require('child_process').execFileSync(edit[0], edit.slice(1), { stdio: 'inherit', timeout: 120000 });
       await says(page, after);
@@ -216,6 +247,10 @@ fn curl(ca: &Path, url: &str, host: Option<&str>) -> (String, String) {
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
     (code.to_string(), body.to_string())
 }
+
+/// Held by each test while its box runs: a container made, stopped or started changes
+/// this host's interfaces, and Chromium drops a page load under way when they change.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The scenario on a box `name` of `side` made from `repo` (running, without Node).
 fn scenario(side: &Side<'_>, repo: &Path, name: &str) {
@@ -367,6 +402,9 @@ fn vite_in_a_docker_box_hot_reloads_in_chromium_at_its_https_localhost_url() {
         scratch: host.dir.path().to_path_buf(),
     };
     let name = format!("px{}", std::process::id());
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     side.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
     scenario(&side, &repo, &name);
 }
@@ -408,6 +446,9 @@ fn vite_in_a_daytona_box_hot_reloads_in_chromium_at_its_https_localhost_url() {
         scratch: host.dir.path().to_path_buf(),
     };
     let name = format!("pd{}", std::process::id());
+    let _one = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     side.ok(&repo, &["daytona", "create", "--name", &name]);
     scenario(&side, &repo, &name);
 }

@@ -17,8 +17,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST, UPGRADE};
@@ -28,6 +26,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::pages::page;
+pub use super::pages::Body;
 
 /// The proxy's own answer instead of the upstream's (boxed: it is large).
 type Refusal = Box<Response<Body>>;
@@ -38,9 +37,6 @@ fn refuse(status: u16, message: &str) -> Refusal {
     Box::new(page(status, message))
 }
 use super::routing::{parse_host, Resolver, Route, Upstream};
-
-/// Bodies both ways.
-pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// The upstream client: plain HTTP to WebProxies on loopback, HTTPS to preview URLs
 /// (the host's one TLS configuration, [`crate::tls::client_config`]).

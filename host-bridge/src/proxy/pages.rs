@@ -4,7 +4,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Response, StatusCode};
 
-use super::forward::Body;
+/// Bodies both ways (the upstream's streamed, the proxy's own pages whole).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
 /// `text` with `&`, `<`, `>`, `"` and `'` escaped for HTML.
 fn escaped(text: &str) -> String {
