@@ -33,7 +33,19 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
     let address = if direct {
         address(&b, &record.name, port, ttl)?
     } else {
-        proxied(ctx, &b, &record.name, port)?
+        match proxied(ctx, &b, &record.name, port) {
+            Ok(Some(a)) => a,
+            // A port no service exposes has no name the proxy could route: its address is
+            // the provider's (a local box's own port on this machine).
+            Ok(None) => address(&b, &record.name, port, ttl)?,
+            // The box is fine; only this machine's proxy is not: the direct address still
+            // reaches the service, so it is given rather than nothing.
+            Err(e) if e.is::<ProxyUnavailable>() => {
+                eprintln!("agentbox: {e:#}; the box's direct address follows (`--direct`)");
+                address(&b, &record.name, port, ttl)?
+            }
+            Err(e) => return Err(e),
+        }
     };
     println!("{address}");
     if args.open {
@@ -45,11 +57,20 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
 
 /// The address through the host's HTTPS proxy (started if needed) of box `name`'s
 /// default service (`port` None or 8080) or of the service exposing `port`:
-/// `https://[<service>.]<box>.localhost[:<proxy port>]`.
-pub fn proxied(ctx: &Ctx, b: &AnyBox, name: &str, port: Option<u16>) -> anyhow::Result<String> {
+/// `https://[<service>.]<box>.localhost[:<proxy port>]`; None when no service exposes
+/// `port`.
+pub fn proxied(
+    ctx: &Ctx,
+    b: &AnyBox,
+    name: &str,
+    port: Option<u16>,
+) -> anyhow::Result<Option<String>> {
     let service = match port {
         None | Some(8080) => None,
-        Some(p) => Some(service_exposing(b, name, p)?),
+        Some(p) => match service_exposing(b, name, p)? {
+            Some(s) => Some(s),
+            None => return Ok(None),
+        },
     };
     let route = Route {
         box_name: name.to_ascii_lowercase(),
@@ -63,12 +84,13 @@ pub fn proxied(ctx: &Ctx, b: &AnyBox, name: &str, port: Option<u16>) -> anyhow::
             crate::text::shown(&route.host())
         );
     }
-    let running = crate::proxy::daemon::ensure_started(&ctx.home)?;
-    Ok(crate::proxy::url_of(&route, running.port))
+    let running = crate::proxy::daemon::ensure_started(&ctx.home)
+        .map_err(|e| anyhow::Error::new(ProxyUnavailable(format!("{e:#}"))))?;
+    Ok(Some(crate::proxy::url_of(&route, running.port)))
 }
 
-/// The name of box `name`'s service that exposes `port`.
-fn service_exposing(b: &AnyBox, name: &str, port: u16) -> anyhow::Result<String> {
+/// The name of box `name`'s service that exposes `port`, if one does.
+fn service_exposing(b: &AnyBox, name: &str, port: u16) -> anyhow::Result<Option<String>> {
     ensure_running(b, name)?;
     let out = b.ctl(&["status", "--json"])?;
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -78,9 +100,14 @@ fn service_exposing(b: &AnyBox, name: &str, port: u16) -> anyhow::Result<String>
         .flatten()
         .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(port)))
         .and_then(|u| u["name"].as_str())
-        .with_context(|| format!("no service of box `{name}` exposes port {port}"))?
-        .to_string())
+        .map(str::to_string))
 }
+
+/// This machine's HTTPS proxy could not be started (its ports taken by another program,
+/// say): the one failure of [`proxied`] after which the direct address is still right.
+#[derive(Debug, thiserror::Error)]
+#[error("the HTTPS proxy is not available: {0}")]
+pub struct ProxyUnavailable(String);
 
 /// The address of box `name`'s WebProxy (`port` None), bridge (8788) or the service
 /// exposing `port`, for this machine; a Daytona link lasts `ttl` (default 1h).
@@ -91,22 +118,13 @@ pub fn address(
     ttl: Option<Duration>,
 ) -> anyhow::Result<String> {
     Ok(match b {
-        AnyBox::Docker(b) => match port {
-            None | Some(8080 | 8788) => b.url(port)?,
+        AnyBox::Docker(d) => match port {
+            None | Some(8080 | 8788) => d.url(port)?,
             // A service port is reached through the WebProxy, by its name.
             Some(p) => {
-                let out = b.ctl(&["status", "--json"])?;
-                let status: serde_json::Value =
-                    serde_json::from_slice(&out.stdout).unwrap_or_default();
-                let service = status["units"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(p)))
-                    .and_then(|u| u["name"].as_str())
-                    .with_context(|| format!("no service of box `{name}` exposes port {p}"))?
-                    .to_string();
-                web_url_of(&b.url(None)?, name, p, &service)?
+                let service = service_exposing(b, name, p)?
+                    .with_context(|| format!("no service of box `{name}` exposes port {p}"))?;
+                web_url_of(&d.url(None)?, name, p, &service)?
             }
         },
         AnyBox::Local(l) => l.web_url(port)?,

@@ -25,6 +25,9 @@ use crate::home::Home;
 /// How long a browser has to finish its TLS handshake.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
+/// How often the proxy checks that its home still exists.
+const HOME_CHECK: Duration = Duration::from_secs(2);
+
 /// What a running proxy announces in `proxy.json`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Running {
@@ -160,9 +163,27 @@ async fn serve(
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
+        () = home_gone(lock_path(&home)) => tracing::info!("its home is gone"),
     }
     tracing::info!("proxy stopping");
     Ok(())
+}
+
+/// Returns once `lock` (this proxy's lock file) is removed or replaced: a home that was
+/// deleted (a temporary one, or `rm -rf ~/.agentbox`) does not keep a proxy holding the
+/// machine's port for ever.
+async fn home_gone(lock: PathBuf) {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
+    let Ok(first) = std::fs::metadata(&lock).map(id) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(HOME_CHECK).await;
+        if std::fs::metadata(&lock).map(id).ok() != Some(first) {
+            return;
+        }
+    }
 }
 
 async fn accept_loop(
