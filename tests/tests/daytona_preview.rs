@@ -1,7 +1,7 @@
 //! The host's relay client behind `daytona-fake`'s preview proxy: both tokens on every
 //! call, a token that rotated (the sandbox was started again) renewed and the transfer
-//! carried on, and attach falling back to HTTP streaming because private previews refuse
-//! WebSocket upgrades.
+//! carried on, and attach falling back to HTTP streaming where the preview refuses
+//! WebSocket upgrades (the fake's `passWebSockets: false`) and over WSS where it passes them.
 
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -239,7 +239,8 @@ fn attach_through_a_private_preview_falls_back_to_http_streaming() {
     use agentbox_protocol::term::{TermEnd, TermSize};
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
-    let (_procs, _root, d, id) = setup(dir.path());
+    let (_procs, root, d, id) = setup(dir.path());
+    set_websockets(&root, false);
     let rt = rt();
     let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
     let reminted = Arc::new(AtomicU32::new(0));
@@ -286,12 +287,13 @@ fn attach_through_a_private_preview_falls_back_to_http_streaming() {
     );
 }
 
-/// Turns on the fake's `passWebSockets`: its preview proxy passes WebSocket upgrades on.
-fn pass_websockets(root: &str) {
+/// Sets the fake's `passWebSockets` (on by default): whether its preview proxy passes
+/// WebSocket upgrades on or turns them away with a `307`.
+fn set_websockets(root: &str, pass: bool) {
     rt().block_on(async {
         agentbox_tests::fake_tls::http_client()
             .post(format!("{root}/_fake/faults"))
-            .json(&serde_json::json!({"passWebSockets": true}))
+            .json(&serde_json::json!({"passWebSockets": pass}))
             .send()
             .await
             .expect("faults");
@@ -345,7 +347,7 @@ fn attach_over_wss_where_the_preview_passes_websockets() {
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
     let (_procs, root, d, id) = setup(dir.path());
-    pass_websockets(&root);
+    set_websockets(&root, true);
     let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
     assert!(link.url.starts_with("https://"), "{}", link.url);
     let reminted = Arc::new(AtomicU32::new(0));
@@ -369,7 +371,7 @@ fn attach_over_wss_renews_a_stale_preview_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
     let (_procs, root, d, id) = setup(dir.path());
-    pass_websockets(&root);
+    set_websockets(&root, true);
     let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
     let reminted = Arc::new(AtomicU32::new(0));
     let relay =

@@ -2,7 +2,7 @@
 //! Docker from the uploaded context, runs sandboxes as Docker containers of the snapshot's
 //! image and serves Daytona's preview proxy: login → prepare (Dockerfile.box and its build
 //! context sent; the fake builds the snapshot) → create (seeded through the preview URL) → exec
-//! through the toolbox → cp both ways → attach (the private preview refuses WebSocket, so
+//! through the toolbox → cp both ways → attach (the fake told to refuse WebSocket, so
 //! HTTP streaming) → stop/start (the preview token rotates, the host renews it) → destroy
 //! leaves no sandbox and no container.
 //!
@@ -71,6 +71,8 @@ fn a_daytona_box_from_login_to_destroy() {
             ("DAYTONA_FAKE_DATA", &data_dir),
         ],
     );
+    // A proxy on the way that does not carry WebSockets: attach falls back to HTTP.
+    host.faults(r#"{"passWebSockets": false}"#);
     let repo = git_repo(
         &host.dir.path().join("proj"),
         "seeded through the preview URL\n",

@@ -584,7 +584,7 @@ fn a_teammate_joins_a_daytona_box_without_its_credentials() {
         403
     );
 
-    // Revoked: the teammate's view (HTTP streaming through the preview proxy) ends within
+    // Revoked: the teammate's view (through the preview proxy) ends within
     // seconds.
     let cut_from = Instant::now();
     host.ok(

@@ -117,9 +117,10 @@ Test controls (not Daytona's API):
                                               requests 429 (Retry-After: retryAfterSecs)
   POST /_fake/faults {\"gatewayTimeoutMs\": N}  the preview proxy answers 504 when an answer
                                               has not begun after N ms (0: off)
-  POST /_fake/faults {\"passWebSockets\": true} the preview proxy passes WebSocket upgrades
-                                              on (by default it answers 307, as Daytona's
-                                              private previews do)
+  POST /_fake/faults {\"passWebSockets\": false} the preview proxy turns WebSocket upgrades
+                                              away with a 307 to a login page, as a proxy on
+                                              the way that does not carry them (by default
+                                              they are carried, as Daytona's proxy does)
   POST /_fake/upstream {\"sandbox\": ID, \"port\": P, \"target\": \"127.0.0.1:Q\"}
                                               serve sandbox ID's port P from 127.0.0.1:Q
   POST /_fake/faults {\"cutUploadsNext\": N}   the next N toolbox uploads break off halfway:
@@ -145,7 +146,8 @@ struct Faults {
     slow_snapshot_ms: u64,
     fail_next_snapshot: Option<String>,
     gateway_timeout_ms: Option<u64>,
-    pass_websockets: bool,
+    /// The preview proxy turns WebSocket upgrades away (`passWebSockets: false`).
+    refuse_websockets: bool,
     retry_after_secs: u64,
     list_lag_ms: u64,
     slow_capture_ms: u64,
@@ -632,7 +634,7 @@ async fn faults(State(fake): State<Shared>, Json(body): Json<Value>) -> StatusCo
         f.gateway_timeout_ms = Some(ms).filter(|ms| *ms > 0);
     }
     if let Some(pass) = body["passWebSockets"].as_bool() {
-        f.pass_websockets = pass;
+        f.refuse_websockets = !pass;
     }
     if let Some(ms) = body["slowSnapshotMs"].as_u64() {
         f.slow_snapshot_ms = ms;

@@ -17,11 +17,13 @@
 //! removed before the request goes on (Daytona hands it on after sending it to its own API
 //! to check), so a client that puts its own token there fails here instead of leaking it.
 //!
-//! A WebSocket upgrade gets the `307` to a login page that Daytona's
-//! private previews answer, unless knob `passWebSockets` is on: then the upgrade goes
-//! through to the sandbox and the two connections are piped (as a proxy that passes
-//! WebSockets does) until either ends or the sandbox is stopped. Knob `gatewayTimeoutMs`: a request whose answer has not begun by then
-//! gets `504`, like Daytona's edge.
+//! A WebSocket upgrade that passes goes through to the sandbox, on standard, token and
+//! signed links alike, as Daytona's proxy carries them (its SDK opens the toolbox's
+//! WebSockets through it, the token in [`TOKEN_QUERY`]): the two connections are piped
+//! until either ends or the sandbox is stopped. Knob `passWebSockets: false` turns them
+//! away with a `307` to a login page instead (a proxy on the way that does not carry
+//! them). Knob `gatewayTimeoutMs`: a request whose answer has not begun by then gets
+//! `504`, like Daytona's edge.
 //!
 //! Where a sandbox's port goes is a test control, not Daytona's API:
 //! `POST /_fake/upstream {"sandbox": ID, "port": P, "target": "127.0.0.1:Q"}`.
@@ -366,7 +368,7 @@ pub async fn proxy(
         .get("upgrade")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
-    if websocket && !lock(&fake.faults).pass_websockets {
+    if websocket && lock(&fake.faults).refuse_websockets {
         let mut r = refuse(StatusCode::TEMPORARY_REDIRECT, "");
         if let Ok(location) = "https://auth.fake/login".parse() {
             r.headers_mut().insert("location", location);
