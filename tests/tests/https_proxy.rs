@@ -146,8 +146,13 @@ const says = (page, text) => page.waitForFunction(
         await Promise.race([load, change]);
         break;
       } catch (e) {
-        if (attempt >= 5 || !String(e).includes('ERR_NETWORK_CHANGED')) throw e;
+        // The drop shows either as the failed request or as the navigation that
+        // Chromium's error page interrupted, whichever settles first.
+        const dropped_load = String(e).includes('ERR_NETWORK_CHANGED')
+          || String(e).includes('chrome-error://');
+        if (attempt >= 8 || !dropped_load) throw e;
         console.log('again after a network change: ' + String(e).split('\n')[0]);
+        await new Promise((r) => setTimeout(r, 500));
       }
     }
     dropped = () => {};
