@@ -300,6 +300,11 @@ pub struct Invite {
     /// The box's WebProxy (its services' web address), with scope `url`.
     #[serde(default)]
     pub web_url: Option<String>,
+    /// The box's screen (noVNC's page, `agentbox screen`), with scope `url`, when the box
+    /// has one: under the WebProxy on docker, a signed preview link of port 6080 on
+    /// Daytona.
+    #[serde(default)]
+    pub screen_url: Option<String>,
     /// The share's id.
     pub share_id: ShareId,
     /// The share token.
@@ -361,7 +366,8 @@ impl Invite {
             ));
         }
         let loopback_only = matches!(self.relay, RelayAddress::Loopback { .. });
-        for url in std::iter::once(self.relay.url()).chain(self.web_url.as_deref()) {
+        let web = self.web_url.as_deref().into_iter();
+        for url in std::iter::once(self.relay.url()).chain(web.chain(self.screen_url.as_deref())) {
             if let Err(why) = check_url(url, loopback_only) {
                 return bad(format!("`{}` {why}", shown_short(url)));
             }
@@ -445,6 +451,7 @@ mod tests {
                 url: "http://127.0.0.1:4000".into(),
             },
             web_url: Some("http://localhost:4001".into()),
+            screen_url: None,
             share_id: ShareId::generate().expect("id"),
             token: ShareToken::generate().expect("token"),
             scopes: vec![Scope::AttachRead, Scope::Logs],

@@ -4,8 +4,10 @@
 //! (from Claude Code's configuration) opens it too; the screen's units are services of the
 //! box; and headless Chromium on this machine opens `agentbox screen`'s address and sees
 //! the box's browser in noVNC's canvas (not one colour). A box without the browser is told
-//! how to get one. Then, on the Daytona fake, `screen` is a signed preview link of port
-//! 6080 serving noVNC's page (its snapshot is built from the docker build's cached layers).
+//! how to get one. Then the same through the Daytona fake's signed preview link of port
+//! 6080, noVNC's WebSocket carried by its preview proxy (its snapshot is built from the
+//! docker build's cached layers). A teammate who joined the box (`share`/`join`) gets its
+//! screen too: the same address on docker, a link its owner minted on Daytona.
 //!
 //! Needs a running Docker engine, the offline base image and `chromium` (`scripts/test`).
 //! The browser image is built once per machine (`prepare` finds it by its inputs).
@@ -157,23 +159,99 @@ fn daytona_box() {
     );
     let name = format!("dyscreen{}", std::process::id());
     host.ok(&repo, &["daytona", "create", "--name", &name]);
+    host.ok(
+        &repo,
+        &["exec", "-d", &name, "--", "node", "check.js", "--stay"],
+    );
     let url = host.ok(&repo, &["screen", &name, "--ttl", "2h"]);
     let url = url.trim();
     assert!(
         url.contains("/6080-") && url.contains("/vnc.html?autoconnect=1&resize=scale"),
         "{url}"
     );
-    // The page through the signed link (curl trusts the fake's CA: CURL_CA_BUNDLE).
-    let page = Command::new("curl")
-        .args(["-fsS", url])
-        .timed_output()
-        .expect("curl");
-    let body = String::from_utf8_lossy(&page.stdout);
+    // noVNC's WebSocket goes through the fake's preview proxy on the signed link too.
+    let trust = trust_fake_ca();
+    let seen = canvas_of(url, &[&trust]);
+    eprintln!("noVNC canvas through the Daytona fake: {seen}");
+
+    // A teammate who joined the box sees it through the link its owner minted at share
+    // time (no Daytona credentials of theirs).
+    let invite = host.ok(&repo, &["share", &name]);
+    let mate = Mate::new();
+    mate.ok(&["join", invite.trim(), "--name", "theirs"]);
+    let theirs = mate.ok(&["screen", "theirs"]);
+    let theirs = theirs.trim();
     assert!(
-        body.contains("<title>noVNC</title>"),
-        "{url}: {}{body}",
-        String::from_utf8_lossy(&page.stderr)
+        theirs.contains("/6080-") && theirs.contains("/vnc.html?autoconnect=1") && theirs != url,
+        "{theirs}"
     );
+    let seen = canvas_of(theirs, &[&trust]);
+    eprintln!("noVNC canvas of the teammate's link: {seen}");
+}
+
+/// A second `AGENTBOX_HOME`, a teammate's machine, where boxes are joined.
+struct Mate {
+    dir: tempfile::TempDir,
+}
+
+impl Mate {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// `agentbox ARGS` in this home, without stdin.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(agentbox_tests::bin_path("agentbox"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("AGENTBOX_HOME", self.dir.path().join("home"))
+            .stdin(Stdio::null())
+            .timed_output()
+            .expect("agentbox")
+    }
+
+    /// The stdout of `agentbox ARGS`, which must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Mate {
+    fn drop(&mut self) {
+        let _ = self.run(&["bridge", "stop"]);
+    }
+}
+
+/// The Chromium flag that has it accept the fake's certificates: the fake CA's public key
+/// hash (what `--ignore-certificate-errors-spki-list` matches in a chain), as a user's
+/// browser trusts a CA it was given.
+fn trust_fake_ca() -> String {
+    let ca = agentbox_tests::fake_tls::shared_ca().cert.clone();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "openssl x509 -in \"$1\" -pubkey -noout | openssl pkey -pubin -outform der \
+             | openssl dgst -sha256 -binary | openssl base64 -A",
+        )
+        .arg("sh")
+        .arg(&ca)
+        .timed_output()
+        .expect("openssl");
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success() && hash.len() == 44,
+        "the fake CA's key hash: {hash}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("--ignore-certificate-errors-spki-list={hash}")
 }
 
 /// The docker provider: the plain box told what to do, the browser box's Playwright and
@@ -193,6 +271,16 @@ fn docker_box() {
     assert!(
         why.contains("has no screen")
             && why.contains("agentbox prepare --provider docker --browser"),
+        "{why}"
+    );
+    // Nor has a teammate's view of it: the invite carries no screen.
+    let invite = host.ok(&repo, &["share", &plain]);
+    let mate = Mate::new();
+    mate.ok(&["join", invite.trim(), "--name", "plainmate"]);
+    let refused = mate.run(&["screen", "plainmate"]);
+    let why = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && why.contains("carries no screen"),
         "{why}"
     );
     host.ok(&repo, &["destroy", "-y", "--force", &plain]);
@@ -261,8 +349,18 @@ fn docker_box() {
             && url.ends_with("/vnc.html?autoconnect=1&resize=scale"),
         "{url}"
     );
-    let seen = canvas_of(&url);
+    let seen = canvas_of(&url, &[]);
     eprintln!("noVNC canvas: {seen}");
+
+    // A teammate who joined the box (the invite allows `url`) gets the same screen; the
+    // link's life is the owner's share's, not theirs to set.
+    let invite = host.ok(&repo, &["share", &name]);
+    mate.ok(&["join", invite.trim(), "--name", "theirs"]);
+    let theirs = mate.ok(&["screen", "theirs", "--json"]);
+    let theirs: serde_json::Value = serde_json::from_str(&theirs).expect("screen --json");
+    assert_eq!(theirs["url"].as_str(), Some(url.as_str()), "{theirs}");
+    let refused = mate.run(&["screen", "theirs", "--ttl", "1h"]);
+    assert!(!refused.status.success());
 }
 
 /// Headless Chromium on this machine, stopped on drop.
@@ -279,8 +377,9 @@ impl Drop for Chromium {
 }
 
 impl Chromium {
-    /// Starts it with the DevTools protocol on a free port; the browser's WebSocket address.
-    fn start() -> (Self, String) {
+    /// Starts it with the DevTools protocol on a free port and `flags`; the browser's
+    /// WebSocket address.
+    fn start(flags: &[&str]) -> (Self, String) {
         let profile = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new("chromium")
             .args([
@@ -291,6 +390,7 @@ impl Chromium {
                 "--window-size=1280,800",
                 "--remote-debugging-port=0",
             ])
+            .args(flags)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())
@@ -319,10 +419,10 @@ impl Chromium {
     }
 }
 
-/// Opens `url` in headless Chromium and waits for noVNC's canvas to show a picture; what
-/// it saw.
-fn canvas_of(url: &str) -> String {
-    let (_chromium, browser_ws) = Chromium::start();
+/// Opens `url` in headless Chromium (started with `flags`) and waits for noVNC's canvas
+/// to show a picture; what it saw.
+fn canvas_of(url: &str, flags: &[&str]) -> String {
+    let (_chromium, browser_ws) = Chromium::start(flags);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,10 +7,12 @@ use clap::Args;
 /// `agentbox screen`.
 #[derive(Debug, Args)]
 pub struct ScreenArgs {
-    /// The box.
+    /// The box: yours, or a teammate's you joined (then the screen address its invite
+    /// carries, when the share allows `url`).
     #[arg(value_name = "BOX")]
     pub target: Option<String>,
-    /// How long a Daytona link lasts (1h to 24h, default 1h; it carries its own token).
+    /// How long a Daytona link lasts (1h to 24h, default 1h; it carries its own token). Not
+    /// for a joined box: its link lasts as its owner's share.
     #[arg(long, value_parser = super::url::parse_ttl)]
     pub ttl: Option<Duration>,
     /// Also open it in the browser: `$BROWSER` (a `:`-separated list; `%s` stands for the

@@ -81,7 +81,7 @@ pub fn share(ctx: &Ctx, args: &ShareArgs) -> anyhow::Result<ExitCode> {
         "/v1/shares",
         Some(body),
     ))?;
-    let (address, web_url) = match address(&b, &record, ttl) {
+    let (address, web_url, screen_url) = match address(&b, &record, ttl) {
         Ok(a) => a,
         Err(e) => {
             // The share is of no use without its address: take it back.
@@ -100,6 +100,7 @@ pub fn share(ctx: &Ctx, args: &ShareArgs) -> anyhow::Result<ExitCode> {
         box_name: record.name.clone(),
         relay: address,
         web_url,
+        screen_url,
         share_id: grant.info.id.clone(),
         token: grant.token,
         scopes: grant.info.scopes.clone(),
@@ -130,24 +131,24 @@ pub fn share(ctx: &Ctx, args: &ShareArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How a teammate reaches the relay and the WebProxy of box `b`.
+/// How a teammate reaches the relay, the WebProxy and the screen (if it has one) of box
+/// `b`; Daytona links last the share's `ttl`, at most [`MAX_PREVIEW_TTL`].
 fn address(
     b: &AnyBox,
     record: &crate::state::BoxRecord,
     ttl: Duration,
-) -> anyhow::Result<(RelayAddress, Option<String>)> {
-    Ok(match b {
-        AnyBox::Daytona(d) => {
-            let link_ttl = ttl.min(MAX_PREVIEW_TTL).max(Duration::from_secs(1));
-            (
-                RelayAddress::Daytona {
-                    sandbox_id: d.sandbox_name().to_string(),
-                    url: d.signed_url(BRIDGE_PORT, link_ttl)?,
-                    preview_token: None,
-                },
-                Some(d.signed_url(WEB_PORT, link_ttl)?),
-            )
-        }
+) -> anyhow::Result<(RelayAddress, Option<String>, Option<String>)> {
+    let link_ttl = ttl.min(MAX_PREVIEW_TTL).max(Duration::from_secs(1));
+    let screen = super::screen::for_invite(b, &record.name, link_ttl)?;
+    let (relay, web) = match b {
+        AnyBox::Daytona(d) => (
+            RelayAddress::Daytona {
+                sandbox_id: d.sandbox_name().to_string(),
+                url: d.signed_url(BRIDGE_PORT, link_ttl)?,
+                preview_token: None,
+            },
+            Some(d.signed_url(WEB_PORT, link_ttl)?),
+        ),
         AnyBox::Docker(d) => (
             RelayAddress::Loopback {
                 url: d.url(Some(BRIDGE_PORT))?,
@@ -163,8 +164,16 @@ fn address(
             },
             l.web_url(None).ok(),
         ),
-    })
+    };
+    Ok((relay, web, screen))
 }
+
+/// How long one call to the share routes may take, answer included: they answer at once,
+/// and a relay that never does (or an invite's address that only holds the connection)
+/// must not hold `share` or `join` for ever.
+const CALL_LIMIT: Duration = Duration::from_secs(10);
+/// The largest answer read from them.
+const ANSWER_CAP: usize = 1 << 20;
 
 /// One call to the share routes, answering JSON (an empty answer reads as `null`).
 async fn call<T: serde::de::DeserializeOwned>(
@@ -173,14 +182,17 @@ async fn call<T: serde::de::DeserializeOwned>(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> anyhow::Result<T> {
-    let mut request = relay.request(method, path);
+    let mut request = relay.request(method, path).timeout(CALL_LIMIT);
     if let Some(b) = body {
         request = request.json(&b);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the box's relay ({path})"))?;
+    let unreachable = || {
+        format!(
+            "cannot reach the box's relay ({path}) within {}s",
+            CALL_LIMIT.as_secs()
+        )
+    };
+    let mut response = request.send().await.with_context(unreachable)?;
     if !response.status().is_success() {
         let (status, message, _) = crate::relay_exec::refusal(response).await;
         if status == reqwest::StatusCode::NOT_FOUND && message.is_empty() {
@@ -191,9 +203,13 @@ async fn call<T: serde::de::DeserializeOwned>(
             crate::transfer::refusal::refusal(status, &message)
         );
     }
-    let bytes = response.bytes().await?;
-    if bytes.len() > 1 << 20 {
-        bail!("the box's answer to {path} is over 1 MiB");
+    // Read up to the cap, not all of it first: an answer that never ends is refused.
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.with_context(unreachable)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > ANSWER_CAP {
+            bail!("the box's answer to {path} is over 1 MiB");
+        }
     }
     let bytes = if bytes.is_empty() {
         &b"null"[..]
@@ -287,7 +303,17 @@ pub fn join(ctx: &Ctx, args: &JoinArgs) -> anyhow::Result<ExitCode> {
             .block_on(call(&relay, reqwest::Method::GET, "/v1/terms", None))
             .context("the box did not accept this invite (revoked, or the box is stopped?)")?;
     }
-    ctx.state.insert(&record)?;
+    // A name already taken here (one of this home's boxes, or a box joined before) is
+    // never replaced: the invite's name is the inviter's choice, not the joiner's.
+    ctx.state.insert(&record).map_err(|e| {
+        if let crate::state::StateError::NameInUse(_) = e {
+            anyhow::anyhow!(
+                "a box named `{name}` already exists here (see `agentbox list`) and stays as it is: join this one under another name with `agentbox join --name NAME INVITE`"
+            )
+        } else {
+            e.into()
+        }
+    })?;
     if let Err(e) = joined::save_invite(&dir, &invite) {
         let _ = ctx.state.remove(&name);
         return Err(e);
