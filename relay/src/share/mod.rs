@@ -42,7 +42,7 @@ pub fn routes(shares: Arc<Shares>) -> Router {
 pub fn logs_routes(workspace: PathBuf) -> Router {
     Router::new()
         .route("/v1/logs", post(logs::logs))
-        .with_state(crate::exec::Execs::new(workspace))
+        .with_state(logs::LogsState::new(crate::exec::Execs::new(workspace)))
 }
 
 /// `router` behind [`require_scope`]: the bridge token, or a share token with `scope`.
