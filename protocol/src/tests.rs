@@ -565,3 +565,36 @@ fn box_chosen_ids_that_could_name_a_path_do_not_parse() {
         assert!(parsed.is_err(), "request id {hostile:?} was accepted");
     }
 }
+
+// An invite's screen address goes through the same check as its web address
+// (`share/address.rs`).
+#[test]
+fn an_invites_screen_address_is_checked_like_its_web_address() {
+    use crate::share::{Invite, RelayAddress, Scope, ShareError, ShareId, ShareToken};
+    let with = |screen: &str| {
+        Invite::decode(
+            &Invite {
+                provider: "docker".into(),
+                box_name: "b1".into(),
+                relay: RelayAddress::Loopback {
+                    url: "http://127.0.0.1:4000".into(),
+                },
+                web_url: Some("http://127.0.0.1:4001".into()),
+                screen_url: Some(screen.into()),
+                share_id: ShareId::generate().expect("id"),
+                token: ShareToken::generate().expect("token"),
+                scopes: vec![Scope::Url],
+                expires_at_ms: 5,
+            }
+            .encode(),
+        )
+    };
+    assert!(with("http://agentbox-screen.localhost:4001/vnc.html?autoconnect=1").is_ok());
+    for bad in [
+        "http://10.0.0.5:6080/vnc.html",
+        "http://127.0.0.1:4001@10.0.0.5/",
+        "http://127.0.0.1:4001/\u{9b}2J",
+    ] {
+        assert!(matches!(with(bad), Err(ShareError::BadInvite(_))), "{bad}");
+    }
+}
