@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use agentbox_protocol::exec::{ExecFrame, FrameReader, EOF_HEADER, HEARTBEAT_MS, MAX_STDIN_POST};
-use agentbox_protocol::files::{TransferId, OFFSET_HEADER};
+use agentbox_protocol::exec::{ExecFrame, FrameReader, HEARTBEAT_MS, MAX_STDIN_POST};
+use agentbox_protocol::files::TransferId;
 use agentbox_protocol::tunnel::{input_path, TunnelOpen};
 use anyhow::{anyhow, bail};
 use futures_util::StreamExt;
@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
-use crate::relay_exec::{refusal, send_renewing};
+use crate::relay_exec::{post_input, refusal, send_renewing, InputEnd};
 use crate::transfer::client::Relay;
 
 /// How long the box's side may stay silent (heartbeats included) before the tunnel counts
@@ -95,37 +95,19 @@ async fn send_up(relay: Relay, id: TransferId, mut read: OwnedReadHalf) {
     loop {
         let n = read.read(&mut buf).await.unwrap_or(0);
         let eof = n == 0;
-        let mut tries = 0u64;
-        loop {
-            let piece = buf[..n].to_vec();
-            let sent = send_renewing(&relay, || {
-                let r = relay
-                    .request(reqwest::Method::POST, &path)
-                    .header(OFFSET_HEADER, offset.to_string())
-                    .body(piece.clone());
-                if eof {
-                    r.header(EOF_HEADER, "1")
-                } else {
-                    r
-                }
-            })
-            .await;
-            match sent {
-                Ok(r) if r.status().is_success() => break,
-                Ok(r) => {
-                    let (status, message, _) = refusal(r).await;
-                    tracing::info!(%status, %message, "the box's side of the tunnel is gone");
-                    return;
-                }
-                Err(e) if tries < 3 => {
-                    tries += 1;
-                    tracing::info!(error = %e, "sending to the tunnel again");
-                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot send to the tunnel");
-                    return;
-                }
+        match post_input(&relay, &path, offset, &buf[..n], eof).await {
+            Ok(()) => {}
+            Err(InputEnd::Gone) => {
+                tracing::info!("the box's side of the tunnel is gone");
+                return;
+            }
+            Err(InputEnd::Refused(status, message)) => {
+                tracing::info!(%status, %message, "the box's side of the tunnel is gone");
+                return;
+            }
+            Err(InputEnd::Unreachable(e)) => {
+                tracing::warn!(error = %e, "cannot send to the tunnel");
+                return;
             }
         }
         offset += n as u64;

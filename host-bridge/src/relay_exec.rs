@@ -291,44 +291,76 @@ async fn send_stdin(relay: Relay, id: String, mut rx: mpsc::Receiver<Vec<u8>>) {
         let eof = piece.is_none();
         let bytes = piece.unwrap_or_default();
         for part in bytes.chunks(MAX_STDIN_POST).chain(eof.then_some(&[][..])) {
-            let mut tries = 0;
-            loop {
-                let sent = send_renewing(&relay, || {
-                    let r = relay
-                        .request(reqwest::Method::POST, &path)
-                        .header(OFFSET_HEADER, offset.to_string())
-                        .body(part.to_vec());
-                    if eof {
-                        r.header(EOF_HEADER, "1")
-                    } else {
-                        r
-                    }
-                })
-                .await;
-                match sent {
-                    Ok(r) if r.status().is_success() => break,
-                    // The command ended (or the relay forgot it): nobody reads any more.
-                    Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return,
-                    Ok(r) => {
-                        let (status, message, _) = refusal(r).await;
-                        tracing::warn!(%status, %message, "the box refused the command's stdin");
-                        return;
-                    }
-                    Err(e) if tries < 3 => {
-                        tries += 1;
-                        tracing::info!(error = %e, "sending stdin again");
-                        tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot send the command's stdin");
-                        return;
-                    }
+            match post_input(&relay, &path, offset, part, eof).await {
+                Ok(()) => {}
+                // The command ended (or the relay forgot it): nobody reads any more.
+                Err(InputEnd::Gone) => return,
+                Err(InputEnd::Refused(status, message)) => {
+                    tracing::warn!(%status, %message, "the box refused the command's stdin");
+                    return;
+                }
+                Err(InputEnd::Unreachable(e)) => {
+                    tracing::warn!(error = %e, "cannot send the command's stdin");
+                    return;
                 }
             }
             offset += part.len() as u64;
         }
         if eof {
             return;
+        }
+    }
+}
+
+/// Why input posted by offset (a command's stdin, a tunnel's bytes) cannot go on.
+#[derive(Debug)]
+pub(crate) enum InputEnd {
+    /// The relay no longer knows the reader (`404`): it ended.
+    Gone,
+    /// The relay refused the input: its status and message (box text escaped).
+    Refused(reqwest::StatusCode, String),
+    /// The relay could not be reached, three retries included.
+    Unreachable(anyhow::Error),
+}
+
+/// Posts `part` to `path` at `offset` (and, with `eof`, the end of the input), as the
+/// relay's offset-numbered input takes it (`relay/src/numbered_input.rs`): a post that
+/// did not arrive is sent again (three times, 200 ms more each), and the relay skips
+/// what it already has, so nothing is doubled.
+pub(crate) async fn post_input(
+    relay: &Relay,
+    path: &str,
+    offset: u64,
+    part: &[u8],
+    eof: bool,
+) -> Result<(), InputEnd> {
+    let mut tries = 0u64;
+    loop {
+        let sent = send_renewing(relay, || {
+            let r = relay
+                .request(reqwest::Method::POST, path)
+                .header(OFFSET_HEADER, offset.to_string())
+                .body(part.to_vec());
+            if eof {
+                r.header(EOF_HEADER, "1")
+            } else {
+                r
+            }
+        })
+        .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::NOT_FOUND => return Err(InputEnd::Gone),
+            Ok(r) => {
+                let (status, message, _) = refusal(r).await;
+                return Err(InputEnd::Refused(status, message));
+            }
+            Err(e) if tries < 3 => {
+                tries += 1;
+                tracing::info!(error = %e, "sending input again");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            Err(e) => return Err(InputEnd::Unreachable(e)),
         }
     }
 }
