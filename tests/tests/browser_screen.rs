@@ -80,7 +80,7 @@ send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '
 /// Evaluated in noVNC's page: resolves once its canvas shows a picture (more than one
 /// colour, and the box browser's white page), with what it saw; rejects after 30 s.
 const CANVAS_JS: &str = r"new Promise((resolve, reject) => {
-  const deadline = Date.now() + 30000;
+  const deadline = Date.now() + 25000;
   const look = () => {
     const c = document.querySelector('#noVNC_container canvas') || document.querySelector('canvas');
     const status = document.getElementById('noVNC_status');
@@ -428,9 +428,9 @@ fn canvas_of(url: &str, flags: &[&str]) -> String {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(90), drive(&browser_ws, url))
+        tokio::time::timeout(Duration::from_secs(150), drive(&browser_ws, url))
             .await
-            .expect("the DevTools session took over 90 s")
+            .expect("the DevTools session took over 150 s")
     })
 }
 
@@ -509,27 +509,37 @@ async fn drive(browser_ws: &str, url: &str) -> String {
         .to_string();
     let session = Some(session.as_str());
     dt.call("Page.enable", serde_json::json!({}), session).await;
-    let navigated = dt
-        .call("Page.navigate", serde_json::json!({"url": url}), session)
-        .await;
-    assert!(navigated["errorText"].is_null(), "navigation: {navigated}");
-    dt.until(|v| v["method"] == "Page.loadEventFired").await;
-    let result = dt
-        .call(
-            "Runtime.evaluate",
-            serde_json::json!({
-                "expression": CANVAS_JS,
-                "awaitPromise": true,
-                "returnByValue": true,
-            }),
-            session,
-        )
-        .await;
-    if let Some(details) = result.get("exceptionDetails") {
-        panic!("noVNC: {details}");
+    // Containers coming and going on this host change its interfaces, and Chromium drops
+    // what is loading then (ERR_NETWORK_CHANGED): a noVNC page whose modules were dropped
+    // never connects (an empty status, no canvas). The page is loaded again, three times
+    // at most; each try's reason is printed.
+    for attempt in 1.. {
+        let navigated = dt
+            .call("Page.navigate", serde_json::json!({"url": url}), session)
+            .await;
+        assert!(navigated["errorText"].is_null(), "navigation: {navigated}");
+        dt.until(|v| v["method"] == "Page.loadEventFired").await;
+        let result = dt
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({
+                    "expression": CANVAS_JS,
+                    "awaitPromise": true,
+                    "returnByValue": true,
+                }),
+                session,
+            )
+            .await;
+        match result.get("exceptionDetails") {
+            None => {
+                return result["result"]["value"]
+                    .as_str()
+                    .expect("a description")
+                    .to_string()
+            }
+            Some(details) if attempt >= 3 => panic!("noVNC: {details}"),
+            Some(details) => eprintln!("noVNC, try {attempt}: {details}; loading it again"),
+        }
     }
-    result["result"]["value"]
-        .as_str()
-        .expect("a description")
-        .to_string()
+    unreachable!("the loop returns or panics")
 }
