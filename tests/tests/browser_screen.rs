@@ -96,7 +96,11 @@ const CANVAS_JS: &str = r"new Promise((resolve, reject) => {
       seen = c.width + 'x' + c.height + ', ' + colours.size + ' colours, ' + white + ' white';
       if (colours.size > 1 && white > 10000) return resolve(seen);
     }
-    if (Date.now() > deadline) return reject(new Error('the canvas shows no picture: ' + seen));
+    if (Date.now() > deadline) {
+      const loaded = performance.getEntriesByType('resource')
+        .map((r) => r.name.split('?')[0].split('/').slice(-2).join('/') + ':' + (r.responseStatus || 0));
+      return reject(new Error('the canvas shows no picture: ' + seen + '; loaded: ' + loaded.join(' ')));
+    }
     setTimeout(look, 200);
   };
   look();
