@@ -168,6 +168,9 @@ impl DaytonaFake {
         command
             .args(args)
             .env("DAYTONA_FAKE_VIOLATIONS", &violations)
+            // Its volumes and object store live in the tempdir removed with this value, not
+            // in a `/tmp/daytona-fake-<pid>` left behind by every run (a test may override).
+            .env("DAYTONA_FAKE_DATA", dir.path().join("data"))
             .envs(env.iter().copied())
             .stdout(Stdio::piped());
         let mut child = command.spawn().expect("daytona-fake");

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentbox_protocol::ctl::{UnitState, UnitStatus};
+use agentbox_protocol::ctl::UnitStatus;
 use agentbox_protocol::proxy::{ExposedService, ExposedServices};
 use agentbox_protocol::ErrorCode;
 use http_body_util::BodyExt;
@@ -17,7 +17,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::fast;
-use super::pages::{did_not_answer, full, problem, Viewer};
+use super::pages::{did_not_answer, full, is_down, not_running, problem, Viewer};
 use super::shared::{exposed, route, Body, Shared, HOP_BY_HOP, TOKEN_HEADER};
 use crate::ctl_link::Units;
 
@@ -215,12 +215,6 @@ async fn route_or_wait(shared: &Shared, host: Option<&str>) -> Option<String> {
 const NO_ROUTE_GRACE: Duration = Duration::from_secs(2);
 
 /// A service that will not become ready without someone acting.
-fn is_down(u: &UnitStatus) -> bool {
-    matches!(u.state, UnitState::Failed | UnitState::Stopped)
-        || (u.state == UnitState::Exited && u.next_restart_at_ms.is_none())
-        || (u.state == UnitState::Pending && !u.autostart)
-}
-
 enum Wait {
     Ready(u16),
     Down(Option<UnitStatus>),
@@ -299,12 +293,7 @@ async fn handle(
     let port = match wait_ready(&shared, &name).await {
         Wait::Ready(port) => port,
         Wait::Down(unit) => {
-            let state = unit
-                .as_ref()
-                .map_or("gone".to_string(), |u| u.state.to_string());
-            let message = format!(
-                "service `{name}` is not running ({state}): see `agentbox-ctl logs {name}`"
-            );
+            let message = not_running(&name, unit.as_ref());
             return Ok(problem(
                 &shared,
                 StatusCode::BAD_GATEWAY,

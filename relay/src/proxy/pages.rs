@@ -134,6 +134,19 @@ pub(super) async fn problem(
     )
 }
 
+/// The unit will not answer without someone starting it again.
+pub(super) fn is_down(u: &UnitStatus) -> bool {
+    matches!(u.state, UnitState::Failed | UnitState::Stopped)
+        || (u.state == UnitState::Exited && u.next_restart_at_ms.is_none())
+        || (u.state == UnitState::Pending && !u.autostart)
+}
+
+/// The sentence for a service that is down (or gone from the supervisor's list).
+pub(super) fn not_running(name: &str, unit: Option<&UnitStatus>) -> String {
+    let state = unit.map_or("gone".to_string(), |u| u.state.to_string());
+    format!("service `{name}` is not running ({state}): see `agentbox-ctl logs {name}`")
+}
+
 /// The 502 page for a service that took the connection but gave no (whole) answer.
 pub(super) async fn did_not_answer(
     shared: &Shared,
@@ -149,7 +162,12 @@ pub(super) async fn did_not_answer(
         .iter()
         .find(|u| u.name == name)
         .cloned();
-    let message = format!("service `{name}` did not answer on port {port}: {error}");
+    // The service may have died between the readiness check and the connection: then its
+    // state is the truth worth telling, not the refused connection.
+    let message = match &unit {
+        Some(u) if is_down(u) => not_running(name, Some(u)),
+        _ => format!("service `{name}` did not answer on port {port}: {error}"),
+    };
     problem(
         shared,
         StatusCode::BAD_GATEWAY,
