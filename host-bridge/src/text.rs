@@ -11,10 +11,32 @@ pub fn clean_text(s: &str, max: usize) -> String {
         .collect()
 }
 
+/// Text from the box as the body of a desktop notification: control characters (but
+/// newlines) and invisible layout characters dropped, at most `max` characters, and `&`,
+/// `<`, `>` written as entities. Notification servers read the body as markup (the
+/// Desktop Notifications spec's `body-markup`): a box's `<a href=…>` would be a link no
+/// `policy.open` saw, its `<b>` or `<img>` would dress its words up as the host's.
+pub fn notification_text(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s
+        .chars()
+        .filter(|c| (!c.is_control() || *c == '\n') && !invisible_format(*c))
+        .take(max)
+    {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Whether `c` changes how the text around it is laid out without showing itself: the
 /// bidirectional controls (which can reorder what is shown), zero-width characters, and
 /// the line and paragraph separators (a new line to whatever honours them).
-fn invisible_format(c: char) -> bool {
+pub fn invisible_format(c: char) -> bool {
     matches!(
         c,
         '\u{200b}'..='\u{200f}'
@@ -70,7 +92,7 @@ pub fn capped(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{capped, clean_text, shown, shown_lines};
+    use super::{capped, clean_text, notification_text, shown, shown_lines};
 
     #[test]
     fn text_is_cleaned() {
@@ -103,6 +125,15 @@ mod tests {
         // Escaped text cannot be mistaken for what a different raw string shows.
         assert_ne!(shown("a\u{1b}"), shown("a\\x1b"));
         assert_eq!(shown_lines("one\ntwo\u{1b}[2K\r"), "one\ntwo\\x1b[2K\\r");
+    }
+
+    #[test]
+    fn notification_text_is_plain_text_in_markup() {
+        assert_eq!(
+            notification_text("<a href=\"x\">go</a> & \u{202e}rtl\u{1b}[2J\nnext", 100),
+            "&lt;a href=\"x\"&gt;go&lt;/a&gt; &amp; rtl[2J\nnext"
+        );
+        assert_eq!(notification_text(&"<".repeat(50), 10), "&lt;".repeat(10));
     }
 
     #[test]

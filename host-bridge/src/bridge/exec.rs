@@ -57,6 +57,9 @@ pub fn valid_url(url: &str) -> Result<(), String> {
     {
         return Err("the URL is empty, too long, or contains spaces or control characters".into());
     }
+    if url.chars().any(crate::text::invisible_format) {
+        return Err("the URL contains invisible layout characters (bidirectional or zero-width), which make it read as another address: percent-encode them".into());
+    }
     Ok(())
 }
 
@@ -84,8 +87,9 @@ fn run(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Shows `message` as a desktop notification from box `box_name`; false when this host
-/// has no notifier (`notify-send`) or it failed.
+/// Shows `message` (the box's words) as a desktop notification from box `box_name`, as
+/// plain text ([`crate::text::notification_text`]); false when this host has no notifier
+/// (`notify-send`) or it failed.
 pub fn desktop_notify(box_name: &str, message: &str) -> bool {
     // Looked up once: the daemon's PATH does not change, and every notify would walk it.
     static NOTIFIER: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
@@ -96,7 +100,7 @@ pub fn desktop_notify(box_name: &str, message: &str) -> bool {
                 "--app-name=agentbox",
                 "--",
                 &format!("agentbox: {box_name}"),
-                message,
+                &crate::text::notification_text(message, 1000),
             ],
         )
         .is_ok(),
@@ -166,10 +170,10 @@ pub fn execute(box_name: &str, request: &HostRequest) -> Done {
     match request {
         HostRequest::Notify { message } => {
             // The audit keeps the text as sent (escaped where it is shown); the desktop
-            // notification gets it without control characters.
+            // notification gets it as plain text (`text::notification_text`).
             let how = if !super::notices::may_notify(box_name) {
                 "not shown, too many notifications from this box; recorded"
-            } else if desktop_notify(box_name, &clean_text(message, 1000)) {
+            } else if desktop_notify(box_name, message) {
                 "desktop notification"
             } else {
                 "no desktop notifier; recorded"
@@ -634,6 +638,8 @@ mod tests {
             "http://a b",
             "javascript:x",
             "https://x\n-rf",
+            "https://example.com/\u{202e}gpj.exe",
+            "https://exa\u{200b}mple.com/",
         ] {
             assert!(valid_url(bad).is_err(), "{bad}");
         }
