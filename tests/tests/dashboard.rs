@@ -5,7 +5,15 @@
 //! stopped from outside shows as stopped within seconds, and `S` starts it again; a request
 //! the box makes under `policy.open: ask` shows as waiting, `y` approves it and the box's
 //! `agentbox-ctl open` sees it granted; `q` leaves the main screen back with the cursor
-//! shown.
+//! shown. Then the other keys: `o` gives the browser (`$BROWSER`, a script that records)
+//! the address `agentbox url` prints, of the WebProxy or of the service picked; `s` says
+//! why a box has no screen; `S` asks before it stops a box (seen on the screen and in
+//! `list --json`); and `y` approves a docker box's request.
+//!
+//! The docker test needs a running Docker engine and the offline base image (`scripts/test`).
+
+#[allow(dead_code)]
+mod docker_common;
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
@@ -15,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentbox_tests::bin_path;
-use agentbox_tests::run::{finish_within, TimedOutput, COMMAND_LIMIT};
+use agentbox_tests::run::{finish_within, limit_for, TimedOutput, COMMAND_LIMIT};
 use portable_pty::{CommandBuilder, PtySize};
 
 /// How long the screen may take to show a change: the local probe runs every 2 s.
@@ -24,27 +32,55 @@ const SHOWS_WITHIN: Duration = Duration::from_secs(15);
 const ROWS: u16 = 30;
 const COLS: u16 = 150;
 
-/// A scratch AGENTBOX_HOME, a repository and an opener that records what it was given.
+/// A scratch AGENTBOX_HOME (its docker containers and volumes removed with it), a
+/// repository, an opener (for the box's requests) and a browser (for `o` and `s`) that
+/// record what they were given, and an HTTPS proxy port of its own.
 struct Host {
-    dir: tempfile::TempDir,
+    docker: docker_common::Host,
+    proxy_port: u16,
 }
 
 impl Host {
     fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("tempdir"),
+        let host = Self {
+            docker: docker_common::Host::new(),
+            proxy_port: free_port(),
+        };
+        for (script, record) in [("opener", "opened"), ("browser", "browsed")] {
+            std::fs::write(
+                host.path(script),
+                format!(
+                    "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\n",
+                    host.path(record).display()
+                ),
+            )
+            .expect("write a recording opener");
+            std::fs::set_permissions(
+                host.path(script),
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )
+            .expect("chmod");
         }
+        host
     }
 
     fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
+        self.docker.dir.path().join(p)
+    }
+
+    /// What the recording script `record` (`opened`, `browsed`) was given, one per line.
+    fn recorded(&self, record: &str) -> String {
+        std::fs::read_to_string(self.path(record)).unwrap_or_default()
     }
 
     /// The environment of every `agentbox` of the test (and so of its bridge daemon).
-    fn env(&self) -> Vec<(&'static str, PathBuf)> {
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let path = |p: &str| self.path(p).display().to_string();
         vec![
-            ("AGENTBOX_HOME", self.path("home")),
-            ("AGENTBOX_OPENER", self.path("opener")),
+            ("AGENTBOX_HOME", self.docker.home().display().to_string()),
+            ("AGENTBOX_OPENER", path("opener")),
+            ("BROWSER", path("browser")),
+            ("AGENTBOX_PROXY_PORT", self.proxy_port.to_string()),
         ]
     }
 
@@ -57,15 +93,37 @@ impl Host {
     fn ok(&self, cwd: &Path, args: &[&str]) -> String {
         let out = self
             .command(cwd, args)
-            .timed_output()
+            .stdin(Stdio::null())
+            .output_within(limit_for(args))
             .expect("run agentbox");
         agentbox_tests::succeeded(args, &out)
+    }
+
+    /// The state `agentbox list --json` gives box `name`.
+    fn listed_state(&self, cwd: &Path, name: &str) -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.ok(cwd, &["list", "--json"])).expect("list --json");
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .find(|b| b["name"] == name)
+            .and_then(|b| b["state"].as_str())
+            .unwrap_or_else(|| panic!("box {name} is not listed: {list}"))
+            .to_string()
     }
 
     /// A repository (no agentbox.yaml yet).
     fn repo(&self) -> PathBuf {
         agentbox_tests::daytona_host::git_repo(&self.path("proj"), "dashboard\n")
     }
+}
+
+/// A port free on this machine now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Gives `repo` an agentbox.yaml (untracked: the seed takes it) that runs service `web`
@@ -79,14 +137,21 @@ fn add_web_service(repo: &Path, port: u16) {
 }
 
 impl Drop for Host {
+    /// Its boxes destroyed and its proxy stopped; then `docker` stops the bridge and
+    /// removes what is left of its containers.
     fn drop(&mut self) {
-        let cwd = self.dir.path().to_path_buf();
-        for name in ["dash-a", "dash-b"] {
+        let cwd = self.docker.dir.path().to_path_buf();
+        let names = self
+            .command(&cwd, &["list", "--quiet"])
+            .timed_output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for name in names.split_whitespace() {
             let _ = self
                 .command(&cwd, &["destroy", "-y", "--force", name])
                 .timed_output();
         }
-        let _ = self.command(&cwd, &["bridge", "stop"]).timed_output();
+        let _ = self.command(&cwd, &["proxy", "stop"]).timed_output();
     }
 }
 
@@ -202,27 +267,50 @@ impl Drop for Dashboard {
     }
 }
 
+/// `agentbox exec NAME -- agentbox-ctl open URL --wait 60000`: the box asks the host to
+/// open `url`, and waits for the answer.
+fn request_open(host: &Host, cwd: &Path, name: &str, url: &str) -> std::process::Child {
+    host.command(
+        cwd,
+        &[
+            "exec",
+            name,
+            "--",
+            "agentbox-ctl",
+            "open",
+            url,
+            "--wait",
+            "60000",
+        ],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .spawn()
+    .expect("spawn the request")
+}
+
+/// Waits for `requester` ([`request_open`]) to end: the box's side must have seen its
+/// request for `url` granted.
+fn granted(requester: std::process::Child, url: &str) {
+    let out = finish_within(requester, "agentbox-ctl open", COMMAND_LIMIT).expect("request");
+    assert!(
+        out.status.success(),
+        "the approved request failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("opened {url}\n")
+    );
+}
+
 #[test]
 fn the_dashboard_shows_boxes_follows_their_state_approves_and_quits_cleanly() {
     let host = Host::new();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
+    let port = free_port();
     let repo = host.repo();
-    std::fs::write(
-        host.path("opener"),
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\n",
-            host.path("opened").display()
-        ),
-    )
-    .expect("opener");
-    std::fs::set_permissions(
-        host.path("opener"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .expect("chmod");
     host.ok(&repo, &["config", "set", "--global", "policy.open", "ask"]);
     // dash-b (the first row) runs no service but a session; dash-a runs `web` (local boxes share this
     // machine's ports, so only one of them can).
@@ -273,26 +361,7 @@ fn the_dashboard_shows_boxes_follows_their_state_approves_and_quits_cleanly() {
 
     // The box asks to open a URL; the host's policy asks the user.
     dash.key(b"j");
-    let mut requester = host.command(
-        &repo,
-        &[
-            "exec",
-            "dash-a",
-            "--",
-            "agentbox-ctl",
-            "open",
-            "https://example.com/dash",
-            "--wait",
-            "60000",
-        ],
-    );
-    let requester = requester
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .expect("spawn the request");
+    let requester = request_open(&host, &repo, "dash-a", "https://example.com/dash");
     let waiting = dash.wait("the waiting request of dash-a", |d| {
         d.screen().contains("─ dash-a")
             && d.screen()
@@ -301,20 +370,8 @@ fn the_dashboard_shows_boxes_follows_their_state_approves_and_quits_cleanly() {
     });
     eprintln!("approval shown after {waiting:?}");
     dash.key(b"y");
-    let out = finish_within(requester, "agentbox-ctl open", COMMAND_LIMIT).expect("request");
-    assert!(
-        out.status.success(),
-        "the approved request failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "opened https://example.com/dash\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(host.path("opened")).expect("the opener ran"),
-        "https://example.com/dash\n"
-    );
+    granted(requester, "https://example.com/dash");
+    assert_eq!(host.recorded("opened"), "https://example.com/dash\n");
     dash.wait("the approval gone", |d| {
         d.screen().contains("approved")
             && d.row("dash-a").is_some_and(|r| r.trim_end().ends_with('-'))
@@ -336,11 +393,153 @@ fn the_dashboard_shows_boxes_follows_their_state_approves_and_quits_cleanly() {
     assert!(!parser.screen().hide_cursor(), "the cursor was left hidden");
 }
 
+/// `o` opens the box's WebProxy, or the service picked, in the browser: the address
+/// `agentbox url` gives. `s` on a local box says it has no screen. `S` asks first: any
+/// other key keeps the box running, `y` stops it — on the screen and in `list --json`.
+#[test]
+fn o_opens_the_box_or_a_service_s_says_a_local_box_has_no_screen_and_shift_s_stops_after_asking() {
+    let host = Host::new();
+    let port = free_port();
+    let repo = host.repo();
+    add_web_service(&repo, port);
+    host.ok(&repo, &["create", "--name", "dash-o"]);
+
+    let mut dash = Dashboard::start(&host, &repo);
+    dash.wait_row(
+        "dash-o",
+        &["local", "running", &format!("web:{port} ready")],
+    );
+
+    // `o` on a box with a service asks which; Enter takes the default, the WebProxy.
+    let started = Instant::now();
+    dash.key(b"o");
+    dash.wait("the choice of what to open", |d| {
+        d.screen().contains("> the box's WebProxy (default)")
+            && d.screen().contains(&format!("web (port {port})"))
+    });
+    dash.key(b"\r");
+    dash.wait("the WebProxy opened", |d| {
+        d.screen().contains("open: opened https://")
+    });
+    let webproxy = host.ok(&repo, &["url", "--", "dash-o"]);
+    assert_eq!(
+        host.recorded("browsed"),
+        webproxy,
+        "what the browser was given"
+    );
+    // `j` picks the service.
+    dash.key(b"o");
+    dash.wait("the choice again", |d| {
+        d.screen().contains("> the box's WebProxy")
+    });
+    dash.key(b"j");
+    dash.wait("the service picked", |d| {
+        d.screen().contains(&format!("> web (port {port})"))
+    });
+    dash.key(b"\r");
+    let service = host.ok(&repo, &["url", "--port", &port.to_string(), "--", "dash-o"]);
+    assert_ne!(service, webproxy);
+    dash.wait("the service opened", |d| {
+        d.screen()
+            .contains(&format!("open: opened {}", service.trim()))
+    });
+    assert_eq!(host.recorded("browsed"), format!("{webproxy}{service}"));
+    eprintln!("o: both addresses opened after {:?}", started.elapsed());
+
+    // `s`: a local box has no screen of its own; the message says so.
+    dash.key(b"s");
+    dash.wait("why there is no screen", |d| {
+        d.screen().contains("screen: box `dash-o` is a local box")
+    });
+
+    // `S` asks; `n` (any key but y/Enter) keeps the box.
+    dash.key(b"S");
+    dash.wait("the stop question", |d| {
+        d.screen().contains("Stop box `dash-o`? y stops it")
+    });
+    dash.key(b"n");
+    dash.wait("the box kept", |d| {
+        d.screen().contains("box `dash-o` left running")
+    });
+    assert_eq!(host.listed_state(&repo, "dash-o"), "running");
+    // `S` `y` stops it.
+    let started = Instant::now();
+    dash.key(b"S");
+    dash.wait("the stop question again", |d| {
+        d.screen().contains("Stop box `dash-o`? y stops it")
+    });
+    dash.key(b"y");
+    dash.wait_row("dash-o", &["stopped"]);
+    dash.wait("the stop's outcome", |d| {
+        d.screen().contains("stop dash-o:")
+    });
+    eprintln!("S y: stopped after {:?}", started.elapsed());
+    assert_eq!(host.listed_state(&repo, "dash-o"), "stopped");
+    assert!(
+        !dash.screen().contains("stop dash-o failed"),
+        "{}",
+        dash.screen()
+    );
+}
+
+/// On a docker box: a request the box makes under `policy.open: ask` is approved with `y`
+/// and the box's `agentbox-ctl open` sees it granted; `s` says the box's image has no
+/// screen and how to make one that has.
+#[test]
+fn y_approves_a_docker_box_request_and_s_says_how_to_get_a_screen() {
+    let host = Host::new();
+    let repo = host.repo();
+    let base = agentbox_tests::docker_base_image();
+    host.ok(
+        &repo,
+        &[
+            "prepare",
+            "--provider",
+            "docker",
+            "--base-image",
+            &base,
+            "--agents",
+            "none",
+        ],
+    );
+    host.ok(&repo, &["config", "set", "--global", "policy.open", "ask"]);
+    let started = Instant::now();
+    host.ok(
+        &repo,
+        &["create", "--provider", "docker", "--name", "dash-d"],
+    );
+    eprintln!("docker box made in {:?}", started.elapsed());
+
+    let mut dash = Dashboard::start(&host, &repo);
+    dash.wait_row("dash-d", &["docker", "running"]);
+    let requester = request_open(&host, &repo, "dash-d", "https://example.com/docker");
+    let waiting = dash.wait("the waiting request of dash-d", |d| {
+        d.screen()
+            .contains("waiting (open): open https://example.com/docker")
+            && d.row("dash-d").is_some_and(|r| r.trim_end().ends_with('1'))
+    });
+    eprintln!("approval shown after {waiting:?}");
+    dash.key(b"y");
+    granted(requester, "https://example.com/docker");
+    assert_eq!(host.recorded("opened"), "https://example.com/docker\n");
+    dash.wait("the approval gone", |d| {
+        d.screen().contains("approved")
+            && d.row("dash-d").is_some_and(|r| r.trim_end().ends_with('-'))
+    });
+
+    dash.key(b"s");
+    dash.wait("why there is no screen", |d| {
+        d.screen()
+            .contains("screen: box `dash-d` has no screen: its image was made without the browser")
+    });
+    assert_eq!(host.recorded("browsed"), "", "nothing was opened");
+}
+
 #[test]
 fn without_a_terminal_the_dashboard_says_what_to_use_instead() {
     let host = Host::new();
     let out = host
-        .command(host.dir.path(), &["dashboard"])
+        .command(host.docker.dir.path(), &["dashboard"])
         .timed_output()
         .expect("run agentbox");
     assert_eq!(out.status.code(), Some(1));
