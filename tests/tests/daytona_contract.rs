@@ -330,3 +330,76 @@ fn urls_follow_the_scheme_the_fake_serves() {
         let _ = f.child.kill();
     }
 }
+
+/// A user's login token (a JWT, as the Daytona dashboard and CLI hold), not an API key.
+const USER_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLWZha2UifQ.c2lnbmF0dXJl";
+
+/// As Daytona's `OrganizationAuthContextGuard` does, a user's token without
+/// `X-Daytona-Organization-ID` is refused 403 `Invalid authentication context` on every
+/// route of an organization (sandboxes, snapshots, volumes, object storage), and answered
+/// with it; the user's own routes (`/organizations`, `/organizations/{id}`) need none.
+#[test]
+fn a_users_token_without_the_organization_header_is_refused() {
+    let f = DaytonaFake::start(
+        &["--port", "0", "--api-key", USER_TOKEN],
+        &[("DAYTONA_FAKE_TRANSITION_MS", "50")],
+    );
+    let send = |method: &str, path: &str, org: Option<&str>, body: Option<Value>| {
+        rt().block_on(async {
+            let client = agentbox_tests::fake_tls::http_client();
+            let url = format!("{}/api{path}", f.root);
+            let mut request = match method {
+                "POST" => client.post(url),
+                _ => client.get(url),
+            }
+            .bearer_auth(USER_TOKEN);
+            if let Some(org) = org {
+                request = request.header("X-Daytona-Organization-ID", org);
+            }
+            if let Some(b) = body {
+                request = request.json(&b);
+            }
+            let r = request.send().await.expect("send");
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        })
+    };
+    for (method, path, body) in [
+        ("GET", "/sandbox", None),
+        ("POST", "/sandbox", Some(json!({"name": "u1"}))),
+        ("GET", "/snapshots?page=1&limit=10", None),
+        ("POST", "/volumes", Some(json!({"name": "v1"}))),
+        ("GET", "/object-storage/push-access", None),
+    ] {
+        let (status, refused) = send(method, path, None, body.clone());
+        assert_eq!(status, 403, "{method} {path}: {refused}");
+        assert_eq!(
+            (
+                &refused["message"],
+                &refused["error"],
+                &refused["statusCode"]
+            ),
+            (
+                &json!("Invalid authentication context"),
+                &json!("Forbidden"),
+                &json!(403)
+            ),
+            "{method} {path}: {refused}"
+        );
+        let (status, answer) = send(method, path, Some("org-fake"), body);
+        assert_eq!(status, 200, "{method} {path} with the header: {answer}");
+    }
+    // Nothing was made by a refused create.
+    let (_, listed) = send("GET", "/sandbox", Some("org-fake"), None);
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    // The user's own routes: no organization needed.
+    let (status, orgs) = send("GET", "/organizations", None, None);
+    assert_eq!(status, 200, "{orgs}");
+    let (status, org) = send("GET", "/organizations/org-fake", None, None);
+    assert_eq!((status, &org["id"]), (200, &json!("org-fake")), "{org}");
+    assert_eq!(violations(&f), Vec::<String>::new());
+}

@@ -6,7 +6,8 @@
 //! sandbox, which is gone afterwards, and a resync interrupted (SIGINT, SIGTERM) while
 //! its sandbox exists deletes it before exiting. Login chooses among the organizations the
 //! key reaches (`--organization ID|NAME`; one taken silently; none refused), an API key
-//! bound to one organization reaching only that one, as Daytona's do.
+//! bound to one organization reaching only that one, as Daytona's do; a user's login token
+//! (a JWT) is checked and always sent with the organization chosen, which Daytona needs.
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
@@ -29,10 +30,15 @@ struct Host {
 impl Host {
     /// A fake over HTTPS with fast state changes, and an empty user, home and work dir.
     fn start() -> Self {
+        Self::start_with(KEY)
+    }
+
+    /// [`Host::start`] with the fake taking `key` (a JWT-shaped one is a user's token).
+    fn start_with(key: &str) -> Self {
         let data = tempfile::tempdir().expect("tempdir");
         let data_dir = data.path().to_string_lossy().into_owned();
         let fake = DaytonaFake::start(
-            &["--port", "0", "--api-key", KEY],
+            &["--port", "0", "--api-key", key],
             &[
                 ("DAYTONA_FAKE_TRANSITION_MS", "100"),
                 ("DAYTONA_FAKE_DATA", &data_dir),
@@ -424,6 +430,45 @@ fn login_chooses_among_the_organizations_the_key_reaches() {
     assert!(
         said.contains("Daytona lists no organization this key can act in"),
         "{said}"
+    );
+}
+
+/// A user's login token (a JWT), which Daytona takes in an organization only with
+/// `X-Daytona-Organization-ID`.
+const USER_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyLWZha2UifQ.c2lnbmF0dXJl";
+
+#[test]
+fn a_users_token_signs_in_and_is_always_sent_with_its_organization() {
+    let host = Host::start_with(USER_TOKEN);
+    host.control("organizations", ORGS);
+    // Login lists the organizations without one, then checks the token in the chosen one.
+    let (ok, said) = host.login(USER_TOKEN, &["--organization", "acme"]);
+    assert!(ok, "{said}");
+    assert!(said.contains("(organization Acme (org-acme))"), "{said}");
+    assert!(host.secrets().contains("DAYTONA_ORGANIZATION_ID=org-acme"));
+    // What is saved is used with its organization: Daytona accepts it.
+    let status = host.run(&["daytona", "login", "--status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    assert_eq!(
+        (&v["accepted"], &v["problem"]),
+        (&serde_json::json!(true), &serde_json::json!(null)),
+        "{v}"
+    );
+    // The token from the environment with no organization anywhere: refused before any
+    // call, saying what to do.
+    let out = host
+        .command(&["daytona", "login", "--status", "--json"])
+        .env("AGENTBOX_HOME", host.path("elsewhere"))
+        .env("DAYTONA_API_KEY", USER_TOKEN)
+        .env("DAYTONA_API_URL", host.fake.api())
+        .output_within(BUILD_LIMIT)
+        .expect("agentbox");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["accepted"], false, "{v}");
+    let problem = v["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains("user's login token") && problem.contains("DAYTONA_ORGANIZATION_ID"),
+        "{v}"
     );
 }
 

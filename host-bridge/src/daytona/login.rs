@@ -61,12 +61,21 @@ impl Settings {
         })
     }
 
-    /// A client, or the sentence that says how to get one.
+    /// A client, or the sentence that says how to get one (also for a user's token
+    /// without an organization, which Daytona refuses everywhere but its organization
+    /// list).
     pub fn client(&self) -> Result<Daytona, DaytonaError> {
         let (key, _) = self
             .key
             .as_ref()
             .ok_or_else(|| DaytonaError::Auth("no API key is configured".into()))?;
+        if self.org_id.is_none() && is_user_token(key) {
+            return Err(DaytonaError::Auth(
+                "the key is a user's login token (a JWT), which Daytona takes only with an \
+                 organization: login chooses and saves one; or set DAYTONA_ORGANIZATION_ID"
+                    .into(),
+            ));
+        }
         if let Some(why) = plain_http_refused(&self.api_url, "the Daytona API URL", self.insecure) {
             return Err(DaytonaError::Invalid(why));
         }
@@ -74,6 +83,20 @@ impl Settings {
         client.insecure = self.insecure;
         Ok(client)
     }
+}
+
+/// Whether `key` is shaped as a JWT (`eyJ…` and two more base64url parts after dots): a
+/// user's login token, which Daytona takes in an organization only with
+/// `X-Daytona-Organization-ID` (an API key is bound to its own).
+pub fn is_user_token(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    parts.len() == 3
+        && key.starts_with("eyJ")
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// The cheapest authenticated call: list sandboxes by a label nothing carries.
@@ -159,22 +182,21 @@ pub fn login_with(home: &Path, args: LoginArgs, interactive: bool) -> anyhow::Re
     if insecure {
         eprintln!("warning: {url} is plain HTTP (--insecure): the API key crosses the network unencrypted");
     }
-    // Asked without an organization: the key itself, then the ones it reaches.
-    let client = Daytona::new(&url, &key, None);
+    // Asked without an organization: the ones the key reaches (Daytona answers these to a
+    // user's token without `X-Daytona-Organization-ID`); then the key itself, in the one
+    // chosen (a user's token is refused in none).
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reached = runtime.block_on(async {
-        check(&client).await?;
-        client.reachable_organizations().await
-    });
-    let reached = match reached {
-        Ok(r) => r,
-        Err(DaytonaError::Auth(why)) => {
-            bail!("Daytona rejected this API key ({why}); nothing was saved")
+    let rejected = |e: DaytonaError| match e {
+        DaytonaError::Auth(why) => {
+            anyhow::anyhow!("Daytona rejected this API key ({why}); nothing was saved")
         }
-        Err(e) => bail!("{e}; nothing was saved"),
+        e => anyhow::anyhow!("{e}; nothing was saved"),
     };
+    let reached = runtime
+        .block_on(Daytona::new(&url, &key, None).reachable_organizations())
+        .map_err(rejected)?;
     let chosen = organizations::choose(
         &reached,
         wanted.as_deref(),
@@ -182,6 +204,9 @@ pub fn login_with(home: &Path, args: LoginArgs, interactive: bool) -> anyhow::Re
         interactive,
     )
     .map_err(|e| anyhow::anyhow!("{e:#}; nothing was saved"))?;
+    runtime
+        .block_on(check(&Daytona::new(&url, &key, Some(&chosen.id))))
+        .map_err(rejected)?;
     entries.insert("DAYTONA_API_KEY".into(), key.clone());
     entries.insert("DAYTONA_ORGANIZATION_ID".into(), chosen.id.clone());
     if insecure {
@@ -262,7 +287,25 @@ pub fn status(home: &Path, json: bool) -> anyhow::Result<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::plain_http_refused;
+    use super::{is_user_token, plain_http_refused};
+
+    #[test]
+    fn a_jwt_is_a_users_token_and_an_api_key_is_not() {
+        assert!(is_user_token(
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln-_9"
+        ));
+        for key in [
+            "dtn_0123456789abcdef",
+            "k",
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0",
+            "eyJa.b.c.d",
+            "eyJa..c",
+            "eyJa.b c.d",
+            "abc.def.ghi",
+        ] {
+            assert!(!is_user_token(key), "{key}");
+        }
+    }
 
     #[test]
     fn plain_http_is_refused_except_to_this_machine_or_when_insecure() {

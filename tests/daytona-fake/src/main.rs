@@ -57,7 +57,9 @@ struct Cli {
     /// The port to listen on, on 127.0.0.1; 0 picks a free one (printed on stdout).
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     port: u16,
-    /// The API key clients must send as `Authorization: Bearer KEY`.
+    /// The API key clients must send as `Authorization: Bearer KEY`. One shaped as a JWT
+    /// (`eyJ….….…`) is a user's login token: as Daytona does, every sandbox, snapshot,
+    /// volume and object-storage call with it needs `X-Daytona-Organization-ID`.
     #[arg(long, value_name = "KEY", default_value = "fake-key")]
     api_key: String,
     /// Write the certificate of the CA that signs the fake's own (PEM) to FILE, for
@@ -265,8 +267,26 @@ fn error(status: StatusCode, path: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// Auth and injected faults; `Err` is the answer.
+/// Auth, the acting organization (Daytona's `OrganizationAuthContextGuard`, which guards
+/// every sandbox, snapshot, volume and object-storage route) and injected faults; `Err` is
+/// the answer.
 fn gate(fake: &Fake, headers: &HeaderMap, path: &str) -> Result<(), Box<Response>> {
+    gate_as(fake, headers, path, true)
+}
+
+/// [`gate`] for a route Daytona guards by the user alone (`GET /organizations` and
+/// `GET /organizations/{id}`, whose organization is in the path): no organization needed.
+fn gate_user(fake: &Fake, headers: &HeaderMap, path: &str) -> Result<(), Box<Response>> {
+    gate_as(fake, headers, path, false)
+}
+
+/// Auth, the acting organization when `in_organization`, and injected faults.
+fn gate_as(
+    fake: &Fake,
+    headers: &HeaderMap,
+    path: &str,
+    in_organization: bool,
+) -> Result<(), Box<Response>> {
     let ok = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -279,8 +299,10 @@ fn gate(fake: &Fake, headers: &HeaderMap, path: &str) -> Result<(), Box<Response
             "Invalid credentials",
         )));
     }
-    if let Err(why) = organizations::acting(fake, headers) {
-        return Err(Box::new(error(StatusCode::FORBIDDEN, path, &why)));
+    if in_organization {
+        if let Err(why) = organizations::acting(fake, headers) {
+            return Err(Box::new(error(StatusCode::FORBIDDEN, path, &why)));
+        }
     }
     let mut faults = fake
         .faults

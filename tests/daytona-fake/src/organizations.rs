@@ -7,10 +7,18 @@
 //!   `Invalid authentication context`, as does an organization that does not exist.
 //! - An API key is bound to one organization: every call made with it acts there and
 //!   `X-Daytona-Organization-ID` is ignored (Daytona reads that header only with a JWT).
-//! - The fake's `--api-key` stands for a user's token that reaches every organization
-//!   (a JWT's): the header chooses one; a header naming none of them is refused 403.
-//!   Without the header the first organization is used (Daytona would refuse a JWT
-//!   without it; the fake's older suites send none).
+//! - A user's login token (a JWT: Daytona takes a token that is no API key as one) reaches
+//!   every organization of its user, and the header chooses one. Daytona's
+//!   `OrganizationAuthContextGuard` (every sandbox, snapshot, volume and object-storage
+//!   route) refuses it 403 `Invalid authentication context` without the header, or with one
+//!   naming none of the user's organizations (`jwt.strategy.ts` takes the organization
+//!   from the header alone). `GET /organizations` and `GET /organizations/{id}` need no
+//!   header (the user's guard; the id in the path).
+//! - The fake's `--api-key` is such a user's token when it is shaped as a JWT (three
+//!   base64url parts, the first `eyJ`), and is then held to all of the above. Any other
+//!   `--api-key` (the older suites' `dtn_…`, `k`) is a test convenience Daytona has no
+//!   match for: it reaches every organization like a user's token, and without the header
+//!   acts in the first one.
 //!
 //! The organizations and the keys bound to them are a test control:
 //! `POST /_fake/organizations {"organizations": [{"id", "name"}…], "keys": {"KEY": "ORG"}}`
@@ -22,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{error, gate, lock, Fake, Shared};
+use super::{error, gate_user, lock, Fake, Shared};
 
 /// The organizations and the API keys bound to one of them.
 pub struct Orgs {
@@ -54,11 +62,27 @@ pub fn is_bound_key(fake: &Fake, key: &str) -> bool {
     lock(&fake.orgs).bound.contains_key(key)
 }
 
-/// The organization a call acts in, or why it is refused (an unbound token's header
-/// naming no organization of its user).
+/// Whether `token` is shaped as a JWT (`eyJ…` `.` … `.` …, base64url parts): a user's
+/// login token, not an API key.
+pub fn is_user_token(token: &str) -> bool {
+    let parts: Vec<&str> = token.split('.').collect();
+    parts.len() == 3
+        && token.starts_with("eyJ")
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// The organization a call acts in, or why it is refused (Daytona's words: a user's
+/// token without the header, or an unbound token's header naming no organization of its
+/// user).
 pub fn acting(fake: &Fake, headers: &HeaderMap) -> Result<String, String> {
+    const REFUSED: &str = "Invalid authentication context";
     let orgs = lock(&fake.orgs);
-    if let Some(org) = bearer(headers).and_then(|k| orgs.bound.get(k)) {
+    let token = bearer(headers);
+    if let Some(org) = token.and_then(|k| orgs.bound.get(k)) {
         return Ok(org.clone());
     }
     match headers
@@ -66,7 +90,8 @@ pub fn acting(fake: &Fake, headers: &HeaderMap) -> Result<String, String> {
         .and_then(|v| v.to_str().ok())
     {
         Some(wanted) if orgs.list.iter().any(|(id, _)| id == wanted) => Ok(wanted.to_string()),
-        Some(_) => Err("Invalid authentication context".into()),
+        Some(_) => Err(REFUSED.into()),
+        None if token.is_some_and(is_user_token) => Err(REFUSED.into()),
         None => Ok(orgs
             .list
             .first()
@@ -75,7 +100,7 @@ pub fn acting(fake: &Fake, headers: &HeaderMap) -> Result<String, String> {
 }
 
 /// The acting organization's id for a record the fake makes (a refused header has been
-/// answered by [`gate`] already).
+/// answered by `gate` already).
 pub fn acting_id(fake: &Fake, headers: &HeaderMap) -> String {
     acting(fake, headers).unwrap_or_else(|_| "org-fake".into())
 }
@@ -112,7 +137,7 @@ fn organization(id: &str, name: &str, personal: bool) -> Value {
 
 /// `GET /api/organizations`: all of the user's organizations, whatever the key.
 pub async fn list(State(fake): State<Shared>, headers: HeaderMap) -> Response {
-    if let Err(r) = gate(&fake, &headers, "/api/organizations") {
+    if let Err(r) = gate_user(&fake, &headers, "/api/organizations") {
         return *r;
     }
     let orgs = lock(&fake.orgs);
@@ -132,7 +157,7 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Response {
     let path = format!("/api/organizations/{id}");
-    if let Err(r) = gate(&fake, &headers, &path) {
+    if let Err(r) = gate_user(&fake, &headers, &path) {
         return *r;
     }
     let orgs = lock(&fake.orgs);
