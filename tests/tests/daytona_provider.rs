@@ -284,6 +284,35 @@ fn a_daytona_box_from_login_to_destroy() {
         ),
         claude
     );
+    // `agentbox resync BOX` lands each file whole too: an upload that breaks off halfway
+    // leaves the credential the box had, never half of the new one; the next one lands it.
+    let in_box = || {
+        host.ok(
+            &repo,
+            &[
+                "exec",
+                &name,
+                "--",
+                "cat",
+                "/home/agent/.claude/.credentials.json",
+            ],
+        )
+    };
+    let renewed = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat-renewed","expiresAt":2}}"#;
+    std::fs::write(user.join(".claude/.credentials.json"), renewed).expect("write");
+    host.faults(r#"{"cutUploadsNext": 1}"#);
+    let cut = host.run(&repo, &["resync", &name]);
+    let said = String::from_utf8_lossy(&cut.stderr);
+    assert!(!cut.status.success(), "{said}");
+    assert!(
+        said.contains("cannot send the claude credentials"),
+        "{said}"
+    );
+    assert_eq!(in_box(), claude);
+    let synced = host.run(&repo, &["resync", &name]);
+    let said = String::from_utf8_lossy(&synced.stderr);
+    assert!(synced.status.success(), "{said}");
+    assert_eq!(in_box(), renewed);
 
     // A commit pushed from inside the sandbox lands in the host's remote: the host bridge
     // polls the relay through the preview proxy.

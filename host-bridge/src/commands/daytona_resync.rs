@@ -99,7 +99,8 @@ pub fn resync(ctx: &Ctx, agent: ResyncAgent, target: Option<&str>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes each credential where its agent's part of the volume is mounted.
+/// Writes each credential where its agent's part of the volume is mounted, whole or not
+/// at all ([`Daytona::replace_private_file`]).
 async fn upload(
     client: &Daytona,
     sandbox: &Sandbox,
@@ -107,40 +108,14 @@ async fn upload(
 ) -> anyhow::Result<Vec<&'static str>> {
     let mut sent = Vec::new();
     for c in chosen {
-        land(client, sandbox, c)
+        let dir = credentials::box_dir(c.agent);
+        client
+            .replace_private_file(sandbox, &dir, c.file, c.bytes.clone())
             .await
             .with_context(|| format!("cannot write the {} credentials", c.agent))?;
         sent.push(c.agent);
     }
     Ok(sent)
-}
-
-/// Uploads `c` beside its place and renames it over the old one (rename(2): whole or not
-/// at all), made 0600 first. The partial file has a fixed name, so one left by an
-/// interrupted upload is overwritten by the next.
-async fn land(client: &Daytona, sandbox: &Sandbox, c: &Credential) -> anyhow::Result<()> {
-    let dir = credentials::box_dir(c.agent);
-    let dest = format!("{dir}/{}", c.file);
-    let partial = format!("{dir}/.{}.partial", c.file);
-    client
-        .upload_file(sandbox, &partial, c.bytes.clone())
-        .await?;
-    let (partial_q, dest_q) = (crate::shell::quote(&partial), crate::shell::quote(&dest));
-    let done = client
-        .execute(
-            sandbox,
-            &format!("chmod 600 {partial_q} && mv -f -- {partial_q} {dest_q}"),
-            None,
-        )
-        .await?;
-    if done.exit_code != 0 {
-        bail!(
-            "moving it into place failed (exit {}): {}",
-            done.exit_code,
-            crate::text::clean_text(done.result.trim(), 200)
-        );
-    }
-    Ok(())
 }
 
 /// How a write through a short-lived sandbox ended.

@@ -1,6 +1,7 @@
 //! A sandbox's toolbox (`{toolboxProxyUrl}/{sandboxId}/…`): files up and down
-//! (`files/upload`, `files/download`) and commands (`process/execute`), with Daytona's auth
-//! headers and the client's retries. The box writes what these answer: each is read
+//! (`files/upload`, `files/download`; a private file replaced whole through a partial one
+//! renamed over it) and commands (`process/execute`), with Daytona's auth headers and the
+//! client's retries. The box writes what these answer: each is read
 //! under a cap ([`EXECUTE_CAP`], [`FILE_CAP`]).
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,39 @@ impl Daytona {
                 .multipart(reqwest::multipart::Form::new().part("file", part))
         })
         .await
+    }
+
+    /// Writes `bytes` as file `name` of directory `dir` in the sandbox, whole or not at
+    /// all: uploaded beside it as `.<name>.partial`, made 0600 and renamed over the old one
+    /// (rename(2)), so an upload cut off midway never leaves half of it where it is read.
+    /// The partial file's name is fixed: one left by an interrupted upload is overwritten
+    /// by the next.
+    pub async fn replace_private_file(
+        &self,
+        sandbox: &Sandbox,
+        dir: &str,
+        name: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<()> {
+        let dest = format!("{dir}/{name}");
+        let partial = format!("{dir}/.{name}.partial");
+        self.upload_file(sandbox, &partial, bytes).await?;
+        let (partial_q, dest_q) = (crate::shell::quote(&partial), crate::shell::quote(&dest));
+        let done = self
+            .execute(
+                sandbox,
+                &format!("chmod 600 {partial_q} && mv -f -- {partial_q} {dest_q}"),
+                None,
+            )
+            .await?;
+        if done.exit_code != 0 {
+            anyhow::bail!(
+                "moving it into place failed (exit {}): {}",
+                done.exit_code,
+                crate::text::clean_text(done.result.trim(), 200)
+            );
+        }
+        Ok(())
     }
 
     /// The bytes of file `path` in the sandbox (the toolbox's `GET files/download`).

@@ -318,7 +318,9 @@ impl DaytonaBox {
 
     /// Copies the host's renewable agent credentials (those that exist under `host_home`)
     /// into the organization's credentials volume, through this box; returns the agents
-    /// whose credentials went. Nothing is ever copied back.
+    /// whose credentials went. Each file lands whole or not at all (uploaded beside its
+    /// place and renamed over it, as `agentbox daytona resync` does). Nothing is ever
+    /// copied back.
     pub fn resync(&self, host_home: &std::path::Path) -> anyhow::Result<Vec<&'static str>> {
         let sandbox = self.get()?;
         if sandbox.state.as_deref() != Some("started") {
@@ -330,9 +332,12 @@ impl DaytonaBox {
         }
         let mut sent = Vec::new();
         for c in crate::credentials::read(host_home)? {
-            let dest = format!("{}/{}", crate::credentials::box_dir(c.agent), c.file);
+            let dir = crate::credentials::box_dir(c.agent);
             self.runtime
-                .block_on(self.client.upload_file(&sandbox, &dest, c.bytes))
+                .block_on(
+                    self.client
+                        .replace_private_file(&sandbox, &dir, c.file, c.bytes),
+                )
                 .with_context(|| format!("cannot send the {} credentials", c.agent))?;
             sent.push(c.agent);
         }
