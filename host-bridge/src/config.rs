@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
+use position::located;
+
+mod position;
+
 /// A known key: name, description, built-in default, validator.
 pub struct Key {
     /// Dotted name.
@@ -73,6 +77,13 @@ fn bytes(v: &str) -> Result<(), String> {
         .map_err(|_| format!("`{v}` is not a byte count"))
 }
 
+fn port(v: &str) -> Result<(), String> {
+    match v.parse::<u16>() {
+        Ok(p) if p != 0 => Ok(()),
+        _ => Err(format!("`{v}` is not a port (1-65535)")),
+    }
+}
+
 fn verdict(v: &str) -> Result<(), String> {
     match v {
         "allow" | "ask" | "deny" => Ok(()),
@@ -92,6 +103,12 @@ pub fn is_policy_key(name: &str) -> bool {
         || name == "transfer.maxBytes"
         // What a Daytona box costs while idle: 0 would keep one billing forever.
         || name == "box.autoStopMinutes"
+}
+
+/// Whether a key is this machine's, read from the global config only (what one
+/// `AGENTBOX_HOME` runs once for every project, such as its HTTPS proxy).
+pub fn is_machine_key(name: &str) -> bool {
+    name == "proxy.port"
 }
 
 /// Every key agentbox reads.
@@ -233,6 +250,12 @@ pub const KEYS: &[Key] = &[
         help: "largest file transfer accepted from a box, in bytes",
         default: Some("1073741824"),
         check: bytes,
+    },
+    Key {
+        name: "proxy.port",
+        help: "port of the HTTPS proxy of https://<box>.localhost addresses, global config only (AGENTBOX_PROXY_PORT wins; unset: 443 if it may be bound, else 8443)",
+        default: None,
+        check: port,
     },
     Key {
         name: "box.defaultCheckpointDaytona",
@@ -394,6 +417,7 @@ pub struct Resolved {
 
 impl Resolved {
     /// Loads every layer. `flags` are the values given on the command line.
+    /// A bad value is refused as `FILE:LINE:COL: key: why` (`flag config: …` for a flag).
     pub fn load(
         global: &Path,
         project: Option<&PathBuf>,
@@ -401,27 +425,43 @@ impl Resolved {
         flags: BTreeMap<String, String>,
     ) -> Result<Self, String> {
         let mut layers = vec![(Layer::Flag, flags)];
+        // Each layer's file and the prefix of its keys there, for the errors.
+        let mut files: Vec<Option<(PathBuf, &str)>> = vec![None];
         if let Some(repo) = repo {
             layers.push((Layer::Repo, read_repo_defaults(repo)?));
+            files.push(Some((repo.join("agentbox.yaml"), "defaults.")));
         }
         if let Some(project) = project {
             layers.push((Layer::Project, read_file(project)?));
+            files.push(Some((project.clone(), "")));
         }
         layers.push((Layer::Global, read_file(global)?));
+        files.push(Some((global.to_path_buf(), "")));
         let defaults = KEYS
             .iter()
             .filter_map(|k| Some((k.name.to_string(), k.default?.to_string())))
             .collect();
         layers.push((Layer::Default, defaults));
-        for (layer, values) in &layers {
+        files.push(None);
+        for ((layer, values), file) in layers.iter().zip(&files) {
             for (k, v) in values {
+                let at = || match file {
+                    Some((path, prefix)) => located(path, &format!("{prefix}{k}")),
+                    None => format!("{} config", layer.as_str()),
+                };
                 if *layer == Layer::Repo && is_policy_key(k) {
                     return Err(format!(
                         "agentbox.yaml: defaults may not set `{k}`: the policy comes from host config only"
                     ));
                 }
+                if matches!(layer, Layer::Repo | Layer::Project) && is_machine_key(k) {
+                    return Err(format!(
+                        "{}: `{k}` is this machine's, read from the global config only: `agentbox config set --global {k} VALUE`",
+                        at()
+                    ));
+                }
                 if *layer != Layer::Default {
-                    check(k, v).map_err(|e| format!("{} config: {e}", layer.as_str()))?;
+                    check(k, v).map_err(|e| format!("{}: {e}", at()))?;
                 }
             }
         }
@@ -485,6 +525,37 @@ mod tests {
         assert!(check("box.nope", "1")
             .expect_err("bad")
             .contains("known keys"));
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_where_it_is() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let global = dir.path().join("config.yaml");
+        std::fs::write(&global, "box.provider: docker\nproxy:\n  port: 99999\n").expect("write");
+        let e = Resolved::load(&global, None, None, BTreeMap::new())
+            .err()
+            .expect("refused");
+        assert_eq!(
+            e,
+            format!(
+                "{}:3:9: proxy.port: `99999` is not a port (1-65535)",
+                global.display()
+            )
+        );
+        std::fs::write(&global, "proxy.port: 9443\n").expect("write");
+        let r = Resolved::load(&global, None, None, BTreeMap::new()).expect("loads");
+        assert_eq!(r.get("proxy.port"), Some(("9443", Layer::Global)));
+        // A machine's key in a project's config: refused, saying where it goes.
+        let project = dir.path().join("p.yaml");
+        std::fs::write(&project, "# mine\nproxy.port: 9443\n").expect("write");
+        let e = Resolved::load(&global, Some(&project), None, BTreeMap::new())
+            .err()
+            .expect("refused");
+        assert!(
+            e.starts_with(&format!("{}:2:13: `proxy.port`", project.display()))
+                && e.contains("agentbox config set --global proxy.port"),
+            "{e}"
+        );
     }
 
     #[test]

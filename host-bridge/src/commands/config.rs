@@ -31,7 +31,7 @@ pub fn config(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
         }
         ConfigCmd::Set { key, value, scope } => {
             config::check(&key, &value).map_err(anyhow::Error::msg)?;
-            let path = ctx.config_file(&scope)?;
+            let path = file_of(ctx, &key, &scope)?;
             let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
             values.insert(key, value);
             config::write_file(&path, &values)?;
@@ -39,7 +39,7 @@ pub fn config(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
         }
         ConfigCmd::Unset { key, scope } => {
             config::key(&key).map_err(anyhow::Error::msg)?;
-            let path = ctx.config_file(&scope)?;
+            let path = file_of(ctx, &key, &scope)?;
             let mut values = config::read_file(&path).map_err(anyhow::Error::msg)?;
             values.remove(&key);
             config::write_file(&path, &values)?;
@@ -70,6 +70,20 @@ pub fn config(ctx: &Ctx, cmd: ConfigCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The file `set`/`unset` of `key` edit: the scope's, except for a machine's key
+/// ([`config::is_machine_key`]), which only the global config holds.
+fn file_of(ctx: &Ctx, key: &str, scope: &crate::cli::Scope) -> anyhow::Result<std::path::PathBuf> {
+    if !config::is_machine_key(key) {
+        return ctx.config_file(scope);
+    }
+    if scope.project {
+        anyhow::bail!(
+            "`{key}` is this machine's, read from the global config only: leave out --project"
+        );
+    }
+    Ok(ctx.home.config())
 }
 
 /// Sets each key to its value where `prepare` and `checkpoint --set-default` pin what

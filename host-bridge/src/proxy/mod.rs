@@ -10,18 +10,22 @@
 //!   HTTP/2 from browsers, Daytona's preview token (renewed when refused).
 //! - [`daemon`]: one background proxy per `AGENTBOX_HOME` (`proxy.lock`, `proxy.json`).
 //! - [`pages`]: its own answers (unknown box 404, box down 502, …).
+//! - [`port`]: the port it listens on.
 //!
 //! It listens on one fixed port of 127.0.0.1 (and ::1): `AGENTBOX_PROXY_PORT` when set,
-//! else 443 when this user may bind it, else [`DEFAULT_PORT`].
+//! else `proxy.port` of the global config, else 443 when this user may bind it, else
+//! [`DEFAULT_PORT`].
 
 pub mod ca;
 pub mod certs;
 pub mod daemon;
 pub mod forward;
 pub mod pages;
+pub mod port;
 pub mod routing;
 
-/// The port used when 443 cannot be bound and `AGENTBOX_PROXY_PORT` is not set.
+/// The port used when 443 cannot be bound and neither `AGENTBOX_PROXY_PORT` nor
+/// `proxy.port` is set.
 pub const DEFAULT_PORT: u16 = 8443;
 
 /// The variable that sets the proxy's port.
