@@ -1,9 +1,13 @@
 //! The terminal while the dashboard owns it: raw mode, the alternate screen, the cursor
 //! hidden. [`Screen`] gives it back on drop, on a panic (a hook restores it before the
 //! panic is printed) and around a program that needs the real terminal ([`Screen::lend`]:
-//! attach), so the user's shell is never left raw, blank or without a cursor.
+//! attach), so the user's shell is never left raw, blank or without a cursor. A panic on
+//! any thread while the dashboard holds the terminal ends the program (code 101) once its
+//! message is printed: a dashboard whose collector died would otherwise go on, frozen, on
+//! the terminal it gave back. While the terminal is lent, a panic leaves it to its borrower.
 
 use std::io::{Stdout, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Once;
 
 use ratatui::backend::CrosstermBackend;
@@ -20,9 +24,13 @@ pub struct Screen {
     pub terminal: Terminal<CrosstermBackend<Stdout>>,
 }
 
+/// Whether the dashboard holds the terminal now: taken, and neither given back nor lent.
+static HELD: AtomicBool = AtomicBool::new(false);
+
 /// Puts the terminal back as the shell had it: main screen, cursor shown, cooked mode.
 /// Safe to call when it already is.
 pub fn restore() {
+    HELD.store(false, Ordering::SeqCst);
     let mut out = std::io::stdout();
     let _ = execute!(out, LeaveAlternateScreen, Show);
     let _ = disable_raw_mode();
@@ -31,18 +39,27 @@ pub fn restore() {
 
 /// Takes the terminal: raw mode, alternate screen, cursor hidden.
 fn take() -> std::io::Result<()> {
+    HELD.store(true, Ordering::SeqCst);
     enable_raw_mode()?;
     execute!(std::io::stdout(), EnterAlternateScreen, Hide)
 }
 
-/// Installs (once) a panic hook that restores the terminal before the panic's message.
+/// Installs (once) a panic hook that, while the dashboard holds the terminal, restores it
+/// before the panic's message and ends the program after it. Other panics (the terminal
+/// lent to attach, or the dashboard over) are only printed.
 fn restore_on_panic() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            restore();
+            let held = HELD.swap(false, Ordering::SeqCst);
+            if held {
+                restore();
+            }
             previous(info);
+            if held {
+                std::process::exit(101);
+            }
         }));
     });
 }
