@@ -5,7 +5,8 @@
 //!   [`commands`]: what each command does, in modules of the same names.
 //! - [`bridge`]: the host bridge daemon that answers the boxes' requests, and its records.
 //! - [`home`]: the layout of `AGENTBOX_HOME`; [`state`]: box records in SQLite;
-//!   [`config`]: layered configuration.
+//!   [`config`]: layered configuration. [`home_daemon`]: holding, starting and stopping
+//!   a daemon that runs once per home (the bridge's and the proxy's).
 //! - [`dashboard`]: `agentbox dashboard`, every box on one live terminal screen.
 //! - [`credentials`]: agent credential files and forwarded API keys, host → box.
 //! - [`provider`]: where boxes run (`local` today).
@@ -40,6 +41,7 @@ pub mod download;
 pub mod git;
 pub mod git_identity;
 pub mod home;
+pub mod home_daemon;
 pub mod image;
 pub mod port_forward;
 pub mod provider;

@@ -634,6 +634,12 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("kill -9");
+    // Until it has died it still holds its lock, and `bridge start` would take it for a
+    // running bridge and start none.
+    assert!(
+        eventually(|| !pid_alive(u64::try_from(pid).expect("pid"))),
+        "the killed bridge never ended"
+    );
     host.ok(&repo, &["bridge", "start"]);
     remote.release_after("the kill of the host bridge");
     let (ok, out) = finish(push);

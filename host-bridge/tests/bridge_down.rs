@@ -1,6 +1,7 @@
 //! A stopped host bridge (issue 20 #17): a request in the box hears within seconds that
 //! nobody on the host is picking it up, keeps waiting, and completes once the bridge is
-//! started again.
+//! started again. And the bridge's own life: it never outlives its home, and one that
+//! cannot start says why at once.
 
 mod common;
 
@@ -147,4 +148,48 @@ fn list_and_status_say_the_bridge_is_down_and_exec_starts_it() {
     assert_eq!(host.list(&repo)[0]["bridge_running"], true);
     let list = host.ok(&repo, &["list"]);
     assert!(!list.contains(down), "{list}");
+}
+
+#[test]
+fn a_bridge_ends_when_its_home_is_deleted() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.home()).expect("mkdir home");
+    let here = host.dir.path();
+    host.ok(here, &["bridge", "start"]);
+    let status: serde_json::Value =
+        serde_json::from_str(&host.ok(here, &["bridge", "status", "--json"])).expect("json");
+    let pid = status["pid"].as_u64().expect("a pid");
+    assert!(pid_alive(pid), "{status}");
+
+    // A temporary home removed (as every test's is, or `rm -rf ~/.agentbox`): its bridge
+    // has nothing left to serve and ends instead of polling nothing for ever.
+    std::fs::remove_dir_all(host.home()).expect("rm home");
+    assert!(
+        eventually(|| !pid_alive(pid)),
+        "the bridge of a deleted home still runs"
+    );
+}
+
+#[test]
+fn a_bridge_that_cannot_start_says_why_at_once() {
+    let host = Host::new();
+    // A directory where the bridge's lock file belongs: `bridge run` fails at once.
+    std::fs::create_dir_all(host.home().join("bridge.lock")).expect("mkdir bridge.lock");
+    let here = host.dir.path();
+    let t0 = Instant::now();
+    let out = host.run(here, &["bridge", "start"]);
+    let took = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the host bridge did not start")
+            && stderr.contains("cannot open")
+            && stderr.contains("bridge.lock")
+            && stderr.contains("bridge.log"),
+        "the failure, its reason and the log named: {stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "a bridge that failed at once took {took:?} to be reported"
+    );
 }

@@ -1,55 +1,40 @@
 //! The daemon's life: one per `AGENTBOX_HOME`, held by a `flock` on `bridge.lock` that
-//! also carries its pid; started in the background on demand, stopped by SIGTERM. Its
-//! main loop rescans the box records every second and starts a poller for each ready box.
+//! also carries its pid ([`HomeDaemon`]); started in the background on demand, stopped by
+//! SIGTERM or by its home being deleted. Its main loop rescans the box records every second and starts a poller for
+//! each ready box.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use anyhow::{bail, Context};
-use nix::fcntl::{Flock, FlockArg};
 
 use super::journal::HostJournal;
 use super::poll::poll_box;
 use super::shared::Shared;
 use crate::home::Home;
+use crate::home_daemon::HomeDaemon;
 use crate::state::State;
+
+/// The host bridge as a per-home daemon: `bridge.lock`, `bridge.log`, `agentbox bridge run`.
+const DAEMON: HomeDaemon = HomeDaemon {
+    name: "the host bridge",
+    command: "bridge",
+    lock_file: "bridge.lock",
+    log_file: "bridge.log",
+};
 
 /// The daemon's lock file.
 pub fn lock_path(home: &Home) -> PathBuf {
-    home.root().join("bridge.lock")
+    DAEMON.lock_path(home)
 }
 
 /// The pid of the running daemon, if one holds the lock.
 pub fn running_pid(home: &Home) -> Option<i32> {
-    let file = File::open(lock_path(home)).ok()?;
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        Ok(_unlocked_on_drop) => None,
-        Err(_) => std::fs::read_to_string(lock_path(home))
-            .ok()?
-            .trim()
-            .parse()
-            .ok(),
-    }
+    DAEMON.running_pid(home)
 }
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT.
 pub fn run(home: &Home) -> anyhow::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path(home))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!("the host bridge is already running"),
-        Err((_, e)) => bail!("cannot lock {}: {e}", lock_path(home).display()),
-    };
-    lock.set_len(0)?;
-    writeln!(lock, "{}", std::process::id())?;
+    let _lock = DAEMON.hold(home)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -72,6 +57,8 @@ async fn serve(home: Home) -> anyhow::Result<()> {
         relays: Arc::default(),
     };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let home_gone = DAEMON.home_gone(&home);
+    tokio::pin!(home_gone);
     tracing::info!("host bridge running");
     loop {
         let boxes = State::open(&home.state_db())
@@ -106,6 +93,10 @@ async fn serve(home: Home) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
+            () = &mut home_gone => {
+                tracing::info!("its home is gone");
+                break;
+            }
             () = tokio::time::sleep(Duration::from_secs(1)) => {},
         }
     }
@@ -115,50 +106,10 @@ async fn serve(home: Home) -> anyhow::Result<()> {
 
 /// Starts the daemon in the background unless it runs; returns its pid.
 pub fn ensure_started(home: &Home) -> anyhow::Result<i32> {
-    if let Some(pid) = running_pid(home) {
-        return Ok(pid);
-    }
-    let exe = std::env::current_exe()?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.root().join("bridge.log"))?;
-    std::process::Command::new("setsid")
-        .arg(exe)
-        .args(["bridge", "run"])
-        .env("AGENTBOX_HOME", home.root())
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start the host bridge")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(pid) = running_pid(home) {
-            return Ok(pid);
-        }
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "the host bridge did not start; see {}",
-                home.root().join("bridge.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    DAEMON.ensure_started(home, running_pid)
 }
 
-/// Stops the daemon if it runs.
+/// Stops the daemon if it runs; whether one ran.
 pub fn stop(home: &Home) -> anyhow::Result<bool> {
-    let Some(pid) = running_pid(home) else {
-        return Ok(false);
-    };
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while running_pid(home).is_some() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(true)
+    DAEMON.stop(home)
 }

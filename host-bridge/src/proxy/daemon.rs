@@ -1,10 +1,8 @@
 //! The proxy daemon's life: one per `AGENTBOX_HOME`, held by a `flock` on `proxy.lock`
-//! (which carries its pid); it announces its port in `proxy.json` once it listens;
+//! (which carries its pid; [`HomeDaemon`]); it announces its port in `proxy.json` once it listens;
 //! started in the background on demand (`agentbox url`, `agentbox proxy start`), stopped
 //! by SIGTERM.
 
-use std::fs::File;
-use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,21 +10,25 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::ca::LocalCa;
 use super::certs::{server_config, SniCerts};
 use super::forward::{client, Client, Conn};
 use super::routing::{parse_host, Resolver};
-use super::{DEFAULT_PORT, PORT_VAR};
 use crate::home::Home;
+use crate::home_daemon::HomeDaemon;
 
 /// How long a browser has to finish its TLS handshake.
 const HANDSHAKE_LIMIT: Duration = Duration::from_secs(10);
 
-/// How often the proxy checks that its home still exists.
-const HOME_CHECK: Duration = Duration::from_secs(2);
+/// The proxy as a per-home daemon: `proxy.lock`, `proxy.log`, `agentbox proxy run`.
+const DAEMON: HomeDaemon = HomeDaemon {
+    name: "the proxy",
+    command: "proxy",
+    lock_file: "proxy.lock",
+    log_file: "proxy.log",
+};
 
 /// What a running proxy announces in `proxy.json`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -37,55 +39,26 @@ pub struct Running {
     pub port: u16,
 }
 
-fn lock_path(home: &Home) -> PathBuf {
-    home.root().join("proxy.lock")
-}
-
 fn info_path(home: &Home) -> PathBuf {
     home.root().join("proxy.json")
 }
 
 /// The log of the background proxy.
 pub fn log_path(home: &Home) -> PathBuf {
-    home.root().join("proxy.log")
+    DAEMON.log_path(home)
 }
 
 /// The running proxy of `home`, if one holds the lock and has announced its port.
 pub fn running(home: &Home) -> Option<Running> {
-    let file = File::open(lock_path(home)).ok()?;
-    if Flock::lock(file, FlockArg::LockSharedNonblock).is_ok() {
-        return None; // nobody holds it
-    }
-    let pid: i32 = std::fs::read_to_string(lock_path(home))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let pid = DAEMON.running_pid(home)?;
     let info: Running = serde_json::from_slice(&std::fs::read(info_path(home)).ok()?).ok()?;
     (info.pid == pid).then_some(info)
 }
 
-/// The port asked for in `AGENTBOX_PROXY_PORT`, if any.
-fn port_asked() -> anyhow::Result<Option<u16>> {
-    match std::env::var(PORT_VAR) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .map(Some)
-            .with_context(|| format!("{PORT_VAR}=`{v}` is not a port (1-65535)")),
-        _ => Ok(None),
-    }
-}
-
-/// Binds the proxy's listeners: `AGENTBOX_PROXY_PORT` if set, else 443 when this user may
-/// bind it, else [`DEFAULT_PORT`]; on 127.0.0.1, and on ::1 where the host has it.
-fn bind() -> anyhow::Result<(u16, Vec<std::net::TcpListener>)> {
-    let ports = match port_asked()? {
-        Some(p) => vec![p],
-        None => vec![443, DEFAULT_PORT],
-    };
+/// Binds the proxy's listeners on the first port of [`super::port::candidates`] it can
+/// have; on 127.0.0.1, and on ::1 where the host has it.
+fn bind(home: &Home) -> anyhow::Result<(u16, Vec<std::net::TcpListener>)> {
+    let ports = super::port::candidates(home)?;
     let mut last = None;
     for port in ports {
         match std::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
@@ -102,26 +75,17 @@ fn bind() -> anyhow::Result<(u16, Vec<std::net::TcpListener>)> {
         }
     }
     let (port, e) = last.context("no port to try")?;
-    bail!("the proxy cannot listen on 127.0.0.1:{port}: {e} (set {PORT_VAR} to another port)")
+    bail!(
+        "the proxy cannot listen on 127.0.0.1:{port}: {e} ({})",
+        super::port::how_to_change()
+    )
 }
 
 /// Runs the proxy in the foreground until SIGTERM or SIGINT.
 pub fn run(home: &Home) -> anyhow::Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock_path(home))?;
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!("the proxy is already running"),
-        Err((_, e)) => bail!("cannot lock {}: {e}", lock_path(home).display()),
-    };
-    lock.set_len(0)?;
-    writeln!(lock, "{}", std::process::id())?;
+    let _lock = DAEMON.hold(home)?;
     let ca = LocalCa::load_or_create(home.root())?;
-    let (port, listeners) = bind()?;
+    let (port, listeners) = bind(home)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -163,27 +127,10 @@ async fn serve(
     tokio::select! {
         _ = term.recv() => {},
         _ = tokio::signal::ctrl_c() => {},
-        () = home_gone(lock_path(&home)) => tracing::info!("its home is gone"),
+        () = DAEMON.home_gone(&home) => tracing::info!("its home is gone"),
     }
     tracing::info!("proxy stopping");
     Ok(())
-}
-
-/// Returns once `lock` (this proxy's lock file) is removed or replaced: a home that was
-/// deleted (a temporary one, or `rm -rf ~/.agentbox`) does not keep a proxy holding the
-/// machine's port for ever.
-async fn home_gone(lock: PathBuf) {
-    use std::os::unix::fs::MetadataExt;
-    let id = |m: std::fs::Metadata| (m.dev(), m.ino());
-    let Ok(first) = std::fs::metadata(&lock).map(id) else {
-        return;
-    };
-    loop {
-        tokio::time::sleep(HOME_CHECK).await;
-        if std::fs::metadata(&lock).map(id).ok() != Some(first) {
-            return;
-        }
-    }
 }
 
 async fn accept_loop(
@@ -227,63 +174,10 @@ async fn accept_loop(
 
 /// Starts the proxy in the background unless it runs; returns what it announced.
 pub fn ensure_started(home: &Home) -> anyhow::Result<Running> {
-    if let Some(r) = running(home) {
-        return Ok(r);
-    }
-    let exe = std::env::current_exe()?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path(home))?;
-    let mut child = std::process::Command::new("setsid")
-        .arg(exe)
-        .args(["proxy", "run"])
-        .env("AGENTBOX_HOME", home.root())
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("cannot start the proxy")?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(r) = running(home) {
-            return Ok(r);
-        }
-        // setsid execs the proxy: its exit is the proxy's (a port it could not bind).
-        let ended = child
-            .try_wait()
-            .ok()
-            .flatten()
-            .is_some_and(|s| !s.success());
-        if ended || std::time::Instant::now() > deadline {
-            let tail = std::fs::read_to_string(log_path(home)).unwrap_or_default();
-            let last = tail
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
-            bail!(
-                "the proxy did not start: {} (log: {})",
-                crate::text::shown(last),
-                log_path(home).display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    DAEMON.ensure_started(home, running)
 }
 
 /// Stops the proxy if it runs; whether one ran.
 pub fn stop(home: &Home) -> anyhow::Result<bool> {
-    let Some(r) = running(home) else {
-        return Ok(false);
-    };
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(r.pid),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while running(home).is_some() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(true)
+    DAEMON.stop(home)
 }
