@@ -643,3 +643,64 @@ fn a_box_of_another_size_is_built_from_the_snapshots_dockerfile() {
         b.remove().expect("remove");
     }
 }
+
+/// Daytona creates a sandbox it has recorded whether or not the client waits for the answer:
+/// a create whose client hangs up as soon as the sandbox exists (an interrupted `resync`)
+/// still settles, so the client's clean-up can delete it. (The fake once left it `creating`
+/// for ever: the rest of its create ran inside the request and died with the connection.)
+#[test]
+fn a_create_whose_client_hangs_up_still_settles() {
+    let w = world();
+    // A snapshot whose image is in no engine: the fake looks for it (a docker call, the
+    // window a hang-up fell into) and makes a record without a container.
+    let d = w.client();
+    rt().block_on(async {
+        d.create_snapshot(&agentbox::daytona::CreateSnapshot {
+            name: "hang-up".into(),
+            image_name: Some("agentbox-nowhere:1".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("snapshot");
+        d.wait_snapshot("hang-up", Duration::from_secs(10), &|_| {})
+            .await
+            .expect("active");
+    });
+    let id = rt().block_on(async {
+        let api = w.host.api.clone();
+        let create = tokio::spawn(async move {
+            agentbox_tests::fake_tls::http_client()
+                .post(format!("{api}/sandbox"))
+                .bearer_auth(KEY)
+                .json(&json!({"name": "hung-up", "snapshot": "hang-up"}))
+                .send()
+                .await
+        });
+        // Hang up the moment the sandbox is listed.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let id = loop {
+            let listed = d.list_sandboxes(&BTreeMap::new()).await.expect("list");
+            if let Some(s) = listed.first() {
+                break s.id.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the create never reached the fake"
+            );
+        };
+        create.abort();
+        id
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = w.raw(&format!("/sandbox/{id}"))["state"].clone();
+        if state == "started" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sandbox is still {state} 20 s after its client hung up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

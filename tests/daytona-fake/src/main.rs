@@ -451,16 +451,23 @@ async fn create(
         states::build_then_run(&fake, id, build, env, volumes);
         return Json(sandbox).into_response();
     }
-    let image = runner::image_for(&fake, body["snapshot"].as_str()).await;
-    let op = match image {
-        Some(image) => Op::Run {
-            image,
-            env,
-            volumes,
-        },
-        None => Op::Nothing,
-    };
-    settle(&fake, id, "creating", "started", op);
+    // Daytona goes on creating a sandbox it has recorded whether or not the client waits for
+    // the answer: the rest runs detached, so a client that hangs up (a `resync` interrupted
+    // right after its create reached here) does not leave it `creating` for ever.
+    let snapshot = body["snapshot"].as_str().map(str::to_owned);
+    let detached = fake.clone();
+    tokio::spawn(async move {
+        let image = runner::image_for(&detached, snapshot.as_deref()).await;
+        let op = match image {
+            Some(image) => Op::Run {
+                image,
+                env,
+                volumes,
+            },
+            None => Op::Nothing,
+        };
+        settle(&detached, id, "creating", "started", op);
+    });
     let slow = fake.faults.lock().map_or(0, |f| f.slow_create_ms);
     if slow > 0 {
         tokio::time::sleep(Duration::from_millis(slow)).await;
