@@ -192,3 +192,57 @@ fn an_open_url_with_invisible_layout_characters_is_refused() {
     agentbox_tests::succeeded(&["open"], &out);
     assert_eq!(m.recorded("opened"), "https://example.com/ok\n");
 }
+
+/// How many of a box's requests may wait for approval at once (the host's
+/// `MAX_PENDING_PER_BOX`).
+const MAX_PENDING: usize = 32;
+
+/// A box may not bury the user under approvals: each waiting request was an entry in
+/// `agentbox approvals` and a look at the host journal five times a second, so 2000
+/// detached `notify`s under `policy.notify: ask` kept the host bridge at 73% of a core
+/// and 2000 entries to scroll through. Past 32 waiting, a box's request is refused with
+/// a sentence in the audit; the 32 still wait for the user.
+#[test]
+fn a_box_cannot_bury_the_user_under_approvals() {
+    let m = Machine::new();
+    m.ok(&["config", "set", "--global", "policy.notify", "ask"]);
+    m.ok(&["create", "--name", "hostile"]);
+    let flood = MAX_PENDING + 8;
+    m.ok(&[
+        "exec",
+        "hostile",
+        "--",
+        "sh",
+        "-c",
+        &format!("for i in $(seq {flood}); do agentbox-ctl notify \"flood $i\" >/dev/null; done"),
+    ]);
+    let count = |args: &[&str], what: &dyn Fn(&serde_json::Value) -> bool| -> usize {
+        let out = m.run(args);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v.as_array()
+            .map_or(0, |a| a.iter().filter(|e| what(e)).count())
+    };
+    let refused = |e: &serde_json::Value| {
+        e["decision"] == "refused"
+            && e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("already wait for approval"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let waiting = count(&["approvals", "--json"], &|_| true);
+        let turned_away = count(&["audit", "--json"], &refused);
+        assert!(
+            waiting <= MAX_PENDING,
+            "{waiting} requests of one box wait for approval"
+        );
+        if waiting == MAX_PENDING && turned_away == flood - MAX_PENDING {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} waiting and {turned_away} refused of {flood} notifies"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

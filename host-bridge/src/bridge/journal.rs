@@ -83,6 +83,11 @@ pub struct HostJournal {
     conn: Connection,
 }
 
+/// The most requests of one box that wait for approval at once: past it a request is
+/// refused, so that a box cannot bury the user under approvals (nor this daemon, which
+/// looks at each waiting one five times a second).
+pub const MAX_PENDING_PER_BOX: usize = 32;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS completed (
     box_name TEXT NOT NULL, request_id TEXT NOT NULL, outcome TEXT NOT NULL, ts_ms INTEGER NOT NULL,
@@ -187,6 +192,24 @@ impl HostJournal {
         conn.prepare_cached("INSERT INTO audit (ts_ms, box_name, request_id, kind, decision, detail, exit_code) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?.execute(params![e.ts_ms as i64, e.box_name, e.request_id, e.kind, e.decision, e.detail, e.exit_code],
         )?;
         Ok(())
+    }
+
+    /// Why request `request_id` of box `box_name` may not wait for approval: the box has
+    /// [`MAX_PENDING_PER_BOX`] others waiting. `None` when it may, and always for a request
+    /// that has its approval already (re-delivered, or looking again).
+    pub fn no_room_for(
+        &self,
+        box_name: &str,
+        request_id: &str,
+    ) -> rusqlite::Result<Option<String>> {
+        self.expire()?;
+        let (waiting, own): (i64, bool) = self.conn.prepare_cached(
+            "SELECT COUNT(*) FILTER (WHERE state = 'pending'), COUNT(*) FILTER (WHERE request_id = ?2) > 0 \
+             FROM approvals WHERE box_name = ?1",
+        )?.query_row(params![box_name, request_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((!own && waiting >= MAX_PENDING_PER_BOX as i64).then(|| {
+            format!("{waiting} requests of this box already wait for approval on the host; decide them (`agentbox approvals`), then ask again")
+        }))
     }
 
     /// Marks pending approvals past their time as expired.

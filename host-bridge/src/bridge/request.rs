@@ -187,11 +187,13 @@ async fn wait_for_approval(
             summary.clone(),
             digest.to_string(),
         );
-        let approval = with_journal(shared, move |j| {
-            Ok(j.approval_for(&name, &id, &kind, &text, &bound, ttl_ms)?)
+        let approval = with_journal(shared, move |j| match j.no_room_for(&name, &id)? {
+            Some(why) => Ok(Err(why)),
+            None => Ok(Ok(j.approval_for(&name, &id, &kind, &text, &bound, ttl_ms)?)),
         })
         .await
-        .map_err(|e| refusal("refused", format!("cannot record the approval: {e:#}")))?;
+        .map_err(|e| refusal("refused", format!("cannot record the approval: {e:#}")))?
+        .map_err(|why| refusal("refused", why))?;
         if approval.digest.as_deref() != Some(digest) {
             return Err(refusal(
                 "refused",
