@@ -43,10 +43,15 @@ fn destroy_names_the_work_it_would_lose_and_wants_force_for_it() {
     host.ok(&repo, &["destroy", "-y", "--force", "w1"]);
     assert!(host.list(&repo).is_empty());
 
-    // A stopped box cannot be checked: --force is the only way.
+    // A stopped box cannot be checked: start it to have it checked, or --force. (It said
+    // "bring it back first (`agentbox download`…)", which a stopped box cannot do.)
     host.ok(&repo, &["create", "--name", "w2"]);
     host.ok(&repo, &["stop", "w2"]);
-    host.fails(&repo, &["destroy", "-y", "w2"], "is stopped");
+    host.fails(
+        &repo,
+        &["destroy", "-y", "w2"],
+        "is stopped, so its unpushed commits and changed files cannot be checked: start it (`agentbox start w2`) and destroy it again",
+    );
     host.ok(&repo, &["destroy", "-y", "--force", "w2"]);
     assert!(host.list(&repo).is_empty());
 }

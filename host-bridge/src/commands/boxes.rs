@@ -218,10 +218,13 @@ fn destroy_one(ctx: &Ctx, target: Option<&str>, args: &DestroyArgs) -> anyhow::R
         unsaved_work(&record, &b)
     };
     if let (Some(what), true) = (&at_stake, args.yes) {
-        bail!(
-            "box `{}` {what}: bring it back first (`agentbox download`, `git push` in the box), or pass --force to destroy it anyway",
-            shown(&record.name)
-        );
+        let name = shown(&record.name);
+        let how = if b.running() {
+            "bring it back first (`agentbox download`, `git push` in the box)".to_string()
+        } else {
+            format!("start it (`agentbox start {name}`) and destroy it again to have it checked")
+        };
+        bail!("box `{name}` {what}: {how}, or pass --force to destroy it anyway");
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
@@ -275,8 +278,7 @@ fn destroy_one(ctx: &Ctx, target: Option<&str>, args: &DestroyArgs) -> anyhow::R
 fn unsaved_work(record: &BoxRecord, b: &AnyBox) -> Option<String> {
     if !b.running() {
         return Some(
-            "is stopped, so its unpushed commits and changed files cannot be checked (start it to check)"
-                .into(),
+            "is stopped, so its unpushed commits and changed files cannot be checked".into(),
         );
     }
     let work = match b.ctl(&["unpushed"]) {
