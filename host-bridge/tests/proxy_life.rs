@@ -98,3 +98,63 @@ fn url_gives_the_direct_address_when_the_proxy_cannot_listen() {
     );
     drop(taken);
 }
+
+/// `agentbox ARGS` in `host`'s home, `AGENTBOX_PROXY_PORT` set to `env_port` or unset.
+fn run_env(host: &Host, env_port: Option<u16>, args: &[&str]) -> Output {
+    let mut c = Command::new(AGENTBOX);
+    c.args(args)
+        .current_dir(host.dir.path())
+        .env("AGENTBOX_HOME", host.home())
+        .env("PATH", host.path())
+        .env_remove("AGENTBOX_PROXY_PORT")
+        .stdin(Stdio::null());
+    if let Some(p) = env_port {
+        c.env("AGENTBOX_PROXY_PORT", p.to_string());
+    }
+    c.output().expect("run agentbox")
+}
+
+/// The port a proxy started with `env_port` serves on (it is stopped again).
+fn served_port(host: &Host, env_port: Option<u16>) -> Option<u64> {
+    let out = run_env(host, env_port, &["proxy", "start"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = run_env(host, env_port, &["proxy", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let stopped = run_env(host, env_port, &["proxy", "stop"]);
+    assert!(stopped.status.success(), "{stopped:?}");
+    v["port"].as_u64()
+}
+
+#[test]
+fn the_port_is_the_environments_else_the_global_configs() {
+    let host = Host::new();
+    std::fs::create_dir_all(host.home()).expect("mkdir home");
+    let (configured, asked) = (free_port(), free_port());
+    assert_ne!(configured, asked);
+    let set = run_env(
+        &host,
+        None,
+        &["config", "set", "proxy.port", &configured.to_string()],
+    );
+    assert!(set.status.success(), "{set:?}");
+    assert_eq!(served_port(&host, None), Some(u64::from(configured)));
+    assert_eq!(served_port(&host, Some(asked)), Some(u64::from(asked)));
+
+    // A bad value is refused where it is, and no proxy starts.
+    let config = host.home().join("config.yaml");
+    std::fs::write(&config, "proxy:\n  port: 70000\n").expect("write");
+    let out = run_env(&host, None, &["proxy", "start"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "{}:2:9: proxy.port: `70000` is not a port (1-65535)",
+            config.display()
+        )),
+        "{said}"
+    );
+}
