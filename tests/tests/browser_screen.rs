@@ -15,6 +15,7 @@
 #[allow(dead_code)]
 mod docker_common;
 
+use std::collections::HashMap;
 use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -78,7 +79,7 @@ send({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '
 ";
 
 /// Evaluated in noVNC's page: resolves once its canvas shows a picture (more than one
-/// colour, and the box browser's white page), with what it saw; rejects after 30 s.
+/// colour, and the box browser's white page), with what it saw; rejects after 25 s.
 const CANVAS_JS: &str = r"new Promise((resolve, reject) => {
   const deadline = Date.now() + 25000;
   const look = () => {
@@ -442,11 +443,30 @@ fn canvas_of(url: &str, flags: &[&str]) -> String {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// One DevTools session over the browser's WebSocket: numbered calls, events in between.
+/// One DevTools session over the browser's WebSocket: numbered calls, events in between;
+/// the page's failed loads are noted from the `Network` events that pass by.
 struct DevTools {
     ws: Ws,
     next_id: u64,
+    /// The document (loader id) of the latest navigation: a WebSocket is its page's.
+    document: String,
+    /// Request id → the document (loader id) it is for and its URL
+    /// (`Network.requestWillBeSent`, `Network.webSocketCreated`).
+    requests: HashMap<String, (String, String)>,
+    /// The loads that failed (`Network.loadingFailed`, `Network.webSocketFrameError`).
+    failed: Vec<Failed>,
 }
+
+/// A load Chromium gave up: which document's, what, and why (its net error text).
+struct Failed {
+    document: String,
+    url: String,
+    error: String,
+}
+
+/// The error Chromium fails the loads in flight with when this machine's network changes
+/// (a container's interface appears or goes); it does not retry them.
+const NETWORK_CHANGED: &str = "net::ERR_NETWORK_CHANGED";
 
 impl DevTools {
     /// Calls `method` (of the page `session`, or the browser's); its result.
@@ -471,26 +491,86 @@ impl DevTools {
         v["result"].clone()
     }
 
-    /// The first message that `wanted` picks.
+    /// The first message that `wanted` picks (the loads sent and failed before it noted).
     async fn until(&mut self, wanted: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
         while let Some(msg) = self.ws.next().await {
             let msg = msg.expect("DevTools message");
             let Ok(text) = msg.to_text() else { continue };
             let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            self.note(&v);
             if wanted(&v) {
                 return v;
             }
         }
         panic!("DevTools closed");
     }
+
+    /// Notes a load sent or failed.
+    fn note(&mut self, v: &serde_json::Value) {
+        let p = &v["params"];
+        let text = |key: &str| p[key].as_str().unwrap_or_default().to_string();
+        let request = text("requestId");
+        match v["method"].as_str() {
+            Some("Network.requestWillBeSent") => {
+                let url = p["request"]["url"].as_str().unwrap_or_default();
+                self.requests
+                    .insert(request, (text("loaderId"), url.to_string()));
+            }
+            Some("Network.webSocketCreated") => {
+                self.requests
+                    .insert(request, (self.document.clone(), text("url")));
+            }
+            Some(failed @ ("Network.loadingFailed" | "Network.webSocketFrameError")) => {
+                let (document, url) = self.requests.get(&request).cloned().unwrap_or_default();
+                let error = if failed == "Network.loadingFailed" {
+                    text("errorText")
+                } else {
+                    text("errorMessage")
+                };
+                self.failed.push(Failed {
+                    document,
+                    url,
+                    error,
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// The failed loads of the latest navigation's document, as `URL: error` lines.
+    fn failures(&self) -> Vec<String> {
+        self.failed
+            .iter()
+            .filter(|f| f.document == self.document)
+            .map(|f| format!("{}: {}", f.url, f.error))
+            .collect()
+    }
+}
+
+/// Whether `failures` are loads Chromium dropped on a network change, and only those.
+fn only_network_changes(failures: &[String]) -> bool {
+    !failures.is_empty() && failures.iter().all(|f| f.ends_with(NETWORK_CHANGED))
 }
 
 /// A page target navigated to `url` and loaded, then [`CANVAS_JS`] awaited in it.
+///
+/// Containers made or removed on this machine (the Daytona fake's sandbox just before,
+/// other suites' at any time) change its interfaces, and Chromium fails what is loading
+/// then with [`NETWORK_CHANGED`]: a noVNC page whose modules were dropped never connects
+/// (no canvas, an empty status). That, and only that, is a reason to load the page again
+/// (three tries, at once when the drop is seen by the load event); any other failed load,
+/// or no picture without a failed load, fails the test with what failed.
 async fn drive(browser_ws: &str, url: &str) -> String {
     let (ws, _) = tokio_tungstenite::connect_async(browser_ws)
         .await
         .expect("connect to DevTools");
-    let mut dt = DevTools { ws, next_id: 0 };
+    let mut dt = DevTools {
+        ws,
+        next_id: 0,
+        document: String::new(),
+        requests: HashMap::new(),
+        failed: Vec::new(),
+    };
     let target = dt
         .call(
             "Target.createTarget",
@@ -513,37 +593,65 @@ async fn drive(browser_ws: &str, url: &str) -> String {
         .to_string();
     let session = Some(session.as_str());
     dt.call("Page.enable", serde_json::json!({}), session).await;
-    // Containers coming and going on this host change its interfaces, and Chromium drops
-    // what is loading then (ERR_NETWORK_CHANGED): a noVNC page whose modules were dropped
-    // never connects (an empty status, no canvas). The page is loaded again, three times
-    // at most; each try's reason is printed.
+    dt.call("Network.enable", serde_json::json!({}), session)
+        .await;
     for attempt in 1.. {
         let navigated = dt
             .call("Page.navigate", serde_json::json!({"url": url}), session)
             .await;
-        assert!(navigated["errorText"].is_null(), "navigation: {navigated}");
-        dt.until(|v| v["method"] == "Page.loadEventFired").await;
-        let result = dt
-            .call(
-                "Runtime.evaluate",
-                serde_json::json!({
-                    "expression": CANVAS_JS,
-                    "awaitPromise": true,
-                    "returnByValue": true,
-                }),
-                session,
-            )
-            .await;
-        match result.get("exceptionDetails") {
+        dt.document = navigated["loaderId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let outcome = match navigated["errorText"].as_str() {
+            Some(error) => Err(format!("the page itself failed: {error}")),
             None => {
-                return result["result"]["value"]
-                    .as_str()
-                    .expect("a description")
-                    .to_string()
+                dt.until(|v| v["method"] == "Page.loadEventFired").await;
+                if only_network_changes(&dt.failures()) {
+                    Err("its loads were dropped".to_string())
+                } else {
+                    canvas(&mut dt, session).await
+                }
             }
-            Some(details) if attempt >= 3 => panic!("noVNC: {details}"),
-            Some(details) => eprintln!("noVNC, try {attempt}: {details}; loading it again"),
-        }
+        };
+        let why = match outcome {
+            Ok(seen) => return seen,
+            Err(why) => why,
+        };
+        let failures = dt.failures();
+        let dropped = why.ends_with(NETWORK_CHANGED) || only_network_changes(&failures);
+        assert!(
+            dropped && attempt < 3,
+            "noVNC, try {attempt}: {why}; failed loads: {failures:#?}"
+        );
+        eprintln!(
+            "noVNC, try {attempt}: {why}, dropped on a network change ({failures:?}); \
+             loading it again"
+        );
     }
     unreachable!("the loop returns or panics")
+}
+
+/// [`CANVAS_JS`] awaited in the page: what the canvas shows, or why it shows nothing.
+async fn canvas(dt: &mut DevTools, session: Option<&str>) -> Result<String, String> {
+    let result = dt
+        .call(
+            "Runtime.evaluate",
+            serde_json::json!({
+                "expression": CANVAS_JS,
+                "awaitPromise": true,
+                "returnByValue": true,
+            }),
+            session,
+        )
+        .await;
+    match result.get("exceptionDetails") {
+        None => Ok(result["result"]["value"]
+            .as_str()
+            .expect("a description")
+            .to_string()),
+        Some(details) => Err(details["exception"]["description"]
+            .as_str()
+            .map_or_else(|| details.to_string(), str::to_string)),
+    }
 }
