@@ -7,10 +7,13 @@
 //! `agentbox-ctl open` sees it granted; `q` leaves the main screen back with the cursor
 //! shown. Then the other keys: `o` gives the browser (`$BROWSER`, a script that records)
 //! the address `agentbox url` prints, of the WebProxy or of the service picked; `s` says
-//! why a box has no screen; `S` asks before it stops a box (seen on the screen and in
-//! `list --json`); and `y` approves a docker box's request.
+//! why a local box has no screen, and on a docker box opens its screen's address; `S` asks
+//! before it stops a box (seen on the screen and in `list --json`); and `y` approves a
+//! docker box's request.
 //!
-//! The docker test needs a running Docker engine and the offline base image (`scripts/test`).
+//! The docker test needs a running Docker engine and the offline base image (`scripts/test`);
+//! it makes its box from the image with the browser, which `prepare` builds once per
+//! machine (`browser_screen`, which runs before it, builds it too).
 
 #[allow(dead_code)]
 mod docker_common;
@@ -482,11 +485,12 @@ fn o_opens_the_box_or_a_service_s_says_a_local_box_has_no_screen_and_shift_s_sto
     );
 }
 
-/// On a docker box: a request the box makes under `policy.open: ask` is approved with `y`
-/// and the box's `agentbox-ctl open` sees it granted; `s` says the box's image has no
-/// screen and how to make one that has.
+/// On a docker box (of the image with the browser, which `browser_screen` builds once per
+/// machine): a request the box makes under `policy.open: ask` is approved with `y` and the
+/// box's `agentbox-ctl open` sees it granted; `s` gives `$BROWSER` the address of the box's
+/// screen that `agentbox screen` prints.
 #[test]
-fn y_approves_a_docker_box_request_and_s_says_how_to_get_a_screen() {
+fn y_approves_a_docker_box_request_and_s_opens_its_screen() {
     let host = Host::new();
     let repo = host.repo();
     let base = agentbox_tests::docker_base_image();
@@ -499,7 +503,7 @@ fn y_approves_a_docker_box_request_and_s_says_how_to_get_a_screen() {
             "--base-image",
             &base,
             "--agents",
-            "none",
+            "browser",
         ],
     );
     host.ok(&repo, &["config", "set", "--global", "policy.open", "ask"]);
@@ -527,12 +531,20 @@ fn y_approves_a_docker_box_request_and_s_says_how_to_get_a_screen() {
             && d.row("dash-d").is_some_and(|r| r.trim_end().ends_with('-'))
     });
 
+    let started = Instant::now();
     dash.key(b"s");
-    dash.wait("why there is no screen", |d| {
+    dash.wait("the screen opened", |d| {
         d.screen()
-            .contains("screen: box `dash-d` has no screen: its image was made without the browser")
+            .contains("opened the screen of box `dash-d` with ")
     });
-    assert_eq!(host.recorded("browsed"), "", "nothing was opened");
+    eprintln!("s: the screen opened after {:?}", started.elapsed());
+    let address = host.ok(&repo, &["screen", "--", "dash-d"]);
+    assert!(address.contains("/vnc.html?"), "{address}");
+    assert_eq!(
+        host.recorded("browsed"),
+        address,
+        "what the browser was given"
+    );
 }
 
 #[test]
