@@ -1,9 +1,9 @@
 //! The host side of the Daytona end-to-end tests: a `daytona-fake` over HTTPS, and an
 //! `agentbox` home and user that run the CLI against it ([`DaytonaHost`]), with what the
 //! tests share around it — a git repository to make boxes of ([`git_repo`]), the login
-//! with the key on stdin, and the clean-up of what the fake made in Docker (its sandboxes'
-//! containers and its snapshot and checkpoint images, [`remove_fake_docker`]) when the
-//! host is dropped.
+//! with the key on stdin, the snapshot's `prepare`, and the clean-up of what the fake made
+//! in Docker (its sandboxes' containers and its snapshot and checkpoint images,
+//! [`remove_fake_docker`]) when the host is dropped.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,6 +109,28 @@ impl DaytonaHost {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `agentbox prepare --provider daytona` in `cwd`, on the Docker tests' base image
+    /// ([`crate::docker_base_image`]) with no agents: the fake builds the snapshot. Its
+    /// stdout (the snapshot's name).
+    ///
+    /// # Panics
+    /// When no Docker engine answers or the prepare fails.
+    pub fn prepare(&self, cwd: &Path) -> String {
+        let base = crate::docker_base_image();
+        self.ok(
+            cwd,
+            &[
+                "prepare",
+                "--provider",
+                "daytona",
+                "--base-image",
+                &base,
+                "--agents",
+                "none",
+            ],
+        )
     }
 
     /// `POST /_fake/faults BODY` (a JSON object of the fake's knobs).

@@ -5,6 +5,7 @@
 //! directory as this crate's test executables, which is where [`bin_path`] looks.
 
 pub mod daytona_host;
+pub mod dev_machine;
 pub mod fake_tls;
 pub mod fault_proxy;
 pub mod run;

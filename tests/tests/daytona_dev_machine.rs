@@ -12,6 +12,10 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 
 use agentbox_tests::daytona_host::{git, git_repo, DaytonaHost};
+use agentbox_tests::dev_machine::{
+    assert_a_dead_service_fails_create_at_once, assert_agent_states_do_not_outlive_a_stop,
+    assert_identity_and_no_credentials, global_gitconfig, Run, DEAD_SERVICE_YAML,
+};
 use agentbox_tests::run::{limit_for, TimedOutput};
 
 const KEY: &str = "dtn_devmachine0123456789";
@@ -29,237 +33,52 @@ fn run(host: &DaytonaHost, cwd: &Path, args: &[&str]) -> Output {
         .expect("run agentbox")
 }
 
-fn ok(host: &DaytonaHost, cwd: &Path, args: &[&str]) -> String {
-    agentbox_tests::succeeded(args, &run(host, cwd, args))
+/// The stdout of `run(ARGS)`, which must succeed.
+fn succeeded_in(run: Run<'_>, args: &[&str]) -> String {
+    agentbox_tests::succeeded(args, &run(args))
 }
 
 #[test]
 fn on_daytona_the_quickstart_commit_has_the_users_identity_and_agent_states_do_not_outlive_a_stop()
 {
-    let base = agentbox_tests::docker_base_image();
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().to_string_lossy().into_owned();
-    let host = DaytonaHost::start(
-        KEY,
-        &[
-            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
-            ("DAYTONA_FAKE_DATA", &data_dir),
-        ],
-    );
+    let host = DaytonaHost::start(KEY, &[("DAYTONA_FAKE_TRANSITION_MS", "100")]);
     let repo = git_repo(&host.dir.path().join("proj"), "seeded\n");
     // The name comes from the global config, the email from the repo's (which wins).
     git(&repo, &["config", "--unset", "user.name"]);
     git(&repo, &["config", "user.email", "repo@example.com"]);
     std::fs::create_dir_all(host.user()).expect("mkdir");
-    std::fs::write(
-        host.user().join(".gitconfig"),
-        format!(
-            "[user]\n\tname = Global Person\n\temail = global@example.com\n\
-             [credential]\n\thelper = store\n\
-             [http]\n\textraHeader = Authorization: token {TOKEN}\n\
-             [url \"https://x:{TOKEN}@github.com/\"]\n\tinsteadOf = https://github.com/\n"
-        ),
-    )
-    .expect("write");
+    std::fs::write(host.user().join(".gitconfig"), global_gitconfig(TOKEN)).expect("write");
     host.login(&repo);
-    ok(
-        &host,
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    host.prepare(&repo);
     let name = format!("daytona-ident-{}", std::process::id());
-    ok(
-        &host,
-        &repo,
+    let agentbox = |args: &[&str]| run(&host, &repo, args);
+    succeeded_in(
+        &agentbox,
         &["create", "--provider", "daytona", "--name", &name],
     );
-
-    // The README's quickstart commit, as written there.
-    let commit = run(
-        &host,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo \"from the box\" >> NOTES.md && git add NOTES.md &&\n  git commit -qm \"from the box\"",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&commit.stderr);
-    assert!(
-        commit.status.success() && !stderr.contains("Author identity unknown"),
-        "{commit:?}"
-    );
-    let author = ok(
-        &host,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "git",
-            "log",
-            "-1",
-            "--format=%an <%ae>",
-        ],
-    );
-    assert_eq!(author.trim(), "Global Person <repo@example.com>");
-
-    // Every git config the box has, from every file: the identity, and nothing else of
-    // the host's.
-    let all = ok(
-        &host,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "git",
-            "config",
-            "--list",
-            "--show-origin",
-        ],
-    );
-    assert!(all.contains("user.name=Global Person"), "{all}");
-    for leaked in [TOKEN, "helper=store", "extraheader", "insteadof"] {
-        assert!(
-            !all.to_lowercase().contains(&leaked.to_lowercase()),
-            "`{leaked}` reached the box:\n{all}"
-        );
-    }
-    let grep = run(
-        &host,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            &format!("grep -rs {TOKEN} /home /workspace/.git"),
-        ],
-    );
-    assert_eq!(
-        grep.status.code(),
-        Some(1),
-        "the token is in the box: {}",
-        String::from_utf8_lossy(&grep.stdout)
-    );
-
-    // An agent's state reaches the host, is gone at a stop and not back at a start; a
-    // start of a running box and a stop of a stopped one succeed and say so.
-    ok(
-        &host,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "agentbox-ctl",
-            "session",
-            "start",
-            "claude",
-            "--agent",
-            "claude",
-            "--",
-            "sleep",
-            "1000",
-        ],
-    );
-    let summary = || {
-        let listed: serde_json::Value =
-            serde_json::from_str(&ok(&host, &repo, &["list", "--json"])).expect("list --json");
-        listed[0]["agents_summary"].clone()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while summary() != "claude idle" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent's state never reached the host: {}",
-            summary()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let again = run(&host, &repo, &["start", &name]);
-    assert!(
-        again.status.success()
-            && String::from_utf8_lossy(&again.stderr)
-                .contains(&format!("box {name} is already running")),
-        "{again:?}"
-    );
-    ok(&host, &repo, &["stop", &name]);
-    assert_eq!(summary(), "-", "a state after stop");
-    ok(&host, &repo, &["stop", &name]);
-    ok(&host, &repo, &["start", &name]);
-    assert_eq!(summary(), "-", "a stale state after start");
-    ok(&host, &repo, &["destroy", "-y", "--force", &name]);
+    assert_identity_and_no_credentials(&agentbox, &name, "repo@example.com", TOKEN);
+    assert_agent_states_do_not_outlive_a_stop(&agentbox, &name);
+    succeeded_in(&agentbox, &["destroy", "-y", "--force", &name]);
 }
 
 /// `create` of a Daytona box whose service dies before it is ready fails at once with the
 /// unit's last log lines, and leaves no sandbox.
 #[test]
 fn on_daytona_a_dead_service_fails_create_at_once() {
-    let base = agentbox_tests::docker_base_image();
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().to_string_lossy().into_owned();
-    let host = DaytonaHost::start(
-        KEY,
-        &[
-            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
-            ("DAYTONA_FAKE_DATA", &data_dir),
-        ],
-    );
+    let host = DaytonaHost::start(KEY, &[("DAYTONA_FAKE_TRANSITION_MS", "100")]);
     let repo = git_repo(&host.dir.path().join("dead"), "seeded\n");
-    std::fs::write(
-        repo.join("agentbox.yaml"),
-        "services:\n  web:\n    command: 'echo starting web >&2; exec no-such-server-xyz'\n    ready_when: {port: 9}\n",
-    )
-    .expect("write");
+    std::fs::write(repo.join("agentbox.yaml"), DEAD_SERVICE_YAML).expect("write");
     git(&repo, &["add", "agentbox.yaml"]);
     git(&repo, &["commit", "-qm", "a service that dies"]);
     host.login(&repo);
-    ok(
-        &host,
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    host.prepare(&repo);
     let name = format!("daytona-dead-{}", std::process::id());
-    let began = std::time::Instant::now();
-    let out = run(
-        &host,
-        &repo,
-        &["create", "--provider", "daytona", "--name", &name],
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        began.elapsed() < std::time::Duration::from_secs(30),
-        "create waited {:?}",
-        began.elapsed()
-    );
-    assert!(
-        stderr.contains("unit `web` failed before it was ready: exited with code 127")
-            && stderr.contains("its last log lines:")
-            && stderr.contains("starting web"),
-        "{stderr}"
-    );
+    assert_a_dead_service_fails_create_at_once(|| {
+        run(
+            &host,
+            &repo,
+            &["create", "--provider", "daytona", "--name", &name],
+        )
+    });
     assert!(host.sandboxes().is_empty(), "{:?}", host.sandboxes());
 }

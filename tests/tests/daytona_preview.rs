@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentbox::daytona::{CreateSandbox, Daytona};
+use agentbox::attach::wire::Transport;
+use agentbox::attach::{Io, Options};
+use agentbox::daytona::{CreateSandbox, Daytona, PreviewLink};
 use agentbox::transfer::client::{Relay, Remint};
 use agentbox_protocol::files::{DownloadRequest, LandRequest, TransferKind};
+use agentbox_protocol::term::TermSize;
 use agentbox_tests::fake_tls::DaytonaFake;
 use agentbox_tests::{spawn_relay, TEST_TOKEN};
 
@@ -109,12 +112,108 @@ fn remint(d: &Daytona, id: &str, count: &Arc<AtomicU32>) -> Remint {
     })
 }
 
+/// A fresh preview link of sandbox `id`'s port 8788 and a relay client through it with its
+/// token, renewing it from Daytona; the renewals are counted.
+fn preview_relay(
+    rt: &tokio::runtime::Runtime,
+    d: &Daytona,
+    id: &str,
+) -> (Relay, PreviewLink, Arc<AtomicU32>) {
+    let link = rt.block_on(d.preview_link(id, 8788)).expect("link");
+    let reminted = Arc::new(AtomicU32::new(0));
+    let relay =
+        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(d, id, &reminted));
+    (relay, link, reminted)
+}
+
+/// Stops sandbox `id` and starts it again on `rt`: Daytona rotates its preview token.
+fn restart(rt: &tokio::runtime::Runtime, d: &Daytona, id: &str) {
+    rt.block_on(async {
+        d.stop_sandbox(id).await.expect("stop");
+        d.wait_for_state(id, "stopped", Duration::from_secs(5))
+            .await
+            .expect("stopped");
+        d.start_sandbox(id).await.expect("start");
+        d.wait_for_state(id, "started", Duration::from_secs(5))
+            .await
+            .expect("started");
+    });
+}
+
+/// Attaching to session `main` over `transport`, as `agentbox attach` does.
+fn attach_options(transport: Transport) -> Options {
+    Options {
+        session: Some("main".into()),
+        shell: false,
+        read_only: false,
+        keep: Duration::from_secs(60),
+        transport,
+        term: None,
+    }
+}
+
+/// What an attach showed and said, and its keyboard.
+struct Screen {
+    /// Keys to type.
+    keys: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    /// Everything shown so far.
+    seen: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Its status lines.
+    notices: Arc<std::sync::Mutex<Vec<String>>>,
+    /// Kept open: no window-size change comes.
+    _resizes: tokio::sync::mpsc::UnboundedSender<TermSize>,
+}
+
+impl Screen {
+    /// Waits (up to 10 s) until `text` has been shown.
+    fn wait_for(&self, text: &str) {
+        for _ in 0..400 {
+            if String::from_utf8_lossy(&self.seen.lock().expect("seen")).contains(text) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("never saw {text}");
+    }
+}
+
+/// An attach's 80x24 `Io` recording into a [`Screen`]; with `detach_on`, it types the
+/// detach keys (C-b d) once that text is shown.
+fn recording_io(detach_on: Option<&'static str>) -> (Io, Screen) {
+    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
+    let (resizes_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (s, n, detach) = (seen.clone(), notices.clone(), keys_tx.clone());
+    let io = Io {
+        keys,
+        resizes,
+        size: TermSize { cols: 80, rows: 24 },
+        output: Box::new(move |b| {
+            let mut seen = s.lock().expect("seen");
+            seen.extend_from_slice(b);
+            if detach_on.is_some_and(|t| String::from_utf8_lossy(&seen).contains(t)) {
+                let _ = detach.send(b"\x02d".to_vec());
+            }
+            Ok(())
+        }),
+        notice: Box::new(move |line| n.lock().expect("notices").push(line.to_string())),
+    };
+    let screen = Screen {
+        keys: keys_tx,
+        seen,
+        notices,
+        _resizes: resizes_tx,
+    };
+    (io, screen)
+}
+
 #[test]
 fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_procs, _root, d, id) = setup(dir.path());
     let rt = rt();
-    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
+    let (relay, link, reminted) = preview_relay(&rt, &d, &id);
     assert!(link.url.starts_with("https://"), "{}", link.url);
 
     // Without the preview token, the proxy sends the client to its sign-in page, as
@@ -129,9 +228,6 @@ fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
         "{refused}"
     );
 
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
     let file = dir.path().join("payload.bin");
     let payload: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&file, &payload).expect("write");
@@ -149,16 +245,7 @@ fn a_rotated_preview_token_is_renewed_and_the_transfer_carries_on() {
         .expect("upload with the first token");
 
     // The sandbox is started again: Daytona rotates its preview token.
-    rt.block_on(async {
-        d.stop_sandbox(&id).await.expect("stop");
-        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
-            .await
-            .expect("stopped");
-        d.start_sandbox(&id).await.expect("start");
-        d.wait_for_state(&id, "started", Duration::from_secs(5))
-            .await
-            .expect("started");
-    });
+    restart(&rt, &d, &id);
     let rotated = rt.block_on(d.preview_link(&id, 8788)).expect("link");
     assert_ne!(rotated.token, link.token);
 
@@ -196,10 +283,7 @@ fn the_bridge_token_travels_in_our_header_not_as_a_bearer_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_procs, _root, d, id) = setup(dir.path());
     let rt = rt();
-    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let (relay, link, reminted) = preview_relay(&rt, &d, &id);
     let names: Vec<&str> = relay.auth_headers().iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["x-agentbox-token", "x-daytona-preview-token"]);
     let poll = "/v1/bridge/poll?wait_ms=0&max=1";
@@ -234,53 +318,25 @@ fn the_bridge_token_travels_in_our_header_not_as_a_bearer_token() {
 
 #[test]
 fn attach_through_a_private_preview_falls_back_to_http_streaming() {
-    use agentbox::attach::wire::Transport;
-    use agentbox::attach::{run, Io, Options};
-    use agentbox_protocol::term::{TermEnd, TermSize};
+    use agentbox::attach::run;
+    use agentbox_protocol::term::TermEnd;
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
     let (_procs, root, d, id) = setup(dir.path());
     set_websockets(&root, false);
     let rt = rt();
-    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
-    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
-    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let notices = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let (s, n) = (seen.clone(), notices.clone());
+    let (relay, _link, _reminted) = preview_relay(&rt, &d, &id);
+    let (io, screen) = recording_io(Some("via-http-42"));
     // Queued before the first connection: typed once the viewer is up.
-    keys_tx
+    screen
+        .keys
         .send(b"echo via-http-$((6*7))\n".to_vec())
         .expect("keys");
-    let io = Io {
-        keys,
-        resizes,
-        size: TermSize { cols: 80, rows: 24 },
-        output: Box::new(move |b| {
-            let mut seen = s.lock().expect("seen");
-            seen.extend_from_slice(b);
-            if String::from_utf8_lossy(&seen).contains("via-http-42") {
-                let _ = keys_tx.send(b"\x02d".to_vec());
-            }
-            Ok(())
-        }),
-        notice: Box::new(move |line| n.lock().expect("notices").push(line.to_string())),
-    };
-    let options = Options {
-        session: Some("main".into()),
-        shell: false,
-        read_only: false,
-        keep: Duration::from_secs(60),
-        transport: Transport::Auto,
-        term: None,
-    };
+    let options = attach_options(Transport::Auto);
     let outcome = rt.block_on(run(&relay, &options, io)).expect("attach");
     assert_eq!(outcome.end, TermEnd::Detached);
     assert_eq!(outcome.transport, Transport::Http);
-    let notices = notices.lock().expect("notices").clone();
+    let notices = screen.notices.lock().expect("notices").clone();
     assert!(
         notices.iter().any(|n| n.contains("refused WebSocket (307")),
         "{notices:?}"
@@ -303,56 +359,27 @@ fn set_websockets(root: &str, pass: bool) {
 /// `attach --transport ws` to session `main` through `relay`: types a command, waits for
 /// its output, detaches.
 fn attach_over_ws(relay: &Relay) -> agentbox::attach::Outcome {
-    use agentbox::attach::wire::Transport;
-    use agentbox::attach::{run, Io, Options};
-    use agentbox_protocol::term::TermSize;
-    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
-    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let s = seen.clone();
-    keys_tx
+    let (io, screen) = recording_io(Some("via-wss-42"));
+    screen
+        .keys
         .send(b"echo via-wss-$((6*7))\n".to_vec())
         .expect("keys");
-    let io = Io {
-        keys,
-        resizes,
-        size: TermSize { cols: 80, rows: 24 },
-        output: Box::new(move |b| {
-            let mut seen = s.lock().expect("seen");
-            seen.extend_from_slice(b);
-            if String::from_utf8_lossy(&seen).contains("via-wss-42") {
-                let _ = keys_tx.send(b"\x02d".to_vec());
-            }
-            Ok(())
-        }),
-        notice: Box::new(|_| {}),
-    };
-    let options = Options {
-        session: Some("main".into()),
-        shell: false,
-        read_only: false,
-        keep: Duration::from_secs(60),
-        transport: Transport::Ws,
-        term: None,
-    };
-    rt().block_on(run(relay, &options, io)).expect("attach")
+    let options = attach_options(Transport::Ws);
+    rt().block_on(agentbox::attach::run(relay, &options, io))
+        .expect("attach")
 }
 
 /// Where the preview proxy passes WebSockets on, attach takes `wss://` through it: the
 /// upgrade over TLS with the host's TLS configuration, both tokens on the upgrade request.
 #[test]
 fn attach_over_wss_where_the_preview_passes_websockets() {
-    use agentbox::attach::wire::Transport;
     use agentbox_protocol::term::TermEnd;
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
     let (_procs, root, d, id) = setup(dir.path());
     set_websockets(&root, true);
-    let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
+    let (relay, link, reminted) = preview_relay(&rt(), &d, &id);
     assert!(link.url.starts_with("https://"), "{}", link.url);
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
     let outcome = attach_over_ws(&relay);
     assert_eq!(outcome.end, TermEnd::Detached);
     assert_eq!(outcome.transport, Transport::Ws);
@@ -365,73 +392,33 @@ fn attach_over_wss_where_the_preview_passes_websockets() {
 /// with the new one, the session going on.
 #[test]
 fn attach_over_wss_renews_a_stale_preview_token() {
-    use agentbox::attach::wire::Transport;
-    use agentbox::attach::{run, Io, Options};
-    use agentbox_protocol::term::{TermEnd, TermSize};
+    use agentbox::attach::run;
+    use agentbox_protocol::term::TermEnd;
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
     let (_procs, root, d, id) = setup(dir.path());
     set_websockets(&root, true);
-    let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
-    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
-    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    let s = seen.clone();
-    let io = Io {
-        keys,
-        resizes,
-        size: TermSize { cols: 80, rows: 24 },
-        output: Box::new(move |b| {
-            s.lock().expect("seen").extend_from_slice(b);
-            Ok(())
-        }),
-        notice: Box::new(|_| {}),
-    };
-    let options = Options {
-        session: Some("main".into()),
-        shell: false,
-        read_only: false,
-        keep: Duration::from_secs(60),
-        transport: Transport::Ws,
-        term: None,
-    };
+    let (relay, link, reminted) = preview_relay(&rt(), &d, &id);
+    let (io, screen) = recording_io(None);
+    let options = attach_options(Transport::Ws);
     let viewer = std::thread::spawn(move || rt().block_on(run(&relay, &options, io)));
-    let wait_for = |text: &str| {
-        for _ in 0..400 {
-            if String::from_utf8_lossy(&seen.lock().expect("seen")).contains(text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("never saw {text}");
-    };
-    keys_tx
+    screen
+        .keys
         .send(b"echo before-$((6*7))\n".to_vec())
         .expect("keys");
-    wait_for("before-42");
-    rt().block_on(async {
-        d.stop_sandbox(&id).await.expect("stop");
-        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
-            .await
-            .expect("stopped");
-        d.start_sandbox(&id).await.expect("start");
-        d.wait_for_state(&id, "started", Duration::from_secs(5))
-            .await
-            .expect("started");
-    });
+    screen.wait_for("before-42");
+    restart(&rt(), &d, &id);
     let fresh = rt().block_on(d.preview_link(&id, 8788)).expect("link");
     assert_ne!(
         fresh.token, link.token,
         "the start did not rotate the token"
     );
-    keys_tx
+    screen
+        .keys
         .send(b"echo after-$((6*7+1))\n".to_vec())
         .expect("keys");
-    wait_for("after-43");
-    keys_tx.send(b"\x02d".to_vec()).expect("keys");
+    screen.wait_for("after-43");
+    screen.keys.send(b"\x02d".to_vec()).expect("keys");
     let outcome = viewer.join().expect("viewer").expect("attach");
     assert_eq!(outcome.end, TermEnd::Detached);
     assert_eq!(outcome.transport, Transport::Ws);
@@ -448,70 +435,30 @@ fn attach_over_wss_renews_a_stale_preview_token() {
 
 #[test]
 fn an_attach_survives_a_restart_that_rotates_the_preview_token() {
-    use agentbox::attach::wire::Transport;
-    use agentbox::attach::{run, Io, Options};
-    use agentbox_protocol::term::{TermEnd, TermInfo, TermSize};
+    use agentbox::attach::run;
+    use agentbox_protocol::term::{TermEnd, TermInfo};
     let dir = tempfile::tempdir().expect("tempdir");
     tmux_session(dir.path());
     let (_procs, _root, d, id) = setup(dir.path());
-    let link = rt().block_on(d.preview_link(&id, 8788)).expect("link");
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
-    let (keys_tx, keys) = tokio::sync::mpsc::unbounded_channel();
-    let (_resize_tx, resizes) = tokio::sync::mpsc::unbounded_channel();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
-    let s = seen.clone();
-    let io = Io {
-        keys,
-        resizes,
-        size: TermSize { cols: 80, rows: 24 },
-        output: Box::new(move |b| {
-            s.lock().expect("seen").extend_from_slice(b);
-            Ok(())
-        }),
-        notice: Box::new(|_| {}),
-    };
-    let options = Options {
-        session: Some("main".into()),
-        shell: false,
-        read_only: false,
-        keep: Duration::from_secs(60),
-        transport: Transport::Http,
-        term: None,
-    };
+    let (relay, _link, reminted) = preview_relay(&rt(), &d, &id);
+    let (io, screen) = recording_io(None);
+    let options = attach_options(Transport::Http);
     let viewer = {
         let relay = relay.clone();
         std::thread::spawn(move || rt().block_on(run(&relay, &options, io)))
     };
-    let wait_for = |text: &str| {
-        for _ in 0..400 {
-            if String::from_utf8_lossy(&seen.lock().expect("seen")).contains(text) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("never saw {text}");
-    };
-    keys_tx
+    screen
+        .keys
         .send(b"echo before-$((6*7))\n".to_vec())
         .expect("keys");
-    wait_for("before-42");
-    rt().block_on(async {
-        d.stop_sandbox(&id).await.expect("stop");
-        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
-            .await
-            .expect("stopped");
-        d.start_sandbox(&id).await.expect("start");
-        d.wait_for_state(&id, "started", Duration::from_secs(5))
-            .await
-            .expect("started");
-    });
-    keys_tx
+    screen.wait_for("before-42");
+    restart(&rt(), &d, &id);
+    screen
+        .keys
         .send(b"echo after-$((6*7+1))\n".to_vec())
         .expect("keys");
-    wait_for("after-43");
-    keys_tx.send(b"\x02d".to_vec()).expect("keys");
+    screen.wait_for("after-43");
+    screen.keys.send(b"\x02d".to_vec()).expect("keys");
     let outcome = viewer.join().expect("viewer").expect("attach");
     assert_eq!(outcome.end, TermEnd::Detached);
     assert_eq!(outcome.reopened, 0, "{outcome:?}");
@@ -559,10 +506,7 @@ fn a_thousand_relay_calls_through_the_https_preview_reuse_the_connection() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_procs, root, d, id) = setup_on(dir.path(), https, 0);
         let rt = rt();
-        let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
-        let reminted = Arc::new(AtomicU32::new(0));
-        let relay =
-            Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+        let (relay, _link, _reminted) = preview_relay(&rt, &d, &id);
         let stats_client = agentbox_tests::fake_tls::http_client();
         let stats = |what: &str| -> u64 {
             rt.block_on(async {
@@ -622,10 +566,7 @@ fn a_rotated_token_passes_while_the_proxy_caches_it_and_is_renewed_after() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_procs, _root, d, id) = setup_on(dir.path(), true, 1500);
     let rt = rt();
-    let link = rt.block_on(d.preview_link(&id, 8788)).expect("link");
-    let reminted = Arc::new(AtomicU32::new(0));
-    let relay =
-        Relay::new(&link.url, TEST_TOKEN).with_preview(&link.token, remint(&d, &id, &reminted));
+    let (relay, link, reminted) = preview_relay(&rt, &d, &id);
     let file = dir.path().join("small.txt");
     std::fs::write(&file, "small\n").expect("write");
     let quiet = |_: u64, _: u64| {};
@@ -645,16 +586,7 @@ fn a_rotated_token_passes_while_the_proxy_caches_it_and_is_renewed_after() {
     // The proxy checks the token now and keeps its verdict.
     let checked = std::time::Instant::now();
     call();
-    rt.block_on(async {
-        d.stop_sandbox(&id).await.expect("stop");
-        d.wait_for_state(&id, "stopped", Duration::from_secs(5))
-            .await
-            .expect("stopped");
-        d.start_sandbox(&id).await.expect("start");
-        d.wait_for_state(&id, "started", Duration::from_secs(5))
-            .await
-            .expect("started");
-    });
+    restart(&rt, &d, &id);
     let rotated = rt.block_on(d.preview_link(&id, 8788)).expect("link");
     assert_ne!(
         rotated.token, link.token,

@@ -59,18 +59,9 @@ fn attach_and_detach(host: &Host, repo: &Path, name: &str, text: &str) {
 
 #[test]
 fn a_daytona_box_from_login_to_destroy() {
-    let base = agentbox_tests::docker_base_image();
-    let data = tempfile::tempdir().expect("tempdir");
     // Over HTTPS, as Daytona is: this process and every `agentbox` it starts trust the
     // fake's CA through SSL_CERT_FILE (curl through CURL_CA_BUNDLE).
-    let data_dir = data.path().to_string_lossy().into_owned();
-    let host = Host::start(
-        KEY,
-        &[
-            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
-            ("DAYTONA_FAKE_DATA", &data_dir),
-        ],
-    );
+    let host = Host::start(KEY, &[("DAYTONA_FAKE_TRANSITION_MS", "100")]);
     // A proxy on the way that does not carry WebSockets: attach falls back to HTTP.
     host.faults(r#"{"passWebSockets": false}"#);
     let repo = git_repo(
@@ -92,35 +83,10 @@ fn a_daytona_box_from_login_to_destroy() {
     assert!(String::from_utf8_lossy(&early.stderr)
         .contains("run `agentbox prepare --provider daytona` first"));
 
-    let snapshot = host.ok(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    let snapshot = host.prepare(&repo);
     assert!(snapshot.trim().starts_with("agentbox-base-"), "{snapshot}");
     // Unchanged inputs: the same snapshot, not baked again.
-    assert_eq!(
-        host.ok(
-            &repo,
-            &[
-                "prepare",
-                "--provider",
-                "daytona",
-                "--base-image",
-                &base,
-                "--agents",
-                "none"
-            ]
-        ),
-        snapshot
-    );
+    assert_eq!(host.prepare(&repo), snapshot);
 
     let name = format!("dy{}", std::process::id());
     // `agentbox daytona create` is `agentbox create --provider daytona`.
@@ -267,25 +233,6 @@ fn a_daytona_box_from_login_to_destroy() {
         r#"{"OPENAI_API_KEY":"sk-test"}"#,
     )
     .expect("write");
-    let synced = host.run(&repo, &["daytona", "resync", &name]);
-    let said = String::from_utf8_lossy(&synced.stderr);
-    assert!(synced.status.success(), "{said}");
-    assert!(said.contains("claude, codex"), "{said}");
-    assert_eq!(
-        host.ok(
-            &repo,
-            &[
-                "exec",
-                &name,
-                "--",
-                "cat",
-                "/home/agent/.claude/.credentials.json"
-            ]
-        ),
-        claude
-    );
-    // `agentbox resync BOX` lands each file whole too: an upload that breaks off halfway
-    // leaves the credential the box had, never half of the new one; the next one lands it.
     let in_box = || {
         host.ok(
             &repo,
@@ -298,6 +245,13 @@ fn a_daytona_box_from_login_to_destroy() {
             ],
         )
     };
+    let synced = host.run(&repo, &["daytona", "resync", &name]);
+    let said = String::from_utf8_lossy(&synced.stderr);
+    assert!(synced.status.success(), "{said}");
+    assert!(said.contains("claude, codex"), "{said}");
+    assert_eq!(in_box(), claude);
+    // `agentbox resync BOX` lands each file whole too: an upload that breaks off halfway
+    // leaves the credential the box had, never half of the new one; the next one lands it.
     let renewed = r#"{"claudeAiOauth":{"accessToken":"sk-ant-oat-renewed","expiresAt":2}}"#;
     std::fs::write(user.join(".claude/.credentials.json"), renewed).expect("write");
     host.faults(r#"{"cutUploadsNext": 1}"#);

@@ -14,6 +14,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use agentbox_tests::bin_path;
+use agentbox_tests::dev_machine::{
+    assert_a_dead_service_fails_create_at_once, assert_agent_states_do_not_outlive_a_stop,
+    assert_identity_and_no_credentials, global_gitconfig, DEAD_SERVICE_YAML,
+};
 use agentbox_tests::run::{limit_for, TimedOutput};
 use docker_common::{git, Host};
 
@@ -44,105 +48,18 @@ fn the_quickstart_commit_has_the_users_identity_and_no_credentials_arrive() {
     host.prepare(&repo);
     let home = host.dir.path().join("user-home");
     std::fs::create_dir_all(&home).expect("mkdir");
-    std::fs::write(
-        home.join(".gitconfig"),
-        format!(
-            "[user]\n\tname = Global Person\n\temail = global@example.com\n\
-             [credential]\n\thelper = store\n\
-             [http]\n\textraHeader = Authorization: token {TOKEN}\n\
-             [url \"https://x:{TOKEN}@github.com/\"]\n\tinsteadOf = https://github.com/\n"
-        ),
-    )
-    .expect("write");
+    std::fs::write(home.join(".gitconfig"), global_gitconfig(TOKEN)).expect("write");
     // The repo's own config wins over the global one.
     git(&repo, &["config", "user.email", "repo@example.com"]);
     let name = format!("ident{}", std::process::id());
+    let run = |args: &[&str]| run_as(&host, &home, &repo, args);
     ok_as(
         &host,
         &home,
         &repo,
         &["create", "--provider", "docker", "--name", &name],
     );
-
-    // The README's quickstart commit, as written there.
-    let commit = run_as(
-        &host,
-        &home,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            "echo \"from the box\" >> NOTES.md && git add NOTES.md &&\n  git commit -qm \"from the box\"",
-        ],
-    );
-    let stderr = String::from_utf8_lossy(&commit.stderr);
-    assert!(
-        commit.status.success() && !stderr.contains("Author identity unknown"),
-        "{commit:?}"
-    );
-    assert_eq!(
-        ok_as(
-            &host,
-            &home,
-            &repo,
-            &[
-                "exec",
-                &name,
-                "--",
-                "git",
-                "log",
-                "-1",
-                "--format=%an <%ae>"
-            ]
-        )
-        .trim(),
-        "Global Person <repo@example.com>"
-    );
-
-    // Every git config the box has, from every file: it lists the identity (so it sees),
-    // and nothing else of the host's.
-    let all = ok_as(
-        &host,
-        &home,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "git",
-            "config",
-            "--list",
-            "--show-origin",
-        ],
-    );
-    assert!(all.contains("user.name=Global Person"), "{all}");
-    for leaked in [TOKEN, "helper=store", "extraheader", "insteadof"] {
-        assert!(
-            !all.to_lowercase().contains(&leaked.to_lowercase()),
-            "`{leaked}` reached the box:\n{all}"
-        );
-    }
-    let grep = run_as(
-        &host,
-        &home,
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "sh",
-            "-c",
-            &format!("grep -rs {TOKEN} /home /workspace/.git"),
-        ],
-    );
-    assert_eq!(
-        grep.status.code(),
-        Some(1),
-        "the token is in the box: {grep:?}"
-    );
+    assert_identity_and_no_credentials(&run, &name, "repo@example.com", TOKEN);
     ok_as(&host, &home, &repo, &["destroy", "-y", "--force", &name]);
 }
 
@@ -155,11 +72,7 @@ fn a_dead_service_fails_create_at_once_agent_states_do_not_outlive_a_stop_and_st
 {
     let host = Host::new();
     let dead = host.project("dead");
-    std::fs::write(
-        dead.join("agentbox.yaml"),
-        "services:\n  web:\n    command: 'echo starting web >&2; exec no-such-server-xyz'\n    ready_when: {port: 9}\n",
-    )
-    .expect("write");
+    std::fs::write(dead.join("agentbox.yaml"), DEAD_SERVICE_YAML).expect("write");
     git(&dead, &["add", "agentbox.yaml"]);
     git(
         &dead,
@@ -175,69 +88,14 @@ fn a_dead_service_fails_create_at_once_agent_states_do_not_outlive_a_stop_and_st
     );
     host.prepare(&dead);
     let name = format!("dead{}", std::process::id());
-    let began = std::time::Instant::now();
-    let out = host.run(&dead, &["create", "--provider", "docker", "--name", &name]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        began.elapsed() < std::time::Duration::from_secs(30),
-        "create waited {:?}",
-        began.elapsed()
-    );
-    assert!(
-        stderr.contains("unit `web` failed before it was ready: exited with code 127")
-            && stderr.contains("its last log lines:")
-            && stderr.contains("starting web"),
-        "{stderr}"
-    );
+    assert_a_dead_service_fails_create_at_once(|| {
+        host.run(&dead, &["create", "--provider", "docker", "--name", &name])
+    });
     assert!(host.containers_of(&name).is_empty(), "a container stayed");
 
     let repo = host.project("idem");
     let name = format!("idem{}", std::process::id());
     host.ok(&repo, &["create", "--provider", "docker", "--name", &name]);
-    // An agent's state reaches the host, is gone at a stop and not back at a start.
-    host.ok(
-        &repo,
-        &[
-            "exec",
-            &name,
-            "--",
-            "agentbox-ctl",
-            "session",
-            "start",
-            "claude",
-            "--agent",
-            "claude",
-            "--",
-            "sleep",
-            "1000",
-        ],
-    );
-    let summary = || {
-        let listed: serde_json::Value =
-            serde_json::from_str(&host.ok(&repo, &["list", "--json"])).expect("list --json");
-        listed[0]["agents_summary"].clone()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while summary() != "claude idle" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the agent's state never reached the host: {}",
-            summary()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    host.ok(&repo, &["stop", &name]);
-    assert_eq!(summary(), "-", "a state after stop");
-    host.ok(&repo, &["start", &name]);
-    assert_eq!(summary(), "-", "a stale state after start");
-    let again = host.run(&repo, &["start", &name]);
-    assert!(again.status.success(), "{again:?}");
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains(&format!("box {name} is already running")),
-        "{again:?}"
-    );
-    host.ok(&repo, &["stop", &name]);
-    host.ok(&repo, &["stop", &name]);
+    assert_agent_states_do_not_outlive_a_stop(&|args| host.run(&repo, args), &name);
     host.ok(&repo, &["destroy", "-y", "--force", &name]);
 }
