@@ -71,20 +71,27 @@ impl Machine {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
     }
 
-    /// `agentbox ARGS` in the project.
-    fn run(&self, args: &[&str]) -> Output {
+    /// `agentbox ARGS` in the project, with this machine's home and stand-ins.
+    fn command(&self, args: &[&str]) -> Command {
         let path = format!(
             "{}:{}",
             self.dir.path().join("bin").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        Command::new(bin_path("agentbox"))
+        let mut command = Command::new(bin_path("agentbox"));
+        command
             .args(args)
             .current_dir(self.repo())
             .env("AGENTBOX_HOME", self.dir.path().join("home"))
             .env("PATH", path)
             .env("AGENTBOX_OPENER", self.dir.path().join("bin/opener"))
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// `agentbox ARGS` in the project, run to its end.
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
             .output_within(LIMIT)
             .expect("agentbox ran within its limit")
     }
@@ -245,4 +252,46 @@ fn a_box_cannot_bury_the_user_under_approvals() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// An approval shows where a copy really lands: a box's destination padded with `./`
+/// (`./././…/.github/workflows/`) showed as 400 characters of `./` and "… (218 more
+/// characters)", the real place cut off. The approval names the place as the copy
+/// resolves it; denied, nothing lands.
+#[test]
+fn an_approval_shows_where_a_padded_copy_really_lands() {
+    let m = Machine::new();
+    m.ok(&["create", "--name", "hostile"]);
+    let dest = format!("{}.github/workflows/", "./".repeat(300));
+    let script = format!("echo 'on: push' > ci.yml && agentbox-ctl cp --to-host ci.yml '{dest}'");
+    let copy = m
+        .command(&["exec", "hostile", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the copy");
+    let deadline = std::time::Instant::now() + LIMIT;
+    let approval = loop {
+        let out = m.run(&["approvals", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(a) = v.as_array().and_then(|a| a.first()) {
+            break a.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the copy never waited for approval"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let summary = approval["summary"].as_str().unwrap_or_default();
+    let place = format!("{}/.github/workflows/", m.repo().display());
+    assert!(
+        summary.ends_with(&format!("into {place}")) && !summary.contains("/./"),
+        "the approval does not show where the copy lands:\n{summary}"
+    );
+    m.ok(&["deny", approval["id"].as_str().expect("id")]);
+    let out =
+        agentbox_tests::run::finish_within(copy, "the denied copy", LIMIT).expect("the copy ended");
+    assert_eq!(out.status.code(), Some(1), "the denied copy succeeded");
+    assert!(!m.repo().join(".github").exists(), "the denied copy landed");
 }

@@ -274,14 +274,29 @@ pub fn summary(request: &HostRequest, box_name: &str, own_branch: &str, project:
             capped(name, 200),
             blob.size,
             short(blob),
-            project.join(capped(dest, 400)).display()
+            in_project(project, dest)
         ),
         HostRequest::CopyFromHost { src, dest } => format!(
             "send {} to box {box_name} at {}",
-            project.join(capped(src, 400)).display(),
+            in_project(project, src),
             capped(dest, 400)
         ),
     }
+}
+
+/// Project path `rel` from the box as the copy resolves it: `.` components and repeated
+/// slashes dropped (a box's `./././…` pushed the real place, `.github/workflows/`, past
+/// the 400 characters an approval shows), a trailing `/` (into) kept.
+fn in_project(project: &Path, rel: &str) -> String {
+    let resolved: std::path::PathBuf = Path::new(rel)
+        .components()
+        .filter(|c| *c != std::path::Component::CurDir)
+        .collect();
+    let mut shown = capped(&resolved.display().to_string(), 400);
+    if rel.ends_with('/') && !resolved.as_os_str().is_empty() {
+        shown.push('/');
+    }
+    project.join(shown).display().to_string()
 }
 
 #[cfg(test)]
