@@ -74,7 +74,8 @@ impl Daytona {
         }
     }
 
-    /// From `DAYTONA_API_KEY`, `DAYTONA_ORGANIZATION_ID`, `DAYTONA_API_URL`.
+    /// From `DAYTONA_API_KEY`, `DAYTONA_ORGANIZATION_ID`, `DAYTONA_API_URL` (a user's
+    /// token without an organization is refused: Daytona would refuse every call).
     pub fn from_env() -> Result<Self, DaytonaError> {
         let key = std::env::var("DAYTONA_API_KEY")
             .ok()
@@ -82,7 +83,12 @@ impl Daytona {
             .ok_or_else(|| DaytonaError::Auth("DAYTONA_API_KEY is not set".into()))?;
         let url = std::env::var("DAYTONA_API_URL")
             .unwrap_or_else(|_| "https://app.daytona.io/api".into());
-        let org = std::env::var("DAYTONA_ORGANIZATION_ID").ok();
+        let org = std::env::var("DAYTONA_ORGANIZATION_ID")
+            .ok()
+            .filter(|o| !o.is_empty());
+        if org.is_none() && is_user_token(&key) {
+            return Err(no_organization());
+        }
         Ok(Self::new(&url, &key, org.as_deref()))
     }
 
@@ -232,6 +238,29 @@ impl Daytona {
     ) -> Result<(), DaytonaError> {
         self.call_raw(idempotent, build).await.map(drop)
     }
+}
+
+/// Whether `key` is shaped as a JWT (`eyJ…` and two more base64url parts after dots): a
+/// user's login token, which Daytona takes in an organization only with
+/// `X-Daytona-Organization-ID` (an API key is bound to its own).
+pub fn is_user_token(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('.').collect();
+    parts.len() == 3
+        && key.starts_with("eyJ")
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Why a user's token without an organization is not used, and what to do.
+pub(super) fn no_organization() -> DaytonaError {
+    DaytonaError::Auth(
+        "the key is a user's login token (a JWT), which Daytona takes only with an \
+         organization: login chooses and saves one; or set DAYTONA_ORGANIZATION_ID"
+            .into(),
+    )
 }
 
 /// `url` without its query (which may carry a path or a token) for an error message.

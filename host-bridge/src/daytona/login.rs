@@ -13,6 +13,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
+pub use super::client::is_user_token;
 use super::client::Daytona;
 use super::error::DaytonaError;
 use super::organizations;
@@ -70,11 +71,7 @@ impl Settings {
             .as_ref()
             .ok_or_else(|| DaytonaError::Auth("no API key is configured".into()))?;
         if self.org_id.is_none() && is_user_token(key) {
-            return Err(DaytonaError::Auth(
-                "the key is a user's login token (a JWT), which Daytona takes only with an \
-                 organization: login chooses and saves one; or set DAYTONA_ORGANIZATION_ID"
-                    .into(),
-            ));
+            return Err(super::client::no_organization());
         }
         if let Some(why) = plain_http_refused(&self.api_url, "the Daytona API URL", self.insecure) {
             return Err(DaytonaError::Invalid(why));
@@ -83,20 +80,6 @@ impl Settings {
         client.insecure = self.insecure;
         Ok(client)
     }
-}
-
-/// Whether `key` is shaped as a JWT (`eyJ…` and two more base64url parts after dots): a
-/// user's login token, which Daytona takes in an organization only with
-/// `X-Daytona-Organization-ID` (an API key is bound to its own).
-pub fn is_user_token(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('.').collect();
-    parts.len() == 3
-        && key.starts_with("eyJ")
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
 }
 
 /// The cheapest authenticated call: list sandboxes by a label nothing carries.
