@@ -608,7 +608,7 @@ async fn drive(browser_ws: &str, url: &str) -> String {
             None => {
                 dt.until(|v| v["method"] == "Page.loadEventFired").await;
                 if only_network_changes(&dt.failures()) {
-                    Err("its loads were dropped".to_string())
+                    Err("loads failed before its load event".to_string())
                 } else {
                     canvas(&mut dt, session).await
                 }
@@ -625,7 +625,7 @@ async fn drive(browser_ws: &str, url: &str) -> String {
             "noVNC, try {attempt}: {why}; failed loads: {failures:#?}"
         );
         eprintln!(
-            "noVNC, try {attempt}: {why}, dropped on a network change ({failures:?}); \
+            "noVNC, try {attempt}: {why}; Chromium dropped {failures:?} on a network change; \
              loading it again"
         );
     }
