@@ -197,30 +197,13 @@ fn top_json_follows_a_busy_loop_on_a_docker_box() {
 
 #[test]
 fn top_json_follows_a_busy_loop_on_a_daytona_box() {
-    let base = agentbox_tests::docker_base_image();
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().to_string_lossy().into_owned();
     let host = DaytonaHost::start(
         "dtn_top0123456789abcdef",
-        &[
-            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
-            ("DAYTONA_FAKE_DATA", &data_dir),
-        ],
+        &[("DAYTONA_FAKE_TRANSITION_MS", "100")],
     );
     let repo = git_repo(&host.dir.path().join("proj"), "seeded\n");
     host.login(&repo);
-    host.ok(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    host.prepare(&repo);
     let name = format!("top-daytona-{}", std::process::id());
     host.ok(&repo, &["create", "--provider", "daytona", "--name", &name]);
     burn_and_see(&|args| host.run(&repo, args), &name);

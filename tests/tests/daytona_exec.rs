@@ -32,31 +32,16 @@ fn timed_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<(In
 
 #[test]
 fn exec_on_daytona_goes_through_the_relay() {
-    let base = agentbox_tests::docker_base_image();
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().to_string_lossy().into_owned();
     let host = DaytonaHost::start(
         KEY,
         &[
             ("DAYTONA_FAKE_TRANSITION_MS", "100"),
-            ("DAYTONA_FAKE_DATA", &data_dir),
             ("DAYTONA_FAKE_TOOLBOX_TIMEOUT_MS", "3000"),
         ],
     );
     let repo = git_repo(&host.dir.path().join("proj"), "seeded\n");
     host.login(&repo);
-    host.ok(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    host.prepare(&repo);
     let name = format!("daytona-exec-{}", std::process::id());
     // create's `agentbox-ctl reload` and `wait-ready` go through the relay too.
     host.ok(&repo, &["create", "--provider", "daytona", "--name", &name]);

@@ -416,7 +416,6 @@ fn vite_in_a_docker_box_hot_reloads_in_chromium_at_its_https_localhost_url() {
 
 #[test]
 fn vite_in_a_daytona_box_hot_reloads_in_chromium_at_its_https_localhost_url() {
-    let base = agentbox_tests::docker_base_image();
     let host = DaytonaHost::start(
         "dtn_proxy0123456789abcdef",
         &[("DAYTONA_FAKE_TRANSITION_MS", "100")],
@@ -427,18 +426,7 @@ fn vite_in_a_daytona_box_hot_reloads_in_chromium_at_its_https_localhost_url() {
     let repo = agentbox_tests::daytona_host::git_repo(&host.dir.path().join("web"), "web\n");
     web_project(&repo);
     host.login(&repo);
-    host.ok(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    host.prepare(&repo);
     let command = |cwd: &Path, args: &[&str]| {
         let mut c = host.command(cwd, args);
         c.stdin(Stdio::null());
