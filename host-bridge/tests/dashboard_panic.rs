@@ -3,7 +3,8 @@
 //! shown, the terminal's modes are those it had before (raw mode off), and the program
 //! ends — also when the panic is on another thread than the screen's (the collector's),
 //! while the screen's thread goes on waiting for keys as the dashboard's loop does. While
-//! the terminal is lent (to attach), a panic leaves it to its borrower.
+//! the terminal is lent (to attach), a panic leaves it to its borrower, and the program ends
+//! with the panic's message when the borrower gives the terminal back.
 //!
 //! This binary is its own subject (`harness = false`): run with a scene's name, it
 //! takes its terminal with the dashboard's [`Screen::enter`] — the same function, and so
@@ -75,7 +76,12 @@ fn act(scene: &str) {
         boom();
     }
     if scene == LENT {
-        screen.lend(borrow).expect("take the terminal back");
+        // As `agentbox dashboard` ends on the error: the screen dropped, the error printed.
+        if let Err(e) = screen.lend(borrow) {
+            drop(screen);
+            eprintln!("agentbox: {e}");
+            std::process::exit(1);
+        }
         return;
     }
     // The collector's thread panics; the screen's thread does what the dashboard's loop
@@ -312,8 +318,9 @@ fn a_panic_gives_the_terminal_back(scene: &'static str) {
     );
 }
 
-/// A panic while attach has the terminal leaves it to attach: its alternate screen stays,
-/// the program goes on, and gives the terminal back at its end.
+/// A panic while attach has the terminal leaves it to attach: its alternate screen and raw
+/// mode stay; when attach gives the terminal back, the dashboard ends with the panic's
+/// message rather than go on without the part that died.
 fn a_panic_leaves_a_lent_terminal_to_its_borrower() {
     let mut t = InTerminal::start(LENT);
     drawn(&t);
@@ -336,8 +343,14 @@ fn a_panic_leaves_a_lent_terminal_to_its_borrower() {
     t.key();
     assert_eq!(
         t.exit(),
-        0,
-        "the dashboard did not go on after the borrower"
+        1,
+        "the dashboard did not end with an error after the borrower"
     );
     t.given_back();
+    let contents = t.parser.lock().expect("parser").screen().contents();
+    assert!(
+        contents.contains("a part of it failed while another program had the terminal")
+            && contents.contains(MESSAGE),
+        "the panic's message is not on the main screen:\n{contents}"
+    );
 }

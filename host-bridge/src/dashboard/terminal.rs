@@ -4,11 +4,12 @@
 //! attach), so the user's shell is never left raw, blank or without a cursor. A panic on
 //! any thread while the dashboard holds the terminal ends the program (code 101) once its
 //! message is printed: a dashboard whose collector died would otherwise go on, frozen, on
-//! the terminal it gave back. While the terminal is lent, a panic leaves it to its borrower.
+//! the terminal it gave back. While the terminal is lent, a panic leaves it to its borrower,
+//! and the dashboard ends with the panic's message when the borrower gives it back.
 
 use std::io::{Stdout, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
+use std::sync::{Mutex, Once, PoisonError};
 
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::cursor::{Hide, Show};
@@ -26,6 +27,10 @@ pub struct Screen {
 
 /// Whether the dashboard holds the terminal now: taken, and neither given back nor lent.
 static HELD: AtomicBool = AtomicBool::new(false);
+
+/// The message of a panic while the terminal was lent: the dashboard ends with it when the
+/// terminal comes back, a part of it having died.
+static LENT_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 /// Puts the terminal back as the shell had it: main screen, cursor shown, cooked mode.
 /// Safe to call when it already is.
@@ -46,7 +51,7 @@ fn take() -> std::io::Result<()> {
 
 /// Installs (once) a panic hook that, while the dashboard holds the terminal, restores it
 /// before the panic's message and ends the program after it. Other panics (the terminal
-/// lent to attach, or the dashboard over) are only printed.
+/// lent to attach, or the dashboard over) are printed and kept for [`Screen::lend`].
 fn restore_on_panic() {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
@@ -55,6 +60,8 @@ fn restore_on_panic() {
             let held = HELD.swap(false, Ordering::SeqCst);
             if held {
                 restore();
+            } else {
+                *LENT_PANIC.lock().unwrap_or_else(PoisonError::into_inner) = Some(info.to_string());
             }
             previous(info);
             if held {
@@ -77,9 +84,24 @@ impl Screen {
     /// Gives the terminal to `f` (the real screen, cooked mode, cursor shown) and takes it
     /// back afterwards, blank, to be drawn from scratch. (Not `Terminal::clear`: it asks the
     /// terminal where its cursor is, and one that does not answer would end the dashboard.)
+    /// An error, the terminal left as `f` gave it back, when a thread of the program
+    /// panicked meanwhile.
     pub fn lend<T>(&mut self, f: impl FnOnce() -> T) -> std::io::Result<T> {
+        LENT_PANIC
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         restore();
         let out = f();
+        let panicked = LENT_PANIC
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(panic) = panicked {
+            return Err(std::io::Error::other(format!(
+                "the dashboard stopped: a part of it failed while another program had the terminal: {panic}"
+            )));
+        }
         take()?;
         execute!(std::io::stdout(), Clear(ClearType::All))?;
         self.terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
