@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use agentbox_tests::bin_path;
+use agentbox_tests::daytona_host::{git_repo, DaytonaHost};
 use agentbox_tests::run::{finish_within, COMMAND_LIMIT};
 use docker_common::{git, Host};
 
@@ -338,113 +339,21 @@ fn logs_services_url_open_and_port_on_a_docker_box() {
 
 const KEY: &str = "dtn_svc0123456789abcdef";
 
-/// A home logged in to a Daytona fake; the fake and its sandboxes' containers go on drop.
-struct DaytonaHost {
-    dir: tempfile::TempDir,
-    fake: agentbox_tests::fake_tls::DaytonaFake,
-}
-
 impl Runner for DaytonaHost {
     fn command(&self, cwd: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(bin_path("agentbox"));
-        c.args(args)
-            .current_dir(cwd)
-            .env("AGENTBOX_HOME", self.dir.path().join("home"))
-            .env("HOME", self.dir.path().join("user"))
-            .env_remove("DAYTONA_API_KEY")
-            .env_remove("DAYTONA_API_URL")
-            .env_remove("DAYTONA_ORGANIZATION_ID");
-        c
+        DaytonaHost::command(self, cwd, args)
     }
     fn scratch(&self) -> &Path {
         self.dir.path()
     }
 }
 
-impl Drop for DaytonaHost {
-    fn drop(&mut self) {
-        use agentbox_tests::run::TimedOutput;
-        let _ = self
-            .command(self.dir.path(), &["bridge", "stop"])
-            .timed_output();
-        // The fake's sandbox ids carry its pid: its containers are those.
-        let mark = format!("-{:x}-", self.fake.child.id());
-        if let Ok(out) = Command::new("docker")
-            .args(["ps", "-a", "--format", "{{.Names}}"])
-            .timed_output()
-        {
-            for c in String::from_utf8_lossy(&out.stdout).lines() {
-                if c.starts_with("daytona-fake-") && c.contains(&mark) {
-                    let _ = Command::new("docker").args(["rm", "-f", c]).timed_output();
-                }
-            }
-        }
-        let _ = self.fake.child.kill();
-        let _ = self.fake.child.wait();
-    }
-}
-
 #[test]
 fn logs_services_url_open_and_port_on_a_daytona_box() {
-    let base = agentbox_tests::docker_base_image();
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().to_string_lossy().into_owned();
-    let fake = agentbox_tests::fake_tls::DaytonaFake::start(
-        &["--port", "0", "--api-key", KEY],
-        &[
-            ("DAYTONA_FAKE_TRANSITION_MS", "100"),
-            ("DAYTONA_FAKE_DATA", &data_dir),
-        ],
-    );
-    let api = fake.api();
-    let host = DaytonaHost {
-        dir: tempfile::tempdir().expect("tempdir"),
-        fake,
-    };
-    let repo = host.dir.path().join("proj");
-    std::fs::create_dir_all(&repo).expect("mkdir");
-    git(&repo, &["init", "-q", "-b", "main"]);
-    std::fs::write(repo.join("a.txt"), "hello\n").expect("write");
-    git(&repo, &["add", "."]);
-    git(
-        &repo,
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=T",
-            "commit",
-            "-qm",
-            "first",
-        ],
-    );
-    let mut login = host
-        .command(&repo, &["daytona", "login", "--api-url", &api])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("login");
-    login
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{KEY}\n").as_bytes())
-        .expect("key");
-    let out = finish_within(login, "login", COMMAND_LIMIT).expect("login");
-    assert!(out.status.success(), "{out:?}");
-    host.ok(
-        &repo,
-        &[
-            "prepare",
-            "--provider",
-            "daytona",
-            "--base-image",
-            &base,
-            "--agents",
-            "none",
-        ],
-    );
+    let host = DaytonaHost::start(KEY, &[("DAYTONA_FAKE_TRANSITION_MS", "100")]);
+    let repo = git_repo(&host.dir.path().join("proj"), "hello\n");
+    host.login(&repo);
+    host.prepare(&repo);
     let name = format!("svc-daytona-{}", std::process::id());
     scenario(&host, &repo, &name, "daytona", (7001, 7002, 7003));
 }
