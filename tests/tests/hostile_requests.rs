@@ -295,3 +295,36 @@ fn an_approval_shows_where_a_padded_copy_really_lands() {
     assert_eq!(out.status.code(), Some(1), "the denied copy succeeded");
     assert!(!m.repo().join(".github").exists(), "the denied copy landed");
 }
+
+/// A box may not flood the user's browser: `policy.open` is `allow` by default, and 30
+/// `agentbox-ctl open` in a loop opened 30 tabs in a second. Past 5 a minute, an open is
+/// refused with a sentence (the URL stays in `agentbox audit`).
+#[test]
+fn a_box_cannot_flood_the_browser_with_tabs() {
+    let m = Machine::new();
+    m.ok(&["create", "--name", "hostile"]);
+    let out = m.run(&[
+        "exec",
+        "hostile",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do agentbox-ctl open https://phish.example/$i --wait 20000 >/dev/null 2>>refusals; echo $?; done; cat refusals >&2",
+    ]);
+    let codes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        codes.lines().collect::<Vec<_>>(),
+        ["0", "0", "0", "0", "0", "1", "1", "1"],
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("opened 5 URLs in the last minute already"),
+        "the refusal does not say why: {stderr}"
+    );
+    assert_eq!(
+        m.recorded("opened").lines().count(),
+        5,
+        "the opener ran past the budget"
+    );
+}

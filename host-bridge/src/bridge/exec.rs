@@ -188,6 +188,12 @@ pub fn execute(box_name: &str, request: &HostRequest) -> Done {
             if let Err(why) = valid_url(url) {
                 return refused(why);
             }
+            if !super::notices::may_open(box_name) {
+                return refused(format!(
+                    "this box opened {} URLs in the last minute already; not opened: {url}",
+                    super::notices::OPEN_BURST
+                ));
+            }
             match opener() {
                 Some(p) => match run(&p, &[url]) {
                     Ok(()) => Done { outcome: outcome(0, format!("opened {url}\n"), String::new()), decision: "done", detail: format!("opened {url}") },
