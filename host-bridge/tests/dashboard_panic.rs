@@ -48,7 +48,12 @@ const ROWS: u16 = 24;
 const COLS: u16 = 100;
 
 fn main() {
-    if let Some(scene) = std::env::args().nth(1) {
+    // Other arguments (a filter, `--nocapture`, which `cargo test` passes to every test
+    // binary) do not make it a child.
+    let scene = std::env::args()
+        .nth(1)
+        .filter(|a| SCENES.contains(&a.as_str()) || a == LENT);
+    if let Some(scene) = scene {
         act(&scene);
         return;
     }
