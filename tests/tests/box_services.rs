@@ -20,7 +20,7 @@ use std::time::Duration;
 use agentbox_tests::bin_path;
 use agentbox_tests::daytona_host::{git_repo, DaytonaHost};
 use agentbox_tests::run::{finish_within, COMMAND_LIMIT};
-use docker_common::{git, Host};
+use docker_common::{commit, git, Host};
 
 /// A TCP echo server on 127.0.0.1:PORT (one process per connection) that first prints a
 /// line with a terminal escape in it.
@@ -115,18 +115,7 @@ fn scenario(host: &impl Runner, repo: &Path, name: &str, provider: &str, ports: 
     );
     std::fs::write(repo.join("agentbox.yaml"), yaml).expect("yaml");
     git(repo, &["add", "agentbox.yaml"]);
-    git(
-        repo,
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=T",
-            "commit",
-            "-qm",
-            "services",
-        ],
-    );
+    commit(repo, "services");
     host.ok(repo, &["create", "--provider", provider, "--name", name]);
 
     // services: both, with state; the exposed one with its port and an address.

@@ -19,7 +19,7 @@ use agentbox_tests::dev_machine::{
     assert_identity_and_no_credentials, global_gitconfig, DEAD_SERVICE_YAML,
 };
 use agentbox_tests::run::{limit_for, TimedOutput};
-use docker_common::{git, Host};
+use docker_common::{commit, git, Host};
 
 /// A token the host's global git config holds; it must never be seen in the box.
 const TOKEN: &str = "ghp_h4SecretTokenNeverInTheBox";
@@ -74,18 +74,7 @@ fn a_dead_service_fails_create_at_once_agent_states_do_not_outlive_a_stop_and_st
     let dead = host.project("dead");
     std::fs::write(dead.join("agentbox.yaml"), DEAD_SERVICE_YAML).expect("write");
     git(&dead, &["add", "agentbox.yaml"]);
-    git(
-        &dead,
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=T",
-            "commit",
-            "-qm",
-            "a service that dies",
-        ],
-    );
+    commit(&dead, "a service that dies");
     host.prepare(&dead);
     let name = format!("dead{}", std::process::id());
     assert_a_dead_service_fails_create_at_once(|| {

@@ -371,18 +371,7 @@ fn web_project(repo: &Path) {
     std::fs::write(web.join("main.js"), MAIN_JS).expect("main");
     std::fs::write(web.join("msg.js"), "export const msg = \"one\";\n").expect("msg");
     docker_common::git(repo, &["add", "web"]);
-    docker_common::git(
-        repo,
-        &[
-            "-c",
-            "user.email=t@example.com",
-            "-c",
-            "user.name=T",
-            "commit",
-            "-qm",
-            "web",
-        ],
-    );
+    docker_common::commit(repo, "web");
 }
 
 #[test]

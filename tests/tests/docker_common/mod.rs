@@ -86,18 +86,7 @@ impl Host {
         git(&repo, &["init", "-q", "-b", "main"]);
         std::fs::write(repo.join("a.txt"), "hello\n").expect("write");
         git(&repo, &["add", "."]);
-        git(
-            &repo,
-            &[
-                "-c",
-                "user.email=t@example.com",
-                "-c",
-                "user.name=T",
-                "commit",
-                "-qm",
-                "first",
-            ],
-        );
+        commit(&repo, "first");
         repo
     }
 
@@ -147,6 +136,23 @@ impl Drop for Host {
             }
         }
     }
+}
+
+/// `git commit -qm MESSAGE` in `repo` as `T <t@example.com>` (the test repositories have
+/// no identity of their own), which must succeed.
+pub fn commit(repo: &Path, message: &str) {
+    git(
+        repo,
+        &[
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "user.name=T",
+            "commit",
+            "-qm",
+            message,
+        ],
+    );
 }
 
 /// `git -C dir ARGS`, which must succeed; its stdout.
