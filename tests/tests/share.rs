@@ -113,19 +113,31 @@ impl Viewer {
 }
 
 /// `curl` to the relay with `token` in `x-agentbox-token`; the HTTP status.
+///
+/// # Panics
+/// When curl got no HTTP answer at all (refused, reset, TLS, a stream reset): with
+/// curl's exit code and its error text, so such a failure says what happened.
 fn status_with(token: &str, method: &str, url: &str, body: Option<&str>) -> u16 {
     let mut c = Command::new("curl");
-    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+    c.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
         .args(["-H", &format!("x-agentbox-token: {token}")])
         .args(["-H", "content-type: application/json"]);
     if let Some(b) = body {
         c.args(["--data-binary", b]);
     }
     let out = c.arg(url).timed_output().expect("curl");
-    String::from_utf8_lossy(&out.stdout)
+    let status = String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()
-        .unwrap_or(0)
+        .unwrap_or(0);
+    assert_ne!(
+        status,
+        0,
+        "curl {method} {url} got no HTTP answer ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    status
 }
 
 /// A second `AGENTBOX_HOME`: the teammate's machine.
@@ -612,4 +624,127 @@ fn a_teammate_joins_a_daytona_box_without_its_credentials() {
     );
     owner.detach();
     host.ok(&repo, &["destroy", &name, "-y", "--force"]);
+}
+
+/// A teammate's share token refused at an owner route reaches the teammate as that
+/// refusal through the Daytona fake's preview proxy, over HTTP/2 as curl and browsers
+/// speak it: headers first, the body in a frame of its own. The relay refuses by the token
+/// alone, before any body, and closes the connection if the body has not come. The fake
+/// used to hand the head on alone: the relay's answer then came before the client's body
+/// had gone, the stream was ended under it (curl 7.88: exit 92 and no status, once in four
+/// runs of the test above), or a pooled connection the relay had closed gave a `502`. Now a
+/// small body goes on with its head, as it reaches a sandbox behind Daytona's proxy.
+/// No Docker: a relay process behind a sandbox that is only a record of the fake.
+#[test]
+fn a_share_token_refused_before_its_body_comes_gets_the_refusal_through_the_preview() {
+    use agentbox::daytona::{CreateSandbox, Daytona};
+    use agentbox_tests::fake_tls::DaytonaFake;
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for d in ["run", "state", "ws"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    let fake = DaytonaFake::start(
+        &["--port", "0", "--api-key", "test-key"],
+        &[("DAYTONA_FAKE_TRANSITION_MS", "20")],
+    );
+    let (mut relay, relay_port) = agentbox_tests::spawn_relay(dir.path(), &[]);
+    let token = format!(
+        "{}{}",
+        agentbox_protocol::share::TOKEN_PREFIX,
+        "0".repeat(64)
+    );
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    // One POST to /v1/exec whose body comes `delay` after its headers: the status, the
+    // protocol, the answer (or the error) and whether it came before the body had gone.
+    let post = |http: reqwest::Client, url: String, delay: Duration| {
+        let token = token.clone();
+        async move {
+            let sent = Arc::new(Mutex::new(None));
+            let sent_at = sent.clone();
+            let body = futures_util::stream::once(async move {
+                tokio::time::sleep(delay).await;
+                *sent_at.lock().expect("lock") = Some(Instant::now());
+                Ok::<_, std::io::Error>(br#"{"argv":["id"]}"#.to_vec())
+            });
+            let answer = http
+                .post(&url)
+                .header("x-agentbox-token", &token)
+                .header("content-type", "application/json")
+                .header("content-length", 15)
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await;
+            let early = sent.lock().expect("lock").is_none();
+            match answer {
+                Ok(r) => {
+                    let (status, version) = (r.status().as_u16(), r.version());
+                    let text = r
+                        .text()
+                        .await
+                        .unwrap_or_else(|e| format!("body cut: {e:?}"));
+                    (status, version, text, early)
+                }
+                Err(e) => (0, reqwest::Version::HTTP_09, format!("{e:?}"), early),
+            }
+        }
+    };
+    let (slow, burst) = rt.block_on(async {
+        let d = Daytona::new(&fake.api(), "test-key", None);
+        let sandbox = d
+            .create_sandbox(CreateSandbox::default())
+            .await
+            .expect("create");
+        d.wait_for_state(&sandbox.id, "started", Duration::from_secs(10))
+            .await
+            .expect("started");
+        let http = agentbox_tests::fake_tls::http_client();
+        let target = format!("127.0.0.1:{relay_port}");
+        http.post(format!("{}/_fake/upstream", fake.root))
+            .json(&serde_json::json!({"sandbox": sandbox.id, "port": 8788, "target": target}))
+            .send()
+            .await
+            .expect("upstream");
+        let link = d
+            .signed_preview_link(&sandbox.id, 8788, Duration::from_secs(600))
+            .await
+            .expect("signed link");
+        let url = format!("{}/v1/exec", link.url);
+        // A body that comes 300 ms late is waited for: the answer is to the whole request.
+        let slow = post(http.clone(), url.clone(), Duration::from_millis(300)).await;
+        // Bodies a moment after their headers (0–1 ms), some of them while the relay
+        // answers: every one gets the whole refusal.
+        let tries = (0..300u64).map(|i| {
+            post(
+                http.clone(),
+                url.clone(),
+                Duration::from_micros(i * 3 % 1000),
+            )
+        });
+        let burst: Vec<_> = futures_util::stream::iter(tries)
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        (slow, burst)
+    });
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let refused = |(status, version, text, _): &(u16, reqwest::Version, String, bool)| {
+        *status == 403
+            && *version == reqwest::Version::HTTP_2
+            && text.contains("a share token opens only terminal viewing and logs")
+    };
+    assert!(refused(&slow), "{slow:?}");
+    assert!(
+        !slow.3,
+        "the answer came before the body had gone: {slow:?}"
+    );
+    let bad: Vec<_> = burst.iter().filter(|o| !refused(o)).collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} refusals did not reach the client whole, e.g. {:?}",
+        bad.len(),
+        burst.len(),
+        &bad[..bad.len().min(3)]
+    );
 }

@@ -25,6 +25,16 @@
 //! them). Knob `gatewayTimeoutMs`: a request whose answer has not begun by then gets
 //! `504`, like Daytona's edge.
 //!
+//! A request body of at most [`WHOLE_BODY`] bytes (by its `content-length`) is read whole
+//! before the request goes on, so the sandbox gets it with its head — what a client of
+//! Daytona's proxy sees, where the network between them makes the proxy hold such a body
+//! long before the sandbox answers. Streamed as it came, the head of an HTTP/2 request
+//! (curl's, a browser's: the body in a frame of its own) reached the relay alone; the relay
+//! refused it at once by its token and closed the connection, the client's stream was
+//! ended after the answer (`RST_STREAM` `NO_ERROR`, as HTTP/2 allows), and curl 7.88,
+//! still holding its body, reported no status at all (exit 92); other clients got a `502`
+//! from a pooled connection the relay had closed. Larger bodies (uploads) are streamed.
+//!
 //! Where a sandbox's port goes is a test control, not Daytona's API:
 //! `POST /_fake/upstream {"sandbox": ID, "port": P, "target": "127.0.0.1:Q"}`.
 
@@ -51,6 +61,9 @@ const HOP_BY_HOP: [&str; 7] = [
     "te",
     "x-daytona-preview-token",
 ];
+
+/// The largest request body the proxy reads whole before it goes on (see the module doc).
+pub const WHOLE_BODY: usize = 64 * 1024;
 
 /// Where a refused preview request is sent to sign in (Daytona's is its OIDC provider's
 /// authorize page).
@@ -406,8 +419,21 @@ pub async fn proxy(
             forward = forward.header(name, value);
         }
     }
-    let body = request.into_body().into_data_stream();
-    forward = forward.body(reqwest::Body::wrap_stream(body));
+    let whole = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= WHOLE_BODY);
+    let body = request.into_body();
+    forward = forward.body(if whole {
+        match axum::body::to_bytes(body, WHOLE_BODY).await {
+            Ok(bytes) => reqwest::Body::from(bytes),
+            Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
+        }
+    } else {
+        reqwest::Body::wrap_stream(body.into_data_stream())
+    });
     let limit = lock(&fake.faults).gateway_timeout_ms;
     let answer = match limit {
         Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), forward.send()).await {
@@ -418,7 +444,7 @@ pub async fn proxy(
     };
     let upstream_response = match answer {
         Ok(r) => r,
-        Err(e) => return refuse(StatusCode::BAD_GATEWAY, &format!("upstream: {e}")),
+        Err(e) => return refuse(StatusCode::BAD_GATEWAY, &upstream_error(&e)),
     };
     let mut response = Response::builder().status(upstream_response.status().as_u16());
     if let Some(cookie) = &set_cookie {
@@ -437,6 +463,18 @@ pub async fn proxy(
     response
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| refuse(StatusCode::BAD_GATEWAY, "bad upstream answer"))
+}
+
+/// `upstream: ` and the error with its causes (reqwest's own text names none of them).
+fn upstream_error(e: &reqwest::Error) -> String {
+    use std::fmt::Write;
+    let mut text = format!("upstream: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let _ = write!(text, ": {c}");
+        cause = c.source();
+    }
+    text
 }
 
 /// A WebSocket upgrade passed to `upstream` as `path`: the request head is sent on (less
