@@ -2,6 +2,10 @@
 //! call, a token that rotated (the sandbox was started again) renewed and the transfer
 //! carried on, and attach falling back to HTTP streaming where the preview refuses
 //! WebSocket upgrades (the fake's `passWebSockets: false`) and over WSS where it passes them.
+//!
+//! Past 600 lines: nine tests on one setup (a fake whose preview proxy fronts a relay
+//! alone) and the helpers they share — the relay client with its renewal, a sandbox
+//! restart, a recording attach — which no other suite uses.
 
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};

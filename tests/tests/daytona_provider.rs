@@ -6,6 +6,10 @@
 //! HTTP streaming) → stop/start (the preview token rotates, the host renews it) → destroy
 //! leaves no sandbox and no container.
 //!
+//! Past 600 lines on purpose: it is one box's life, step after step on the same sandbox
+//! (each step needs the state the last one left); split into tests, each would bake a
+//! snapshot and boot a sandbox of its own.
+//!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
 
 use std::io::{Read, Write};
