@@ -4,9 +4,15 @@
 //! keys are refused; `--revoke` cuts the attached teammate within seconds; an expired
 //! token is refused; a share token opens none of the owner's routes (bridge poll, files,
 //! exec, tunnel, seed, shares); a joined box refuses push/cp/exec/stop, and its box's own
-//! `git push` is never served by the joiner's host, nor reaches the owner's remote.
+//! `git push` is never served by the joiner's host, nor reaches the owner's remote. And,
+//! without Docker, a share token's refusal reaches an HTTP/2 client whole through the
+//! Daytona fake's preview when the request's body comes after its headers.
 //!
 //! Needs a running Docker engine and the offline base image (`scripts/test` sets both up).
+//!
+//! Over 600 lines on purpose: one teammate's story per provider, each a single test on one
+//! box (a box per step would multiply the minutes), sharing the viewer and teammate helpers
+//! at the top.
 
 #[path = "docker_common/mod.rs"]
 mod docker_common;
