@@ -1,21 +1,42 @@
-//! Opening an address in this machine's browser, for `agentbox url --open`: `$BROWSER`
-//! (a `:`-separated list of commands, each tried in turn, `%s` standing for the address,
-//! else the address last), else `xdg-open`, else `open` (macOS).
+//! Opening an address in this machine's browser, for `agentbox url --open`, `screen`, the
+//! dashboard and a box's `agentbox-ctl open`, all alike: `AGENTBOX_OPENER` (one program,
+//! agentbox's own setting), else `$BROWSER` (a `:`-separated list of commands, each tried in
+//! turn, `%s` standing for the address, else the address last), else `xdg-open`, else `open`
+//! (macOS).
 
 use std::process::{Command, Stdio};
 
-use anyhow::bail;
+/// Why an address was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// None of the candidates exists on this machine.
+    #[error(
+        "no browser to open it with: set BROWSER to your browser's command, or install xdg-open"
+    )]
+    NoBrowser,
+    /// Each candidate found ran and failed (`program (why)`, in order).
+    #[error("no browser opened it (tried {}): set BROWSER to your browser's command", .0.join(", "))]
+    Failed(Vec<String>),
+}
 
 /// Opens `url`; returns the program that took it. The address is always one argument,
 /// never a shell line.
-pub fn open(url: &str) -> anyhow::Result<String> {
+pub fn open(url: &str) -> Result<String, OpenError> {
     let mut tried = Vec::new();
+    let mut candidates: Vec<Vec<String>> = Vec::new();
+    if let Some(p) = std::env::var("AGENTBOX_OPENER")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        candidates.push(vec![p]);
+    }
     let from_env = std::env::var("BROWSER").unwrap_or_default();
-    let mut candidates: Vec<Vec<String>> = from_env
-        .split(':')
-        .map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
-        .filter(|words| !words.is_empty())
-        .collect();
+    candidates.extend(
+        from_env
+            .split(':')
+            .map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
+            .filter(|words| !words.is_empty()),
+    );
     candidates.push(vec!["xdg-open".into()]);
     candidates.push(vec!["open".into()]);
     for words in candidates {
@@ -42,12 +63,7 @@ pub fn open(url: &str) -> anyhow::Result<String> {
         }
     }
     if tried.is_empty() {
-        bail!(
-            "no browser to open it with: set BROWSER to your browser's command, or install xdg-open"
-        );
+        return Err(OpenError::NoBrowser);
     }
-    bail!(
-        "no browser opened it (tried {}): set BROWSER to your browser's command",
-        tried.join(", ")
-    )
+    Err(OpenError::Failed(tried))
 }

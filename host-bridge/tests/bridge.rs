@@ -9,6 +9,64 @@ use std::time::Duration;
 
 use common::*;
 
+/// A box's `agentbox-ctl open` picks the host's program as `agentbox url --open` does:
+/// without `AGENTBOX_OPENER`, `$BROWSER` (its words kept, `%s` the address), so a user
+/// whose browser is set there gets the box's pages in it too (the bridge once knew only
+/// `AGENTBOX_OPENER` and `xdg-open`, and reached `$BROWSER` only through xdg-open's own
+/// fallback).
+#[test]
+fn a_boxs_open_uses_browser_like_url_open() {
+    let host = Host::new();
+    let sentinel = host.dir.path().join("browsed.txt");
+    let browser = host.program(
+        "my-browser",
+        &format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n",
+            sentinel.display()
+        ),
+    );
+    // An xdg-open that fails (a machine with no desktop session): `url --open` never gets
+    // that far when `$BROWSER` is set, and neither may the box's open.
+    host.program("xdg-open", "#!/bin/sh\nexit 3\n");
+    let repo = host.repo("browses", "");
+    let run = |args: &[&str]| {
+        Command::new(AGENTBOX)
+            .args(args)
+            .current_dir(&repo)
+            .env("AGENTBOX_HOME", host.home())
+            .env_remove("AGENTBOX_OPENER")
+            .env("BROWSER", format!("{} --new-tab %s", browser.display()))
+            .env("PATH", host.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run agentbox")
+    };
+    let made = run(&["create", "--name", "browser"]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let out = run(&[
+        "exec",
+        "--",
+        "agentbox-ctl",
+        "open",
+        "https://example.com/pr/8",
+        "--wait",
+        "20000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&sentinel).expect("the browser ran"),
+        "--new-tab\nhttps://example.com/pr/8\n"
+    );
+}
+
 #[test]
 fn notify_and_open_reach_the_host_through_the_bridge() {
     let host = Host::new();

@@ -63,14 +63,6 @@ pub fn valid_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The program used to open URLs: `AGENTBOX_OPENER` (host config), else `xdg-open`.
-fn opener() -> Option<std::path::PathBuf> {
-    if let Some(p) = std::env::var_os("AGENTBOX_OPENER").filter(|v| !v.is_empty()) {
-        return Some(p.into());
-    }
-    crate::shell::which("xdg-open")
-}
-
 fn run(program: &std::path::Path, args: &[&str]) -> Result<(), String> {
     let status = std::process::Command::new(program)
         .args(args)
@@ -194,15 +186,22 @@ pub fn execute(box_name: &str, request: &HostRequest) -> Done {
                     super::notices::OPEN_BURST
                 ));
             }
-            match opener() {
-                Some(p) => match run(&p, &[url]) {
-                    Ok(()) => Done { outcome: outcome(0, format!("opened {url}\n"), String::new()), decision: "done", detail: format!("opened {url}") },
-                    Err(e) => Done { outcome: outcome(1, String::new(), format!("{e}\n")), decision: "done", detail: e },
+            // The same choice of program as `agentbox url --open` ([`crate::browser`]).
+            match crate::browser::open(url) {
+                Ok(program) => Done {
+                    outcome: outcome(0, format!("opened {url}\n"), String::new()),
+                    decision: "done",
+                    detail: format!("opened {url} with {program}"),
                 },
-                None => Done {
+                Err(crate::browser::OpenError::NoBrowser) => Done {
                     outcome: outcome(0, format!("the host has no browser opener; the URL is in `agentbox audit`: {url}\n"), String::new()),
                     decision: "done",
                     detail: format!("no opener; URL {url}"),
+                },
+                Err(e) => Done {
+                    outcome: outcome(1, String::new(), format!("{e}\n")),
+                    decision: "done",
+                    detail: e.to_string(),
                 },
             }
         }
