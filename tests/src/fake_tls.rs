@@ -101,28 +101,67 @@ impl FakeCa {
     }
 }
 
-/// This test process's CA, written to a temporary directory (`ca.pem`, `ca.key`), and
-/// trusted from the first call on: `SSL_CERT_FILE` (and curl's `CURL_CA_BUNDLE`) name it
-/// in this process's environment, which every process it starts inherits.
+/// The tests' CA, trusted from the first call on: `SSL_CERT_FILE` (and curl's
+/// `CURL_CA_BUNDLE`) name it in this process's environment, which every process it starts
+/// inherits.
+///
+/// One CA serves every test process of a target directory: it lives in
+/// `<target>/tmp/daytona-fake-ca/` (`ca.pem`, `ca.key`), made once and then reused, so test
+/// runs leave nothing behind in `/tmp` (a CA per process, kept for ever because a static is
+/// never dropped, piled up by the hundred). Two processes making it at once each write a
+/// whole directory and rename it into place; the loser uses the winner's.
 pub fn shared_ca() -> &'static SharedCa {
     static CA: OnceLock<SharedCa> = OnceLock::new();
     CA.get_or_init(|| {
-        let ca = FakeCa::generate().expect("a CA");
-        let dir = tempfile::Builder::new()
-            .prefix("daytona-fake-ca")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
+        let dir = ca_home();
         let cert = dir.join("ca.pem");
         let key = dir.join("ca.key");
-        std::fs::write(&cert, &ca.cert_pem).expect("write ca.pem");
-        std::fs::write(&key, ca.key_pem()).expect("write ca.key");
+        if !is_whole_ca(&cert, &key) {
+            let parent = dir.parent().unwrap_or(&dir).to_path_buf();
+            std::fs::create_dir_all(&parent).expect("mkdir for the CA");
+            let fresh = tempfile::Builder::new()
+                .prefix(".daytona-fake-ca")
+                .tempdir_in(&parent)
+                .expect("tempdir");
+            let ca = FakeCa::generate().expect("a CA");
+            std::fs::write(fresh.path().join("ca.pem"), &ca.cert_pem).expect("write ca.pem");
+            std::fs::write(fresh.path().join("ca.key"), ca.key_pem()).expect("write ca.key");
+            // Taken only if no other process got there first (a rename onto a directory
+            // with files in it fails); the TempDir removes the loser's copy.
+            let _ = std::fs::rename(fresh.path(), &dir);
+            assert!(is_whole_ca(&cert, &key), "no CA in {}", dir.display());
+        }
         // Once, before any client of this process reads it; every test that starts a fake
         // sets the same value.
         std::env::set_var("SSL_CERT_FILE", &cert);
         std::env::set_var("CURL_CA_BUNDLE", &cert);
         SharedCa { cert, key }
     })
+}
+
+/// `<target>/tmp/daytona-fake-ca`, the target directory found from this test binary's
+/// place (`<target>/<profile>/deps/<test>`); the system's temporary directory otherwise.
+fn ca_home() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("tmp")))
+        .filter(|tmp| {
+            tmp.parent()
+                .is_some_and(|t| t.join("CACHEDIR.TAG").exists())
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("daytona-fake-ca")
+}
+
+/// Whether `cert` and `key` are a CA and its key as [`shared_ca`] writes them.
+fn is_whole_ca(cert: &Path, key: &Path) -> bool {
+    let (Ok(cert_pem), Ok(key_pem)) = (std::fs::read_to_string(cert), std::fs::read_to_string(key))
+    else {
+        return false;
+    };
+    // The certificate is not compared byte for byte: its signature differs each time it is
+    // made from the key. Its key and name follow from the key, which is what trust needs.
+    cert_pem.contains("-----BEGIN CERTIFICATE-----") && FakeCa::from_key_pem(&key_pem).is_ok()
 }
 
 /// Where [`shared_ca`] keeps its files.
