@@ -57,6 +57,22 @@ pub fn presented_tokens(headers: &axum::http::HeaderMap) -> Vec<&str> {
     ours.into_iter().chain(bearer).collect()
 }
 
+/// The most of a refused request's body read before the refusal is sent.
+const REFUSED_BODY_LIMIT: usize = 64 * 1024;
+
+/// How long a refused request's body is waited for.
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads what is still coming of a refused request's (small) body, so the refusal is not
+/// sent, and the connection then closed, while the client is still sending: a client that
+/// writes its body after the close gets a reset instead of the answer (curl 7.88 over
+/// HTTP/2 ended with no status at all; hyper's client over HTTP/1.1 with a broken pipe).
+/// Bounded in size and time; past either, the refusal goes as before.
+async fn read_small_body(request: Request) {
+    let body = axum::body::to_bytes(request.into_body(), REFUSED_BODY_LIMIT);
+    let _ = tokio::time::timeout(REFUSED_BODY_WAIT, body).await;
+}
+
 /// Middleware: the request goes on only with the bridge token ([`presented_tokens`]);
 /// a share token is answered `403` (it opens only the routes of its scopes, see
 /// [`crate::share`]), anything else `401`.
@@ -67,11 +83,13 @@ pub async fn require_token(
 ) -> Response {
     let presented = presented_tokens(request.headers());
     if presented.iter().any(|t| token.matches(t)) {
-        next.run(request).await
-    } else if presented
+        return next.run(request).await;
+    }
+    let share = presented
         .iter()
-        .any(|t| t.starts_with(agentbox_protocol::share::TOKEN_PREFIX))
-    {
+        .any(|t| t.starts_with(agentbox_protocol::share::TOKEN_PREFIX));
+    read_small_body(request).await;
+    if share {
         ApiError::new(
             StatusCode::FORBIDDEN,
             ErrorCode::Forbidden,

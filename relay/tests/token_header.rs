@@ -102,3 +102,52 @@ fn a_wrong_token_in_our_header_is_refused_even_beside_another_header() {
         assert_eq!(body["error"]["code"], "unauthorized", "{body}");
     }
 }
+
+/// A refusal waits for the rest of a small body: answered (and the connection closed) while
+/// the client was still sending, the client's late body met a reset and it never read the
+/// refusal (curl 7.88 over HTTP/2 ended with no status; hyper's client with a broken pipe).
+#[test]
+fn a_refusal_comes_after_the_requests_small_body() {
+    use std::io::{Read, Write};
+    let relay = start();
+    let addr = relay.url.trim_start_matches("http://");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    let body = br#"{"argv":["id"]}"#;
+    write!(
+        conn,
+        "POST /v1/exec HTTP/1.1\r\nhost: x\r\nx-agentbox-token: wrong\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("head");
+    conn.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut early = [0u8; 64];
+    match conn.read(&mut early) {
+        Ok(n) => panic!(
+            "the refusal came before the body: {:?}",
+            String::from_utf8_lossy(&early[..n])
+        ),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+    }
+    conn.write_all(body).expect("the body is still taken");
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !answer.windows(15).any(|w| w == b"wrong bridge to") {
+        match conn.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("{e} after {:?}", String::from_utf8_lossy(&answer)),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(answer.contains("missing or wrong bridge token"), "{answer}");
+}
