@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::io::Read as _;
+use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, web_service, Host, AGENTBOX};
+use common::{eventually, free_port, web_service, Host, TimedOutput, AGENTBOX};
 
 /// The name `list` must show whole, however long.
 const LONG: &str = "a-box-name-much-longer-than-any-column-of-the-old-table";
@@ -177,7 +177,17 @@ fn list_on_a_terminal(host: &Host, cwd: &Path, env: &[(&str, &str)]) -> String {
     let out = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("agentbox list on a terminal ends within 30 s");
-    let status = child.wait().expect("wait");
+    // Its end closed the terminal: its status follows at once (no bare `wait`, which a
+    // client that closed the terminal and lived on would hang).
+    let mut status = None;
+    assert!(
+        eventually(|| {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        }),
+        "agentbox list closed the terminal and did not exit"
+    );
+    let status = status.expect("exit status");
     assert!(status.success(), "agentbox list on a terminal: {status:?}");
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -224,8 +234,7 @@ fn bash_completes(host: &Host, cwd: &Path, words: &[&str]) -> Vec<String> {
                 std::env::var("PATH").unwrap_or_default()
             ),
         )
-        .stdin(std::process::Stdio::null())
-        .output()
+        .timed_output()
         .expect("bash");
     assert!(
         out.status.success(),
@@ -277,4 +286,56 @@ fn completion_offers_this_machines_boxes_and_sessions() {
         bash_completes(&host, &repo, &["agentbox", "logs", "cb-svc", "w"]),
         ["web"]
     );
+}
+
+/// A teammate's box (`agentbox join`) is answered by its owner's host bridge, never by
+/// this one: `list` of a home holding joined boxes only says nothing of this machine's
+/// bridge (it said "host bridge not running: boxes' requests wait; `agentbox bridge
+/// start`", which no joined box waits on); with a box of its own stopped bridge is named.
+#[test]
+fn a_home_with_only_joined_boxes_is_not_told_its_bridge_is_down() {
+    use agentbox_protocol::share::{Invite, RelayAddress, Scope, ShareId, ShareToken};
+    let host = Host::new();
+    // The owner's relay as `join` sees it: `GET /v1/terms` answered with no terminals.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = std::io::BufReader::new(conn.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n[]",
+            );
+        }
+    });
+    let invite: Invite = serde_json::from_value(serde_json::json!({
+        "provider": "docker",
+        "box_name": "theirs",
+        "relay": RelayAddress::Loopback { url: format!("http://127.0.0.1:{port}") },
+        "web_url": null,
+        "share_id": ShareId::generate().expect("id"),
+        "token": ShareToken::generate().expect("token"),
+        "scopes": [Scope::AttachRead],
+        "expires_at_ms": agentbox_protocol::now_millis() + 3_600_000,
+    }))
+    .expect("an invite");
+    let cwd = host.dir.path();
+    host.ok(cwd, &["join", &invite.encode()]);
+    let shown = host.ok(cwd, &["list"]);
+    assert!(
+        shown.contains("theirs") && !shown.contains("host bridge not running"),
+        "{shown}"
+    );
+    // A box of this machine's own does wait on its bridge.
+    let repo = host.repo("own", "");
+    host.ok(&repo, &["create", "--name", "mine"]);
+    host.ok(&repo, &["bridge", "stop"]);
+    assert!(host
+        .ok(&repo, &["list"])
+        .contains("host bridge not running"));
+    host.ok(&repo, &["destroy", "-y", "--force", "mine"]);
 }

@@ -104,7 +104,9 @@ pub fn list(ctx: &Ctx, args: &ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!("{}", table(&rows, colours()));
     }
-    if !bridge_running {
+    // Only this machine's own boxes wait on its bridge: a joined box's requests are its
+    // owner's host's to answer.
+    if !bridge_running && rows.iter().any(|r| !r.record.is_joined()) {
         println!("{BRIDGE_DOWN}");
     }
     Ok(ExitCode::SUCCESS)
