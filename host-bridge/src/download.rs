@@ -255,7 +255,7 @@ pub async fn apply(
         let staged = Cleanup::create_dir(repo.join(format!(".agentbox-tmp-{staging}")))?;
         let file = std::fs::File::open(part.path())?;
         unpack(std::io::BufReader::new(file), staged.path(), max).map_err(|e| {
-            anyhow::anyhow!("the box sent an archive that was refused, nothing was written: {e}")
+            anyhow::anyhow!("the box sent an archive that was refused, nothing was written: {e}; change or remove that path in the box, then download again")
         })?;
         let wanted: BTreeSet<&str> = paths.iter().map(String::as_str).collect();
         check_only_wanted(staged.path(), staged.path(), &wanted)?;

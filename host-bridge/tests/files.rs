@@ -243,6 +243,14 @@ fn download_shows_changes_holds_host_executed_files_and_never_writes_git() {
         serde_json::from_str(&host.ok(&repo, &["download", "--dry-run", "--json", "--with-env"]))
             .expect("json");
     assert_eq!(again["plan"]["files"], serde_json::json!([]), "{again}");
+    // A symlink out of the tree refuses the whole download, and says what to do.
+    host.ok(&repo, &["exec", "--", "ln", "-s", "/etc/passwd", "out/pw"]);
+    host.fails(
+        &repo,
+        &["download", "-y"],
+        "symlink points outside the target; change or remove that path in the box, then download again",
+    );
+    host.ok(&repo, &["exec", "--", "rm", "out/pw"]);
     host.ok(&repo, &["destroy", "-y", "d1"]);
 }
 
