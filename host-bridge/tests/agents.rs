@@ -207,7 +207,7 @@ fn run_with(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run agentbox")
+    cmd.timed_output().expect("run agentbox")
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
@@ -315,7 +315,7 @@ fn a_forwarded_key_reaches_the_agent_session_only_and_the_agent_resumes() {
     // No command line on this machine carries it, and no file agentbox keeps does.
     let ps = std::process::Command::new("ps")
         .args(["-eo", "args"])
-        .output()
+        .timed_output()
         .expect("ps");
     assert!(
         !String::from_utf8_lossy(&ps.stdout).contains(&secret),

@@ -76,7 +76,7 @@ fn git(dir: &Path, args: &[&str]) -> std::process::Output {
         .arg("-C")
         .arg(dir)
         .args(args)
-        .output()
+        .timed_output()
         .expect("git")
 }
 
@@ -87,8 +87,9 @@ fn repo_with_remote(host: &Host, name: &str) -> (PathBuf, PathBuf) {
     assert!(Command::new("git")
         .args(["init", "-q", "--bare"])
         .arg(&remote)
-        .status()
+        .timed_output()
         .expect("git")
+        .status
         .success());
     assert!(git(
         &repo,

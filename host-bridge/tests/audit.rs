@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Host, AGENTBOX};
+use common::{Host, TimedOutput, AGENTBOX};
 
 /// `agentbox ARGS` in time zone `tz`: its stdout.
 fn audit_in(host: &Host, cwd: &Path, tz: &str, args: &[&str]) -> String {
@@ -17,8 +17,7 @@ fn audit_in(host: &Host, cwd: &Path, tz: &str, args: &[&str]) -> String {
         .env("AGENTBOX_HOME", host.home())
         .env("PATH", host.path())
         .env("TZ", tz)
-        .stdin(Stdio::null())
-        .output()
+        .timed_output()
         .expect("run agentbox");
     assert!(
         out.status.success(),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -37,8 +37,7 @@ fn a_boxs_open_uses_browser_like_url_open() {
             .env_remove("AGENTBOX_OPENER")
             .env("BROWSER", format!("{} --new-tab %s", browser.display()))
             .env("PATH", host.path())
-            .stdin(Stdio::null())
-            .output()
+            .timed_output()
             .expect("run agentbox")
     };
     let made = run(&["create", "--name", "browser"]);
@@ -218,14 +217,15 @@ fn git_push_from_the_box_lands_in_the_hosts_remote_and_attacks_are_refused() {
             .arg("-C")
             .arg(dir)
             .args(args)
-            .output()
+            .timed_output()
             .expect("git")
     };
     assert!(Command::new("git")
         .args(["init", "-q", "--bare"])
         .arg(&remote)
-        .status()
+        .timed_output()
         .expect("git")
+        .status
         .success());
     assert!(git(
         &repo,
@@ -664,8 +664,7 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
         .current_dir(&repo)
         .env("AGENTBOX_HOME", host.home())
         .env("AGENTBOX_BRIDGE_LEASE_MS", "2000")
-        .stdin(Stdio::null())
-        .output()
+        .timed_output()
         .expect("create");
     assert!(
         out.status.success(),
@@ -711,7 +710,7 @@ fn a_push_survives_kill_9_of_the_host_bridge_and_takes_effect_once() {
         .arg("-C")
         .arg(&remote.path)
         .args(["log", "-1", "--format=%s", "agentbox/k1"])
-        .output()
+        .timed_output()
         .expect("git log");
     assert_eq!(String::from_utf8_lossy(&log.stdout), "in-box\n");
     host.ok(&repo, &["destroy", "-y", "k1"]);
@@ -990,7 +989,7 @@ fn a_push_survives_kill_9_of_the_relay_and_takes_effect_once() {
         .arg("-C")
         .arg(&remote.path)
         .args(["log", "-1", "--format=%s", "agentbox/r1"])
-        .output()
+        .timed_output()
         .expect("git log");
     assert_eq!(String::from_utf8_lossy(&log.stdout), "in-box\n");
     host.ok(&repo, &["destroy", "-y", "r1"]);

@@ -6,6 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -39,8 +40,10 @@ fn a_request_made_while_the_host_bridge_is_stopped_says_so_and_waits() {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .expect("spawn exec");
+    let what = "`agentbox exec` of the notify";
     std::thread::sleep(Duration::from_secs(2));
     host.ok(&repo, &["bridge", "stop"]);
     let stopped = Instant::now();
@@ -72,12 +75,18 @@ fn a_request_made_while_the_host_bridge_is_stopped_says_so_and_waits() {
             Err(_) => {
                 let waited = stopped.elapsed().as_secs();
                 let _ = child.kill();
-                let out = child.wait_with_output().expect("exec output");
+                let ended = finish_within(child, what, Duration::from_secs(10)).map_or_else(
+                    |e| e.to_string(),
+                    |out| {
+                        format!(
+                            "{}; stdout: {}",
+                            out.status,
+                            String::from_utf8_lossy(&out.stdout)
+                        )
+                    },
+                );
                 panic!(
-                    "no word that the bridge is down within {} s of stopping it ({}); stderr so far: {lines:?}; stdout: {}",
-                    waited,
-                    out.status,
-                    String::from_utf8_lossy(&out.stdout)
+                    "no word that the bridge is down within {waited} s of stopping it; stderr so far: {lines:?}; the exec: {ended}"
                 )
             }
         }
@@ -92,7 +101,10 @@ fn a_request_made_while_the_host_bridge_is_stopped_says_so_and_waits() {
         "the bridge must still be down"
     );
     host.ok(&repo, &["bridge", "start"]);
-    let status = child.wait().expect("wait exec");
+    // The request waits up to 120 s for an answer.
+    let status = finish_within(child, what, COMMAND_LIMIT)
+        .expect("wait for the exec")
+        .status;
     let rest: Vec<String> = rx.try_iter().map(|(_, l)| l).collect();
     assert!(status.success(), "the request failed: {lines:?} {rest:?}");
     assert_eq!(

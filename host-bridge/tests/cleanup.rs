@@ -7,7 +7,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, free_port, pid_alive, web_service, Host};
+use common::{
+    eventually, finish_within, free_port, pid_alive, web_service, Host, TimedOutput, COMMAND_LIMIT,
+};
 
 /// The pids of the processes whose environment points at `run_dir` (every process of a
 /// local box has `AGENTBOX_RUN_DIR` in its environment).
@@ -40,7 +42,7 @@ fn kill_all(pids: &[u32]) {
     for pid in pids {
         let _ = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
-            .status();
+            .timed_output();
     }
 }
 
@@ -59,8 +61,9 @@ fn ctl_pid(run_dir: &Path) -> i32 {
 fn kill9(pid: i32) {
     let ok = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
-        .status()
+        .timed_output()
         .expect("kill")
+        .status
         .success();
     assert!(ok, "kill -9 {pid}");
     assert!(
@@ -209,8 +212,8 @@ fn ctrl_c_during_create_leaves_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     let _ = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
-        .status();
-    let out = child.wait_with_output().expect("wait for create");
+        .timed_output();
+    let out = finish_within(child, "agentbox create", COMMAND_LIMIT).expect("wait for create");
     let left = box_processes(&run_dir);
     kill_all(&left);
     assert!(waiting, "create never got to the wait for services");

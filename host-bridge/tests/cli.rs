@@ -1,17 +1,23 @@
 //! The host binary's command line.
 
+mod common;
+
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-const AGENTBOX: &str = env!("CARGO_BIN_EXE_agentbox");
+use common::{finish_within, TimedOutput, AGENTBOX, COMMAND_LIMIT};
 
 #[test]
 fn help_version_and_completions() {
-    let help = Command::new(AGENTBOX).arg("--help").output().expect("run");
+    let help = Command::new(AGENTBOX)
+        .arg("--help")
+        .timed_output()
+        .expect("run");
     assert!(help.status.success());
     assert!(String::from_utf8_lossy(&help.stdout).contains("completions"));
     let version = Command::new(AGENTBOX)
         .arg("--version")
-        .output()
+        .timed_output()
         .expect("run");
     assert_eq!(
         String::from_utf8_lossy(&version.stdout).trim(),
@@ -19,7 +25,7 @@ fn help_version_and_completions() {
     );
     let bash = Command::new(AGENTBOX)
         .args(["completions", "bash"])
-        .output()
+        .timed_output()
         .expect("run");
     assert!(bash.status.success());
     assert!(String::from_utf8_lossy(&bash.stdout).contains("_agentbox()"));
@@ -29,7 +35,7 @@ fn help_version_and_completions() {
 fn bad_usage_exits_2() {
     let out = Command::new(AGENTBOX)
         .arg("no-such-command")
-        .output()
+        .timed_output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
 }
@@ -111,7 +117,7 @@ fn help_names_only_commands_that_exist() {
 fn daytona_help_lists_what_the_provider_sugar_does() {
     let out = Command::new(AGENTBOX)
         .args(["daytona", "--help"])
-        .output()
+        .timed_output()
         .expect("run");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
@@ -127,7 +133,10 @@ fn daytona_help_lists_what_the_provider_sugar_does() {
 #[test]
 fn log_format_is_one_global_flag_shown_once() {
     let help = |args: &[&str]| {
-        let out = Command::new(AGENTBOX).args(args).output().expect("run");
+        let out = Command::new(AGENTBOX)
+            .args(args)
+            .timed_output()
+            .expect("run");
         assert!(out.status.success(), "{args:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
@@ -142,7 +151,7 @@ fn log_format_is_one_global_flag_shown_once() {
     // Taken anywhere on the line, by every command.
     let out = Command::new(AGENTBOX)
         .args(["completions", "bash", "--log-format", "json"])
-        .output()
+        .timed_output()
         .expect("run");
     assert!(
         out.status.success(),
@@ -161,7 +170,7 @@ fn closed_pipe() -> std::process::Stdio {
 /// Runs `program args` with `stdout` (and/or stderr) into a pipe nobody reads, and checks
 /// that it neither panics nor prints a backtrace.
 fn quiet_on_a_closed_pipe(program: &str, args: &[&str], env: &[(&str, &str)], stderr_too: bool) {
-    let out = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_BACKTRACE", "1")
@@ -172,8 +181,11 @@ fn quiet_on_a_closed_pipe(program: &str, args: &[&str], env: &[(&str, &str)], st
         } else {
             std::process::Stdio::piped()
         })
-        .output()
+        .process_group(0)
+        .spawn()
         .expect("run");
+    // Not `timed_output`: that would pipe the stdout this test closes.
+    let out = finish_within(child, &format!("{program} {args:?}"), COMMAND_LIMIT).expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(
         out.status.code(),

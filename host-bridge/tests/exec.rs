@@ -5,9 +5,14 @@
 mod common;
 
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use common::{eventually, Host, AGENTBOX};
+use common::{eventually, finish_within, Host, TimedOutput, AGENTBOX};
+
+/// How long an `agentbox exec` or `agentbox claude -d` of these tests may take.
+const EXEC_LIMIT: Duration = Duration::from_secs(60);
 
 fn code_and_stderr(out: &std::process::Output) -> (Option<i32>, String) {
     (
@@ -45,32 +50,27 @@ fn exec_takes_docker_exec_options_and_exit_codes() {
     assert!(err.contains("`agentbox exec -- ls`"), "{err}");
 
     // -e (KEY=VALUE, and KEY from here), -w relative to the workspace.
-    let out = wait_within(
-        Command::new(AGENTBOX)
-            .args([
-                "exec",
-                "-e",
-                "A=1",
-                "-e",
-                "EXEC_FROM_HOST",
-                "-w",
-                "sub",
-                &name,
-                "--",
-                "sh",
-                "-c",
-                "echo $A $EXEC_FROM_HOST $(basename $PWD)",
-            ])
-            .current_dir(&repo)
-            .env("AGENTBOX_HOME", host.home())
-            .env("PATH", host.path())
-            .env("EXEC_FROM_HOST", "carried")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    );
+    let out = Command::new(AGENTBOX)
+        .args([
+            "exec",
+            "-e",
+            "A=1",
+            "-e",
+            "EXEC_FROM_HOST",
+            "-w",
+            "sub",
+            &name,
+            "--",
+            "sh",
+            "-c",
+            "echo $A $EXEC_FROM_HOST $(basename $PWD)",
+        ])
+        .current_dir(&repo)
+        .env("AGENTBOX_HOME", host.home())
+        .env("PATH", host.path())
+        .env("EXEC_FROM_HOST", "carried")
+        .output_within(EXEC_LIMIT)
+        .expect("run agentbox exec");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "1 carried sub\n",
@@ -81,8 +81,14 @@ fn exec_takes_docker_exec_options_and_exit_codes() {
     assert!(err.contains("`1X` is not a variable name"), "{err}");
 
     // -u: a local box runs as you.
-    let me = String::from_utf8(Command::new("id").arg("-un").output().expect("id").stdout)
-        .expect("utf8");
+    let me = String::from_utf8(
+        Command::new("id")
+            .arg("-un")
+            .timed_output()
+            .expect("id")
+            .stdout,
+    )
+    .expect("utf8");
     assert_eq!(
         host.ok(&repo, &["exec", "-u", me.trim(), &name, "true"]),
         ""
@@ -120,6 +126,7 @@ fn exec_takes_docker_exec_options_and_exit_codes() {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .expect("spawn");
         child
@@ -128,7 +135,8 @@ fn exec_takes_docker_exec_options_and_exit_codes() {
             .expect("stdin")
             .write_all(b"typed\n")
             .expect("write");
-        let out = wait_within(child);
+        let out = finish_within(child, &format!("agentbox {args:?}"), EXEC_LIMIT)
+            .expect("wait for agentbox exec");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     assert_eq!(piped(&["exec", &name, "--", "cat"]), "");
@@ -169,17 +177,6 @@ fn exec_takes_docker_exec_options_and_exit_codes() {
     );
 }
 
-/// Waits for a child with a limit (the host-bridge tests have no `TimedOutput`).
-fn wait_within(child: std::process::Child) -> std::process::Output {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    rx.recv_timeout(std::time::Duration::from_secs(60))
-        .expect("agentbox exec did not end in 60 s")
-        .expect("wait")
-}
-
 #[test]
 fn attach_and_shell_off_a_terminal_refuse_and_a_box_without_sessions_says_what_to_do() {
     let host = Host::new();
@@ -204,21 +201,16 @@ fn an_agent_without_credentials_is_warned_of_and_a_first_start_is_no_resume() {
     let empty_home = host.dir.path().join("empty-home");
     std::fs::create_dir_all(&empty_home).expect("mkdir");
     let run = |args: &[&str], home: &std::path::Path| {
-        wait_within(
-            Command::new(AGENTBOX)
-                .args(args)
-                .current_dir(&repo)
-                .env("AGENTBOX_HOME", host.home())
-                .env("PATH", host.path())
-                .env("HOME", home)
-                .env_remove("ANTHROPIC_API_KEY")
-                .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn"),
-        )
+        Command::new(AGENTBOX)
+            .args(args)
+            .current_dir(&repo)
+            .env("AGENTBOX_HOME", host.home())
+            .env("PATH", host.path())
+            .env("HOME", home)
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+            .output_within(EXEC_LIMIT)
+            .expect("run agentbox")
     };
     let out = run(&["claude", "-d"], &empty_home);
     let err = String::from_utf8_lossy(&out.stderr);

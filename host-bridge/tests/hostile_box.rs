@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use common::Host;
+use common::{finish_within, Host, TimedOutput, COMMAND_LIMIT};
 
 /// One request the fake relay saw.
 #[derive(Debug, Clone)]
@@ -538,7 +538,7 @@ fn common_head(repo: &Path) -> String {
     let out = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(repo)
-        .output()
+        .timed_output()
         .expect("git");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -654,7 +654,7 @@ fn an_upload_offset_past_the_end_is_refused_not_sent_from() {
         if !ended {
             let _ = child.kill();
         }
-        let out = child.wait_with_output().expect("wait");
+        let out = finish_within(child, "agentbox cp", COMMAND_LIMIT).expect("wait for agentbox cp");
         let said = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

@@ -8,7 +8,7 @@ use std::io::{BufRead as _, Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use common::{free_port, web_service, Host, AGENTBOX};
+use common::{eventually, free_port, web_service, Host, TimedOutput, AGENTBOX};
 
 /// The name `list` must show whole, however long.
 const LONG: &str = "a-box-name-much-longer-than-any-column-of-the-old-table";
@@ -177,7 +177,17 @@ fn list_on_a_terminal(host: &Host, cwd: &Path, env: &[(&str, &str)]) -> String {
     let out = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("agentbox list on a terminal ends within 30 s");
-    let status = child.wait().expect("wait");
+    // Its end closed the terminal: its status follows at once (no bare `wait`, which a
+    // client that closed the terminal and lived on would hang).
+    let mut status = None;
+    assert!(
+        eventually(|| {
+            status = child.try_wait().expect("try_wait");
+            status.is_some()
+        }),
+        "agentbox list closed the terminal and did not exit"
+    );
+    let status = status.expect("exit status");
     assert!(status.success(), "agentbox list on a terminal: {status:?}");
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -224,8 +234,7 @@ fn bash_completes(host: &Host, cwd: &Path, words: &[&str]) -> Vec<String> {
                 std::env::var("PATH").unwrap_or_default()
             ),
         )
-        .stdin(std::process::Stdio::null())
-        .output()
+        .timed_output()
         .expect("bash");
     assert!(
         out.status.success(),

@@ -145,7 +145,7 @@ fn create_exec_stop_start_destroy() {
         .arg("-C")
         .arg(&repo)
         .args(["for-each-ref", "refs/agentbox-seed"])
-        .output()
+        .timed_output()
         .expect("git");
     assert!(
         refs.stdout.is_empty(),
@@ -401,12 +401,11 @@ fn host_secrets_stay_out_of_a_local_box() {
             .current_dir(&repo)
             .env("AGENTBOX_HOME", host.home())
             .env("PATH", host.path())
-            .env("LC_TIME", "C")
-            .stdin(std::process::Stdio::null());
+            .env("LC_TIME", "C");
         for (k, v) in &secrets {
             cmd.env(k, v);
         }
-        let out = cmd.output().expect("run agentbox");
+        let out = cmd.timed_output().expect("run agentbox");
         assert!(
             out.status.success(),
             "agentbox {args:?}: {}",
@@ -467,7 +466,7 @@ fn yaml_alias_bombs_are_refused_by_host_and_box() {
             .current_dir(&repo)
             .env("AGENTBOX_HOME", host.home())
             .env("PATH", host.path())
-            .output()
+            .timed_output()
             .expect("sh")
     };
     for (what, out) in [
@@ -508,7 +507,7 @@ fn a_pid_planted_in_the_box_dir_is_never_signalled_and_the_repo_cannot_pick_the_
         "agentbox stop signalled a host process named in the box's relay.json"
     );
     victim.kill().expect("kill");
-    let _ = victim.wait();
+    finish_within(victim, "sleep 60", COMMAND_LIMIT).expect("the killed sleep ends");
     host.ok(&repo, &["destroy", "-y", "--force", "pl"]);
 
     for key in ["box.provider: local", "transfer.maxBytes: 99999999999"] {

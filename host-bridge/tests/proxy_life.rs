@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{free_port, pid_alive, web_service, Host, AGENTBOX};
+use common::{free_port, pid_alive, web_service, Host, TimedOutput, AGENTBOX};
 
 /// `agentbox ARGS` in `host`'s home with the proxy on `proxy_port`.
 fn run_on(host: &Host, cwd: &Path, proxy_port: u16, args: &[&str]) -> Output {
@@ -17,8 +17,7 @@ fn run_on(host: &Host, cwd: &Path, proxy_port: u16, args: &[&str]) -> Output {
         .env("AGENTBOX_HOME", host.home())
         .env("AGENTBOX_PROXY_PORT", proxy_port.to_string())
         .env("PATH", host.path())
-        .stdin(Stdio::null())
-        .output()
+        .timed_output()
         .expect("run agentbox")
 }
 
@@ -106,12 +105,11 @@ fn run_env(host: &Host, env_port: Option<u16>, args: &[&str]) -> Output {
         .current_dir(host.dir.path())
         .env("AGENTBOX_HOME", host.home())
         .env("PATH", host.path())
-        .env_remove("AGENTBOX_PROXY_PORT")
-        .stdin(Stdio::null());
+        .env_remove("AGENTBOX_PROXY_PORT");
     if let Some(p) = env_port {
         c.env("AGENTBOX_PROXY_PORT", p.to_string());
     }
-    c.output().expect("run agentbox")
+    c.timed_output().expect("run agentbox")
 }
 
 /// The port a proxy started with `env_port` serves on (it is stopped again).

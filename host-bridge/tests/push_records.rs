@@ -15,7 +15,7 @@ fn git_out(dir: &Path, args: &[&str]) -> String {
         .arg("-C")
         .arg(dir)
         .args(args)
-        .output()
+        .timed_output()
         .expect("git");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

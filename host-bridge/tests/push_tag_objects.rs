@@ -3,11 +3,14 @@
 //! host happens to have (a private commit of the user's, a tag of the host's), whatever
 //! name the box gives it. Real git repositories, the bridge's own push executor.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
 use agentbox::bridge::exec::{git_push, BoxFacts};
 use agentbox_protocol::bridge::{BlobRef, GitFlag, GitOp, GitRequest, TagRef};
+use common::TimedOutput;
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
@@ -21,7 +24,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
         ])
         .args(args)
         .current_dir(dir)
-        .output()
+        .timed_output()
         .expect("git");
     assert!(
         out.status.success(),
@@ -128,10 +131,10 @@ fn a_tag_is_pushed_only_as_the_bundle_carries_it() {
         let leaked = Command::new("git")
             .args(["cat-file", "-e", &private])
             .current_dir(&remote)
-            .status()
+            .timed_output()
             .expect("git");
         assert!(
-            !leaked.success(),
+            !leaked.status.success(),
             "{tags:?} put the host's private commit on the remote"
         );
     }

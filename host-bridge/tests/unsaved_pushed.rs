@@ -14,7 +14,7 @@ fn git_ok(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
-        .output()
+        .timed_output()
         .expect("git");
     assert!(out.status.success(), "git {args:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -9,6 +9,8 @@ pub mod dev_machine;
 pub mod fake_tls;
 pub mod fault_proxy;
 pub mod run;
+#[cfg(test)]
+mod run_tests;
 
 use std::path::PathBuf;
 

@@ -1,10 +1,20 @@
 //! What the end-to-end tests of the host CLI share: a scratch AGENTBOX_HOME, repos, and
 //! helpers to run `agentbox` and wait for things.
+//!
+//! Every command a test runs has a time limit ([`TimedOutput`], [`finish_within`]), so a
+//! hang becomes a failure that names the command instead of a suite that never ends.
 #![allow(dead_code)] // each test binary uses a part
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// The end-to-end suites' time limits (tests/src/run.rs, std-only), compiled in by path:
+/// a dev-dependency on agentbox-tests would be a cycle, as that crate depends on agentbox.
+#[path = "../../../tests/src/run.rs"]
+mod run;
+pub use run::{finish_within, TimedOutput, COMMAND_LIMIT};
 
 pub const AGENTBOX: &str = env!("CARGO_BIN_EXE_agentbox");
 
@@ -63,8 +73,9 @@ impl Host {
                 .arg("-C")
                 .arg(&repo)
                 .args(args)
-                .status()
+                .timed_output()
                 .expect("git")
+                .status
                 .success();
             assert!(ok, "git {args:?}");
         };
@@ -85,7 +96,13 @@ impl Host {
         repo
     }
 
+    /// `agentbox ARGS` in `cwd`, to its end within [`COMMAND_LIMIT`].
     pub fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.try_run(cwd, args).expect("run agentbox")
+    }
+
+    /// [`Host::run`], its failure to run or to end in time returned, not a panic.
+    fn try_run(&self, cwd: &Path, args: &[&str]) -> std::io::Result<Output> {
         Command::new(AGENTBOX)
             .args(args)
             .current_dir(cwd)
@@ -93,9 +110,7 @@ impl Host {
             .env("AGENTBOX_OPENER", self.dir.path().join("opener"))
             .env("AGENTBOX_GH", self.dir.path().join("gh"))
             .env("PATH", self.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run agentbox")
+            .timed_output()
     }
 
     pub fn ok(&self, cwd: &Path, args: &[&str]) -> String {
@@ -133,15 +148,19 @@ impl Host {
 
 impl Drop for Host {
     fn drop(&mut self) {
-        // Leave no box processes behind, whatever the test did.
-        let out = self.run(self.dir.path(), &["list", "--json"]);
-        if let Ok(serde_json::Value::Array(boxes)) = serde_json::from_slice(&out.stdout) {
+        // Leave no box processes behind, whatever the test did; a panic here (a command
+        // past its limit) while a failed test unwinds would abort the whole suite.
+        let listed = self
+            .try_run(self.dir.path(), &["list", "--json"])
+            .ok()
+            .and_then(|out| serde_json::from_slice(&out.stdout).ok());
+        if let Some(serde_json::Value::Array(boxes)) = listed {
             for b in boxes {
                 let name = b["name"].as_str().unwrap_or_default().to_string();
-                let _ = self.run(self.dir.path(), &["destroy", "-y", "--force", &name]);
+                let _ = self.try_run(self.dir.path(), &["destroy", "-y", "--force", &name]);
             }
         }
-        let _ = self.run(self.dir.path(), &["bridge", "stop"]);
+        let _ = self.try_run(self.dir.path(), &["bridge", "stop"]);
     }
 }
 
@@ -181,14 +200,17 @@ pub fn git_in(repo: &Path, args: &[&str]) {
         .arg("-C")
         .arg(repo)
         .args(args)
-        .status()
+        .timed_output()
         .expect("git")
+        .status
         .success();
     assert!(ok, "git {args:?}");
 }
 
 impl Host {
-    /// Starts `agentbox ARGS` without waiting for it.
+    /// Starts `agentbox ARGS` without waiting for it (wait with [`finish`]), in a process
+    /// group of its own, as [`TimedOutput`] runs commands: what it started goes with it
+    /// when it is killed at its limit.
     pub fn spawn(&self, cwd: &Path, args: &[&str]) -> std::process::Child {
         Command::new(AGENTBOX)
             .args(args)
@@ -198,6 +220,7 @@ impl Host {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .spawn()
             .expect("spawn agentbox")
     }
@@ -218,8 +241,11 @@ impl Host {
     }
 }
 
+/// Waits for `child` (from [`Host::spawn`]) to end within [`COMMAND_LIMIT`]: whether it
+/// succeeded, and its stdout and stderr.
 pub fn finish(child: std::process::Child) -> (bool, String) {
-    let out = child.wait_with_output().expect("wait");
+    let what = format!("the spawned agentbox (pid {})", child.id());
+    let out = finish_within(child, &what, COMMAND_LIMIT).expect("wait for agentbox");
     (
         out.status.success(),
         format!(
