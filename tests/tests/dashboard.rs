@@ -36,8 +36,8 @@ const ROWS: u16 = 30;
 const COLS: u16 = 150;
 
 /// A scratch AGENTBOX_HOME (its docker containers and volumes removed with it), a
-/// repository, an opener (for the box's requests) and a browser (for `o` and `s`) that
-/// record what they were given, and an HTTPS proxy port of its own.
+/// repository, a browser (`$BROWSER`: the host's one choice for the box's requests and for
+/// `o` and `s`) that records what it was given, and an HTTPS proxy port of its own.
 struct Host {
     docker: docker_common::Host,
     proxy_port: u16,
@@ -49,21 +49,19 @@ impl Host {
             docker: docker_common::Host::new(),
             proxy_port: free_port(),
         };
-        for (script, record) in [("opener", "opened"), ("browser", "browsed")] {
-            std::fs::write(
-                host.path(script),
-                format!(
-                    "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\n",
-                    host.path(record).display()
-                ),
-            )
-            .expect("write a recording opener");
-            std::fs::set_permissions(
-                host.path(script),
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
-            )
-            .expect("chmod");
-        }
+        std::fs::write(
+            host.path("browser"),
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"$1\" >> {}\n",
+                host.path("browsed").display()
+            ),
+        )
+        .expect("write a recording browser");
+        std::fs::set_permissions(
+            host.path("browser"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
         host
     }
 
@@ -71,7 +69,7 @@ impl Host {
         self.docker.dir.path().join(p)
     }
 
-    /// What the recording script `record` (`opened`, `browsed`) was given, one per line.
+    /// What the recording script `record` (`browsed`) was given, one per line.
     fn recorded(&self, record: &str) -> String {
         std::fs::read_to_string(self.path(record)).unwrap_or_default()
     }
@@ -81,7 +79,6 @@ impl Host {
         let path = |p: &str| self.path(p).display().to_string();
         vec![
             ("AGENTBOX_HOME", self.docker.home().display().to_string()),
-            ("AGENTBOX_OPENER", path("opener")),
             ("BROWSER", path("browser")),
             ("AGENTBOX_PROXY_PORT", self.proxy_port.to_string()),
         ]
@@ -374,7 +371,7 @@ fn the_dashboard_shows_boxes_follows_their_state_approves_and_quits_cleanly() {
     eprintln!("approval shown after {waiting:?}");
     dash.key(b"y");
     granted(requester, "https://example.com/dash");
-    assert_eq!(host.recorded("opened"), "https://example.com/dash\n");
+    assert_eq!(host.recorded("browsed"), "https://example.com/dash\n");
     dash.wait("the approval gone", |d| {
         d.screen().contains("approved")
             && d.row("dash-a").is_some_and(|r| r.trim_end().ends_with('-'))
@@ -525,7 +522,7 @@ fn y_approves_a_docker_box_request_and_s_opens_its_screen() {
     eprintln!("approval shown after {waiting:?}");
     dash.key(b"y");
     granted(requester, "https://example.com/docker");
-    assert_eq!(host.recorded("opened"), "https://example.com/docker\n");
+    assert_eq!(host.recorded("browsed"), "https://example.com/docker\n");
     dash.wait("the approval gone", |d| {
         d.screen().contains("approved")
             && d.row("dash-d").is_some_and(|r| r.trim_end().ends_with('-'))
@@ -542,8 +539,8 @@ fn y_approves_a_docker_box_request_and_s_opens_its_screen() {
     assert!(address.contains("/vnc.html?"), "{address}");
     assert_eq!(
         host.recorded("browsed"),
-        address,
-        "what the browser was given"
+        format!("https://example.com/docker\n{address}"),
+        "what the browser was given (the box's page, then the screen)"
     );
 }
 
