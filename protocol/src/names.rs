@@ -118,7 +118,7 @@ impl PartialEq<&str> for SessionName {
 
 impl std::fmt::Display for SessionName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

@@ -244,7 +244,7 @@ impl std::ops::Deref for TermId {
 
 impl std::fmt::Display for TermId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.pad(&self.0)
     }
 }
 

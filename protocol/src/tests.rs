@@ -598,3 +598,15 @@ fn an_invites_screen_address_is_checked_like_its_web_address() {
         assert!(matches!(with(bad), Err(ShareError::BadInvite(_))), "{bad}");
     }
 }
+
+/// The names and ids shown in tables honour a width (`{:<20}`), as `str` does: `share
+/// --list` printed its ID column unpadded, one column off, when `Display` wrote the text
+/// without `Formatter::pad`.
+#[test]
+fn ids_and_states_are_padded_in_tables() {
+    let id = crate::share::ShareId::generate().expect("id");
+    assert_eq!(format!("{id:<24}|").len(), 25, "{id:<24}|");
+    assert_eq!(format!("{:>9}|", UnitState::Running), "  running|");
+    let request = RequestId::try_from("r-1".to_string()).expect("id");
+    assert_eq!(format!("{request:<5}|"), "r-1  |");
+}
