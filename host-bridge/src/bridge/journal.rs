@@ -81,7 +81,20 @@ pub enum DecideError {
 /// The host bridge's records.
 pub struct HostJournal {
     conn: Connection,
+    /// How many of a box's newest audit entries and completed records are kept
+    /// ([`KEEP_PER_BOX`]).
+    keep_per_box: usize,
 }
+
+/// The most audit entries, and completed records, kept per box: a box that asks without
+/// end (a notify loop) would otherwise grow `state.db` by about 330 bytes a request, some
+/// 150 MB an hour, until the host's disk is full. The oldest go first. A completed record
+/// only has to outlive the relay's redelivery of its request, which ends with the ack sent
+/// right after it is recorded, long before ten thousand newer requests of that box.
+pub const KEEP_PER_BOX: usize = 10_000;
+
+/// Records are trimmed to [`KEEP_PER_BOX`] once every this many inserts (a trim scans).
+const TRIM_EVERY: i64 = 256;
 
 /// The most requests of one box that wait for approval at once: past it a request is
 /// refused, so that a box cannot bury the user under approvals (nor this daemon, which
@@ -127,7 +140,10 @@ impl HostJournal {
                 conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN digest TEXT"))?;
             }
         }
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            keep_per_box: KEEP_PER_BOX,
+        })
     }
 
     /// For the long-running daemon: this connection stops checkpointing the WAL (whose
@@ -176,16 +192,36 @@ impl HostJournal {
         outcome: &Outcome,
         digest: &str,
     ) -> rusqlite::Result<()> {
+        let keep = self.keep_per_box;
         let tx = self.conn.transaction()?;
         tx.prepare_cached("INSERT OR IGNORE INTO completed (box_name, request_id, outcome, ts_ms, digest) VALUES (?1, ?2, ?3, ?4, ?5)")?.execute(params![entry.box_name, entry.request_id, serde_json::to_string(outcome).unwrap_or_default(), entry.ts_ms as i64, digest],
         )?;
         Self::insert_audit(&tx, entry)?;
+        Self::trim_if_due(&tx, &entry.box_name, keep)?;
         tx.commit()
     }
 
     /// Adds an audit entry alone (a replayed answer).
     pub fn audit(&self, entry: &AuditEntry) -> rusqlite::Result<()> {
-        Self::insert_audit(&self.conn, entry)
+        Self::insert_audit(&self.conn, entry)?;
+        Self::trim_if_due(&self.conn, &entry.box_name, self.keep_per_box)
+    }
+
+    /// Every [`TRIM_EVERY`] audit inserts, drops box `box_name`'s audit entries and
+    /// completed records past its newest `keep` ([`KEEP_PER_BOX`]).
+    fn trim_if_due(conn: &Connection, box_name: &str, keep: usize) -> rusqlite::Result<()> {
+        if conn.last_insert_rowid() % TRIM_EVERY != 0 {
+            return Ok(());
+        }
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        for table in ["audit", "completed"] {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE box_name = ?1 AND rowid <= \
+                 (SELECT rowid FROM {table} WHERE box_name = ?1 ORDER BY rowid DESC LIMIT 1 OFFSET ?2)"
+            ))?
+            .execute(params![box_name, keep])?;
+        }
+        Ok(())
     }
 
     fn insert_audit(conn: &Connection, e: &AuditEntry) -> rusqlite::Result<()> {
@@ -344,6 +380,44 @@ mod tests {
             detail: String::new(),
             exit_code: 0,
         }
+    }
+
+    /// A box that asks without end keeps only its newest records; another box's are left
+    /// alone, and the newest request of the busy one is still answered from the record.
+    #[test]
+    fn a_box_asking_without_end_keeps_only_its_newest_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = HostJournal::open(&dir.path().join("state.db")).expect("open");
+        j.keep_per_box = 100;
+        let mut quiet = entry("q-1");
+        quiet.box_name = "quiet".into();
+        j.record(&quiet, &ok(), "d").expect("record");
+        let total = 3 * usize::try_from(TRIM_EVERY).expect("small");
+        for n in 0..total {
+            j.record(&entry(&format!("r-{n}")), &ok(), "d")
+                .expect("record");
+        }
+        let count = |table: &str, box_name: &str| -> usize {
+            j.conn
+                .query_row(
+                    &format!("SELECT COUNT(*) FROM {table} WHERE box_name = ?1"),
+                    [box_name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+                .expect("count")
+        };
+        for table in ["audit", "completed"] {
+            let busy = count(table, "b1");
+            assert!(
+                (100..100 + usize::try_from(TRIM_EVERY).expect("small")).contains(&busy),
+                "{table}: {busy} of {total} kept"
+            );
+            assert_eq!(count(table, "quiet"), 1, "{table}");
+        }
+        let newest = format!("r-{}", total - 1);
+        assert!(j.completed("b1", &newest).expect("read").is_some());
+        assert!(j.completed("b1", "r-0").expect("read").is_none());
     }
 
     #[test]
