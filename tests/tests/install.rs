@@ -246,7 +246,7 @@ fn install_check_reports_as_json_and_changes_nothing() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(names, ["tmux", "git", "docker", "daytona"]);
+    assert_eq!(names, ["tmux", "git", "docker", "daytona", "box-binaries"]);
     // This machine has tmux and git (the suite needs them): the local provider can run.
     assert!(out.status.success());
     let daytona = &report["checks"][3];
@@ -256,6 +256,29 @@ fn install_check_reports_as_json_and_changes_nothing() {
         .expect("fix")
         .contains("agentbox daytona login"));
     assert!(!user.path("home/config.yaml").exists());
+
+    // Box binaries that are not there are said, with where to get them (a docker engine
+    // answering was no promise that `prepare` could build an image).
+    let empty = user.path("no-binaries");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = user
+        .command(&["install", "--check", "--json"])
+        .env("AGENTBOX_BOX_BINARIES", &empty)
+        .timed_output()
+        .expect("install --check");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let binaries = &report["checks"][4];
+    assert_eq!(binaries["ok"], false, "{report}");
+    assert!(
+        binaries["fix"]
+            .as_str()
+            .is_some_and(|f| f.contains("scripts/box-binaries")),
+        "{report}"
+    );
+    assert!(
+        out.status.success(),
+        "the local provider still runs without them"
+    );
 }
 
 #[test]

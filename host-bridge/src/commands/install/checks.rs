@@ -1,6 +1,7 @@
 //! What this machine has for each provider (`agentbox install --check`, and the first
 //! lines of every install): tmux and git (every box), a Docker engine (docker boxes),
-//! Daytona credentials (daytona boxes).
+//! Daytona credentials (daytona boxes), and the static box binaries both of those put in
+//! their image.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ const PROBE_LIMIT: Duration = Duration::from_secs(15);
 /// One thing checked.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
-    /// Short name (`tmux`, `git`, `docker`, `daytona`).
+    /// Short name (`tmux`, `git`, `docker`, `daytona`, `box-binaries`).
     pub name: &'static str,
     /// What it is for.
     pub what: &'static str,
@@ -37,6 +38,7 @@ impl Report {
     /// Probes this machine; `home` holds the Daytona credentials.
     pub fn gather(home: &Path) -> anyhow::Result<Self> {
         let daytona = Settings::load(home)?.key.is_some();
+        let docker = docker_engine();
         Ok(Self {
             checks: vec![
                 Check {
@@ -54,7 +56,7 @@ impl Report {
                 Check {
                     name: "docker",
                     what: "a Docker engine (the docker provider)",
-                    ok: docker_engine(),
+                    ok: docker,
                     fix: "install Docker and start its engine (`docker info` must succeed)",
                 },
                 Check {
@@ -62,6 +64,12 @@ impl Report {
                     what: "Daytona credentials (the daytona provider)",
                     ok: daytona,
                     fix: "run `agentbox daytona login` (or `agentbox install --provider daytona`)",
+                },
+                Check {
+                    name: "box-binaries",
+                    what: "static agentbox-ctl and agentbox-relay for the boxes' CPU (docker and Daytona images)",
+                    ok: box_binaries(docker),
+                    fix: "use a release of agentbox (lib/agentbox/<target>/ beside bin/agentbox), or in the agentbox source run `scripts/box-binaries --release x86_64|aarch64`, or set AGENTBOX_BOX_BINARIES to a directory holding them",
                 },
             ],
         })
@@ -87,6 +95,19 @@ impl Report {
             }
         }
     }
+}
+
+/// Whether static box binaries are found where `prepare` looks
+/// ([`crate::image::binaries::find`]) for the boxes this machine would make: the Docker
+/// engine's CPU when `docker` (the engine answers), else Daytona's (x86_64).
+fn box_binaries(docker: bool) -> bool {
+    use crate::image::arch::BoxArch;
+    let arch = if docker {
+        BoxArch::of_provider("docker").unwrap_or(BoxArch::X86_64)
+    } else {
+        BoxArch::X86_64
+    };
+    crate::image::binaries::find(arch).is_ok()
 }
 
 /// Whether a Docker engine answers (`docker info`, bounded).
