@@ -203,17 +203,44 @@ fn ctrl_c_during_create_leaves_nothing() {
     );
     let box_dir = host.home().join("boxes/b1");
     let run_dir = box_dir.join("run");
-    let child = host.spawn(&repo, &["create", "--name", "b1"]);
+    let mut child = host.spawn(&repo, &["create", "--name", "b1"]);
     let pid = child.id();
-    // sync.json (a host record, AGENTBOX_HOME/records/<box>) is written after the seed went
-    // in, just before the wait for services.
-    let records = host.home().join("records/b1");
-    let waiting = eventually(|| records.join("sync.json").exists());
-    std::thread::sleep(Duration::from_millis(500));
+    // create says on stderr when it starts waiting for the services: the signal comes then.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let reader = {
+        let said = std::sync::Arc::clone(&said);
+        let mut stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                said.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend_from_slice(&chunk[..n]);
+            }
+        })
+    };
+    let saying = |what: &str| {
+        String::from_utf8_lossy(
+            &said
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+        .contains(what)
+    };
+    let waiting = eventually(|| saying("waiting for services"));
     let _ = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
         .timed_output();
-    let out = finish_within(child, "agentbox create", COMMAND_LIMIT).expect("wait for create");
+    let mut out = finish_within(child, "agentbox create", COMMAND_LIMIT).expect("wait for create");
+    let _ = reader.join();
+    out.stderr = said
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let left = box_processes(&run_dir);
     kill_all(&left);
     assert!(waiting, "create never got to the wait for services");
