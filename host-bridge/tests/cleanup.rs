@@ -5,7 +5,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::{
     eventually, finish_within, free_port, pid_alive, web_service, Host, TimedOutput, COMMAND_LIMIT,
