@@ -156,37 +156,3 @@ fn the_port_is_the_environments_else_the_global_configs() {
         "{said}"
     );
 }
-
-/// A box that exposes no service gets its address and a sentence saying why it answers
-/// 503 and what to do; a box that does expose one gets no such note.
-#[test]
-fn url_of_a_box_exposing_nothing_says_so() {
-    let host = Host::new();
-    let proxy_port = free_port();
-    let bare = host.repo("bare", "");
-    host.ok(&bare, &["create", "--name", "bare"]);
-    let out = run_on(&host, &bare, proxy_port, &["url", "bare"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("https://bare.localhost:{proxy_port}")
-    );
-    assert!(
-        stderr.contains("exposes no service yet") && stderr.contains("expose: {port: N}"),
-        "{stderr}"
-    );
-
-    let port = free_port();
-    let web = host.repo(
-        "web",
-        &format!(
-            "services:\n  web:\n    command: exec python3 -m http.server {port} --bind 127.0.0.1\n    expose: {{port: {port}}}\n"
-        ),
-    );
-    host.ok(&web, &["create", "--name", "web"]);
-    let out = run_on(&host, &web, proxy_port, &["url", "web"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.contains("exposes no service"), "{stderr}");
-}

@@ -47,14 +47,6 @@ pub fn url(ctx: &Ctx, args: &UrlArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e),
         }
     };
-    if matches!(port, None | Some(8080)) && exposes_nothing(&b) {
-        eprintln!(
-            "agentbox: box `{}` exposes no service yet, so this address answers 503 until one \
-             does: give a service `expose: {{port: N}}` in agentbox.yaml (`agentbox url --port N` \
-             reaches a port directly)",
-            record.name
-        );
-    }
     println!("{address}");
     if args.open {
         let program = crate::browser::open(&address)?;
@@ -109,21 +101,6 @@ fn service_exposing(b: &AnyBox, name: &str, port: u16) -> anyhow::Result<Option<
         .find(|u| u["expose"]["port"].as_u64() == Some(u64::from(port)))
         .and_then(|u| u["name"].as_str())
         .map(str::to_string))
-}
-
-/// Whether a running box's supervisor lists no service with `expose` (its WebProxy then
-/// answers 503 to everything). False when that cannot be told (a stopped box, an old ctl):
-/// the note it drives is a help, never a refusal.
-fn exposes_nothing(b: &AnyBox) -> bool {
-    let Ok(out) = b.ctl(&["status", "--json"]) else {
-        return false;
-    };
-    let Ok(status) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return false;
-    };
-    status["units"]
-        .as_array()
-        .is_some_and(|units| units.iter().all(|u| u["expose"].is_null()))
 }
 
 /// This machine's HTTPS proxy could not be started (its ports taken by another program,
