@@ -635,11 +635,10 @@ fn a_teammate_joins_a_daytona_box_without_its_credentials() {
 /// A teammate's share token refused at an owner route reaches the teammate as that
 /// refusal through the Daytona fake's preview proxy, over HTTP/2 as curl and browsers
 /// speak it: headers first, the body in a frame of its own. The relay refuses by the token
-/// alone, before any body, and closes the connection if the body has not come. The fake
-/// used to hand the head on alone: the relay's answer then came before the client's body
-/// had gone, the stream was ended under it (curl 7.88: exit 92 and no status, once in four
-/// runs of the test above), or a pooled connection the relay had closed gave a `502`. Now a
-/// small body goes on with its head, as it reaches a sandbox behind Daytona's proxy.
+/// alone, and used to answer (and close) before the body had come: the fake hands the head
+/// on alone, as Daytona's proxy may, so the stream was ended under the client (curl 7.88:
+/// exit 92 and no status, once in four runs of the test above) or a pooled connection the
+/// relay had closed gave a `502`. The relay now reads a refused request's small body first.
 /// No Docker: a relay process behind a sandbox that is only a record of the fake.
 #[test]
 fn a_share_token_refused_before_its_body_comes_gets_the_refusal_through_the_preview() {

@@ -25,15 +25,10 @@
 //! them). Knob `gatewayTimeoutMs`: a request whose answer has not begun by then gets
 //! `504`, like Daytona's edge.
 //!
-//! A request body of at most [`WHOLE_BODY`] bytes (by its `content-length`) is read whole
-//! before the request goes on, so the sandbox gets it with its head — what a client of
-//! Daytona's proxy sees, where the network between them makes the proxy hold such a body
-//! long before the sandbox answers. Streamed as it came, the head of an HTTP/2 request
-//! (curl's, a browser's: the body in a frame of its own) reached the relay alone; the relay
-//! refused it at once by its token and closed the connection, the client's stream was
-//! ended after the answer (`RST_STREAM` `NO_ERROR`, as HTTP/2 allows), and curl 7.88,
-//! still holding its body, reported no status at all (exit 92); other clients got a `502`
-//! from a pooled connection the relay had closed. Larger bodies (uploads) are streamed.
+//! A request body is streamed on as it comes, as Daytona's proxy (Go's `ReverseProxy`)
+//! does: the head of an HTTP/2 request (curl's, a browser's: the body in a frame of its
+//! own) may reach the sandbox before its body, and a sandbox that answers then must still
+//! let the body come (the relay reads a refused request's small body before refusing it).
 //!
 //! Where a sandbox's port goes is a test control, not Daytona's API:
 //! `POST /_fake/upstream {"sandbox": ID, "port": P, "target": "127.0.0.1:Q"}`.
@@ -61,9 +56,6 @@ const HOP_BY_HOP: [&str; 7] = [
     "te",
     "x-daytona-preview-token",
 ];
-
-/// The largest request body the proxy reads whole before it goes on (see the module doc).
-pub const WHOLE_BODY: usize = 64 * 1024;
 
 /// Where a refused preview request is sent to sign in (Daytona's is its OIDC provider's
 /// authorize page).
@@ -419,21 +411,8 @@ pub async fn proxy(
             forward = forward.header(name, value);
         }
     }
-    let whole = request
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n <= WHOLE_BODY);
-    let body = request.into_body();
-    forward = forward.body(if whole {
-        match axum::body::to_bytes(body, WHOLE_BODY).await {
-            Ok(bytes) => reqwest::Body::from(bytes),
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, &format!("request body: {e}")),
-        }
-    } else {
-        reqwest::Body::wrap_stream(body.into_data_stream())
-    });
+    let body = request.into_body().into_data_stream();
+    forward = forward.body(reqwest::Body::wrap_stream(body));
     let limit = lock(&fake.faults).gateway_timeout_ms;
     let answer = match limit {
         Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), forward.send()).await {
