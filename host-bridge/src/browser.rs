@@ -4,7 +4,13 @@
 //! turn, `%s` standing for the address, else the address last), else `xdg-open`, else `open`
 //! (macOS).
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a browser program is given to fail before it counts as having taken the
+/// address: an opener (`xdg-open`) hands the address on and ends at once, while a browser
+/// started by its own name (`BROWSER=firefox`) runs until its window is closed.
+const GRACE: Duration = Duration::from_secs(5);
 
 /// Why an address was not opened.
 #[derive(Debug, thiserror::Error)]
@@ -51,14 +57,15 @@ pub fn open(url: &str) -> Result<String, OpenError> {
         if !words[1..].iter().any(|w| w.contains("%s")) {
             args.push(url.to_string());
         }
-        let status = Command::new(&path)
+        let child = Command::new(&path)
             .args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => return Ok(program),
-            Ok(s) => tried.push(format!("{program} ({s})")),
+            .spawn();
+        match child.map(launched) {
+            Ok(None) => return Ok(program),
+            Ok(Some(s)) if s.success() => return Ok(program),
+            Ok(Some(s)) => tried.push(format!("{program} ({s})")),
             Err(e) => tried.push(format!("{program} ({e})")),
         }
     }
@@ -66,4 +73,26 @@ pub fn open(url: &str) -> Result<String, OpenError> {
         return Err(OpenError::NoBrowser);
     }
     Err(OpenError::Failed(tried))
+}
+
+/// The exit status of `child` if it ends within [`GRACE`]; `None` when it still runs (a
+/// browser that took the address and stays open), then reaped in the background so that
+/// neither `url --open` nor the host bridge waits for the user to close a window.
+fn launched(mut child: Child) -> Option<ExitStatus> {
+    let deadline = Instant::now() + GRACE;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            _ => break,
+        }
+    }
+    let _ = std::thread::Builder::new()
+        .name("browser-reaper".into())
+        .spawn(move || child.wait());
+    None
 }

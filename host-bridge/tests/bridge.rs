@@ -13,16 +13,19 @@ use common::*;
 /// without `AGENTBOX_OPENER`, `$BROWSER` (its words kept, `%s` the address), so a user
 /// whose browser is set there gets the box's pages in it too (the bridge once knew only
 /// `AGENTBOX_OPENER` and `xdg-open`, and reached `$BROWSER` only through xdg-open's own
-/// fallback).
+/// fallback); and its answer does not wait for the browser to exit.
 #[test]
 fn a_boxs_open_uses_browser_like_url_open() {
     let host = Host::new();
     let sentinel = host.dir.path().join("browsed.txt");
+    let pid_file = host.dir.path().join("browser.pid");
+    // A browser started by its own name runs until its window is closed: this one stays 40 s.
     let browser = host.program(
         "my-browser",
         &format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\n",
-            sentinel.display()
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> {}\necho $$ > {}\nexec sleep 40\n",
+            sentinel.display(),
+            pid_file.display()
         ),
     );
     // An xdg-open that fails (a machine with no desktop session): `url --open` never gets
@@ -46,6 +49,7 @@ fn a_boxs_open_uses_browser_like_url_open() {
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
+    let asked = std::time::Instant::now();
     let out = run(&[
         "exec",
         "--",
@@ -55,6 +59,10 @@ fn a_boxs_open_uses_browser_like_url_open() {
         "--wait",
         "20000",
     ]);
+    let answered = asked.elapsed();
+    if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+        let _ = Command::new("kill").arg(pid.trim()).timed_output();
+    }
     assert!(
         out.status.success(),
         "{}",
@@ -63,6 +71,11 @@ fn a_boxs_open_uses_browser_like_url_open() {
     assert_eq!(
         std::fs::read_to_string(&sentinel).expect("the browser ran"),
         "--new-tab\nhttps://example.com/pr/8\n"
+    );
+    // The open is answered once the browser has the address, not when its window closes.
+    assert!(
+        answered < Duration::from_secs(15),
+        "the box waited {answered:?} for the browser to exit"
     );
 }
 
